@@ -1,0 +1,109 @@
+"""The one-line setup, :func:`configure`, and :func:`job_run`, a thin context manager over a standard span."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.util.types import AttributeValue
+
+from otel_datasink import semconv
+from otel_datasink.processor import DatasinkSpanProcessor
+
+_logger = logging.getLogger(__name__)
+
+
+def configure(location: str | os.PathLike | None = None, **options: Any) -> DatasinkSpanProcessor:
+    """Adds a :class:`DatasinkSpanProcessor` to the global TracerProvider, creating one if none is set.
+
+    Returns the processor, whose ``force_flush``/``shutdown`` the provider also calls.
+    """
+    provider = trace.get_tracer_provider()
+    if not hasattr(provider, "add_span_processor"):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+        # set_tracer_provider refuses a second provider with a warning; use whichever won.
+        provider = trace.get_tracer_provider()
+        if not hasattr(provider, "add_span_processor"):
+            raise RuntimeError(f"the global tracer provider {provider!r} does not take span processors")
+    processor = DatasinkSpanProcessor(location, **options)
+    provider.add_span_processor(processor)
+    return processor
+
+
+class JobRun:
+    """The handle :func:`job_run` yields: the span, a records counter and dataset updates."""
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+        self.records_processed = 0
+
+    def add_records(self, count: int) -> None:
+        """Counts records processed; the total lands in ``job.records_processed`` when the run ends."""
+        self.records_processed += count
+
+    def dataset_updated(
+        self,
+        name: str,
+        *,
+        records_written: int | None = None,
+        record_count: int | None = None,
+        watermark: str | int | None = None,
+        freshness_sla_minutes: int | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """Records a ``dataset.update`` event: one row of ``dataset_status`` if the run succeeds or fails."""
+        attributes: dict[str, AttributeValue] = {semconv.DATASET_NAME: name}
+        for key, value in (
+            (semconv.DATASET_RECORDS_WRITTEN, records_written),
+            (semconv.DATASET_RECORD_COUNT, record_count),
+            (semconv.DATASET_WATERMARK, watermark),
+            (semconv.DATASET_FRESHNESS_SLA_MINUTES, freshness_sla_minutes),
+        ):
+            if value is not None:
+                attributes[key] = value
+        self.span.add_event(semconv.DATASET_UPDATE_EVENT, attributes, timestamp=timestamp or time.time_ns())
+
+
+@contextlib.contextmanager
+def job_run(
+    name: str,
+    job_type: str = "batch",
+    dataset: str | None = None,
+    *,
+    run_id: str | None = None,
+    attempt: int | None = None,
+    logical_date: str | int | None = None,
+    run_type: str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    tracer: trace.Tracer | None = None,
+) -> Iterator[JobRun]:
+    """Runs the body inside a job span named ``name``; an exception escaping it marks the run FAILED.
+
+    >>> with job_run("ingest_orders", dataset="orders") as run:
+    ...     run.add_records(len(batch))
+    """
+    span_attributes: dict[str, AttributeValue] = {semconv.JOB_NAME: name, semconv.JOB_TYPE: job_type}
+    for key, value in (
+        (semconv.DATASET_NAME, dataset),
+        (semconv.JOB_RUN_ID, run_id),
+        (semconv.JOB_RUN_ATTEMPT, attempt),
+        (semconv.JOB_RUN_LOGICAL_DATE, logical_date),
+        (semconv.JOB_RUN_TYPE, run_type),
+    ):
+        if value is not None:
+            span_attributes[key] = value
+    span_attributes.update(attributes or {})
+    tracer = tracer or trace.get_tracer("otel_datasink")
+    with tracer.start_as_current_span(name, attributes=span_attributes) as span:
+        run = JobRun(span)
+        try:
+            yield run
+        finally:
+            span.set_attribute(semconv.JOB_RECORDS_PROCESSED, run.records_processed)

@@ -1,0 +1,11 @@
+"""Not built yet."""
+
+HELP = "(not built yet)"
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    raise SystemExit("otel-datasink ddl: not built yet")

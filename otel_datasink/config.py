@@ -1,0 +1,68 @@
+"""Options shared by every front door, read from arguments first and ``OTEL_EXPORTER_DATASINK_*`` second."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+from otel_datasink import environment_variables as env
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_LOCATION = "./datasink"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Every option of otel-datasink; each field names the environment variable that sets it."""
+
+    location: str = DEFAULT_LOCATION
+    profile: str = "default"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    compression: str = "zstd"
+    timeout: float = 30.0
+    """Seconds one write may take, retries included."""
+    schedule_delay: float = 5.0
+    """Seconds between two flushes of the processor's queue."""
+    max_queue_size: int = 2048
+    max_export_batch_size: int = 512
+    storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Extra fsspec options for the location's filesystem (Python only)."""
+
+    @classmethod
+    def resolve(cls, location: str | os.PathLike | None = None, **options: Any) -> Options:
+        """Options from keyword arguments, falling back to the environment, then to the defaults."""
+        unknown = set(options) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown otel-datasink option(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+        if location is not None:
+            values["location"] = os.fspath(location)
+        for name, variable, convert in _FROM_ENV:
+            if name not in values and os.environ.get(variable, "").strip():
+                raw = os.environ[variable].strip()
+                try:
+                    values[name] = convert(raw)
+                except ValueError:
+                    _logger.warning("ignoring %s=%r: not a valid value", variable, raw)
+        return cls(**values)
+
+
+def _millis(raw: str) -> float:
+    return float(raw) / 1000.0
+
+
+_FROM_ENV = (
+    ("location", env.OTEL_EXPORTER_DATASINK_LOCATION, str),
+    ("profile", env.OTEL_EXPORTER_DATASINK_PROFILE, str),
+    ("s3_endpoint_url", env.OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL, str),
+    ("s3_region", env.OTEL_EXPORTER_DATASINK_S3_REGION, str),
+    ("compression", env.OTEL_EXPORTER_DATASINK_COMPRESSION, str.lower),
+    ("timeout", env.OTEL_EXPORTER_DATASINK_TIMEOUT, _millis),
+    ("schedule_delay", env.OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY, _millis),
+    ("max_queue_size", env.OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE, int),
+    ("max_export_batch_size", env.OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE, int),
+)

@@ -1,0 +1,74 @@
+"""Environment variables of otel-datasink, in the style of ``opentelemetry.sdk.environment_variables``.
+
+Registered under the ``opentelemetry_environment_variables`` entry point group, so that
+``opentelemetry-instrument --help`` lists each of them as a flag (``--exporter_datasink_location`` ...).
+An explicit argument to ``DatasinkSpanProcessor``/``DatasinkSpanExporter``/``configure`` wins over the variable.
+"""
+
+OTEL_EXPORTER_DATASINK_LOCATION = "OTEL_EXPORTER_DATASINK_LOCATION"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_LOCATION
+
+Where the tables are written: a local path or any fsspec URL (``s3://bucket/prefix``, ``file:///data``).
+Default: ``./datasink``.
+"""
+
+OTEL_EXPORTER_DATASINK_PROFILE = "OTEL_EXPORTER_DATASINK_PROFILE"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_PROFILE
+
+The mapping profile that decides which spans are job runs and how their attributes become columns:
+``default``, ``airflow``, ``cicd`` or the path of a TOML mapping file. Default: ``default``.
+"""
+
+OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL = "OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL
+
+Endpoint of an S3-compatible store (MinIO, LocalStack, ...). Default: AWS's own endpoint (or ``AWS_ENDPOINT_URL``).
+Credentials always come from the standard AWS chain (environment, profile, instance role).
+"""
+
+OTEL_EXPORTER_DATASINK_S3_REGION = "OTEL_EXPORTER_DATASINK_S3_REGION"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_S3_REGION
+
+AWS region of the bucket. Default: the standard AWS chain (``AWS_REGION``, ``AWS_DEFAULT_REGION``, profile).
+"""
+
+OTEL_EXPORTER_DATASINK_COMPRESSION = "OTEL_EXPORTER_DATASINK_COMPRESSION"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COMPRESSION
+
+Parquet compression codec: ``zstd`` (default) or ``snappy``.
+"""
+
+OTEL_EXPORTER_DATASINK_TIMEOUT = "OTEL_EXPORTER_DATASINK_TIMEOUT"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_TIMEOUT
+
+Milliseconds one write may take, retries included, before its rows are given up on (and counted as dropped).
+Default: 30000.
+"""
+
+OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY = "OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY
+
+Milliseconds between two flushes of the span processor's queue. Default: 5000.
+"""
+
+OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE = "OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE
+
+Spans the processor holds while the store is slow or away; past it the oldest are dropped and counted.
+Default: 2048.
+"""
+
+OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE = "OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE
+
+Spans that wake the processor's worker early and the most it maps into one file. Default: 512.
+"""

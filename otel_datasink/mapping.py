@@ -1,0 +1,336 @@
+"""Pure functions from a span to table rows: the one mapping every front door uses.
+
+A span arrives as a :class:`SpanRecord` (built from an SDK ``ReadableSpan`` here, or from OTLP in
+:mod:`otel_datasink.otlp`), a mapping profile may rewrite it into the contract's conventions, and
+:func:`job_run_row` / :func:`dataset_rows` turn it into rows of ``job_runs`` and ``dataset_status``.
+Nothing here raises on bad attribute values: they are coerced where meaningful and otherwise kept,
+as strings, in the ``attributes`` column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from otel_datasink import semconv
+from otel_datasink.schema import (
+    DATASET_STATUS_TABLE,
+    JOB_RUNS_TABLE,
+    STATUS_FAILED,
+    STATUS_STARTED,
+    STATUS_SUCCESS,
+)
+
+# OTLP's and the SDK's StatusCode share these numbers.
+STATUS_CODE_UNSET = 0
+STATUS_CODE_OK = 1
+STATUS_CODE_ERROR = 2
+
+MAX_STRING = 32 * 1024
+"""Longest string kept in any column or attribute value; longer ones are cut (Athena rows stay small)."""
+
+Event = tuple[str, int, Mapping[str, Any]]
+"""A span event: (name, time in epoch ns, attributes)."""
+
+
+@dataclasses.dataclass(slots=True)
+class SpanRecord:
+    """The parts of a span the mapping reads, whichever way the span arrived."""
+
+    name: str
+    trace_id: int
+    span_id: int
+    parent_span_id: int | None
+    start_time_ns: int
+    end_time_ns: int | None
+    status_code: int
+    status_message: str
+    attributes: Mapping[str, Any]
+    events: Sequence[Event] = ()
+    resource: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def from_readable_span(span: Any, *, started_attributes: Mapping[str, Any] | None = None) -> SpanRecord:
+    """A :class:`SpanRecord` of an ended SDK span or, given the attributes it had then, of its start."""
+    started = started_attributes is not None
+    ctx = span.context
+    parent = span.parent
+    status = span.status
+    return SpanRecord(
+        name=span.name,
+        trace_id=ctx.trace_id,
+        span_id=ctx.span_id,
+        parent_span_id=parent.span_id if parent is not None else None,
+        start_time_ns=span.start_time or 0,
+        end_time_ns=None if started else span.end_time,
+        status_code=status.status_code.value,
+        status_message=status.description or "",
+        attributes=started_attributes if started else (span.attributes or {}),
+        events=() if started else [(e.name, e.timestamp, e.attributes or {}) for e in span.events],
+        resource=span.resource.attributes if span.resource is not None else {},
+    )
+
+
+# --- coercion: never raises, returns None when a value has no meaningful reading ---------------------
+
+
+def clean_str(value: Any) -> str | None:
+    """A value as a string fit for a column: sequences as JSON, control characters dropped, length capped."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        if isinstance(value, (list, tuple)):
+            value = json.dumps(list(value), default=str)
+        elif isinstance(value, bytes):
+            value = value.hex()
+        else:
+            value = str(value)
+    if not value.isprintable():
+        value = "".join(c for c in value if c.isprintable() or c == " ")
+    return value[:MAX_STRING] if len(value) > MAX_STRING else value
+
+
+def to_int(value: Any) -> int | None:
+    """An int from an int, an integral float or a numeric string; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else None
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            try:
+                return to_int(float(value))
+            except ValueError:
+                return None
+    return None
+
+
+def to_millis(value: Any) -> int | None:
+    """Epoch milliseconds from an ISO 8601 string or an epoch number.
+
+    The contract says epoch nanoseconds; seconds, milliseconds and microseconds are told apart by magnitude
+    (a date after 1973 in each unit) because users pass all of them.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        except ValueError:
+            number = to_int(text)
+            return None if number is None else to_millis(number)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return int(parsed.timestamp() * 1000)
+    number = to_int(value)
+    if number is None:
+        return None
+    magnitude = abs(number)
+    if magnitude >= 10**17:
+        return number // 1_000_000
+    if magnitude >= 10**14:
+        return number // 1_000
+    if magnitude >= 10**11:
+        return number
+    return number * 1000
+
+
+def _hex_trace(trace_id: int) -> str:
+    return f"{trace_id:032x}"
+
+
+def _hex_span(span_id: int | None) -> str | None:
+    return None if span_id is None else f"{span_id:016x}"
+
+
+def derive_run_id(trace_id: int, span_id: int) -> str:
+    """The default ``run_id``: trace id and span id in lower-case hex, so the same span always maps alike."""
+    return f"{trace_id:032x}{span_id:016x}"
+
+
+# Attributes held by columns of job_runs, and the coercion of each; a value that does not coerce stays
+# in the attributes map so nothing the job said is lost.
+_COLUMN_ATTRIBUTES = {
+    semconv.JOB_NAME: clean_str,
+    semconv.JOB_TYPE: clean_str,
+    semconv.JOB_RUN_ID: clean_str,
+    semconv.JOB_RUN_ATTEMPT: to_int,
+    semconv.JOB_RUN_LOGICAL_DATE: to_millis,
+    semconv.JOB_RUN_TYPE: clean_str,
+    semconv.JOB_RECORDS_PROCESSED: to_int,
+    semconv.DATASET_NAME: clean_str,
+    semconv.ERROR_TYPE: clean_str,
+}
+
+
+def _columns_and_rest(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    columns: dict[str, Any] = {}
+    rest: dict[str, str] = {}
+    for key, value in attributes.items():
+        coerce = _COLUMN_ATTRIBUTES.get(key)
+        if coerce is not None:
+            coerced = coerce(value)
+            if coerced is not None:
+                columns[key] = coerced
+                continue
+        text = clean_str(value)
+        if text is not None:
+            rest[clean_str(key) or ""] = text
+    return columns, rest
+
+
+def _last_exception(events: Sequence[Event]) -> Mapping[str, Any] | None:
+    for name, _, attributes in reversed(events):
+        if name == semconv.EXCEPTION_EVENT:
+            return attributes
+    return None
+
+
+def _status(record: SpanRecord, exception: Mapping[str, Any] | None) -> str:
+    if record.end_time_ns is None:
+        return STATUS_STARTED
+    if record.status_code == STATUS_CODE_ERROR:
+        return STATUS_FAILED
+    if exception is not None and exception.get(semconv.EXCEPTION_ESCAPED) in (True, "true", "True"):
+        return STATUS_FAILED
+    return STATUS_SUCCESS
+
+
+def is_job_span(record: SpanRecord) -> bool:
+    """Whether the span is a job run under the contract's conventions: it carries ``job.name``."""
+    return record.attributes.get(semconv.JOB_NAME) not in (None, "")
+
+
+def job_run_row(record: SpanRecord, ingested_at_ms: int) -> dict[str, Any]:
+    """The ``job_runs`` row of a job span: STARTED while ``end_time_ns`` is None, else SUCCESS or FAILED."""
+    columns, rest = _columns_and_rest(record.attributes)
+    exception = _last_exception(record.events)
+    status = _status(record, exception)
+    start_ms = record.start_time_ns // 1_000_000
+    end_ms = None if record.end_time_ns is None else record.end_time_ns // 1_000_000
+    error_type = error_message = None
+    if status == STATUS_FAILED:
+        error_type = columns.get(semconv.ERROR_TYPE) or (
+            clean_str(exception.get(semconv.EXCEPTION_TYPE)) if exception else None
+        )
+        error_message = clean_str(record.status_message) or (
+            clean_str(exception.get(semconv.EXCEPTION_MESSAGE)) if exception else None
+        )
+    job_type = columns.get(semconv.JOB_TYPE, "batch").lower()
+    if job_type not in semconv.JOB_TYPES:
+        rest[semconv.JOB_TYPE] = job_type
+        job_type = "batch"
+    return {
+        "run_id": columns.get(semconv.JOB_RUN_ID) or derive_run_id(record.trace_id, record.span_id),
+        "job_name": columns.get(semconv.JOB_NAME),
+        "job_type": job_type,
+        "status": status,
+        "dataset": columns.get(semconv.DATASET_NAME),
+        "event_time": start_ms if end_ms is None else end_ms,
+        "start_time": start_ms,
+        "end_time": end_ms,
+        "duration_ms": None if end_ms is None else max(0, end_ms - start_ms),
+        "records_processed": columns.get(semconv.JOB_RECORDS_PROCESSED),
+        "error_type": error_type,
+        "error_message": error_message,
+        "attempt": columns.get(semconv.JOB_RUN_ATTEMPT, 1),
+        "logical_date": columns.get(semconv.JOB_RUN_LOGICAL_DATE),
+        "run_type": columns.get(semconv.JOB_RUN_TYPE),
+        "trace_id": _hex_trace(record.trace_id),
+        "span_id": _hex_span(record.span_id),
+        "parent_span_id": _hex_span(record.parent_span_id),
+        "service_name": clean_str(record.resource.get(semconv.SERVICE_NAME)),
+        "attributes": rest,
+        "ingested_at": ingested_at_ms,
+    }
+
+
+def dataset_rows(record: SpanRecord, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``dataset_status`` rows of an ended job span, given its ``job_runs`` row.
+
+    One per ``dataset.update`` event; a job span with ``dataset.name`` and no such event yields one
+    update of that dataset at the span's end (records_written = records_processed). A failed run's
+    updates are recorded with status FAILED, so freshness only follows successes.
+    """
+    if run["status"] == STATUS_STARTED:
+        return []
+    common = {
+        "status": run["status"],
+        "job_name": run["job_name"],
+        "run_id": run["run_id"],
+        "trace_id": run["trace_id"],
+        "span_id": run["span_id"],
+        "service_name": run["service_name"],
+        "ingested_at": run["ingested_at"],
+    }
+    rows = []
+    for name, time_ns, attributes in record.events:
+        if name != semconv.DATASET_UPDATE_EVENT:
+            continue
+        dataset = clean_str(attributes.get(semconv.DATASET_NAME))
+        if not dataset:
+            continue
+        updated_at = time_ns // 1_000_000
+        rows.append(
+            {
+                "dataset": dataset,
+                "updated_at": updated_at,
+                "records_written": to_int(attributes.get(semconv.DATASET_RECORDS_WRITTEN)),
+                "record_count": to_int(attributes.get(semconv.DATASET_RECORD_COUNT)),
+                "watermark": to_millis(attributes.get(semconv.DATASET_WATERMARK)),
+                "freshness_sla_minutes": to_int(attributes.get(semconv.DATASET_FRESHNESS_SLA_MINUTES)),
+                "event_time": updated_at,
+                **common,
+            }
+        )
+    if not rows and run["dataset"]:
+        rows.append(
+            {
+                "dataset": run["dataset"],
+                "updated_at": run["end_time"],
+                "records_written": run["records_processed"],
+                "record_count": None,
+                "watermark": None,
+                "freshness_sla_minutes": None,
+                "event_time": run["end_time"],
+                **common,
+            }
+        )
+    return rows
+
+
+Rows = dict[str, list[dict[str, Any]]]
+"""Table name -> rows, as handed to the writer."""
+
+
+def map_records(
+    records: Iterable[SpanRecord],
+    profile: Callable[[SpanRecord], SpanRecord | None],
+    ingested_at_ms: int | None = None,
+) -> Rows:
+    """Rows of both tables for a batch of spans; spans the profile does not take as job runs are skipped."""
+    ingested = ingested_at_ms if ingested_at_ms is not None else time.time_ns() // 1_000_000
+    runs: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for record in _normalized(records, profile):
+        run = job_run_row(record, ingested)
+        runs.append(run)
+        updates.extend(dataset_rows(record, run))
+    return {JOB_RUNS_TABLE: runs, DATASET_STATUS_TABLE: updates}
+
+
+def _normalized(
+    records: Iterable[SpanRecord], profile: Callable[[SpanRecord], SpanRecord | None]
+) -> Iterator[SpanRecord]:
+    for record in records:
+        normalized = profile(record)
+        if normalized is not None:
+            yield normalized

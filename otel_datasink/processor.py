@@ -1,0 +1,175 @@
+"""``DatasinkSpanProcessor``: STARTED rows when job spans start, terminal rows when they end.
+
+The job's threads only append the span to a bounded deque (as the SDK's BatchSpanProcessor does); a
+background worker maps and writes. A slow or dead store never blocks the job: rows wait in memory and are
+retried on the next flush, and only past ``max_queue_size`` are the oldest dropped, logged and counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Any
+
+from opentelemetry.context import Context, _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from otel_datasink.config import Options
+from otel_datasink.mapping import Rows, SpanRecord, from_readable_span, map_records
+from otel_datasink.profiles import load_profile
+from otel_datasink.writer import WriteError, Writer
+
+_logger = logging.getLogger(__name__)
+
+
+class DatasinkSpanProcessor(SpanProcessor):
+    """Writes job spans to ``job_runs`` / ``dataset_status`` at ``location`` from a background thread.
+
+    ``location`` and ``options`` are those of :class:`otel_datasink.config.Options`; anything not given
+    comes from the ``OTEL_EXPORTER_DATASINK_*`` environment variables.
+    """
+
+    def __init__(self, location: str | os.PathLike | None = None, **options: Any) -> None:
+        self.options = Options.resolve(location, **options)
+        self._profile = load_profile(self.options.profile)
+        self._writer = Writer(self.options)
+        self.dropped_spans = 0
+        """Spans dropped because the queue was full: logged and counted, never silent."""
+        self.dropped_rows = 0
+        """Rows dropped because the store stayed away while more than ``max_queue_size`` waited."""
+        self._init_worker()
+        if hasattr(os, "register_at_fork"):
+            reinit = weakref.WeakMethod(self._init_worker)
+            os.register_at_fork(after_in_child=lambda: (method := reinit()) and method())
+
+    def _init_worker(self) -> None:
+        # Called again in a forked child: the parent's thread and queue do not exist there.
+        self._queue: collections.deque[tuple[ReadableSpan, dict | None]] = collections.deque()
+        self._pending: Rows = {}
+        self._shutdown = False
+        self._shutdown_deadline = 0.0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._flushed = threading.Condition()
+        self._flush_generation = 0
+        self._done_generation = 0
+        self._pid = os.getpid()
+        self._worker = threading.Thread(name="DatasinkSpanProcessor", target=self._run, daemon=True)
+        self._worker.start()
+
+    # --- the job's side: cheap, never raises ---------------------------------------------------------
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        # The attributes as they are now: the worker reads the span later, when the job may have added more.
+        self._enqueue(span, dict(span.attributes) if span.attributes else {})
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._enqueue(span, None)
+
+    def _enqueue(self, span: ReadableSpan, started_attributes: dict | None) -> None:
+        if self._shutdown or not span.context.trace_flags.sampled:
+            return
+        queue = self._queue
+        if len(queue) >= self.options.max_queue_size:
+            queue.popleft()
+            self.dropped_spans += 1
+            if self.dropped_spans in (1, 10, 100) or self.dropped_spans % 1000 == 0:
+                _logger.warning("queue full: %d span(s) dropped so far", self.dropped_spans)
+        queue.append((span, started_attributes))
+        if len(queue) >= self.options.max_export_batch_size:
+            self._wake.set()
+
+    # --- the worker's side ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            while not self._shutdown:
+                self._wake.wait(self.options.schedule_delay)
+                self._wake.clear()
+                if not self._shutdown:
+                    self._flush_once(time.monotonic() + self.options.timeout)
+            if not self._flush_once(self._shutdown_deadline):
+                _logger.warning("shutdown: %d row(s) not written", sum(map(len, self._pending.values())))
+        finally:
+            detach(token)
+
+    def _flush_once(self, deadline: float) -> bool:
+        """Maps what is queued and writes it with what is pending; True when nothing is left."""
+        with self._flushed:
+            generation = self._flush_generation
+        while self._queue:
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), 4 * self.options.max_export_batch_size))]
+            self._add_pending(map_records(_records(batch), self._profile))
+        ok = True
+        if any(self._pending.values()):
+            try:
+                self._writer.write(self._pending, deadline=deadline, stop=self._stop)
+                self._pending = {}
+            except WriteError as error:
+                ok = False
+                _logger.warning("write failed, rows kept for the next flush: %s", error)
+            except Exception:  # noqa: BLE001 - the worker must survive anything
+                ok = False
+                _logger.exception("unexpected error while writing; rows kept for the next flush")
+        with self._flushed:
+            self._done_generation = max(self._done_generation, generation)
+            self._flushed.notify_all()
+        return ok
+
+    def _add_pending(self, rows: Rows) -> None:
+        for table, table_rows in rows.items():
+            pending = self._pending.setdefault(table, [])
+            pending.extend(table_rows)
+            excess = len(pending) - self.options.max_queue_size
+            if excess > 0:
+                del pending[:excess]
+                self.dropped_rows += excess
+                _logger.warning("store unavailable: dropped %d oldest %s row(s)", excess, table)
+
+    # --- SpanProcessor's flush and shutdown ---------------------------------------------------------------
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Writes everything queued; False if that did not succeed within ``timeout_millis``."""
+        if self._shutdown:
+            return False
+        with self._flushed:
+            self._flush_generation += 1
+            target = self._flush_generation
+        self._wake.set()
+        end = time.monotonic() + timeout_millis / 1000
+        with self._flushed:
+            while self._done_generation < target:
+                remaining = end - time.monotonic()
+                if remaining <= 0 or not self._flushed.wait(remaining):
+                    return False
+        return not self._queue and not any(self._pending.values())
+
+    def shutdown(self, timeout_millis: int | None = None) -> None:
+        """Writes what is left and stops the worker, waiting at most ``timeout_millis`` (default: the timeout option)."""
+        if self._shutdown:
+            return
+        timeout = self.options.timeout if timeout_millis is None else timeout_millis / 1000
+        self._shutdown_deadline = time.monotonic() + timeout
+        self._shutdown = True
+        self._wake.set()
+        self._worker.join(timeout)
+        # Cuts a retry backoff short; a request already on the wire ends with its socket timeout, in the
+        # daemon worker, after we have returned.
+        self._stop.set()
+        if self._worker.is_alive():
+            _logger.warning("shutdown: gave up waiting for the store after %.1fs", timeout)
+
+
+def _records(batch: list[tuple[ReadableSpan, dict | None]]) -> list[SpanRecord]:
+    records = []
+    for span, started_attributes in batch:
+        try:
+            records.append(from_readable_span(span, started_attributes=started_attributes))
+        except Exception:  # noqa: BLE001 - a span mutated while we read it; its end row still comes
+            _logger.debug("could not read span %r", getattr(span, "name", span), exc_info=True)
+    return records

@@ -1,0 +1,1 @@
+"""pytest fixtures for testing one's own instrumented jobs locally (entry point ``pytest11``)."""

@@ -1,0 +1,54 @@
+"""The span conventions otel-datasink reads: one constant per attribute and event name.
+
+A span is a job span when it carries :data:`JOB_NAME` (or when a mapping profile says so).
+"""
+
+JOB_NAME = "job.name"
+"""string: the job's identity, e.g. ``ingest_orders``."""
+
+JOB_TYPE = "job.type"
+"""string: ``batch`` (default) or ``streaming`` (one span per micro-batch or checkpoint)."""
+
+JOB_RUN_ID = "job.run.id"
+"""string, optional: the run's id; by default derived from the trace id and span id."""
+
+JOB_RUN_ATTEMPT = "job.run.attempt"
+"""int: retry number, 1 by default."""
+
+JOB_RUN_LOGICAL_DATE = "job.run.logical_date"
+"""ISO 8601 string or int (epoch ns): the scheduled/nominal time the run is for (backfills)."""
+
+JOB_RUN_TYPE = "job.run.type"
+"""string: ``scheduled``, ``manual``, ``backfill`` or ``replay``."""
+
+JOB_RECORDS_PROCESSED = "job.records_processed"
+"""int: records the run processed."""
+
+DATASET_NAME = "dataset.name"
+"""string: the dataset the run affects (its primary output); also on :data:`DATASET_UPDATE_EVENT`."""
+
+DATASET_UPDATE_EVENT = "dataset.update"
+"""Span event name: one update of a dataset by the run; any number per job span."""
+
+DATASET_RECORDS_WRITTEN = "dataset.records_written"
+"""int, on :data:`DATASET_UPDATE_EVENT`: records written by this update."""
+
+DATASET_RECORD_COUNT = "dataset.record_count"
+"""int, on :data:`DATASET_UPDATE_EVENT`: total records of the dataset after the update."""
+
+DATASET_WATERMARK = "dataset.watermark"
+"""ISO 8601 string or int (epoch ns), on :data:`DATASET_UPDATE_EVENT`: time of the newest data."""
+
+DATASET_FRESHNESS_SLA_MINUTES = "dataset.freshness_sla_minutes"
+"""int, on :data:`DATASET_UPDATE_EVENT`: minutes after which the dataset counts as stale."""
+
+JOB_TYPES = ("batch", "streaming")
+RUN_TYPES = ("scheduled", "manual", "backfill", "replay")
+
+# Standard OpenTelemetry names the mapping reads too.
+ERROR_TYPE = "error.type"
+EXCEPTION_EVENT = "exception"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_ESCAPED = "exception.escaped"
+SERVICE_NAME = "service.name"

@@ -1,0 +1,168 @@
+"""Rows to Hive-partitioned Parquet objects on any fsspec location, whole or not at all.
+
+Each :meth:`Writer.write` puts one file per table per ``dt`` partition. A file is encoded in memory and put
+in one request (S3 PUT is atomic) or, on local disk, written beside its final name and renamed, so readers
+never see a partial Parquet file. Transient store errors are retried with exponential backoff until a
+deadline; a ``stop`` event (shutdown) cuts the backoff short.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import fsspec
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from otel_datasink.config import Options
+from otel_datasink.mapping import Rows
+from otel_datasink.schema import PARTITION_COLUMN, TABLES, to_arrow
+
+_logger = logging.getLogger(__name__)
+
+_INITIAL_BACKOFF = 0.5
+_MAX_BACKOFF = 8.0
+# Errors that a retry cannot mend: bad arguments, missing bucket, denied access.
+_PERMANENT_ERRORS = (ValueError, TypeError, PermissionError, FileNotFoundError, NotImplementedError)
+
+
+def open_location(options: Options) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and root path of ``options.location`` (a local path or an fsspec URL)."""
+    storage_options: dict[str, Any] = dict(options.storage_options)
+    if options.location.startswith(("s3://", "s3a://")):
+        client_kwargs = dict(storage_options.pop("client_kwargs", {}) or {})
+        if options.s3_endpoint_url:
+            client_kwargs.setdefault("endpoint_url", options.s3_endpoint_url)
+        if options.s3_region:
+            client_kwargs.setdefault("region_name", options.s3_region)
+        # One attempt per call with short socket timeouts: the writer retries under its own deadline, so
+        # a dead endpoint costs seconds, not botocore's minutes.
+        config_kwargs = {
+            "connect_timeout": min(5.0, options.timeout),
+            "read_timeout": max(1.0, options.timeout),
+            "retries": {"max_attempts": 1, "mode": "standard"},
+            **(storage_options.pop("config_kwargs", {}) or {}),
+        }
+        storage_options.update(client_kwargs=client_kwargs, config_kwargs=config_kwargs)
+    fs, root = fsspec.core.url_to_fs(options.location, **storage_options)
+    if getattr(fs, "retries", None) is not None:
+        fs.retries = 1
+    return fs, root.rstrip("/")
+
+
+def partition_of(epoch_ms: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - a deliberate memo
+    """The ``dt`` value (UTC date, ``YYYY-MM-DD``) of an instant in epoch milliseconds."""
+    day = epoch_ms // 86_400_000
+    value = _cache.get(day)
+    if value is None:
+        value = time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
+        if len(_cache) < 10_000:
+            _cache[day] = value
+    return value
+
+
+def file_name(now_ns: int | None = None) -> str:
+    """A collision-free object name that sorts by creation time."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_ns // 1_000_000_000))
+    return f"{stamp}{now_ns % 1_000_000_000:09d}Z-{uuid.uuid4().hex[:12]}.parquet"
+
+
+class WriteError(Exception):
+    """A write that could not be completed before its deadline."""
+
+
+class Writer:
+    """Writes rows of the tables as Parquet files under one location."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.fs, self.root = open_location(options)
+        self._local = isinstance(self.fs, LocalFileSystem)
+
+    def path(self, table: str, dt: str | None = None) -> str:
+        """The folder of a table, or of one of its partitions."""
+        base = f"{self.root}/{table}"
+        return base if dt is None else f"{base}/{PARTITION_COLUMN}={dt}"
+
+    def encode(self, table: str, rows: list[dict]) -> bytes:
+        """One Parquet file's bytes for rows of ``table``."""
+        buffer = io.BytesIO()
+        pq.write_table(
+            to_arrow(table, rows),
+            buffer,
+            compression=self.options.compression,
+            coerce_timestamps="ms",
+            use_deprecated_int96_timestamps=False,
+        )
+        return buffer.getvalue()
+
+    def write(self, rows: Rows, *, deadline: float | None = None, stop: threading.Event | None = None) -> list[str]:
+        """Writes the rows of each table, one file per ``dt`` partition; returns the paths written.
+
+        Raises :class:`WriteError` when the store keeps failing until ``deadline`` (a ``time.monotonic()``
+        value; default: now + the timeout option) or ``stop`` is set. Files already put stay: the views
+        collapse the duplicates a retry of the whole batch would add.
+        """
+        deadline = time.monotonic() + self.options.timeout if deadline is None else deadline
+        written = []
+        for table, table_rows in rows.items():
+            if table not in TABLES:
+                raise ValueError(f"unknown table {table!r}")
+            for dt, part in _by_partition(table_rows):
+                path = f"{self.path(table, dt)}/{file_name()}"
+                self.put(path, self.encode(table, part), deadline=deadline, stop=stop)
+                written.append(path)
+        return written
+
+    def put(self, path: str, data: bytes, *, deadline: float, stop: threading.Event | None = None) -> None:
+        """Puts one object whole, retrying transient errors with backoff until ``deadline``."""
+        backoff = _INITIAL_BACKOFF
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._put_once(path, data)
+                return
+            except _PERMANENT_ERRORS as error:
+                raise WriteError(f"cannot write {path}: {error}") from error
+            except Exception as error:  # noqa: BLE001 - stores raise many kinds of transient errors
+                delay = backoff * random.uniform(0.8, 1.2)
+                if time.monotonic() + delay >= deadline or (stop is not None and stop.is_set()):
+                    raise WriteError(f"cannot write {path} after {attempt} attempt(s): {error!r}") from error
+                _logger.info("retrying write of %s in %.1fs: %r", path, delay, error)
+                if stop is not None:
+                    if stop.wait(delay):
+                        raise WriteError(f"shutdown while retrying {path}: {error!r}") from error
+                else:
+                    time.sleep(delay)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _put_once(self, path: str, data: bytes) -> None:
+        if self._local:
+            folder = path.rsplit("/", 1)[0]
+            self.fs.makedirs(folder, exist_ok=True)
+            temporary = f"{folder}/.{uuid.uuid4().hex}.tmp"
+            try:
+                with open(temporary, "wb") as out:
+                    out.write(data)
+                self.fs.mv(temporary, path)
+            finally:
+                if self.fs.exists(temporary):
+                    self.fs.rm(temporary)
+        else:
+            self.fs.pipe_file(path, data)
+
+
+def _by_partition(rows: Iterable[dict]) -> list[tuple[str, list[dict]]]:
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(partition_of(row["event_time"]), []).append(row)
+    return sorted(groups.items())
