@@ -285,7 +285,7 @@ def dataset_rows(record: SpanRecord, run: dict[str, Any]) -> list[dict[str, Any]
                 "updated_at": updated_at,
                 "records_written": to_int(attributes.get(semconv.DATASET_RECORDS_WRITTEN)),
                 "record_count": to_int(attributes.get(semconv.DATASET_RECORD_COUNT)),
-                "watermark": to_millis(attributes.get(semconv.DATASET_WATERMARK)),
+                "watermark": _watermark(attributes, run),
                 "freshness_sla_minutes": to_int(attributes.get(semconv.DATASET_FRESHNESS_SLA_MINUTES)),
                 "event_time": updated_at,
                 **common,
@@ -298,13 +298,20 @@ def dataset_rows(record: SpanRecord, run: dict[str, Any]) -> list[dict[str, Any]
                 "updated_at": run["end_time"],
                 "records_written": run["records_processed"],
                 "record_count": None,
-                "watermark": None,
+                "watermark": run["logical_date"],
                 "freshness_sla_minutes": None,
                 "event_time": run["end_time"],
                 **common,
             }
         )
     return rows
+
+
+def _watermark(attributes: Mapping[str, Any], run: dict[str, Any]) -> int | None:
+    # A backfill of old data must not make the dataset look fresh: without a watermark of its own, an
+    # update's data is as new as the run's logical date (None when neither is given).
+    watermark = to_millis(attributes.get(semconv.DATASET_WATERMARK))
+    return run["logical_date"] if watermark is None else watermark
 
 
 Rows = dict[str, list[dict[str, Any]]]

@@ -15,7 +15,7 @@ import time
 import weakref
 from typing import Any
 
-from opentelemetry.context import Context, _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_datasink.config import Options
@@ -103,7 +103,10 @@ class DatasinkSpanProcessor(SpanProcessor):
         with self._flushed:
             generation = self._flush_generation
         while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(len(self._queue), 4 * self.options.max_export_batch_size))]
+            batch = [
+                self._queue.popleft()
+                for _ in range(min(len(self._queue), 4 * self.options.max_export_batch_size))
+            ]
             self._add_pending(map_records(_records(batch), self._profile))
         ok = True
         if any(self._pending.values()):

@@ -104,7 +104,9 @@ class Writer:
         )
         return buffer.getvalue()
 
-    def write(self, rows: Rows, *, deadline: float | None = None, stop: threading.Event | None = None) -> list[str]:
+    def write(
+        self, rows: Rows, *, deadline: float | None = None, stop: threading.Event | None = None
+    ) -> list[str]:
         """Writes the rows of each table, one file per ``dt`` partition; returns the paths written.
 
         Raises :class:`WriteError` when the store keeps failing until ``deadline`` (a ``time.monotonic()``

@@ -42,8 +42,9 @@ def _run_jobs(tracer, micro_batches: int) -> None:
                 run.add_records(rows)
                 if attempt == 1:
                     raise ConnectionError("source database timed out")
-                run.dataset_updated("orders", records_written=rows, record_count=50_000 + rows,
-                                    freshness_sla_minutes=60)
+                run.dataset_updated(
+                    "orders", records_written=rows, record_count=50_000 + rows, freshness_sla_minutes=60
+                )
         except ConnectionError:
             pass
     with job_run("build_customers", dataset="customers", tracer=tracer) as run:
