@@ -298,7 +298,7 @@ def dataset_rows(record: SpanRecord, run: dict[str, Any]) -> list[dict[str, Any]
                 "updated_at": run["end_time"],
                 "records_written": run["records_processed"],
                 "record_count": None,
-                "watermark": run["logical_date"],
+                "watermark": _watermark({}, run),
                 "freshness_sla_minutes": None,
                 "event_time": run["end_time"],
                 **common,
@@ -308,10 +308,13 @@ def dataset_rows(record: SpanRecord, run: dict[str, Any]) -> list[dict[str, Any]
 
 
 def _watermark(attributes: Mapping[str, Any], run: dict[str, Any]) -> int | None:
-    # A backfill of old data must not make the dataset look fresh: without a watermark of its own, an
-    # update's data is as new as the run's logical date (None when neither is given).
+    # A backfill of old data must not make the dataset look fresh: without a watermark of its own, a
+    # backfill's data is as new as its logical date. Other runs leave it None (the views then use
+    # updated_at): a scheduler's logical date is the start of the interval, older than the data.
     watermark = to_millis(attributes.get(semconv.DATASET_WATERMARK))
-    return run["logical_date"] if watermark is None else watermark
+    if watermark is None and run["run_type"] == "backfill":
+        return run["logical_date"]
+    return watermark
 
 
 Rows = dict[str, list[dict[str, Any]]]
