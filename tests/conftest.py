@@ -72,7 +72,10 @@ def moto_server() -> Iterator[MotoServer]:
 
 @pytest.fixture
 def s3_location(moto_server: MotoServer) -> str:
-    """``s3://<fresh bucket>/datasink`` on the moto server; pass ``s3_endpoint_url=moto_server.endpoint_url``."""
+    """``s3://<fresh bucket>/datasink`` on the moto server.
+
+    Pass ``s3_endpoint_url=moto_server.endpoint_url`` to whatever writes or reads it.
+    """
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     moto_server.client().create_bucket(Bucket=bucket)
     return f"s3://{bucket}/datasink"

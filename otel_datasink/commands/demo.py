@@ -70,4 +70,5 @@ def _print_tables(writer: Writer) -> None:
             continue
         data = ds.dataset(path, filesystem=writer.fs, format="parquet", partitioning="hive").to_table()
         print(table)
-        duckdb.sql(f"SELECT {columns[table]} FROM data ORDER BY event_time, status").show(max_width=160)
+        relation = duckdb.from_arrow(data)
+        relation.query("data", f"SELECT {columns[table]} FROM data ORDER BY event_time, status").show(max_width=160)
