@@ -1,0 +1,237 @@
+"""OTLP trace data (protobuf or JSON) as :class:`~otel_datasink.mapping.SpanRecord`: the one OTLP decoding.
+
+Both the collector and replay read OTLP through this module, and from here on a span goes through the same
+profile and :func:`~otel_datasink.mapping.map_records` as a span of the in-process SDK path, so one span gives
+the same rows either way. Values are converted to what the SDK would hold for the same attribute (arrays as
+tuples, key-value lists as dicts, bytes as bytes), so the coercions in :mod:`otel_datasink.mapping` see the
+same Python values.
+
+A span whose trace id or span id is missing, all zero or of the wrong length cannot be identified and is
+rejected (counted, for OTLP's ``partial_success``); everything else is taken as sent. A span without an end
+time (``end_time_unix_nano`` 0) has started but not ended, and maps to a STARTED row.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import string
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from otel_datasink.mapping import Event, SpanRecord
+
+_SCALAR_KINDS = frozenset(("string_value", "bool_value", "int_value", "double_value", "bytes_value"))
+
+
+class OtlpDecodeError(ValueError):
+    """Data that is not OTLP trace data at all (as opposed to single spans that are rejected)."""
+
+
+# --- protobuf ----------------------------------------------------------------------------------------
+
+
+def _value(any_value: Any) -> Any:
+    """The Python value of an ``AnyValue``, as the SDK would hold it."""
+    kind = any_value.WhichOneof("value")
+    if kind in _SCALAR_KINDS:
+        return getattr(any_value, kind)
+    if kind == "array_value":
+        return tuple([_value(item) for item in any_value.array_value.values])
+    if kind == "kvlist_value":
+        return {kv.key: _value(kv.value) for kv in any_value.kvlist_value.values}
+    return None
+
+
+def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    for kv in key_values:
+        value = kv.value
+        # Most attributes are strings: HasField on the common kind is cheaper than WhichOneof + getattr.
+        if value.HasField("string_value"):
+            attributes[kv.key] = value.string_value
+        else:
+            attributes[kv.key] = _value(value)
+    return attributes
+
+
+def records_from_proto(message: Any) -> tuple[list[SpanRecord], int]:
+    """The spans of an ``ExportTraceServiceRequest`` or ``TracesData`` message, and how many were rejected."""
+    records: list[SpanRecord] = []
+    append = records.append
+    rejected = 0
+    from_bytes = int.from_bytes
+    for resource_spans in message.resource_spans:
+        resource = _attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                trace_id = from_bytes(span.trace_id, "big")
+                span_id = from_bytes(span.span_id, "big")
+                if not trace_id or not span_id or len(span.trace_id) != 16 or len(span.span_id) != 8:
+                    rejected += 1
+                    continue
+                parent = span.parent_span_id
+                status = span.status
+                end = span.end_time_unix_nano
+                events = span.events
+                append(
+                    SpanRecord(
+                        span.name,
+                        trace_id,
+                        span_id,
+                        from_bytes(parent, "big") if len(parent) == 8 and any(parent) else None,
+                        span.start_time_unix_nano,
+                        end or None,
+                        status.code,
+                        status.message,
+                        _attributes(span.attributes),
+                        [(e.name, e.time_unix_nano, _attributes(e.attributes)) for e in events] if events else (),
+                        resource,
+                    )
+                )
+    return records, rejected
+
+
+# --- JSON --------------------------------------------------------------------------------------------
+
+
+def _field(obj: Mapping[str, Any], camel: str, snake: str, default: Any = None) -> Any:
+    # The OTLP JSON encoding uses lowerCamelCase; protobuf's JSON parsers also accept the original names.
+    value = obj.get(camel)
+    if value is None:
+        value = obj.get(snake, default)
+    return default if value is None else value
+
+
+def _json_int(value: Any) -> int:
+    # int64 and fixed64 travel as decimal strings; some encoders send numbers.
+    if isinstance(value, bool):
+        raise ValueError(f"not an integer: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        return int(value)
+    raise ValueError(f"not an integer: {value!r}")
+
+
+_SPECIAL_DOUBLES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _json_value(any_value: Any) -> Any:
+    if not isinstance(any_value, Mapping):
+        return None
+    for camel, snake in (
+        ("stringValue", "string_value"),
+        ("boolValue", "bool_value"),
+        ("intValue", "int_value"),
+        ("doubleValue", "double_value"),
+        ("arrayValue", "array_value"),
+        ("kvlistValue", "kvlist_value"),
+        ("bytesValue", "bytes_value"),
+    ):
+        value = any_value.get(camel, any_value.get(snake))
+        if value is None:
+            continue
+        if camel == "stringValue":
+            return str(value)
+        if camel == "boolValue":
+            return bool(value)
+        if camel == "intValue":
+            return _json_int(value)
+        if camel == "doubleValue":
+            return _SPECIAL_DOUBLES[value] if isinstance(value, str) and value in _SPECIAL_DOUBLES else float(value)
+        if camel == "arrayValue":
+            return tuple(_json_value(item) for item in (value.get("values") or ()))
+        if camel == "kvlistValue":
+            return _json_attributes(value.get("values") or ())
+        return base64.b64decode(value, validate=False)
+    return None
+
+
+def _json_attributes(key_values: Iterable[Any]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    for kv in key_values:
+        if isinstance(kv, Mapping) and "key" in kv:
+            attributes[str(kv["key"])] = _json_value(kv.get("value"))
+    return attributes
+
+
+_HEX = frozenset(string.hexdigits)
+
+
+def _json_id(value: Any, length: int) -> int | None:
+    # Ids are hex in OTLP JSON (not base64 as in protobuf's generic JSON mapping).
+    if not isinstance(value, str) or len(value) != 2 * length or not _HEX.issuperset(value):
+        return None
+    return int(value, 16) or None
+
+
+def _json_status_code(value: Any) -> int:
+    if isinstance(value, str) and not value.lstrip("-").isdigit():
+        return {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}.get(value, 0)
+    return _json_int(value)
+
+
+def _json_span(span: Mapping[str, Any], resource: Mapping[str, Any]) -> SpanRecord | None:
+    trace_id = _json_id(_field(span, "traceId", "trace_id"), 16)
+    span_id = _json_id(_field(span, "spanId", "span_id"), 8)
+    if trace_id is None or span_id is None:
+        return None
+    status = _field(span, "status", "status", {})
+    events: list[Event] = [
+        (
+            str(_field(event, "name", "name", "")),
+            _json_int(_field(event, "timeUnixNano", "time_unix_nano", 0)),
+            _json_attributes(_field(event, "attributes", "attributes", ())),
+        )
+        for event in _field(span, "events", "events", ())
+        if isinstance(event, Mapping)
+    ]
+    return SpanRecord(
+        name=str(_field(span, "name", "name", "")),
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=_json_id(_field(span, "parentSpanId", "parent_span_id"), 8),
+        start_time_ns=_json_int(_field(span, "startTimeUnixNano", "start_time_unix_nano", 0)),
+        end_time_ns=_json_int(_field(span, "endTimeUnixNano", "end_time_unix_nano", 0)) or None,
+        status_code=_json_status_code(_field(status, "code", "code", 0)),
+        status_message=str(_field(status, "message", "message", "")),
+        attributes=_json_attributes(_field(span, "attributes", "attributes", ())),
+        events=events or (),
+        resource=resource,
+    )
+
+
+def records_from_json(obj: Mapping[str, Any]) -> tuple[list[SpanRecord], int]:
+    """The spans of an OTLP JSON ``ExportTraceServiceRequest``/``TracesData`` object, and how many were rejected.
+
+    Raises :class:`OtlpDecodeError` when the object does not have the shape of OTLP trace data. A span
+    with a malformed field (an id that is not hex, a time that is not an integer, ...) is rejected alone.
+    """
+    if not isinstance(obj, Mapping):
+        raise OtlpDecodeError("OTLP JSON must be an object")
+    resource_spans_list = _field(obj, "resourceSpans", "resource_spans", [])
+    if not isinstance(resource_spans_list, list):
+        raise OtlpDecodeError("resourceSpans must be an array")
+    records: list[SpanRecord] = []
+    rejected = 0
+    try:
+        for resource_spans in resource_spans_list:
+            resource_obj = _field(resource_spans, "resource", "resource", {})
+            resource = _json_attributes(_field(resource_obj, "attributes", "attributes", ()))
+            for scope_spans in _field(resource_spans, "scopeSpans", "scope_spans", ()):
+                for span in _field(scope_spans, "spans", "spans", ()):
+                    try:
+                        record = _json_span(span, resource) if isinstance(span, Mapping) else None
+                    except (ValueError, TypeError, KeyError, binascii.Error):
+                        record = None
+                    if record is None:
+                        rejected += 1
+                    else:
+                        records.append(record)
+    except (AttributeError, TypeError) as error:
+        raise OtlpDecodeError(f"not OTLP trace data: {error}") from error
+    return records, rejected

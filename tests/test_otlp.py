@@ -1,0 +1,199 @@
+"""OTLP in (protobuf and JSON) gives the same records, and so the same rows, as the in-process SDK path."""
+
+from __future__ import annotations
+
+import base64
+import copy
+
+import pytest
+from google.protobuf import json_format
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
+
+from otel_datasink.mapping import from_readable_span, map_records
+from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_proto
+from otel_datasink.profiles import load_profile
+
+INGESTED_AT = 1_700_000_000_000
+
+
+def _sdk_spans():
+    """Ended SDK spans: a successful job with updates and odd attribute types, a failed child job, a non-job span."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "orders-etl", "team": "data"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span(
+        "ingest",
+        attributes={
+            "job.name": "ingest_orders",
+            "job.type": "batch",
+            "job.run.attempt": 2,
+            "job.run.logical_date": "2026-11-26T00:00:00Z",
+            "job.run.type": "backfill",
+            "job.records_processed": 1234,
+            "dataset.name": "orders",
+            "tags": ["a", "b"],
+            "ratio": 0.5,
+            "flag": True,
+            "blob": b"\x00\x01",
+        },
+    ) as span:
+        span.add_event(
+            "dataset.update",
+            {"dataset.name": "orders", "dataset.records_written": 1234, "dataset.watermark": "2026-11-26T06:00:00Z"},
+        )
+        span.add_event("dataset.update", {"dataset.name": "orders_daily", "dataset.record_count": 99})
+        with tracer.start_as_current_span("child", attributes={"job.name": "load_child"}) as child:
+            child.record_exception(ValueError("bad row"), escaped=True)
+            child.set_status(Status(StatusCode.ERROR, "load failed"))
+        with tracer.start_as_current_span("http GET", attributes={"http.method": "GET"}):
+            pass
+    provider.shutdown()
+    return exporter.get_finished_spans()
+
+
+def _otlp_json(request: ExportTraceServiceRequest) -> dict:
+    """OTLP JSON of a request: protobuf's JSON mapping with integer enums and hex ids (per the OTLP spec)."""
+    obj = json_format.MessageToDict(request, use_integers_for_enums=True)
+    for resource_spans in obj["resourceSpans"]:
+        for scope_spans in resource_spans["scopeSpans"]:
+            for span in scope_spans["spans"]:
+                for field in ("traceId", "spanId", "parentSpanId"):
+                    if field in span:
+                        span[field] = base64.b64decode(span[field]).hex()
+    return obj
+
+
+def test_sdk_span_and_otlp_span_give_identical_rows():
+    spans = _sdk_spans()
+    profile = load_profile("default")
+    via_sdk = map_records([from_readable_span(s) for s in spans], profile, INGESTED_AT)
+
+    request = encode_spans(spans)
+    proto_records, proto_rejected = records_from_proto(
+        ExportTraceServiceRequest.FromString(request.SerializeToString())
+    )
+    json_records, json_rejected = records_from_json(_otlp_json(request))
+
+    assert (proto_rejected, json_rejected) == (0, 0)
+    assert len(via_sdk["job_runs"]) == 2 and len(via_sdk["dataset_status"]) == 2
+    assert map_records(proto_records, profile, INGESTED_AT) == via_sdk
+    assert map_records(json_records, profile, INGESTED_AT) == via_sdk
+
+
+def test_traces_data_and_snake_case_json_read_like_the_request():
+    request = encode_spans(_sdk_spans())
+    expected, _ = records_from_proto(request)
+    traces_data = TracesData.FromString(request.SerializeToString())
+    snake = json_format.MessageToDict(request, use_integers_for_enums=True, preserving_proto_field_name=True)
+    for resource_spans in snake["resource_spans"]:
+        for span in resource_spans["scope_spans"][0]["spans"]:
+            for field in ("trace_id", "span_id", "parent_span_id"):
+                if field in span:
+                    span[field] = base64.b64decode(span[field]).hex()
+
+    assert records_from_proto(traces_data) == (expected, 0)
+    assert records_from_json(snake) == (expected, 0)
+
+
+def test_spans_with_invalid_ids_are_rejected_and_counted():
+    request = encode_spans(_sdk_spans())
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[0].trace_id = b"\x00" * 16
+    spans[1].span_id = b"\x01\x02"
+    obj = _otlp_json(encode_spans(_sdk_spans()))
+    json_spans = obj["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    json_spans[0]["traceId"] = "not-hex-" * 4
+    json_spans[1]["startTimeUnixNano"] = "yesterday"
+
+    records, rejected = records_from_proto(request)
+    json_records, json_rejected = records_from_json(obj)
+
+    assert (len(records), rejected) == (1, 2)
+    assert (len(json_records), json_rejected) == (1, 2)
+
+
+SPEC_EXAMPLE = {
+    # The shape of opentelemetry-proto's examples/trace.json, with job attributes and every AnyValue kind.
+    "resourceSpans": [
+        {
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "my.service"}}]},
+            "scopeSpans": [
+                {
+                    "scope": {"name": "my.library", "version": "1.0.0"},
+                    "spans": [
+                        {
+                            "traceId": "5B8EFFF798038103D269B633813FC60C",
+                            "spanId": "EEE19B7EC3C1B174",
+                            "parentSpanId": "EEE19B7EC3C1B173",
+                            "name": "I'm a server span",
+                            "startTimeUnixNano": "1544712660000000000",
+                            "endTimeUnixNano": "1544712661000000000",
+                            "kind": 2,
+                            "status": {"code": 2, "message": "boom"},
+                            "attributes": [
+                                {"key": "job.name", "value": {"stringValue": "spark_job"}},
+                                {"key": "job.run.attempt", "value": {"intValue": "3"}},
+                                {"key": "ratio", "value": {"doubleValue": 0.25}},
+                                {"key": "ok", "value": {"boolValue": False}},
+                                {"key": "raw", "value": {"bytesValue": "AAE="}},
+                                {"key": "list", "value": {"arrayValue": {"values": [{"intValue": 1}, {}]}}},
+                                {
+                                    "key": "map",
+                                    "value": {"kvlistValue": {"values": [{"key": "k", "value": {"stringValue": "v"}}]}},
+                                },
+                            ],
+                            "events": [
+                                {
+                                    "timeUnixNano": "1544712660500000000",
+                                    "name": "dataset.update",
+                                    "attributes": [{"key": "dataset.name", "value": {"stringValue": "events"}}],
+                                }
+                            ],
+                            "unknownField": {"ignored": True},
+                        }
+                    ],
+                }
+            ],
+        }
+    ]
+}
+
+
+def test_spec_shaped_json_is_read_with_every_value_kind():
+    (record,), rejected = records_from_json(copy.deepcopy(SPEC_EXAMPLE))
+
+    assert rejected == 0
+    assert record.trace_id == 0x5B8EFFF798038103D269B633813FC60C
+    assert record.parent_span_id == 0xEEE19B7EC3C1B173
+    assert (record.start_time_ns, record.end_time_ns) == (1544712660000000000, 1544712661000000000)
+    assert (record.status_code, record.status_message) == (2, "boom")
+    assert record.attributes == {
+        "job.name": "spark_job",
+        "job.run.attempt": 3,
+        "ratio": 0.25,
+        "ok": False,
+        "raw": b"\x00\x01",
+        "list": (1, None),
+        "map": {"k": "v"},
+    }
+    assert record.events == [("dataset.update", 1544712660500000000, {"dataset.name": "events"})]
+    assert record.resource == {"service.name": "my.service"}
+
+
+@pytest.mark.parametrize("obj", [[], {"resourceSpans": {}}, {"resourceSpans": [{"scopeSpans": 3}]}])
+def test_json_that_is_not_trace_data_raises(obj):
+    with pytest.raises(OtlpDecodeError):
+        records_from_json(obj)
+
+
+def test_empty_request_has_no_records():
+    assert records_from_proto(ExportTraceServiceRequest()) == ([], 0)
+    assert records_from_json({}) == ([], 0)
