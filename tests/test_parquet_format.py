@@ -1,0 +1,125 @@
+"""What Athena, Glue and DuckDB see in the files: physical types, partition folders, compression, names."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from otel_datasink import DatasinkSpanExporter, DatasinkSpanProcessor
+from otel_datasink.schema import TABLES
+from otel_datasink.writer import file_name
+
+
+def ns(*args) -> int:
+    return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1_000_000) * 1000
+
+
+def write_spans(location: str, spans: list[tuple[int, int, dict]], *, processor: bool = False, **options) -> None:
+    """Ends one job span per (start ns, end ns, attributes) with the given times."""
+    provider = TracerProvider()
+    if processor:
+        provider.add_span_processor(DatasinkSpanProcessor(location, schedule_delay=0.1, **options))
+    else:
+        provider.add_span_processor(SimpleSpanProcessor(DatasinkSpanExporter(location, **options)))
+    tracer = provider.get_tracer("tests")
+    for start, end, attributes in spans:
+        span = tracer.start_span("job", attributes={"job.name": "job", **attributes}, start_time=start)
+        span.add_event("dataset.update", {"dataset.name": "d"}, timestamp=end)
+        span.end(end_time=end)
+    provider.shutdown()
+
+
+def files(location: str, table: str) -> list[Path]:
+    return sorted(Path(location, table).glob("dt=*/*.parquet"))
+
+
+def test_timestamps_are_int64_utc_millis_never_int96(local_location):
+    write_spans(local_location, [(ns(2026, 5, 1, 10), ns(2026, 5, 1, 11), {"job.run.logical_date": "2026-05-01"})])
+    for table, schema in TABLES.items():
+        [path] = files(local_location, table)
+        parquet_schema = pq.ParquetFile(path).schema
+        timestamp_columns = [field.name for field in schema if str(field.type).startswith("timestamp")]
+        assert timestamp_columns, table
+        for index in range(len(parquet_schema)):
+            column = parquet_schema.column(index)
+            assert column.physical_type != "INT96"
+            if column.name in timestamp_columns:
+                assert column.physical_type == "INT64"
+                logical = json.loads(column.logical_type.to_json())
+                assert (logical["Type"], logical["isAdjustedToUTC"], logical["timeUnit"]) == (
+                    "Timestamp",
+                    True,
+                    "milliseconds",
+                )
+
+
+def test_files_hold_exactly_the_table_schema_without_the_dt_column(local_location):
+    write_spans(local_location, [(ns(2026, 5, 1, 10), ns(2026, 5, 1, 11), {})])
+    for table, schema in TABLES.items():
+        [path] = files(local_location, table)
+        assert pq.read_schema(path).remove_metadata() == schema
+
+
+def test_partition_is_the_utc_date_of_event_time_not_of_the_upload(local_location):
+    write_spans(
+        local_location,
+        [
+            (ns(2026, 3, 9, 23, 59, 59), ns(2026, 3, 10, 0, 0, 0, 200_000), {"job.name": "midnight"}),
+            (ns(2020, 2, 29, 12), ns(2020, 2, 29, 13), {"job.name": "old"}),
+        ],
+        processor=True,
+    )
+    folders = {path.parent.name: pq.read_table(path).to_pylist() for path in files(local_location, "job_runs")}
+    # The run that started before midnight: STARTED on the 9th, ended on the 10th.
+    assert {(row["job_name"], row["status"]) for row in folders["dt=2026-03-09"]} == {("midnight", "STARTED")}
+    assert {(row["job_name"], row["status"]) for row in folders["dt=2026-03-10"]} == {("midnight", "SUCCESS")}
+    assert {(row["job_name"], row["status"]) for row in folders["dt=2020-02-29"]} == {
+        ("old", "STARTED"),
+        ("old", "SUCCESS"),
+    }
+    assert sorted(path.parent.name for path in files(local_location, "dataset_status")) == [
+        "dt=2020-02-29",
+        "dt=2026-03-10",
+    ]
+
+
+@pytest.mark.parametrize(("option", "codec"), [(None, "ZSTD"), ("snappy", "SNAPPY")])
+def test_compression_is_zstd_by_default_and_snappy_by_option(local_location, option, codec):
+    write_spans(local_location, [(ns(2026, 5, 1, 10), ns(2026, 5, 1, 11), {})], compression=option)
+    for table in TABLES:
+        [path] = files(local_location, table)
+        row_group = pq.ParquetFile(path).metadata.row_group(0)
+        assert {row_group.column(i).compression for i in range(row_group.num_columns)} == {codec}
+
+
+def test_each_flush_adds_new_files_whose_names_sort_by_write_time(local_location):
+    for hour in (10, 11, 12):
+        write_spans(local_location, [(ns(2026, 5, 1, hour), ns(2026, 5, 1, hour, 30), {"job.name": f"h{hour}"})])
+    paths = files(local_location, "job_runs")
+    assert len(paths) == 3
+    assert [pq.read_table(path)["job_name"][0].as_py() for path in paths] == ["h10", "h11", "h12"]
+
+
+def test_file_names_never_collide_even_at_the_same_instant():
+    names: list[str] = []
+
+    def make() -> None:
+        names.extend(file_name() for _ in range(500))
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(names)) == 2000
+    assert len({file_name(1_795_000_000_000_000_000) for _ in range(100)}) == 100
+    times = [1_795_000_000_000_000_000 + step for step in (0, 1, 999, 10**9, 10**12)]
+    in_time_order = [file_name(t) for t in times]
+    assert in_time_order == sorted(in_time_order)
