@@ -1,0 +1,100 @@
+"""Jobs say odd things: wrong types, huge strings, hostile names. The row is still written, never an exception."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Status, StatusCode
+
+from otel_datasink import DatasinkSpanProcessor
+from otel_datasink.mapping import MAX_STRING
+
+MEGABYTE = 1024 * 1024
+
+
+@pytest.fixture
+def job(local_location):
+    """``job(attributes, status=None, events=())`` ends one job span through the processor and flushes."""
+    provider = TracerProvider()
+    provider.add_span_processor(DatasinkSpanProcessor(local_location, schedule_delay=0.1))
+    tracer = provider.get_tracer("tests")
+
+    def run(attributes: dict, status: Status | None = None, events=()) -> None:
+        with tracer.start_as_current_span("job", attributes=attributes) as span:
+            for name, event_attributes in events:
+                span.add_event(name, event_attributes)
+            if status is not None:
+                span.set_status(status)
+        assert provider.force_flush(5000)
+
+    yield run
+    provider.shutdown()
+
+
+def terminal(read_tables, location: str) -> list[dict]:
+    return [row for row in read_tables(location).rows("job_runs") if row["status"] != "STARTED"]
+
+
+def test_numeric_strings_are_coerced_and_nonsense_is_kept_in_attributes(job, local_location, read_tables):
+    job({"job.name": "a", "job.records_processed": "12", "job.run.attempt": 2.0})
+    job({"job.name": "b", "job.records_processed": "lots", "job.run.logical_date": "someday"})
+    runs = {row["job_name"]: row for row in terminal(read_tables, local_location)}
+
+    assert (runs["a"]["records_processed"], runs["a"]["attempt"], runs["a"]["attributes"]) == (12, 2, {})
+    assert runs["b"]["records_processed"] is None
+    assert runs["b"]["logical_date"] is None
+    assert runs["b"]["attributes"] == {"job.records_processed": "lots", "job.run.logical_date": "someday"}
+
+
+def test_job_type_is_read_case_insensitively_and_unknown_types_fall_back_to_batch(job, local_location, read_tables):
+    job({"job.name": "a", "job.type": "STREAMING"})
+    job({"job.name": "b", "job.type": "weird"})
+    runs = {row["job_name"]: row for row in terminal(read_tables, local_location)}
+
+    assert runs["a"]["job_type"] == "streaming"
+    assert (runs["b"]["job_type"], runs["b"]["attributes"]) == ("batch", {"job.type": "weird"})
+
+
+def test_job_name_of_another_type_becomes_its_string(job, local_location, read_tables):
+    job({"job.name": 42})
+    job({"job.name": ["extract", "load"]})
+    assert {row["job_name"] for row in terminal(read_tables, local_location)} == {"42", '["extract", "load"]'}
+
+
+def test_megabyte_strings_are_capped_and_the_row_is_still_written(job, local_location, read_tables):
+    job(
+        {"job.name": "big", "notes": "n" * MEGABYTE, "dataset.name": "d" * MEGABYTE},
+        status=Status(StatusCode.ERROR, "e" * MEGABYTE),
+    )
+    [run] = terminal(read_tables, local_location)
+
+    assert run["status"] == "FAILED"
+    assert run["error_message"] == "e" * MAX_STRING
+    assert run["attributes"]["notes"] == "n" * MAX_STRING
+    assert run["dataset"] == "d" * MAX_STRING
+    assert sum(path.stat().st_size for path in Path(local_location).rglob("*.parquet")) < MEGABYTE
+
+
+def test_hostile_dataset_names_are_cleaned_and_never_become_paths(job, local_location, read_tables):
+    hostile = ["../../escaped", "a/b/../../../c", "nul\x00byte", "/abs/path", "..", "dt=1999-01-01/x"]
+    job(
+        {"job.name": "hostile", "dataset.name": "../primary"},
+        events=[("dataset.update", {"dataset.name": name, "dataset.records_written": "many"}) for name in hostile],
+    )
+    updates = read_tables(local_location).rows("dataset_status")
+
+    assert sorted(row["dataset"] for row in updates) == sorted(name.replace("\x00", "") for name in hostile)
+    assert {row["records_written"] for row in updates} == {None}
+    [run] = terminal(read_tables, local_location)
+    assert run["dataset"] == "../primary"
+    # Every file the writer made is a Parquet file in a dt folder of one of the two tables.
+    root = Path(local_location).parent
+    written = [Path(folder, name) for folder, _, names in os.walk(root) for name in names]
+    assert written
+    for path in written:
+        relative = path.relative_to(local_location)
+        assert relative.parts[0] in ("job_runs", "dataset_status") and relative.parts[1].startswith("dt=20")
+        assert len(relative.parts) == 3 and relative.suffix == ".parquet"
