@@ -1,0 +1,283 @@
+"""A dead, silent, flaky or full store never slows or breaks the job, never leaves half a file, loses no rows
+it still holds, and counts the rows it had to drop."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_datasink import DatasinkSpanExporter, DatasinkSpanProcessor
+
+FAST = {"timeout": 2, "schedule_delay": 0.1}
+"""Small bounds so each fault costs a few seconds at most."""
+SPAN_BUDGET = 0.05
+"""Seconds a job span may take to start and end while the store is down (the job must not notice)."""
+
+
+def run_job_spans(provider: TracerProvider, count: int, **attributes) -> list[float]:
+    """Runs ``count`` job spans; returns how long each took from start to end, in seconds."""
+    tracer = provider.get_tracer("tests")
+    durations = []
+    for index in range(count):
+        begin = time.perf_counter()
+        with tracer.start_as_current_span(
+            "job", attributes={"job.name": f"job{index}", "dataset.name": "orders", **attributes}
+        ):
+            pass
+        durations.append(time.perf_counter() - begin)
+    return durations
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers: a hung endpoint."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.endpoint_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(params=["refused", "silent"])
+def dead_endpoint(request) -> Iterator[str]:
+    """An S3 endpoint that refuses connections (nothing listens) or accepts them and never answers."""
+    if request.param == "refused":
+        yield f"http://127.0.0.1:{free_port()}"
+    else:
+        server = SilentServer()
+        yield server.endpoint_url
+        server.close()
+
+
+def test_spans_end_promptly_and_shutdown_keeps_its_bound_when_s3_is_dead(dead_endpoint):
+    provider = TracerProvider()
+    processor = DatasinkSpanProcessor("s3://bucket/datasink", s3_endpoint_url=dead_endpoint, **FAST)
+    provider.add_span_processor(processor)
+
+    durations = run_job_spans(provider, 50)
+    time.sleep(0.3)  # the worker is now retrying against the dead store
+    durations += run_job_spans(provider, 50)
+    assert max(durations) < SPAN_BUDGET, max(durations)
+
+    begin = time.monotonic()
+    assert processor.force_flush(timeout_millis=300) is False
+    assert time.monotonic() - begin < 0.3 + 0.2
+    begin = time.monotonic()
+    processor.shutdown(timeout_millis=500)
+    assert time.monotonic() - begin < 0.5 + 0.2
+
+
+def test_provider_shutdown_returns_within_the_timeout_option_when_s3_is_dead(dead_endpoint):
+    provider = TracerProvider()
+    provider.add_span_processor(
+        DatasinkSpanProcessor("s3://bucket/datasink", s3_endpoint_url=dead_endpoint, timeout=1, schedule_delay=0.1)
+    )
+    run_job_spans(provider, 5)
+    begin = time.monotonic()
+    provider.shutdown()
+    assert time.monotonic() - begin < 1 + 0.3
+
+
+def test_exporter_reports_failure_within_its_timeout_and_never_raises(dead_endpoint):
+    finished = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(finished))
+    run_job_spans(provider, 3)
+    spans = finished.get_finished_spans()
+    exporter = DatasinkSpanExporter("s3://bucket/datasink", s3_endpoint_url=dead_endpoint, **FAST)
+
+    begin = time.monotonic()
+    assert exporter.export(spans) is SpanExportResult.FAILURE
+    assert time.monotonic() - begin < FAST["timeout"] + 0.5
+    exporter.shutdown()
+    assert exporter.export(spans) is SpanExportResult.FAILURE
+
+
+def test_rows_queued_while_s3_was_down_arrive_when_it_comes_back(moto_server, s3_location, read_tables):
+    bucket = s3_location.removeprefix("s3://").split("/")[0]
+    provider = TracerProvider()
+    processor = DatasinkSpanProcessor(s3_location, s3_endpoint_url=moto_server.endpoint_url, **FAST)
+    provider.add_span_processor(processor)
+    moto_server.stop()
+    try:
+        durations = run_job_spans(provider, 5)
+        assert max(durations) < SPAN_BUDGET
+        assert processor.force_flush(timeout_millis=1000) is False
+    finally:
+        moto_server.start()
+        moto_server.client().create_bucket(Bucket=bucket)
+    assert processor.force_flush(timeout_millis=5000) is True
+    run_job_spans(provider, 1, **{"job.name": "after"})
+    provider.shutdown()
+
+    runs = read_tables(s3_location, endpoint_url=moto_server.endpoint_url).rows("job_runs")
+    names = sorted(row["job_name"] for row in runs if row["status"] == "SUCCESS")
+    assert names == ["after", "job0", "job1", "job2", "job3", "job4"]
+    assert processor.dropped_spans == processor.dropped_rows == 0
+
+
+class CuttingProxy:
+    """A TCP proxy to the moto server that, while ``cut_after`` is set, drops each connection after it has
+    forwarded that many bytes of request: an upload that fails half-way."""
+
+    def __init__(self, target_port: int, cut_after: int | None) -> None:
+        self.target_port = target_port
+        self.cut_after = cut_after
+        self.cuts = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.endpoint_url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, request: bool) -> None:
+        sent = 0
+        try:
+            while data := source.recv(1024):
+                limit = self.cut_after if request else None
+                if limit is not None and sent + len(data) > limit:
+                    sink.sendall(data[: limit - sent])
+                    self.cuts += 1
+                    break
+                sink.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_upload_cut_half_way_leaves_no_object_and_the_rows_are_written_later(moto_server, s3_location, read_tables):
+    bucket, prefix = s3_location.removeprefix("s3://").split("/", 1)
+    proxy = CuttingProxy(moto_server.port, cut_after=3000)
+    provider = TracerProvider()
+    processor = DatasinkSpanProcessor(s3_location, s3_endpoint_url=proxy.endpoint_url, timeout=1, schedule_delay=0.1)
+    provider.add_span_processor(processor)
+    # Incompressible text makes each file far larger than the cut: every put is cut inside its body.
+    run_job_spans(provider, 3, payload=os.urandom(12_000).hex())
+
+    assert processor.force_flush(timeout_millis=3000) is False
+    assert proxy.cuts > 0
+    assert moto_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+    proxy.cut_after = None
+    assert processor.force_flush(timeout_millis=5000) is True
+    provider.shutdown()
+    proxy.close()
+    runs = read_tables(s3_location, endpoint_url=moto_server.endpoint_url).rows("job_runs")
+    assert sorted(row["job_name"] for row in runs if row["status"] == "SUCCESS") == ["job0", "job1", "job2"]
+    assert all(len(row["attributes"]["payload"]) == 24_000 for row in runs)
+
+
+def test_local_write_that_fails_half_way_leaves_no_file_and_is_written_later(local_location, read_tables):
+    # RLIMIT_FSIZE makes the kernel refuse a file's bytes past a size: a disk that fills up mid-write.
+    script = textwrap.dedent(
+        """
+        import os, resource, signal, sys
+        from opentelemetry.sdk.trace import TracerProvider
+        from otel_datasink import DatasinkSpanProcessor
+
+        location = sys.argv[1]
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        provider = TracerProvider()
+        processor = DatasinkSpanProcessor(location, timeout=0.3, schedule_delay=0.1)
+        provider.add_span_processor(processor)
+        tracer = provider.get_tracer("job")
+        for index in range(3):
+            with tracer.start_as_current_span("job", attributes={"job.name": f"job{index}", "dataset.name": "d"}):
+                pass
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+        assert processor.force_flush(2000) is False
+        left = sorted(os.path.relpath(os.path.join(folder, name), location)
+                      for folder, _, names in os.walk(location) for name in names)
+        print("LEFT", left, flush=True)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        assert processor.force_flush(5000) is True
+        provider.shutdown()
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script, local_location],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "LEFT []" in completed.stdout, completed.stdout
+    assert "File too large" in completed.stderr  # the fault did happen, and was logged
+    runs = read_tables(local_location).rows("job_runs")
+    assert sorted(row["job_name"] for row in runs if row["status"] == "SUCCESS") == ["job0", "job1", "job2"]
+    assert all(path.suffix == ".parquet" for path in Path(local_location).rglob("*") if path.is_file())
+
+
+def test_queue_bound_drops_the_oldest_spans_and_counts_them(local_location, read_tables):
+    provider = TracerProvider()
+    # A long schedule delay keeps the worker asleep: the queue only fills.
+    processor = DatasinkSpanProcessor(local_location, max_queue_size=6, schedule_delay=30)
+    provider.add_span_processor(processor)
+    run_job_spans(provider, 10)
+    assert processor.dropped_spans == 2 * 10 - 6
+    provider.shutdown()
+
+    runs = read_tables(local_location).rows("job_runs")
+    assert sorted((row["job_name"], row["status"]) for row in runs) == [
+        (f"job{index}", status) for index in (7, 8, 9) for status in ("STARTED", "SUCCESS")
+    ]
+
+
+def test_rows_past_the_bound_while_the_store_is_away_are_dropped_oldest_first_and_counted(moto_server, read_tables):
+    # A bucket that does not exist yet: every write fails until it is created.
+    location = f"s3://late-bucket-{os.getpid()}-{time.monotonic_ns()}/datasink"
+    provider = TracerProvider()
+    processor = DatasinkSpanProcessor(
+        location, s3_endpoint_url=moto_server.endpoint_url, max_queue_size=5, timeout=0.3, schedule_delay=0.1
+    )
+    provider.add_span_processor(processor)
+    for index in range(6):
+        run_job_spans(provider, 1, **{"job.name": f"job{index}"})
+        assert processor.force_flush(timeout_millis=2000) is False
+    # 12 job_runs rows (STARTED + SUCCESS per run) and 6 dataset_status rows for a bound of 5 each.
+    assert (processor.dropped_spans, processor.dropped_rows) == (0, 7 + 1)
+
+    moto_server.client().create_bucket(Bucket=location.removeprefix("s3://").split("/")[0])
+    assert processor.force_flush(timeout_millis=5000) is True
+    provider.shutdown()
+    tables = read_tables(location, endpoint_url=moto_server.endpoint_url)
+    assert sorted((row["job_name"], row["status"]) for row in tables.rows("job_runs")) == [
+        ("job3", "SUCCESS"),
+        ("job4", "STARTED"),
+        ("job4", "SUCCESS"),
+        ("job5", "STARTED"),
+        ("job5", "SUCCESS"),
+    ]
+    assert sorted(row["job_name"] for row in tables.rows("dataset_status")) == [f"job{i}" for i in range(1, 6)]
