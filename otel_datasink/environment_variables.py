@@ -72,3 +72,61 @@ OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE = "OTEL_EXPORTER_DATASINK_MAX_EXPOR
 
 Spans that wake the processor's worker early and the most it maps into one file. Default: 512.
 """
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT = "OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT
+
+``HOST:PORT`` the collector's OTLP/HTTP receiver listens on, or ``none`` to disable it. Default: ``127.0.0.1:4318``.
+"""
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_GRPC_ENDPOINT = "OTEL_EXPORTER_DATASINK_COLLECTOR_GRPC_ENDPOINT"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_GRPC_ENDPOINT
+
+``HOST:PORT`` the collector's OTLP/gRPC receiver listens on, or ``none`` to disable it. Default: ``127.0.0.1:4317``.
+"""
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN = "OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN
+
+Bearer token the collector requires (``Authorization: Bearer <token>``) on OTLP requests. Default: none required.
+"""
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_BODY_BYTES = "OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_BODY_BYTES"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_BODY_BYTES
+
+Largest OTLP request the collector accepts, in bytes, before and after decompression. Default: 16777216 (16 MiB).
+"""
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR = "OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR
+
+Folder of the collector's write-ahead spool: acknowledged requests whose rows are not yet written, replayed on
+restart. Default: ``$XDG_CACHE_HOME/otel-datasink/spool/<hash of the location>`` (``~/.cache`` without XDG).
+"""
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_ROWS = "OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_ROWS"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_ROWS
+
+Rows at which the collector rolls its current batch into files. Default: 50000.
+"""
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_BYTES = "OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_BYTES"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_BYTES
+
+Bytes of OTLP requests (decompressed, as spooled) at which the collector rolls its current batch into files.
+Default: 67108864 (64 MiB).
+"""
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE = "OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE
+
+Milliseconds after its first row at which the collector rolls its current batch into files. Default: 30000.
+"""

@@ -1,11 +1,83 @@
-"""Not built yet."""
+"""Receive OTLP traces (HTTP and gRPC) from any language and write their job spans to the tables.
 
-HELP = "(not built yet)"
+Rows are batched across requests and rolled into files by rows, bytes and age. A request is acknowledged once
+its rows are in a local write-ahead spool, replayed on restart. SIGTERM or SIGINT flushes and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from otel_datasink import environment_variables as env
+from otel_datasink.collector.server import serve
+from otel_datasink.collector.settings import CollectorSettings
+from otel_datasink.collector.spool import SpoolLockedError
+from otel_datasink.config import Options
+
+HELP = "receive OTLP (HTTP :4318, gRPC :4317) and write job spans to the tables"
+
+_logger = logging.getLogger(__name__)
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``otel-datasink collector``; each falls back to its environment variable."""
+    add = parser.add_argument
+    add(
+        "--http",
+        metavar="HOST:PORT",
+        help=f"OTLP/HTTP endpoint or 'none' (env {_name('HTTP_ENDPOINT')}; default 127.0.0.1:4318)",
+    )
+    add(
+        "--grpc",
+        metavar="HOST:PORT",
+        help=f"OTLP/gRPC endpoint or 'none' (env {_name('GRPC_ENDPOINT')}; default 127.0.0.1:4317)",
+    )
+    add("--token", help=f"bearer token clients must send (env {_name('TOKEN')}; default: none)")
+    add(
+        "--max-body-bytes",
+        type=int,
+        help=f"request size limit, before and after decompression (env {_name('MAX_BODY_BYTES')}; default 16 MiB)",
+    )
+    add("--spool-dir", help=f"write-ahead spool folder (env {_name('SPOOL_DIR')}; default under ~/.cache)")
+    add("--flush-rows", type=int, help=f"rows per batch of files (env {_name('FLUSH_ROWS')}; default 50000)")
+    add("--flush-bytes", type=int, help=f"spooled bytes per batch (env {_name('FLUSH_BYTES')}; default 64 MiB)")
+    add("--flush-age", type=float, help=f"seconds a batch may wait (env {_name('FLUSH_AGE')} in ms; default 30)")
+    add("--max-pending-batches", type=int, help="rolled batches waiting for the store before 503 (default 4)")
+    add("--shutdown-timeout", type=float, help="seconds SIGTERM may take to flush (default 10)")
+    add("--profile", help=f"mapping profile (env {env.OTEL_EXPORTER_DATASINK_PROFILE}; default 'default')")
+    add("--s3-endpoint-url", help=f"S3-compatible endpoint (env {env.OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL})")
 
 
-def run(args):
-    raise SystemExit("otel-datasink collector: not built yet")
+def _name(suffix: str) -> str:
+    return getattr(env, f"OTEL_EXPORTER_DATASINK_COLLECTOR_{suffix}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the collector until SIGTERM/SIGINT."""
+    try:
+        settings = CollectorSettings.resolve(
+            http=args.http,
+            grpc=args.grpc,
+            token=args.token,
+            max_body_bytes=args.max_body_bytes,
+            spool_dir=args.spool_dir,
+            flush_rows=args.flush_rows,
+            flush_bytes=args.flush_bytes,
+            flush_age=args.flush_age,
+            max_pending_batches=args.max_pending_batches,
+            shutdown_timeout=args.shutdown_timeout,
+        )
+    except ValueError as error:
+        raise SystemExit(f"otel-datasink collector: {error}") from None
+    options = Options.resolve(args.location, profile=args.profile, s3_endpoint_url=args.s3_endpoint_url)
+    if settings.http is None and settings.grpc is None:
+        raise SystemExit("otel-datasink collector: both receivers are disabled")
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        # A service says what it does: at least INFO for the collector's own loggers.
+        logging.getLogger("otel_datasink.collector").setLevel(logging.INFO)
+    try:
+        return asyncio.run(serve(options, settings))
+    except SpoolLockedError as error:
+        raise SystemExit(f"otel-datasink collector: {error}") from None

@@ -1,0 +1,67 @@
+"""One OTLP request body to rows: decode (:mod:`otel_datasink.otlp`), profile, then `map_records`.
+
+HTTP, gRPC and the spool's replay all go through :class:`Ingest`, so a span maps the same whichever way it came.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otel_datasink.collector.metrics import Metrics
+from otel_datasink.collector.spool import KIND_JSON, KIND_PROTOBUF
+from otel_datasink.mapping import Rows, map_records
+from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_proto
+from otel_datasink.profiles import Profile
+from otel_datasink.schema import JOB_RUNS_TABLE
+
+
+class UndecodableError(ValueError):
+    """A body that is not OTLP trace data in the format it claims (answered 400, not retried)."""
+
+
+@dataclasses.dataclass
+class Result:
+    """What one request yielded."""
+
+    rows: Rows
+    spans: int
+    job_spans: int
+    rejected: int
+
+    @property
+    def row_count(self) -> int:
+        """Rows of both tables."""
+        return sum(len(rows) for rows in self.rows.values())
+
+
+class Ingest:
+    """Decodes and maps request bodies with one profile, counting what it sees."""
+
+    def __init__(self, profile: Profile, metrics: Metrics) -> None:
+        self.profile = profile
+        self.metrics = metrics
+
+    def __call__(self, kind: int, body: bytes, *, count: bool = True) -> Result:
+        """The rows of a request body of ``kind`` (spool.KIND_*); raises :class:`UndecodableError`."""
+        try:
+            if kind == KIND_PROTOBUF:
+                records, rejected = records_from_proto(ExportTraceServiceRequest.FromString(body))
+            elif kind == KIND_JSON:
+                records, rejected = records_from_json(json.loads(body) if body.strip() else {})
+            else:
+                raise UndecodableError(f"unknown body kind {kind}")
+        except (DecodeError, OtlpDecodeError, ValueError, RecursionError) as error:
+            raise UndecodableError(f"undecodable OTLP {'JSON' if kind == KIND_JSON else 'protobuf'}: {error}") from None
+        rows = map_records(records, self.profile)
+        result = Result(rows, len(records) + rejected, len(rows[JOB_RUNS_TABLE]), rejected)
+        if count:
+            metrics = self.metrics
+            metrics.spans_received += result.spans
+            metrics.job_spans += result.job_spans
+            metrics.non_job_spans += len(records) - result.job_spans
+            metrics.rejected_spans += rejected
+        return result
