@@ -1,16 +1,45 @@
 """Mapping profiles: which spans are job runs, and how their attributes read in the contract's conventions.
 
 A profile is a callable ``SpanRecord -> SpanRecord | None``: None for a span that is not a job run, else
-the span rewritten so that the default mapping reads it (``job.name``, ``job.run.attempt``, ...).
+the span rewritten so that the one mapping (:func:`otel_datasink.mapping.map_records`) reads it: the
+contract's attributes (``job.name``, ``job.run.attempt``, ...) are added, the span's own attributes are kept
+(they land in the ``attributes`` column), and the status may be set from a state attribute.
+
+Profiles, chosen by the ``profile`` option or ``OTEL_EXPORTER_DATASINK_PROFILE``:
+
+- ``default``: the contract's conventions (a span with ``job.name``);
+- ``airflow``: Airflow's own DAG-run and task spans (Airflow 3 and Airflow 2.10 attribute names);
+- ``cicd``: the OpenTelemetry ``cicd.pipeline.*`` semantic conventions (pipeline runs and task runs);
+- the path of a TOML mapping file (see :func:`load_mapping_file`).
+
+Every profile also takes spans that already follow the contract, so a job that sets ``job.name`` itself
+is recorded whichever profile runs. A profile is loaded, and a mapping file checked, when the processor,
+exporter, collector or replay starts: a bad profile fails there, never while spans are exported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import fnmatch
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from otel_datasink.mapping import SpanRecord, is_job_span
+from otel_datasink import semconv
+from otel_datasink.mapping import STATUS_CODE_ERROR, STATUS_CODE_OK, SpanRecord, is_job_span
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
 
 Profile = Callable[[SpanRecord], "SpanRecord | None"]
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be loaded: an unknown name, or a mapping file that is not valid."""
 
 
 def default_profile(record: SpanRecord) -> SpanRecord | None:
@@ -21,8 +50,505 @@ def default_profile(record: SpanRecord) -> SpanRecord | None:
 DEFAULT_PROFILE: Profile = default_profile
 
 
-def load_profile(name: str | None) -> Profile:
-    """The profile named by an option or ``OTEL_EXPORTER_DATASINK_PROFILE``; raises ValueError if unknown."""
-    if name in (None, "", "default"):
+def _rewritten(
+    record: SpanRecord,
+    contract: Mapping[str, Any],
+    *,
+    status_code: int | None = None,
+    status_message: str | None = None,
+) -> SpanRecord:
+    # The span's own attributes stay (the mapping keeps them in the attributes column); what the profile
+    # read wins over a contract attribute of the same name.
+    attributes = dict(record.attributes)
+    attributes.update((key, value) for key, value in contract.items() if value is not None)
+    changes: dict[str, Any] = {"attributes": attributes}
+    if status_code is not None:
+        changes["status_code"] = status_code
+    if status_message:
+        changes["status_message"] = status_message
+    return dataclasses.replace(record, **changes)
+
+
+def _given(value: Any) -> Any:
+    """A value Airflow really set: it writes ``str(None)`` for missing dates and ids."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "null")):
+        return None
+    return value
+
+
+# --- airflow -------------------------------------------------------------------------------------------
+
+# Task instance states whose span is a failed attempt; every other terminal state (success, skipped, ...) is not.
+_AIRFLOW_FAILED_STATES = frozenset(("failed", "up_for_retry", "upstream_failed", "shutdown", "removed"))
+_AIRFLOW_RUN_TYPES = {"scheduled": "scheduled", "manual": "manual", "backfill": "backfill"}
+
+
+def _airflow_run_type(run_type: Any, run_id: Any) -> str | None:
+    # Airflow 3 does not put the run type on the span, but its run ids start with it (scheduled__2026-...).
+    text = _given(run_type)
+    if text is None and isinstance(run_id, str) and "__" in run_id:
+        text = run_id.split("__", 1)[0]
+    return _AIRFLOW_RUN_TYPES.get(str(text).lower()) if text is not None else None
+
+
+def _airflow_state_status(state: Any, error_flag: Any = None) -> int | None:
+    """The span status an Airflow state implies, or None to keep the span's own."""
+    text = _given(state)
+    if text is not None:
+        return STATUS_CODE_ERROR if str(text).lower() in _AIRFLOW_FAILED_STATES else STATUS_CODE_OK
+    if error_flag in (True, "true", "True"):
+        return STATUS_CODE_ERROR
+    return None
+
+
+def airflow_profile(record: SpanRecord) -> SpanRecord | None:
+    """Airflow's DAG-run and task-instance spans as job runs.
+
+    - Airflow 3 (``[traces] otel_on``): ``dag_run.<dag_id>`` spans (``airflow.dag_id``,
+      ``airflow.dag_run.run_id``, ``airflow.dag_run.logical_date``) and ``task_run.<task_id>`` spans
+      (``airflow.task_id``, ``airflow.task_instance.try_number``, ``airflow.task_instance.state``,
+      ``airflow.task_instance.id``); status from the span status (OK/ERROR). ``worker.*`` and trigger spans
+      repeat a task's attributes and are not runs of their own.
+    - Airflow 3.0/3.1: spans named after the DAG or task with ``airflow.dag_run.*`` / ``airflow.task.*``.
+    - Airflow 2.10: spans named after the DAG or task with unprefixed ``dag_id``, ``task_id``, ``run_id``,
+      ``state``, ``try_number``, ``execution_date``, ``data_interval_start``, ``run_type`` and, on a
+      failure, ``error_msg``; the span status is unset, so a failed state makes the run FAILED.
+
+    The job name is the DAG id for a DAG run and ``<dag_id>.<task_id>`` for a task (task ids repeat across
+    DAGs). A task run's attempt is its try number; a DAG run's logical date is Airflow's logical date
+    (``execution_date``, else ``data_interval_start``, in 2.10); ``job.run.type`` follows the run type
+    (scheduled, manual, backfill). A failing state sets ``error.type`` to the state (``failed``,
+    ``up_for_retry``, ...) and ``error_msg`` becomes the error message.
+    """
+    if is_job_span(record):
+        return record
+    a = record.attributes
+    name = record.name
+    if name.startswith("task_run.") and _given(a.get("airflow.task_id")) and _given(a.get("airflow.dag_id")):
+        state = _given(a.get("airflow.task_instance.state"))
+        run_id = a.get("airflow.dag_run.run_id")
+        return _airflow_run(
+            record,
+            dag_id=a["airflow.dag_id"],
+            task_id=a["airflow.task_id"],
+            # Retries of a task instance reuse its span id; the task instance id is new for every try.
+            run_id=_given(a.get("airflow.task_instance.id")),
+            attempt=a.get("airflow.task_instance.try_number"),
+            logical_date=None,
+            run_type=_airflow_run_type(None, run_id),
+            state=state,
+            status=STATUS_CODE_OK if state == "skipped" else None,
+        )
+    if name.startswith("dag_run.") and _given(a.get("airflow.dag_id")):
+        run_id = a.get("airflow.dag_run.run_id")
+        return _airflow_run(
+            record,
+            dag_id=a["airflow.dag_id"],
+            logical_date=a.get("airflow.dag_run.logical_date"),
+            run_type=_airflow_run_type(a.get("airflow.dag_run.run_type"), run_id),
+        )
+    if _given(a.get("airflow.task.task_id")) and _given(a.get("airflow.task.dag_id")):
+        state = a.get("airflow.task.state")
+        return _airflow_run(
+            record,
+            dag_id=a["airflow.task.dag_id"],
+            task_id=a["airflow.task.task_id"],
+            attempt=a.get("airflow.task.try_number"),
+            logical_date=a.get("airflow.task.logical_date"),
+            state=state,
+            status=_airflow_state_status(state, a.get("airflow.task.error")),
+        )
+    if _given(a.get("airflow.dag_run.dag_id")):
+        state = a.get("airflow.dag_run.state")
+        return _airflow_run(
+            record,
+            dag_id=a["airflow.dag_run.dag_id"],
+            logical_date=a.get("airflow.dag_run.logical_date"),
+            run_type=_airflow_run_type(a.get("airflow.dag_run.run_type"), a.get("airflow.dag_run.run_id")),
+            state=state,
+            status=_airflow_state_status(state, a.get("airflow.dag_run.error")),
+        )
+    # Airflow 2.10: unprefixed names; a DAG-run or task span says its state (or, on failure, error_msg).
+    if _given(a.get("dag_id")) and (_given(a.get("state")) or _given(a.get("error_msg"))):
+        task_id = _given(a.get("task_id"))
+        state = _given(a.get("state"))
+        error_msg = _given(a.get("error_msg"))
+        status = _airflow_state_status(state, a.get("error"))
+        if error_msg is not None:
+            status = STATUS_CODE_ERROR
+        return _airflow_run(
+            record,
+            dag_id=a["dag_id"],
+            task_id=task_id,
+            attempt=a.get("try_number"),
+            logical_date=_given(a.get("execution_date")) or a.get("data_interval_start"),
+            run_type=_airflow_run_type(a.get("run_type"), a.get("run_id")),
+            state=state or ("failed" if error_msg is not None else None),
+            status=status,
+            error_message=error_msg,
+        )
+    return None
+
+
+def _airflow_run(
+    record: SpanRecord,
+    *,
+    dag_id: Any,
+    task_id: Any = None,
+    run_id: Any = None,
+    attempt: Any = None,
+    logical_date: Any = None,
+    run_type: str | None = None,
+    state: Any = None,
+    status: int | None = None,
+    error_message: Any = None,
+) -> SpanRecord:
+    status_code = status if status is not None else record.status_code
+    failed_state = _given(state)
+    error_type = str(failed_state) if status_code == STATUS_CODE_ERROR and failed_state is not None else None
+    contract = {
+        semconv.JOB_NAME: f"{dag_id}.{task_id}" if task_id is not None else str(dag_id),
+        semconv.JOB_RUN_ID: _given(run_id),
+        semconv.JOB_RUN_ATTEMPT: _given(attempt),
+        semconv.JOB_RUN_LOGICAL_DATE: _given(logical_date),
+        semconv.JOB_RUN_TYPE: run_type,
+        semconv.ERROR_TYPE: error_type,
+    }
+    message = _given(error_message)
+    return _rewritten(
+        record, contract, status_code=status_code, status_message=str(message) if message is not None else None
+    )
+
+
+# --- cicd ----------------------------------------------------------------------------------------------
+
+CICD_PIPELINE_NAME = "cicd.pipeline.name"
+CICD_PIPELINE_RUN_ID = "cicd.pipeline.run.id"
+CICD_PIPELINE_RESULT = "cicd.pipeline.result"
+CICD_PIPELINE_TASK_NAME = "cicd.pipeline.task.name"
+CICD_PIPELINE_TASK_RUN_ID = "cicd.pipeline.task.run.id"
+CICD_PIPELINE_TASK_RUN_RESULT = "cicd.pipeline.task.run.result"
+
+# cicd.pipeline.result / cicd.pipeline.task.run.result values; success and skip are not failures.
+_CICD_FAILED_RESULTS = frozenset(("failure", "error", "timeout", "cancellation"))
+_CICD_OK_RESULTS = frozenset(("success", "skip"))
+
+
+def _cicd_status(result: Any) -> int | None:
+    text = str(result).lower() if _given(result) is not None else None
+    if text in _CICD_FAILED_RESULTS:
+        return STATUS_CODE_ERROR
+    if text in _CICD_OK_RESULTS:
+        return STATUS_CODE_OK
+    return None
+
+
+def cicd_profile(record: SpanRecord) -> SpanRecord | None:
+    """Pipeline-run and task-run spans of the OpenTelemetry CI/CD semantic conventions as job runs.
+
+    A task run is a span with ``cicd.pipeline.task.name``: job name ``<pipeline>.<task>`` (the pipeline
+    name from the span or its resource), run id ``<pipeline run id>.<task run id>`` when both are known
+    (a task run id need only be unique within its pipeline run). A pipeline run is a span with
+    ``cicd.pipeline.result`` or, on the span itself, ``cicd.pipeline.name``: job name the pipeline name, run id
+    ``cicd.pipeline.run.id``. The result (``success``, ``failure``, ``error``, ``timeout``, ``cancellation``,
+    ``skip``) sets the status: the last four but ``skip`` are FAILED, with ``error.type`` the span's own or
+    else the result. Spans that only inherit ``cicd.*`` from their resource (the steps inside a task) are not runs.
+    """
+    if is_job_span(record):
+        return record
+    a = record.attributes
+    resource = record.resource
+    pipeline = _given(a.get(CICD_PIPELINE_NAME)) or _given(resource.get(CICD_PIPELINE_NAME))
+    pipeline_run = _given(a.get(CICD_PIPELINE_RUN_ID)) or _given(resource.get(CICD_PIPELINE_RUN_ID))
+    task = _given(a.get(CICD_PIPELINE_TASK_NAME))
+    if task is not None:
+        task_run = _given(a.get(CICD_PIPELINE_TASK_RUN_ID))
+        result = a.get(CICD_PIPELINE_TASK_RUN_RESULT)
+        name = f"{pipeline}.{task}" if pipeline is not None else str(task)
+        run_id = f"{pipeline_run}.{task_run}" if pipeline_run is not None and task_run is not None else None
+    elif _given(a.get(CICD_PIPELINE_RESULT)) is not None or _given(a.get(CICD_PIPELINE_NAME)) is not None:
+        if pipeline is None:
+            return None
+        result = a.get(CICD_PIPELINE_RESULT)
+        name = str(pipeline)
+        run_id = pipeline_run
+    else:
+        return None
+    status = _cicd_status(result)
+    status_code = status if status is not None else record.status_code
+    error_type = None
+    if status_code == STATUS_CODE_ERROR:
+        error_type = _given(a.get(semconv.ERROR_TYPE)) or (str(result).lower() if _given(result) else None)
+    contract = {semconv.JOB_NAME: name, semconv.JOB_RUN_ID: run_id, semconv.ERROR_TYPE: error_type}
+    return _rewritten(record, contract, status_code=status_code)
+
+
+# --- user mapping files (TOML) -------------------------------------------------------------------------
+
+COLUMN_ATTRIBUTES = {
+    "job_name": semconv.JOB_NAME,
+    "job_type": semconv.JOB_TYPE,
+    "run_id": semconv.JOB_RUN_ID,
+    "attempt": semconv.JOB_RUN_ATTEMPT,
+    "logical_date": semconv.JOB_RUN_LOGICAL_DATE,
+    "run_type": semconv.JOB_RUN_TYPE,
+    "records_processed": semconv.JOB_RECORDS_PROCESSED,
+    "dataset": semconv.DATASET_NAME,
+    "error_type": semconv.ERROR_TYPE,
+}
+"""Columns a mapping file may fill, and the contract attribute each one becomes."""
+
+_SOURCES = ("attribute", "resource", "constant")
+_SELECT_KEYS = ("name", "name_regex", "has_attributes", "resource")
+_RULE_KEYS = ("select", "columns", "failed_when")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    kind: str
+    value: Any
+
+    def read(self, record: SpanRecord) -> Any:
+        if self.kind == "attribute":
+            return record.attributes.get(self.value)
+        if self.kind == "resource":
+            return record.resource.get(self.value)
+        return self.value
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rule:
+    name_glob: str | None
+    name_regex: re.Pattern[str] | None
+    has_attributes: tuple[str, ...]
+    resource_equals: tuple[tuple[str, Any], ...]
+    columns: tuple[tuple[str, _Source], ...]
+    failed_when: tuple[str, _Source, frozenset[str]] | None
+
+    def selects(self, record: SpanRecord) -> bool:
+        if self.name_glob is not None and not fnmatch.fnmatchcase(record.name, self.name_glob):
+            return False
+        if self.name_regex is not None and not self.name_regex.fullmatch(record.name):
+            return False
+        if any(record.attributes.get(key) is None for key in self.has_attributes):
+            return False
+        return all(record.resource.get(key) == value for key, value in self.resource_equals)
+
+    def apply(self, record: SpanRecord) -> SpanRecord | None:
+        contract = {COLUMN_ATTRIBUTES[column]: source.read(record) for column, source in self.columns}
+        if contract.get(semconv.JOB_NAME) in (None, "") and not is_job_span(record):
+            return None  # the span lacks what names the job: not a run we can record
+        status_code = None
+        if self.failed_when is not None:
+            _, source, values = self.failed_when
+            value = source.read(record)
+            if value is not None and str(value) in values:
+                status_code = STATUS_CODE_ERROR
+                if contract.get(semconv.ERROR_TYPE) is None:
+                    contract[semconv.ERROR_TYPE] = str(value)
+        return _rewritten(record, contract, status_code=status_code)
+
+
+class MappingFileProfile:
+    """A profile read from a TOML mapping file: the first ``[[rule]]`` that selects a span maps it.
+
+    Spans no rule selects are still runs when they follow the contract (``job.name``).
+    """
+
+    def __init__(self, path: str, rules: list[_Rule]) -> None:
+        self.path = path
+        self.rules = rules
+
+    def __call__(self, record: SpanRecord) -> SpanRecord | None:
+        for rule in self.rules:
+            if rule.selects(record):
+                mapped = rule.apply(record)
+                if mapped is not None:
+                    return mapped
+        return record if is_job_span(record) else None
+
+    def __repr__(self) -> str:
+        return f"MappingFileProfile({self.path!r}, {len(self.rules)} rule(s))"
+
+
+def load_mapping_file(path: str | os.PathLike) -> MappingFileProfile:
+    """Reads and checks a TOML mapping file; raises :class:`ProfileError` naming the key and line of a mistake.
+
+    The format::
+
+        [[rule]]                                  # any number; the first that selects a span maps it
+        select.name = "etl *"                     # glob on the span name (or select.name_regex = "...")
+        select.has_attributes = ["etl.pipeline"]  # attributes the span must carry
+        select.resource = { "service.name" = "etl-runner" }   # resource attributes that must be equal
+        columns.job_name = { attribute = "etl.pipeline" }     # required: where the job name comes from
+        columns.run_id = { attribute = "etl.run" }
+        columns.dataset = { resource = "etl.target" }
+        columns.job_type = { constant = "batch" }
+        failed_when = { attribute = "etl.outcome", values = ["failed", "aborted"] }
+
+    Columns: job_name, job_type, run_id, attempt, logical_date, run_type, records_processed, dataset,
+    error_type; each from exactly one of ``attribute``, ``resource`` (a resource attribute) or ``constant``.
+    Without ``failed_when`` the span status decides (ERROR is FAILED), as for every span.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as error:
+        raise ProfileError(f"cannot read mapping file {path}: {error.strerror or error}") from error
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        # tomllib's message already ends with "(at line N, column M)".
+        raise ProfileError(f"mapping file {path}: not valid TOML: {error}") from error
+    return MappingFileProfile(path, _Checker(path, text).rules(document))
+
+
+class _Checker:
+    """Checks a parsed mapping file; every error names the key and the line it is on."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+        # Line indexes where each [[rule]] starts, so a key is looked up within its own rule.
+        self.rule_starts = [i for i, line in enumerate(self.lines) if re.match(r"\s*\[\[\s*rule\s*\]\]", line)]
+
+    def fail(self, key: str, rule: int | None, message: str) -> ProfileError:
+        line = self._line_of(key, rule)
+        where = f", line {line}" if line is not None else ""
+        return ProfileError(f"mapping file {self.path}{where}: {key}: {message}")
+
+    def _line_of(self, key: str, rule: int | None) -> int | None:
+        start, end = 0, len(self.lines)
+        if rule is not None and rule < len(self.rule_starts):
+            start = self.rule_starts[rule]
+            end = self.rule_starts[rule + 1] if rule + 1 < len(self.rule_starts) else len(self.lines)
+        # Try the most specific part of the dotted key first, then its parents.
+        parts = [part for part in re.split(r"\.(?![^\[]*\])", key) if part and not part.startswith("rule[")]
+        for part in reversed(parts):
+            bare = re.escape(part.strip('"'))
+            pattern = re.compile(rf'(^|[\s{{,.\[])"?{bare}"?\s*(=|\]|\.)')
+            for index in range(start, end):
+                if pattern.search(self.lines[index]):
+                    return index + 1
+        return start + 1 if rule is not None and start < len(self.lines) else None
+
+    def rules(self, document: Mapping[str, Any]) -> list[_Rule]:
+        unknown = sorted(set(document) - {"rule"})
+        if unknown:
+            raise self.fail(unknown[0], None, "unknown key (a mapping file has [[rule]] tables only)")
+        rules = document.get("rule")
+        if not isinstance(rules, list) or not rules:
+            raise self.fail("rule", None, "no [[rule]] table: a mapping file needs at least one")
+        return [self.rule(index, rule) for index, rule in enumerate(rules)]
+
+    def rule(self, index: int, rule: Mapping[str, Any]) -> _Rule:
+        prefix = f"rule[{index + 1}]"
+        unknown = sorted(set(rule) - set(_RULE_KEYS))
+        if unknown:
+            raise self.fail(f"{prefix}.{unknown[0]}", index, f"unknown key (expected one of {', '.join(_RULE_KEYS)})")
+        select = rule.get("select", {})
+        if not isinstance(select, Mapping):
+            raise self.fail(f"{prefix}.select", index, "must be a table")
+        unknown = sorted(set(select) - set(_SELECT_KEYS))
+        if unknown:
+            raise self.fail(
+                f"{prefix}.select.{unknown[0]}", index, f"unknown key (expected one of {', '.join(_SELECT_KEYS)})"
+            )
+        name_glob = select.get("name")
+        if name_glob is not None and not isinstance(name_glob, str):
+            raise self.fail(f"{prefix}.select.name", index, "must be a string (a glob such as 'etl *')")
+        name_regex = None
+        if "name_regex" in select:
+            if not isinstance(select["name_regex"], str):
+                raise self.fail(f"{prefix}.select.name_regex", index, "must be a string")
+            try:
+                name_regex = re.compile(select["name_regex"])
+            except re.error as error:
+                raise self.fail(
+                    f"{prefix}.select.name_regex", index, f"not a valid regular expression: {error}"
+                ) from error
+        has_attributes = select.get("has_attributes", [])
+        if isinstance(has_attributes, str):
+            has_attributes = [has_attributes]
+        if not isinstance(has_attributes, list) or not all(isinstance(k, str) for k in has_attributes):
+            raise self.fail(f"{prefix}.select.has_attributes", index, "must be a list of attribute names")
+        resource = select.get("resource", {})
+        if not isinstance(resource, Mapping):
+            raise self.fail(f"{prefix}.select.resource", index, "must be a table of resource attribute = value")
+        columns = rule.get("columns")
+        if not isinstance(columns, Mapping) or not columns:
+            raise self.fail(f"{prefix}.columns", index, "missing: a rule must map at least columns.job_name")
+        if "job_name" not in columns:
+            raise self.fail(f"{prefix}.columns", index, "columns.job_name is required")
+        mapped = []
+        for column, spec in columns.items():
+            if column not in COLUMN_ATTRIBUTES:
+                raise self.fail(
+                    f"{prefix}.columns.{column}",
+                    index,
+                    f"unknown column (expected one of {', '.join(COLUMN_ATTRIBUTES)})",
+                )
+            mapped.append((column, self.source(f"{prefix}.columns.{column}", index, spec)))
+        failed_when = None
+        if "failed_when" in rule:
+            spec = rule["failed_when"]
+            key = f"{prefix}.failed_when"
+            if not isinstance(spec, Mapping) or not isinstance(spec.get("values"), list) or not spec["values"]:
+                raise self.fail(key, index, "must be a table with a source and values = [...]")
+            source = self.source(key, index, {k: v for k, v in spec.items() if k != "values"})
+            failed_when = (key, source, frozenset(str(v) for v in spec["values"]))
+        return _Rule(
+            name_glob=name_glob,
+            name_regex=name_regex,
+            has_attributes=tuple(has_attributes),
+            resource_equals=tuple(resource.items()),
+            columns=tuple(mapped),
+            failed_when=failed_when,
+        )
+
+    def source(self, key: str, index: int, spec: Any) -> _Source:
+        if not isinstance(spec, Mapping):
+            raise self.fail(key, index, 'must be a table such as { attribute = "name" }')
+        kinds = [kind for kind in _SOURCES if kind in spec]
+        unknown = sorted(set(spec) - set(_SOURCES))
+        if unknown:
+            raise self.fail(f"{key}.{unknown[0]}", index, f"unknown source (expected one of {', '.join(_SOURCES)})")
+        if len(kinds) != 1:
+            raise self.fail(key, index, f"needs exactly one of {', '.join(_SOURCES)}")
+        kind = kinds[0]
+        value = spec[kind]
+        if kind != "constant" and not isinstance(value, str):
+            raise self.fail(f"{key}.{kind}", index, "must be an attribute name (a string)")
+        return _Source(kind, value)
+
+
+# --- loading -------------------------------------------------------------------------------------------
+
+BUILTIN_PROFILES: dict[str, Profile] = {
+    "default": default_profile,
+    "airflow": airflow_profile,
+    "cicd": cicd_profile,
+}
+
+
+def load_profile(name_or_path: str | os.PathLike | None) -> Profile:
+    """The profile named by an option or ``OTEL_EXPORTER_DATASINK_PROFILE``: a built-in name or a TOML file.
+
+    Raises :class:`ProfileError` (a ValueError) for an unknown name or an invalid mapping file, so that a
+    bad setting stops the processor, exporter, collector or replay when it starts.
+    """
+    if name_or_path is None:
         return DEFAULT_PROFILE
-    raise ValueError(f"unknown mapping profile {name!r} (known: default)")
+    text = os.fspath(name_or_path).strip()
+    if text == "":
+        return DEFAULT_PROFILE
+    builtin = BUILTIN_PROFILES.get(text.lower())
+    if builtin is not None:
+        return builtin
+    if text.endswith(".toml") or os.path.exists(text):
+        return load_mapping_file(text)
+    raise ProfileError(
+        f"unknown mapping profile {text!r} (known: {', '.join(BUILTIN_PROFILES)}, or the path of a .toml mapping file)"
+    )
