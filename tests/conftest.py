@@ -106,7 +106,10 @@ class TableReader:
 
     def __init__(self, location: str, endpoint_url: str | None = None) -> None:
         self.location = location.rstrip("/")
-        self.storage_options = {"client_kwargs": {"endpoint_url": endpoint_url}} if endpoint_url else {}
+        # A fresh s3fs instance: a cached one could answer listings from before the writes.
+        self.storage_options = (
+            {"client_kwargs": {"endpoint_url": endpoint_url}, "skip_instance_cache": True} if endpoint_url else {}
+        )
 
     def filesystem(self):
         fs, _ = fsspec.core.url_to_fs(self.location, **self.storage_options)

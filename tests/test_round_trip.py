@@ -376,3 +376,36 @@ def test_configure_without_a_provider_creates_the_global_one(local_location, rea
     )
     assert result == {"provider": "opentelemetry.sdk.trace", "location": local_location}
     assert {row["status"] for row in read_tables(local_location).rows("job_runs")} == {"STARTED", "SUCCESS"}
+
+
+def test_forked_worker_process_writes_its_own_runs_once(local_location, read_tables):
+    result = run_script(
+        """
+        import json, os
+        from opentelemetry.sdk.trace import TracerProvider
+        from otel_datasink import DatasinkSpanProcessor
+
+        provider = TracerProvider()
+        provider.add_span_processor(DatasinkSpanProcessor(schedule_delay=0.1))
+        tracer = provider.get_tracer("job")
+        with tracer.start_as_current_span("before", attributes={"job.name": "before_fork"}):
+            pass
+        pid = os.fork()
+        if pid == 0:
+            with tracer.start_as_current_span("child", attributes={"job.name": "in_child"}):
+                pass
+            os._exit(0 if provider.force_flush(5000) else 3)
+        _, status = os.waitpid(pid, 0)
+        with tracer.start_as_current_span("after", attributes={"job.name": "after_fork"}):
+            pass
+        provider.shutdown()
+        print(json.dumps({"child_exit": os.waitstatus_to_exitcode(status)}))
+        """,
+        OTEL_EXPORTER_DATASINK_LOCATION=local_location,
+    )
+    assert result == {"child_exit": 0}
+    runs = read_tables(local_location).rows("job_runs")
+    # The span queued before the fork is written by the parent only, not again by the child.
+    assert sorted((row["job_name"], row["status"]) for row in runs) == [
+        (name, status) for name in ("after_fork", "before_fork", "in_child") for status in ("STARTED", "SUCCESS")
+    ]
