@@ -1,0 +1,207 @@
+"""The tables and views as SQL: Athena DDL from :data:`otel_datasink.schema.TABLES`, and the views of
+``sql/views.sql`` (the one SQL source, in Athena's Trino dialect) for Athena and, transpiled by sqlglot, DuckDB.
+
+Where DuckDB and Trino give one function different meanings, the transpile step rewrites it:
+
+- ``date_diff(unit, a, b)``: Trino counts whole units between the instants, DuckDB counts unit boundaries
+  crossed (11:59:30 to 12:00:10 is 0 minutes in Trino, 1 in DuckDB); DuckDB's ``date_sub`` is Trino's meaning.
+- ``approx_percentile``: DuckDB's ``approx_quantile`` interpolates a t-digest; ``quantile_disc`` is exact and
+  returns a value of the set (nearest rank), as Trino's does on small groups.
+
+Everything else the views use means the same in both engines (sqlglot already guards ``greatest`` against
+NULLs; ``max_by`` is only used with a ``FILTER`` on its value, since DuckDB's ``arg_max`` skips NULLs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import re
+import string
+from functools import cache
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from otel_datasink.schema import PARTITION_COLUMN, TABLES
+
+DEFAULT_DATABASE = "monitoring"
+PROJECTION_START = "2020-01-01"
+"""First day of the ``dt`` partition projection (the range ends at ``NOW``)."""
+
+VIEWS = (
+    "job_runs_latest",
+    "dataset_status_latest",
+    "stale_datasets",
+    "recurring_failures",
+    "volume_anomalies",
+    "runtime_trend",
+    "hung_runs",
+)
+"""The views of ``sql/views.sql``, each after the views it reads."""
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewParameters:
+    """The knobs of the views, fixed when they are generated (``otel-datasink ddl --window-days ...``)."""
+
+    window_days: int = 30
+    """Days of ``dt`` partitions every view reads (plus today): Athena scans this, not the whole history.
+    A run or dataset with no row in the window is not in the views."""
+    failure_days: int = 7
+    """``recurring_failures.recent_failures`` counts the failures of this many last days."""
+    anomaly_lookback_days: int = 7
+    """``volume_anomalies`` judges the successful runs that ended in this many last days."""
+    anomaly_baseline_days: int = 14
+    """Each judged run is compared with the job's successful runs of this many days before it."""
+    anomaly_min_points: int = 7
+    """Fewest baseline runs for a judgement."""
+    anomaly_z: float = 3.0
+    """Standard deviations from the baseline mean beyond which a run is an anomaly (both directions)."""
+    hung_floor_minutes: int = 60
+    """A STARTED run is hung after max(this, ``hung_factor`` x the job's p95 successful duration)."""
+    hung_factor: float = 3.0
+    """Multiple of the job's p95 duration after which a STARTED run is hung."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{field.name} must be a positive number, not {value!r}")
+            if field.type == "int" and not isinstance(value, int):
+                raise ValueError(f"{field.name} must be an integer, not {value!r}")
+        if self.window_days < self.anomaly_lookback_days + self.anomaly_baseline_days:
+            raise ValueError("window_days must cover anomaly_lookback_days + anomaly_baseline_days")
+        if self.window_days < self.failure_days:
+            raise ValueError("window_days must cover failure_days")
+
+
+def athena_type(arrow_type: pa.DataType) -> str:
+    """The Athena (Hive DDL) type that reads a Parquet column written from ``arrow_type``."""
+    if pa.types.is_string(arrow_type):
+        return "string"
+    if pa.types.is_int64(arrow_type):
+        return "bigint"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    if pa.types.is_map(arrow_type):
+        return f"map<{athena_type(arrow_type.key_type)},{athena_type(arrow_type.item_type)}>"
+    raise TypeError(f"no Athena type for {arrow_type}")
+
+
+def athena_location(location: str) -> str:
+    """The ``s3://`` URL of a location, without trailing slash; ValueError when it is not on S3."""
+    if not location.startswith(("s3://", "s3a://")):
+        raise ValueError(f"Athena reads S3 only; {location!r} is not an s3:// location")
+    return "s3://" + location.split("://", 1)[1].strip("/")
+
+
+def athena_tables(location: str, database: str = DEFAULT_DATABASE) -> list[str]:
+    """``CREATE EXTERNAL TABLE`` statements of both tables at ``location``, with ``dt`` partition projection
+    (so new partitions are visible at once and ``MSCK REPAIR TABLE`` is never needed)."""
+    _check_identifier(database)
+    root = athena_location(location)
+    statements = []
+    for table, schema in TABLES.items():
+        columns = ",\n".join(f"  `{field.name}` {athena_type(field.type)}" for field in schema)
+        properties = {
+            "projection.enabled": "true",
+            f"projection.{PARTITION_COLUMN}.type": "date",
+            f"projection.{PARTITION_COLUMN}.format": "yyyy-MM-dd",
+            f"projection.{PARTITION_COLUMN}.range": f"{PROJECTION_START},NOW",
+            f"projection.{PARTITION_COLUMN}.interval": "1",
+            f"projection.{PARTITION_COLUMN}.interval.unit": "DAYS",
+            "storage.location.template": f"{root}/{table}/{PARTITION_COLUMN}=${{{PARTITION_COLUMN}}}",
+        }
+        tblproperties = ",\n".join(f"  '{key}'='{value}'" for key, value in properties.items())
+        statements.append(
+            f"CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{table}` (\n{columns}\n)\n"
+            f"PARTITIONED BY (`{PARTITION_COLUMN}` string)\n"
+            f"STORED AS PARQUET\n"
+            f"LOCATION '{root}/{table}/'\n"
+            f"TBLPROPERTIES (\n{tblproperties}\n)"
+        )
+    return statements
+
+
+def athena_views(parameters: ViewParameters | None = None, database: str = DEFAULT_DATABASE) -> list[str]:
+    """``CREATE OR REPLACE VIEW`` statements for Athena, table and view names qualified with ``database``."""
+    return [statement for _, statement in _documented_athena_views(parameters or ViewParameters(), database)]
+
+
+def athena_ddl(location: str, database: str = DEFAULT_DATABASE, parameters: ViewParameters | None = None) -> str:
+    """The whole Athena script: the database, both tables and the views, statements ending in ``;``."""
+    parameters = parameters or ViewParameters()
+    settings = ", ".join(f"{f.name}={getattr(parameters, f.name)}" for f in dataclasses.fields(parameters))
+    statements = [
+        f"CREATE DATABASE IF NOT EXISTS `{_check_identifier(database)}`",
+        *athena_tables(location, database),
+    ]
+    for comment, view in _documented_athena_views(parameters, database):
+        statements.append("\n".join(f"-- {line}" for line in comment) + "\n" + view)
+    header = f"-- otel-datasink tables and views for Athena engine v3 ({settings})\n"
+    return header + "".join(f"\n{statement};\n" for statement in statements)
+
+
+def duckdb_views(parameters: ViewParameters | None = None) -> list[str]:
+    """``CREATE OR REPLACE VIEW`` statements for DuckDB over the unqualified tables."""
+    return [to_duckdb_expression(s).sql(dialect="duckdb") for s in _view_statements(parameters or ViewParameters())]
+
+
+def to_duckdb(sql: str, read: str = "trino") -> str:
+    """One statement of Athena's (Trino's) SQL as DuckDB SQL of the same meaning."""
+    return to_duckdb_expression(sqlglot.parse_one(sql, read=read)).sql(dialect="duckdb")
+
+
+def to_duckdb_expression(expression: exp.Expression) -> exp.Expression:
+    """A parsed Trino expression rewritten where DuckDB's functions of the same name mean otherwise."""
+    return expression.copy().transform(_duckdb_meaning)
+
+
+def _duckdb_meaning(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.DateDiff):
+        # Trino date_diff(unit, a, b) is DateDiff(this=b, expression=a): DuckDB date_sub(unit, a, b).
+        unit = node.text("unit").lower() or "day"
+        return exp.Anonymous(this="DATE_SUB", expressions=[exp.Literal.string(unit), node.expression, node.this])
+    if isinstance(node, exp.ApproxQuantile):
+        return exp.Anonymous(this="QUANTILE_DISC", expressions=[node.this, node.args["quantile"]])
+    return node
+
+
+def _documented_athena_views(parameters: ViewParameters, database: str) -> list[tuple[list[str], str]]:
+    # The comments of views.sql go above each statement, not into it: a statement Athena runs stays plain.
+    _check_identifier(database)
+    views = []
+    for statement in _view_statements(parameters):
+        qualified = statement.copy()
+        comment = [line.strip() for line in qualified.pop_comments()]
+        for table in qualified.find_all(exp.Table):
+            if table.name in TABLES or table.name in VIEWS:
+                table.set("db", exp.to_identifier(database))
+        views.append((comment, qualified.sql(dialect="athena", pretty=True)))
+    return views
+
+
+def _check_identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"{name!r} is not a valid Athena name (lower-case letters, digits, underscores)")
+    return name
+
+
+@cache
+def _source() -> str:
+    text = importlib.resources.files("otel_datasink").joinpath("sql", "views.sql").read_text(encoding="utf-8")
+    # The file's header comment (up to the first blank line) documents the file, not the first view.
+    return text.split("\n\n", 1)[1]
+
+
+def _view_statements(parameters: ViewParameters) -> list[exp.Create]:
+    text = string.Template(_source()).substitute(dataclasses.asdict(parameters))
+    statements = [s for s in sqlglot.parse(text, read="trino") if s is not None]
+    names = tuple(s.this.name for s in statements)
+    if names != VIEWS:
+        raise RuntimeError(f"sql/views.sql defines {names}, expected {VIEWS}")
+    return statements

@@ -1,0 +1,285 @@
+-- The operators' views: the one source, in Athena's (Trino's) SQL.
+--
+-- otel_datasink.catalog fills in the parameters (see ViewParameters), qualifies the table and view names with
+-- the Athena database, and transpiles to DuckDB with sqlglot for otel_datasink.local. Write portable Trino:
+-- where the engines differ in meaning, either avoid the construct or fix it in otel_datasink.catalog (date_diff
+-- and approx_percentile are rewritten there). Every view reads only the last ${window_days} days of dt
+-- partitions, compared as strings so Athena's partition projection prunes.
+--
+-- Idempotence: storage may hold a row twice (retries, replays, compaction overlap); every view counts a run
+-- (run_id) or a dataset update (dataset, run_id, updated_at) once.
+
+-- One row per run_id: its latest state (a terminal state beats STARTED, the latest terminal wins), with the
+-- earliest start seen for the run. event_time is the time of that latest state.
+CREATE OR REPLACE VIEW job_runs_latest AS
+WITH states AS (
+    SELECT
+        *,
+        row_number() OVER (
+            PARTITION BY run_id
+            ORDER BY CASE WHEN status = 'STARTED' THEN 0 ELSE 1 END DESC, event_time DESC, ingested_at DESC, status
+        ) AS state_rank,
+        min(start_time) OVER (PARTITION BY run_id) AS first_start_time
+    FROM job_runs
+    WHERE dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
+)
+SELECT
+    run_id,
+    job_name,
+    job_type,
+    status,
+    dataset,
+    event_time,
+    first_start_time AS start_time,
+    end_time,
+    duration_ms,
+    records_processed,
+    error_type,
+    error_message,
+    attempt,
+    logical_date,
+    run_type,
+    trace_id,
+    span_id,
+    parent_span_id,
+    service_name,
+    attributes,
+    ingested_at
+FROM states
+WHERE state_rank = 1;
+
+-- One row per dataset. data_as_of is the newest data the successful updates brought: their watermark, or the
+-- update time when they carry none (a backfill without a watermark carries its logical date, so a backfill of
+-- old data does not make the dataset look fresh). freshness_minutes = whole minutes from data_as_of to now.
+-- is_stale: no successful update in the window, or freshness_minutes above the latest SLA given.
+CREATE OR REPLACE VIEW dataset_status_latest AS
+WITH copies AS (
+    SELECT
+        *,
+        row_number() OVER (PARTITION BY dataset, run_id, updated_at ORDER BY ingested_at DESC, status) AS copy
+    FROM dataset_status
+    WHERE dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
+),
+updates AS (
+    SELECT
+        *,
+        row_number() OVER (PARTITION BY dataset ORDER BY updated_at DESC, ingested_at DESC, status) AS recency
+    FROM copies
+    WHERE copy = 1
+),
+summary AS (
+    SELECT
+        dataset,
+        max(updated_at) FILTER (WHERE status = 'SUCCESS') AS last_success_at,
+        max(coalesce(watermark, updated_at)) FILTER (WHERE status = 'SUCCESS') AS data_as_of,
+        max(updated_at) AS last_update_at,
+        max_by(record_count, updated_at) FILTER (WHERE record_count IS NOT NULL) AS record_count,
+        max_by(freshness_sla_minutes, updated_at) FILTER (
+            WHERE freshness_sla_minutes IS NOT NULL
+        ) AS freshness_sla_minutes
+    FROM updates
+    GROUP BY dataset
+),
+latest AS (
+    SELECT dataset, status, job_name, run_id
+    FROM updates
+    WHERE recency = 1
+),
+measured AS (
+    SELECT
+        s.dataset,
+        l.status AS last_status,
+        s.last_success_at,
+        s.data_as_of,
+        date_diff('minute', s.data_as_of, current_timestamp) AS freshness_minutes,
+        s.freshness_sla_minutes,
+        s.record_count,
+        s.last_update_at,
+        l.job_name AS last_job_name,
+        l.run_id AS last_run_id
+    FROM summary AS s
+    JOIN latest AS l ON l.dataset = s.dataset
+)
+SELECT
+    *,
+    (
+        last_success_at IS NULL
+        OR coalesce(freshness_minutes > freshness_sla_minutes, FALSE)
+    ) AS is_stale
+FROM measured;
+
+-- The datasets of dataset_status_latest that are stale.
+CREATE OR REPLACE VIEW stale_datasets AS
+SELECT *
+FROM dataset_status_latest
+WHERE is_stale;
+
+-- Per job with a failure in the window: recent_failures = FAILED runs that ended in the last ${failure_days}
+-- days; current_streak = consecutive FAILED runs counting back from the latest terminal run (0 once a run
+-- succeeds); the latest failure's time and error.
+CREATE OR REPLACE VIEW recurring_failures AS
+WITH terminal AS (
+    SELECT
+        job_name,
+        run_id,
+        status,
+        end_time,
+        error_type,
+        error_message,
+        row_number() OVER (PARTITION BY job_name ORDER BY end_time DESC, run_id) AS recency
+    FROM job_runs_latest
+    WHERE status IN ('SUCCESS', 'FAILED')
+),
+failures AS (
+    SELECT
+        job_name,
+        end_time,
+        error_type,
+        error_message,
+        row_number() OVER (PARTITION BY job_name ORDER BY end_time DESC, run_id) AS failure_recency
+    FROM terminal
+    WHERE status = 'FAILED'
+),
+per_job AS (
+    SELECT
+        job_name,
+        count(*) FILTER (
+            WHERE status = 'FAILED' AND end_time >= current_timestamp - INTERVAL '${failure_days}' DAY
+        ) AS recent_failures,
+        count(*) FILTER (WHERE end_time >= current_timestamp - INTERVAL '${failure_days}' DAY) AS recent_runs,
+        coalesce(min(recency) FILTER (WHERE status = 'SUCCESS') - 1, count(*)) AS current_streak,
+        max(end_time) FILTER (WHERE status = 'SUCCESS') AS last_success_at,
+        max(end_time) AS last_run_at
+    FROM terminal
+    GROUP BY job_name
+)
+SELECT
+    p.job_name,
+    p.current_streak,
+    p.recent_failures,
+    p.recent_runs,
+    f.end_time AS last_failure_at,
+    f.error_type AS last_error_type,
+    f.error_message AS last_error_message,
+    p.last_success_at,
+    p.last_run_at
+FROM per_job AS p
+JOIN failures AS f ON f.job_name = p.job_name AND f.failure_recency = 1
+WHERE p.current_streak > 0 OR p.recent_failures > 0;
+
+-- Successful runs that ended in the last ${anomaly_lookback_days} days whose records_processed is more than
+-- ${anomaly_z} standard deviations from the mean of the job's successful runs in the ${anomaly_baseline_days}
+-- days before it (the run judged excluded), given at least ${anomaly_min_points} such runs. Backfills are
+-- judged but never part of a baseline (run_type tells them apart). Against a constant baseline (stddev 0)
+-- any difference is an anomaly, with z_score NULL.
+CREATE OR REPLACE VIEW volume_anomalies AS
+WITH runs AS (
+    SELECT run_id, job_name, run_type, start_time, end_time, records_processed
+    FROM job_runs_latest
+    WHERE status = 'SUCCESS' AND records_processed IS NOT NULL
+),
+scored AS (
+    SELECT
+        j.job_name,
+        j.run_id,
+        j.run_type,
+        j.start_time,
+        j.end_time,
+        j.records_processed,
+        count(b.run_id) AS baseline_runs,
+        avg(CAST(b.records_processed AS double)) AS baseline_mean,
+        stddev_samp(CAST(b.records_processed AS double)) AS baseline_stddev
+    FROM runs AS j
+    JOIN runs AS b
+        ON b.job_name = j.job_name
+        AND b.run_id <> j.run_id
+        AND b.end_time < j.end_time
+        AND b.end_time >= j.end_time - INTERVAL '${anomaly_baseline_days}' DAY
+        AND coalesce(b.run_type, '') <> 'backfill'
+    WHERE j.end_time >= current_timestamp - INTERVAL '${anomaly_lookback_days}' DAY
+    GROUP BY j.job_name, j.run_id, j.run_type, j.start_time, j.end_time, j.records_processed
+)
+SELECT
+    job_name,
+    run_id,
+    run_type,
+    start_time,
+    end_time,
+    records_processed,
+    baseline_runs,
+    baseline_mean,
+    baseline_stddev,
+    CASE
+        WHEN baseline_stddev > 0 THEN (records_processed - baseline_mean) / baseline_stddev
+    END AS z_score,
+    CASE WHEN records_processed > baseline_mean THEN 'spike' ELSE 'drop' END AS direction
+FROM scored
+WHERE
+    baseline_runs >= ${anomaly_min_points}
+    AND (
+        abs(records_processed - baseline_mean) > ${anomaly_z} * baseline_stddev
+        OR (baseline_stddev = 0 AND records_processed <> baseline_mean)
+    );
+
+-- Per job, per UTC day the run started, backfills apart (is_backfill): finished runs, failures, and the
+-- p50 and p95 duration of the successful ones.
+CREATE OR REPLACE VIEW runtime_trend AS
+SELECT
+    job_name,
+    CAST(start_time AS date) AS run_date,
+    coalesce(run_type, '') = 'backfill' AS is_backfill,
+    count(*) AS runs,
+    count(*) FILTER (WHERE status = 'FAILED') AS failures,
+    approx_percentile(duration_ms, 0.5) FILTER (WHERE status = 'SUCCESS') AS p50_duration_ms,
+    approx_percentile(duration_ms, 0.95) FILTER (WHERE status = 'SUCCESS') AS p95_duration_ms,
+    max(duration_ms) AS max_duration_ms,
+    CAST(sum(records_processed) AS bigint) AS records_processed
+FROM job_runs_latest
+WHERE status IN ('SUCCESS', 'FAILED')
+GROUP BY job_name, CAST(start_time AS date), coalesce(run_type, '') = 'backfill';
+
+-- Runs whose latest state is STARTED for longer than max(${hung_floor_minutes} minutes, ${hung_factor} x the
+-- p95 duration of the job's successful runs in the window); the floor alone when the job has no history.
+CREATE OR REPLACE VIEW hung_runs AS
+WITH usual AS (
+    SELECT job_name, approx_percentile(duration_ms, 0.95) AS p95_duration_ms
+    FROM job_runs_latest
+    WHERE status = 'SUCCESS' AND duration_ms IS NOT NULL
+    GROUP BY job_name
+),
+open_runs AS (
+    SELECT
+        r.run_id,
+        r.job_name,
+        r.job_type,
+        r.dataset,
+        r.start_time,
+        r.attempt,
+        r.service_name,
+        r.trace_id,
+        r.span_id,
+        u.p95_duration_ms,
+        date_diff('millisecond', r.start_time, current_timestamp) AS running_ms,
+        greatest(
+            ${hung_floor_minutes} * 60000.0E0,
+            ${hung_factor} * coalesce(CAST(u.p95_duration_ms AS double), 0.0E0)
+        ) AS threshold_ms
+    FROM job_runs_latest AS r
+    LEFT JOIN usual AS u ON u.job_name = r.job_name
+    WHERE r.status = 'STARTED'
+)
+SELECT
+    run_id,
+    job_name,
+    job_type,
+    dataset,
+    start_time,
+    date_diff('minute', start_time, current_timestamp) AS running_minutes,
+    threshold_ms / 60000 AS threshold_minutes,
+    p95_duration_ms,
+    attempt,
+    service_name,
+    trace_id,
+    span_id
+FROM open_runs
+WHERE running_ms > threshold_ms;
