@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 import time
 from typing import Any
 
@@ -147,3 +148,46 @@ async def serve(options: Options, settings: CollectorSettings) -> int:
     await stopping.wait()
     _logger.info("stopping: flushing within %.0fs", settings.shutdown_timeout)
     return 0 if await collector.stop() else 1
+
+
+class BackgroundCollector:
+    """A collector on its own event loop in a daemon thread: for tests and for embedding in a Python process.
+
+    ``with BackgroundCollector(options, settings) as collector:`` starts it (``collector.http_port`` and
+    ``collector.grpc_port`` are then bound) and stops it, flushing, on exit.
+    """
+
+    def __init__(self, options: Options, settings: CollectorSettings) -> None:
+        self.collector = Collector(options, settings)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(name="otel-datasink-collector", target=self._loop.run_forever, daemon=True)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collector, name)
+
+    def start(self) -> BackgroundCollector:
+        """Starts the loop thread and the collector on it; raises what the start raised."""
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self.collector.start(), self._loop).result()
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+            raise
+        return self
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stops the collector (as on SIGTERM) and its loop; True if every batch was written."""
+        try:
+            return asyncio.run_coroutine_threadsafe(self.collector.stop(timeout), self._loop).result()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __enter__(self) -> BackgroundCollector:
+        return self if self._thread.is_alive() else self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

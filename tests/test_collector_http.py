@@ -1,0 +1,232 @@
+"""The collector's OTLP/HTTP receiver, driven by the real OTLP/HTTP exporter and by raw HTTP requests."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import gzip
+import http.client
+import json
+import time
+
+import duckdb
+import pytest
+from google.rpc import status_pb2
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from test_otlp import SPEC_EXAMPLE
+
+from otel_datasink.collector.server import BackgroundCollector
+from otel_datasink.collector.settings import CollectorSettings
+from otel_datasink.config import Options
+
+TOKEN = "s3cret"
+
+
+def start_collector(location: str, spool_dir, **settings) -> BackgroundCollector:
+    """A collector on free ports (HTTP only unless told), started in this process."""
+    values = {"http": ("127.0.0.1", 0), "grpc": None, "spool_dir": spool_dir, "flush_age": 0.2, **settings}
+    return BackgroundCollector(Options.resolve(location), CollectorSettings(**values)).start()
+
+
+def rows(location: str, table: str = "job_runs", timeout: float = 5.0, expect: int = 1) -> list[dict]:
+    """The rows of a table, read with DuckDB, waiting up to ``timeout`` s for at least ``expect`` of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with duckdb.connect() as con:
+                result = con.execute(
+                    f"select * from read_parquet('{location}/{table}/*/*.parquet', hive_partitioning=true)"
+                )
+                names = [d[0] for d in result.description]
+                found = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+        except duckdb.IOException:  # no file yet
+            found = []
+        if len(found) >= expect or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def job_spans(count: int, *, with_noise: bool = True):
+    """Ended SDK spans: ``count`` job runs (one updates a dataset) and, with_noise, a non-job span."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "spark-etl"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    for i in range(count):
+        with tracer.start_as_current_span(f"run {i}", attributes={"job.name": f"job_{i}", "dataset.name": "orders"}):
+            pass
+    if with_noise:
+        with tracer.start_as_current_span("GET /", attributes={"http.method": "GET"}):
+            pass
+    provider.shutdown()
+    return exporter.get_finished_spans()
+
+
+def post(port: int, body: bytes, content_type: str = "application/x-protobuf", **headers: str):
+    """POST /v1/traces; returns (status, headers, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", "/v1/traces", body=body, headers={"Content-Type": content_type, **headers})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def good_request(count: int = 1) -> bytes:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    return encode_spans(job_spans(count)).SerializeToString()
+
+
+@pytest.fixture
+def collector(local_location, tmp_path):
+    running = start_collector(local_location, tmp_path / "spool", token=TOKEN, max_body_bytes=256 * 1024)
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
+def test_otlp_http_exporter_spans_become_rows_and_non_job_spans_are_ignored(local_location, tmp_path, compression):
+    with start_collector(local_location, tmp_path / "spool") as collector:
+        exporter = OTLPSpanExporter(
+            endpoint=f"http://127.0.0.1:{collector.http_port}/v1/traces", compression=compression
+        )
+        assert exporter.export(job_spans(3)).name == "SUCCESS"
+        runs = rows(local_location, expect=3)
+        updates = rows(local_location, "dataset_status", expect=3)
+        status, metrics = get(collector.http_port, "/metrics")
+
+    assert sorted(r["job_name"] for r in runs) == ["job_0", "job_1", "job_2"]
+    assert {r["status"] for r in runs} == {"SUCCESS"} and {r["service_name"] for r in runs} == {"spark-etl"}
+    assert [u["dataset"] for u in updates] == ["orders"] * 3
+    assert status == 200
+    assert "otel_datasink_collector_job_spans_total 3" in metrics
+    assert "otel_datasink_collector_non_job_spans_total 1" in metrics
+    assert 'otel_datasink_collector_rows_written_total{table="job_runs"} 3' in metrics
+
+
+def test_requests_are_batched_across_requests_into_one_file_per_table(local_location, tmp_path):
+    with start_collector(local_location, tmp_path / "spool", flush_age=60.0, flush_rows=20) as collector:
+        for _ in range(5):  # 5 requests x 2 job spans x (1 run + 1 update) = 20 rows: it rolls on rows, not age
+            assert post(collector.http_port, good_request(2))[0] == 200
+        runs = rows(local_location, expect=10)
+
+    files = duckdb.sql(
+        f"select distinct filename from read_parquet('{local_location}/job_runs/*/*.parquet', filename=true)"
+    ).fetchall()
+    assert len(runs) == 10
+    assert len(files) == 1
+
+
+def test_spec_shaped_otlp_json_gzipped_gives_a_row_and_a_json_answer(collector, local_location):
+    body = copy.deepcopy(SPEC_EXAMPLE)
+    status, headers, answer = post(
+        collector.http_port,
+        gzip.compress(json.dumps(body).encode()),
+        "application/json",
+        **{"Content-Encoding": "gzip", "Authorization": f"Bearer {TOKEN}"},
+    )
+    (run,) = rows(local_location)
+
+    assert (status, headers["Content-Type"].split(";")[0], json.loads(answer)) == (200, "application/json", {})
+    assert (run["job_name"], run["status"], run["attempt"], run["error_message"]) == ("spark_job", "FAILED", 3, "boom")
+    assert run["trace_id"] == "5b8efff798038103d269b633813fc60c"
+
+
+def test_empty_request_is_answered_200_and_writes_nothing(collector, local_location):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert post(collector.http_port, b"", **auth)[0] == 200
+    assert post(collector.http_port, b"{}", "application/json", **auth)[0] == 200
+    assert rows(local_location, timeout=0.5) == []
+
+
+def test_spans_with_invalid_ids_get_a_partial_success(collector, local_location):
+    request = ExportTraceServiceRequest.FromString(good_request(2))
+    request.resource_spans[0].scope_spans[0].spans[0].span_id = b""
+    status, _, answer = post(collector.http_port, request.SerializeToString(), Authorization=f"Bearer {TOKEN}")
+    json_body = copy.deepcopy(SPEC_EXAMPLE)
+    json_body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"] = "zz"
+    json_status, _, json_answer = post(
+        collector.http_port, json.dumps(json_body).encode(), "application/json", Authorization=f"Bearer {TOKEN}"
+    )
+
+    assert status == 200
+    assert ExportTraceServiceResponse.FromString(answer).partial_success.rejected_spans == 1
+    assert json_status == 200 and json.loads(json_answer)["partialSuccess"]["rejectedSpans"] == "1"
+    assert len(rows(local_location, expect=1)) == 1
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    # 64 MiB of zeros compress to ~64 KiB: far past the 256 KiB limit once inflated.
+    return gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
+
+
+BAD_REQUESTS = {
+    "garbage protobuf": (400, b"\xff\xff\xff\xff not protobuf", "application/x-protobuf", {}),
+    "garbage json": (400, b"{not json", "application/json", {}),
+    "truncated gzip": (400, gzip.compress(b"x" * 1000)[:-12], "application/x-protobuf", {"Content-Encoding": "gzip"}),
+    "gzip bomb": (413, None, "application/x-protobuf", {"Content-Encoding": "gzip"}),
+    "oversized body": (413, b"\0" * (300 * 1024), "application/x-protobuf", {}),
+    "wrong content type": (415, b"hello", "text/plain", {}),
+    "unknown encoding": (415, b"hello", "application/x-protobuf", {"Content-Encoding": "br"}),
+    "missing token": (401, b"", "application/x-protobuf", {"Authorization": None}),
+    "wrong token": (401, b"", "application/x-protobuf", {"Authorization": "Bearer nope"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_requests_get_their_status_and_the_next_good_request_is_served(collector, local_location, case):
+    status, body, content_type, headers = BAD_REQUESTS[case]
+    headers = {k: v for k, v in {"Authorization": f"Bearer {TOKEN}", **headers}.items() if v is not None}
+    started = time.monotonic()
+    got_status, got_headers, answer = post(
+        collector.http_port, _gzip_bomb() if body is None else body, content_type, **headers
+    )
+    elapsed = time.monotonic() - started
+
+    assert got_status == status
+    if content_type == "application/json":
+        assert json.loads(answer)["message"]
+    elif got_headers.get("Content-Type", "").startswith("application/x-protobuf"):
+        assert status_pb2.Status.FromString(answer).message
+    assert elapsed < 2.0  # a bomb is cut off at the limit, not inflated whole
+    assert post(collector.http_port, good_request(1), Authorization=f"Bearer {TOKEN}")[0] == 200
+    assert len(rows(local_location, expect=1)) == 1
+
+
+def test_a_backlogged_store_gets_503_with_retry_after_and_health_says_so(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("the location is a file, so every write fails")
+    running = start_collector(str(blocked), tmp_path / "spool", flush_rows=1, max_pending_batches=1)
+    try:
+        first = post(running.http_port, good_request(1))
+        second = post(running.http_port, good_request(1))
+        health_status, health = get(running.http_port, "/health")
+    finally:
+        assert running.stop(timeout=0.5) is False  # the row stays in the spool for the next start
+
+    assert first[0] == 200
+    assert second[0] == 503 and int(second[1]["Retry-After"]) > 0
+    assert health_status == 200 and json.loads(health)["status"] == "backlogged"
+    assert list((tmp_path / "spool").glob("*.seg"))
