@@ -1,0 +1,212 @@
+"""End-to-end throughput of ``otel-datasink collector`` over OTLP/HTTP protobuf.
+
+Starts the collector as a subprocess, sends pre-encoded ``ExportTraceServiceRequest`` bodies of 512 job spans
+each from another process (several keep-alive connections), and waits until every span is a ``job_runs`` row
+in a Parquet file. Prints spans/s end to end, the collector's CPU time per span (utime + stime from
+``/proc/<pid>/stat``), and, beside them, the cost of only decoding the same requests with protobuf.
+
+    python benchmarks/bench_collector.py [--requests 200] [--connections 4] [--location DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+SPANS_PER_REQUEST = 512
+
+
+def _kv(key: str, **value) -> KeyValue:
+    return KeyValue(key=key, value=AnyValue(**value))
+
+
+def make_request(seed: int) -> bytes:
+    """512 ended job spans with the attributes and event a real job span carries, encoded."""
+    rng = random.Random(seed)
+    now = time.time_ns()
+    spans = []
+    for i in range(SPANS_PER_REQUEST):
+        dataset = f"dataset_{i % 50}"
+        spans.append(
+            Span(
+                trace_id=rng.randbytes(16),
+                span_id=rng.randbytes(8),
+                parent_span_id=rng.randbytes(8),
+                name=f"run job_{i % 50}",
+                kind=Span.SPAN_KIND_INTERNAL,
+                start_time_unix_nano=now - 60 * 10**9,
+                end_time_unix_nano=now,
+                status=Status(code=Status.STATUS_CODE_OK),
+                attributes=[
+                    _kv("job.name", string_value=f"job_{i % 50}"),
+                    _kv("job.type", string_value="batch"),
+                    _kv("job.run.attempt", int_value=1),
+                    _kv("job.run.type", string_value="scheduled"),
+                    _kv("job.records_processed", int_value=rng.randrange(10**6)),
+                    _kv("dataset.name", string_value=dataset),
+                    _kv("host.name", string_value="worker-7"),
+                    _kv("thread.id", int_value=12),
+                ],
+                events=[
+                    Span.Event(
+                        name="dataset.update",
+                        time_unix_nano=now,
+                        attributes=[
+                            _kv("dataset.name", string_value=dataset),
+                            _kv("dataset.records_written", int_value=rng.randrange(10**6)),
+                        ],
+                    )
+                ],
+            )
+        )
+    resource = Resource(
+        attributes=[_kv("service.name", string_value="spark-etl"), _kv("service.version", string_value="1.2.3")]
+    )
+    request = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=spans)])]
+    )
+    return request.SerializeToString()
+
+
+def _send(port: int, bodies: list[bytes], connections: int, ready, go) -> None:
+    """The sender process: posts every body over ``connections`` keep-alive connections."""
+    share = [bodies[i::connections] for i in range(connections)]
+    failures = []
+
+    def worker(part: list[bytes]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for body in part:
+            while True:
+                connection.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
+                response = connection.getresponse()
+                response.read()
+                if response.status == 200:
+                    break
+                if response.status != 503:
+                    failures.append(response.status)
+                    break
+                time.sleep(float(response.getheader("Retry-After", "1")) / 10)
+        connection.close()
+
+    threads = [threading.Thread(target=worker, args=(part,)) for part in share]
+    ready.set()
+    go.wait()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise SystemExit(f"requests failed: {failures[:5]}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _metric(port: int, name: str) -> float:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection.request("GET", "/metrics")
+    for line in connection.getresponse().read().decode().splitlines():
+        if line.startswith(name):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="requests of 512 spans (default 200)")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--location", help="where to write (default: a temporary folder, removed after)")
+    parser.add_argument("--flush-rows", type=int, default=100_000)
+    args = parser.parse_args()
+
+    unique = [make_request(seed) for seed in range(min(args.requests, 20))]
+    bodies = [unique[i % len(unique)] for i in range(args.requests)]
+    spans = args.requests * SPANS_PER_REQUEST
+
+    started = time.perf_counter()
+    for body in bodies:
+        ExportTraceServiceRequest.FromString(body)
+    decode_seconds = time.perf_counter() - started
+
+    work = Path(tempfile.mkdtemp(prefix="bench-collector-"))
+    location = args.location or str(work / "datasink")
+    port = _free_port()
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "otel_datasink.cli", "collector", "--location", location]
+        + ["--http", f"127.0.0.1:{port}", "--grpc", "none", "--spool-dir", str(work / "spool")]
+        + ["--flush-rows", str(args.flush_rows), "--flush-age", "1", "--max-pending-batches", "8"],
+        stderr=open(work / "collector.log", "wb"),  # noqa: SIM115 - closed with the process
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _metric(port, "otel_datasink_collector_job_spans_total")
+                break
+            except OSError:
+                if time.monotonic() > deadline or collector.poll() is not None:
+                    raise SystemExit((work / "collector.log").read_text()) from None
+                time.sleep(0.05)
+
+        context = multiprocessing.get_context("spawn")
+        ready, go = context.Event(), context.Event()
+        sender = context.Process(target=_send, args=(port, bodies, args.connections, ready, go))
+        sender.start()
+        ready.wait()
+        cpu_before = _cpu_seconds(collector.pid)
+        started = time.perf_counter()
+        go.set()
+        sender.join()
+        acknowledged = time.perf_counter() - started
+        rows_name = 'otel_datasink_collector_rows_written_total{table="job_runs"}'
+        while _metric(port, rows_name) < spans:
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        cpu = _cpu_seconds(collector.pid) - cpu_before
+    finally:
+        collector.send_signal(signal.SIGTERM)
+        collector.wait(timeout=30)
+        if not args.location:
+            shutil.rmtree(work, ignore_errors=True)
+
+    body_bytes = sum(map(len, bodies))
+    print(f"requests: {args.requests} x {SPANS_PER_REQUEST} job spans = {spans} spans, {body_bytes / 2**20:.1f} MiB")
+    print(f"acknowledged all requests in  {acknowledged:7.2f} s  ({spans / acknowledged:9,.0f} spans/s)")
+    print(f"rows written (end to end) in  {elapsed:7.2f} s  ({spans / elapsed:9,.0f} spans/s)")
+    print(
+        f"collector CPU time:           {cpu:7.2f} s  ({cpu / spans * 1e6:6.2f} us/span, "
+        f"{spans / cpu:9,.0f} spans per CPU-second, {cpu / elapsed:.0%} of one core)"
+    )
+    print(
+        f"protobuf decode only:         {decode_seconds:7.2f} s  ({decode_seconds / spans * 1e6:6.2f} us/span, "
+        f"{spans / decode_seconds:9,.0f} spans/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
