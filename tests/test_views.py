@@ -1,0 +1,270 @@
+"""The views on DuckDB over rows the real pipeline wrote, for hand-built scenarios with chosen times."""
+
+from __future__ import annotations
+
+import datetime
+
+import duckdb
+import pytest
+import sqlglot
+from job_spans import DAY_NS, HOUR_NS, MINUTE_NS, job_span, now_ns, started, write_spans
+
+from otel_datasink import catalog, local
+
+SECOND_NS = 1_000_000_000
+
+
+def _iso(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.timezone.utc).isoformat()
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    """Writes every scenario in three flushes (the second repeats rows, the third brings late STARTED rows)."""
+    location = str(tmp_path_factory.mktemp("views") / "datasink")
+    n = now_ns()
+    spans = []
+    duplicated = []
+    late_started = []
+
+    def run(job, end_ns, minutes=5, **kwargs):
+        span = job_span(job, end_ns - minutes * MINUTE_NS, end_ns, **kwargs)
+        spans.append(span)
+        return span
+
+    # --- freshness -------------------------------------------------------------------------------------
+    run("load_orders", n - 2 * HOUR_NS, dataset="orders", updates=[dict(name="orders", record_count=900)])
+    orders = run(
+        "load_orders",
+        n - 30 * MINUTE_NS - 30 * SECOND_NS,
+        updates=[dict(name="orders", record_count=1000, freshness_sla_minutes=60)],
+    )
+    duplicated.append(orders)
+    run("load_customers", n - 3 * HOUR_NS, updates=[dict(name="customers", freshness_sla_minutes=60)])
+    run("load_events", n - 5 * HOUR_NS, updates=[dict(name="events", freshness_sla_minutes=120)])
+    # A backfill of data from ten days ago, just now: the dataset's data is no newer than five hours.
+    run(
+        "load_events",
+        n - MINUTE_NS,
+        dataset="events",
+        run_type="backfill",
+        logical_date=_iso(n - 10 * DAY_NS),
+    )
+    run("load_archive", n - 10 * DAY_NS, dataset="archive")
+    run("doomed", n - HOUR_NS, dataset="broken_ds", failed=True)
+    run("load_ancient", n - 40 * DAY_NS, dataset="ancient")
+
+    # --- failures --------------------------------------------------------------------------------------
+    for hours, failed in ((4, True), (3, True), (2, True), (1, False)):
+        span = run("flaky", n - hours * HOUR_NS, failed=failed, error="TimeoutError")
+        late_started.append(span)
+        if hours == 3:
+            duplicated.append(span)
+    for hours, failed in ((5, False), (4, True), (3, True), (2, True)):
+        span = run("broken", n - hours * HOUR_NS, failed=failed, error=f"Error{hours}")
+        duplicated.append(span)
+    for hours in (3, 2, 1):
+        run("steady", n - hours * HOUR_NS)
+
+    # --- volume ----------------------------------------------------------------------------------------
+    noise = (-20, 10, 5, -5, 15, -10, 0, 20, -15, 5, -5, 10, 0)
+    for day, delta in zip(range(1, 14), noise, strict=True):
+        span = run("ingest", n - day * DAY_NS - HOUR_NS, records=1000 + delta, run_id=f"ingest-{day}")
+        if day % 3 == 0:
+            duplicated.append(span)
+    run("ingest", n - DAY_NS * 5 // 2, records=10, run_id="ingest-drop")
+    run("ingest", n - DAY_NS * 3 // 2, records=1_000_000, run_id="ingest-backfill", run_type="backfill")
+    duplicated.append(run("ingest", n - DAY_NS // 2, records=5000, run_id="ingest-spike"))
+    for day in range(1, 6):
+        run("young", n - day * DAY_NS - HOUR_NS, records=1000 + day)
+    run("young", n - HOUR_NS, records=50_000)
+    for day in range(1, 9):
+        run("constant", n - day * DAY_NS - HOUR_NS, records=500)
+    run("constant", n - HOUR_NS, records=501, run_id="constant-off-by-one")
+
+    # --- runtime trend ---------------------------------------------------------------------------------
+    today = n - n % DAY_NS
+    yesterday_noon = today - DAY_NS // 2
+    for minutes in range(1, 11):
+        run("trend_job", yesterday_noon + minutes * HOUR_NS // 10, minutes=minutes)
+    run("trend_job", yesterday_noon, minutes=30, failed=True)
+    run("trend_job", yesterday_noon + 2 * HOUR_NS, minutes=100, run_type="backfill")
+    # Starts half a second before midnight, ends after: a run of the day it started.
+    before_midnight = today - DAY_NS - SECOND_NS // 2
+    spans.append(job_span("night_job", before_midnight, before_midnight + 30 * SECOND_NS))
+
+    # --- hung runs -------------------------------------------------------------------------------------
+    for day in range(1, 6):
+        run("slow", n - day * DAY_NS, minutes=10)
+        run("long", n - day * DAY_NS, minutes=60)
+    hung = [
+        job_span("slow", n - 90 * MINUTE_NS - 10 * SECOND_NS, None, run_id="slow-hung"),
+        job_span("slow", n - 20 * MINUTE_NS, None, run_id="slow-running"),
+        job_span("long", n - 90 * MINUTE_NS, None, run_id="long-running"),
+        job_span("new_job", n - 61 * MINUTE_NS, None, run_id="new-hung"),
+    ]
+    # A run retried under the same run_id: the first attempt only started, the second succeeded.
+    retry_start = n - 3 * HOUR_NS
+    hung.append(job_span("retried", retry_start, None, run_id="retry-1"))
+    retried = run("retried", n - 2 * HOUR_NS, minutes=30, run_id="retry-1")
+
+    write_spans(location, spans + hung)
+    write_spans(location, duplicated)
+    write_spans(location, [started(span) for span in late_started + [retried]])
+    return {"location": location, "now": n, "today": today, "retry_start": retry_start}
+
+
+@pytest.fixture(scope="module")
+def con(scenario):
+    connection = local.connect(scenario["location"])
+    yield connection
+    connection.close()
+
+
+def rows(con, query: str) -> list[dict]:
+    relation = con.sql(query)
+    return [dict(zip(relation.columns, row, strict=True)) for row in relation.fetchall()]
+
+
+def by(key: str, items: list[dict]) -> dict:
+    return {item[key]: item for item in items}
+
+
+def test_job_runs_latest_has_one_row_per_run_whatever_the_duplicates_and_late_rows(con):
+    counts = rows(con, "SELECT run_id, count(*) AS n FROM job_runs_latest GROUP BY run_id HAVING count(*) > 1")
+    assert counts == []
+    flaky = rows(con, "SELECT status FROM job_runs_latest WHERE job_name = 'flaky' ORDER BY end_time")
+    # The STARTED rows were written after the terminal ones: a terminal state never reverts.
+    assert [r["status"] for r in flaky] == ["FAILED", "FAILED", "FAILED", "SUCCESS"]
+    storage = rows(con, "SELECT count(*) AS n FROM job_runs WHERE job_name = 'flaky'")[0]["n"]
+    assert storage == 4 + 1 + 4  # the terminal rows, one duplicate, the late STARTED rows
+
+
+def test_job_runs_latest_keeps_the_terminal_state_and_the_earliest_start(con, scenario):
+    (retried,) = rows(con, "SELECT * FROM job_runs_latest WHERE run_id = 'retry-1'")
+    assert retried["status"] == "SUCCESS"
+    assert retried["start_time"].timestamp() == pytest.approx(scenario["retry_start"] / 1e9, abs=0.001)
+    assert retried["duration_ms"] == 30 * 60_000
+
+
+def test_views_read_only_the_window_of_partitions(con):
+    assert rows(con, "SELECT * FROM job_runs_latest WHERE job_name = 'load_ancient'") == []
+    assert rows(con, "SELECT * FROM dataset_status_latest WHERE dataset = 'ancient'") == []
+    assert rows(con, "SELECT count(*) AS n FROM job_runs WHERE job_name = 'load_ancient'")[0]["n"] == 1
+
+
+def test_dataset_status_latest_tells_fresh_from_stale(con):
+    datasets = by("dataset", rows(con, "SELECT * FROM dataset_status_latest"))
+    assert set(datasets) == {"orders", "customers", "events", "archive", "broken_ds"}
+    orders = datasets["orders"]
+    # 30.5 minutes old: whole minutes, as Athena counts them.
+    assert (orders["freshness_minutes"], orders["freshness_sla_minutes"], orders["is_stale"]) == (30, 60, False)
+    assert orders["record_count"] == 1000
+    assert orders["last_status"] == "SUCCESS"
+    customers = datasets["customers"]
+    assert (customers["freshness_minutes"], customers["is_stale"]) == (180, True)
+    # No SLA: never stale while it has succeeded.
+    assert (datasets["archive"]["freshness_minutes"], datasets["archive"]["is_stale"]) == (10 * 24 * 60, False)
+    broken = datasets["broken_ds"]
+    assert (broken["last_status"], broken["last_success_at"], broken["is_stale"]) == ("FAILED", None, True)
+
+
+def test_a_backfill_of_old_data_does_not_make_a_dataset_fresh(con, scenario):
+    events = rows(con, "SELECT * FROM dataset_status_latest WHERE dataset = 'events'")[0]
+    # The backfill succeeded a minute ago, but its data is ten days old; the newest data is five hours old.
+    assert events["last_success_at"].timestamp() == pytest.approx(scenario["now"] / 1e9 - 60, abs=1)
+    assert events["data_as_of"].timestamp() == pytest.approx(scenario["now"] / 1e9 - 5 * 3600, abs=1)
+    assert (events["freshness_minutes"], events["freshness_sla_minutes"], events["is_stale"]) == (300, 120, True)
+
+
+def test_stale_datasets_lists_exactly_the_stale_ones(con):
+    stale = rows(con, "SELECT dataset FROM stale_datasets ORDER BY dataset")
+    assert [r["dataset"] for r in stale] == ["broken_ds", "customers", "events"]
+
+
+def test_recurring_failures_counts_the_current_streak_and_recent_failures(con):
+    jobs = by("job_name", rows(con, "SELECT * FROM recurring_failures"))
+    # trend_job failed once yesterday: listed, with no streak.
+    assert set(jobs) == {"flaky", "broken", "doomed", "trend_job"}
+    assert (jobs["trend_job"]["current_streak"], jobs["trend_job"]["recent_failures"]) == (0, 1)
+    # Three failures in a row then a success: the streak is over, the failures still count (once each).
+    assert (jobs["flaky"]["current_streak"], jobs["flaky"]["recent_failures"]) == (0, 3)
+    assert jobs["flaky"]["last_error_type"] == "TimeoutError"
+    broken = jobs["broken"]
+    assert (broken["current_streak"], broken["recent_failures"], broken["recent_runs"]) == (3, 3, 4)
+    assert (broken["last_error_type"], broken["last_error_message"]) == ("Error2", "broken broke")
+    assert broken["last_failure_at"] == broken["last_run_at"]
+    assert jobs["doomed"]["current_streak"] == 1
+
+
+def test_volume_anomalies_flags_a_spike_and_a_drop_against_the_trailing_baseline(con):
+    anomalies = by("run_id", rows(con, "SELECT * FROM volume_anomalies WHERE job_name = 'ingest'"))
+    assert set(anomalies) == {"ingest-drop", "ingest-spike", "ingest-backfill"}
+    drop, spike = anomalies["ingest-drop"], anomalies["ingest-spike"]
+    assert (drop["direction"], drop["baseline_runs"]) == ("drop", 11)
+    assert drop["z_score"] < -3
+    # The backfill's million records are not in the spike's baseline (else the spike would hide in it),
+    # and the duplicated runs count once.
+    assert (spike["direction"], spike["baseline_runs"]) == ("spike", 14)
+    assert spike["z_score"] > 3
+    assert spike["baseline_mean"] == pytest.approx((13 * 1000 + 10 + 10) / 14)
+    assert anomalies["ingest-backfill"]["run_type"] == "backfill"
+
+
+def test_volume_anomalies_needs_enough_points_and_treats_a_constant_baseline_strictly(con):
+    assert rows(con, "SELECT * FROM volume_anomalies WHERE job_name = 'young'") == []
+    (constant,) = rows(con, "SELECT * FROM volume_anomalies WHERE job_name = 'constant'")
+    assert (constant["run_id"], constant["baseline_stddev"], constant["z_score"]) == ("constant-off-by-one", 0, None)
+
+
+def test_runtime_trend_gives_daily_percentiles_with_backfills_apart(con, scenario):
+    yesterday = datetime.datetime.fromtimestamp(scenario["today"] / 1e9 - 86400, tz=datetime.timezone.utc).date()
+    trend = rows(con, "SELECT * FROM runtime_trend WHERE job_name = 'trend_job' ORDER BY is_backfill")
+    assert [(r["run_date"], r["is_backfill"], r["runs"], r["failures"]) for r in trend] == [
+        (yesterday, False, 11, 1),
+        (yesterday, True, 1, 0),
+    ]
+    assert (trend[0]["p50_duration_ms"], trend[0]["p95_duration_ms"]) == (5 * 60_000, 10 * 60_000)
+    assert trend[1]["p95_duration_ms"] == 100 * 60_000
+    (night,) = rows(con, "SELECT run_date FROM runtime_trend WHERE job_name = 'night_job'")
+    assert night["run_date"] == yesterday - datetime.timedelta(days=1)
+
+
+def test_hung_runs_are_started_past_the_floor_or_three_times_the_p95(con):
+    hung = by("run_id", rows(con, "SELECT * FROM hung_runs"))
+    assert set(hung) == {"slow-hung", "new-hung"}
+    # slow's p95 is 10 minutes: 3 x 10 < the 60 minute floor. long's p95 of 60 minutes puts it at 180.
+    assert (hung["slow-hung"]["running_minutes"], hung["slow-hung"]["threshold_minutes"]) == (90, 60)
+    assert hung["slow-hung"]["p95_duration_ms"] == 10 * 60_000
+    assert (hung["new-hung"]["p95_duration_ms"], hung["new-hung"]["threshold_minutes"]) == (None, 60)
+
+
+def test_hung_runs_parameters_change_the_threshold(scenario):
+    parameters = catalog.ViewParameters(hung_floor_minutes=15, hung_factor=1.0)
+    con = local.connect(scenario["location"], parameters=parameters)
+    hung = {r["run_id"] for r in rows(con, "SELECT run_id FROM hung_runs")}
+    assert hung == {"slow-hung", "new-hung", "slow-running", "long-running"}
+
+
+def test_date_diff_counts_whole_units_as_athena_does():
+    # Trino counts whole units between two instants; DuckDB's date_diff counts boundaries crossed.
+    query = """SELECT
+        date_diff('minute', TIMESTAMP '2024-01-01 11:59:30', TIMESTAMP '2024-01-01 12:00:10'),
+        date_diff('day', TIMESTAMP '2024-01-01 23:59:00', TIMESTAMP '2024-01-02 00:01:00'),
+        date_diff('minute', TIMESTAMP '2024-01-01 12:00:00', TIMESTAMP '2024-01-01 12:30:59.999'),
+        date_diff('millisecond', TIMESTAMP '2024-01-01 12:00:00', TIMESTAMP '2024-01-01 12:00:01.5')"""
+    con = duckdb.connect()
+    assert con.execute(catalog.to_duckdb(query)).fetchone() == (0, 0, 30, 1500)
+    assert con.execute(sqlglot.transpile(query, read="trino", write="duckdb")[0]).fetchone()[:2] == (1, 1)
+
+
+def test_percentiles_are_exact_nearest_rank_in_duckdb():
+    query = "SELECT approx_percentile(x, 0.5), approx_percentile(x, 0.95) FROM UNNEST(SEQUENCE(1, 10)) AS t(x)"
+    assert duckdb.connect().execute(catalog.to_duckdb(query)).fetchone() == (5, 10)
+
+
+def test_every_view_has_the_same_columns_on_an_empty_location(con, tmp_path):
+    empty = local.connect(tmp_path / "nothing")
+    for view in catalog.VIEWS:
+        assert empty.sql(f"SELECT * FROM {view}").fetchall() == []
+        assert empty.sql(f"DESCRIBE {view}").fetchall() == con.sql(f"DESCRIBE {view}").fetchall()
