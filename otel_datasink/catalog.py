@@ -19,6 +19,7 @@ import importlib.resources
 import re
 import string
 from functools import cache
+from typing import Any
 
 import pyarrow as pa
 import sqlglot
@@ -44,27 +45,29 @@ VIEWS = (
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
+def _parameter(default: float, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class ViewParameters:
-    """The knobs of the views, fixed when they are generated (``otel-datasink ddl --window-days ...``)."""
+    """The knobs of the views, fixed when they are generated (``otel-datasink ddl --window-days ...``).
 
-    window_days: int = 30
-    """Days of ``dt`` partitions every view reads (plus today): Athena scans this, not the whole history.
-    A run or dataset with no row in the window is not in the views."""
-    failure_days: int = 7
-    """``recurring_failures.recent_failures`` counts the failures of this many last days."""
-    anomaly_lookback_days: int = 7
-    """``volume_anomalies`` judges the successful runs that ended in this many last days."""
-    anomaly_baseline_days: int = 14
-    """Each judged run is compared with the job's successful runs of this many days before it."""
-    anomaly_min_points: int = 7
-    """Fewest baseline runs for a judgement."""
-    anomaly_z: float = 3.0
-    """Standard deviations from the baseline mean beyond which a run is an anomaly (both directions)."""
-    hung_floor_minutes: int = 60
-    """A STARTED run is hung after max(this, ``hung_factor`` x the job's p95 successful duration)."""
-    hung_factor: float = 3.0
-    """Multiple of the job's p95 duration after which a STARTED run is hung."""
+    Each field's ``metadata["help"]`` says what it does (and is the help of its command-line option).
+    """
+
+    window_days: int = _parameter(
+        30,
+        "days of dt partitions every view reads, plus today: Athena scans this, not the whole history; "
+        "a run or dataset with no row in the window is not in the views",
+    )
+    failure_days: int = _parameter(7, "recurring_failures.recent_failures counts the failures of this many days")
+    anomaly_lookback_days: int = _parameter(7, "volume_anomalies judges the successful runs of this many days")
+    anomaly_baseline_days: int = _parameter(14, "a judged run is compared with the job's runs of this many days before")
+    anomaly_min_points: int = _parameter(7, "fewest baseline runs for a judgement")
+    anomaly_z: float = _parameter(3.0, "standard deviations from the baseline mean that make an anomaly, either way")
+    hung_floor_minutes: int = _parameter(60, "a STARTED run is hung after max(this, hung_factor x the job's p95)")
+    hung_factor: float = _parameter(3.0, "multiple of the job's p95 successful duration after which a run is hung")
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -1,0 +1,132 @@
+"""The Athena DDL: generated from the one schema, parsable, partition-projected, typed as the writer writes."""
+
+from __future__ import annotations
+
+import glob
+import re
+
+import pyarrow.parquet as pq
+import pytest
+import sqlglot
+from job_spans import MINUTE_NS, job_span, now_ns, write_spans
+from sqlglot import exp
+
+from otel_datasink import catalog
+from otel_datasink.cli import main
+from otel_datasink.schema import TABLES
+
+LOCATION = "s3://acme-monitoring/datasink"
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";\n") if s.strip() and not s.strip().startswith("-- otel")]
+
+
+def test_the_whole_script_parses_as_athena_sql():
+    script = catalog.athena_ddl(LOCATION)
+    parsed = sqlglot.parse(script, read="athena")
+    creates = [e for e in parsed if isinstance(e, exp.Create)]
+    names = [(e.args["kind"], e.find(exp.Table).db, e.find(exp.Table).name) for e in creates]
+    assert names == [
+        ("DATABASE", "", "monitoring"),
+        ("TABLE", "monitoring", "job_runs"),
+        ("TABLE", "monitoring", "dataset_status"),
+        *(("VIEW", "monitoring", view) for view in catalog.VIEWS),
+    ]
+
+
+def test_tables_are_external_partitioned_by_dt_and_projected():
+    for statement, table in zip(catalog.athena_tables(LOCATION + "/"), TABLES, strict=True):
+        create = sqlglot.parse_one(statement, read="athena")
+        assert create.find(exp.ExternalProperty) is not None
+        assert "PARTITIONED BY (`dt` STRING)" in create.sql(dialect="athena")
+        assert "STORED AS PARQUET" in statement
+        assert f"LOCATION '{LOCATION}/{table}/'" in statement
+        properties = dict(re.findall(r"'([^']+)'='([^']*)'", statement))
+        assert properties == {
+            "projection.enabled": "true",
+            "projection.dt.type": "date",
+            "projection.dt.format": "yyyy-MM-dd",
+            "projection.dt.range": "2020-01-01,NOW",
+            "projection.dt.interval": "1",
+            "projection.dt.interval.unit": "DAYS",
+            "storage.location.template": f"{LOCATION}/{table}/dt=${{dt}}",
+        }
+
+
+# What Athena engine v3 calls each Parquet column the writer produces: (physical type, logical type) -> type.
+_ATHENA_READS = {
+    ("BYTE_ARRAY", "String"): "string",
+    ("INT64", "None"): "bigint",
+    (
+        "INT64",
+        "Timestamp(isAdjustedToUTC=true, timeUnit=milliseconds, is_from_converted_type=false, "
+        "force_set_converted_type=false)",
+    ): "timestamp",
+}
+
+
+def _ddl_columns(statement: str) -> dict[str, str]:
+    create = sqlglot.parse_one(statement, read="athena")
+    return {
+        column.name: column.args["kind"].sql(dialect="hive").lower()
+        for column in create.this.expressions
+        if isinstance(column, exp.ColumnDef)
+    }
+
+
+def test_each_ddl_column_type_reads_the_parquet_the_writer_produces(local_location):
+    n = now_ns()
+    span = job_span("job", n - MINUTE_NS, n, records=1, dataset="orders", updates=[dict(name="orders", record_count=3)])
+    write_spans(local_location, [span])
+    for statement, table in zip(catalog.athena_tables(LOCATION), TABLES, strict=True):
+        (path,) = glob.glob(f"{local_location}/{table}/dt=*/*.parquet")
+        parquet = pq.ParquetFile(path).schema
+        expected = {}
+        for i in range(len(parquet)):
+            column = parquet.column(i)
+            top = column.path.split(".")[0]
+            if top == "attributes":  # a map: key and value leaves, both strings
+                assert (column.physical_type, str(column.logical_type)) == ("BYTE_ARRAY", "String")
+                expected[top] = "map<string, string>"
+            else:
+                expected[top] = _ATHENA_READS[(column.physical_type, str(column.logical_type))]
+        assert _ddl_columns(statement) == expected
+
+
+def test_views_of_the_script_carry_the_parameters_and_the_database():
+    parameters = catalog.ViewParameters(window_days=45, hung_floor_minutes=20)
+    views = catalog.athena_views(parameters, database="ops")
+    assert all(v.startswith("CREATE OR REPLACE VIEW ops.") for v in views)
+    assert "ops.job_runs" in views[0] and "INTERVAL '45' DAY" in views[0]
+    assert "20 * 60000.0E0" in views[-1]
+    for view in views:
+        sqlglot.parse_one(view, read="athena")
+        # Every table a view reads is qualified: Athena resolves names in the database of the query, not the view.
+        for table in sqlglot.parse_one(view, read="athena").find_all(exp.Table):
+            assert table.db in ("ops", "") and (table.db == "ops" or table.name not in (*TABLES, *catalog.VIEWS))
+
+
+def test_ddl_command_prints_the_script(capsys):
+    assert main(["ddl", "--location", LOCATION, "--database", "ops", "--window-days", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "CREATE DATABASE IF NOT EXISTS `ops`;" in out
+    assert "CREATE EXTERNAL TABLE IF NOT EXISTS `ops`.`dataset_status`" in out
+    assert "INTERVAL '60' DAY" in out
+    assert len(sqlglot.parse(out, read="athena")) == 3 + len(catalog.VIEWS)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["ddl", "--location", "/tmp/datasink"], ["ddl", "--location", LOCATION, "--database", "Bad-Name"]],
+)
+def test_ddl_command_refuses_what_athena_cannot_use(argv, capsys):
+    assert main(argv) == 2
+    assert "otel-datasink ddl:" in capsys.readouterr().err
+
+
+def test_ddl_command_refuses_inconsistent_windows(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ddl", "--location", LOCATION, "--window-days", "7"])
+    assert exit_info.value.code == 2
+    assert "window_days" in capsys.readouterr().err
