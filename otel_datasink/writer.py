@@ -92,16 +92,18 @@ class Writer:
         base = f"{self.root}/{table}"
         return base if dt is None else f"{base}/{PARTITION_COLUMN}={dt}"
 
+    def parquet_options(self) -> dict[str, Any]:
+        """Options of every Parquet file written here (compaction writes its files with them too)."""
+        return {
+            "compression": self.options.compression,
+            "coerce_timestamps": "ms",
+            "use_deprecated_int96_timestamps": False,
+        }
+
     def encode(self, table: str, rows: list[dict]) -> bytes:
         """One Parquet file's bytes for rows of ``table``."""
         buffer = io.BytesIO()
-        pq.write_table(
-            to_arrow(table, rows),
-            buffer,
-            compression=self.options.compression,
-            coerce_timestamps="ms",
-            use_deprecated_int96_timestamps=False,
-        )
+        pq.write_table(to_arrow(table, rows), buffer, **self.parquet_options())
         return buffer.getvalue()
 
     def write(

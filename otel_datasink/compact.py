@@ -1,0 +1,286 @@
+"""Compaction: each partition's small Parquet files rewritten into files of about a target size.
+
+Per-job flushes leave many small files per ``dt`` partition; Athena and DuckDB pay per file. Compaction
+groups a partition's files (in name order, so by time) into bins of about ``target_size`` bytes and rewrites
+each bin of two or more files as one file, with the same rows, the same schema and the writer's Parquet
+options. Safe while writers and readers run, and resumable after a crash:
+
+1. a manifest ``_compaction-<id>.json`` listing the bin's input files and its output is put in the partition
+   (names starting with ``_`` are hidden from Athena, pyarrow and the ``*.parquet`` globs);
+2. the output file is put whole (:meth:`~otel_datasink.writer.Writer.put`: one S3 PUT, or rename on disk);
+3. the inputs listed in the manifest are deleted: only those, so a file a writer adds meanwhile is never
+   touched, and compacting today's partition is allowed;
+4. the manifest is deleted.
+
+A crash between 2 and 3 leaves rows twice in storage; the views already collapse duplicates, so no view
+answer changes, and the next run finds the manifest, sees its output exists and finishes step 3. A crash
+before 2 leaves the inputs whole; the next run drops the stale manifest and plans again. Run one compaction
+per location at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from otel_datasink.schema import PARTITION_COLUMN, TABLES
+from otel_datasink.writer import Writer, file_name
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_TARGET_SIZE = 128 * 1024 * 1024
+MANIFEST_PREFIX = "_compaction-"
+_ROW_GROUP_ROWS = 1_000_000
+_DT = re.compile(rf"{PARTITION_COLUMN}=(\d{{4}}-\d{{2}}-\d{{2}})$")
+
+
+@dataclasses.dataclass
+class Bin:
+    """Files of one partition to be rewritten as one."""
+
+    table: str
+    dt: str
+    inputs: list[str]
+    """Paths of the input files."""
+    size: int
+    """Their total size in bytes."""
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a compaction will do: bins to rewrite, and manifests of interrupted runs to finish."""
+
+    bins: list[Bin]
+    pending: list[str]
+    """Manifests left by an interrupted compaction."""
+    partitions: int
+    files: int
+    """Parquet files in the partitions looked at."""
+
+    def describe(self) -> str:
+        """A human-readable plan, one line per bin."""
+        lines = [
+            f"{len(self.bins)} file(s) to write from {sum(len(b.inputs) for b in self.bins)} of {self.files} file(s) "
+            f"in {self.partitions} partition(s); {len(self.pending)} interrupted compaction(s) to finish"
+        ]
+        for manifest in self.pending:
+            lines.append(f"  finish {manifest}")
+        for item in self.bins:
+            lines.append(
+                f"  {item.table}/{PARTITION_COLUMN}={item.dt}: {len(item.inputs)} files, {_size(item.size)} -> 1"
+            )
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class Result:
+    """What a compaction did."""
+
+    files_before: int = 0
+    files_after: int = 0
+    files_written: int = 0
+    files_removed: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    resumed: int = 0
+
+
+def partitions(
+    writer: Writer,
+    tables: Iterable[str],
+    dt: str | None = None,
+    older_than_days: int | None = None,
+    today: date | None = None,
+) -> list[tuple[str, str]]:
+    """The (table, dt) partitions to look at: one day, those older than N days, or all."""
+    today = today or datetime.now(timezone.utc).date()
+    cutoff = (today - timedelta(days=older_than_days)).isoformat() if older_than_days is not None else None
+    found = []
+    for table in tables:
+        folder = writer.path(table)
+        if not writer.fs.exists(folder):
+            continue
+        for entry in writer.fs.ls(folder, detail=False):
+            match = _DT.search(entry.rstrip("/"))
+            if match is None:
+                continue
+            day = match.group(1)
+            if dt is not None and day != dt:
+                continue
+            if cutoff is not None and day >= cutoff:
+                continue
+            found.append((table, day))
+    return sorted(found)
+
+
+def plan(writer: Writer, parts: list[tuple[str, str]], target_size: int) -> Plan:
+    """Bins of each partition's files: consecutive files (by name, so by time) up to ``target_size`` bytes.
+
+    A file of ``target_size`` or more is left alone, and so is a bin of one file.
+    """
+    bins: list[Bin] = []
+    pending: list[str] = []
+    files = 0
+    for table, dt in parts:
+        folder = writer.path(table, dt)
+        entries = sorted(writer.fs.ls(folder, detail=True), key=lambda e: e["name"])
+        pending.extend(e["name"] for e in entries if _base(e["name"]).startswith(MANIFEST_PREFIX))
+        parquet = [e for e in entries if _is_data_file(e["name"])]
+        files += len(parquet)
+        current: list[dict] = []
+        size = 0
+        for entry in parquet:
+            entry_size = int(entry.get("size") or 0)
+            if entry_size >= target_size:
+                continue
+            if current and size + entry_size > target_size:
+                bins.append(Bin(table, dt, [e["name"] for e in current], size))
+                current, size = [], 0
+            current.append(entry)
+            size += entry_size
+        if current:
+            bins.append(Bin(table, dt, [e["name"] for e in current], size))
+    return Plan([b for b in bins if len(b.inputs) > 1], pending, len(parts), files)
+
+
+def finish_pending(writer: Writer, manifest: str) -> int:
+    """Completes (or drops) the compaction a manifest records; returns the input files removed."""
+    try:
+        record = json.loads(writer.fs.cat_file(manifest))
+    except FileNotFoundError:
+        return 0
+    folder = manifest.rsplit("/", 1)[0]
+    removed = 0
+    if writer.fs.exists(f"{folder}/{record['output']}"):
+        # The output landed: its rows are all there, so the inputs can go.
+        for name in record["inputs"]:
+            removed += _remove(writer, f"{folder}/{name}")
+    else:
+        _logger.info("compaction of %s was interrupted before its output landed: planning it again", folder)
+    _remove(writer, manifest)
+    return removed
+
+
+def compact_bin(writer: Writer, item: Bin, *, deadline_s: float, hook: Callable[[str], None] | None = None) -> int:
+    """Rewrites one bin as one file (manifest, output, delete inputs, delete manifest); returns bytes written."""
+    folder = writer.path(item.table, item.dt)
+    output = file_name()
+    manifest = f"{folder}/{MANIFEST_PREFIX}{uuid.uuid4().hex}.json"
+    record = {"inputs": [_base(p) for p in item.inputs], "output": output, "created_at": time.time()}
+    writer.put(manifest, json.dumps(record).encode(), deadline=time.monotonic() + deadline_s)
+    data = _rewrite(writer, item)
+    writer.put(f"{folder}/{output}", data, deadline=time.monotonic() + deadline_s)
+    if hook is not None:
+        hook("output_written")
+    for path in item.inputs:
+        _remove(writer, path)
+    _remove(writer, manifest)
+    return len(data)
+
+
+def _rewrite(writer: Writer, item: Bin) -> bytes:
+    schema = TABLES[item.table]
+    buffer = io.BytesIO()
+    # Row groups of up to _ROW_GROUP_ROWS rows, whatever the sizes of the inputs.
+    with pq.ParquetWriter(buffer, schema, **writer.parquet_options()) as out:
+        pending: list[pa.Table] = []
+        rows = 0
+        for path in item.inputs:
+            with writer.fs.open(path, "rb") as handle:
+                table = pq.read_table(handle)
+            pending.append(_conform(table, schema))
+            rows += table.num_rows
+            if rows >= _ROW_GROUP_ROWS:
+                out.write_table(pa.concat_tables(pending), row_group_size=_ROW_GROUP_ROWS)
+                pending, rows = [], 0
+        if pending:
+            out.write_table(pa.concat_tables(pending), row_group_size=_ROW_GROUP_ROWS)
+    return buffer.getvalue()
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    # Files written by an older version may lack a newer column: it is NULL in the compacted file.
+    columns = [
+        table.column(field.name).cast(field.type)
+        if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _remove(writer: Writer, path: str) -> int:
+    try:
+        writer.fs.rm_file(path)
+        return 1
+    except FileNotFoundError:
+        return 0
+
+
+def _base(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _is_data_file(path: str) -> bool:
+    base = _base(path)
+    return base.endswith(".parquet") and not base.startswith(("_", "."))
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+def count_files(writer: Writer, parts: list[tuple[str, str]]) -> int:
+    """The Parquet files in the given partitions now."""
+    return sum(
+        1 for table, dt in parts for path in writer.fs.ls(writer.path(table, dt), detail=False) if _is_data_file(path)
+    )
+
+
+def compact(
+    writer: Writer,
+    *,
+    tables: Iterable[str] | None = None,
+    dt: str | None = None,
+    older_than_days: int | None = None,
+    target_size: int = DEFAULT_TARGET_SIZE,
+    progress: Callable[[int], None] | None = None,
+    hook: Callable[[str], None] | None = None,
+) -> Result:
+    """Finishes interrupted compactions, then compacts the chosen partitions; returns what it did.
+
+    ``progress`` is called with the bytes of each bin done; ``hook`` (tests) with each step's name.
+    """
+    writer.fs.invalidate_cache()
+    parts = partitions(writer, tables or TABLES, dt, older_than_days)
+    result = Result()
+    for manifest in plan(writer, parts, target_size).pending:
+        result.files_removed += finish_pending(writer, manifest)
+        result.resumed += 1
+    writer.fs.invalidate_cache()
+    work = plan(writer, parts, target_size)
+    result.files_before = work.files
+    for item in work.bins:
+        result.bytes_written += compact_bin(writer, item, deadline_s=writer.options.timeout, hook=hook)
+        result.bytes_read += item.size
+        result.files_written += 1
+        result.files_removed += len(item.inputs)
+        if progress is not None:
+            progress(item.size)
+    writer.fs.invalidate_cache()
+    result.files_after = count_files(writer, parts)
+    return result
