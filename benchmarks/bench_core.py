@@ -1,0 +1,224 @@
+"""Core benchmark: what a job span costs us, beside the official OTLP encoder and a plain BatchSpanProcessor.
+
+Run by hand (not a test), e.g. ``python benchmarks/bench_core.py --spans 20000``. It prints three tables:
+
+1. our cost per finished job span, per stage (``from_readable_span``, ``map_records``, ``schema.to_arrow``,
+   Parquet encode) and in total, in batches of the processor's default export batch size;
+2. the official OTLP protobuf encoder (``encode_spans(...).SerializeToString()``) on the same batches, and
+   the ratio ours / OTLP (target: at most 0.2x);
+3. the instrumented job loop (start a job span, set attributes, add a ``dataset.update`` event, end it) with
+   our ``DatasinkSpanProcessor`` against the same loop with a ``BatchSpanProcessor`` wrapping a no-op exporter
+   (target: at most 1.10x). The loop time is the wall time the job thread pays, the background worker running
+   alongside as it would in a real job; the worker's CPU (ours: mapping, encoding, writing) is reported
+   apart, measured up to the end of ``force_flush``.
+
+Every figure is the best of ``--repeat`` repetitions (the two loops alternate), so noise does not decide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+import pyarrow
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Status, StatusCode
+
+from otel_datasink.config import Options
+from otel_datasink.mapping import from_readable_span, map_records
+from otel_datasink.processor import DatasinkSpanProcessor
+from otel_datasink.profiles import default_profile
+from otel_datasink.schema import to_arrow
+from otel_datasink.writer import Writer
+
+RESOURCE = Resource.create({"service.name": "orders-etl", "service.version": "1.4.2", "deployment.environment": "prod"})
+BATCH = Options().max_export_batch_size
+
+
+class _Collect(SpanProcessor):
+    """Keeps every finished span, as an exporter would receive them."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+
+class _NoOpExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _run_job(tracer, i: int) -> None:
+    """One job run as an instrumented job makes it: attributes at start and end, an update event, some failures."""
+    span = tracer.start_span(
+        "ingest_orders",
+        attributes={
+            "job.name": f"ingest_{i % 20}",
+            "job.type": "batch",
+            "dataset.name": f"warehouse.orders_{i % 7}",
+            "job.run.attempt": 1,
+            "job.run.type": "scheduled",
+            "team": "data-platform",
+            "pipeline.stage": "load",
+        },
+    )
+    records = 1000 + i
+    span.set_attribute("job.records_processed", records)
+    span.set_attribute("source.partitions", 12)
+    span.add_event(
+        "dataset.update",
+        {"dataset.name": f"warehouse.orders_{i % 7}", "dataset.records_written": records, "dataset.record_count": 10 * records},
+    )
+    if i % 10 == 0:
+        try:
+            raise ValueError(f"bad row {i} in batch")
+        except ValueError as error:
+            span.record_exception(error, escaped=True)
+            span.set_status(Status(StatusCode.ERROR, str(error)))
+    span.end()
+
+
+def build_spans(count: int) -> list[ReadableSpan]:
+    """``count`` finished job spans from a real SDK TracerProvider."""
+    provider = TracerProvider(resource=RESOURCE)
+    collect = _Collect()
+    provider.add_span_processor(collect)
+    tracer = provider.get_tracer("bench")
+    for i in range(count):
+        _run_job(tracer, i)
+    provider.shutdown()
+    return collect.spans
+
+
+def _best(repeat: int, measure: Callable[[], float]) -> float:
+    return min(measure() for _ in range(repeat))
+
+
+def _timed(function: Callable[[], object]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def encode_costs(spans: list[ReadableSpan], repeat: int) -> dict[str, float]:
+    """Seconds per span of each of our stages and of the OTLP encoder, best of ``repeat``, in export batches."""
+    batches = [spans[i : i + BATCH] for i in range(0, len(spans), BATCH)]
+    ingested = time.time_ns() // 1_000_000
+    records = [[from_readable_span(s) for s in batch] for batch in batches]
+    rows = [map_records(batch, default_profile, ingested) for batch in records]
+    tables = [{name: to_arrow(name, table_rows) for name, table_rows in batch.items()} for batch in rows]
+    with tempfile.TemporaryDirectory() as location:
+        writer = Writer(Options(location=location))
+
+        def parquet() -> None:
+            # Writer.encode converts and encodes; the conversion is timed on its own above, so subtract it.
+            for batch in rows:
+                for name, table_rows in batch.items():
+                    writer.encode(name, table_rows)
+
+        stages = {
+            "from_readable_span": lambda: [[from_readable_span(s) for s in batch] for batch in batches],
+            "map_records": lambda: [map_records(batch, default_profile, ingested) for batch in records],
+            "schema.to_arrow": lambda: [[to_arrow(n, r) for n, r in batch.items()] for batch in rows],
+            "Writer.encode": parquet,
+            "OTLP encode_spans": lambda: [encode_spans(batch).SerializeToString() for batch in batches],
+        }
+        costs = {name: _best(repeat, lambda f=function: _timed(f)) / len(spans) for name, function in stages.items()}
+    costs["parquet (encode - to_arrow)"] = costs["Writer.encode"] - costs["schema.to_arrow"]
+    costs["ours total"] = costs["from_readable_span"] + costs["map_records"] + costs["Writer.encode"]
+    assert sum(len(t) for batch in tables for t in batch.values()) > 0
+    return costs
+
+
+def _loop(processor_factory: Callable[[], SpanProcessor], count: int) -> tuple[float, float, float]:
+    """(loop wall seconds, job thread CPU seconds, other threads' CPU seconds until force_flush returned)."""
+    provider = TracerProvider(resource=RESOURCE)
+    processor = processor_factory()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("bench")
+    for i in range(50):  # warm-up: lazy imports, first file, caches
+        _run_job(tracer, i)
+    processor.force_flush()
+    gc.collect()
+    process_before, thread_before = time.process_time(), time.thread_time()
+    start = time.perf_counter()
+    for i in range(count):
+        _run_job(tracer, i)
+    wall = time.perf_counter() - start
+    thread_loop = time.thread_time() - thread_before
+    processor.force_flush()
+    others = (time.process_time() - process_before) - (time.thread_time() - thread_before)
+    provider.shutdown()
+    return wall, thread_loop, others
+
+
+def loop_costs(count: int, repeat: int) -> dict[str, dict[str, float]]:
+    """Per-span loop figures for our processor and for a BatchSpanProcessor(no-op), runs alternating."""
+    results: dict[str, list[tuple[float, float, float]]] = {"BatchSpanProcessor(no-op)": [], "DatasinkSpanProcessor": []}
+    with tempfile.TemporaryDirectory() as location:
+        factories = {
+            "BatchSpanProcessor(no-op)": lambda: BatchSpanProcessor(_NoOpExporter()),
+            "DatasinkSpanProcessor": lambda: DatasinkSpanProcessor(location),
+        }
+        for _ in range(repeat):
+            for name, factory in factories.items():
+                results[name].append(_loop(factory, count))
+    summary = {}
+    for name, runs in results.items():
+        walls = [run[0] for run in runs]
+        summary[name] = {
+            "wall best": min(walls) / count,
+            "wall median": statistics.median(walls) / count,
+            "job thread cpu": min(run[1] for run in runs) / count,
+            "worker cpu": min(run[2] for run in runs) / count,
+        }
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=20000, help="job spans per measurement (default 20000)")
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions; the best counts (default 5)")
+    parser.add_argument("--skip-loop", action="store_true", help="only the per-span encoding costs")
+    args = parser.parse_args(argv)
+
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, pyarrow {pyarrow.__version__}"
+    )
+    print(f"spans: {args.spans}, export batches of {BATCH}, best of {args.repeat} runs, 10% FAILED with exception")
+    spans = build_spans(args.spans)
+    costs = encode_costs(spans, args.repeat)
+    print("\nper finished span (microseconds)")
+    for name, seconds in costs.items():
+        print(f"  {name:<30}{seconds * 1e6:>9.2f}")
+    ratio = costs["ours total"] / costs["OTLP encode_spans"]
+    print(f"  {'ratio ours / OTLP':<30}{ratio:>9.2f}x   (target <= 0.20x)")
+
+    if args.skip_loop:
+        return
+    summary = loop_costs(args.spans, args.repeat)
+    print("\ninstrumented job loop, per span (microseconds)")
+    columns = ["wall best", "wall median", "job thread cpu", "worker cpu"]
+    print(f"  {'':<28}" + "".join(f"{c:>16}" for c in columns))
+    for name, figures in summary.items():
+        print(f"  {name:<28}" + "".join(f"{figures[c] * 1e6:>16.2f}" for c in columns))
+    ours, base = summary["DatasinkSpanProcessor"], summary["BatchSpanProcessor(no-op)"]
+    print(f"  {'ratio (wall best)':<28}{ours['wall best'] / base['wall best']:>16.2f}x   (target <= 1.10x)")
+    print(f"  {'ratio (wall median)':<28}{ours['wall median'] / base['wall median']:>16.2f}x")
+
+
+if __name__ == "__main__":
+    main()
