@@ -1,11 +1,114 @@
-"""Not built yet."""
+"""Run one SQL query on the tables and views of ``--location`` with DuckDB and print the result.
 
-HELP = "(not built yet)"
+The tables are ``job_runs`` and ``dataset_status``; the views are those of ``otel-datasink ddl``. With
+``--dialect athena`` the query is read as Athena (Trino) SQL and transpiled, so a query written for Athena
+runs here unchanged (drop the database prefix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import duckdb
+
+from otel_datasink import local
+from otel_datasink.catalog import to_duckdb
+from otel_datasink.commands.ddl import add_view_arguments, view_parameters
+
+HELP = "run a SQL query on the tables and views with DuckDB (table, json or csv output)"
+FORMATS = ("table", "json", "csv")
 
 
-def add_arguments(parser):
-    pass
+def add_format_argument(parser: argparse.ArgumentParser) -> None:
+    """``--format table|json|csv``, table by default."""
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
 
 
-def run(args):
-    raise SystemExit("otel-datasink query: not built yet")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sql", help='the query, e.g. "SELECT * FROM stale_datasets"')
+    add_format_argument(parser)
+    parser.add_argument(
+        "--dialect",
+        choices=("duckdb", "athena"),
+        default="duckdb",
+        help="SQL dialect of the query (default duckdb; athena is transpiled to DuckDB)",
+    )
+    add_view_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    sql = args.sql
+    try:
+        if args.dialect == "athena":
+            sql = to_duckdb(sql, read="athena")
+        con = local.connect(args.location, parameters=view_parameters(args))
+        cursor = con.execute(sql)
+        columns = [d[0] for d in cursor.description] if cursor.description else []
+        rows = cursor.fetchall() if columns else []
+    except (duckdb.Error, ValueError) as error:
+        print(f"otel-datasink query: {error}", file=sys.stderr)
+        return 1
+    if columns:
+        print_rows(columns, rows, args.format)
+    return 0
+
+
+def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, out: TextIO | None = None) -> None:
+    """Prints a result as an aligned text table, a JSON array of objects or CSV with a header."""
+    out = out or sys.stdout
+    if fmt == "json":
+        records = [dict(zip(columns, (_json_value(v) for v in row), strict=True)) for row in rows]
+        json.dump(records, out, indent=2)
+        out.write("\n")
+    elif fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([_text(v, null="") for v in row] for row in rows)
+    else:
+        cells = [[_text(v) for v in row] for row in rows]
+        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+        numeric = [bool(rows) and all(_is_number(r[i]) or r[i] is None for r in rows) for i in range(len(columns))]
+
+        def line(values: Sequence[str]) -> str:
+            parts = [v.rjust(w) if right else v.ljust(w) for v, w, right in zip(values, widths, numeric, strict=True)]
+            return "  ".join(parts).rstrip()
+
+        print(line(list(columns)), file=out)
+        print(line(["-" * w for w in widths]), file=out)
+        for row in cells:
+            print(line(row), file=out)
+        print(f"({len(rows)} row{'' if len(rows) == 1 else 's'})", file=out)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _text(value: Any, null: str = "NULL") -> str:
+    if value is None:
+        return null
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=" ", timespec="milliseconds")
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(_json_value(value))
+    return str(value)

@@ -1,11 +1,45 @@
-"""Not built yet."""
+"""Show each dataset's freshness (the ``dataset_status_latest`` view), stale ones first.
 
-HELP = "(not built yet)"
+With ``--fail-on-stale`` the exit status is 1 when any dataset is stale, for cron jobs and CI checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import duckdb
+
+from otel_datasink import local
+from otel_datasink.commands.ddl import add_view_arguments, view_parameters
+from otel_datasink.commands.query import add_format_argument, print_rows
+
+HELP = "show dataset freshness; --fail-on-stale exits 1 when any dataset is stale"
+
+QUERY = """
+SELECT dataset, is_stale, last_status, last_success_at, data_as_of, freshness_minutes, freshness_sla_minutes,
+       record_count, last_job_name
+FROM dataset_status_latest
+ORDER BY is_stale DESC, dataset
+"""
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_format_argument(parser)
+    parser.add_argument("--fail-on-stale", action="store_true", help="exit with status 1 when any dataset is stale")
+    add_view_arguments(parser)
 
 
-def run(args):
-    raise SystemExit("otel-datasink status: not built yet")
+def run(args: argparse.Namespace) -> int:
+    try:
+        cursor = local.connect(args.location, parameters=view_parameters(args)).execute(QUERY)
+        columns = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+    except (duckdb.Error, ValueError) as error:
+        print(f"otel-datasink status: {error}", file=sys.stderr)
+        return 1
+    print_rows(columns, rows, args.format)
+    stale = [row[0] for row in rows if row[1]]
+    if stale:
+        print(f"{len(stale)} stale dataset(s): {', '.join(stale)}", file=sys.stderr)
+    return 1 if stale and args.fail_on_stale else 0
