@@ -101,9 +101,7 @@ class Collector:
                 except UndecodableError as error:  # spooled bodies were decodable; a changed profile may differ
                     _logger.warning("spooled request in %s skipped: %s", path, error)
                     continue
-                for table, rows in result.rows.items():
-                    batch.rows[table].extend(rows)
-                    batch.row_count += len(rows)
+                batch.extend(result.rows)
             _logger.info("replaying %d rows from spool segment %s", batch.row_count, path.name)
             self.metrics.spool_replayed_segments += 1
             self.batcher.enqueue(batch)
