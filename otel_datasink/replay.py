@@ -1,0 +1,178 @@
+"""Replay: OTLP JSON Lines files (the OpenTelemetry file exporter's format) written to the tables.
+
+Each line is one OTLP ``TracesData`` / ``ExportTraceServiceRequest`` object in the OTLP JSON encoding; a file
+may be gzip-compressed (told by its first bytes, whatever its name). Lines are decoded by
+:mod:`otel_datasink.otlp`, mapped by the profile and :func:`~otel_datasink.mapping.map_records`, and written by
+the :class:`~otel_datasink.writer.Writer`: the pipeline of every other front door, so a span gives the rows it
+would have given when it was live.
+
+A line that is not JSON or not OTLP trace data is skipped and reported with its number; the rest of the file
+is still read. Replaying a file twice writes the same rows again (run ids derive from trace and span ids),
+which the views collapse: no view's answer changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import IO
+
+import fsspec
+
+from otel_datasink import semconv
+from otel_datasink.mapping import SpanRecord, map_records
+from otel_datasink.otlp import OtlpDecodeError, records_from_json
+from otel_datasink.profiles import Profile
+from otel_datasink.schema import DATASET_STATUS_TABLE, JOB_RUNS_TABLE
+from otel_datasink.writer import Writer
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SPANS = 20_000
+"""Spans mapped and written together: one file per table per partition per batch."""
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclasses.dataclass
+class BadLine:
+    """A line that was skipped."""
+
+    path: str
+    line: int
+    reason: str
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a replay read and wrote."""
+
+    files: int = 0
+    lines: int = 0
+    spans: int = 0
+    """Spans read (those rejected as unidentifiable included)."""
+    rejected_spans: int = 0
+    """Spans without a valid trace or span id, which cannot be recorded."""
+    job_runs: int = 0
+    """Job spans, each one ``job_runs`` row."""
+    dataset_updates: int = 0
+    files_written: int = 0
+    bad_lines: list[BadLine] = dataclasses.field(default_factory=list)
+
+    @property
+    def rows_written(self) -> int:
+        """Rows of both tables."""
+        return self.job_runs + self.dataset_updates
+
+    def describe(self, max_bad_lines: int = 50) -> str:
+        """The summary printed by ``otel-datasink replay``."""
+        text = (
+            f"read {self.spans} span(s) from {self.lines} line(s) of {self.files} file(s); "
+            f"{self.job_runs} job run(s); wrote {self.rows_written} row(s) "
+            f"({self.job_runs} job_runs, {self.dataset_updates} dataset_status) in {self.files_written} file(s)"
+        )
+        if self.rejected_spans:
+            text += f"; {self.rejected_spans} span(s) without valid ids skipped"
+        text += f"; {len(self.bad_lines)} bad line(s) skipped"
+        shown = [f"  {bad.path}:{bad.line}: {bad.reason}" for bad in self.bad_lines[:max_bad_lines]]
+        if len(self.bad_lines) > max_bad_lines:
+            shown.append(f"  ... and {len(self.bad_lines) - max_bad_lines} more")
+        return "\n".join([text, *shown])
+
+
+def with_run_type(profile: Profile, run_type: str) -> Profile:
+    """``profile``, then ``job.run.type = run_type`` on the job spans that do not say their run type."""
+
+    def marked(record: SpanRecord) -> SpanRecord | None:
+        mapped = profile(record)
+        if mapped is None or mapped.attributes.get(semconv.JOB_RUN_TYPE) not in (None, ""):
+            return mapped
+        return dataclasses.replace(mapped, attributes={**mapped.attributes, semconv.JOB_RUN_TYPE: run_type})
+
+    return marked
+
+
+def _decompressed(raw: IO[bytes]) -> IO[bytes]:
+    head = raw.read(2)
+    raw.seek(0)
+    return gzip.GzipFile(fileobj=raw, mode="rb") if head == _GZIP_MAGIC else raw
+
+
+def _lines(path: str, progress: Callable[[int], None] | None) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of a file, plain or gzip; ``progress`` gets the compressed bytes consumed."""
+    with fsspec.open(path, "rb") as raw:
+        position = 0
+        for number, line in enumerate(_decompressed(raw), start=1):
+            if progress is not None:
+                now = raw.tell()
+                progress(now - position)
+                position = now
+            yield number, line
+
+
+def file_size(path: str) -> int:
+    """Bytes of a file (local path or fsspec URL), 0 when unknown."""
+    fs, fs_path = fsspec.core.url_to_fs(path)
+    try:
+        return int(fs.size(fs_path) or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def replay(
+    paths: list[str],
+    writer: Writer,
+    profile: Profile,
+    *,
+    batch_spans: int = DEFAULT_BATCH_SPANS,
+    progress: Callable[[int], None] | None = None,
+) -> Summary:
+    """Reads OTLP JSON Lines files and writes their job spans' rows; returns what it did.
+
+    Raises OSError when a file cannot be opened and :class:`~otel_datasink.writer.WriteError` when the store
+    keeps failing; rows of the batches written before stay (a second replay adds only duplicates).
+    """
+    summary = Summary()
+    batch: list[SpanRecord] = []
+    for path in paths:
+        summary.files += 1
+        for number, line in _lines(path, progress):
+            if not line.strip():
+                continue
+            summary.lines += 1
+            try:
+                records, rejected = records_from_json(json.loads(line))
+            except (ValueError, RecursionError) as error:  # JSONDecodeError and OtlpDecodeError are ValueErrors
+                reason = "not OTLP trace data" if isinstance(error, OtlpDecodeError) else "not JSON"
+                summary.bad_lines.append(BadLine(path, number, f"{reason}: {_short(error)}"))
+                continue
+            summary.spans += len(records) + rejected
+            summary.rejected_spans += rejected
+            batch.extend(records)
+            if len(batch) >= batch_spans:
+                _flush(batch, writer, profile, summary)
+                batch = []
+    _flush(batch, writer, profile, summary)
+    for bad in summary.bad_lines:
+        _logger.warning("skipped %s line %d: %s", bad.path, bad.line, bad.reason)
+    return summary
+
+
+def _flush(batch: list[SpanRecord], writer: Writer, profile: Profile, summary: Summary) -> None:
+    if not batch:
+        return
+    rows = map_records(batch, profile)
+    summary.job_runs += len(rows[JOB_RUNS_TABLE])
+    summary.dataset_updates += len(rows[DATASET_STATUS_TABLE])
+    if any(rows.values()):
+        written = writer.write(rows, deadline=time.monotonic() + writer.options.timeout)
+        summary.files_written += len(written)
+
+
+def _short(error: Exception, limit: int = 120) -> str:
+    text = str(error)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

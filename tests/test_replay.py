@@ -1,0 +1,209 @@
+"""Replay of OTLP JSON Lines files: the rows of the live path, bad lines skipped by number, idempotent.
+
+The files are built to the OTLP JSON spec (one ``TracesData`` per line, lowerCamelCase names, hex ids, integer
+enums, 64-bit integers as strings) from real SDK spans encoded by opentelemetry-python's OTLP encoder; the
+opentelemetry-exporter-otlp-json-file package cannot be installed beside the OTLP exporters of the same SDK
+release (it pins an older opentelemetry-exporter-otlp-common).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import time
+
+import pytest
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
+
+from otel_datasink import local
+from otel_datasink.catalog import VIEWS
+from otel_datasink.cli import main
+from otel_datasink.exporter import DatasinkSpanExporter
+
+_ID_FIELDS = ("traceId", "spanId", "parentSpanId")
+
+
+def otlp_json_line(spans) -> str:
+    """One line of the OpenTelemetry file exporter's format: a TracesData object in the OTLP JSON encoding."""
+    request = encode_spans(spans)
+    data = TracesData(resource_spans=request.resource_spans)
+    obj = MessageToDict(data, use_integers_for_enums=True)
+    for resource_spans in obj.get("resourceSpans", []):
+        for scope_spans in resource_spans.get("scopeSpans", []):
+            for span in scope_spans.get("spans", []):
+                for field in _ID_FIELDS:
+                    if field in span:
+                        span[field] = base64.b64decode(span[field]).hex()  # OTLP JSON ids are hex
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def job_spans(batch: int):
+    """SDK spans of a few job runs (a success with a dataset update, a failure, a non-job span)."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "nightly"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("replay-test")
+    base = time.time_ns() - 3_600 * 10**9 + batch * 60 * 10**9
+    with tracer.start_as_current_span(
+        "ingest_orders", attributes={"job.name": "ingest_orders", "dataset.name": "orders"}, start_time=base
+    ) as span:
+        span.set_attribute("job.records_processed", 1000 + batch)
+        span.add_event(
+            "dataset.update",
+            {"dataset.name": "orders", "dataset.record_count": 5000 + batch},
+            timestamp=base + 2 * 10**9,
+        )
+        with tracer.start_as_current_span("query", start_time=base + 10**9):  # not a job span
+            pass
+    span = tracer.start_span("build_customers", attributes={"job.name": "build_customers"}, start_time=base)
+    span.set_status(Status(StatusCode.ERROR, "upstream missing"))
+    span.end(end_time=base + 5 * 10**9)
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def write_jsonl(path, batches: list[list], corrupt_at: dict[int, str]) -> None:
+    """One line per batch, with the given bad lines inserted at their (1-based) line numbers."""
+    lines = [otlp_json_line(spans) for spans in batches]
+    for number in sorted(corrupt_at):
+        lines.insert(number - 1, corrupt_at[number])
+    text = "\n".join(lines) + "\n"
+    if str(path).endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+
+
+def view_answers(location: str) -> dict[str, list[tuple]]:
+    """Every view's rows but ingested_at (when the rows were written, the one thing a replay changes), sorted."""
+    con = local.connect(location)
+    answers = {}
+    for view in VIEWS:
+        relation = con.sql(f"SELECT * FROM {view}")
+        if "ingested_at" in relation.columns:
+            relation = con.sql(f"SELECT * EXCLUDE (ingested_at) FROM {view}")
+        answers[view] = sorted(relation.fetchall(), key=repr)
+    con.close()
+    return answers
+
+
+def assert_same_views(first: str, second: str) -> None:
+    # The views read the clock (freshness minutes): ask both side by side, once more across a minute boundary.
+    for attempt in range(2):
+        a, b = view_answers(first), view_answers(second)
+        if a == b or attempt == 1:
+            break
+    assert a["job_runs_latest"] and a["dataset_status_latest"]
+    for view in VIEWS:
+        assert b[view] == a[view], view
+
+
+@pytest.mark.parametrize("name", ["traces.jsonl", "traces.jsonl.gz"])
+def test_replay_twice_with_corrupt_lines_gives_the_live_paths_views(tmp_path, capsys, name):
+    batches = [job_spans(i) for i in range(4)]
+    path = tmp_path / name
+    write_jsonl(path, batches, {3: '{"resourceSpans": [{"scopeSpans": [', 5: '{"resourceSpans": "no"}'})
+    replayed = str(tmp_path / "replayed")
+    live = str(tmp_path / "live")
+
+    assert main(["replay", "--location", replayed, "--no-progress", str(path)]) == 0
+    summary = capsys.readouterr().out
+    # 4 batches of 3 spans (2 job spans, 1 dataset update each); lines 3 and 5 are bad.
+    assert "read 12 span(s) from 6 line(s) of 1 file(s); 8 job run(s); wrote 12 row(s)" in summary
+    assert "2 bad line(s) skipped" in summary
+    assert f"{path}:3: not JSON" in summary
+    assert f"{path}:5: not OTLP trace data" in summary
+
+    # The same spans through the live exporter path.
+    exporter = DatasinkSpanExporter(live)
+    for spans in batches:
+        exporter.export(spans)
+    assert_same_views(live, replayed)
+
+    assert main(["replay", "--location", replayed, "--no-progress", str(path)]) == 0
+    assert "8 job run(s)" in capsys.readouterr().out
+    assert_same_views(live, replayed)
+
+
+def test_replay_rows_equal_the_exporters_rows_but_for_ingested_at(tmp_path, capsys, read_tables):
+    batches = [job_spans(0)]
+    path = tmp_path / "one.jsonl"
+    write_jsonl(path, batches, {})
+    main(["replay", "--location", str(tmp_path / "replayed"), "--no-progress", str(path)])
+    DatasinkSpanExporter(str(tmp_path / "live")).export(batches[0])
+
+    def rows(location, table):
+        found = read_tables(location).rows(table)
+        return sorted(json.dumps({**row, "ingested_at": None}, default=str, sort_keys=True) for row in found)
+
+    for table in ("job_runs", "dataset_status"):
+        assert rows(str(tmp_path / "replayed"), table) == rows(str(tmp_path / "live"), table), table
+
+
+def test_replay_with_a_profile_and_run_type(tmp_path, capsys, read_tables):
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    span = provider.get_tracer("t").start_span(
+        "dag_run.nightly", attributes={"airflow.dag_id": "nightly", "airflow.dag_run.run_id": "manual__x"}
+    )
+    span.set_status(Status(StatusCode.OK))
+    span.end()
+    path = tmp_path / "airflow.jsonl"
+    write_jsonl(path, [list(memory.get_finished_spans())], {})
+    location = str(tmp_path / "tables")
+
+    assert main(["replay", "--location", location, "--no-progress", str(path)]) == 0
+    assert "0 job run(s)" in capsys.readouterr().out  # the default profile does not know Airflow's spans
+
+    assert main(["replay", "--location", location, "--no-progress", "--profile", "airflow", str(path)]) == 0
+    [run] = read_tables(location).rows("job_runs")
+    assert (run["job_name"], run["run_type"]) == ("nightly", "manual")
+
+    other = str(tmp_path / "typed")
+    assert (
+        main(
+            ["replay", "--location", other, "--no-progress", "--profile", "airflow", "--run-type", "replay", str(path)]
+        )
+        == 0
+    )
+    [run] = read_tables(other).rows("job_runs")
+    assert run["run_type"] == "manual"  # the span's own run type wins
+
+
+def test_replay_run_type_marks_spans_without_one(tmp_path, capsys, read_tables):
+    path = tmp_path / "t.jsonl"
+    write_jsonl(path, [job_spans(0)], {})
+    location = str(tmp_path / "tables")
+    assert main(["replay", "--location", location, "--no-progress", "--run-type", "replay", str(path)]) == 0
+    assert {row["run_type"] for row in read_tables(location).rows("job_runs")} == {"replay"}
+
+
+def test_replay_of_a_missing_file_or_bad_profile_fails_with_a_message(tmp_path, capsys):
+    assert main(["replay", "--location", str(tmp_path / "t"), str(tmp_path / "missing.jsonl")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    path = tmp_path / "t.jsonl"
+    path.write_text("")
+    assert main(["replay", "--location", str(tmp_path / "t"), "--profile", "nope", str(path)]) == 2
+    assert "unknown mapping profile 'nope'" in capsys.readouterr().err
+
+
+def test_replay_reads_many_files_in_batches(tmp_path, capsys, read_tables):
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"part-{i}.jsonl"
+        write_jsonl(path, [job_spans(10 * i + j) for j in range(3)], {})
+        paths.append(str(path))
+    location = str(tmp_path / "tables")
+    assert main(["replay", "--location", location, "--no-progress", "--batch-spans", "5", *paths]) == 0
+    out = capsys.readouterr().out
+    assert "read 27 span(s) from 9 line(s) of 3 file(s); 18 job run(s)" in out
+    assert len(read_tables(location).rows("job_runs")) == 18
