@@ -116,9 +116,11 @@ def _send(port: int, bodies: list[bytes], connections: int, ready, go) -> None:
         raise SystemExit(f"requests failed: {failures[:5]}")
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def _metric(port: int, name: str) -> float:
@@ -187,7 +189,8 @@ def main() -> None:
         while _metric(port, rows_name) < spans:
             time.sleep(0.01)
         elapsed = time.perf_counter() - started
-        cpu = _cpu_seconds(collector.pid) - cpu_before
+        user, system = (after - before for after, before in zip(_cpu_seconds(collector.pid), cpu_before, strict=True))
+        cpu = user + system
     finally:
         collector.send_signal(signal.SIGTERM)
         collector.wait(timeout=30)
@@ -200,7 +203,8 @@ def main() -> None:
     print(f"rows written (end to end) in  {elapsed:7.2f} s  ({spans / elapsed:9,.0f} spans/s)")
     print(
         f"collector CPU time:           {cpu:7.2f} s  ({cpu / spans * 1e6:6.2f} us/span, "
-        f"{spans / cpu:9,.0f} spans per CPU-second, {cpu / elapsed:.0%} of one core)"
+        f"{spans / cpu:9,.0f} spans per CPU-second, {cpu / elapsed:.0%} of one core; "
+        f"user {user:.2f} s, system {system:.2f} s)"
     )
     print(
         f"protobuf decode only:         {decode_seconds:7.2f} s  ({decode_seconds / spans * 1e6:6.2f} us/span, "
