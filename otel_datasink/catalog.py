@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 import re
 import string
 from functools import cache
@@ -72,7 +73,7 @@ class ViewParameters:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ValueError(f"{field.name} must be a positive number, not {value!r}")
             if field.type == "int" and not isinstance(value, int):
                 raise ValueError(f"{field.name} must be an integer, not {value!r}")
