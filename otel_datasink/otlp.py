@@ -50,7 +50,11 @@ def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
         value = kv.value
         # Most attributes are non-empty strings: one read of string_value is cheaper than WhichOneof + getattr.
         text = value.string_value
-        attributes[kv.key] = text if text else _value(value)
+        if text:
+            attributes[kv.key] = text
+        else:
+            kind = value.WhichOneof("value")
+            attributes[kv.key] = getattr(value, kind) if kind in _SCALAR_KINDS else _value(value)
     return attributes
 
 

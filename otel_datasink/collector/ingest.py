@@ -11,11 +11,12 @@ import json
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from otel_datasink import semconv
 from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.spool import KIND_JSON, KIND_PROTOBUF
 from otel_datasink.mapping import Rows, map_records
 from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_proto
-from otel_datasink.profiles import Profile
+from otel_datasink.profiles import DEFAULT_PROFILE, Profile
 from otel_datasink.schema import JOB_RUNS_TABLE
 
 
@@ -44,24 +45,29 @@ class Ingest:
     def __init__(self, profile: Profile, metrics: Metrics) -> None:
         self.profile = profile
         self.metrics = metrics
+        # Under the default profile only spans with job.name are job runs: others are skipped before decoding.
+        self.job_keys = frozenset({semconv.JOB_NAME}) if profile is DEFAULT_PROFILE else None
 
     def __call__(self, kind: int, body: bytes, *, count: bool = True) -> Result:
         """The rows of a request body of ``kind`` (spool.KIND_*); raises :class:`UndecodableError`."""
         try:
             if kind == KIND_PROTOBUF:
-                records, rejected = records_from_proto(ExportTraceServiceRequest.FromString(body))
+                message = ExportTraceServiceRequest.FromString(body)
+                records, rejected = records_from_proto(message, job_keys=self.job_keys)
+                spans = sum(len(scope.spans) for resource in message.resource_spans for scope in resource.scope_spans)
             elif kind == KIND_JSON:
                 records, rejected = records_from_json(json.loads(body) if body.strip() else {})
+                spans = len(records) + rejected
             else:
                 raise UndecodableError(f"unknown body kind {kind}")
         except (DecodeError, OtlpDecodeError, ValueError, RecursionError) as error:
             raise UndecodableError(f"undecodable OTLP {'JSON' if kind == KIND_JSON else 'protobuf'}: {error}") from None
         rows = map_records(records, self.profile)
-        result = Result(rows, len(records) + rejected, len(rows[JOB_RUNS_TABLE]), rejected)
+        result = Result(rows, spans, len(rows[JOB_RUNS_TABLE]), rejected)
         if count:
             metrics = self.metrics
             metrics.spans_received += result.spans
             metrics.job_spans += result.job_spans
-            metrics.non_job_spans += len(records) - result.job_spans
+            metrics.non_job_spans += spans - rejected - result.job_spans
             metrics.rejected_spans += rejected
         return result
