@@ -1,0 +1,133 @@
+"""Zero-code: ``OTEL_TRACES_EXPORTER=datasink opentelemetry-instrument python job.py`` writes the tables.
+
+The jobs run in a subprocess under the real ``opentelemetry-instrument`` (opentelemetry-distro), configured by
+environment variables only, as a fleet already running it would be.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+INSTRUMENT = shutil.which("opentelemetry-instrument", path=str(Path(sys.executable).parent)) or shutil.which(
+    "opentelemetry-instrument"
+)
+
+pytestmark = pytest.mark.skipif(INSTRUMENT is None, reason="opentelemetry-distro is not installed")
+
+
+def _instrument(script: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("OTEL_", "AWS_ENDPOINT")) and key != "PYTHONPATH"
+    }
+    environment.update(
+        OTEL_TRACES_EXPORTER="datasink",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_SERVICE_NAME="zero-code-job",
+        **env,
+    )
+    return subprocess.run(
+        [INSTRUMENT, sys.executable, str(EXAMPLES / script), *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_opentelemetry_instrument_with_datasink_exporter_writes_the_jobs_runs(local_location, read_tables):
+    done = _instrument(
+        "backfill_job.py",
+        ["--start", "2026-01-01", "--end", "2026-01-03"],
+        {"OTEL_EXPORTER_DATASINK_LOCATION": local_location},
+    )
+    assert done.returncode == 0, done.stderr
+    runs = read_tables(local_location).rows("job_runs")
+    # The exporter path writes terminal rows only: one per backfilled day.
+    assert sorted((r["status"], r["logical_date"].date().isoformat()) for r in runs) == [
+        ("SUCCESS", "2026-01-01"),
+        ("SUCCESS", "2026-01-02"),
+        ("SUCCESS", "2026-01-03"),
+    ]
+    assert {(r["job_name"], r["run_type"], r["service_name"]) for r in runs} == {
+        ("ingest_orders", "backfill", "zero-code-job")
+    }
+    updates = read_tables(local_location).rows("dataset_status")
+    assert sorted(u["watermark"] for u in updates) == [datetime(2026, 1, day, tzinfo=timezone.utc) for day in (1, 2, 3)]
+
+
+def test_opentelemetry_instrument_honours_the_profile_variable(tmp_path, read_tables):
+    without = str(tmp_path / "default")
+    done = _instrument("airflow_spans.py", [], {"OTEL_EXPORTER_DATASINK_LOCATION": without})
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "default" / "job_runs").exists()  # Airflow's spans are not job runs by default
+
+    with_profile = str(tmp_path / "airflow")
+    done = _instrument(
+        "airflow_spans.py",
+        [],
+        {"OTEL_EXPORTER_DATASINK_LOCATION": with_profile, "OTEL_EXPORTER_DATASINK_PROFILE": "airflow"},
+    )
+    assert done.returncode == 0, done.stderr
+    runs = read_tables(with_profile).rows("job_runs")
+    assert sorted((r["job_name"], r["attempt"], r["status"]) for r in runs) == [
+        ("ingest_orders", 1, "SUCCESS"),
+        ("ingest_orders.extract", 1, "FAILED"),
+        ("ingest_orders.extract", 2, "SUCCESS"),
+        ("ingest_orders.load", 1, "SUCCESS"),
+    ]
+
+
+def test_opentelemetry_instrument_help_lists_the_datasink_options():
+    done = subprocess.run([INSTRUMENT, "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for flag in ("--exporter_datasink_location", "--exporter_datasink_profile", "--exporter_datasink_s3_endpoint_url"):
+        assert flag in done.stdout
+
+
+def test_opentelemetry_instrument_flag_sets_the_location(tmp_path, read_tables):
+    location = str(tmp_path / "from-flag")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment.update(OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    done = subprocess.run(
+        [
+            INSTRUMENT,
+            "--traces_exporter",
+            "datasink",
+            "--exporter_datasink_location",
+            location,
+            sys.executable,
+            str(EXAMPLES / "backfill_job.py"),
+            "--start",
+            "2026-02-01",
+            "--end",
+            "2026-02-01",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [r["job_name"] for r in read_tables(location).rows("job_runs")] == ["ingest_orders"]
+
+
+def test_a_bad_profile_is_reported_when_instrumentation_starts_and_the_job_still_runs(tmp_path):
+    done = _instrument(
+        "backfill_job.py",
+        ["--start", "2026-01-01", "--end", "2026-01-01"],
+        {"OTEL_EXPORTER_DATASINK_LOCATION": str(tmp_path / "t"), "OTEL_EXPORTER_DATASINK_PROFILE": "nope.toml"},
+    )
+    assert done.returncode == 0
+    assert "cannot read mapping file nope.toml" in done.stderr
+    assert not (tmp_path / "t").exists()
