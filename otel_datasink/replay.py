@@ -140,8 +140,9 @@ def replay(
     batch: list[SpanRecord] = []
     for path in paths:
         summary.files += 1
-        for number, line in _lines(path, progress):
-            if not line.strip():
+        for number, raw_line in _lines(path, progress):
+            line = raw_line.strip()
+            if not line:
                 continue
             summary.lines += 1
             try:
@@ -158,7 +159,7 @@ def replay(
                 batch = []
     _flush(batch, writer, profile, summary)
     for bad in summary.bad_lines:
-        _logger.warning("skipped %s line %d: %s", bad.path, bad.line, bad.reason)
+        _logger.info("skipped %s line %d: %s", bad.path, bad.line, bad.reason)
     return summary
 
 

@@ -207,3 +207,20 @@ def test_replay_reads_many_files_in_batches(tmp_path, capsys, read_tables):
     out = capsys.readouterr().out
     assert "read 27 span(s) from 9 line(s) of 3 file(s); 18 job run(s)" in out
     assert len(read_tables(location).rows("job_runs")) == 18
+
+
+def test_the_example_file_replays_as_its_readme_says(tmp_path, capsys, read_tables):
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parent.parent / "examples" / "replay_jsonl" / "traces.jsonl"
+    location = str(tmp_path / "tables")
+    assert main(["replay", "--location", location, "--no-progress", str(sample)]) == 0
+    out = capsys.readouterr().out
+    assert "read 6 span(s) from 4 line(s) of 1 file(s); 3 job run(s); wrote 6 row(s)" in out
+    assert f"{sample}:3: not JSON" in out
+    runs = sorted(read_tables(location).rows("job_runs"), key=lambda row: row["start_time"])
+    assert [(r["status"], r["error_type"]) for r in runs] == [
+        ("SUCCESS", None),
+        ("FAILED", "ConnectionError"),
+        ("SUCCESS", None),
+    ]
