@@ -159,6 +159,43 @@ def test_airflow_profile_ignores_worker_trigger_and_scheduler_spans():
     assert _map("airflow", emit) == []
 
 
+def test_airflow30_dag_run_and_scheduler_task_spans_map_from_their_prefixed_attributes():
+    def emit(tracer):
+        # As Airflow 3.0's DagRun.set_dagrun_span_attrs and SchedulerJobRunner.set_ti_span_attrs set them.
+        _span(
+            tracer,
+            "etl",
+            {
+                "airflow.category": "DAG runs",
+                "airflow.dag_run.dag_id": "etl",
+                "airflow.dag_run.logical_date": "2026-05-27 00:00:00+00:00",
+                "airflow.dag_run.run_id": "manual__2026-05-27T00:00:00+00:00",
+                "airflow.dag_run.state": "failed",
+                "airflow.dag_run.run_type": "manual",
+                "airflow.dag_run.error": True,
+            },
+        )
+        _span(
+            tracer,
+            "transform",
+            {
+                "airflow.category": "scheduler",
+                "airflow.task.task_id": "transform",
+                "airflow.task.dag_id": "etl",
+                "airflow.task.state": "success",
+                "airflow.task.error": False,
+                "airflow.task.try_number": 2,
+                "airflow.task.logical_date": "2026-05-27 00:00:00+00:00",
+            },
+        )
+
+    rows = {row["job_name"]: row for row in _map("airflow", emit)}
+    assert (rows["etl"]["status"], rows["etl"]["run_type"], rows["etl"]["error_type"]) == ("FAILED", "manual", "failed")
+    transform = rows["etl.transform"]
+    assert (transform["status"], transform["attempt"]) == ("SUCCESS", 2)
+    assert transform["logical_date"] == _ms("2026-05-27T00:00:00+00:00")
+
+
 # --- airflow 2.10 --------------------------------------------------------------------------------------
 
 
