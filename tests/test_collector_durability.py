@@ -50,14 +50,16 @@ class CollectorProcess:
         return {f"{span.context.span_id:016x}" for span in spans}
 
 
-def test_acknowledged_spans_survive_sigkill_and_are_written_on_restart(local_location, tmp_path):
+def test_acknowledged_spans_survive_sigkill_and_a_torn_frame_and_are_written_on_restart(local_location, tmp_path):
     spool = tmp_path / "spool"
     first = CollectorProcess(local_location, spool, tmp_path / "log", "--flush-age", "3600")
     sent = first.export(5) | first.export(7)
     first.process.send_signal(signal.SIGKILL)
     first.process.wait(timeout=10)
     assert rows(local_location, timeout=0) == []  # rows were only in the spool
-    assert list(spool.glob("*.seg"))
+    (segment,) = spool.glob("*.seg")
+    with open(segment, "ab") as torn:  # a request cut off mid-append by the crash, never acknowledged
+        torn.write(b"ODS1\x01\x00\x01\x00\x00partial")
 
     second = CollectorProcess(local_location, spool, tmp_path / "log", "--flush-age", "0.2")
     try:

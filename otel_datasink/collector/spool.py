@@ -144,7 +144,9 @@ class Spool:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
+            # Once closing, no more waiting: drain what is queued, then stop.
+            if not self._closing:
+                self._wake.wait()
             self._wake.clear()
             with self._ops_lock:
                 ops, self._ops = self._ops, []
