@@ -27,6 +27,7 @@ from test_otlp import SPEC_EXAMPLE
 from otel_datasink.collector.server import BackgroundCollector
 from otel_datasink.collector.settings import CollectorSettings
 from otel_datasink.config import Options
+from otel_datasink.local import connect
 
 TOKEN = "s3cret"
 
@@ -230,3 +231,15 @@ def test_a_backlogged_store_gets_503_with_retry_after_and_health_says_so(tmp_pat
     assert second[0] == 503 and int(second[1]["Retry-After"]) > 0
     assert health_status == 200 and json.loads(health)["status"] == "backlogged"
     assert list((tmp_path / "spool").glob("*.seg"))
+
+
+def test_spans_sent_to_a_collector_on_s3_are_in_the_views_after_it_stops(s3_location, moto_server, tmp_path):
+    options = Options.resolve(s3_location, s3_endpoint_url=moto_server.endpoint_url)
+    settings = CollectorSettings(http=("127.0.0.1", 0), grpc=None, spool_dir=tmp_path / "spool", flush_age=60.0)
+    with BackgroundCollector(options, settings) as collector:  # stopping flushes the open batch
+        exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{collector.http_port}/v1/traces")
+        assert exporter.export(job_spans(2)).name == "SUCCESS"
+
+    con = connect(s3_location, s3_endpoint_url=moto_server.endpoint_url)
+    latest = con.sql("select job_name, status, service_name from job_runs_latest order by job_name").fetchall()
+    assert latest == [("job_0", "SUCCESS", "spark-etl"), ("job_1", "SUCCESS", "spark-etl")]
