@@ -91,6 +91,13 @@ def _airflow_run_type(run_type: Any, run_id: Any) -> str | None:
     return _AIRFLOW_RUN_TYPES.get(str(text).lower()) if text is not None else None
 
 
+def _airflow_run_id_date(run_id: Any) -> str | None:
+    # A task span carries no logical date, but a scheduled or backfill run id ends with it.
+    if isinstance(run_id, str) and run_id.startswith(("scheduled__", "backfill__")):
+        return run_id.split("__", 1)[1]
+    return None
+
+
 def _airflow_state_status(state: Any, error_flag: Any = None) -> int | None:
     """The span status an Airflow state implies, or None to keep the span's own."""
     text = _given(state)
@@ -115,8 +122,9 @@ def airflow_profile(record: SpanRecord) -> SpanRecord | None:
       failure, ``error_msg``; the span status is unset, so a failed state makes the run FAILED.
 
     The job name is the DAG id for a DAG run and ``<dag_id>.<task_id>`` for a task (task ids repeat across
-    DAGs). A task run's attempt is its try number; a DAG run's logical date is Airflow's logical date
-    (``execution_date``, else ``data_interval_start``, in 2.10); ``job.run.type`` follows the run type
+    DAGs). A task run's attempt is its try number; the logical date is Airflow's (``execution_date``, else
+    ``data_interval_start``, in 2.10; for an Airflow 3 task, the date its scheduled or backfill run id ends
+    with); ``job.run.type`` follows the run type
     (scheduled, manual, backfill). A failing state sets ``error.type`` to the state (``failed``,
     ``up_for_retry``, ...) and ``error_msg`` becomes the error message.
     """
@@ -134,7 +142,7 @@ def airflow_profile(record: SpanRecord) -> SpanRecord | None:
             # Retries of a task instance reuse its span id; the task instance id is new for every try.
             run_id=_given(a.get("airflow.task_instance.id")),
             attempt=a.get("airflow.task_instance.try_number"),
-            logical_date=None,
+            logical_date=_airflow_run_id_date(run_id),
             run_type=_airflow_run_type(None, run_id),
             state=state,
             status=STATUS_CODE_OK if state == "skipped" else None,

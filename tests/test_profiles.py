@@ -143,6 +143,8 @@ def test_airflow3_task_tries_are_separate_runs_named_dag_dot_task_with_attempt_a
     ]
     assert [r["run_id"] for r in rows] == ["0196-ti-try-1", "0196-ti-try-2"]
     assert all(r["run_type"] == "scheduled" for r in rows)
+    # The logical date of a scheduled run, read from the end of its run id.
+    assert all(r["logical_date"] == datetime(2026, 5, 27, tzinfo=timezone.utc) for r in rows)
 
 
 def test_airflow3_skipped_task_is_not_a_failure(local_location, read_tables):
@@ -473,3 +475,27 @@ def test_mapping_file_with_a_toml_syntax_error_names_the_line(tmp_path, local_lo
 def test_missing_mapping_file_fails_at_load(tmp_path):
     with pytest.raises(ProfileError, match="cannot read mapping file"):
         load_profile(str(tmp_path / "nope.toml"))
+
+
+def test_airflow_example_through_the_processor_gives_one_latest_state_per_try(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from otel_datasink import local
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "airflow_spans.py"
+    location = str(tmp_path / "tables")
+    done = subprocess.run(
+        [sys.executable, str(example), "--location", location], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    latest = local.connect(location).execute(
+        "SELECT job_name, attempt, status, error_type FROM job_runs_latest ORDER BY job_name, attempt"
+    )
+    assert latest.fetchall() == [
+        ("ingest_orders", 1, "SUCCESS", None),
+        ("ingest_orders.extract", 1, "FAILED", "up_for_retry"),
+        ("ingest_orders.extract", 2, "SUCCESS", None),
+        ("ingest_orders.load", 1, "SUCCESS", None),
+    ]
