@@ -7,8 +7,11 @@ then go through the exporter with the profile and are read back from Parquet.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.resources import Resource
@@ -17,6 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from otel_datasink import local
 from otel_datasink.exporter import DatasinkSpanExporter
 from otel_datasink.mapping import from_readable_span, map_records
 from otel_datasink.profiles import ProfileError, load_profile
@@ -478,12 +482,6 @@ def test_missing_mapping_file_fails_at_load(tmp_path):
 
 
 def test_airflow_example_through_the_processor_gives_one_latest_state_per_try(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from otel_datasink import local
-
     example = Path(__file__).resolve().parent.parent / "examples" / "airflow_spans.py"
     location = str(tmp_path / "tables")
     done = subprocess.run(
