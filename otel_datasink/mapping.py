@@ -13,9 +13,11 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
 
 from otel_datasink import semconv
 from otel_datasink.schema import (
@@ -33,6 +35,9 @@ STATUS_CODE_ERROR = 2
 
 MAX_STRING = 32 * 1024
 """Longest string kept in any column or attribute value; longer ones are cut (Athena rows stay small)."""
+
+_MIN_INT64 = -(2**63)
+_MAX_INT64 = 2**63 - 1
 
 Event = tuple[str, int, Mapping[str, Any]]
 """A span event: (name, time in epoch ns, attributes)."""
@@ -55,24 +60,41 @@ class SpanRecord:
     resource: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
+def _plain(attributes: Any) -> Mapping[str, Any]:
+    # The SDK's BoundedAttributes is a MutableMapping whose every lookup and iteration step runs Python
+    # code; the plain dict it keeps (immutable once the span or event has ended) reads the same items
+    # several times faster, and the mapping reads each span's attributes many times.
+    if attributes.__class__ is BoundedAttributes:
+        return attributes._dict
+    return attributes or {}
+
+
 def from_readable_span(span: Any, *, started_attributes: Mapping[str, Any] | None = None) -> SpanRecord:
     """A :class:`SpanRecord` of an ended SDK span or, given the attributes it had then, of its start."""
-    started = started_attributes is not None
     ctx = span.context
     parent = span.parent
     status = span.status
+    resource = span.resource
+    if started_attributes is None:
+        # span.attributes wraps the BoundedAttributes in a MappingProxyType: read the SDK's own object.
+        attributes = getattr(span, "_attributes", None)
+        attributes = _plain(attributes) if attributes.__class__ is BoundedAttributes else (span.attributes or {})
+        events: Sequence[Event] = [(e.name, e.timestamp, _plain(e.attributes)) for e in span.events]
+        end_time_ns = span.end_time
+    else:
+        attributes, events, end_time_ns = started_attributes, (), None
     return SpanRecord(
-        name=span.name,
-        trace_id=ctx.trace_id,
-        span_id=ctx.span_id,
-        parent_span_id=parent.span_id if parent is not None else None,
-        start_time_ns=span.start_time or 0,
-        end_time_ns=None if started else span.end_time,
-        status_code=status.status_code.value,
-        status_message=status.description or "",
-        attributes=started_attributes if started else (span.attributes or {}),
-        events=() if started else [(e.name, e.timestamp, e.attributes or {}) for e in span.events],
-        resource=span.resource.attributes if span.resource is not None else {},
+        span.name,
+        ctx.trace_id,
+        ctx.span_id,
+        parent.span_id if parent is not None else None,
+        span.start_time or 0,
+        end_time_ns,
+        status.status_code.value,
+        status.description or "",
+        attributes,
+        events,
+        _plain(resource.attributes) if resource is not None else {},
     )
 
 
@@ -81,6 +103,8 @@ def from_readable_span(span: Any, *, started_attributes: Mapping[str, Any] | Non
 
 def clean_str(value: Any) -> str | None:
     """A value as a string fit for a column: sequences as JSON, control characters dropped, length capped."""
+    if value.__class__ is str and len(value) <= MAX_STRING and value.isprintable():
+        return value  # the common case, decided without further calls
     if value is None:
         return None
     if not isinstance(value, str):
@@ -97,10 +121,12 @@ def clean_str(value: Any) -> str | None:
 
 def to_int(value: Any) -> int | None:
     """An int from an int, an integral float or a numeric string; None otherwise."""
-    if isinstance(value, bool):
+    if value.__class__ is int:  # the common case first (bool is a subclass, not this class)
+        return value if _MIN_INT64 <= value <= _MAX_INT64 else None
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if -(2**63) <= value < 2**63 else None
+        return value if _MIN_INT64 <= value <= _MAX_INT64 else None
     if isinstance(value, float):
         return int(value) if math.isfinite(value) else None
     if isinstance(value, str):
@@ -143,10 +169,6 @@ def to_millis(value: Any) -> int | None:
     return number * 1000
 
 
-def _hex_trace(trace_id: int) -> str:
-    return f"{trace_id:032x}"
-
-
 def _hex_span(span_id: int | None) -> str | None:
     return None if span_id is None else f"{span_id:016x}"
 
@@ -175,16 +197,35 @@ def _columns_and_rest(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], di
     columns: dict[str, Any] = {}
     rest: dict[str, str] = {}
     for key, value in attributes.items():
+        # Inline fast paths: values that are already clean strings or int64 need no call.
+        kind = value.__class__
         coerce = _COLUMN_ATTRIBUTES.get(key)
         if coerce is not None:
+            if kind is str and coerce is clean_str and len(value) <= MAX_STRING and value.isprintable():
+                columns[key] = value
+                continue
+            if kind is int and coerce is to_int and _MIN_INT64 <= value <= _MAX_INT64:
+                columns[key] = value
+                continue
             coerced = coerce(value)
             if coerced is not None:
                 columns[key] = coerced
                 continue
-        text = clean_str(value)
+        text = value if kind is str and len(value) <= MAX_STRING and value.isprintable() else clean_str(value)
         if text is not None:
-            rest[clean_str(key) or ""] = text
+            rest[key if key in _CLEAN_KEYS else _clean_key(key)] = text
     return columns, rest
+
+
+_CLEAN_KEYS: set[str] = set()
+"""Attribute keys seen to need no cleaning (a set lookup is cheaper than checking a key again); bounded."""
+
+
+def _clean_key(key: Any) -> str:
+    cleaned = clean_str(key) or ""
+    if cleaned is key and key.__class__ is str and len(_CLEAN_KEYS) < 10_000:
+        _CLEAN_KEYS.add(key)
+    return cleaned
 
 
 def _last_exception(events: Sequence[Event]) -> Mapping[str, Any] | None:
@@ -212,42 +253,58 @@ def is_job_span(record: SpanRecord) -> bool:
 def job_run_row(record: SpanRecord, ingested_at_ms: int) -> dict[str, Any]:
     """The ``job_runs`` row of a job span: STARTED while ``end_time_ns`` is None, else SUCCESS or FAILED."""
     columns, rest = _columns_and_rest(record.attributes)
-    exception = _last_exception(record.events)
-    status = _status(record, exception)
     start_ms = record.start_time_ns // 1_000_000
-    end_ms = None if record.end_time_ns is None else record.end_time_ns // 1_000_000
-    error_type = error_message = None
-    if status == STATUS_FAILED:
-        error_type = columns.get(semconv.ERROR_TYPE) or (
-            clean_str(exception.get(semconv.EXCEPTION_TYPE)) if exception else None
-        )
-        error_message = clean_str(record.status_message) or (
-            clean_str(exception.get(semconv.EXCEPTION_MESSAGE)) if exception else None
-        )
+    error_type = error_message = end_ms = duration_ms = None
+    if record.end_time_ns is None:
+        status = STATUS_STARTED
+        event_time = start_ms
+    else:
+        end_ms = event_time = record.end_time_ns // 1_000_000
+        duration_ms = max(0, end_ms - start_ms)
+        exception = _last_exception(record.events) if record.events else None
+        status = _status(record, exception)
+        if status == STATUS_FAILED:
+            error_type = columns.get(semconv.ERROR_TYPE) or (
+                clean_str(exception.get(semconv.EXCEPTION_TYPE)) if exception else None
+            )
+            error_message = clean_str(record.status_message) or (
+                clean_str(exception.get(semconv.EXCEPTION_MESSAGE)) if exception else None
+            )
     job_type = columns.get(semconv.JOB_TYPE, "batch").lower()
     if job_type not in semconv.JOB_TYPES:
         rest[semconv.JOB_TYPE] = job_type
         job_type = "batch"
+    parent = record.parent_span_id
+    try:  # to_bytes().hex() is a third of the cost of a format spec; it fails only on ids out of range
+        trace_id = record.trace_id.to_bytes(16, "big").hex()
+        span_id = record.span_id.to_bytes(8, "big").hex()
+        parent_span_id = None if parent is None else parent.to_bytes(8, "big").hex()
+    except (OverflowError, AttributeError):
+        trace_id, span_id, parent_span_id = f"{record.trace_id:032x}", _hex_span(record.span_id), _hex_span(parent)
+    service_name = record.resource.get(semconv.SERVICE_NAME)
+    if service_name.__class__ is not str or len(service_name) > MAX_STRING or not service_name.isprintable():
+        service_name = clean_str(service_name)
     return {
-        "run_id": columns.get(semconv.JOB_RUN_ID) or derive_run_id(record.trace_id, record.span_id),
+        # trace_id + span_id is derive_run_id's value, without formatting the ids twice.
+        "run_id": columns.get(semconv.JOB_RUN_ID) or trace_id + span_id,
         "job_name": columns.get(semconv.JOB_NAME),
         "job_type": job_type,
         "status": status,
         "dataset": columns.get(semconv.DATASET_NAME),
-        "event_time": start_ms if end_ms is None else end_ms,
+        "event_time": event_time,
         "start_time": start_ms,
         "end_time": end_ms,
-        "duration_ms": None if end_ms is None else max(0, end_ms - start_ms),
+        "duration_ms": duration_ms,
         "records_processed": columns.get(semconv.JOB_RECORDS_PROCESSED),
         "error_type": error_type,
         "error_message": error_message,
         "attempt": columns.get(semconv.JOB_RUN_ATTEMPT, 1),
         "logical_date": columns.get(semconv.JOB_RUN_LOGICAL_DATE),
         "run_type": columns.get(semconv.JOB_RUN_TYPE),
-        "trace_id": _hex_trace(record.trace_id),
-        "span_id": _hex_span(record.span_id),
-        "parent_span_id": _hex_span(record.parent_span_id),
-        "service_name": clean_str(record.resource.get(semconv.SERVICE_NAME)),
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_span_id": parent_span_id,
+        "service_name": service_name,
         "attributes": rest,
         "ingested_at": ingested_at_ms,
     }
@@ -260,17 +317,12 @@ def dataset_rows(record: SpanRecord, run: dict[str, Any]) -> list[dict[str, Any]
     update of that dataset at the span's end (records_written = records_processed). A failed run's
     updates are recorded with status FAILED, so freshness only follows successes.
     """
-    if run["status"] == STATUS_STARTED:
+    status = run["status"]
+    if status == STATUS_STARTED:
         return []
-    common = {
-        "status": run["status"],
-        "job_name": run["job_name"],
-        "run_id": run["run_id"],
-        "trace_id": run["trace_id"],
-        "span_id": run["span_id"],
-        "service_name": run["service_name"],
-        "ingested_at": run["ingested_at"],
-    }
+    # The run's columns every row repeats, read once (dict literals below: no per-row merge).
+    job_name, run_id, trace_id = run["job_name"], run["run_id"], run["trace_id"]
+    span_id, service_name, ingested_at = run["span_id"], run["service_name"], run["ingested_at"]
     rows = []
     for name, time_ns, attributes in record.events:
         if name != semconv.DATASET_UPDATE_EVENT:
@@ -285,10 +337,16 @@ def dataset_rows(record: SpanRecord, run: dict[str, Any]) -> list[dict[str, Any]
                 "updated_at": updated_at,
                 "records_written": to_int(attributes.get(semconv.DATASET_RECORDS_WRITTEN)),
                 "record_count": to_int(attributes.get(semconv.DATASET_RECORD_COUNT)),
-                "watermark": _watermark(attributes, run),
+                "watermark": _watermark(attributes.get(semconv.DATASET_WATERMARK), run),
                 "freshness_sla_minutes": to_int(attributes.get(semconv.DATASET_FRESHNESS_SLA_MINUTES)),
                 "event_time": updated_at,
-                **common,
+                "status": status,
+                "job_name": job_name,
+                "run_id": run_id,
+                "trace_id": trace_id,
+                "span_id": span_id,
+                "service_name": service_name,
+                "ingested_at": ingested_at,
             }
         )
     if not rows and run["dataset"]:
@@ -298,20 +356,26 @@ def dataset_rows(record: SpanRecord, run: dict[str, Any]) -> list[dict[str, Any]
                 "updated_at": run["end_time"],
                 "records_written": run["records_processed"],
                 "record_count": None,
-                "watermark": _watermark({}, run),
+                "watermark": _watermark(None, run),
                 "freshness_sla_minutes": None,
                 "event_time": run["end_time"],
-                **common,
+                "status": status,
+                "job_name": job_name,
+                "run_id": run_id,
+                "trace_id": trace_id,
+                "span_id": span_id,
+                "service_name": service_name,
+                "ingested_at": ingested_at,
             }
         )
     return rows
 
 
-def _watermark(attributes: Mapping[str, Any], run: dict[str, Any]) -> int | None:
+def _watermark(value: Any, run: dict[str, Any]) -> int | None:
     # A backfill of old data must not make the dataset look fresh: without a watermark of its own, a
     # backfill's data is as new as its logical date. Other runs leave it None (the views then use
     # updated_at): a scheduler's logical date is the start of the interval, older than the data.
-    watermark = to_millis(attributes.get(semconv.DATASET_WATERMARK))
+    watermark = None if value is None else to_millis(value)
     if watermark is None and run["run_type"] == "backfill":
         return run["logical_date"]
     return watermark
@@ -330,17 +394,12 @@ def map_records(
     ingested = ingested_at_ms if ingested_at_ms is not None else time.time_ns() // 1_000_000
     runs: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    for record in _normalized(records, profile):
+    for record in records:
+        record = profile(record)
+        if record is None:
+            continue
         run = job_run_row(record, ingested)
         runs.append(run)
-        updates.extend(dataset_rows(record, run))
+        if record.end_time_ns is not None:  # a STARTED row updates no dataset
+            updates.extend(dataset_rows(record, run))
     return {JOB_RUNS_TABLE: runs, DATASET_STATUS_TABLE: updates}
-
-
-def _normalized(
-    records: Iterable[SpanRecord], profile: Callable[[SpanRecord], SpanRecord | None]
-) -> Iterator[SpanRecord]:
-    for record in records:
-        normalized = profile(record)
-        if normalized is not None:
-            yield normalized
