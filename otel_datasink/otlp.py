@@ -58,6 +58,14 @@ def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
     return attributes
 
 
+def _has_any_key(key_values: Iterable[Any], keys: frozenset[str]) -> bool:
+    # Stops at the first match: job.name is usually among a job span's first attributes.
+    for kv in key_values:
+        if kv.key in keys:
+            return True
+    return False
+
+
 def records_from_proto(message: Any, *, job_keys: frozenset[str] | None = None) -> tuple[list[SpanRecord], int]:
     """The spans of an ``ExportTraceServiceRequest`` or ``TracesData`` message, and how many were rejected.
 
@@ -73,7 +81,7 @@ def records_from_proto(message: Any, *, job_keys: frozenset[str] | None = None) 
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 key_values = span.attributes
-                if job_keys is not None and job_keys.isdisjoint([kv.key for kv in key_values]):
+                if job_keys is not None and not _has_any_key(key_values, job_keys):
                     continue
                 raw_trace_id = span.trace_id
                 raw_span_id = span.span_id
