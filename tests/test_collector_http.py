@@ -26,6 +26,7 @@ from test_otlp import SPEC_EXAMPLE
 
 from otel_datasink.collector.server import BackgroundCollector
 from otel_datasink.collector.settings import CollectorSettings
+from otel_datasink.collector.spool import SpoolLockedError
 from otel_datasink.config import Options
 from otel_datasink.local import connect
 
@@ -243,3 +244,9 @@ def test_spans_sent_to_a_collector_on_s3_are_in_the_views_after_it_stops(s3_loca
     con = connect(s3_location, s3_endpoint_url=moto_server.endpoint_url)
     latest = con.sql("select job_name, status, service_name from job_runs_latest order by job_name").fetchall()
     assert latest == [("job_0", "SUCCESS", "spark-etl"), ("job_1", "SUCCESS", "spark-etl")]
+
+
+def test_a_second_collector_on_the_same_spool_is_refused(local_location, tmp_path):
+    with start_collector(local_location, tmp_path / "spool"):
+        with pytest.raises(SpoolLockedError, match="in use"):
+            start_collector(local_location, tmp_path / "spool")
