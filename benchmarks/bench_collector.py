@@ -5,7 +5,7 @@ each from another process (several keep-alive connections), and waits until ever
 in a Parquet file. Prints spans/s end to end, the collector's CPU time per span (utime + stime from
 ``/proc/<pid>/stat``), and, beside them, the cost of only decoding the same requests with protobuf.
 
-    python benchmarks/bench_collector.py [--requests 200] [--connections 4] [--location DIR]
+    python benchmarks/bench_collector.py [--requests 600] [--connections 4] [--location DIR]
 """
 
 from __future__ import annotations
@@ -140,10 +140,11 @@ def _free_port() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=200, help="requests of 512 spans (default 200)")
+    parser.add_argument("--requests", type=int, default=600, help="requests of 512 spans (default 600)")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--location", help="where to write (default: a temporary folder, removed after)")
     parser.add_argument("--flush-rows", type=int, default=100_000)
+    parser.add_argument("--flush-age", type=float, default=0.5, help="seconds (the tail after the last request)")
     args = parser.parse_args()
 
     unique = [make_request(seed) for seed in range(min(args.requests, 20))]
@@ -161,7 +162,7 @@ def main() -> None:
     collector = subprocess.Popen(
         [sys.executable, "-m", "otel_datasink.cli", "collector", "--location", location]
         + ["--http", f"127.0.0.1:{port}", "--grpc", "none", "--spool-dir", str(work / "spool")]
-        + ["--flush-rows", str(args.flush_rows), "--flush-age", "1", "--max-pending-batches", "8"],
+        + ["--flush-rows", str(args.flush_rows), "--flush-age", str(args.flush_age), "--max-pending-batches", "8"],
         stderr=open(work / "collector.log", "wb"),  # noqa: SIM115 - closed with the process
     )
     try:

@@ -250,3 +250,23 @@ def test_a_second_collector_on_the_same_spool_is_refused(local_location, tmp_pat
     with start_collector(local_location, tmp_path / "spool"):
         with pytest.raises(SpoolLockedError, match="in use"):
             start_collector(local_location, tmp_path / "spool")
+
+
+def test_a_request_spanning_two_days_is_written_to_two_dt_partitions(collector, local_location):
+    body = copy.deepcopy(SPEC_EXAMPLE)
+    spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    next_day = copy.deepcopy(spans[0])
+    next_day.update(spanId="EEE19B7EC3C1B175", startTimeUnixNano="1544799060000000000")
+    next_day.update(endTimeUnixNano="1544799061000000000", events=[])
+    spans.append(next_day)
+
+    status, _, _ = post(
+        collector.http_port, json.dumps(body).encode(), "application/json", Authorization=f"Bearer {TOKEN}"
+    )
+    runs = rows(local_location, expect=2)
+
+    assert status == 200
+    assert sorted((str(r["dt"]), r["span_id"]) for r in runs) == [
+        ("2018-12-13", "eee19b7ec3c1b174"),
+        ("2018-12-14", "eee19b7ec3c1b175"),
+    ]
