@@ -135,9 +135,9 @@ class Collector:
         return done
 
 
-async def serve(options: Options, settings: CollectorSettings) -> int:
+async def serve(collector: Collector) -> int:
     """Runs a collector until SIGTERM or SIGINT; 0 if it stopped with everything written, else 1."""
-    collector = Collector(options, settings)
+    settings = collector.settings
     await collector.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

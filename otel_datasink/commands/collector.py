@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from otel_datasink import environment_variables as env
-from otel_datasink.collector.server import serve
+from otel_datasink.collector.server import Collector, serve
 from otel_datasink.collector.settings import CollectorSettings
 from otel_datasink.collector.spool import SpoolLockedError
 from otel_datasink.config import Options
@@ -74,10 +74,14 @@ def run(args: argparse.Namespace) -> int:
     options = Options.resolve(args.location, profile=args.profile, s3_endpoint_url=args.s3_endpoint_url)
     if settings.http is None and settings.grpc is None:
         raise SystemExit("otel-datasink collector: both receivers are disabled")
+    try:
+        collector = Collector(options, settings)
+    except ValueError as error:  # an unknown profile or a broken mapping file
+        raise SystemExit(f"otel-datasink collector: {error}") from None
     if not logging.getLogger().isEnabledFor(logging.INFO):
         # A service says what it does: at least INFO for the collector's own loggers.
         logging.getLogger("otel_datasink.collector").setLevel(logging.INFO)
     try:
-        return asyncio.run(serve(options, settings))
+        return asyncio.run(serve(collector))
     except SpoolLockedError as error:
         raise SystemExit(f"otel-datasink collector: {error}") from None

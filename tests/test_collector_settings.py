@@ -1,0 +1,50 @@
+"""Collector settings: flags win over ``OTEL_EXPORTER_DATASINK_COLLECTOR_*``, which win over the defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from otel_datasink.cli import main
+from otel_datasink.collector.settings import CollectorSettings, default_spool_dir, parse_endpoint
+
+
+def test_environment_variables_set_what_flags_leave_unset(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT", "0.0.0.0:9318")
+    monkeypatch.setenv("OTEL_EXPORTER_DATASINK_COLLECTOR_GRPC_ENDPOINT", "none")
+    monkeypatch.setenv("OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN", "from-env")
+    monkeypatch.setenv("OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE", "2500")
+    monkeypatch.setenv("OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_ROWS", "many")  # ignored with a warning
+
+    settings = CollectorSettings.resolve(token="from-flag", spool_dir="~/spool")
+
+    assert settings.http == ("0.0.0.0", 9318)
+    assert settings.grpc is None
+    assert settings.token == "from-flag"
+    assert settings.flush_age == 2.5
+    assert settings.flush_rows == CollectorSettings.flush_rows
+    assert settings.spool_dir == Path("~/spool").expanduser()
+
+
+def test_defaults_listen_on_localhost_and_spool_per_location(monkeypatch):
+    for name in ("HTTP_ENDPOINT", "GRPC_ENDPOINT"):
+        monkeypatch.delenv(f"OTEL_EXPORTER_DATASINK_COLLECTOR_{name}", raising=False)
+    settings = CollectorSettings.resolve()
+
+    assert (settings.http, settings.grpc) == (("127.0.0.1", 4318), ("127.0.0.1", 4317))
+    assert default_spool_dir("s3://a/x") != default_spool_dir("s3://b/x")
+
+
+@pytest.mark.parametrize(
+    ("text", "endpoint"),
+    [("127.0.0.1:4318", ("127.0.0.1", 4318)), ("[::1]:4317", ("::1", 4317)), (":4318", ("0.0.0.0", 4318))],
+)
+def test_endpoints_parse(text, endpoint):
+    assert parse_endpoint(text) == endpoint
+
+
+@pytest.mark.parametrize("argv", [["--http", "localhost"], ["--http", "none", "--grpc", "none"], ["--profile", "?"]])
+def test_bad_command_lines_exit_with_a_message(argv, tmp_path):
+    with pytest.raises(SystemExit, match="otel-datasink collector: "):
+        main(["collector", "--location", str(tmp_path), "--spool-dir", str(tmp_path / "spool"), *argv])
