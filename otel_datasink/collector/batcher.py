@@ -89,7 +89,6 @@ class Batcher:
         self._pending: collections.deque[Batch] = collections.deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._writing = False
         self._thread = threading.Thread(name="otel-datasink-writer", target=self._run, daemon=True)
         self._thread.start()
         metrics.gauges.update(
@@ -103,7 +102,7 @@ class Batcher:
 
     @property
     def backlogged(self) -> bool:
-        """Whether the store is behind: more rolled batches wait than ``max_pending_batches``."""
+        """Whether the store is behind: ``max_pending_batches`` rolled batches or more wait to be written."""
         return len(self._pending) >= self.settings.max_pending_batches
 
     def add(self, rows: Rows, kind: int, body: bytes) -> asyncio.Future:

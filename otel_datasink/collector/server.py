@@ -62,11 +62,12 @@ class Collector:
     async def start(self) -> None:
         """Locks the spool, queues what an earlier run left in it, and starts listening."""
         spool_dir = self.settings.spool_dir or default_spool_dir(self.options.location)
+        writer = Writer(self.options)
         self.spool = Spool(spool_dir)
         self.metrics.gauges["backlogged"] = lambda: int(self.backlogged)
-        self.batcher = Batcher(Writer(self.options), self.spool, self.settings, self.metrics)
-        self._replay_leftovers()
+        self.batcher = Batcher(writer, self.spool, self.settings, self.metrics)
         try:
+            self._replay_leftovers()
             if self.settings.http is not None:
                 host, port = self.settings.http
                 self._runner = web.AppRunner(
@@ -98,7 +99,7 @@ class Collector:
             for kind, body in read_segment(path):
                 try:
                     result = self.ingest(kind, body, count=False)
-                except UndecodableError as error:  # spooled bodies were decodable; a changed profile may differ
+                except UndecodableError as error:  # it decoded when it was spooled: the file was altered since
                     _logger.warning("spooled request in %s skipped: %s", path, error)
                     continue
                 batch.extend(result.rows)
