@@ -5,7 +5,7 @@ each from another process (several keep-alive connections), and waits until ever
 in a Parquet file. Prints spans/s end to end, the collector's CPU time per span (utime + stime from
 ``/proc/<pid>/stat``), and, beside them, the cost of only decoding the same requests with protobuf.
 
-    python benchmarks/bench_collector.py [--requests 600] [--connections 4] [--location DIR]
+    python benchmarks/bench_collector.py [--requests 600] [--connections 4] [--protocol http|grpc] [--location DIR]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 SPANS_PER_REQUEST = 512
+GRPC_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
 def _kv(key: str, **value) -> KeyValue:
@@ -85,12 +86,12 @@ def make_request(seed: int) -> bytes:
     return request.SerializeToString()
 
 
-def _send(port: int, bodies: list[bytes], connections: int, ready, go) -> None:
-    """The sender process: posts every body over ``connections`` keep-alive connections."""
+def _send(protocol: str, port: int, bodies: list[bytes], connections: int, ready, go) -> None:
+    """The sender process: sends every body over ``connections`` keep-alive connections (or gRPC channels)."""
     share = [bodies[i::connections] for i in range(connections)]
     failures = []
 
-    def worker(part: list[bytes]) -> None:
+    def http_worker(part: list[bytes]) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         for body in part:
             while True:
@@ -105,6 +106,23 @@ def _send(port: int, bodies: list[bytes], connections: int, ready, go) -> None:
                 time.sleep(float(response.getheader("Retry-After", "1")) / 10)
         connection.close()
 
+    def grpc_worker(part: list[bytes]) -> None:
+        import grpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            export = channel.unary_unary(GRPC_EXPORT, request_serializer=None, response_deserializer=None)
+            for body in part:
+                while True:
+                    try:
+                        export(body, timeout=60)
+                        break
+                    except grpc.RpcError as error:
+                        if error.code() != grpc.StatusCode.UNAVAILABLE:
+                            failures.append(error.code())
+                            break
+                        time.sleep(0.5)
+
+    worker = grpc_worker if protocol == "grpc" else http_worker
     threads = [threading.Thread(target=worker, args=(part,)) for part in share]
     ready.set()
     go.wait()
@@ -114,6 +132,19 @@ def _send(port: int, bodies: list[bytes], connections: int, ready, go) -> None:
         thread.join()
     if failures:
         raise SystemExit(f"requests failed: {failures[:5]}")
+
+
+def _thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of a process so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        seconds[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
 
 
 def _cpu_seconds(pid: int) -> tuple[float, float]:
@@ -142,6 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=600, help="requests of 512 spans (default 600)")
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--protocol", choices=("http", "grpc"), default="http", help="OTLP/HTTP protobuf or OTLP/gRPC")
     parser.add_argument("--location", help="where to write (default: a temporary folder, removed after)")
     parser.add_argument("--flush-rows", type=int, default=100_000)
     parser.add_argument("--flush-age", type=float, default=0.5, help="seconds (the tail after the last request)")
@@ -158,10 +190,11 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-collector-"))
     location = args.location or str(work / "datasink")
-    port = _free_port()
+    port, grpc_port = _free_port(), _free_port()
+    grpc_endpoint = f"127.0.0.1:{grpc_port}" if args.protocol == "grpc" else "none"
     collector = subprocess.Popen(
         [sys.executable, "-m", "otel_datasink.cli", "collector", "--location", location]
-        + ["--http", f"127.0.0.1:{port}", "--grpc", "none", "--spool-dir", str(work / "spool")]
+        + ["--http", f"127.0.0.1:{port}", "--grpc", grpc_endpoint, "--spool-dir", str(work / "spool")]
         + ["--flush-rows", str(args.flush_rows), "--flush-age", str(args.flush_age), "--max-pending-batches", "8"],
         stderr=open(work / "collector.log", "wb"),  # noqa: SIM115 - closed with the process
     )
@@ -178,10 +211,12 @@ def main() -> None:
 
         context = multiprocessing.get_context("spawn")
         ready, go = context.Event(), context.Event()
-        sender = context.Process(target=_send, args=(port, bodies, args.connections, ready, go))
+        send_port = grpc_port if args.protocol == "grpc" else port
+        sender = context.Process(target=_send, args=(args.protocol, send_port, bodies, args.connections, ready, go))
         sender.start()
         ready.wait()
         cpu_before = _cpu_seconds(collector.pid)
+        threads_before = _thread_cpu_seconds(collector.pid)
         started = time.perf_counter()
         go.set()
         sender.join()
@@ -192,6 +227,8 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         user, system = (after - before for after, before in zip(_cpu_seconds(collector.pid), cpu_before, strict=True))
         cpu = user + system
+        threads_after = _thread_cpu_seconds(collector.pid)
+        loop_cpu = threads_after[collector.pid] - threads_before[collector.pid]
     finally:
         collector.send_signal(signal.SIGTERM)
         collector.wait(timeout=30)
@@ -199,13 +236,21 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     body_bytes = sum(map(len, bodies))
-    print(f"requests: {args.requests} x {SPANS_PER_REQUEST} job spans = {spans} spans, {body_bytes / 2**20:.1f} MiB")
+    print(
+        f"OTLP/{args.protocol} protobuf: {args.requests} requests x {SPANS_PER_REQUEST} job spans = {spans} spans, "
+        f"{body_bytes / 2**20:.1f} MiB, {args.connections} connections"
+    )
     print(f"acknowledged all requests in  {acknowledged:7.2f} s  ({spans / acknowledged:9,.0f} spans/s)")
     print(f"rows written (end to end) in  {elapsed:7.2f} s  ({spans / elapsed:9,.0f} spans/s)")
     print(
         f"collector CPU time:           {cpu:7.2f} s  ({cpu / spans * 1e6:6.2f} us/span, "
         f"{spans / cpu:9,.0f} spans per CPU-second, {cpu / elapsed:.0%} of one core; "
         f"user {user:.2f} s, system {system:.2f} s)"
+    )
+    other = cpu - loop_cpu
+    print(
+        f"  of which the event loop:    {loop_cpu:7.2f} s  ({loop_cpu / spans * 1e6:6.2f} us/span: receive, decode, "
+        f"map, Arrow); other threads {other:.2f} s ({other / spans * 1e6:.2f} us/span: spool, Parquet, put)"
     )
     print(
         f"protobuf decode only:         {decode_seconds:7.2f} s  ({decode_seconds / spans * 1e6:6.2f} us/span, "
