@@ -49,12 +49,7 @@ def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
     for kv in key_values:
         value = kv.value
         # Most attributes are non-empty strings: one read of string_value is cheaper than WhichOneof + getattr.
-        text = value.string_value
-        if text:
-            attributes[kv.key] = text
-        else:
-            kind = value.WhichOneof("value")
-            attributes[kv.key] = getattr(value, kind) if kind in _SCALAR_KINDS else _value(value)
+        attributes[kv.key] = value.string_value or _value(value)
     return attributes
 
 
