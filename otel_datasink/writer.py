@@ -136,7 +136,7 @@ class Writer:
         while True:
             attempt += 1
             try:
-                self._put_once(path, data)
+                self._put_once(path, data, timeout=max(0.1, deadline - time.monotonic()))
                 return
             except _PERMANENT_ERRORS as error:
                 raise WriteError(f"cannot write {path}: {error}") from error
@@ -152,7 +152,7 @@ class Writer:
                     time.sleep(delay)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
 
-    def _put_once(self, path: str, data: bytes) -> None:
+    def _put_once(self, path: str, data: bytes, *, timeout: float) -> None:
         if self._local:
             folder = path.rsplit("/", 1)[0]
             self.fs.makedirs(folder, exist_ok=True)
@@ -164,6 +164,10 @@ class Writer:
             finally:
                 if self.fs.exists(temporary):
                     self.fs.rm(temporary)
+        elif getattr(self.fs, "async_impl", False):
+            # A hard bound on the request: an endpoint that accepts the connection and never answers
+            # (aiohttp then waits for "100 Continue" with no socket timeout) would hold it forever.
+            self.fs.pipe_file(path, data, timeout=timeout)
         else:
             self.fs.pipe_file(path, data)
 

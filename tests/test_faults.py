@@ -42,14 +42,35 @@ def run_job_spans(provider: TracerProvider, count: int, **attributes) -> list[fl
 
 
 class SilentServer:
-    """Accepts TCP connections and never answers: a hung endpoint."""
+    """Accepts TCP connections, reads the requests and never answers: a hung endpoint."""
 
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.endpoint_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+            threading.Thread(target=self._drain, args=(connection,), daemon=True).start()
+
+    @staticmethod
+    def _drain(connection: socket.socket) -> None:
+        try:
+            while connection.recv(65536):
+                pass
+        except OSError:
+            pass
 
     def close(self) -> None:
         self.sock.close()
+        for connection in self.connections:
+            connection.close()
 
 
 @pytest.fixture(params=["refused", "silent"])
@@ -132,11 +153,13 @@ def test_rows_queued_while_s3_was_down_arrive_when_it_comes_back(moto_server, s3
 
 class CuttingProxy:
     """A TCP proxy to the moto server that, while ``cut_after`` is set, drops each connection after it has
-    forwarded that many bytes of request: an upload that fails half-way."""
+    forwarded that many bytes of request (an upload that fails half-way) and, while ``hang`` is set, takes
+    new connections and never answers them (a hung store)."""
 
-    def __init__(self, target_port: int, cut_after: int | None) -> None:
+    def __init__(self, target_port: int, cut_after: int | None = None, hang: bool = False) -> None:
         self.target_port = target_port
         self.cut_after = cut_after
+        self.hang = hang
         self.cuts = 0
         self.server = socket.create_server(("127.0.0.1", 0))
         self.endpoint_url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
@@ -148,6 +171,9 @@ class CuttingProxy:
                 client, _ = self.server.accept()
             except OSError:
                 return
+            if self.hang:
+                threading.Thread(target=SilentServer._drain, args=(client,), daemon=True).start()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
@@ -196,6 +222,24 @@ def test_upload_cut_half_way_leaves_no_object_and_the_rows_are_written_later(mot
     runs = read_tables(s3_location, endpoint_url=moto_server.endpoint_url).rows("job_runs")
     assert sorted(row["job_name"] for row in runs if row["status"] == "SUCCESS") == ["job0", "job1", "job2"]
     assert all(len(row["attributes"]["payload"]) == 24_000 for row in runs)
+
+
+def test_rows_held_by_a_hung_store_arrive_once_it_answers_again(moto_server, s3_location, read_tables):
+    proxy = CuttingProxy(moto_server.port, hang=True)
+    provider = TracerProvider()
+    processor = DatasinkSpanProcessor(s3_location, s3_endpoint_url=proxy.endpoint_url, timeout=1, schedule_delay=0.1)
+    provider.add_span_processor(processor)
+    durations = run_job_spans(provider, 3)
+    assert max(durations) < SPAN_BUDGET
+    assert processor.force_flush(timeout_millis=3000) is False
+
+    proxy.hang = False
+    # A request stuck on the hung store must not keep the worker from writing once the store is back.
+    assert processor.force_flush(timeout_millis=5000) is True
+    provider.shutdown()
+    proxy.close()
+    runs = read_tables(s3_location, endpoint_url=moto_server.endpoint_url).rows("job_runs")
+    assert sorted(row["job_name"] for row in runs if row["status"] == "SUCCESS") == ["job0", "job1", "job2"]
 
 
 def test_local_write_that_fails_half_way_leaves_no_file_and_is_written_later(local_location, read_tables):
