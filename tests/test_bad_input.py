@@ -98,3 +98,17 @@ def test_hostile_dataset_names_are_cleaned_and_never_become_paths(job, local_loc
         relative = path.relative_to(local_location)
         assert relative.parts[0] in ("job_runs", "dataset_status") and relative.parts[1].startswith("dt=20")
         assert len(relative.parts) == 3 and relative.suffix == ".parquet"
+
+
+def test_unencodable_and_control_characters_are_dropped_and_the_row_is_written(job, local_location, read_tables):
+    # Lone surrogates cannot be written as UTF-8: left in, they would fail the whole file.
+    job(
+        {"job.name": "a\ud800b", "k\x00ey": "v\ud83d", "dataset.name": "d\x07s", "ratio": float("nan")},
+        status=Status(StatusCode.ERROR, "m\udfffsg"),
+        events=[("dataset.update", {"dataset.name": "e\ud800", "dataset.records_written": float("nan")})],
+    )
+    [run] = terminal(read_tables, local_location)
+    assert (run["job_name"], run["dataset"], run["error_message"]) == ("ab", "ds", "msg")
+    assert run["attributes"] == {"key": "v", "ratio": "nan"}
+    [update] = read_tables(local_location).rows("dataset_status")
+    assert (update["dataset"], update["records_written"]) == ("e", None)
