@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -123,3 +127,30 @@ def test_file_names_never_collide_even_at_the_same_instant():
     times = [1_795_000_000_000_000_000 + step for step in (0, 1, 999, 10**9, 10**12)]
     in_time_order = [file_name(t) for t in times]
     assert in_time_order == sorted(in_time_order)
+
+
+def test_compression_from_the_environment_and_an_argument_wins_over_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_DATASINK_COMPRESSION", "SNAPPY")
+    write_spans(str(tmp_path / "env"), [(ns(2026, 5, 1, 10), ns(2026, 5, 1, 11), {})])
+    write_spans(str(tmp_path / "arg"), [(ns(2026, 5, 1, 10), ns(2026, 5, 1, 11), {})], compression="zstd")
+    codecs = {
+        name: pq.ParquetFile(files(str(tmp_path / name), "job_runs")[0]).metadata.row_group(0).column(0).compression
+        for name in ("env", "arg")
+    }
+    assert codecs == {"env": "SNAPPY", "arg": "ZSTD"}
+
+
+def test_partitions_follow_utc_whatever_the_local_time_zone(local_location):
+    # 23:30 UTC is already the next day in Kiribati (UTC+14): the folder must still be the UTC date.
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_parquet_format import ns, write_spans
+        write_spans({local_location!r}, [(ns(2026, 3, 9, 23), ns(2026, 3, 9, 23, 30), {{}})])
+        """
+    )
+    env = {**os.environ, "TZ": "Pacific/Kiritimati"}
+    completed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert [path.parent.name for path in files(local_location, "job_runs")] == ["dt=2026-03-09"]

@@ -13,6 +13,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.resources import Resource
@@ -409,3 +410,14 @@ def test_forked_worker_process_writes_its_own_runs_once(local_location, read_tab
     assert sorted((row["job_name"], row["status"]) for row in runs) == [
         (name, status) for name in ("after_fork", "before_fork", "in_child") for status in ("STARTED", "SUCCESS")
     ]
+
+
+@pytest.mark.parametrize("as_given", [lambda path: f"file://{path}/", Path], ids=["file-url", "pathlib"])
+def test_location_may_be_a_file_url_or_a_path_object(tmp_path, read_tables, as_given):
+    provider = TracerProvider()
+    provider.add_span_processor(DatasinkSpanProcessor(as_given(tmp_path / "tables"), schedule_delay=0.1))
+    with provider.get_tracer("tests").start_as_current_span("job", attributes={"job.name": "job"}):
+        pass
+    provider.shutdown()
+    rows = read_tables(str(tmp_path / "tables")).rows("job_runs")
+    assert sorted(row["status"] for row in rows) == ["STARTED", "SUCCESS"]
