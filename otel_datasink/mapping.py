@@ -127,11 +127,13 @@ def to_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value if _MIN_INT64 <= value <= _MAX_INT64 else None
+    # Floats and strings go through the int64 range check too: a value Parquet cannot hold would fail
+    # the whole file (and, in the processor, every later flush with it).
     if isinstance(value, float):
-        return int(value) if math.isfinite(value) else None
+        return to_int(int(value)) if math.isfinite(value) else None
     if isinstance(value, str):
         try:
-            return int(value.strip())
+            return to_int(int(value.strip()))
         except ValueError:
             try:
                 return to_int(float(value))

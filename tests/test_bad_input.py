@@ -112,3 +112,19 @@ def test_unencodable_and_control_characters_are_dropped_and_the_row_is_written(j
     assert run["attributes"] == {"key": "v", "ratio": "nan"}
     [update] = read_tables(local_location).rows("dataset_status")
     assert (update["dataset"], update["records_written"]) == ("e", None)
+
+
+def test_numbers_beyond_int64_become_null_and_later_runs_are_still_written(job, local_location, read_tables):
+    job(
+        {"job.name": "huge", "job.records_processed": "1e30", "job.run.attempt": 1e300},
+        events=[("dataset.update", {"dataset.name": "d", "dataset.record_count": "9" * 30})],
+    )
+    job({"job.name": "next", "job.records_processed": 5})
+    runs = {row["job_name"]: row for row in terminal(read_tables, local_location)}
+
+    assert set(runs) == {"huge", "next"}
+    assert (runs["huge"]["records_processed"], runs["huge"]["attempt"]) == (None, 1)
+    assert runs["huge"]["attributes"] == {"job.records_processed": "1e30", "job.run.attempt": "1e+300"}
+    assert runs["next"]["records_processed"] == 5
+    [update] = read_tables(local_location).rows("dataset_status")
+    assert update["record_count"] is None

@@ -219,7 +219,21 @@ def test_to_millis_reads_the_instants_users_pass(value, expected):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(12, 12), ("12", 12), (" 12 ", 12), ("12.0", 12), (3.0, 3), ("lots", None), (True, None), (2**70, None)],
+    [
+        (12, 12),
+        ("12", 12),
+        (" 12 ", 12),
+        ("12.0", 12),
+        (3.0, 3),
+        ("lots", None),
+        (True, None),
+        (2**70, None),
+        # Beyond int64 whatever the type: Parquet could not hold it.
+        (1e30, None),
+        ("1e30", None),
+        ("9" * 30, None),
+        (float("nan"), None),
+    ],
 )
 def test_to_int_coerces_numbers_and_refuses_the_rest(value, expected):
     assert to_int(value) == expected
