@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_datasink import DatasinkSpanExporter, DatasinkSpanProcessor
@@ -111,6 +111,17 @@ def test_provider_shutdown_returns_within_the_timeout_option_when_s3_is_dead(dea
     begin = time.monotonic()
     provider.shutdown()
     assert time.monotonic() - begin < 1 + 0.3
+
+
+def test_provider_shutdown_with_the_exporter_returns_within_the_timeout_option_when_s3_is_dead(dead_endpoint):
+    provider = TracerProvider()
+    exporter = DatasinkSpanExporter("s3://bucket/datasink", s3_endpoint_url=dead_endpoint, timeout=1)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    durations = run_job_spans(provider, 5)
+    assert max(durations) < SPAN_BUDGET
+    begin = time.monotonic()
+    provider.shutdown()
+    assert time.monotonic() - begin < 1 + 0.5
 
 
 def test_exporter_reports_failure_within_its_timeout_and_never_raises(dead_endpoint):
