@@ -15,6 +15,7 @@ import time
 import weakref
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
@@ -65,7 +66,13 @@ class DatasinkSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         # The attributes as they are now: the worker reads the span later, when the job may have added more.
-        self._enqueue(span, dict(span.attributes) if span.attributes else {})
+        # Copying the SDK's own dict is one C call (atomic under the GIL); dict(span.attributes) walks a
+        # MappingProxy over a Python-level MutableMapping, 30x slower, in the job's thread.
+        attributes = getattr(span, "_attributes", None)
+        if attributes.__class__ is BoundedAttributes:
+            self._enqueue(span, attributes._dict.copy())
+        else:
+            self._enqueue(span, dict(span.attributes) if span.attributes else {})
 
     def on_end(self, span: ReadableSpan) -> None:
         self._enqueue(span, None)
@@ -104,8 +111,7 @@ class DatasinkSpanProcessor(SpanProcessor):
             generation = self._flush_generation
         while self._queue:
             batch = [
-                self._queue.popleft()
-                for _ in range(min(len(self._queue), 4 * self.options.max_export_batch_size))
+                self._queue.popleft() for _ in range(min(len(self._queue), 4 * self.options.max_export_batch_size))
             ]
             self._add_pending(map_records(_records(batch), self._profile))
         ok = True
@@ -153,7 +159,10 @@ class DatasinkSpanProcessor(SpanProcessor):
         return not self._queue and not any(self._pending.values())
 
     def shutdown(self, timeout_millis: int | None = None) -> None:
-        """Writes what is left and stops the worker, waiting at most ``timeout_millis`` (default: the timeout option)."""
+        """Writes what is left and stops the worker, waiting at most ``timeout_millis``.
+
+        The default wait is the ``timeout`` option.
+        """
         if self._shutdown:
             return
         timeout = self.options.timeout if timeout_millis is None else timeout_millis / 1000
