@@ -109,10 +109,14 @@ class DatasinkSpanProcessor(SpanProcessor):
         """Maps what is queued and writes it with what is pending; True when nothing is left."""
         with self._flushed:
             generation = self._flush_generation
-        while self._queue:
-            batch = [
-                self._queue.popleft() for _ in range(min(len(self._queue), 4 * self.options.max_export_batch_size))
-            ]
+        # Only what is queued now: spans a busy job adds meanwhile wait for the next flush (their appends set
+        # the wake event), so pending rows are written before they could outgrow max_queue_size and be
+        # trimmed as if the store were away.
+        left = len(self._queue)
+        while left > 0 and self._queue:
+            count = min(left, len(self._queue), 4 * self.options.max_export_batch_size)
+            left -= count
+            batch = [self._queue.popleft() for _ in range(count)]
             self._add_pending(map_records(_records(batch), self._profile))
         ok = True
         if any(self._pending.values()):
