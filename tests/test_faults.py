@@ -25,6 +25,8 @@ FAST = {"timeout": 2, "schedule_delay": 0.1}
 """Small bounds so each fault costs a few seconds at most."""
 SPAN_BUDGET = 0.05
 """Seconds a job span may take to start and end while the store is down (the job must not notice)."""
+SLACK = 0.3
+"""Seconds a bounded call may overrun its bound (thread wake-ups on a busy CI machine)."""
 
 
 def run_job_spans(provider: TracerProvider, count: int, **attributes) -> list[float]:
@@ -96,10 +98,10 @@ def test_spans_end_promptly_and_shutdown_keeps_its_bound_when_s3_is_dead(dead_en
 
     begin = time.monotonic()
     assert processor.force_flush(timeout_millis=300) is False
-    assert time.monotonic() - begin < 0.3 + 0.2
+    assert time.monotonic() - begin < 0.3 + SLACK
     begin = time.monotonic()
     processor.shutdown(timeout_millis=500)
-    assert time.monotonic() - begin < 0.5 + 0.2
+    assert time.monotonic() - begin < 0.5 + SLACK
 
 
 def test_provider_shutdown_returns_within_the_timeout_option_when_s3_is_dead(dead_endpoint):
@@ -110,7 +112,7 @@ def test_provider_shutdown_returns_within_the_timeout_option_when_s3_is_dead(dea
     run_job_spans(provider, 5)
     begin = time.monotonic()
     provider.shutdown()
-    assert time.monotonic() - begin < 1 + 0.3
+    assert time.monotonic() - begin < 1 + SLACK
 
 
 def test_provider_shutdown_with_the_exporter_returns_within_the_timeout_option_when_s3_is_dead(dead_endpoint):
@@ -121,7 +123,7 @@ def test_provider_shutdown_with_the_exporter_returns_within_the_timeout_option_w
     assert max(durations) < SPAN_BUDGET
     begin = time.monotonic()
     provider.shutdown()
-    assert time.monotonic() - begin < 1 + 0.5
+    assert time.monotonic() - begin < 1 + SLACK
 
 
 def test_exporter_reports_failure_within_its_timeout_and_never_raises(dead_endpoint):
@@ -134,7 +136,7 @@ def test_exporter_reports_failure_within_its_timeout_and_never_raises(dead_endpo
 
     begin = time.monotonic()
     assert exporter.export(spans) is SpanExportResult.FAILURE
-    assert time.monotonic() - begin < FAST["timeout"] + 0.5
+    assert time.monotonic() - begin < FAST["timeout"] + SLACK
     exporter.shutdown()
     assert exporter.export(spans) is SpanExportResult.FAILURE
 
