@@ -140,6 +140,19 @@ def test_requests_are_batched_across_requests_into_one_file_per_table(local_loca
     assert len(files) == 1
 
 
+def test_a_batch_rolls_on_spooled_bytes_before_its_age(local_location, tmp_path):
+    with start_collector(local_location, tmp_path / "spool", flush_age=60.0, flush_bytes=1) as collector:
+        for _ in range(2):
+            assert post(collector.http_port, good_request(1))[0] == 200
+        runs = rows(local_location, expect=2)
+        files = duckdb.sql(
+            f"select distinct filename from read_parquet('{local_location}/job_runs/*/*.parquet', filename=true)"
+        ).fetchall()
+
+    assert len(runs) == 2
+    assert len(files) == 2  # one batch per request: each request's bytes reached the limit
+
+
 def test_spec_shaped_otlp_json_gzipped_gives_a_row_and_a_json_answer(collector, local_location):
     body = copy.deepcopy(SPEC_EXAMPLE)
     status, headers, answer = post(
