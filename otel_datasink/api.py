@@ -43,10 +43,12 @@ class JobRun:
     def __init__(self, span: trace.Span) -> None:
         self.span = span
         self.records_processed = 0
+        self._counted = False
 
     def add_records(self, count: int) -> None:
         """Counts records processed; the total lands in ``job.records_processed`` when the run ends."""
         self.records_processed += count
+        self._counted = True
 
     def dataset_updated(
         self,
@@ -106,4 +108,6 @@ def job_run(
         try:
             yield run
         finally:
-            span.set_attribute(semconv.JOB_RECORDS_PROCESSED, run.records_processed)
+            # Only a run that counted: otherwise a job.records_processed the job set itself would become 0.
+            if run._counted:
+                span.set_attribute(semconv.JOB_RECORDS_PROCESSED, run.records_processed)

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from otel_datasink import DatasinkSpanExporter, DatasinkSpanProcessor
+from otel_datasink import DatasinkSpanExporter, DatasinkSpanProcessor, job_run
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 PATHS = ("processor", "exporter_batch", "exporter_simple")
@@ -350,7 +350,8 @@ def test_configure_adds_to_the_existing_global_provider_and_job_run_records(loca
     assert (bill["records_processed"], bill["dataset"], bill["run_type"]) == (42, "invoices", "manual")
     assert bill["service_name"] == "billing"
     failed = runs["bill_again", "FAILED"]
-    assert (failed["error_type"], failed["records_processed"]) == ("RuntimeError", 0)
+    # A run that counted nothing has no records_processed, rather than a made-up 0.
+    assert (failed["error_type"], failed["records_processed"]) == ("RuntimeError", None)
     assert "ledger locked" in failed["error_message"]
     updates = {row["dataset"]: row for row in tables.rows("dataset_status") if row["status"] == "SUCCESS"}
     assert (updates["invoices"]["records_written"], updates["invoices"]["record_count"]) == (42, 1000)
@@ -421,3 +422,19 @@ def test_location_may_be_a_file_url_or_a_path_object(tmp_path, read_tables, as_g
     provider.shutdown()
     rows = read_tables(str(tmp_path / "tables")).rows("job_runs")
     assert sorted(row["status"] for row in rows) == ["STARTED", "SUCCESS"]
+
+
+def test_job_run_keeps_records_processed_the_job_set_itself(tmp_path, read_tables):
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(DatasinkSpanExporter(str(tmp_path))))
+    tracer = provider.get_tracer("tests")
+    with job_run("self_counted", tracer=tracer, attributes={"job.records_processed": 7}):
+        pass
+    with job_run("set_on_span", tracer=tracer) as run:
+        run.span.set_attribute("job.records_processed", 9)
+    with job_run("counted", tracer=tracer) as run:
+        run.add_records(0)
+    provider.shutdown()
+
+    runs = {row["job_name"]: row["records_processed"] for row in read_tables(str(tmp_path)).rows("job_runs")}
+    assert runs == {"self_counted": 7, "set_on_span": 9, "counted": 0}
