@@ -79,7 +79,7 @@ def _given(value: Any) -> Any:
 # --- airflow -------------------------------------------------------------------------------------------
 
 # Task instance states whose span is a failed attempt; every other terminal state (success, skipped, ...) is not.
-_AIRFLOW_FAILED_STATES = frozenset(("failed", "up_for_retry", "upstream_failed", "shutdown", "removed"))
+_AIRFLOW_FAILED_STATES = frozenset(("failed", "up_for_retry", "upstream_failed", "shutdown"))
 _AIRFLOW_RUN_TYPES = {"scheduled": "scheduled", "manual": "manual", "backfill": "backfill"}
 
 
