@@ -41,7 +41,8 @@ class DatasinkSpanProcessor(SpanProcessor):
         self.dropped_spans = 0
         """Spans dropped because the queue was full: logged and counted, never silent."""
         self.dropped_rows = 0
-        """Rows dropped because the store stayed away while more than ``max_queue_size`` waited."""
+        """Rows dropped because the store stayed away while more than ``max_queue_size`` waited, or because
+        a flush's rows could not be encoded (all of that flush's rows count, some may have been written)."""
         self._init_worker()
         if hasattr(os, "register_at_fork"):
             reinit = weakref.WeakMethod(self._init_worker)
@@ -127,8 +128,13 @@ class DatasinkSpanProcessor(SpanProcessor):
                 ok = False
                 _logger.warning("write failed, rows kept for the next flush: %s", error)
             except Exception:  # noqa: BLE001 - the worker must survive anything
+                # Not the store (its errors arrive as WriteError) but rows that cannot be encoded: kept, they
+                # would fail every later flush too, so they are dropped and counted.
                 ok = False
-                _logger.exception("unexpected error while writing; rows kept for the next flush")
+                dropped = sum(map(len, self._pending.values()))
+                self._pending = {}
+                self.dropped_rows += dropped
+                _logger.exception("could not encode rows: dropped %d row(s)", dropped)
         with self._flushed:
             self._done_generation = max(self._done_generation, generation)
             self._flushed.notify_all()

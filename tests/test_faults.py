@@ -338,3 +338,25 @@ def test_rows_past_the_bound_while_the_store_is_away_are_dropped_oldest_first_an
         ("job5", "SUCCESS"),
     ]
     assert sorted(row["job_name"] for row in tables.rows("dataset_status")) == [f"job{i}" for i in range(1, 6)]
+
+
+def test_rows_that_cannot_be_encoded_are_dropped_and_counted_not_retried_forever(local_location, read_tables):
+    provider = TracerProvider()
+    processor = DatasinkSpanProcessor(local_location, schedule_delay=0.1, timeout=1)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("tests")
+    with tracer.start_as_current_span("job", attributes={"job.name": "far_future"}) as span:
+        # An instant no Parquet timestamp can hold (a clock in the wrong unit, many times over).
+        span.add_event("dataset.update", {"dataset.name": "d"}, timestamp=10**30)
+    processor.force_flush(timeout_millis=3000)
+    assert processor.dropped_rows > 0
+
+    run_job_spans(provider, 1, **{"job.name": "next"})
+    assert processor.force_flush(timeout_millis=3000) is True
+    provider.shutdown()
+    tables = read_tables(local_location)
+    assert sorted(row["job_name"] for row in tables.rows("job_runs") if row["status"] == "SUCCESS") == [
+        "far_future",
+        "next",
+    ]
+    assert [row["job_name"] for row in tables.rows("dataset_status")] == ["next"]
