@@ -360,3 +360,18 @@ def test_rows_that_cannot_be_encoded_are_dropped_and_counted_not_retried_forever
         "next",
     ]
     assert [row["job_name"] for row in tables.rows("dataset_status")] == ["next"]
+
+
+def test_exporter_reports_rows_it_cannot_encode_as_failure_without_raising(local_location, read_tables):
+    finished = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(finished))
+    with provider.get_tracer("tests").start_as_current_span("job", attributes={"job.name": "far_future"}) as span:
+        span.add_event("dataset.update", {"dataset.name": "d"}, timestamp=10**30)
+    run_job_spans(provider, 1, **{"job.name": "next"})
+    bad, good = finished.get_finished_spans()
+    exporter = DatasinkSpanExporter(local_location, **FAST)
+
+    assert exporter.export([bad]) is SpanExportResult.FAILURE
+    assert exporter.export([good]) is SpanExportResult.SUCCESS
+    assert [row["job_name"] for row in read_tables(local_location).rows("dataset_status")] == ["next"]
