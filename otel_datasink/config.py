@@ -12,6 +12,8 @@ from otel_datasink import environment_variables as env
 _logger = logging.getLogger(__name__)
 
 DEFAULT_LOCATION = "./datasink"
+COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
+"""Parquet codecs the ``compression`` option takes (Athena reads each of them)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +43,9 @@ class Options:
         values: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
         if location is not None:
             values["location"] = os.fspath(location)
+        if "compression" in values:
+            # Checked now: an unknown codec would otherwise fail every write, far from its cause.
+            values["compression"] = _compression(values["compression"])
         for name, variable, convert in _FROM_ENV:
             if name not in values and os.environ.get(variable, "").strip():
                 raw = os.environ[variable].strip()
@@ -49,6 +54,13 @@ class Options:
                 except ValueError:
                     _logger.warning("ignoring %s=%r: not a valid value", variable, raw)
         return cls(**values)
+
+
+def _compression(raw: str) -> str:
+    codec = str(raw).strip().lower()
+    if codec not in COMPRESSIONS:
+        raise ValueError(f"unknown compression {raw!r} (one of {', '.join(COMPRESSIONS)})")
+    return codec
 
 
 def _millis(raw: str) -> float:
@@ -60,7 +72,7 @@ _FROM_ENV = (
     ("profile", env.OTEL_EXPORTER_DATASINK_PROFILE, str),
     ("s3_endpoint_url", env.OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL, str),
     ("s3_region", env.OTEL_EXPORTER_DATASINK_S3_REGION, str),
-    ("compression", env.OTEL_EXPORTER_DATASINK_COMPRESSION, str.lower),
+    ("compression", env.OTEL_EXPORTER_DATASINK_COMPRESSION, _compression),
     ("timeout", env.OTEL_EXPORTER_DATASINK_TIMEOUT, _millis),
     ("schedule_delay", env.OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY, _millis),
     ("max_queue_size", env.OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE, int),

@@ -154,3 +154,12 @@ def test_partitions_follow_utc_whatever_the_local_time_zone(local_location):
     completed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     assert [path.parent.name for path in files(local_location, "job_runs")] == ["dt=2026-03-09"]
+
+
+def test_unknown_compression_is_refused_as_an_argument_and_ignored_from_the_environment(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="unknown compression"):
+        DatasinkSpanExporter(str(tmp_path), compression="zstandard")
+    monkeypatch.setenv("OTEL_EXPORTER_DATASINK_COMPRESSION", "zstandard")
+    write_spans(str(tmp_path / "env"), [(ns(2026, 5, 1, 10), ns(2026, 5, 1, 11), {})])
+    [path] = files(str(tmp_path / "env"), "job_runs")
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
