@@ -65,7 +65,9 @@ def _plain(attributes: Any) -> Mapping[str, Any]:
     # code; the plain dict it keeps (immutable once the span or event has ended) reads the same items
     # several times faster, and the mapping reads each span's attributes many times.
     if attributes.__class__ is BoundedAttributes:
-        return attributes._dict
+        inner = getattr(attributes, "_dict", None)  # a private field: fall back should the SDK rename it
+        if inner.__class__ is dict:
+            return inner
     return attributes or {}
 
 

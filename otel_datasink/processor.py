@@ -15,7 +15,6 @@ import time
 import weakref
 from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
@@ -69,9 +68,9 @@ class DatasinkSpanProcessor(SpanProcessor):
         # The attributes as they are now: the worker reads the span later, when the job may have added more.
         # Copying the SDK's own dict is one C call (atomic under the GIL); dict(span.attributes) walks a
         # MappingProxy over a Python-level MutableMapping, 30x slower, in the job's thread.
-        attributes = getattr(span, "_attributes", None)
-        if attributes.__class__ is BoundedAttributes:
-            self._enqueue(span, attributes._dict.copy())
+        attributes = getattr(getattr(span, "_attributes", None), "_dict", None)  # private: fall back if renamed
+        if attributes.__class__ is dict:
+            self._enqueue(span, attributes.copy())
         else:
             self._enqueue(span, dict(span.attributes) if span.attributes else {})
 
