@@ -115,11 +115,6 @@ class TableReader:
         fs, _ = fsspec.core.url_to_fs(self.location, **self.storage_options)
         return fs
 
-    def files(self, table: str) -> list[str]:
-        """The Parquet files of a table, as paths of its filesystem, sorted."""
-        fs, root = fsspec.core.url_to_fs(self.location, **self.storage_options)
-        return sorted(fs.glob(f"{root}/{table}/dt=*/*.parquet"))
-
     def arrow(self, table: str) -> list[dict]:
         fs, root = fsspec.core.url_to_fs(self.location, **self.storage_options)
         data = ds.dataset(f"{root}/{table}", filesystem=fs, format="parquet", partitioning="hive").to_table()
