@@ -7,7 +7,6 @@ registered in DuckDB: no DuckDB extension is downloaded, which keeps this workin
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from typing import Any
@@ -33,13 +32,7 @@ def connect(
     file yet is an empty relation of the right column types, so the views return no rows instead of failing;
     connect again once the first files exist.
     """
-    resolved = Options.resolve(location, **options)
-    if resolved.location.startswith(("s3://", "s3a://")):
-        # A long-lived connection must see files written after it listed a folder once.
-        resolved = dataclasses.replace(
-            resolved, storage_options={"use_listings_cache": False, **resolved.storage_options}
-        )
-    fs, root = open_location(resolved)
+    fs, root = open_location(Options.resolve(location, **options))
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "TimeZone": "UTC"})
     if isinstance(fs, LocalFileSystem):
         base = root

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-from job_spans import MINUTE_NS, job_span, now_ns, write_spans
+from job_spans import DAY_NS, MINUTE_NS, job_span, now_ns, write_spans
 
 from otel_datasink import catalog, local
 from otel_datasink.schema import TABLES
@@ -75,9 +75,13 @@ def test_connect_on_s3_reads_through_s3fs_without_extensions(s3_location, moto_s
     assert con.execute("SELECT job_name, status FROM job_runs_latest").fetchall() == [("ingest_orders", "SUCCESS")]
     assert con.execute("SELECT dataset FROM dataset_status_latest").fetchall() == [("orders",)]
     assert not _extension_loaded(con, "httpfs")
-    # A long-lived connection sees later files: s3fs's listing cache is off for it.
+    # A long-lived connection sees later files, in a known partition and in a new one.
     _one_run(s3_location, job="second_job", s3_endpoint_url=endpoint)
-    assert con.execute("SELECT count(*) FROM job_runs_latest").fetchone() == (2,)
+    n = now_ns()
+    write_spans(
+        s3_location, [job_span("old_job", n - 2 * DAY_NS, n - 2 * DAY_NS + MINUTE_NS)], s3_endpoint_url=endpoint
+    )
+    assert con.execute("SELECT count(*) FROM job_runs_latest").fetchone() == (3,)
 
 
 def test_connect_on_an_empty_s3_location_returns_no_rows(s3_location, moto_server):
