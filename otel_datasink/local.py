@@ -33,7 +33,9 @@ def connect(
     connect again once the first files exist.
     """
     fs, root = open_location(Options.resolve(location, **options))
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "TimeZone": "UTC"})
+    # Never download an extension (offline use); everything needed (parquet, icu) is built in.
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    con.execute("SET TimeZone = 'UTC'")
     if isinstance(fs, LocalFileSystem):
         base = root
     else:
