@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from otel_datasink import environment_variables as env
@@ -46,13 +47,7 @@ class Options:
         if "compression" in values:
             # Checked now: an unknown codec would otherwise fail every write, far from its cause.
             values["compression"] = _compression(values["compression"])
-        for name, variable, convert in _FROM_ENV:
-            if name not in values and os.environ.get(variable, "").strip():
-                raw = os.environ[variable].strip()
-                try:
-                    values[name] = convert(raw)
-                except ValueError:
-                    _logger.warning("ignoring %s=%r: not a valid value", variable, raw)
+        values = with_environment(values, _FROM_ENV)
         return cls(**values)
 
 
@@ -63,7 +58,29 @@ def _compression(raw: str) -> str:
     return codec
 
 
-def _millis(raw: str) -> float:
+EnvTable = tuple[tuple[str, str, Callable[[str], Any]], ...]
+"""(option name, environment variable, conversion of the variable's text) for each option."""
+
+
+def with_environment(given: dict[str, Any], table: EnvTable) -> dict[str, Any]:
+    """``given`` completed from the environment variables of ``table`` for the options it lacks.
+
+    A variable whose text does not convert is ignored with a warning: a typo in the environment must
+    not stop a job.
+    """
+    values = dict(given)
+    for name, variable, convert in table:
+        raw = os.environ.get(variable, "").strip()
+        if name not in values and raw:
+            try:
+                values[name] = convert(raw)
+            except ValueError:
+                _logger.warning("ignoring %s=%r: not a valid value", variable, raw)
+    return values
+
+
+def millis_to_seconds(raw: str) -> float:
+    """An environment variable in milliseconds (OpenTelemetry's unit) as seconds."""
     return float(raw) / 1000.0
 
 
@@ -73,8 +90,8 @@ _FROM_ENV = (
     ("s3_endpoint_url", env.OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL, str),
     ("s3_region", env.OTEL_EXPORTER_DATASINK_S3_REGION, str),
     ("compression", env.OTEL_EXPORTER_DATASINK_COMPRESSION, _compression),
-    ("timeout", env.OTEL_EXPORTER_DATASINK_TIMEOUT, _millis),
-    ("schedule_delay", env.OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY, _millis),
+    ("timeout", env.OTEL_EXPORTER_DATASINK_TIMEOUT, millis_to_seconds),
+    ("schedule_delay", env.OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY, millis_to_seconds),
     ("max_queue_size", env.OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE, int),
     ("max_export_batch_size", env.OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE, int),
 )

@@ -14,7 +14,6 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 import fsspec
@@ -57,9 +56,12 @@ def open_location(options: Options) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, root.rstrip("/")
 
 
+_DAY_MS = 86_400_000
+
+
 def partition_of(epoch_ms: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - a deliberate memo
     """The ``dt`` value (UTC date, ``YYYY-MM-DD``) of an instant in epoch milliseconds."""
-    day = epoch_ms // 86_400_000
+    day = epoch_ms // _DAY_MS
     value = _cache.get(day)
     if value is None:
         value = time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
@@ -109,9 +111,7 @@ class Writer:
         pq.write_table(to_arrow(table, rows), buffer, **self.parquet_options())
         return buffer.getvalue()
 
-    def write(
-        self, rows: Rows, *, deadline: float | None = None, stop: threading.Event | None = None
-    ) -> list[str]:
+    def write(self, rows: Rows, *, deadline: float | None = None, stop: threading.Event | None = None) -> list[str]:
         """Writes the rows of each table, one file per ``dt`` partition; returns the paths written.
 
         Raises :class:`WriteError` when the store keeps failing until ``deadline`` (a ``time.monotonic()``
@@ -123,7 +123,7 @@ class Writer:
         for table, table_rows in rows.items():
             if table not in TABLES:
                 raise ValueError(f"unknown table {table!r}")
-            for dt, part in _by_partition(table_rows):
+            for dt, part in by_partition(table_rows):
                 path = f"{self.path(table, dt)}/{file_name()}"
                 self.put(path, self.encode(table, part), deadline=deadline, stop=stop)
                 written.append(path)
@@ -172,8 +172,13 @@ class Writer:
             self.fs.pipe_file(path, data)
 
 
-def _by_partition(rows: Iterable[dict]) -> list[tuple[str, list[dict]]]:
+def by_partition(rows: list[dict]) -> list[tuple[str, list[dict]]]:
+    """Rows grouped by the ``dt`` partition of their ``event_time``, in date order."""
+    times = [row["event_time"] for row in rows]
+    # A batch nearly always falls on one UTC day: check that with min/max before grouping row by row.
+    if min(times) // _DAY_MS == max(times) // _DAY_MS:
+        return [(partition_of(times[0]), rows)]
     groups: dict[str, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(partition_of(row["event_time"]), []).append(row)
+    for row, time_ms in zip(rows, times, strict=True):
+        groups.setdefault(partition_of(time_ms), []).append(row)
     return sorted(groups.items())

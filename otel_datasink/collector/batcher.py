@@ -20,7 +20,6 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,12 +30,11 @@ from otel_datasink.collector.settings import CollectorSettings
 from otel_datasink.collector.spool import Segment, Spool
 from otel_datasink.mapping import Rows
 from otel_datasink.schema import TABLES, to_arrow
-from otel_datasink.writer import WriteError, Writer, file_name, partition_of
+from otel_datasink.writer import WriteError, Writer, by_partition, file_name
 
 _logger = logging.getLogger(__name__)
 
 _RETRY_BACKOFF = (0.5, 10.0)
-_DAY_MS = 86_400_000
 
 
 @dataclasses.dataclass
@@ -55,25 +53,13 @@ class Batch:
         for table, table_rows in rows.items():
             if not table_rows:
                 continue
-            for dt, part in _by_partition(table_rows):
+            for dt, part in by_partition(table_rows):
                 self.parts.setdefault((table, dt), []).append(to_arrow(table, part))
             self.row_count += len(table_rows)
 
     def rows_of(self, table: str) -> int:
         """Rows of one table in the batch."""
         return sum(t.num_rows for (name, _), tables in self.parts.items() if name == table for t in tables)
-
-
-def _by_partition(rows: list[dict]) -> Iterable[tuple[str, list[dict]]]:
-    # A request's rows nearly always fall on one UTC day: check that with min/max before grouping row by row.
-    times = [row["event_time"] for row in rows]
-    first, last = min(times) // _DAY_MS, max(times) // _DAY_MS
-    if first == last:
-        return [(partition_of(times[0]), rows)]
-    by_dt: dict[str, list[dict]] = {}
-    for row, time_ms in zip(rows, times, strict=True):
-        by_dt.setdefault(partition_of(time_ms), []).append(row)
-    return by_dt.items()
 
 
 class Batcher:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from otel_datasink import environment_variables as env
-
-_logger = logging.getLogger(__name__)
+from otel_datasink.config import millis_to_seconds, with_environment
 
 DISABLED = "none"
 """The endpoint value that turns a receiver off."""
@@ -58,24 +56,13 @@ class CollectorSettings:
     @classmethod
     def resolve(cls, **values: Any) -> CollectorSettings:
         """Settings from keyword arguments (None = not given), then the environment, then the defaults."""
-        given = {k: v for k, v in values.items() if v is not None}
-        for name, variable, convert in _FROM_ENV:
-            raw = os.environ.get(variable, "").strip()
-            if name not in given and raw:
-                try:
-                    given[name] = convert(raw)
-                except ValueError:
-                    _logger.warning("ignoring %s=%r: not a valid value", variable, raw)
+        given = with_environment({k: v for k, v in values.items() if v is not None}, _FROM_ENV)
         for name in ("http", "grpc"):
             if isinstance(given.get(name), str):
                 given[name] = parse_endpoint(given[name])
         if given.get("spool_dir") is not None:
             given["spool_dir"] = Path(given["spool_dir"]).expanduser()
         return cls(**given)
-
-
-def _seconds_from_millis(raw: str) -> float:
-    return float(raw) / 1000.0
 
 
 _FROM_ENV = (
@@ -86,5 +73,5 @@ _FROM_ENV = (
     ("spool_dir", env.OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR, str),
     ("flush_rows", env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_ROWS, int),
     ("flush_bytes", env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_BYTES, int),
-    ("flush_age", env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE, _seconds_from_millis),
+    ("flush_age", env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE, millis_to_seconds),
 )
