@@ -174,6 +174,8 @@ class Writer:
 
 def by_partition(rows: list[dict]) -> list[tuple[str, list[dict]]]:
     """Rows grouped by the ``dt`` partition of their ``event_time``, in date order."""
+    if not rows:
+        return []
     times = [row["event_time"] for row in rows]
     # A batch nearly always falls on one UTC day: check that with min/max before grouping row by row.
     if min(times) // _DAY_MS == max(times) // _DAY_MS:

@@ -11,8 +11,6 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from otel_datasink.api import job_run
 from otel_datasink.processor import DatasinkSpanProcessor
-from otel_datasink.schema import TABLES
-from otel_datasink.writer import Writer
 
 HELP = "run a small instrumented example into --location and print both tables"
 
@@ -29,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     _run_jobs(tracer, args.micro_batches)
     provider.shutdown()
     print(f"wrote to {args.location}\n")
-    _print_tables(processor._writer)
+    _print_tables(args.location)
     return 0
 
 
@@ -56,19 +54,30 @@ def _run_jobs(tracer, micro_batches: int) -> None:
         time.sleep(0.01)
 
 
-def _print_tables(writer: Writer) -> None:
-    import duckdb
-    import pyarrow.dataset as ds
+def _print_tables(location: str) -> None:
+    from otel_datasink.local import connect
 
-    columns = {
-        "job_runs": "job_name, job_type, status, dataset, start_time, duration_ms, records_processed, error_type",
-        "dataset_status": "dataset, status, updated_at, records_written, record_count, job_name",
-    }
-    for table in TABLES:
-        path = writer.path(table)
-        if not writer.fs.exists(path):
-            continue
-        data = ds.dataset(path, filesystem=writer.fs, format="parquet", partitioning="hive").to_table()
-        print(table)
-        relation = duckdb.from_arrow(data)
-        relation.query("data", f"SELECT {columns[table]} FROM data ORDER BY event_time, status").show(max_width=160)
+    con = connect(location)
+    for title, query in _QUERIES:
+        print(title)
+        con.sql(query).show(max_width=160)
+    print(f'Query them yourself: otel-datasink query --location {location} "SELECT * FROM job_runs_latest"')
+
+
+_QUERIES = (
+    (
+        "job_runs (every state of every run; the demo appends on each call)",
+        "SELECT job_name, job_type, status, dataset, start_time, duration_ms, records_processed, error_type "
+        "FROM job_runs ORDER BY event_time, status",
+    ),
+    (
+        "dataset_status",
+        "SELECT dataset, status, updated_at, records_written, record_count, job_name "
+        "FROM dataset_status ORDER BY event_time",
+    ),
+    (
+        "dataset_status_latest (one row per dataset)",
+        "SELECT dataset, last_status, last_success_at, record_count, freshness_minutes, freshness_sla_minutes, "
+        "is_stale FROM dataset_status_latest ORDER BY dataset",
+    ),
+)

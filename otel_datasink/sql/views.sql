@@ -52,6 +52,8 @@ WHERE state_rank = 1;
 -- update time when they carry none (a backfill without a watermark carries its logical date, so a backfill of
 -- old data does not make the dataset look fresh). freshness_minutes = whole minutes from data_as_of to now.
 -- is_stale: no successful update in the window, or freshness_minutes above the latest SLA given.
+-- last_status is that of the latest update; a tie on the millisecond goes to SUCCESS, then to the greater
+-- run_id, never to ingestion time, so a replay answers as the live path did.
 CREATE OR REPLACE VIEW dataset_status_latest AS
 WITH copies AS (
     SELECT
@@ -63,7 +65,7 @@ WITH copies AS (
 updates AS (
     SELECT
         *,
-        row_number() OVER (PARTITION BY dataset ORDER BY updated_at DESC, ingested_at DESC, status) AS recency
+        row_number() OVER (PARTITION BY dataset ORDER BY updated_at DESC, status DESC, run_id DESC) AS recency
     FROM copies
     WHERE copy = 1
 ),
