@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util.types import AttributeValue
 
 from otel_datasink import semconv
+from otel_datasink.config import Options
 from otel_datasink.processor import DatasinkSpanProcessor
 
 _logger = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ _logger = logging.getLogger(__name__)
 def configure(location: str | os.PathLike | None = None, **options: Any) -> DatasinkSpanProcessor:
     """Adds a :class:`DatasinkSpanProcessor` to the global TracerProvider, creating one if none is set.
 
-    Returns the processor, whose ``force_flush``/``shutdown`` the provider also calls.
+    Returns the processor, whose ``force_flush``/``shutdown`` the provider also calls. Called again for the
+    same provider and location, it returns the first processor instead of adding a second.
     """
     provider = trace.get_tracer_provider()
     if not hasattr(provider, "add_span_processor"):
@@ -32,9 +34,19 @@ def configure(location: str | os.PathLike | None = None, **options: Any) -> Data
         provider = trace.get_tracer_provider()
         if not hasattr(provider, "add_span_processor"):
             raise RuntimeError(f"the global tracer provider {provider!r} does not take span processors")
+    key = (id(provider), Options.resolve(location, **options).location)
+    configured = _CONFIGURED.get(key)
+    if configured is not None:
+        # A second call (a re-imported module, a notebook cell run twice) must not write every row twice.
+        _logger.warning("otel-datasink is already configured for %s; keeping the first processor", key[1])
+        return configured
     processor = DatasinkSpanProcessor(location, **options)
     provider.add_span_processor(processor)
+    _CONFIGURED[key] = processor
     return processor
+
+
+_CONFIGURED: dict[tuple[int, str], DatasinkSpanProcessor] = {}
 
 
 class JobRun:

@@ -325,7 +325,8 @@ def test_configure_adds_to_the_existing_global_provider_and_job_run_records(loca
         provider.add_span_processor(SimpleSpanProcessor(exported))
         trace.set_tracer_provider(provider)
 
-        otel_datasink.configure(schedule_delay=0.1)
+        first = otel_datasink.configure(schedule_delay=0.1)
+        again = otel_datasink.configure(schedule_delay=0.1)  # a second call must not double every row
         with otel_datasink.job_run("bill", dataset="invoices", run_type="manual") as run:
             run.add_records(40)
             run.add_records(2)
@@ -338,12 +339,14 @@ def test_configure_adds_to_the_existing_global_provider_and_job_run_records(loca
             pass
         provider.shutdown()
         print(json.dumps({"same_provider": trace.get_tracer_provider() is provider,
+                          "same_processor": first is again,
                           "exported": [span.name for span in exported.get_finished_spans()]}))
         """,
         OTEL_EXPORTER_DATASINK_LOCATION=local_location,
     )
-    assert result == {"same_provider": True, "exported": ["bill", "bill_again"]}
+    assert result == {"same_provider": True, "same_processor": True, "exported": ["bill", "bill_again"]}
     tables = read_tables(local_location)
+    assert len(tables.rows("job_runs")) == 4
     runs = {(row["job_name"], row["status"]): row for row in tables.rows("job_runs")}
     assert set(runs) == {("bill", "STARTED"), ("bill", "SUCCESS"), ("bill_again", "STARTED"), ("bill_again", "FAILED")}
     bill = runs["bill", "SUCCESS"]
