@@ -20,6 +20,12 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.descriptor import FieldDescriptor
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
 from otel_datasink.mapping import Event, SpanRecord
 
 _SCALAR_KINDS = frozenset(("string_value", "bool_value", "int_value", "double_value", "bytes_value"))
@@ -30,6 +36,48 @@ class OtlpDecodeError(ValueError):
 
 
 # --- protobuf ----------------------------------------------------------------------------------------
+
+
+def _wire_traces_data() -> type:
+    """``TracesData`` as parsed here: OTLP's own messages, except that attribute lists stay encoded.
+
+    Each ``KeyValue`` of a span, event or resource is then one ``bytes`` value (upb creates no message wrapper
+    for it) and most of them are decoded by a dictionary lookup (:func:`_attributes`): a job's attributes repeat
+    from span to span. ``ExportTraceServiceRequest`` has the same field 1, so it parses as this type too. The
+    messages live in a pool of their own, beside the real ones.
+    """
+    encoded = {
+        "opentelemetry.proto.resource.v1.Resource",
+        "opentelemetry.proto.trace.v1.Span",
+        "opentelemetry.proto.trace.v1.Span.Event",
+    }
+
+    def encode_attributes(messages: Iterable[descriptor_pb2.DescriptorProto], prefix: str) -> None:
+        for message in messages:
+            name = f"{prefix}.{message.name}"
+            if name in encoded:
+                for field in message.field:
+                    if field.name == "attributes":
+                        field.type = FieldDescriptor.TYPE_BYTES
+                        field.ClearField("type_name")
+            encode_attributes(message.nested_type, name)
+
+    pool = descriptor_pool.DescriptorPool()
+    for module in (common_pb2, resource_pb2, trace_pb2):
+        file = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(file)
+        encode_attributes(file.message_type, file.package)
+        pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("opentelemetry.proto.trace.v1.TracesData"))
+
+
+_WireTracesData = _wire_traces_data()
+_parse_key_value = common_pb2.KeyValue.FromString
+
+_DECODED: dict[bytes, tuple[str, Any]] = {}
+"""Encoded ``KeyValue`` -> (key, value), for scalar values; cleared when full (unique values come and go)."""
+_DECODED_MAX_ENTRIES = 32_768
+_DECODED_MAX_BYTES = 256
 
 
 def _value(any_value: Any) -> Any:
@@ -44,50 +92,62 @@ def _value(any_value: Any) -> Any:
     return None
 
 
-def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
+def _decode_key_value(encoded: bytes) -> tuple[str, Any]:
+    # Raises DecodeError as parsing the whole request with OTLP's messages would (bad UTF-8, a torn field).
+    key_value = _parse_key_value(encoded)
+    value = key_value.value
+    kind = value.WhichOneof("value")
+    decoded = key_value.key, _value(value)
+    if kind in _SCALAR_KINDS and len(encoded) <= _DECODED_MAX_BYTES:
+        # Only immutable values are shared between records; arrays and key-value lists are built afresh.
+        if len(_DECODED) >= _DECODED_MAX_ENTRIES:
+            _DECODED.clear()
+        _DECODED[encoded] = decoded
+    return decoded
+
+
+def _attributes(encoded_key_values: Iterable[bytes]) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
-    for kv in key_values:
-        value = kv.value
-        # Most attributes are non-empty strings: one read of string_value is cheaper than WhichOneof + getattr.
-        attributes[kv.key] = value.string_value or _value(value)
+    get = _DECODED.get
+    for encoded in encoded_key_values:
+        decoded = get(encoded) or _decode_key_value(encoded)
+        attributes[decoded[0]] = decoded[1]
     return attributes
 
 
-def _has_any_key(key_values: Iterable[Any], keys: frozenset[str]) -> bool:
-    # Stops at the first match: job.name is usually among a job span's first attributes.
-    for kv in key_values:
-        if kv.key in keys:
-            return True
-    return False
+def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None) -> tuple[list[SpanRecord], int, int]:
+    """The spans of an encoded ``ExportTraceServiceRequest`` or ``TracesData``: records, rejected, all spans.
 
-
-def records_from_proto(message: Any, *, job_keys: frozenset[str] | None = None) -> tuple[list[SpanRecord], int]:
-    """The spans of an ``ExportTraceServiceRequest`` or ``TracesData`` message, and how many were rejected.
-
-    With ``job_keys``, a span without any of these attribute keys is skipped before its values are read (the
-    cheap way to ignore non-job spans when the profile says which keys make a job span); it is not counted.
+    With ``job_keys``, a span without any of these attribute keys is skipped before its events are read (the
+    cheap way to ignore non-job spans when the profile says which keys make a job span); it is not counted as
+    rejected. Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever
+    in it the fault is (as parsing it with OTLP's own messages would).
     """
+    message = _WireTracesData.FromString(body)
     records: list[SpanRecord] = []
     append = records.append
-    rejected = 0
+    rejected = spans = 0
     from_bytes = int.from_bytes
     for resource_spans in message.resource_spans:
         resource = _attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                key_values = span.attributes
-                if job_keys is not None and not _has_any_key(key_values, job_keys):
-                    continue
+            scope_span_list = scope_spans.spans
+            spans += len(scope_span_list)
+            for span in scope_span_list:
+                attributes = _attributes(span.attributes)
+                events = span.events
                 raw_trace_id = span.trace_id
                 raw_span_id = span.span_id
                 trace_id = from_bytes(raw_trace_id, "big")
                 span_id = from_bytes(raw_span_id, "big")
-                if not trace_id or not span_id or len(raw_trace_id) != 16 or len(raw_span_id) != 8:
-                    rejected += 1
+                skipped = job_keys is not None and job_keys.isdisjoint(attributes)
+                if skipped or not trace_id or not span_id or len(raw_trace_id) != 16 or len(raw_span_id) != 8:
+                    for event in events:  # decoded only to fail the request on a malformed attribute
+                        _attributes(event.attributes)
+                    rejected += not skipped
                     continue
                 parent = span.parent_span_id
                 status = span.status
-                events = span.events
                 append(
                     SpanRecord(
                         span.name,
@@ -98,11 +158,21 @@ def records_from_proto(message: Any, *, job_keys: frozenset[str] | None = None) 
                         span.end_time_unix_nano or None,
                         status.code,
                         status.message,
-                        _attributes(key_values),
+                        attributes,
                         [(e.name, e.time_unix_nano, _attributes(e.attributes)) for e in events] if events else (),
                         resource,
                     )
                 )
+    return records, rejected, spans
+
+
+def records_from_proto(message: Any, *, job_keys: frozenset[str] | None = None) -> tuple[list[SpanRecord], int]:
+    """The spans of an ``ExportTraceServiceRequest`` or ``TracesData`` message, and how many were rejected.
+
+    The message is encoded and read by :func:`records_from_protobuf` (the collector's path, which starts from
+    the bytes it received).
+    """
+    records, rejected, _ = records_from_protobuf(message.SerializeToString(), job_keys=job_keys)
     return records, rejected
 
 

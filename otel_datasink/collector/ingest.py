@@ -9,13 +9,12 @@ import dataclasses
 import json
 
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_datasink import semconv
 from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.spool import KIND_JSON, KIND_PROTOBUF
 from otel_datasink.mapping import Rows, map_records
-from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_proto
+from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_protobuf
 from otel_datasink.profiles import DEFAULT_PROFILE, Profile
 from otel_datasink.schema import JOB_RUNS_TABLE
 
@@ -52,9 +51,7 @@ class Ingest:
         """The rows of a request body of ``kind`` (spool.KIND_*); raises :class:`UndecodableError`."""
         try:
             if kind == KIND_PROTOBUF:
-                message = ExportTraceServiceRequest.FromString(body)
-                records, rejected = records_from_proto(message, job_keys=self.job_keys)
-                spans = sum(len(scope.spans) for resource in message.resource_spans for scope in resource.scope_spans)
+                records, rejected, spans = records_from_protobuf(body, job_keys=self.job_keys)
             elif kind == KIND_JSON:
                 records, rejected = records_from_json(json.loads(body) if body.strip() else {})
                 spans = len(records) + rejected
