@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import threading
@@ -136,9 +137,21 @@ class Collector:
         return done
 
 
+_GC_THRESHOLD = (50_000, 20, 100)
+
+
+def _tune_gc() -> None:
+    # Every request allocates thousands of short-lived dicts and tuples (records, rows) that reference counting
+    # frees; at Python's default threshold (700) the cyclic collector would run several times per request and
+    # rescan the rows still in flight (~15% of the CPU per span). The collector process owns its interpreter.
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLD)
+
+
 async def serve(collector: Collector) -> int:
     """Runs a collector until SIGTERM or SIGINT; 0 if it stopped with everything written, else 1."""
     settings = collector.settings
+    _tune_gc()
     await collector.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
