@@ -154,6 +154,14 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
+def _peak_rss_mib(pid: int) -> float:
+    """The most resident memory the process has had, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _metric(port: int, name: str) -> float:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     connection.request("GET", "/metrics")
@@ -229,6 +237,7 @@ def main() -> None:
         cpu = user + system
         threads_after = _thread_cpu_seconds(collector.pid)
         loop_cpu = threads_after[collector.pid] - threads_before[collector.pid]
+        peak_rss = _peak_rss_mib(collector.pid)
     finally:
         collector.send_signal(signal.SIGTERM)
         collector.wait(timeout=30)
@@ -256,6 +265,7 @@ def main() -> None:
         f"protobuf decode only:         {decode_seconds:7.2f} s  ({decode_seconds / spans * 1e6:6.2f} us/span, "
         f"{spans / decode_seconds:9,.0f} spans/s)"
     )
+    print(f"collector peak resident memory: {peak_rss:.0f} MiB")
 
 
 if __name__ == "__main__":
