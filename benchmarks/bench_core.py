@@ -47,6 +47,8 @@ from otel_datasink.writer import Writer
 
 RESOURCE = Resource.create({"service.name": "orders-etl", "service.version": "1.4.2", "deployment.environment": "prod"})
 BATCH = Options().max_export_batch_size
+FILE_ROWS = Options().max_queue_size
+"""Rows per table the processor gathers before it writes a file in a busy job (its ``max_queue_size``)."""
 
 
 class _Collect(SpanProcessor):
@@ -112,6 +114,47 @@ def _run_job(tracer, i: int) -> None:
     span.end()
 
 
+def _busy_work(rounds: int) -> int:
+    """Pure-Python CPU work holding the GIL, as a job's own code does between its spans."""
+    total = 0
+    for value in range(rounds):
+        total += value * value % 7
+    return total
+
+
+def calibrate_work(micros: float) -> int:
+    """Rounds of :func:`_busy_work` that take about ``micros`` microseconds of CPU here."""
+    rounds = 10_000
+    best = min(_timed(lambda: _busy_work(rounds)) for _ in range(20))
+    return max(1, round(rounds * micros / (best * 1e6)))
+
+
+def _timed(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def _run_realistic_job(tracer, i: int, rounds: int) -> None:
+    """A job iteration with a body: the job span, three non-job child spans (read, transform, write) and
+    the job's own Python work between them (``rounds`` of :func:`_busy_work`, split between the children)."""
+    with tracer.start_as_current_span(
+        "ingest_orders",
+        attributes={
+            "job.name": f"ingest_{i % 20}",
+            "job.type": "batch",
+            "dataset.name": f"warehouse.orders_{i % 7}",
+            "job.run.attempt": 1,
+            "job.run.type": "scheduled",
+        },
+    ) as span:
+        for step in ("read", "transform", "write"):
+            with tracer.start_as_current_span(step, attributes={"step": step, "rows": 1000 + i}):
+                _busy_work(rounds // 3)
+        span.set_attribute("job.records_processed", 1000 + i)
+        span.add_event("dataset.update", {"dataset.name": f"warehouse.orders_{i % 7}", "dataset.records_written": i})
+
+
 def build_spans(count: int) -> list[ReadableSpan]:
     """``count`` finished job spans from a real SDK TracerProvider."""
     provider = TracerProvider(resource=RESOURCE)
@@ -137,9 +180,9 @@ def _per_batch_best(repeat: int, batches: int, run: Callable[[int], object]) -> 
     return sum(best)
 
 
-def encode_costs(spans: list[ReadableSpan], repeat: int) -> dict[str, float]:
-    """Seconds per span of each of our stages and of the OTLP encoder, in export batches."""
-    batches = [spans[i : i + BATCH] for i in range(0, len(spans), BATCH)]
+def encode_costs(spans: list[ReadableSpan], repeat: int, batch_size: int = BATCH) -> dict[str, float]:
+    """Seconds per span of each of our stages and of the OTLP encoder, in batches of ``batch_size`` spans."""
+    batches = [spans[i : i + batch_size] for i in range(0, len(spans), batch_size)]
     ingested = time.time_ns() // 1_000_000
     records = [[from_readable_span(s) for s in batch] for batch in batches]
     rows = [map_records(batch, default_profile, ingested) for batch in records]
@@ -169,7 +212,11 @@ Make = Callable[[], tuple[SpanProcessor, Callable[[], int]]]
 """Builds a processor for one loop, and a function telling how many spans or rows it dropped."""
 
 
-def _loop(make: Make, count: int) -> dict[str, float]:
+Job = Callable[[object, int], None]
+"""One iteration of a job loop: (tracer, index)."""
+
+
+def _loop(make: Make, count: int, job: Job) -> dict[str, float]:
     """One timed job loop: wall and job-thread CPU of the loop, other threads' CPU until force_flush
     returned (the processor's worker), wall until then, and what the processor dropped."""
     provider = TracerProvider(resource=RESOURCE)
@@ -177,13 +224,13 @@ def _loop(make: Make, count: int) -> dict[str, float]:
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("bench")
     for i in range(WARM_UP):  # lazy imports, first file, caches
-        _run_job(tracer, i)
+        job(tracer, i)
     processor.force_flush()
     gc.collect()
     process_before, thread_before = time.process_time(), time.thread_time()
     start = time.perf_counter()
     for i in range(count):
-        _run_job(tracer, i)
+        job(tracer, i)
     wall = time.perf_counter() - start
     thread_loop = time.thread_time() - thread_before
     processor.force_flush()
@@ -199,13 +246,13 @@ def _loop(make: Make, count: int) -> dict[str, float]:
     }
 
 
-def _factories(location: str, queue_size: int | None, count: int) -> dict[str, Make]:
+def _factories(location: str, queue_size: int | None, spans: int) -> dict[str, Make]:
     options = {} if queue_size is None else {"max_queue_size": queue_size}
 
     def batch(exporter_type: type[_NoOpExporter]) -> Make:
         def make() -> tuple[SpanProcessor, Callable[[], int]]:
             exporter = exporter_type()
-            return BatchSpanProcessor(exporter, **options), lambda: WARM_UP + count - exporter.exported
+            return BatchSpanProcessor(exporter, **options), lambda: spans - exporter.exported
 
         return make
 
@@ -220,14 +267,19 @@ def _factories(location: str, queue_size: int | None, count: int) -> dict[str, M
     }
 
 
-def loop_costs(count: int, repeat: int, queue_size: int | None) -> dict[str, dict[str, float]]:
-    """Per-span loop figures for our processor and for a BatchSpanProcessor(no-op), runs alternating."""
+def loop_costs(
+    count: int, repeat: int, queue_size: int | None, job: Job = _run_job, spans_per_job: int = 1
+) -> dict[str, dict[str, float]]:
+    """Per-job-span loop figures for our processor and the BatchSpanProcessors, runs alternating.
+
+    ``spans_per_job``: spans one iteration ends (all of them reach a BatchSpanProcessor's exporter).
+    """
     results: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as location:
-        factories = _factories(location, queue_size, count)
+        factories = _factories(location, queue_size, (WARM_UP + count) * spans_per_job)
         for _ in range(repeat):
             for name, make in factories.items():
-                results.setdefault(name, []).append(_loop(make, count))
+                results.setdefault(name, []).append(_loop(make, count, job))
     summary = {}
     for name, runs in results.items():
         walls = [run["wall"] for run in runs]
@@ -245,7 +297,7 @@ def loop_costs(count: int, repeat: int, queue_size: int | None) -> dict[str, dic
 def _print_loop(title: str, summary: dict[str, dict[str, float]]) -> None:
     print(f"\n{title}")
     columns = ["wall best", "wall median", "job thread cpu", "worker cpu", "wall to flushed"]
-    print(f"  {'per span (us)':<28}" + "".join(f"{c:>16}" for c in columns) + f"{'dropped (max)':>16}")
+    print(f"  {'per job span (us)':<28}" + "".join(f"{c:>16}" for c in columns) + f"{'dropped (max)':>16}")
     for name, figures in summary.items():
         cells = "".join(f"{figures[c] * 1e6:>16.2f}" for c in columns)
         print(f"  {name:<28}{cells}{figures['dropped']:>16,}")
@@ -259,20 +311,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--spans", type=int, default=20000, help="job spans per measurement (default 20000)")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions; the best counts (default 5)")
     parser.add_argument("--skip-loop", action="store_true", help="only the per-span encoding costs")
+    parser.add_argument(
+        "--work-us", type=float, default=200.0, help="the realistic loop's Python work per job span (default 200)"
+    )
     args = parser.parse_args(argv)
 
     print(
         f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}, pyarrow {pyarrow.__version__}"
     )
-    print(f"spans: {args.spans}, export batches of {BATCH}, best of {args.repeat} runs, 10% FAILED with exception")
+    print(f"spans: {args.spans}, best of {args.repeat} runs, 10% FAILED with exception")
     spans = build_spans(args.spans)
-    costs = encode_costs(spans, args.repeat)
-    print("\nper finished span (microseconds)")
-    for name, seconds in costs.items():
-        print(f"  {name:<30}{seconds * 1e6:>9.2f}")
-    ratio = costs["ours total"] / costs["OTLP encode_spans"]
-    print(f"  {'ratio ours / OTLP':<30}{ratio:>9.2f}x   (target <= 0.20x)")
+    sizes = (BATCH, FILE_ROWS)
+    by_size = [encode_costs(spans, args.repeat, size) for size in sizes]
+    print(
+        f"\nper finished span (microseconds), in batches of {BATCH} spans (an export batch) and of {FILE_ROWS}"
+        " (the rows per file our processor writes in a busy job)"
+    )
+    print(f"  {'stage':<30}" + "".join(f"{f'batch {size}':>12}" for size in sizes))
+    for name in by_size[0]:
+        print(f"  {name:<30}" + "".join(f"{costs[name] * 1e6:>12.2f}" for costs in by_size))
+    ratios = "".join(f"{costs['ours total'] / costs['OTLP encode_spans']:>11.2f}x" for costs in by_size)
+    print(f"  {'ratio ours / OTLP':<30}{ratios}   (target <= 0.20x)")
 
     if args.skip_loop:
         return
@@ -286,6 +346,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     _print_loop(
         f"instrumented job loop, max_queue_size={2 * args.spans + 2 * WARM_UP} for each (nothing dropped)",
         loop_costs(args.spans, args.repeat, queue_size=2 * args.spans + 2 * WARM_UP),
+    )
+    count = max(1, args.spans // 4)
+    rounds = calibrate_work(args.work_us)
+    _print_loop(
+        f"realistic job loop: {count} job spans, each with 3 non-job child spans and ~{args.work_us:.0f} us of "
+        f"the job's own Python work; max_queue_size={8 * (count + WARM_UP)} for each (nothing dropped)",
+        loop_costs(
+            count,
+            args.repeat,
+            queue_size=8 * (count + WARM_UP),
+            job=lambda tracer, i: _run_realistic_job(tracer, i, rounds),
+            spans_per_job=4,
+        ),
     )
 
 
