@@ -25,6 +25,10 @@ from otel_datasink.writer import WriteError, Writer
 
 _logger = logging.getLogger(__name__)
 
+_MAX_FILE_ROWS = 8192
+"""Most rows a busy job's pending rows gather before they are written, whatever ``max_queue_size``: past a few
+thousand rows a file costs little less per row, and a larger one holds the GIL longer at once."""
+
 
 class DatasinkSpanProcessor(SpanProcessor):
     """Writes job spans to ``job_runs`` / ``dataset_status`` at ``location`` from a background thread.
@@ -37,6 +41,7 @@ class DatasinkSpanProcessor(SpanProcessor):
         self.options = Options.resolve(location, **options)
         self._profile = load_profile(self.options.profile)
         self._writer = Writer(self.options)
+        self._file_rows = min(self.options.max_queue_size, _MAX_FILE_ROWS)
         self.dropped_spans = 0
         """Spans dropped because the queue was full: logged and counted, never silent."""
         self.dropped_rows = 0
@@ -51,6 +56,9 @@ class DatasinkSpanProcessor(SpanProcessor):
         # Called again in a forked child: the parent's thread and queue do not exist there.
         self._queue: collections.deque[tuple[ReadableSpan, dict | None]] = collections.deque()
         self._pending: Rows = {}
+        self._pending_since: float | None = None
+        """``time.monotonic()`` when the oldest pending row was mapped; None while nothing is pending."""
+        self._flush_ok = True
         self._shutdown = False
         self._shutdown_deadline = 0.0
         self._stop = threading.Event()
@@ -96,51 +104,93 @@ class DatasinkSpanProcessor(SpanProcessor):
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             while not self._shutdown:
-                self._wake.wait(self.options.schedule_delay)
+                woken = self._wake.wait(self._wait_time())
                 self._wake.clear()
                 if not self._shutdown:
-                    self._flush_once(time.monotonic() + self.options.timeout)
-            if not self._flush_once(self._shutdown_deadline):
+                    # A wake-up by the timer writes what is pending; one by a full export batch only maps it.
+                    self._flush_once(time.monotonic() + self.options.timeout, due=not woken)
+            if not self._flush_once(self._shutdown_deadline, due=True):
                 _logger.warning("shutdown: %d row(s) not written", sum(map(len, self._pending.values())))
         finally:
             detach(token)
 
-    def _flush_once(self, deadline: float) -> bool:
-        """Maps what is queued and writes it with what is pending; True when nothing is left."""
+    def _wait_time(self) -> float:
+        """Seconds until the next timed flush: ``schedule_delay``, or less once rows are pending."""
+        if self._pending_since is None:
+            return self.options.schedule_delay
+        return max(0.0, self._pending_since + self.options.schedule_delay - time.monotonic())
+
+    def _flush_once(self, deadline: float, *, due: bool = False) -> bool:
+        """Maps what is queued and writes what is pending when due; True when nothing is left.
+
+        Rows are written when ``due`` (timer, shutdown), when a ``force_flush`` asked, when they have waited
+        ``schedule_delay``, or when a table's pending rows reach ``max_queue_size`` (at most ``_MAX_FILE_ROWS``);
+        otherwise they wait for more, so that a busy job writes fewer, larger files (a Parquet file has a fixed
+        cost per column chunk)."""
         with self._flushed:
             generation = self._flush_generation
-        # Only what is queued now: spans a busy job adds meanwhile wait for the next flush (their appends set
-        # the wake event), so pending rows are written before they could outgrow max_queue_size and be
-        # trimmed as if the store were away.
+            requested = generation > self._done_generation
+        failed = False
+        # Only what is queued now: spans a busy job adds meanwhile wait for the next pass (their appends set
+        # the wake event).
         left = len(self._queue)
         while left > 0 and self._queue:
             count = min(left, len(self._queue), 4 * self.options.max_export_batch_size)
             left -= count
             batch = [self._queue.popleft() for _ in range(count)]
-            self._add_pending(map_records(_records(batch), self._profile))
-        ok = True
-        if any(self._pending.values()):
-            try:
-                self._writer.write(self._pending, deadline=deadline, stop=self._stop)
-                self._pending = {}
-            except WriteError as error:
-                ok = False
-                _logger.warning("write failed, rows kept for the next flush: %s", error)
-            except Exception:  # noqa: BLE001 - the worker must survive anything
-                # Not the store (its errors arrive as WriteError) but rows that cannot be encoded: kept, they
-                # would fail every later flush too, so they are dropped and counted.
-                ok = False
-                dropped = sum(map(len, self._pending.values()))
-                self._pending = {}
-                self.dropped_rows += dropped
-                _logger.exception("could not encode rows: dropped %d row(s)", dropped)
+            rows = map_records(_records(batch), self._profile)
+            if not failed and self._would_overflow(rows):
+                # Written before the bound would trim them: pending rows are only dropped when the store fails.
+                failed = not self._write(deadline)
+            self._add_pending(rows)
+        if not failed and any(self._pending.values()):
+            aged = (
+                self._pending_since is not None
+                and time.monotonic() - self._pending_since >= self.options.schedule_delay
+            )
+            full = any(len(pending) >= self._file_rows for pending in self._pending.values())
+            if due or requested or aged or full:
+                failed = not self._write(deadline)
+        ok = not failed and not any(self._pending.values())
         with self._flushed:
+            if requested:
+                self._flush_ok = ok
             self._done_generation = max(self._done_generation, generation)
             self._flushed.notify_all()
         return ok
 
+    def _would_overflow(self, rows: Rows) -> bool:
+        """Whether pending rows and ``rows`` together exceed the rows of a file in some table."""
+        bound = self._file_rows
+        return any(
+            pending and len(pending) + len(rows.get(table, ())) > bound for table, pending in self._pending.items()
+        )
+
+    def _write(self, deadline: float) -> bool:
+        """Writes the pending rows; False when the store failed (they stay pending) or they were dropped."""
+        try:
+            self._writer.write(self._pending, deadline=deadline, stop=self._stop)
+        except WriteError as error:
+            _logger.warning("write failed, rows kept for the next flush: %s", error)
+            self._pending_since = time.monotonic()  # the next timed attempt in schedule_delay, not at once
+            return False
+        except Exception:  # noqa: BLE001 - the worker must survive anything
+            # Not the store (its errors arrive as WriteError) but rows that cannot be encoded: kept, they
+            # would fail every later flush too, so they are dropped and counted.
+            dropped = sum(map(len, self._pending.values()))
+            self._pending, self._pending_since = {}, None
+            self.dropped_rows += dropped
+            _logger.exception("could not encode rows: dropped %d row(s)", dropped)
+            return False
+        self._pending, self._pending_since = {}, None
+        return True
+
     def _add_pending(self, rows: Rows) -> None:
         for table, table_rows in rows.items():
+            if not table_rows:
+                continue
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
             pending = self._pending.setdefault(table, [])
             pending.extend(table_rows)
             excess = len(pending) - self.options.max_queue_size
@@ -165,7 +215,7 @@ class DatasinkSpanProcessor(SpanProcessor):
                 remaining = end - time.monotonic()
                 if remaining <= 0 or not self._flushed.wait(remaining):
                     return False
-        return not self._queue and not any(self._pending.values())
+            return self._flush_ok
 
     def shutdown(self, timeout_millis: int | None = None) -> None:
         """Writes what is left and stops the worker, waiting at most ``timeout_millis``.
