@@ -18,9 +18,10 @@ from typing import Any
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from otel_datasink import semconv
 from otel_datasink.config import Options
 from otel_datasink.mapping import Rows, SpanRecord, from_readable_span, map_records
-from otel_datasink.profiles import load_profile
+from otel_datasink.profiles import DEFAULT_PROFILE, load_profile
 from otel_datasink.writer import WriteError, Writer
 
 _logger = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ class DatasinkSpanProcessor(SpanProcessor):
         self._profile = load_profile(self.options.profile)
         self._writer = Writer(self.options)
         self._file_rows = min(self.options.max_queue_size, _MAX_FILE_ROWS)
+        # The default profile takes exactly the spans with a job.name (mapping.is_job_span): the others (a
+        # job's reads, queries, HTTP calls...) are left out in the job's thread, before they cost a queue
+        # slot and the worker's time. Other profiles decide on more than one key: they see every span.
+        self._job_key = semconv.JOB_NAME if self._profile is DEFAULT_PROFILE else None
         self.dropped_spans = 0
         """Spans dropped because the queue was full: logged and counted, never silent."""
         self.dropped_rows = 0
@@ -77,12 +82,18 @@ class DatasinkSpanProcessor(SpanProcessor):
         # Copying the SDK's own dict is one C call (atomic under the GIL); dict(span.attributes) walks a
         # MappingProxy over a Python-level MutableMapping, 30x slower, in the job's thread.
         attributes = getattr(getattr(span, "_attributes", None), "_dict", None)  # private: fall back if renamed
-        if attributes.__class__ is dict:
-            self._enqueue(span, attributes.copy())
-        else:
-            self._enqueue(span, dict(span.attributes) if span.attributes else {})
+        if attributes.__class__ is not dict:
+            attributes = span.attributes or {}
+        if self._job_key is None or attributes.get(self._job_key) not in (None, ""):
+            self._enqueue(span, dict(attributes) if attributes.__class__ is not dict else attributes.copy())
 
     def on_end(self, span: ReadableSpan) -> None:
+        if self._job_key is not None:
+            attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+            if attributes.__class__ is not dict:
+                attributes = span.attributes or {}
+            if attributes.get(self._job_key) in (None, ""):
+                return
         self._enqueue(span, None)
 
     def _enqueue(self, span: ReadableSpan, started_attributes: dict | None) -> None:
