@@ -13,11 +13,13 @@ import dataclasses
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.trace import StatusCode
 
 from otel_datasink import semconv
 from otel_datasink.schema import (
@@ -71,6 +73,9 @@ def _plain(attributes: Any) -> Mapping[str, Any]:
     return attributes or {}
 
 
+_STATUS_CODES = {code: code.value for code in StatusCode}
+
+
 def from_readable_span(span: Any, *, started_attributes: Mapping[str, Any] | None = None) -> SpanRecord:
     """A :class:`SpanRecord` of an ended SDK span or, given the attributes it had then, of its start."""
     ctx = span.context
@@ -81,10 +86,19 @@ def from_readable_span(span: Any, *, started_attributes: Mapping[str, Any] | Non
         # span.attributes wraps the BoundedAttributes in a MappingProxyType: read the SDK's own object.
         attributes = getattr(span, "_attributes", None)
         attributes = _plain(attributes) if attributes.__class__ is BoundedAttributes else (span.attributes or {})
-        events: Sequence[Event] = [(e.name, e.timestamp, _plain(e.attributes)) for e in span.events]
+        # span.events copies the SDK's BoundedList under its lock into a list, then a tuple: an ended span's
+        # events no longer change, so its deque is read as it is (a private field: fall back if renamed).
+        raw_events = getattr(getattr(span, "_events", None), "_dq", None)
+        if raw_events.__class__ is not deque:
+            raw_events = span.events
+        events: Sequence[Event] = (
+            [(e.name, e.timestamp, _plain(e.attributes)) for e in raw_events] if raw_events else ()
+        )
         end_time_ns = span.end_time
     else:
         attributes, events, end_time_ns = started_attributes, (), None
+    code = status.status_code
+    status_code = _STATUS_CODES.get(code)  # an Enum's .value is a descriptor call, 4x a dict lookup
     return SpanRecord(
         span.name,
         ctx.trace_id,
@@ -92,7 +106,7 @@ def from_readable_span(span: Any, *, started_attributes: Mapping[str, Any] | Non
         parent.span_id if parent is not None else None,
         span.start_time or 0,
         end_time_ns,
-        status.status_code.value,
+        code.value if status_code is None else status_code,
         status.description or "",
         attributes,
         events,
