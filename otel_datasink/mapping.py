@@ -211,25 +211,38 @@ _COLUMN_ATTRIBUTES = {
 }
 
 
+_STR_COLUMNS = frozenset(key for key, coerce in _COLUMN_ATTRIBUTES.items() if coerce is clean_str)
+_INT_COLUMNS = frozenset(key for key, coerce in _COLUMN_ATTRIBUTES.items() if coerce is to_int)
+
+
 def _columns_and_rest(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     columns: dict[str, Any] = {}
     rest: dict[str, str] = {}
     for key, value in attributes.items():
-        # Inline fast paths: values that are already clean strings or int64 need no call.
+        # Inline fast paths, decided by the value's class first: clean strings and int64 values need no call.
         kind = value.__class__
+        if kind is str:
+            if len(value) <= MAX_STRING and value.isprintable():
+                if key in _STR_COLUMNS:
+                    columns[key] = value
+                    continue
+                if key not in _COLUMN_ATTRIBUTES:
+                    rest[key if key in _CLEAN_KEYS else _clean_key(key)] = value
+                    continue
+        elif kind is int and _MIN_INT64 <= value <= _MAX_INT64:
+            if key in _INT_COLUMNS:
+                columns[key] = value
+                continue
+            if key not in _COLUMN_ATTRIBUTES:
+                rest[key if key in _CLEAN_KEYS else _clean_key(key)] = str(value)  # clean_str's text of an int
+                continue
         coerce = _COLUMN_ATTRIBUTES.get(key)
         if coerce is not None:
-            if kind is str and coerce is clean_str and len(value) <= MAX_STRING and value.isprintable():
-                columns[key] = value
-                continue
-            if kind is int and coerce is to_int and _MIN_INT64 <= value <= _MAX_INT64:
-                columns[key] = value
-                continue
             coerced = coerce(value)
             if coerced is not None:
                 columns[key] = coerced
                 continue
-        text = value if kind is str and len(value) <= MAX_STRING and value.isprintable() else clean_str(value)
+        text = clean_str(value)
         if text is not None:
             rest[key if key in _CLEAN_KEYS else _clean_key(key)] = text
     return columns, rest
@@ -271,27 +284,33 @@ def is_job_span(record: SpanRecord) -> bool:
 def job_run_row(record: SpanRecord, ingested_at_ms: int) -> dict[str, Any]:
     """The ``job_runs`` row of a job span: STARTED while ``end_time_ns`` is None, else SUCCESS or FAILED."""
     columns, rest = _columns_and_rest(record.attributes)
+    get = columns.get
     start_ms = record.start_time_ns // 1_000_000
     error_type = error_message = end_ms = duration_ms = None
-    if record.end_time_ns is None:
+    end_time_ns = record.end_time_ns
+    if end_time_ns is None:
         status = STATUS_STARTED
         event_time = start_ms
     else:
-        end_ms = event_time = record.end_time_ns // 1_000_000
+        end_ms = event_time = end_time_ns // 1_000_000
         duration_ms = max(0, end_ms - start_ms)
         exception = _last_exception(record.events) if record.events else None
         status = _status(record, exception)
         if status == STATUS_FAILED:
-            error_type = columns.get(semconv.ERROR_TYPE) or (
+            error_type = get(semconv.ERROR_TYPE) or (
                 clean_str(exception.get(semconv.EXCEPTION_TYPE)) if exception else None
             )
             error_message = clean_str(record.status_message) or (
                 clean_str(exception.get(semconv.EXCEPTION_MESSAGE)) if exception else None
             )
-    job_type = columns.get(semconv.JOB_TYPE, "batch").lower()
-    if job_type not in semconv.JOB_TYPES:
-        rest[semconv.JOB_TYPE] = job_type
+    job_type = get(semconv.JOB_TYPE)
+    if job_type is None:
         job_type = "batch"
+    elif job_type not in semconv.JOB_TYPES:  # the usual lower-case value needs no .lower()
+        job_type = job_type.lower()
+        if job_type not in semconv.JOB_TYPES:
+            rest[semconv.JOB_TYPE] = job_type
+            job_type = "batch"
     parent = record.parent_span_id
     try:  # to_bytes().hex() is a third of the cost of a format spec; it fails only on ids out of range
         trace_id = record.trace_id.to_bytes(16, "big").hex()
@@ -304,21 +323,21 @@ def job_run_row(record: SpanRecord, ingested_at_ms: int) -> dict[str, Any]:
         service_name = clean_str(service_name)
     return {
         # trace_id + span_id is derive_run_id's value, without formatting the ids twice.
-        "run_id": columns.get(semconv.JOB_RUN_ID) or trace_id + span_id,
-        "job_name": columns.get(semconv.JOB_NAME),
+        "run_id": get(semconv.JOB_RUN_ID) or trace_id + span_id,
+        "job_name": get(semconv.JOB_NAME),
         "job_type": job_type,
         "status": status,
-        "dataset": columns.get(semconv.DATASET_NAME),
+        "dataset": get(semconv.DATASET_NAME),
         "event_time": event_time,
         "start_time": start_ms,
         "end_time": end_ms,
         "duration_ms": duration_ms,
-        "records_processed": columns.get(semconv.JOB_RECORDS_PROCESSED),
+        "records_processed": get(semconv.JOB_RECORDS_PROCESSED),
         "error_type": error_type,
         "error_message": error_message,
-        "attempt": columns.get(semconv.JOB_RUN_ATTEMPT, 1),
-        "logical_date": columns.get(semconv.JOB_RUN_LOGICAL_DATE),
-        "run_type": columns.get(semconv.JOB_RUN_TYPE),
+        "attempt": get(semconv.JOB_RUN_ATTEMPT, 1),
+        "logical_date": get(semconv.JOB_RUN_LOGICAL_DATE),
+        "run_type": get(semconv.JOB_RUN_TYPE),
         "trace_id": trace_id,
         "span_id": span_id,
         "parent_span_id": parent_span_id,
