@@ -74,11 +74,6 @@ def _wire_traces_data() -> type:
 _WireTracesData = _wire_traces_data()
 _parse_key_value = common_pb2.KeyValue.FromString
 
-_DECODED: dict[bytes, tuple[str, Any]] = {}
-"""Encoded ``KeyValue`` -> (key, value), for scalar values; cleared when full (unique values come and go)."""
-_DECODED_MAX_ENTRIES = 32_768
-_DECODED_MAX_BYTES = 256
-
 
 def _value(any_value: Any) -> Any:
     """The Python value of an ``AnyValue``, as the SDK would hold it."""
@@ -92,27 +87,30 @@ def _value(any_value: Any) -> Any:
     return None
 
 
-def _decode_key_value(encoded: bytes) -> tuple[str, Any]:
-    # Raises DecodeError as parsing the whole request with OTLP's messages would (bad UTF-8, a torn field).
-    key_value = _parse_key_value(encoded)
-    value = key_value.value
-    kind = value.WhichOneof("value")
-    decoded = key_value.key, _value(value)
-    if kind in _SCALAR_KINDS and len(encoded) <= _DECODED_MAX_BYTES:
-        # Only immutable values are shared between records; arrays and key-value lists are built afresh.
-        if len(_DECODED) >= _DECODED_MAX_ENTRIES:
-            _DECODED.clear()
-        _DECODED[encoded] = decoded
-    return decoded
+class _Decoded(dict):
+    """Encoded ``KeyValue`` -> (key, value): looking one up decodes it, and keeps it if its value is a scalar.
+
+    A lookup that hits runs in C (``dict(map(decoded.__getitem__, key_values))`` builds an attribute dict
+    without a Python call per attribute); the dict is cleared when full, as values seen once come and go.
+    """
+
+    max_entries = 32_768
+    max_bytes = 256
+
+    def __missing__(self, encoded: bytes) -> tuple[str, Any]:
+        # Raises DecodeError as parsing the whole request with OTLP's messages would (bad UTF-8, a torn field).
+        key_value = _parse_key_value(encoded)
+        value = key_value.value
+        decoded = key_value.key, _value(value)
+        if value.WhichOneof("value") in _SCALAR_KINDS and len(encoded) <= self.max_bytes:
+            # Only immutable values are shared between records; arrays and key-value lists are built afresh.
+            if len(self) >= self.max_entries:
+                self.clear()
+            self[encoded] = decoded
+        return decoded
 
 
-def _attributes(encoded_key_values: Iterable[bytes]) -> dict[str, Any]:
-    attributes: dict[str, Any] = {}
-    get = _DECODED.get
-    for encoded in encoded_key_values:
-        decoded = get(encoded) or _decode_key_value(encoded)
-        attributes[decoded[0]] = decoded[1]
-    return attributes
+_decoded = _Decoded().__getitem__
 
 
 def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None) -> tuple[list[SpanRecord], int, int]:
@@ -128,13 +126,14 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
     append = records.append
     rejected = spans = 0
     from_bytes = int.from_bytes
+    decoded = _decoded  # dict(map(decoded, key_values)): a span's attribute dict, built in C when all hit
     for resource_spans in message.resource_spans:
-        resource = _attributes(resource_spans.resource.attributes)
+        resource = dict(map(decoded, resource_spans.resource.attributes))
         for scope_spans in resource_spans.scope_spans:
             scope_span_list = scope_spans.spans
             spans += len(scope_span_list)
             for span in scope_span_list:
-                attributes = _attributes(span.attributes)
+                attributes = dict(map(decoded, span.attributes))
                 events = span.events
                 raw_trace_id = span.trace_id
                 raw_span_id = span.span_id
@@ -143,7 +142,7 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
                 skipped = job_keys is not None and job_keys.isdisjoint(attributes)
                 if skipped or not trace_id or not span_id or len(raw_trace_id) != 16 or len(raw_span_id) != 8:
                     for event in events:  # decoded only to fail the request on a malformed attribute
-                        _attributes(event.attributes)
+                        dict(map(decoded, event.attributes))
                     rejected += not skipped
                     continue
                 parent = span.parent_span_id
@@ -159,7 +158,9 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
                         status.code,
                         status.message,
                         attributes,
-                        [(e.name, e.time_unix_nano, _attributes(e.attributes)) for e in events] if events else (),
+                        [(e.name, e.time_unix_nano, dict(map(decoded, e.attributes))) for e in events]
+                        if events
+                        else (),
                         resource,
                     )
                 )
