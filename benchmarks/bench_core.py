@@ -1,19 +1,24 @@
 """Core benchmark: what a job span costs us, beside the official OTLP encoder and a plain BatchSpanProcessor.
 
-Run by hand (not a test), e.g. ``python benchmarks/bench_core.py --spans 20000``. It prints three tables:
+Run by hand (not a test), e.g. ``python benchmarks/bench_core.py --spans 20000``. It prints:
 
 1. our cost per finished job span, per stage (``from_readable_span``, ``map_records``, ``schema.to_arrow``,
-   Parquet encode) and in total, in batches of the processor's default export batch size;
-2. the official OTLP protobuf encoder (``encode_spans(...).SerializeToString()``) on the same batches, and
-   the ratio ours / OTLP (target: at most 0.2x);
-3. the instrumented job loop (start a job span, set attributes, add a ``dataset.update`` event, end it) with
+   Parquet encode) and in total, beside the official OTLP protobuf encoder
+   (``encode_spans(...).SerializeToString()``) on the same spans, and the ratio ours / OTLP (target: at most
+   0.2x). Three columns: every stage in export batches of 512 spans, every stage in batches of 2048, and
+   "processor": as ``DatasinkSpanProcessor`` runs them in a busy job (it maps each wake-up's batch of 512 and
+   writes files of up to ``max_queue_size`` = 2048 rows per table), the OTLP encoder in export batches of 512;
+2. the instrumented job loop (start a job span, set attributes, add a ``dataset.update`` event, end it) with
    our ``DatasinkSpanProcessor`` against the same loop with a ``BatchSpanProcessor`` wrapping a no-op exporter
    (target: at most 1.10x); for scale, also a ``BatchSpanProcessor`` whose exporter OTLP-encodes each batch
    as the OTLP exporters do (and sends nothing). Once with every processor's default options (a tight loop
-   outruns the 2048-span queues: the drops are counted), once with queues big enough that nothing drops.
-   The loop time is the wall time the job thread pays, the background worker running alongside as it would
-   in a real job; the worker's CPU (ours: mapping, encoding, writing) is reported apart, measured up to the
-   end of ``force_flush``, as is the wall time until then.
+   outruns the 2048-span queues: the drops are counted), once with queues big enough that nothing drops;
+3. a realistic job loop with queues big enough that nothing drops: each job span has three non-job child
+   spans (read, transform, write) and ``--work-us`` (200) microseconds of the job's own Python work.
+
+The loop time is the wall time the job thread pays, the background worker running alongside as it would in a
+real job; the worker's CPU (ours: mapping, encoding, writing) is reported apart, measured up to the end of
+``force_flush``, as is the wall time until then. Loop figures are per job span.
 
 Encoding figures sum each batch's best of ``--repeat`` runs; loop figures are the best and the median of
 ``--repeat`` runs, the loops alternating; so noise (the machine may be shared) does not decide.

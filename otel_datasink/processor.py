@@ -3,6 +3,10 @@
 The job's threads only append the span to a bounded deque (as the SDK's BatchSpanProcessor does); a
 background worker maps and writes. A slow or dead store never blocks the job: rows wait in memory and are
 retried on the next flush, and only past ``max_queue_size`` are the oldest dropped, logged and counted.
+
+The worker maps each wake-up's spans at once but writes when rows have waited ``schedule_delay``, when a
+table has ``max_queue_size`` rows (at most 8192), or on ``force_flush``/``shutdown``: a busy job then writes
+files of thousands of rows rather than one small file per export batch (benchmarks/README.md).
 """
 
 from __future__ import annotations
