@@ -441,3 +441,20 @@ def test_job_run_keeps_records_processed_the_job_set_itself(tmp_path, read_table
 
     runs = {row["job_name"]: row["records_processed"] for row in read_tables(str(tmp_path)).rows("job_runs")}
     assert runs == {"self_counted": 7, "set_on_span": 9, "counted": 0}
+
+
+def test_a_busy_job_gathers_its_rows_into_few_files_instead_of_one_per_wake_up(tmp_path, read_tables):
+    # Every 16 queued spans wake the worker; its rows still gather until the flush, so a burst of 300 runs
+    # lands as one file per table rather than dozens of small ones (each costs Athena and DuckDB a request).
+    processor = DatasinkSpanProcessor(str(tmp_path), schedule_delay=60, max_export_batch_size=16)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("tests")
+    for _ in range(300):
+        with tracer.start_as_current_span("burst", attributes={"job.name": "burst", "dataset.name": "d"}):
+            pass
+    assert processor.force_flush(10_000)
+    provider.shutdown()
+    for table in ("job_runs", "dataset_status"):
+        assert len(list((tmp_path / table).glob("dt=*/*.parquet"))) == 1, table
+    assert len(read_tables(str(tmp_path)).rows("job_runs")) == 600
