@@ -118,14 +118,18 @@ def from_readable_span(span: Any, *, started_attributes: Mapping[str, Any] | Non
 
 
 def clean_str(value: Any) -> str | None:
-    """A value as a string fit for a column: sequences as JSON, control characters dropped, length capped."""
+    """A value as a string fit for a column: sequences, maps and booleans as JSON, control characters dropped,
+    length capped."""
     if value.__class__ is str and len(value) <= MAX_STRING and value.isprintable():
         return value  # the common case, decided without further calls
     if value is None:
         return None
     if not isinstance(value, str):
+        # JSON for structured values and booleans: "true", as OTLP JSON and every SQL engine spell it.
         if isinstance(value, (list, tuple)):
-            value = json.dumps(list(value), default=str)
+            value = json.dumps(list(value), default=_json_default)
+        elif isinstance(value, (bool, dict)):
+            value = json.dumps(value, default=_json_default)
         elif isinstance(value, bytes):
             value = value.hex()
         else:
@@ -133,6 +137,11 @@ def clean_str(value: Any) -> str | None:
     if not value.isprintable():
         value = "".join(c for c in value if c.isprintable() or c == " ")
     return value[:MAX_STRING] if len(value) > MAX_STRING else value
+
+
+def _json_default(value: Any) -> str:
+    # Bytes as hex, as a bytes attribute value on its own is written.
+    return value.hex() if isinstance(value, bytes) else str(value)
 
 
 def to_int(value: Any) -> int | None:

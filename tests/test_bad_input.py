@@ -128,3 +128,12 @@ def test_numbers_beyond_int64_become_null_and_later_runs_are_still_written(job, 
     assert runs["next"]["records_processed"] == 5
     [update] = read_tables(local_location).rows("dataset_status")
     assert update["record_count"] is None
+
+
+def test_boolean_and_map_attribute_values_are_stored_as_json_text():
+    from otel_datasink.mapping import clean_str
+
+    assert (clean_str(True), clean_str(False)) == ("true", "false")
+    assert clean_str({"region": "eu", "shards": 3}) == '{"region": "eu", "shards": 3}'
+    assert clean_str((True, 2)) == "[true, 2]"
+    assert clean_str({"key": b"\x01\xff"}) == '{"key": "01ff"}'
