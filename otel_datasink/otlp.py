@@ -116,8 +116,8 @@ _decoded = _Decoded().__getitem__
 def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None) -> tuple[list[SpanRecord], int, int]:
     """The spans of an encoded ``ExportTraceServiceRequest`` or ``TracesData``: records, rejected, all spans.
 
-    With ``job_keys``, a span without any of these attribute keys is skipped before its events are read (the
-    cheap way to ignore non-job spans when the profile says which keys make a job span); it is not counted as
+    With ``job_keys`` (a profile's, :func:`otel_datasink.profiles.job_keys_of`), a span without any of these
+    attribute keys is skipped before its events are read: the profile could not take it. It is not counted as
     rejected. Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever
     in it the fault is (as parsing it with OTLP's own messages would).
     """

@@ -15,6 +15,9 @@ Profiles, chosen by the ``profile`` option or ``OTEL_EXPORTER_DATASINK_PROFILE``
 Every profile also takes spans that already follow the contract, so a job that sets ``job.name`` itself
 is recorded whichever profile runs. A profile is loaded, and a mapping file checked, when the processor,
 exporter, collector or replay starts: a bad profile fails there, never while spans are exported.
+
+A profile may declare, as its ``job_keys`` attribute, the span attribute keys of which a span must carry at
+least one to be a job run (:func:`job_keys_of`); the collector then skips other spans before decoding them.
 """
 
 from __future__ import annotations
@@ -42,6 +45,26 @@ class ProfileError(ValueError):
     """A profile that cannot be loaded: an unknown name, or a mapping file that is not valid."""
 
 
+def job_keys_of(profile: Profile) -> frozenset[str] | None:
+    """The attribute keys of which a span must carry at least one for ``profile`` to take it, or None.
+
+    None means the profile cannot tell from attribute keys alone (it may select a span by its name or resource
+    only): every span must then be decoded and shown to it. A span carrying none of the keys is never a run.
+    """
+    return getattr(profile, "job_keys", None)
+
+
+def _takes_only_spans_with(*keys: str) -> Callable[[Profile], Profile]:
+    """Declares a built-in profile's ``job_keys``: ``job.name`` (every profile takes contract spans) and ``keys``."""
+
+    def declare(profile: Profile) -> Profile:
+        profile.job_keys = frozenset((semconv.JOB_NAME, *keys))  # type: ignore[attr-defined]
+        return profile
+
+    return declare
+
+
+@_takes_only_spans_with()
 def default_profile(record: SpanRecord) -> SpanRecord | None:
     """The contract's conventions: a span is a job run when it carries ``job.name``."""
     return record if is_job_span(record) else None
@@ -108,6 +131,8 @@ def _airflow_state_status(state: Any, error_flag: Any = None) -> int | None:
     return None
 
 
+# Every branch of airflow_profile needs its DAG id attribute, the name-selected dag_run.*/task_run.* spans too.
+@_takes_only_spans_with("airflow.dag_id", "airflow.task.dag_id", "airflow.dag_run.dag_id", "dag_id")
 def airflow_profile(record: SpanRecord) -> SpanRecord | None:
     """Airflow's DAG-run and task-instance spans as job runs.
 
@@ -251,6 +276,8 @@ def _cicd_status(result: Any) -> int | None:
     return None
 
 
+# A run is a span with one of these; the resource is read only for a span that is already a run.
+@_takes_only_spans_with(CICD_PIPELINE_TASK_NAME, CICD_PIPELINE_RESULT, CICD_PIPELINE_NAME)
 def cicd_profile(record: SpanRecord) -> SpanRecord | None:
     """Pipeline-run and task-run spans of the OpenTelemetry CI/CD semantic conventions as job runs.
 
@@ -366,6 +393,12 @@ class MappingFileProfile:
     def __init__(self, path: str, rules: list[_Rule]) -> None:
         self.path = path
         self.rules = rules
+        # A rule selects only spans carrying all its select.has_attributes; a rule without any may select any span.
+        self.job_keys: frozenset[str] | None = (
+            frozenset((semconv.JOB_NAME, *(key for rule in rules for key in rule.has_attributes)))
+            if all(rule.has_attributes for rule in rules)
+            else None
+        )
 
     def __call__(self, record: SpanRecord) -> SpanRecord | None:
         for rule in self.rules:

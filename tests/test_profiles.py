@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -23,9 +24,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from otel_datasink import local
 from otel_datasink.exporter import DatasinkSpanExporter
 from otel_datasink.mapping import from_readable_span, map_records
-from otel_datasink.profiles import ProfileError, load_profile
+from otel_datasink.otlp import records_from_protobuf
+from otel_datasink.profiles import ProfileError, job_keys_of, load_profile
 
 T0 = 1_780_000_000_000_000_000  # ns, 2026-05-28
+INGESTED_AT = 1_780_000_100_000
 
 
 def _ms(iso: str) -> int:
@@ -133,13 +136,14 @@ def test_airflow3_failed_dag_run_is_failed_from_span_status(local_location, read
     assert _runs(read_tables, local_location)["ingest_orders"]["status"] == "FAILED"
 
 
-def test_airflow3_task_tries_are_separate_runs_named_dag_dot_task_with_attempt_and_state(local_location, read_tables):
-    def emit(tracer):
-        _airflow3_task_run(tracer, "extract", 1, "up_for_retry", "0196-ti-try-1")
-        _airflow3_task_run(tracer, "extract", 2, "success", "0196-ti-try-2")
-        _airflow3_worker(tracer, "extract")
+def _airflow3_retried_task(tracer):
+    _airflow3_task_run(tracer, "extract", 1, "up_for_retry", "0196-ti-try-1")
+    _airflow3_task_run(tracer, "extract", 2, "success", "0196-ti-try-2")
+    _airflow3_worker(tracer, "extract")
 
-    _export(local_location, "airflow", emit)
+
+def test_airflow3_task_tries_are_separate_runs_named_dag_dot_task_with_attempt_and_state(local_location, read_tables):
+    _export(local_location, "airflow", _airflow3_retried_task)
     rows = sorted(read_tables(local_location).rows("job_runs"), key=lambda row: row["attempt"])
     assert [(r["job_name"], r["attempt"], r["status"], r["error_type"]) for r in rows] == [
         ("ingest_orders.extract", 1, "FAILED", "up_for_retry"),
@@ -156,46 +160,48 @@ def test_airflow3_skipped_task_is_not_a_failure(local_location, read_tables):
     assert _runs(read_tables, local_location)["ingest_orders.notify"]["status"] == "SUCCESS"
 
 
-def test_airflow_profile_ignores_worker_trigger_and_scheduler_spans():
-    def emit(tracer):
-        _airflow3_worker(tracer, "extract")
-        _span(tracer, "trigger.extract", {"airflow.trigger.name": "T", "airflow.dag_id": "d", "airflow.task_id": "t"})
-        _span(tracer, "scheduler_job_loop", {"category": "scheduler", "loop_count": 3})
+def _airflow3_non_run_spans(tracer):
+    _airflow3_worker(tracer, "extract")
+    _span(tracer, "trigger.extract", {"airflow.trigger.name": "T", "airflow.dag_id": "d", "airflow.task_id": "t"})
+    _span(tracer, "scheduler_job_loop", {"category": "scheduler", "loop_count": 3})
 
-    assert _map("airflow", emit) == []
+
+def test_airflow_profile_ignores_worker_trigger_and_scheduler_spans():
+    assert _map("airflow", _airflow3_non_run_spans) == []
+
+
+def _airflow30_spans(tracer):
+    # As Airflow 3.0's DagRun.set_dagrun_span_attrs and SchedulerJobRunner.set_ti_span_attrs set them.
+    _span(
+        tracer,
+        "etl",
+        {
+            "airflow.category": "DAG runs",
+            "airflow.dag_run.dag_id": "etl",
+            "airflow.dag_run.logical_date": "2026-05-27 00:00:00+00:00",
+            "airflow.dag_run.run_id": "manual__2026-05-27T00:00:00+00:00",
+            "airflow.dag_run.state": "failed",
+            "airflow.dag_run.run_type": "manual",
+            "airflow.dag_run.error": True,
+        },
+    )
+    _span(
+        tracer,
+        "transform",
+        {
+            "airflow.category": "scheduler",
+            "airflow.task.task_id": "transform",
+            "airflow.task.dag_id": "etl",
+            "airflow.task.state": "success",
+            "airflow.task.error": False,
+            "airflow.task.try_number": 2,
+            "airflow.task.logical_date": "2026-05-27 00:00:00+00:00",
+        },
+    )
 
 
 def test_airflow30_dag_run_and_scheduler_task_spans_map_from_their_prefixed_attributes():
-    def emit(tracer):
-        # As Airflow 3.0's DagRun.set_dagrun_span_attrs and SchedulerJobRunner.set_ti_span_attrs set them.
-        _span(
-            tracer,
-            "etl",
-            {
-                "airflow.category": "DAG runs",
-                "airflow.dag_run.dag_id": "etl",
-                "airflow.dag_run.logical_date": "2026-05-27 00:00:00+00:00",
-                "airflow.dag_run.run_id": "manual__2026-05-27T00:00:00+00:00",
-                "airflow.dag_run.state": "failed",
-                "airflow.dag_run.run_type": "manual",
-                "airflow.dag_run.error": True,
-            },
-        )
-        _span(
-            tracer,
-            "transform",
-            {
-                "airflow.category": "scheduler",
-                "airflow.task.task_id": "transform",
-                "airflow.task.dag_id": "etl",
-                "airflow.task.state": "success",
-                "airflow.task.error": False,
-                "airflow.task.try_number": 2,
-                "airflow.task.logical_date": "2026-05-27 00:00:00+00:00",
-            },
-        )
-
-    rows = {row["job_name"]: row for row in _map("airflow", emit)}
+    rows = {row["job_name"]: row for row in _map("airflow", _airflow30_spans)}
     assert (rows["etl"]["status"], rows["etl"]["run_type"], rows["etl"]["error_type"]) == ("FAILED", "manual", "failed")
     transform = rows["etl.transform"]
     assert (transform["status"], transform["attempt"]) == ("SUCCESS", 2)
@@ -205,54 +211,56 @@ def test_airflow30_dag_run_and_scheduler_task_spans_map_from_their_prefixed_attr
 # --- airflow 2.10 --------------------------------------------------------------------------------------
 
 
-def test_airflow210_dag_run_span_maps_unprefixed_attributes_and_failed_state(local_location, read_tables):
-    def emit(tracer):
-        # As Airflow 2.10's DagRun.update_state sets them; the span status stays unset.
-        _span(
-            tracer,
-            "nightly_report",
-            {
-                "category": "DAG runs",
-                "dag_id": "nightly_report",
-                "execution_date": "2026-05-27 00:00:00+00:00",
-                "run_id": "scheduled__2026-05-27T00:00:00+00:00",
-                "queued_at": "2026-05-28 00:00:00+00:00",
-                "run_start_date": "2026-05-28 00:00:01+00:00",
-                "run_end_date": "2026-05-28 00:00:05+00:00",
-                "run_duration": "4.0",
-                "state": "failed",
-                "external_trigger": "False",
-                "run_type": "scheduled",
-                "data_interval_start": "2026-05-27 00:00:00+00:00",
-                "data_interval_end": "2026-05-28 00:00:00+00:00",
-                "dag_hash": "abc",
-                "conf": "{}",
-                "error": True,
-            },
-        )
+def _airflow210_dag_run(tracer):
+    # As Airflow 2.10's DagRun.update_state sets them; the span status stays unset.
+    _span(
+        tracer,
+        "nightly_report",
+        {
+            "category": "DAG runs",
+            "dag_id": "nightly_report",
+            "execution_date": "2026-05-27 00:00:00+00:00",
+            "run_id": "scheduled__2026-05-27T00:00:00+00:00",
+            "queued_at": "2026-05-28 00:00:00+00:00",
+            "run_start_date": "2026-05-28 00:00:01+00:00",
+            "run_end_date": "2026-05-28 00:00:05+00:00",
+            "run_duration": "4.0",
+            "state": "failed",
+            "external_trigger": "False",
+            "run_type": "scheduled",
+            "data_interval_start": "2026-05-27 00:00:00+00:00",
+            "data_interval_end": "2026-05-28 00:00:00+00:00",
+            "dag_hash": "abc",
+            "conf": "{}",
+            "error": True,
+        },
+    )
 
-    _export(local_location, "airflow", emit)
+
+def test_airflow210_dag_run_span_maps_unprefixed_attributes_and_failed_state(local_location, read_tables):
+    _export(local_location, "airflow", _airflow210_dag_run)
     run = _runs(read_tables, local_location)["nightly_report"]
     assert (run["status"], run["error_type"], run["run_type"]) == ("FAILED", "failed", "scheduled")
     assert run["logical_date"] == datetime(2026, 5, 27, tzinfo=timezone.utc)
 
 
-def test_airflow210_task_span_and_failure_span_give_one_failed_run_with_the_error_message(local_location, read_tables):
-    def emit(tracer):
-        attributes = {
-            "category": "scheduler",
-            "task_id": "load",
-            "dag_id": "nightly_report",
-            "state": "failed",
-            "error": True,
-            "execution_date": "2026-05-27 00:00:00+00:00",
-            "try_number": 3,
-            "hostname": "worker-1",
-            "operator": "PythonOperator",
-        }
-        _span(tracer, "load", attributes, end=T0 + 9_000_000_000)
+def _airflow210_task(tracer):
+    attributes = {
+        "category": "scheduler",
+        "task_id": "load",
+        "dag_id": "nightly_report",
+        "state": "failed",
+        "error": True,
+        "execution_date": "2026-05-27 00:00:00+00:00",
+        "try_number": 3,
+        "hostname": "worker-1",
+        "operator": "PythonOperator",
+    }
+    _span(tracer, "load", attributes, end=T0 + 9_000_000_000)
 
-    scheduler_span = _finished(emit)[0]
+
+def test_airflow210_task_span_and_failure_span_give_one_failed_run_with_the_error_message(local_location, read_tables):
+    scheduler_span = _finished(_airflow210_task)[0]
     # Airflow 2.10 derives a task instance's span ids from it: the worker's failure span has the same ones.
     failure = ReadableSpan(
         name="load",
@@ -282,45 +290,46 @@ def test_airflow210_task_span_and_failure_span_give_one_failed_run_with_the_erro
 # --- cicd ----------------------------------------------------------------------------------------------
 
 
-def test_cicd_pipeline_and_task_runs_map_results_to_status(local_location, read_tables):
-    def emit(tracer):
-        _span(
-            tracer,
-            "RUN Build and Test",
-            {
-                "cicd.pipeline.name": "Build and Test",
-                "cicd.pipeline.run.id": "120912",
-                "cicd.pipeline.result": "failure",
-                "cicd.pipeline.action.name": "RUN",
-                "error.type": "test_failed",
-            },
-            Status(StatusCode.ERROR),
-            kind=SpanKind.SERVER,
-        )
-        _span(
-            tracer,
-            "go-test",
-            {
-                "cicd.pipeline.task.name": "go-test",
-                "cicd.pipeline.task.run.id": "12097",
-                "cicd.pipeline.task.run.result": "timeout",
-                "cicd.pipeline.task.type": "test",
-            },
-        )
-        _span(
-            tracer,
-            "lint",
-            {
-                "cicd.pipeline.task.name": "lint",
-                "cicd.pipeline.task.run.id": "12098",
-                "cicd.pipeline.task.run.result": "success",
-            },
-        )
-        _span(tracer, "go vet ./...", {"process.command": "go"})  # a step inside a task: not a run
+def _cicd_pipeline_spans(tracer):
+    _span(
+        tracer,
+        "RUN Build and Test",
+        {
+            "cicd.pipeline.name": "Build and Test",
+            "cicd.pipeline.run.id": "120912",
+            "cicd.pipeline.result": "failure",
+            "cicd.pipeline.action.name": "RUN",
+            "error.type": "test_failed",
+        },
+        Status(StatusCode.ERROR),
+        kind=SpanKind.SERVER,
+    )
+    _span(
+        tracer,
+        "go-test",
+        {
+            "cicd.pipeline.task.name": "go-test",
+            "cicd.pipeline.task.run.id": "12097",
+            "cicd.pipeline.task.run.result": "timeout",
+            "cicd.pipeline.task.type": "test",
+        },
+    )
+    _span(
+        tracer,
+        "lint",
+        {
+            "cicd.pipeline.task.name": "lint",
+            "cicd.pipeline.task.run.id": "12098",
+            "cicd.pipeline.task.run.result": "success",
+        },
+    )
+    _span(tracer, "go vet ./...", {"process.command": "go"})  # a step inside a task: not a run
 
+
+def test_cicd_pipeline_and_task_runs_map_results_to_status(local_location, read_tables):
     # The pipeline name and run id of a run's task spans come from the CICD pipeline run resource.
     resource = {"service.name": "ci", "cicd.pipeline.name": "Build and Test", "cicd.pipeline.run.id": "120912"}
-    _export(local_location, "cicd", emit, resource=resource)
+    _export(local_location, "cicd", _cicd_pipeline_spans, resource=resource)
     runs = _runs(read_tables, local_location)
     assert set(runs) == {"Build and Test", "Build and Test.go-test", "Build and Test.lint"}
     pipeline = runs["Build and Test"]
@@ -330,12 +339,15 @@ def test_cicd_pipeline_and_task_runs_map_results_to_status(local_location, read_
     assert runs["Build and Test.lint"]["status"] == "SUCCESS"
 
 
-def test_cicd_skipped_task_is_success_and_spans_without_cicd_attributes_are_ignored():
-    def emit(tracer):
-        _span(tracer, "docs", {"cicd.pipeline.task.name": "docs", "cicd.pipeline.task.run.result": "skip"})
-        _span(tracer, "http GET", {"http.request.method": "GET"})
+def _cicd_skipped_task_and_http_span(tracer):
+    _span(tracer, "docs", {"cicd.pipeline.task.name": "docs", "cicd.pipeline.task.run.result": "skip"})
+    _span(tracer, "http GET", {"http.request.method": "GET"})
 
-    assert [(r["job_name"], r["status"]) for r in _map("cicd", emit)] == [("docs", "SUCCESS")]
+
+def test_cicd_skipped_task_is_success_and_spans_without_cicd_attributes_are_ignored():
+    assert [(r["job_name"], r["status"]) for r in _map("cicd", _cicd_skipped_task_and_http_span)] == [
+        ("docs", "SUCCESS")
+    ]
 
 
 # --- every profile keeps contract spans ----------------------------------------------------------------
@@ -373,20 +385,23 @@ columns.job_name = { constant = "loader" }
 """
 
 
+def _etl_spans(tracer):
+    _span(tracer, "etl orders", {"etl.pipeline": "orders", "etl.run": "r-17", "etl.try": "2", "etl.outcome": "ok"})
+    _span(tracer, "etl customers", {"etl.pipeline": "customers", "etl.run": "r-18", "etl.outcome": "aborted"})
+    _span(tracer, "etl orphan", {"etl.run": "r-19"})  # lacks etl.pipeline: not selected
+    _span(tracer, "load_refunds", {})
+    _span(tracer, "load_2026", {})  # the regex must match the whole name
+
+
 def test_mapping_file_selects_spans_and_maps_columns_from_attribute_resource_and_constant(
     tmp_path, local_location, read_tables
 ):
     mapping = tmp_path / "etl.toml"
     mapping.write_text(MAPPING)
 
-    def emit(tracer):
-        _span(tracer, "etl orders", {"etl.pipeline": "orders", "etl.run": "r-17", "etl.try": "2", "etl.outcome": "ok"})
-        _span(tracer, "etl customers", {"etl.pipeline": "customers", "etl.run": "r-18", "etl.outcome": "aborted"})
-        _span(tracer, "etl orphan", {"etl.run": "r-19"})  # lacks etl.pipeline: not selected
-        _span(tracer, "load_refunds", {})
-        _span(tracer, "load_2026", {})  # the regex must match the whole name
-
-    _export(local_location, str(mapping), emit, resource={"service.name": "etl-runner", "etl.target": "warehouse"})
+    _export(
+        local_location, str(mapping), _etl_spans, resource={"service.name": "etl-runner", "etl.target": "warehouse"}
+    )
     runs = _runs(read_tables, local_location)
     assert set(runs) == {"orders", "customers", "loader"}
     orders = runs["orders"]
@@ -497,3 +512,78 @@ def test_airflow_example_through_the_processor_gives_one_latest_state_per_try(tm
         ("ingest_orders.extract", 2, "SUCCESS", None),
         ("ingest_orders.load", 1, "SUCCESS", None),
     ]
+
+
+# --- the collector's pre-filter: spans a profile cannot take are skipped before decoding ------------------
+
+# Rules that each require attributes: the profile can name its job keys.
+ATTRIBUTE_RULES = """\
+[[rule]]
+select.name = "etl *"
+select.has_attributes = ["etl.pipeline"]
+columns.job_name = { attribute = "etl.pipeline" }
+
+[[rule]]
+select.has_attributes = ["load.table", "load.batch"]
+columns.job_name = { attribute = "load.table" }
+"""
+
+EVERY_RESOURCE = {
+    "service.name": "etl-runner",
+    "etl.target": "warehouse",
+    "cicd.pipeline.name": "Build and Test",
+    "cicd.pipeline.run.id": "120912",
+}
+
+
+def _every_profiles_spans(tracer):
+    """The spans of the tests above (runs and non-runs of every profile), a contract span and near misses."""
+    for emit in (
+        _airflow3_dag_run,
+        _airflow3_retried_task,
+        _airflow3_non_run_spans,
+        _airflow30_spans,
+        _airflow210_dag_run,
+        _airflow210_task,
+        _cicd_pipeline_spans,
+        _cicd_skipped_task_and_http_span,
+        _etl_spans,
+    ):
+        emit(tracer)
+    _span(tracer, "ingest", {"job.name": "ingest", "job.run.attempt": 2})
+    _span(tracer, "load orders", {"load.table": "orders", "load.batch": 7})
+    _span(tracer, "dag_run.orphan", {"airflow.dag_run.run_id": "manual__x"})  # a dag_run.* name but no DAG id
+    _span(tracer, "Deploy", {"cicd.pipeline.name": "Deploy"})  # a pipeline run that has no result yet
+    _span(tracer, "step", {"cicd.pipeline.task.run.id": "1"})  # cicd.* but neither a task nor a pipeline run
+
+
+@pytest.mark.parametrize("profile", ["default", "airflow", "cicd", "attribute_rules.toml", "etl.toml"])
+def test_collector_pre_filter_skips_spans_but_never_one_the_profile_takes(profile, tmp_path):
+    (tmp_path / "attribute_rules.toml").write_text(ATTRIBUTE_RULES)
+    (tmp_path / "etl.toml").write_text(MAPPING)
+    loaded = load_profile(str(tmp_path / profile) if profile.endswith(".toml") else profile)
+    body = encode_spans(_finished(_every_profiles_spans, EVERY_RESOURCE)).SerializeToString()
+
+    every, _, spans = records_from_protobuf(body)
+    keys = job_keys_of(loaded)
+    kept, _, _ = records_from_protobuf(body, job_keys=keys)  # as the collector decodes under this profile
+
+    expected = map_records(every, loaded, INGESTED_AT)
+    assert len(expected["job_runs"]) > (profile != "default")  # the profile's own runs beside the contract span
+    assert map_records(kept, loaded, INGESTED_AT) == expected
+    if profile == "etl.toml":  # a rule selects by span name alone: every span must be shown to the profile
+        assert keys is None and len(kept) == spans
+    else:
+        assert len(kept) < spans
+
+
+def test_mapping_file_names_its_job_keys_only_when_every_rule_requires_attributes(tmp_path):
+    (tmp_path / "attribute_rules.toml").write_text(ATTRIBUTE_RULES)
+    (tmp_path / "etl.toml").write_text(MAPPING)
+    assert job_keys_of(load_profile(str(tmp_path / "attribute_rules.toml"))) == {
+        "job.name",
+        "etl.pipeline",
+        "load.table",
+        "load.batch",
+    }
+    assert job_keys_of(load_profile(str(tmp_path / "etl.toml"))) is None

@@ -10,12 +10,11 @@ import json
 
 from google.protobuf.message import DecodeError
 
-from otel_datasink import semconv
 from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.spool import KIND_JSON, KIND_PROTOBUF
 from otel_datasink.mapping import Rows, map_records
 from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_protobuf
-from otel_datasink.profiles import DEFAULT_PROFILE, Profile
+from otel_datasink.profiles import Profile, job_keys_of
 from otel_datasink.schema import JOB_RUNS_TABLE
 
 
@@ -44,8 +43,8 @@ class Ingest:
     def __init__(self, profile: Profile, metrics: Metrics) -> None:
         self.profile = profile
         self.metrics = metrics
-        # Under the default profile only spans with job.name are job runs: others are skipped before decoding.
-        self.job_keys = frozenset({semconv.JOB_NAME}) if profile is DEFAULT_PROFILE else None
+        # Spans the profile can never take are skipped before decoding (when it says which keys it needs).
+        self.job_keys = job_keys_of(profile)
 
     def __call__(self, kind: int, body: bytes, *, count: bool = True) -> Result:
         """The rows of a request body of ``kind`` (spool.KIND_*); raises :class:`UndecodableError`."""
