@@ -63,7 +63,11 @@ class DatasinkSpanProcessor(SpanProcessor):
 
     def _init_worker(self) -> None:
         # Called again in a forked child: the parent's thread and queue do not exist there.
-        self._queue: collections.deque[tuple[ReadableSpan, dict | None]] = collections.deque()
+        # Bounded by the deque itself: appending to a full one drops the oldest in one atomic step, so the
+        # job's threads never pop (a pop of theirs could meet a queue the worker just emptied, and raise).
+        self._queue: collections.deque[tuple[ReadableSpan, dict | None]] = collections.deque(
+            maxlen=self.options.max_queue_size
+        )
         self._pending: Rows = {}
         self._pending_since: float | None = None
         """``time.monotonic()`` when the oldest pending row was mapped; None while nothing is pending."""
@@ -104,8 +108,7 @@ class DatasinkSpanProcessor(SpanProcessor):
         if self._shutdown or not span.context.trace_flags.sampled:
             return
         queue = self._queue
-        if len(queue) >= self.options.max_queue_size:
-            queue.popleft()
+        if len(queue) == queue.maxlen:  # the append below drops the oldest
             self.dropped_spans += 1
             if self.dropped_spans in (1, 10, 100) or self.dropped_spans % 1000 == 0:
                 _logger.warning("queue full: %d span(s) dropped so far", self.dropped_spans)

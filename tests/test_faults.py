@@ -312,6 +312,16 @@ def test_queue_bound_drops_the_oldest_spans_and_counts_them(local_location, read
     ]
 
 
+def test_a_zero_queue_bound_drops_every_span_without_raising_into_the_job(local_location):
+    provider = TracerProvider()
+    processor = DatasinkSpanProcessor(local_location, max_queue_size=0)
+    provider.add_span_processor(processor)
+    run_job_spans(provider, 3)
+    assert processor.dropped_spans == 2 * 3
+    provider.shutdown()
+    assert not any(path.is_file() for path in Path(local_location).rglob("*"))
+
+
 def test_rows_past_the_bound_while_the_store_is_away_are_dropped_oldest_first_and_counted(moto_server, read_tables):
     # A bucket that does not exist yet: every write fails until it is created.
     location = f"s3://late-bucket-{os.getpid()}-{time.monotonic_ns()}/datasink"
