@@ -59,8 +59,13 @@ class ViewParameters:
 
     window_days: int = _parameter(
         30,
-        "days of dt partitions every view reads, plus today: Athena scans this, not the whole history; "
-        "a run or dataset with no row in the window is not in the views",
+        "days of job_runs partitions the run views read, plus today: Athena scans this, not the whole history; "
+        "a run with no row in the window is not in the views",
+    )
+    dataset_window_days: int = _parameter(
+        400,
+        "days of dataset_status partitions dataset_status_latest and stale_datasets read, plus today: a dataset "
+        "that stopped updating stays listed (as stale, given an SLA) this long; dataset_status is small",
     )
     failure_days: int = _parameter(7, "recurring_failures.recent_failures counts the failures of this many days")
     anomaly_lookback_days: int = _parameter(7, "volume_anomalies judges the successful runs of this many days")

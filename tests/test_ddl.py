@@ -95,10 +95,11 @@ def test_each_ddl_column_type_reads_the_parquet_the_writer_produces(local_locati
 
 
 def test_views_of_the_script_carry_the_parameters_and_the_database():
-    parameters = catalog.ViewParameters(window_days=45, hung_floor_minutes=20)
+    parameters = catalog.ViewParameters(window_days=45, dataset_window_days=90, hung_floor_minutes=20)
     views = catalog.athena_views(parameters, database="ops")
     assert all(v.startswith("CREATE OR REPLACE VIEW ops.") for v in views)
     assert "ops.job_runs" in views[0] and "INTERVAL '45' DAY" in views[0]
+    assert "ops.dataset_status" in views[1] and "INTERVAL '90' DAY" in views[1] and "'45'" not in views[1]
     assert "20 * 60000.0E0" in views[-1]
     for view in views:
         sqlglot.parse_one(view, read="athena")
@@ -113,6 +114,7 @@ def test_ddl_command_prints_the_script(capsys):
     assert "CREATE DATABASE IF NOT EXISTS `ops`;" in out
     assert "CREATE EXTERNAL TABLE IF NOT EXISTS `ops`.`dataset_status`" in out
     assert "INTERVAL '60' DAY" in out
+    assert "INTERVAL '400' DAY" in out  # dataset_window_days' default
     assert len(sqlglot.parse(out, read="athena")) == 3 + len(catalog.VIEWS)
 
 

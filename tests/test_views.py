@@ -52,7 +52,11 @@ def scenario(tmp_path_factory):
     )
     run("load_archive", n - 10 * DAY_NS, dataset="archive")
     run("doomed", n - HOUR_NS, dataset="broken_ds", failed=True)
+    # Past the 30 days of job_runs the run views read, within the 400 of dataset_status the dataset views read.
     run("load_ancient", n - 40 * DAY_NS, dataset="ancient")
+    # A daily dataset whose job stopped two months ago: it must still be listed, as stale.
+    run("load_forgotten", n - 60 * DAY_NS, updates=[dict(name="forgotten", freshness_sla_minutes=24 * 60)])
+    run("load_prehistoric", n - 500 * DAY_NS, dataset="prehistoric")
 
     # --- failures --------------------------------------------------------------------------------------
     for hours, failed in ((4, True), (3, True), (2, True), (1, False)):
@@ -147,15 +151,30 @@ def test_job_runs_latest_keeps_the_terminal_state_and_the_earliest_start(con, sc
     assert retried["duration_ms"] == 30 * 60_000
 
 
-def test_views_read_only_the_window_of_partitions(con):
+def test_run_views_read_window_days_and_dataset_views_dataset_window_days(con):
     assert rows(con, "SELECT * FROM job_runs_latest WHERE job_name = 'load_ancient'") == []
-    assert rows(con, "SELECT * FROM dataset_status_latest WHERE dataset = 'ancient'") == []
     assert rows(con, "SELECT count(*) AS n FROM job_runs WHERE job_name = 'load_ancient'")[0]["n"] == 1
+    (ancient,) = rows(con, "SELECT * FROM dataset_status_latest WHERE dataset = 'ancient'")
+    assert (ancient["freshness_minutes"], ancient["is_stale"]) == (40 * 24 * 60, False)
+    assert rows(con, "SELECT * FROM dataset_status_latest WHERE dataset = 'prehistoric'") == []
+    assert rows(con, "SELECT count(*) AS n FROM dataset_status WHERE dataset = 'prehistoric'")[0]["n"] == 1
+
+
+def test_a_dataset_last_updated_two_months_ago_is_listed_as_stale_with_the_defaults(con):
+    (forgotten,) = rows(con, "SELECT * FROM stale_datasets WHERE dataset = 'forgotten'")
+    assert (forgotten["last_status"], forgotten["last_job_name"]) == ("SUCCESS", "load_forgotten")
+    assert (forgotten["freshness_minutes"], forgotten["freshness_sla_minutes"]) == (60 * 24 * 60, 24 * 60)
+
+
+def test_a_shorter_dataset_window_drops_datasets_older_than_it(scenario):
+    con = local.connect(scenario["location"], parameters=catalog.ViewParameters(dataset_window_days=45))
+    datasets = {r["dataset"] for r in rows(con, "SELECT dataset FROM dataset_status_latest")}
+    assert "ancient" in datasets and "forgotten" not in datasets
 
 
 def test_dataset_status_latest_tells_fresh_from_stale(con):
     datasets = by("dataset", rows(con, "SELECT * FROM dataset_status_latest"))
-    assert set(datasets) == {"orders", "customers", "events", "archive", "broken_ds"}
+    assert set(datasets) == {"orders", "customers", "events", "archive", "broken_ds", "ancient", "forgotten"}
     orders = datasets["orders"]
     # 30.5 minutes old: whole minutes, as Athena counts them.
     assert (orders["freshness_minutes"], orders["freshness_sla_minutes"], orders["is_stale"]) == (30, 60, False)
@@ -179,7 +198,7 @@ def test_a_backfill_of_old_data_does_not_make_a_dataset_fresh(con, scenario):
 
 def test_stale_datasets_lists_exactly_the_stale_ones(con):
     stale = rows(con, "SELECT dataset FROM stale_datasets ORDER BY dataset")
-    assert [r["dataset"] for r in stale] == ["broken_ds", "customers", "events"]
+    assert [r["dataset"] for r in stale] == ["broken_ds", "customers", "events", "forgotten"]
 
 
 def test_recurring_failures_counts_the_current_streak_and_recent_failures(con):

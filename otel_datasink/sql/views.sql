@@ -3,8 +3,9 @@
 -- otel_datasink.catalog fills in the parameters (see ViewParameters), qualifies the table and view names with
 -- the Athena database, and transpiles to DuckDB with sqlglot for otel_datasink.local. Write portable Trino:
 -- where the engines differ in meaning, either avoid the construct or fix it in otel_datasink.catalog (date_diff
--- and approx_percentile are rewritten there). Every view reads only the last ${window_days} days of dt
--- partitions, compared as strings so Athena's partition projection prunes.
+-- and approx_percentile are rewritten there). Every view reads a bounded window of dt partitions, compared as
+-- strings so Athena's partition projection prunes: the last window_days of job_runs, and the last
+-- dataset_window_days of dataset_status (longer, so that a dataset that stopped updating stays in sight).
 --
 -- Idempotence: storage may hold a row twice (retries, replays, compaction overlap); every view counts a run
 -- (run_id) or a dataset update (dataset, run_id, updated_at) once.
@@ -51,7 +52,8 @@ WHERE state_rank = 1;
 -- One row per dataset. data_as_of is the newest data the successful updates brought: their watermark, or the
 -- update time when they carry none (a backfill without a watermark carries its logical date, so a backfill of
 -- old data does not make the dataset look fresh). freshness_minutes = whole minutes from data_as_of to now.
--- is_stale: no successful update in the window, or freshness_minutes above the latest SLA given.
+-- is_stale: no successful update in the last ${dataset_window_days} days, or freshness_minutes above the latest
+-- SLA given.
 -- last_status is that of the latest update; a tie on the millisecond goes to SUCCESS, then to the greater
 -- run_id, never to ingestion time, so a replay answers as the live path did.
 CREATE OR REPLACE VIEW dataset_status_latest AS
@@ -60,7 +62,7 @@ WITH copies AS (
         *,
         row_number() OVER (PARTITION BY dataset, run_id, updated_at ORDER BY ingested_at DESC, status) AS copy
     FROM dataset_status
-    WHERE dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
+    WHERE dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
 ),
 updates AS (
     SELECT
