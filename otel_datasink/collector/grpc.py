@@ -68,8 +68,7 @@ def _export_handler(receiver: Any):
                 _logger.error("cannot spool a request: %s", error)
                 code = grpc.StatusCode.UNAVAILABLE
                 await context.abort(code, "cannot spool the request; retry later")
-            message = f"{rejected} span(s) without a valid trace or span id" if rejected else ""
-            return responses.export_response(rejected, message, as_json=False)
+            return responses.export_response(rejected, as_json=False)
         finally:
             metrics.requests["grpc", code.name] += 1
 

@@ -83,9 +83,8 @@ def _traces_handler(receiver: Any) -> Callable:
                 headers=headers,
             )
         metrics.requests["http", 200] += 1
-        message = f"{rejected} span(s) without a valid trace or span id" if rejected else ""
         return web.Response(
-            body=responses.export_response(rejected, message, as_json), content_type=JSON if as_json else PROTOBUF
+            body=responses.export_response(rejected, as_json), content_type=JSON if as_json else PROTOBUF
         )
 
     return traces

@@ -14,11 +14,11 @@ INVALID_ARGUMENT = 3
 RESOURCE_EXHAUSTED = 8
 UNAUTHENTICATED = 16
 UNAVAILABLE = 14
-INTERNAL = 13
 
 
-def export_response(rejected: int, message: str, as_json: bool) -> bytes:
+def export_response(rejected: int, as_json: bool) -> bytes:
     """A success body, with ``partial_success`` when spans were rejected."""
+    message = f"{rejected} span(s) without a valid trace or span id"
     if as_json:
         obj = {"partialSuccess": {"rejectedSpans": str(rejected), "errorMessage": message}} if rejected else {}
         return json.dumps(obj).encode()
