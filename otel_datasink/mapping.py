@@ -200,11 +200,6 @@ def _hex_span(span_id: int | None) -> str | None:
     return None if span_id is None else f"{span_id:016x}"
 
 
-def derive_run_id(trace_id: int, span_id: int) -> str:
-    """The default ``run_id``: trace id and span id in lower-case hex, so the same span always maps alike."""
-    return f"{trace_id:032x}{span_id:016x}"
-
-
 # Attributes held by columns of job_runs, and the coercion of each; a value that does not coerce stays
 # in the attributes map so nothing the job said is lost.
 _COLUMN_ATTRIBUTES = {
@@ -331,7 +326,7 @@ def job_run_row(record: SpanRecord, ingested_at_ms: int) -> dict[str, Any]:
     if service_name.__class__ is not str or len(service_name) > MAX_STRING or not service_name.isprintable():
         service_name = clean_str(service_name)
     return {
-        # trace_id + span_id is derive_run_id's value, without formatting the ids twice.
+        # The default run_id: trace id and span id in lower-case hex, so the same span always maps alike.
         "run_id": get(semconv.JOB_RUN_ID) or trace_id + span_id,
         "job_name": get(semconv.JOB_NAME),
         "job_type": job_type,
