@@ -29,7 +29,7 @@ class Options:
     timeout: float = 30.0
     """Seconds one write may take, retries included."""
     schedule_delay: float = 5.0
-    """Seconds between two flushes of the processor's queue."""
+    """Seconds the processor's rows wait, at most, before they are written."""
     max_queue_size: int = 2048
     max_export_batch_size: int = 512
     storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -40,22 +40,24 @@ OTEL_EXPORTER_DATASINK_COMPRESSION = "OTEL_EXPORTER_DATASINK_COMPRESSION"
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_COMPRESSION
 
-Parquet compression codec: ``zstd`` (default) or ``snappy``.
+Parquet compression codec: ``zstd`` (default), ``snappy``, ``gzip``, ``lz4``, ``brotli`` or ``none``.
 """
 
 OTEL_EXPORTER_DATASINK_TIMEOUT = "OTEL_EXPORTER_DATASINK_TIMEOUT"
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_TIMEOUT
 
-Milliseconds one write may take, retries included, before its rows are given up on (and counted as dropped).
-Default: 30000.
+Milliseconds one write may take, retries included. Past it the span processor keeps the rows for its next
+flush (they are dropped only past ``max_queue_size``), the exporter reports the batch as failed. Also the default
+bound of the processor's ``shutdown()``. Default: 30000.
 """
 
 OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY = "OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY"
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY
 
-Milliseconds between two flushes of the span processor's queue. Default: 5000.
+Milliseconds the span processor's rows wait, at most, before they are written (unless a ``force_flush``,
+``shutdown`` or a full file writes them sooner). Default: 5000.
 """
 
 OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE = "OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE"
@@ -70,7 +72,8 @@ OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE = "OTEL_EXPORTER_DATASINK_MAX_EXPOR
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE
 
-Spans that wake the processor's worker early and the most it maps into one file. Default: 512.
+Queued spans that wake the span processor's worker early to map them (rows are written per file of up to
+``max_queue_size`` rows, at most 8192). Default: 512.
 """
 
 OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT = "OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT"
