@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,17 @@ def test_endpoints_parse(text, endpoint):
 def test_bad_command_lines_exit_with_a_message(argv, tmp_path):
     with pytest.raises(SystemExit, match="otel-datasink collector: "):
         main(["collector", "--location", str(tmp_path), "--spool-dir", str(tmp_path / "spool"), *argv])
+
+
+def test_a_port_in_use_exits_with_a_message_not_a_traceback(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # A process of its own: the collector tunes the garbage collector of the interpreter it runs in.
+        command = [sys.executable, "-m", "otel_datasink.cli", "collector", "--location", str(tmp_path / "tables")]
+        command += ["--spool-dir", str(tmp_path / "spool"), "--http", f"127.0.0.1:{port}", "--grpc", "none"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "otel-datasink collector: " in done.stderr and "address already in use" in done.stderr
+    assert "Traceback" not in done.stderr

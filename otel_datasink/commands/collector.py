@@ -83,5 +83,5 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("otel_datasink.collector").setLevel(logging.INFO)
     try:
         return asyncio.run(serve(collector))
-    except SpoolLockedError as error:
+    except (SpoolLockedError, OSError) as error:  # the spool is in use, a port is taken, a folder cannot be made
         raise SystemExit(f"otel-datasink collector: {error}") from None
