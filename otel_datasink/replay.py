@@ -7,8 +7,11 @@ the :class:`~otel_datasink.writer.Writer`: the pipeline of every other front doo
 would have given when it was live.
 
 A line that is not JSON or not OTLP trace data is skipped and reported with its number; the rest of the file
-is still read. Replaying a file twice writes the same rows again (run ids derive from trace and span ids),
-which the views collapse: no view's answer changes.
+is still read. A gzip file cut short (a crashed writer) or corrupt past its header gives the lines before the
+damage, and the damage is reported as one bad line; the next file is still read.
+
+Replaying a file twice writes the same rows again (run ids derive from trace and span ids), which the views
+collapse: no view's answer changes.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import gzip
 import json
 import logging
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from typing import IO
 
@@ -140,23 +144,28 @@ def replay(
     batch: list[SpanRecord] = []
     for path in paths:
         summary.files += 1
-        for number, raw_line in _lines(path, progress):
-            line = raw_line.strip()
-            if not line:
-                continue
-            summary.lines += 1
-            try:
-                records, rejected = records_from_json(json.loads(line))
-            except (ValueError, RecursionError) as error:  # JSONDecodeError and OtlpDecodeError are ValueErrors
-                reason = "not OTLP trace data" if isinstance(error, OtlpDecodeError) else "not JSON"
-                summary.bad_lines.append(BadLine(path, number, f"{reason}: {_short(error)}"))
-                continue
-            summary.spans += len(records) + rejected
-            summary.rejected_spans += rejected
-            batch.extend(records)
-            if len(batch) >= batch_spans:
-                _flush(batch, writer, profile, summary)
-                batch = []
+        number = 0
+        try:
+            for number, raw_line in _lines(path, progress):
+                line = raw_line.strip()
+                if not line:
+                    continue
+                summary.lines += 1
+                try:
+                    records, rejected = records_from_json(json.loads(line))
+                except (ValueError, RecursionError) as error:  # JSONDecodeError, OtlpDecodeError: ValueErrors
+                    reason = "not OTLP trace data" if isinstance(error, OtlpDecodeError) else "not JSON"
+                    summary.bad_lines.append(BadLine(path, number, f"{reason}: {_short(error)}"))
+                    continue
+                summary.spans += len(records) + rejected
+                summary.rejected_spans += rejected
+                batch.extend(records)
+                if len(batch) >= batch_spans:
+                    _flush(batch, writer, profile, summary)
+                    batch = []
+        except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+            # Raised by the decompression alone: the lines before the damage stand, the rest is unreadable.
+            summary.bad_lines.append(BadLine(path, number + 1, f"gzip data cut short or corrupt: {_short(error)}"))
     _flush(batch, writer, profile, summary)
     for bad in summary.bad_lines:
         _logger.info("skipped %s line %d: %s", bad.path, bad.line, bad.reason)

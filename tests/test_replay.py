@@ -196,6 +196,24 @@ def test_replay_of_a_missing_file_or_bad_profile_fails_with_a_message(tmp_path, 
     assert "unknown mapping profile 'nope'" in capsys.readouterr().err
 
 
+def test_a_gzip_file_cut_short_keeps_its_lines_before_the_cut_and_the_next_file_is_read(tmp_path, capsys, read_tables):
+    cut = tmp_path / "cut.jsonl.gz"
+    write_jsonl(cut, [job_spans(i) for i in range(40)], {})
+    whole = cut.read_bytes()
+    cut.write_bytes(whole[: len(whole) * 3 // 4])  # a writer that crashed mid-file
+    after = tmp_path / "after.jsonl"
+    write_jsonl(after, [job_spans(100)], {})
+    location = str(tmp_path / "tables")
+
+    assert main(["replay", "--location", location, "--no-progress", "--batch-spans", "1", str(cut), str(after)]) == 0
+    out = capsys.readouterr().out
+    (damage,) = [line for line in out.splitlines() if "gzip data cut short or corrupt" in line]
+    number = int(damage.split(":")[1])
+    assert damage.startswith(f"  {cut}:") and 1 < number <= 40
+    # Every line before the damage was written, and so was the next file.
+    assert len(read_tables(location).rows("job_runs")) == 2 * (number - 1) + 2
+
+
 def test_replay_reads_many_files_in_batches(tmp_path, capsys, read_tables):
     paths = []
     for i in range(3):
