@@ -117,8 +117,8 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
     """The spans of an encoded ``ExportTraceServiceRequest`` or ``TracesData``: records, rejected, all spans.
 
     With ``job_keys`` (a profile's, :func:`otel_datasink.profiles.job_keys_of`), a span without any of these
-    attribute keys is skipped before its events are read: the profile could not take it. It is not counted as
-    rejected. Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever
+    attribute keys is skipped: the profile could not take it, so no record is built for it, and it is not
+    counted as rejected. Its events are still decoded, only so that a malformed one fails the request. Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever
     in it the fault is (as parsing it with OTLP's own messages would).
     """
     message = _WireTracesData.FromString(body)
