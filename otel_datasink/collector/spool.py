@@ -105,7 +105,7 @@ class Spool:
         return sum(self._sizes.values())
 
     def new_segment(self) -> Segment:
-        """A new, empty segment; its file appears with its first frame."""
+        """A new, empty segment; its file is created at once (empty until its first frame)."""
         path = self.directory / f"{time.time_ns():020d}-{os.getpid()}{_SUFFIX}"
         self._sizes[path] = 0
         return Segment(path)
