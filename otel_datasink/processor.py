@@ -58,11 +58,15 @@ class DatasinkSpanProcessor(SpanProcessor):
         a flush's rows could not be encoded (all of that flush's rows count, some may have been written)."""
         self._init_worker()
         if hasattr(os, "register_at_fork"):
-            reinit = weakref.WeakMethod(self._init_worker)
-            os.register_at_fork(after_in_child=lambda: (method := reinit()) and method())
+            after_fork = weakref.WeakMethod(self._after_fork)
+            os.register_at_fork(after_in_child=lambda: (method := after_fork()) and method())
+
+    def _after_fork(self) -> None:
+        # The parent's thread and queue do not exist in the child; a processor already shut down stays so.
+        if not self._shutdown:
+            self._init_worker()
 
     def _init_worker(self) -> None:
-        # Called again in a forked child: the parent's thread and queue do not exist there.
         # Bounded by the deque itself: appending to a full one drops the oldest in one atomic step, so the
         # job's threads never pop (a pop of theirs could meet a queue the worker just emptied, and raise).
         self._queue: collections.deque[tuple[ReadableSpan, dict | None]] = collections.deque(

@@ -416,6 +416,40 @@ def test_forked_worker_process_writes_its_own_runs_once(local_location, read_tab
     ]
 
 
+def test_a_processor_shut_down_before_a_fork_writes_nothing_in_the_child(local_location, read_tables):
+    result = run_script(
+        """
+        import json, os
+        from opentelemetry.sdk.trace import TracerProvider
+        from otel_datasink import DatasinkSpanProcessor
+
+        provider = TracerProvider()
+        processor = DatasinkSpanProcessor(schedule_delay=0.1)
+        provider.add_span_processor(processor)
+        tracer = provider.get_tracer("job")
+        with tracer.start_as_current_span("before", attributes={"job.name": "before_fork"}):
+            pass
+        provider.shutdown()
+        pid = os.fork()
+        if pid == 0:
+            with tracer.start_as_current_span("child", attributes={"job.name": "in_child"}):
+                pass
+            flushed = processor.force_flush(2000)
+            processor.shutdown()
+            os._exit(3 if flushed else 0)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"child_exit": os.waitstatus_to_exitcode(status)}))
+        """,
+        OTEL_EXPORTER_DATASINK_LOCATION=local_location,
+    )
+    assert result == {"child_exit": 0}
+    runs = read_tables(local_location).rows("job_runs")
+    assert sorted((row["job_name"], row["status"]) for row in runs) == [
+        ("before_fork", "STARTED"),
+        ("before_fork", "SUCCESS"),
+    ]
+
+
 @pytest.mark.parametrize("as_given", [lambda path: f"file://{path}/", Path], ids=["file-url", "pathlib"])
 def test_location_may_be_a_file_url_or_a_path_object(tmp_path, read_tables, as_given):
     provider = TracerProvider()
