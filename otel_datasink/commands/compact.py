@@ -11,8 +11,7 @@ import argparse
 import re
 import sys
 
-from tqdm import tqdm
-
+from otel_datasink.commands.replay import add_progress_argument, progress_bar
 from otel_datasink.compact import DEFAULT_TARGET_SIZE, compact, partitions, plan
 from otel_datasink.config import Options
 from otel_datasink.schema import TABLES
@@ -43,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--target-size", type=parse_size, default=DEFAULT_TARGET_SIZE, help="size of the files written (default 128MB)"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,14 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(work.describe())
         return 0
-    bar = tqdm(
-        total=sum(item.size for item in work.bins),
-        unit="B",
-        unit_scale=True,
-        desc="compact",
-        file=sys.stderr,
-        disable=args.no_progress or not sys.stderr.isatty(),
-    )
+    bar = progress_bar(args, sum(item.size for item in work.bins), "compact")
     with bar:
         result = compact(
             writer,

@@ -35,7 +35,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-spans", type=int, default=DEFAULT_BATCH_SPANS, help="spans written together (one file per batch)"
     )
+    add_progress_argument(parser)
+
+
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no progress bar (there is none either when stderr is not a terminal)."""
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def progress_bar(args: argparse.Namespace, total: int | None, desc: str) -> tqdm:
+    """A progress bar in bytes on stderr, shown only on a terminal and without ``--no-progress``."""
+    return tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=desc,
+        file=sys.stderr,
+        disable=args.no_progress or not sys.stderr.isatty(),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,14 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.run_type:
         profile = with_run_type(profile, args.run_type)
     writer = Writer(options)
-    bar = tqdm(
-        total=sum(file_size(path) for path in args.files) or None,
-        unit="B",
-        unit_scale=True,
-        desc="replay",
-        file=sys.stderr,
-        disable=args.no_progress or not sys.stderr.isatty(),
-    )
+    bar = progress_bar(args, sum(file_size(path) for path in args.files) or None, "replay")
     try:
         with bar:
             summary = replay(args.files, writer, profile, batch_spans=max(1, args.batch_spans), progress=bar.update)
