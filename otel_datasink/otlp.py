@@ -118,8 +118,10 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
 
     With ``job_keys`` (a profile's, :func:`otel_datasink.profiles.job_keys_of`), a span without any of these
     attribute keys is skipped: the profile could not take it, so no record is built for it, and it is not
-    counted as rejected. Its events are still decoded, only so that a malformed one fails the request. Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever
-    in it the fault is (as parsing it with OTLP's own messages would).
+    counted as rejected. Its events are still decoded, only so that a malformed one fails the request.
+
+    Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever in it the
+    fault is (as parsing it with OTLP's own messages would).
     """
     message = _WireTracesData.FromString(body)
     records: list[SpanRecord] = []
@@ -167,13 +169,13 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
     return records, rejected, spans
 
 
-def records_from_proto(message: Any, *, job_keys: frozenset[str] | None = None) -> tuple[list[SpanRecord], int]:
+def records_from_proto(message: Any) -> tuple[list[SpanRecord], int]:
     """The spans of an ``ExportTraceServiceRequest`` or ``TracesData`` message, and how many were rejected.
 
     The message is encoded and read by :func:`records_from_protobuf` (the collector's path, which starts from
     the bytes it received).
     """
-    records, rejected, _ = records_from_protobuf(message.SerializeToString(), job_keys=job_keys)
+    records, rejected, _ = records_from_protobuf(message.SerializeToString())
     return records, rejected
 
 
