@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -72,7 +71,8 @@ class JobRun:
         freshness_sla_minutes: int | None = None,
         timestamp: int | None = None,
     ) -> None:
-        """Records a ``dataset.update`` event: one row of ``dataset_status`` if the run succeeds or fails."""
+        """Records a ``dataset.update`` event at ``timestamp`` (epoch ns; default now): one row of
+        ``dataset_status`` if the run succeeds or fails."""
         attributes: dict[str, AttributeValue] = {semconv.DATASET_NAME: name}
         for key, value in (
             (semconv.DATASET_RECORDS_WRITTEN, records_written),
@@ -82,7 +82,7 @@ class JobRun:
         ):
             if value is not None:
                 attributes[key] = value
-        self.span.add_event(semconv.DATASET_UPDATE_EVENT, attributes, timestamp=timestamp or time.time_ns())
+        self.span.add_event(semconv.DATASET_UPDATE_EVENT, attributes, timestamp=timestamp)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import argparse
 import random
 import time
 
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_jobs(tracer, micro_batches: int) -> None:
+def _run_jobs(tracer: trace.Tracer, micro_batches: int) -> None:
     rng = random.Random(7)
     for attempt in (1, 2):
         try:
