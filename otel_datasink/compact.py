@@ -236,12 +236,14 @@ def _is_data_file(path: str) -> bool:
     return base.endswith(".parquet") and not base.startswith(("_", "."))
 
 
-def _size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+def _size(size: float) -> str:
+    if size < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KB", "MB"):
         size /= 1024
-    return f"{size} B"
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} GB"
 
 
 def count_files(writer: Writer, parts: list[tuple[str, str]]) -> int:
