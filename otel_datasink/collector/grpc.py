@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -20,12 +21,15 @@ from otel_datasink.collector import responses
 from otel_datasink.collector.ingest import UndecodableError
 from otel_datasink.collector.spool import KIND_PROTOBUF
 
+if TYPE_CHECKING:  # server.py imports this module
+    from otel_datasink.collector.server import Collector
+
 _logger = logging.getLogger(__name__)
 
 SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
 
 
-def build_server(receiver: Any, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+def build_server(receiver: Collector, host: str, port: int) -> tuple[grpc.aio.Server, int]:
     """A gRPC server of a :class:`otel_datasink.collector.server.Collector`, and the port it bound."""
     limit = receiver.settings.max_body_bytes
     server = grpc.aio.server(
@@ -42,7 +46,7 @@ def build_server(receiver: Any, host: str, port: int) -> tuple[grpc.aio.Server, 
     return server, bound
 
 
-def _export_handler(receiver: Any):
+def _export_handler(receiver: Collector) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
     settings = receiver.settings
     metrics = receiver.metrics
     expected_auth = f"Bearer {settings.token}".encode() if settings.token else None

@@ -13,14 +13,18 @@ import hmac
 import json
 import logging
 import zlib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from otel_datasink.collector import responses
 from otel_datasink.collector.ingest import UndecodableError
 from otel_datasink.collector.spool import KIND_JSON, KIND_PROTOBUF
+
+if TYPE_CHECKING:  # server.py imports this module
+    from otel_datasink.collector.metrics import Metrics
+    from otel_datasink.collector.server import Collector
 
 _logger = logging.getLogger(__name__)
 
@@ -29,6 +33,8 @@ JSON = "application/json"
 RETRY_AFTER_SECONDS = 5
 _CHUNK = 64 * 1024
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
 
 class _Reject(Exception):
     def __init__(self, status: int, code: int, message: str) -> None:
@@ -36,7 +42,7 @@ class _Reject(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def build_app(receiver: Any) -> web.Application:
+def build_app(receiver: Collector) -> web.Application:
     """The aiohttp application of a :class:`otel_datasink.collector.server.Collector`."""
     app = web.Application(client_max_size=receiver.settings.max_body_bytes)
     app.router.add_post("/v1/traces", _traces_handler(receiver))
@@ -45,7 +51,7 @@ def build_app(receiver: Any) -> web.Application:
     return app
 
 
-def _traces_handler(receiver: Any) -> Callable:
+def _traces_handler(receiver: Collector) -> Handler:
     settings = receiver.settings
     metrics = receiver.metrics
     expected_auth = f"Bearer {settings.token}".encode() if settings.token else None
@@ -90,7 +96,7 @@ def _traces_handler(receiver: Any) -> Callable:
     return traces
 
 
-async def _read_body(request: web.Request, limit: int, metrics: Any) -> bytes:
+async def _read_body(request: web.Request, limit: int, metrics: Metrics) -> bytes:
     """The body, decompressed; raises _Reject (413, 415, 400) beyond ``limit`` bytes either way or when corrupt."""
     if request.content_length is not None and request.content_length > limit:
         raise _Reject(413, responses.RESOURCE_EXHAUSTED, f"body of {request.content_length} bytes over {limit}")
@@ -123,7 +129,7 @@ async def _read_body(request: web.Request, limit: int, metrics: Any) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _health_handler(receiver: Any) -> Callable:
+def _health_handler(receiver: Collector) -> Handler:
     async def health(request: web.Request) -> web.Response:
         state = {
             "status": "backlogged" if receiver.backlogged else "ok",
@@ -135,7 +141,7 @@ def _health_handler(receiver: Any) -> Callable:
     return health
 
 
-def _metrics_handler(receiver: Any) -> Callable:
+def _metrics_handler(receiver: Collector) -> Handler:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(text=receiver.metrics.render(), content_type="text/plain", charset="utf-8")
 
