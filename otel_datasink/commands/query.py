@@ -42,15 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_view_arguments(parser)
 
 
+def fetch(args: argparse.Namespace, sql: str) -> tuple[list[str], list[tuple]]:
+    """Columns and rows of ``sql`` (DuckDB) over ``--location`` with the views of the parsed view options;
+    no columns and no rows for a statement that returns none."""
+    cursor = local.connect(args.location, parameters=view_parameters(args)).execute(sql)
+    columns = [d[0] for d in cursor.description] if cursor.description else []
+    return columns, cursor.fetchall() if columns else []
+
+
 def run(args: argparse.Namespace) -> int:
     sql = args.sql
     try:
         if args.dialect == "athena":
             sql = to_duckdb(sql, read="athena")
-        con = local.connect(args.location, parameters=view_parameters(args))
-        cursor = con.execute(sql)
-        columns = [d[0] for d in cursor.description] if cursor.description else []
-        rows = cursor.fetchall() if columns else []
+        columns, rows = fetch(args, sql)
     except (duckdb.Error, ValueError) as error:
         print(f"otel-datasink query: {error}", file=sys.stderr)
         return 1

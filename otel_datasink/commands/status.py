@@ -10,9 +10,8 @@ import sys
 
 import duckdb
 
-from otel_datasink import local
-from otel_datasink.commands.ddl import add_view_arguments, view_parameters
-from otel_datasink.commands.query import add_format_argument, print_rows
+from otel_datasink.commands.ddl import add_view_arguments
+from otel_datasink.commands.query import add_format_argument, fetch, print_rows
 
 HELP = "show dataset freshness; --fail-on-stale exits 1 when any dataset is stale"
 
@@ -32,9 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        cursor = local.connect(args.location, parameters=view_parameters(args)).execute(QUERY)
-        columns = [d[0] for d in cursor.description]
-        rows = cursor.fetchall()
+        columns, rows = fetch(args, QUERY)
     except (duckdb.Error, ValueError) as error:
         print(f"otel-datasink status: {error}", file=sys.stderr)
         return 1
