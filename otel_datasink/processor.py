@@ -117,7 +117,9 @@ class DatasinkSpanProcessor(SpanProcessor):
             if self.dropped_spans in (1, 10, 100) or self.dropped_spans % 1000 == 0:
                 _logger.warning("queue full: %d span(s) dropped so far", self.dropped_spans)
         queue.append((span, started_attributes))
-        if len(queue) >= self.options.max_export_batch_size:
+        # is_set() first: set() takes a lock every time, and a worker busy writing leaves the event set while
+        # the job ends span after span.
+        if len(queue) >= self.options.max_export_batch_size and not self._wake.is_set():
             self._wake.set()
 
     # --- the worker's side ----------------------------------------------------------------------------
