@@ -10,8 +10,9 @@ Run it, then look at the rows::
     otel-datasink query --location ./datasink "SELECT * FROM job_runs"
 
 The location comes from ``OTEL_EXPORTER_DATASINK_LOCATION`` (default ``./datasink``; ``s3://bucket/prefix``
-works too). The run is written as a STARTED row at once and a SUCCESS row at the end, plus one
-``dataset_status`` row for ``warehouse.orders``.
+works too). The run gives a STARTED row when its span starts and a SUCCESS row when it ends (rows are written
+in the background within the schedule delay, or at shutdown), plus one ``dataset_status`` row for
+``warehouse.orders``.
 """
 
 from __future__ import annotations
