@@ -39,7 +39,7 @@ RUN_ID = "scheduled__2026-05-27T00:00:00+00:00"
 SECOND = 1_000_000_000
 
 
-def task_run(parent, task_id: str, try_number: int, state: str, start: int, seconds: int) -> None:
+def task_run(parent: trace.Span, task_id: str, try_number: int, state: str, start: int, seconds: int) -> None:
     """A ``task_run.<task_id>`` span as Airflow's API server emits it when a task try ends."""
     span = tracer.start_span(
         f"task_run.{task_id}",
@@ -80,6 +80,7 @@ def dag_run() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Emits the DAG run's spans and flushes them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--location", help="where to write when run without opentelemetry-instrument")
     args = parser.parse_args(argv)

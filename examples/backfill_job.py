@@ -62,6 +62,7 @@ def backfill(start: date, end: date) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Runs the job once per logical date from --start to --end, as a backfill."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=date.fromisoformat, required=True, help="first logical date (YYYY-MM-DD)")
     parser.add_argument("--end", type=date.fromisoformat, required=True, help="last logical date (YYYY-MM-DD)")

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import duckdb
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -58,7 +60,7 @@ class DatasinkDB:
 
 
 @pytest.fixture
-def datasink_location(tmp_path) -> str:
+def datasink_location(tmp_path: Path) -> str:
     """A fresh local folder for the ``job_runs`` and ``dataset_status`` tables of one test."""
     return str(tmp_path / "datasink")
 

@@ -20,6 +20,7 @@ _ids = itertools.count(1)
 
 
 def now_ns() -> int:
+    """Now, in epoch nanoseconds: the times of the scenarios are chosen relative to it."""
     return time.time_ns()
 
 

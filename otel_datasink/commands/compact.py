@@ -34,6 +34,7 @@ def parse_size(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``otel-datasink compact``."""
     parser.add_argument("--table", choices=sorted(TABLES), help="one table (default: both)")
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--dt", metavar="YYYY-MM-DD", help="one partition (UTC date)")
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Plans, then compacts (or prints the plan with ``--dry-run``); 0, or 2 for a bad ``--dt``."""
     writer = Writer(Options.resolve(args.location))
     tables = [args.table] if args.table else list(TABLES)
     if args.dt is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.dt):

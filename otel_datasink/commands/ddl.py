@@ -36,11 +36,13 @@ def view_parameters(args: argparse.Namespace) -> ViewParameters:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``otel-datasink ddl``: the database and the view parameters."""
     parser.add_argument("--database", default=DEFAULT_DATABASE, help=f"Athena database (default {DEFAULT_DATABASE})")
     add_view_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Prints the Athena script; 2 when the location or database cannot be used by Athena."""
     try:
         script = athena_ddl(args.location, args.database, view_parameters(args))
     except ValueError as error:

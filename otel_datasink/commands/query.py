@@ -31,6 +31,7 @@ def add_format_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``otel-datasink query``: the SQL, its dialect, the output format and the view parameters."""
     parser.add_argument("sql", help='the query, e.g. "SELECT * FROM stale_datasets"')
     add_format_argument(parser)
     parser.add_argument(
@@ -51,6 +52,7 @@ def fetch(args: argparse.Namespace, sql: str) -> tuple[list[str], list[tuple]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Runs the query and prints its rows; 1 (with a message) when it fails."""
     sql = args.sql
     try:
         if args.dialect == "athena":

@@ -22,6 +22,7 @@ HELP = "write OTLP JSON Lines files (.jsonl, .jsonl.gz) to the tables"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``otel-datasink replay``."""
     parser.add_argument("files", nargs="+", metavar="FILE", help="OTLP JSON Lines files (local paths or fsspec URLs)")
     parser.add_argument(
         "--profile",
@@ -56,6 +57,8 @@ def progress_bar(args: argparse.Namespace, total: int | None, desc: str) -> tqdm
 
 
 def run(args: argparse.Namespace) -> int:
+    """Replays the files and prints the summary; 1 when a file cannot be read or the store fails, 2 for an
+    unknown profile."""
     options = Options.resolve(args.location, profile=args.profile)
     try:
         profile = load_profile(options.profile)

@@ -24,12 +24,14 @@ ORDER BY is_stale DESC, dataset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``otel-datasink status``."""
     add_format_argument(parser)
     parser.add_argument("--fail-on-stale", action="store_true", help="exit with status 1 when any dataset is stale")
     add_view_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Prints each dataset's freshness; 1 with ``--fail-on-stale`` when one is stale, or when the query fails."""
     try:
         columns, rows = fetch(args, QUERY)
     except (duckdb.Error, ValueError) as error:
