@@ -57,6 +57,13 @@ def rows(location: str, table: str = "job_runs", timeout: float = 5.0, expect: i
         time.sleep(0.05)
 
 
+def job_runs_files(location: str) -> list[tuple[str]]:
+    """The Parquet files of the job_runs table."""
+    return duckdb.sql(
+        f"select distinct filename from read_parquet('{location}/job_runs/*/*.parquet', filename=true)"
+    ).fetchall()
+
+
 def job_spans(count: int, *, with_noise: bool = True):
     """Ended SDK spans: ``count`` job runs (one updates a dataset) and, with_noise, a non-job span."""
     exporter = InMemorySpanExporter()
@@ -133,11 +140,8 @@ def test_requests_are_batched_across_requests_into_one_file_per_table(local_loca
             assert post(collector.http_port, good_request(2))[0] == 200
         runs = rows(local_location, expect=10)
 
-    files = duckdb.sql(
-        f"select distinct filename from read_parquet('{local_location}/job_runs/*/*.parquet', filename=true)"
-    ).fetchall()
     assert len(runs) == 10
-    assert len(files) == 1
+    assert len(job_runs_files(local_location)) == 1
 
 
 def test_a_batch_rolls_on_spooled_bytes_before_its_age(local_location, tmp_path):
@@ -145,9 +149,7 @@ def test_a_batch_rolls_on_spooled_bytes_before_its_age(local_location, tmp_path)
         for _ in range(2):
             assert post(collector.http_port, good_request(1))[0] == 200
         runs = rows(local_location, expect=2)
-        files = duckdb.sql(
-            f"select distinct filename from read_parquet('{local_location}/job_runs/*/*.parquet', filename=true)"
-        ).fetchall()
+        files = job_runs_files(local_location)
 
     assert len(runs) == 2
     assert len(files) == 2  # one batch per request: each request's bytes reached the limit
