@@ -17,7 +17,7 @@ is recorded whichever profile runs. A profile is loaded, and a mapping file chec
 exporter, collector or replay starts: a bad profile fails there, never while spans are exported.
 
 A profile may declare, as its ``job_keys`` attribute, the span attribute keys of which a span must carry at
-least one to be a job run (:func:`job_keys_of`); the collector then skips other spans before decoding them.
+least one to be a job run (:func:`job_keys_of`); the collector then builds no record for other spans.
 """
 
 from __future__ import annotations

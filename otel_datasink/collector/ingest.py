@@ -43,7 +43,7 @@ class Ingest:
     def __init__(self, profile: Profile, metrics: Metrics) -> None:
         self.profile = profile
         self.metrics = metrics
-        # Spans the profile can never take are skipped before decoding (when it says which keys it needs).
+        # Spans the profile can never take get no record and no mapping (when it says which keys it needs).
         self.job_keys = job_keys_of(profile)
 
     def __call__(self, kind: int, body: bytes, *, count: bool = True) -> Result:
