@@ -7,7 +7,7 @@ the :class:`~otel_datasink.writer.Writer`: the pipeline of every other front doo
 would have given when it was live.
 
 A line that is not JSON or not OTLP trace data is skipped and reported with its number; the rest of the file
-is still read. A gzip file cut short (a crashed writer) or corrupt past its header gives the lines before the
+is still read. A gzip file cut short (a crashed writer) or corrupt after its first two bytes gives the lines before the
 damage, and the damage is reported as one bad line; the next file is still read.
 
 Replaying a file twice writes the same rows again (run ids derive from trace and span ids), which the views
