@@ -78,7 +78,8 @@ def file_name(now_ns: int | None = None) -> str:
 
 
 class WriteError(Exception):
-    """A write that could not be completed before its deadline."""
+    """A write that did not complete: the store refused it for good (bad path, missing bucket, denied access), or
+    kept failing until the deadline or the stop event."""
 
 
 class Writer:
