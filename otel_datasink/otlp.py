@@ -203,6 +203,14 @@ def _json_int(value: Any) -> int:
     raise ValueError(f"not an integer: {value!r}")
 
 
+def _json_time(value: Any) -> int:
+    # A fixed64 on the wire: a JSON number outside it is no time (it would overflow the tables' timestamps).
+    time_ns = _json_int(value)
+    if not 0 <= time_ns < 2**64:
+        raise ValueError(f"not a fixed64 time: {value!r}")
+    return time_ns
+
+
 _SPECIAL_DOUBLES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -270,7 +278,7 @@ def _json_span(span: Mapping[str, Any], resource: Mapping[str, Any]) -> SpanReco
     events: list[Event] = [
         (
             str(_field(event, "name", "name", "")),
-            _json_int(_field(event, "timeUnixNano", "time_unix_nano", 0)),
+            _json_time(_field(event, "timeUnixNano", "time_unix_nano", 0)),
             _json_attributes(_field(event, "attributes", "attributes", ())),
         )
         for event in _field(span, "events", "events", ())
@@ -281,8 +289,8 @@ def _json_span(span: Mapping[str, Any], resource: Mapping[str, Any]) -> SpanReco
         trace_id=trace_id,
         span_id=span_id,
         parent_span_id=_json_id(_field(span, "parentSpanId", "parent_span_id"), 8),
-        start_time_ns=_json_int(_field(span, "startTimeUnixNano", "start_time_unix_nano", 0)),
-        end_time_ns=_json_int(_field(span, "endTimeUnixNano", "end_time_unix_nano", 0)) or None,
+        start_time_ns=_json_time(_field(span, "startTimeUnixNano", "start_time_unix_nano", 0)),
+        end_time_ns=_json_time(_field(span, "endTimeUnixNano", "end_time_unix_nano", 0)) or None,
         status_code=_json_status_code(_field(status, "code", "code", 0)),
         status_message=str(_field(status, "message", "message", "")),
         attributes=_json_attributes(_field(span, "attributes", "attributes", ())),

@@ -120,6 +120,22 @@ def test_spans_with_invalid_ids_are_rejected_and_counted():
     assert (len(json_records), json_rejected) == (1, 2)
 
 
+@pytest.mark.parametrize("field", ["startTimeUnixNano", "endTimeUnixNano", "event"])
+def test_a_json_time_beyond_fixed64_rejects_its_span_and_the_others_map(field):
+    obj = _otlp_json(encode_spans(_sdk_spans()))
+    json_span = obj["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    huge = "99999999999999999999999999"  # would overflow every timestamp column and the dt partition
+    if field == "event":
+        json_span.setdefault("events", []).append({"timeUnixNano": huge, "name": "dataset.update"})
+    else:
+        json_span[field] = huge
+
+    records, rejected = records_from_json(obj)
+
+    assert (len(records), rejected) == (2, 1)  # the other two spans of the request are kept
+    assert map_records(records, load_profile("default"))["job_runs"]
+
+
 SPEC_EXAMPLE = {
     # The shape of opentelemetry-proto's examples/trace.json, with job attributes and every AnyValue kind.
     "resourceSpans": [
