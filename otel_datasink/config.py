@@ -80,8 +80,21 @@ def with_environment(given: dict[str, Any], table: EnvTable) -> dict[str, Any]:
 
 
 def millis_to_seconds(raw: str) -> float:
-    """An environment variable in milliseconds (OpenTelemetry's unit) as seconds."""
-    return float(raw) / 1000.0
+    """An environment variable in milliseconds (OpenTelemetry's unit) as seconds; a ValueError if negative."""
+    return _not_negative(float(raw)) / 1000.0
+
+
+def count(raw: str) -> int:
+    """An environment variable that counts something (spans, rows); a ValueError if negative."""
+    return _not_negative(int(raw))
+
+
+def _not_negative(value: float) -> float:
+    # A negative delay would spin the processor's worker, a negative queue bound fail every span: the variable
+    # is ignored like any other that does not convert.
+    if value < 0:
+        raise ValueError(f"{value} is negative")
+    return value
 
 
 _FROM_ENV = (
@@ -92,6 +105,6 @@ _FROM_ENV = (
     ("compression", env.OTEL_EXPORTER_DATASINK_COMPRESSION, _compression),
     ("timeout", env.OTEL_EXPORTER_DATASINK_TIMEOUT, millis_to_seconds),
     ("schedule_delay", env.OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY, millis_to_seconds),
-    ("max_queue_size", env.OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE, int),
-    ("max_export_batch_size", env.OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE, int),
+    ("max_queue_size", env.OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE, count),
+    ("max_export_batch_size", env.OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE, count),
 )

@@ -38,6 +38,23 @@ def terminal(read_tables, location: str) -> list[dict]:
     return [row for row in read_tables(location).rows("job_runs") if row["status"] != "STARTED"]
 
 
+def test_negative_numbers_in_the_environment_are_ignored_and_the_job_is_still_recorded(
+    local_location, read_tables, monkeypatch
+):
+    for variable, raw in (("MAX_QUEUE_SIZE", "-1"), ("MAX_EXPORT_BATCH_SIZE", "-512"), ("SCHEDULE_DELAY", "-5000")):
+        monkeypatch.setenv(f"OTEL_EXPORTER_DATASINK_{variable}", raw)
+    provider = TracerProvider()
+    processor = DatasinkSpanProcessor(local_location)
+    provider.add_span_processor(processor)
+    assert (processor.options.max_queue_size, processor.options.max_export_batch_size) == (2048, 512)
+    assert processor.options.schedule_delay == 5.0
+    with provider.get_tracer("tests").start_as_current_span("job", attributes={"job.name": "a"}):
+        pass
+    assert provider.force_flush(5000)
+    provider.shutdown()
+    assert [row["job_name"] for row in terminal(read_tables, local_location)] == ["a"]
+
+
 def test_numeric_strings_are_coerced_and_nonsense_is_kept_in_attributes(job, local_location, read_tables):
     job({"job.name": "a", "job.records_processed": "12", "job.run.attempt": 2.0})
     job({"job.name": "b", "job.records_processed": "lots", "job.run.logical_date": "someday"})
