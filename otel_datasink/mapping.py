@@ -341,7 +341,7 @@ def job_run_row(record: SpanRecord, ingested_at_ms: int) -> dict[str, Any]:
         "error_message": error_message,
         "attempt": get(semconv.JOB_RUN_ATTEMPT, 1),
         "logical_date": get(semconv.JOB_RUN_LOGICAL_DATE),
-        "run_type": get(semconv.JOB_RUN_TYPE),
+        "run_type": _run_type(get(semconv.JOB_RUN_TYPE)),
         "trace_id": trace_id,
         "span_id": span_id,
         "parent_span_id": parent_span_id,
@@ -349,6 +349,14 @@ def job_run_row(record: SpanRecord, ingested_at_ms: int) -> dict[str, Any]:
         "attributes": rest,
         "ingested_at": ingested_at_ms,
     }
+
+
+def _run_type(value: str | None) -> str | None:
+    # "Backfill" must count as a backfill (watermarks, baselines); values outside the contract's stay as given.
+    if value is None or value in semconv.RUN_TYPES:
+        return value
+    lowered = value.lower()
+    return lowered if lowered in semconv.RUN_TYPES else value
 
 
 def dataset_rows(record: SpanRecord, run: dict[str, Any]) -> list[dict[str, Any]]:

@@ -162,7 +162,12 @@ class DatasinkSpanProcessor(SpanProcessor):
             count = min(left, len(self._queue), 4 * self.options.max_export_batch_size)
             left -= count
             batch = [self._queue.popleft() for _ in range(count)]
-            rows = map_records(_records(batch), self._profile)
+            try:
+                rows = map_records(_records(batch), self._profile)
+            except Exception:  # noqa: BLE001 - a profile's bug must not stop the worker for every later span
+                self.dropped_spans += len(batch)
+                _logger.exception("could not map %d span(s): dropped", len(batch))
+                continue
             if not failed and self._would_overflow(rows):
                 # Written before the bound would trim them: pending rows are only dropped when the store fails.
                 failed = not self._write(deadline)

@@ -154,3 +154,14 @@ def test_boolean_and_map_attribute_values_are_stored_as_json_text():
     assert clean_str({"region": "eu", "shards": 3}) == '{"region": "eu", "shards": 3}'
     assert clean_str((True, 2)) == "[true, 2]"
     assert clean_str({"key": b"\x01\xff"}) == '{"key": "01ff"}'
+
+
+def test_a_run_type_in_other_case_counts_as_the_contracts_value():
+    from otel_datasink.mapping import SpanRecord, job_run_row
+
+    def run_type(value):
+        attributes = {"job.name": "job"} if value is None else {"job.name": "job", "job.run.type": value}
+        return job_run_row(SpanRecord("job", 1, 1, None, 0, 10**9, 0, "", attributes), 0)["run_type"]
+
+    assert [run_type(value) for value in ("Backfill", "SCHEDULED", "backfill")] == ["backfill", "scheduled", "backfill"]
+    assert (run_type("nightly"), run_type(None)) == ("nightly", None)

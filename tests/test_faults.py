@@ -385,3 +385,19 @@ def test_exporter_reports_rows_it_cannot_encode_as_failure_without_raising(local
     assert exporter.export([bad]) is SpanExportResult.FAILURE
     assert exporter.export([good]) is SpanExportResult.SUCCESS
     assert [row["job_name"] for row in read_tables(local_location).rows("dataset_status")] == ["next"]
+
+
+def test_a_profile_that_raises_drops_its_spans_and_the_worker_writes_later_ones(local_location, read_tables):
+    provider = TracerProvider()
+    processor = DatasinkSpanProcessor(local_location, schedule_delay=0.05)
+    provider.add_span_processor(processor)
+    working_profile = processor._profile
+    processor._profile = lambda record: 1 / 0  # a user's mapping code with a bug
+    run_job_spans(provider, 1, **{"job.name": "mapped_by_a_broken_profile"})
+    processor.force_flush(timeout_millis=2000)
+    assert processor.dropped_spans == 2
+    processor._profile = working_profile
+    run_job_spans(provider, 1, **{"job.name": "after_the_fix"})
+    assert processor.force_flush(timeout_millis=2000)
+    provider.shutdown()
+    assert {row["job_name"] for row in read_tables(local_location).rows("job_runs")} == {"after_the_fix"}
