@@ -85,19 +85,22 @@ class _OtlpEncodeExporter(_NoOpExporter):
         return super().export(spans)
 
 
+def _job_attributes(i: int) -> dict:
+    """The job attributes both job loops start their spans with."""
+    return {
+        "job.name": f"ingest_{i % 20}",
+        "job.type": "batch",
+        "dataset.name": f"warehouse.orders_{i % 7}",
+        "job.run.attempt": 1,
+        "job.run.type": "scheduled",
+    }
+
+
 def _run_job(tracer, i: int) -> None:
     """One job run as an instrumented job makes it: attributes at start and end, an update event, some failures."""
     span = tracer.start_span(
         "ingest_orders",
-        attributes={
-            "job.name": f"ingest_{i % 20}",
-            "job.type": "batch",
-            "dataset.name": f"warehouse.orders_{i % 7}",
-            "job.run.attempt": 1,
-            "job.run.type": "scheduled",
-            "team": "data-platform",
-            "pipeline.stage": "load",
-        },
+        attributes={**_job_attributes(i), "team": "data-platform", "pipeline.stage": "load"},
     )
     records = 1000 + i
     span.set_attribute("job.records_processed", records)
@@ -145,13 +148,7 @@ def _run_realistic_job(tracer, i: int, rounds: int) -> None:
     the job's own Python work between them (``rounds`` of :func:`_busy_work`, split between the children)."""
     with tracer.start_as_current_span(
         "ingest_orders",
-        attributes={
-            "job.name": f"ingest_{i % 20}",
-            "job.type": "batch",
-            "dataset.name": f"warehouse.orders_{i % 7}",
-            "job.run.attempt": 1,
-            "job.run.type": "scheduled",
-        },
+        attributes=_job_attributes(i),
     ) as span:
         for step in ("read", "transform", "write"):
             with tracer.start_as_current_span(step, attributes={"step": step, "rows": 1000 + i}):
