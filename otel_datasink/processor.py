@@ -22,10 +22,9 @@ from typing import Any
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from otel_datasink import semconv
 from otel_datasink.config import Options
 from otel_datasink.mapping import Rows, SpanRecord, from_readable_span, map_records
-from otel_datasink.profiles import DEFAULT_PROFILE, load_profile
+from otel_datasink.profiles import job_keys_of, load_profile
 from otel_datasink.writer import WriteError, Writer
 
 _logger = logging.getLogger(__name__)
@@ -50,7 +49,8 @@ class DatasinkSpanProcessor(SpanProcessor):
         # The default profile takes exactly the spans with a job.name (mapping.is_job_span): the others (a
         # job's reads, queries, HTTP calls...) are left out in the job's thread, before they cost a queue
         # slot and the worker's time. Other profiles decide on more than one key: they see every span.
-        self._job_key = semconv.JOB_NAME if self._profile is DEFAULT_PROFILE else None
+        # Spans carrying none of the profile's job keys are never runs: they cost the job no copy and no queue slot.
+        self._job_keys = job_keys_of(self._profile)
         self.dropped_spans = 0
         """Spans dropped because the queue was full: logged and counted, never silent."""
         self.dropped_rows = 0
@@ -96,15 +96,15 @@ class DatasinkSpanProcessor(SpanProcessor):
         attributes = getattr(getattr(span, "_attributes", None), "_dict", None)  # private: fall back if renamed
         if attributes.__class__ is not dict:
             attributes = span.attributes or {}
-        if self._job_key is None or attributes.get(self._job_key) not in (None, ""):
+        if self._job_keys is None or not self._job_keys.isdisjoint(attributes):
             self._enqueue(span, dict(attributes) if attributes.__class__ is not dict else attributes.copy())
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self._job_key is not None:
+        if self._job_keys is not None:
             attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
             if attributes.__class__ is not dict:
                 attributes = span.attributes or {}
-            if attributes.get(self._job_key) in (None, ""):
+            if self._job_keys.isdisjoint(attributes):
                 return
         self._enqueue(span, None)
 

@@ -587,3 +587,24 @@ def test_mapping_file_names_its_job_keys_only_when_every_rule_requires_attribute
         "load.batch",
     }
     assert job_keys_of(load_profile(str(tmp_path / "etl.toml"))) is None
+
+
+@pytest.mark.parametrize("profile", ["airflow", "default"])
+def test_the_processor_skips_spans_without_the_profiles_job_keys_and_writes_the_others(profile, tmp_path, read_tables):
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_datasink import DatasinkSpanProcessor
+
+    processor = DatasinkSpanProcessor(str(tmp_path), profile=profile, schedule_delay=60)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("tests")
+    _airflow3_dag_run(tracer)
+    _span(tracer, "plain", {"job.name": "contract_job"})
+    _span(tracer, "http GET", {"http.method": "GET"})  # carries no job key under any profile
+    # Only job spans were queued (a start and an end each): the others cost the job nothing.
+    assert len(processor._queue) == (4 if profile == "airflow" else 2)
+    assert processor.force_flush(5000)
+    provider.shutdown()
+    expected = {"ingest_orders", "contract_job"} if profile == "airflow" else {"contract_job"}
+    assert set(_runs(read_tables, str(tmp_path))) == expected
