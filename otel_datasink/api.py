@@ -73,15 +73,13 @@ class JobRun:
     ) -> None:
         """Records a ``dataset.update`` event at ``timestamp`` (epoch ns; default now): one row of
         ``dataset_status`` if the run succeeds or fails."""
-        attributes: dict[str, AttributeValue] = {semconv.DATASET_NAME: name}
-        for key, value in (
+        attributes = _given(
+            {semconv.DATASET_NAME: name},
             (semconv.DATASET_RECORDS_WRITTEN, records_written),
             (semconv.DATASET_RECORD_COUNT, record_count),
             (semconv.DATASET_WATERMARK, watermark),
             (semconv.DATASET_FRESHNESS_SLA_MINUTES, freshness_sla_minutes),
-        ):
-            if value is not None:
-                attributes[key] = value
+        )
         self.span.add_event(semconv.DATASET_UPDATE_EVENT, attributes, timestamp=timestamp)
 
 
@@ -103,16 +101,14 @@ def job_run(
     >>> with job_run("ingest_orders", dataset="orders") as run:
     ...     run.add_records(len(batch))
     """
-    span_attributes: dict[str, AttributeValue] = {semconv.JOB_NAME: name, semconv.JOB_TYPE: job_type}
-    for key, value in (
+    span_attributes = _given(
+        {semconv.JOB_NAME: name, semconv.JOB_TYPE: job_type},
         (semconv.DATASET_NAME, dataset),
         (semconv.JOB_RUN_ID, run_id),
         (semconv.JOB_RUN_ATTEMPT, attempt),
         (semconv.JOB_RUN_LOGICAL_DATE, logical_date),
         (semconv.JOB_RUN_TYPE, run_type),
-    ):
-        if value is not None:
-            span_attributes[key] = value
+    )
     span_attributes.update(attributes or {})
     tracer = tracer or trace.get_tracer("otel_datasink")
     with tracer.start_as_current_span(name, attributes=span_attributes) as span:
@@ -123,3 +119,11 @@ def job_run(
             # Only a run that counted: otherwise a job.records_processed the job set itself would become 0.
             if run._counted:
                 span.set_attribute(semconv.JOB_RECORDS_PROCESSED, run.records_processed)
+
+
+def _given(
+    attributes: dict[str, AttributeValue], *optional: tuple[str, AttributeValue | None]
+) -> dict[str, AttributeValue]:
+    """``attributes`` with each optional (key, value) whose value was given: a span attribute is never None."""
+    attributes.update((key, value) for key, value in optional if value is not None)
+    return attributes
