@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import random
 import threading
 import time
@@ -161,10 +162,12 @@ class Writer:
             try:
                 with open(temporary, "wb") as out:
                     out.write(data)
-                self.fs.mv(temporary, path)
-            finally:
-                if self.fs.exists(temporary):
-                    self.fs.rm(temporary)
+                os.replace(temporary, path)  # atomic: readers see the whole file or none
+            except BaseException:
+                # Only a failed write leaves the temporary behind; a successful one costs no extra check.
+                if os.path.exists(temporary):
+                    os.remove(temporary)
+                raise
         elif getattr(self.fs, "async_impl", False):
             # A hard bound on the request: an endpoint that accepts the connection and never answers
             # (aiohttp then waits for "100 Continue" with no socket timeout) would hold it forever.
