@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -137,6 +138,32 @@ def clean_str(value: Any) -> str | None:
     if not value.isprintable():
         value = "".join(c for c in value if c.isprintable() or c == " ")
     return value[:MAX_STRING] if len(value) > MAX_STRING else value
+
+
+_KEPT_IN_TEXT = frozenset("\n\t")
+"""Control characters a message keeps: its line breaks and indentation (a traceback, a multi-line error)."""
+
+
+def clean_text(value: Any) -> str | None:
+    """A free-text value (an error message) fit for a column: as :func:`clean_str`, but its line breaks and tabs
+    stay.
+
+    NUL and the other control characters (``\\r`` too: ``\\r\\n`` becomes ``\\n``) are dropped, and so are lone
+    surrogates, which cannot be written as UTF-8. Names, keys and other column values keep :func:`clean_str`'s
+    stricter cleaning: a line break in a job or dataset name is a mistake, in a message it is the message.
+    """
+    if value is None:
+        return None
+    text = value if value.__class__ is str else clean_str(value)
+    if not text.isprintable():
+        text = "".join(c for c in text if c.isprintable() or c in _KEPT_IN_TEXT or _is_text_character(c))
+    return text[:MAX_STRING] if len(text) > MAX_STRING else text
+
+
+def _is_text_character(char: str) -> bool:
+    # isprintable() is also False for spaces other than " " and for format characters (a zero-width joiner in
+    # an emoji): those are text. Control characters (Cc) and surrogates (Cs) are not.
+    return unicodedata.category(char) not in ("Cc", "Cs")
 
 
 def _json_default(value: Any) -> str:
@@ -280,6 +307,29 @@ def _status(record: SpanRecord, exception: Mapping[str, Any] | None) -> str:
     return STATUS_SUCCESS
 
 
+def _error_message(description: str, exception: Mapping[str, Any] | None) -> str | None:
+    """The run's error message: the status description, else the exception's message; newlines kept.
+
+    The SDK describes the status of a span an exception escaped as ``f"{type(exc).__name__}: {exc}"``
+    (``opentelemetry.sdk.trace.Span.__exit__`` and ``opentelemetry.trace.use_span``), a composition of the two
+    fields the exception event carries and the row keeps apart (``error_type``, ``error_message``): such a
+    description gives the exception's message alone. Any other description is the span's own word, kept whole.
+    """
+    message = exception.get(semconv.EXCEPTION_MESSAGE) if exception else None
+    if description and message is not None and _is_sdk_description(description, exception, message):
+        description = str(message)
+    return clean_text(description) or clean_text(message) or None
+
+
+def _is_sdk_description(description: str, exception: Mapping[str, Any], message: Any) -> bool:
+    # exception.type is module.qualname (the builtins' bare); the description names the class alone.
+    exception_type = exception.get(semconv.EXCEPTION_TYPE)
+    if exception_type.__class__ is not str or not description.endswith(str(message)):
+        return False
+    named = description[: len(description) - len(str(message))]
+    return named in (f"{exception_type}: ", f"{exception_type.rsplit('.', 1)[-1]}: ")
+
+
 def is_job_span(record: SpanRecord) -> bool:
     """Whether the span is a job run under the contract's conventions: it carries ``job.name``."""
     return record.attributes.get(semconv.JOB_NAME) not in (None, "")
@@ -304,9 +354,7 @@ def job_run_row(record: SpanRecord, ingested_at_ms: int) -> dict[str, Any]:
             error_type = get(semconv.ERROR_TYPE) or (
                 clean_str(exception.get(semconv.EXCEPTION_TYPE)) if exception else None
             )
-            error_message = clean_str(record.status_message) or (
-                clean_str(exception.get(semconv.EXCEPTION_MESSAGE)) if exception else None
-            )
+            error_message = _error_message(record.status_message, exception)
     job_type = get(semconv.JOB_TYPE)
     if job_type is None:
         job_type = "batch"

@@ -6,11 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
+from job_spans import otlp_json, write_spans
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
 from otel_datasink import DatasinkSpanProcessor
-from otel_datasink.mapping import MAX_STRING
+from otel_datasink.mapping import MAX_STRING, from_readable_span, map_records
+from otel_datasink.otlp import records_from_json, records_from_protobuf
+from otel_datasink.profiles import DEFAULT_PROFILE
 
 MEGABYTE = 1024 * 1024
 
@@ -165,3 +171,85 @@ def test_a_run_type_in_other_case_counts_as_the_contracts_value():
 
     assert [run_type(value) for value in ("Backfill", "SCHEDULED", "backfill")] == ["backfill", "scheduled", "backfill"]
     assert (run_type("nightly"), run_type(None)) == ("nightly", None)
+
+
+# --- error messages keep their lines -------------------------------------------------------------------
+
+
+class LedgerError(Exception):
+    """An exception of a module of the user's: the SDK's exception.type names it with its module."""
+
+
+MULTI_LINE = "posting 7 failed:\r\n\tdebit != credit\x00\n\tsee ledger.log"
+KEPT = "posting 7 failed:\n\tdebit != credit\n\tsee ledger.log"
+
+
+def _raise_in_job(tracer, error: Exception, **span_options) -> None:
+    with pytest.raises(type(error)):
+        with tracer.start_as_current_span("job", attributes={"job.name": "ledger"}, **span_options):
+            raise error
+
+
+def _ended_spans(emit) -> list:
+    """The SDK spans ``emit(tracer)`` ends."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    emit(provider.get_tracer("tests"))
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def test_an_escaped_multi_line_exception_keeps_its_lines_and_tabs_without_the_type_again(local_location, read_tables):
+    provider = TracerProvider()
+    provider.add_span_processor(DatasinkSpanProcessor(local_location, schedule_delay=0.1))
+    _raise_in_job(provider.get_tracer("tests"), LedgerError(MULTI_LINE))
+    provider.shutdown()
+
+    [run] = terminal(read_tables, local_location)
+    # The SDK's description is "LedgerError: <message>": the type is error_type's, the message error_message's.
+    assert (run["status"], run["error_type"], run["error_message"]) == ("FAILED", f"{__name__}.LedgerError", KEPT)
+
+
+def test_a_description_the_span_set_itself_is_kept_whole_with_its_lines(job, local_location, read_tables):
+    job(
+        {"job.name": "ledger", "error.type": "ValueError"},
+        status=Status(StatusCode.ERROR, "ValueError: the job's own words\n\tline two"),
+    )
+    [run] = terminal(read_tables, local_location)
+    assert (run["error_type"], run["error_message"]) == ("ValueError", "ValueError: the job's own words\n\tline two")
+
+
+def test_without_a_recorded_exception_the_sdk_description_is_the_whole_message(local_location, read_tables):
+    provider = TracerProvider()
+    provider.add_span_processor(DatasinkSpanProcessor(local_location, schedule_delay=0.1))
+    _raise_in_job(provider.get_tracer("tests"), LedgerError(MULTI_LINE), record_exception=False)
+    provider.shutdown()
+
+    [run] = terminal(read_tables, local_location)
+    # error_type is unknown, so the type stays where the span put it.
+    assert (run["error_type"], run["error_message"]) == (None, f"LedgerError: {KEPT}")
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+def test_otlp_keeps_an_error_messages_lines_as_the_sdk_path_does(encoding, local_location, read_tables):
+    spans = _ended_spans(lambda tracer: _raise_in_job(tracer, LedgerError(MULTI_LINE)))
+    request = encode_spans(spans)
+    if encoding == "protobuf":
+        records, _, _ = records_from_protobuf(request.SerializeToString())
+    else:
+        records, _ = records_from_json(otlp_json(request))
+    write_spans(local_location, records)
+
+    [run] = terminal(read_tables, local_location)
+    assert (run["error_type"], run["error_message"]) == (f"{__name__}.LedgerError", KEPT)
+    assert (
+        run["error_message"]
+        == map_records([from_readable_span(spans[0])], DEFAULT_PROFILE)["job_runs"][0]["error_message"]
+    )
+
+
+def test_names_and_attribute_values_still_lose_their_line_breaks(job, local_location, read_tables):
+    job({"job.name": "two\nlines", "note": "a\nb"}, status=Status(StatusCode.ERROR, "a\nb"))
+    [run] = terminal(read_tables, local_location)
+    assert (run["job_name"], run["attributes"], run["error_message"]) == ("twolines", {"note": "ab"}, "a\nb")

@@ -13,6 +13,7 @@ from otel_datasink.mapping import (
     STATUS_CODE_UNSET,
     SpanRecord,
     clean_str,
+    clean_text,
     map_records,
     to_int,
     to_millis,
@@ -246,3 +247,47 @@ def test_clean_str_makes_any_value_a_printable_capped_string():
     assert clean_str(7) == "7"
     assert len(clean_str("x" * (MAX_STRING + 10))) == MAX_STRING
     assert clean_str(None) is None
+
+
+def test_clean_text_keeps_line_breaks_and_tabs_and_drops_other_controls():
+    assert clean_text("one\r\n\ttwo\x00\x1b[0m three") == "one\n\ttwo[0m three"
+    assert clean_text("no\u00a0break \U0001f469\u200d\U0001f4bb \ud800") == "no\u00a0break \U0001f469\u200d\U0001f4bb "
+    assert len(clean_text("x\n" * MAX_STRING)) == MAX_STRING
+    assert (clean_text(None), clean_text(7), clean_text("")) == (None, "7", "")
+
+
+def _escaped(exception_type, message):
+    return [
+        (
+            "exception",
+            END_NS,
+            {"exception.type": exception_type, "exception.message": message, "exception.escaped": "True"},
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("description", "events", "expected"),
+    [
+        # The SDK's own "ExceptionType: message" (short class name, even for a qualified exception.type).
+        ("ValueError: bad\nrow", _escaped("ValueError", "bad\nrow"), ("ValueError", "bad\nrow")),
+        (
+            "LedgerError: x\n\ty",
+            _escaped("ledger.errors.LedgerError", "x\n\ty"),
+            ("ledger.errors.LedgerError", "x\n\ty"),
+        ),
+        ("ValueError: ", _escaped("ValueError", ""), ("ValueError", None)),
+        # Anything else is the span's own description, kept whole.
+        (
+            "ValueError: retried 3 times",
+            _escaped("ValueError", "bad row"),
+            ("ValueError", "ValueError: retried 3 times"),
+        ),
+        ("load failed", _escaped("KeyError", "id"), ("KeyError", "load failed")),
+        ("", _escaped("KeyError", "line 1\nline 2"), ("KeyError", "line 1\nline 2")),
+    ],
+    ids=["sdk-builtin", "sdk-qualified", "sdk-empty-message", "own-with-prefix", "own", "no-description"],
+)
+def test_error_message_drops_only_the_type_the_sdk_put_before_the_exception_message(description, events, expected):
+    run = one_run(status_code=STATUS_CODE_ERROR, status_message=description, events=events)
+    assert (run["error_type"], run["error_message"]) == expected
