@@ -9,6 +9,13 @@ is sealed and the batch queued for the writer thread, which puts one file per ta
 segment. A store that fails keeps the batch at the head of the queue, retried with backoff; while more than
 ``max_pending_batches`` wait, the receivers answer "backlogged" (HTTP 503, gRPC UNAVAILABLE) so that clients
 retry later.
+
+A request's rows join the batch before its frame is fsynced; the writer thread writes a batch only once its
+segment is settled (sealed, every append answered) and first drops the rows of the requests whose append failed:
+those clients were told to retry, so the rows must not reach the store from memory. A segment that cannot be
+removed after its batch is written is kept aside and its removal retried with backoff: the batch is never
+written again, and a restart that replays the segment only writes duplicates, which the views collapse. The
+writer thread never ends on an error; :attr:`Batcher.last_error` says what failed until it works again.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ from otel_datasink.writer import WriteError, Writer, by_partition, file_name
 _logger = logging.getLogger(__name__)
 
 _RETRY_BACKOFF = (0.5, 10.0)
+_SETTLE_POLL_SECONDS = 0.1
+
+Parts = list[tuple[tuple[str, str], pa.Table]]
+"""The Arrow tables of one request's rows, each with its (table, dt) file."""
 
 
 @dataclasses.dataclass
@@ -47,15 +58,44 @@ class Batch:
     spooled_bytes: int = 0
     started: float = dataclasses.field(default_factory=time.monotonic)
     segment: Path | None = None
+    spooled: Segment | None = None
+    """The live segment being filled, whose failed frames' rows are dropped before writing; None when replayed."""
+    written: bool = False
+    """Whether the batch's files are in the store (only its segment's removal may be left to do)."""
+    _by_frame: dict[int, Parts] = dataclasses.field(default_factory=dict)
 
-    def extend(self, rows: Rows) -> None:
+    @staticmethod
+    def convert(rows: Rows) -> Parts:
+        """Rows of the tables as Arrow tables split by ``dt`` partition (done before the request is spooled)."""
+        return [
+            ((table, dt), to_arrow(table, part))
+            for table, table_rows in rows.items()
+            if table_rows
+            for dt, part in by_partition(table_rows)
+        ]
+
+    def extend(self, rows: Rows, frame: int | None = None) -> None:
         """Adds rows of the tables, converted to Arrow and split by ``dt`` partition."""
-        for table, table_rows in rows.items():
-            if not table_rows:
-                continue
-            for dt, part in by_partition(table_rows):
-                self.parts.setdefault((table, dt), []).append(to_arrow(table, part))
-            self.row_count += len(table_rows)
+        self.attach(self.convert(rows), frame)
+
+    def attach(self, parts: Parts, frame: int | None = None) -> None:
+        """Adds converted rows; those of spool frame ``frame`` can be dropped again (:meth:`drop`)."""
+        for key, table in parts:
+            self.parts.setdefault(key, []).append(table)
+            self.row_count += table.num_rows
+        if frame is not None:
+            self._by_frame[frame] = parts
+
+    def drop(self, frames: set[int]) -> None:
+        """Removes the rows of the given spool frames (requests whose append failed)."""
+        for frame in frames:
+            for key, table in self._by_frame.pop(frame, ()):
+                tables = self.parts[key]
+                # By identity: two requests may well carry equal rows.
+                del tables[next(i for i, t in enumerate(tables) if t is table)]
+                if not tables:
+                    del self.parts[key]
+                self.row_count -= table.num_rows
 
     def rows_of(self, table: str) -> int:
         """Rows of one table in the batch."""
@@ -73,6 +113,12 @@ class Batcher:
         self._current: Batch | None = None
         self._segment: Segment | None = None
         self._pending: collections.deque[Batch] = collections.deque()
+        self._unremoved: list[Path] = []
+        """Segments of written batches whose removal failed, retried with backoff (writer thread only)."""
+        self._removal_backoff = _RETRY_BACKOFF[0]
+        self._removal_due = 0.0
+        self._write_error: str | None = None
+        self._removal_error: str | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(name="otel-datasink-writer", target=self._run, daemon=True)
@@ -84,7 +130,17 @@ class Batcher:
             ),
             spool_segments=lambda: spool.depth,
             spool_bytes=lambda: spool.depth_bytes,
+            spool_unremoved_segments=lambda: len(self._unremoved),
         )
+
+    @property
+    def last_error(self) -> str | None:
+        """The cause (one line) of the last failure of the writer thread or the spool, None once they work again.
+
+        A failed batch write counts until a batch is written; a failed segment removal until every written
+        batch's segment is removed; a failed spool append or fsync until the next fsync succeeds.
+        """
+        return self._write_error or self._removal_error or self.spool.last_error
 
     @property
     def backlogged(self) -> bool:
@@ -92,14 +148,22 @@ class Batcher:
         return len(self._pending) >= self.settings.max_pending_batches
 
     def add(self, rows: Rows, kind: int, body: bytes) -> asyncio.Future:
-        """Adds a request's rows to the current batch; the future completes once the request is spooled."""
+        """Adds a request's rows to the current batch; the future completes once the request is spooled.
+
+        Raises OSError when no segment can be created; the future fails with OSError when the request could not
+        be spooled, and its rows are then left out of the batch.
+        """
+        if self._segment is not None and self._segment.broken is not None:
+            self.roll()  # the segment takes no more frames: the next requests go to a new one
+        parts = Batch.convert(rows)
         batch = self._current
         if batch is None:
             self._segment = self.spool.new_segment()
-            batch = self._current = Batch(segment=self._segment.path)
-        batch.extend(rows)
-        batch.spooled_bytes += len(body)
+            batch = self._current = Batch(segment=self._segment.path, spooled=self._segment)
+        frame = self._segment.frames
         spooled = self.spool.append(self._segment, kind, body)
+        batch.attach(parts, frame)
+        batch.spooled_bytes += len(body)
         if batch.row_count >= self.settings.flush_rows or batch.spooled_bytes >= self.settings.flush_bytes:
             self.roll()
         return spooled
@@ -144,24 +208,67 @@ class Batcher:
 
     def _run(self) -> None:
         backoff = _RETRY_BACKOFF[0]
-        while not self._stop.is_set():
-            with self._cond:
-                while not self._pending and not self._stop.is_set():
-                    self._cond.wait()
-                if self._stop.is_set():
-                    return
-                batch = self._pending[0]
-            if self._write(batch):
+        while True:
+            batch = self._next_batch()
+            if self._stop.is_set():
+                self._retry_removals(force=True)  # last chance; a segment left is replayed (duplicates) next start
+                return
+            try:
+                self._retry_removals()
+                done = batch is None or self._write(batch)
+            except Exception as error:  # noqa: BLE001 - the thread must outlive any error, or ingestion stops
+                _logger.exception("writer thread error (retried)")
+                self._count_write_error(f"writer thread error: {error!r}")
+                done = False
+            if batch is not None and done:
                 backoff = _RETRY_BACKOFF[0]
                 with self._cond:
                     self._pending.popleft()
                     self._cond.notify_all()
-            elif self._stop.wait(backoff):
-                return
-            else:
+            elif not done and self._stop.wait(backoff):
+                continue  # stopping: the loop's head ends the thread
+            elif not done:
                 backoff = min(backoff * 2, _RETRY_BACKOFF[1])
 
+    def _next_batch(self) -> Batch | None:
+        """The batch to write next; None when only a segment removal is due (or stopping)."""
+        with self._cond:
+            while not self._pending and not self._stop.is_set():
+                if not self._unremoved:
+                    self._cond.wait()
+                    continue
+                due = self._removal_due - time.monotonic()
+                if due <= 0:
+                    return None
+                self._cond.wait(due)
+            return self._pending[0] if self._pending else None
+
     def _write(self, batch: Batch) -> bool:
+        """Writes a batch's files once (unless written already), then removes its segment; True when written."""
+        if not batch.written:
+            if not self._settle(batch):
+                return False
+            if not self._put_files(batch):
+                return False
+            batch.written = True
+        if batch.segment is not None:
+            self._remove(batch.segment)
+        return True
+
+    def _settle(self, batch: Batch) -> bool:
+        """Waits until every append of the batch's segment is answered, then drops the rows of the failed ones."""
+        segment = batch.spooled
+        if segment is None:
+            return True
+        while not segment.settled.wait(_SETTLE_POLL_SECONDS):
+            if self._stop.is_set():
+                return False
+        if segment.failed:
+            batch.drop(segment.failed)
+            segment.failed.clear()
+        return True
+
+    def _put_files(self, batch: Batch) -> bool:
         started = time.monotonic()
         writer = self.writer
         deadline = started + writer.options.timeout
@@ -174,17 +281,58 @@ class Batcher:
                 writer.put(path, buffer.getvalue(), deadline=deadline, stop=self._stop)
                 paths.append(path)
         except WriteError as error:
-            self.metrics.write_errors += 1
+            self._count_write_error(f"cannot write a batch: {error}")
             _logger.warning("cannot write a batch of %d rows (kept in the spool, retried): %s", batch.row_count, error)
             return False
-        except Exception:  # noqa: BLE001 - a bug in one batch must not stop the writer thread for good
-            self.metrics.write_errors += 1
+        except Exception as error:  # noqa: BLE001 - a bug in one batch must not stop the writer thread for good
+            self._count_write_error(f"cannot write a batch: {error!r}")
             _logger.exception("cannot write a batch of %d rows (kept in the spool, retried)", batch.row_count)
             return False
+        self._write_error = None
         for table in TABLES:
             self.metrics.rows_written[table] += batch.rows_of(table)
         self.metrics.files_written += len(paths)
-        if batch.segment is not None:
-            self.spool.remove(batch.segment)
         _logger.info("wrote %d rows in %d file(s) in %.2fs", batch.row_count, len(paths), time.monotonic() - started)
         return True
+
+    def _remove(self, segment: Path) -> None:
+        """Removes a written batch's segment, or keeps it aside for a retry (never writing the batch again)."""
+        try:
+            self.spool.remove(segment)
+        except OSError as error:
+            self._unremoved.append(segment)
+            self._removal_failed(segment, error)
+            return
+        if not self._unremoved:
+            self._removal_error = None
+
+    def _retry_removals(self, force: bool = False) -> None:
+        """Removes the segments kept aside, once their retry is due (or now, with ``force``)."""
+        if not self._unremoved or (not force and time.monotonic() < self._removal_due):
+            return
+        while self._unremoved:
+            segment = self._unremoved[0]
+            try:
+                self.spool.remove(segment)
+            except OSError as error:
+                self._removal_failed(segment, error)
+                return
+            self._unremoved.pop(0)
+        _logger.info("removed the spool segments left after their batches were written")
+        self._removal_error = None
+        self._removal_backoff = _RETRY_BACKOFF[0]
+
+    def _removal_failed(self, segment: Path, error: OSError) -> None:
+        self.metrics.write_errors += 1
+        self._removal_error = f"cannot remove spool segment {segment.name}: {error}"
+        _logger.warning(
+            "cannot remove spool segment %s of a written batch (retried; a restart would replay it as duplicates): %s",
+            segment,
+            error,
+        )
+        self._removal_due = time.monotonic() + self._removal_backoff
+        self._removal_backoff = min(self._removal_backoff * 2, _RETRY_BACKOFF[1])
+
+    def _count_write_error(self, cause: str) -> None:
+        self.metrics.write_errors += 1
+        self._write_error = cause.splitlines()[0] if cause else cause

@@ -3,16 +3,23 @@
 The spool is a folder of segment files, one per batch (:mod:`.batcher`). Each request of a batch is appended to
 its segment as one frame (magic, kind, length, CRC-32, payload: the request body as received, decompressed) and
 fsynced before the request is answered 200. A segment is removed only once its batch's rows are written; the
-segments a crashed collector left behind are replayed when it starts again. A frame torn by a crash was never
-acknowledged and is skipped, as is everything after it.
+segments a crashed collector left behind are replayed when it starts again.
+
+A failed append (a full disk) must never leave bytes that later, acknowledged frames follow: the segment is
+truncated back to its last whole frame, and when even that fails, or an fsync failed (after which the kernel may
+have dropped written pages), the segment is *broken*: it takes no more frames, and the batcher starts a new one.
+Replay still resynchronises past a torn or corrupt frame (segments of older versions, bit rot): see
+:func:`read_segment`.
 
 Appends and fsyncs run on one thread, so that the requests that arrive while an fsync runs share the next one
-(group commit) and the event loop never waits on the disk.
+(group commit) and the event loop never waits on the disk. That thread never dies on an error: every request
+waiting on it gets an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
 import os
@@ -30,6 +37,7 @@ KIND_PROTOBUF = 1
 KIND_JSON = 2
 """A frame holding an OTLP JSON request."""
 
+_KINDS = (KIND_PROTOBUF, KIND_JSON)
 _MAGIC = b"ODS1"
 _HEADER = struct.Struct(">4sBII")  # magic, kind, payload length, CRC-32 of the payload
 _SUFFIX = ".seg"
@@ -40,36 +48,96 @@ class SpoolLockedError(RuntimeError):
 
 
 class Segment:
-    """One spool file: the frames of the requests of one batch."""
+    """One spool file: the frames of the requests of one batch.
 
-    def __init__(self, path: Path) -> None:
+    The loop thread appends (``frames`` counts them: the next frame's index); the spool thread writes them and
+    records which failed. Once the segment is sealed and every frame's fate is known, ``settled`` is set: only
+    then may its batch be written, without the rows of the ``failed`` frames.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
         self.path = path
-        self.size = 0
-        # Opened at once: a segment removed before its first frame is written must not be created again.
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.frames = 0
+        """Frames appended so far: the index of the next one (loop thread)."""
+        self.failed: set[int] = set()
+        """Indexes of the frames whose request was answered with an error (spool thread)."""
+        self.broken: str | None = None
+        """Why the segment takes no more frames (a failed fsync or truncate), or None (spool thread)."""
+        self.settled = threading.Event()
+        """Set once the segment is sealed and ``failed`` is final."""
+        self.end = 0
+        """Bytes of whole frames written (spool thread): where a failed append is truncated back to."""
+        self.synced = 0
+        """Bytes fsynced (spool thread)."""
+        self._fd: int | None = fd
         self._entry_synced = False
 
     def _close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def read_segment(path: Path) -> Iterator[tuple[int, bytes]]:
-    """The (kind, payload) frames of a segment, up to the first torn or corrupt one."""
+    """The (kind, payload) frames of a segment that check, resynchronising past torn or corrupt bytes.
+
+    After a frame that does not check, the bytes are scanned for the next offset where a whole frame checks
+    (magic, known kind, non-empty payload within the file, CRC-32), and reading goes on from there. Valid frames
+    are skipped by their length, never scanned, so a request whose payload happens to contain a frame cannot
+    produce a false one; only the bytes of a frame that already failed its check are scanned. A false match there
+    needs 64 bits of header and checksum to agree by chance (about 1 in 10^18 per offset) or a client that put a
+    whole frame into its own request, and then yields a request that client could have sent anyway.
+    """
     data = path.read_bytes()
     offset = 0
-    while offset + _HEADER.size <= len(data):
-        magic, kind, length, crc = _HEADER.unpack_from(data, offset)
-        start = offset + _HEADER.size
-        payload = data[start : start + length]
-        if magic != _MAGIC or len(payload) != length or zlib.crc32(payload) != crc:
-            _logger.warning("spool segment %s: torn frame at byte %d skipped (never acknowledged)", path, offset)
-            return
-        yield kind, payload
-        offset = start + length
-    if offset != len(data):
-        _logger.warning("spool segment %s: %d trailing bytes skipped", path, len(data) - offset)
+    while offset < len(data):
+        frame = _frame_at(data, offset)
+        if frame is None:
+            resumed = _resync(data, offset + 1)
+            if resumed is None:
+                _logger.warning(
+                    "spool segment %s: torn frame of %d bytes at byte %d skipped (never acknowledged)",
+                    path,
+                    len(data) - offset,
+                    offset,
+                )
+                return
+            _logger.warning(
+                "spool segment %s: %d corrupt bytes at byte %d skipped; valid frames again from byte %d",
+                path,
+                resumed - offset,
+                offset,
+                resumed,
+            )
+            offset = resumed
+            continue
+        kind, start, end = frame
+        yield kind, data[start:end]
+        offset = end
+
+
+def _frame_at(data: bytes, offset: int) -> tuple[int, int, int] | None:
+    """(kind, payload start, payload end) of a frame at ``offset`` that checks, else None."""
+    if offset + _HEADER.size > len(data):
+        return None
+    magic, kind, length, crc = _HEADER.unpack_from(data, offset)
+    start = offset + _HEADER.size
+    end = start + length
+    # The collector spools only requests with rows: an empty payload is no request (and has CRC 0, easy to fake).
+    if magic != _MAGIC or kind not in _KINDS or length == 0 or end > len(data):
+        return None
+    if zlib.crc32(memoryview(data)[start:end]) != crc:
+        return None
+    return kind, start, end
+
+
+def _resync(data: bytes, offset: int) -> int | None:
+    """The first offset from ``offset`` on where a whole frame checks, or None."""
+    while (found := data.find(_MAGIC, offset)) != -1:
+        if _frame_at(data, found) is not None:
+            return found
+        offset = found + 1
+    return None
 
 
 class Spool:
@@ -86,7 +154,13 @@ class Spool:
             raise SpoolLockedError(f"spool {self.directory} is in use by another collector") from error
         self.leftover = sorted(self.directory.glob(f"*{_SUFFIX}"))
         """Segments of an earlier run, to replay before they are removed."""
+        self.errors = 0
+        """Failed appends, fsyncs, truncates and closes of segments since start."""
+        self.last_error: str | None = None
+        """The cause of the last failed append or fsync; None again after the next fsync that succeeds."""
+        # Segments on disk -> their fsynced bytes; the loop, the spool and the writer threads all change it.
         self._sizes: dict[Path, int] = {path: path.stat().st_size for path in self.leftover}
+        self._sizes_lock = threading.Lock()
         self._ops: list[tuple] = []
         self._ops_lock = threading.Lock()
         self._wake = threading.Event()
@@ -96,26 +170,37 @@ class Spool:
 
     @property
     def depth(self) -> int:
-        """Segments on disk whose rows are not yet written."""
-        return len(self._sizes)
+        """Segments on disk whose rows are not yet written (or whose removal failed)."""
+        with self._sizes_lock:
+            return len(self._sizes)
 
     @property
     def depth_bytes(self) -> int:
-        """Bytes of the segments on disk whose rows are not yet written."""
-        return sum(self._sizes.values())
+        """Bytes of the segments on disk whose rows are not yet written (or whose removal failed)."""
+        with self._sizes_lock:
+            return sum(self._sizes.values())
 
     def new_segment(self) -> Segment:
-        """A new, empty segment; its file is created at once (empty until its first frame)."""
+        """A new, empty segment, its file created at once; raises OSError (and records nothing) when it cannot."""
         path = self.directory / f"{time.time_ns():020d}-{os.getpid()}{_SUFFIX}"
-        self._sizes[path] = 0
-        return Segment(path)
+        # Opened before it is counted: a creation that fails leaves no phantom segment behind. Opened at once, so
+        # that a segment removed before its first frame is written is not created again.
+        segment = Segment(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        with self._sizes_lock:
+            self._sizes[path] = 0
+        return segment
 
     def append(self, segment: Segment, kind: int, payload: bytes) -> asyncio.Future:
-        """Appends a frame; the future (of the running loop) completes once the frame is fsynced."""
+        """Appends a frame as ``segment.frames`` (then counted); the future completes once the frame is fsynced.
+
+        The future fails with OSError when the frame could not be written or fsynced: the request was not
+        spooled, and its index is then in ``segment.failed``.
+        """
         future = asyncio.get_running_loop().create_future()
         frame = _HEADER.pack(_MAGIC, kind, len(payload), zlib.crc32(payload))
-        segment.size += len(frame) + len(payload)
-        self._submit(("append", segment, frame, payload, future))
+        index = segment.frames
+        segment.frames += 1
+        self._submit(("append", segment, index, frame + payload, future))
         return future
 
     def seal(self, segment: Segment) -> None:
@@ -123,12 +208,13 @@ class Spool:
         self._submit(("seal", segment))
 
     def remove(self, path: Path) -> None:
-        """Removes a segment whose rows are written (any thread)."""
+        """Removes a segment whose rows are written (any thread); raises OSError (the segment stays counted)."""
         try:
             path.unlink()
         except FileNotFoundError:
             pass
-        self._sizes.pop(path, None)
+        with self._sizes_lock:
+            self._sizes.pop(path, None)
 
     def close(self) -> None:
         """Finishes pending appends, stops the thread and releases the folder."""
@@ -151,35 +237,71 @@ class Spool:
             with self._ops_lock:
                 ops, self._ops = self._ops, []
             if ops:
-                self._commit(ops)
+                self._commit_or_fail(ops)
             elif self._closing:
                 return
 
-    def _commit(self, ops: list[tuple]) -> None:
-        # Write every frame, fsync each touched segment once, then answer all their requests.
+    def _commit_or_fail(self, ops: list[tuple]) -> None:
+        try:
+            done = self._commit(ops)
+        except Exception as error:  # noqa: BLE001 - a bug must not stop the thread: requests would wait forever
+            _logger.exception("spool commit of %d operation(s) failed; their requests get an error", len(ops))
+            self._count_error(f"spool commit failed: {error!r}")
+            # No request of ``ops`` was answered yet (answers go out below, all at once): all of them fail.
+            done = self._fail_all(ops, error if isinstance(error, OSError) else OSError(errno.EIO, repr(error)))
+        _resolve(done)
+
+    def _commit(self, ops: list[tuple]) -> list[tuple[asyncio.Future, BaseException | None]]:
+        # Write every frame, fsync each touched segment once; the caller then answers all their requests.
         done: list[tuple[asyncio.Future, BaseException | None]] = []
-        dirty: dict[Segment, list[asyncio.Future]] = {}
+        dirty: dict[Segment, list[tuple[int, asyncio.Future]]] = {}
         for op in ops:
             if op[0] == "append":
-                _, segment, frame, payload, future = op
-                try:
-                    _write_all(segment._fd, frame + payload)
-                    dirty.setdefault(segment, []).append(future)
-                except OSError as error:
+                _, segment, index, data, future = op
+                error = self._write(segment, data)
+                if error is None:
+                    dirty.setdefault(segment, []).append((index, future))
+                else:
+                    segment.failed.add(index)
                     done.append((future, error))
             else:
                 segment = op[1]
                 done += self._sync(segment, dirty.pop(segment, []))
-                segment._close()
-        for segment, futures in dirty.items():
-            done += self._sync(segment, futures)
-        if done:
-            _resolve(done)
+                self._seal(segment)
+        for segment, frames in dirty.items():
+            done += self._sync(segment, frames)
+        return done
+
+    def _write(self, segment: Segment, data: bytes) -> OSError | None:
+        """Writes one frame; on failure the segment ends at its last whole frame again (or is broken)."""
+        if segment.broken is not None or segment._fd is None:
+            why = segment.broken or "sealed"
+            return OSError(errno.EIO, f"spool segment {segment.path.name} takes no more frames ({why})")
+        try:
+            _write_all(segment._fd, data)
+        except OSError as error:
+            self._count_error(f"cannot append to spool segment {segment.path.name}: {error}")
+            _logger.error("cannot append to spool segment %s: %s", segment.path, error)
+            self._truncate(segment, segment.end)
+            return error
+        segment.end += len(data)
+        return None
+
+    def _truncate(self, segment: Segment, size: int) -> None:
+        # A part of a frame left in the file would be followed by the next, acknowledged frames; replay can read
+        # past it, but a segment that ends on a whole frame needs no such trust. Truncating frees space, so it
+        # works on a full disk; if it fails all the same, the segment takes no more frames.
+        try:
+            os.ftruncate(segment._fd, size)
+        except OSError as error:
+            self._count_error(f"cannot truncate spool segment {segment.path.name}: {error}")
+            _logger.error("cannot truncate spool segment %s back to %d bytes: %s", segment.path, size, error)
+            segment.broken = f"truncate failed: {error}"
 
     def _sync(
-        self, segment: Segment, futures: list[asyncio.Future]
+        self, segment: Segment, frames: list[tuple[int, asyncio.Future]]
     ) -> list[tuple[asyncio.Future, BaseException | None]]:
-        if not futures:
+        if not frames:
             return []
         try:
             os.fsync(segment._fd)
@@ -191,12 +313,49 @@ class Spool:
                 finally:
                     os.close(directory)
                 segment._entry_synced = True
-            if segment.path in self._sizes:
-                self._sizes[segment.path] = segment.size
-            return [(future, None) for future in futures]
         except OSError as error:
+            self._count_error(f"cannot fsync spool segment {segment.path.name}: {error}")
             _logger.error("cannot fsync spool segment %s: %s", segment.path, error)
-            return [(future, error) for future in futures]
+            # After a failed fsync the kernel may have dropped written pages and a later fsync may succeed all
+            # the same: nothing more goes into this file; what was not synced is cut off if possible.
+            segment.broken = f"fsync failed: {error}"
+            segment.failed.update(index for index, _ in frames)
+            segment.end = segment.synced
+            self._truncate(segment, segment.synced)
+            return [(future, error) for _, future in frames]
+        segment.synced = segment.end
+        self.last_error = None
+        with self._sizes_lock:
+            if segment.path in self._sizes:
+                self._sizes[segment.path] = segment.synced
+        return [(future, None) for _, future in frames]
+
+    def _seal(self, segment: Segment) -> None:
+        # Every frame's fate is known once its fsync ran: a failed close loses nothing that was acknowledged.
+        try:
+            segment._close()
+        except OSError as error:
+            self._count_error(f"cannot close spool segment {segment.path.name}: {error}")
+            _logger.error("cannot close spool segment %s: %s", segment.path, error)
+        finally:
+            segment.settled.set()
+
+    def _fail_all(self, ops: list[tuple], error: OSError) -> list[tuple[asyncio.Future, BaseException | None]]:
+        """Fails every request of ``ops`` (those answered already stay so) and settles their sealed segments."""
+        done: list[tuple[asyncio.Future, BaseException | None]] = []
+        for op in ops:
+            segment = op[1]
+            if op[0] == "append":
+                segment.failed.add(op[2])
+                segment.broken = segment.broken or f"spool commit failed: {error}"
+                done.append((op[4], error))
+            else:
+                self._seal(segment)
+        return done
+
+    def _count_error(self, cause: str) -> None:
+        self.errors += 1
+        self.last_error = cause
 
 
 def _write_all(fd: int, data: bytes) -> None:
