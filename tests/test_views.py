@@ -107,7 +107,8 @@ def scenario(tmp_path_factory):
         job_span("long", n - 90 * MINUTE_NS, None, run_id="long-running"),
         job_span("new_job", n - 61 * MINUTE_NS, None, run_id="new-hung"),
     ]
-    # A run retried under the same run_id: the first attempt only started, the second succeeded.
+    # Two spans of one run (job, run_id and attempt alike: a scheduler that retries without counting attempts):
+    # the first only started, the second succeeded. The run takes the terminal state and the earliest start.
     retry_start = n - 3 * HOUR_NS
     hung.append(job_span("retried", retry_start, None, run_id="retry-1"))
     retried = run("retried", n - 2 * HOUR_NS, minutes=30, run_id="retry-1")
@@ -135,7 +136,10 @@ def by(key: str, items: list[dict]) -> dict:
 
 
 def test_job_runs_latest_has_one_row_per_run_whatever_the_duplicates_and_late_rows(con):
-    counts = rows(con, "SELECT run_id, count(*) AS n FROM job_runs_latest GROUP BY run_id HAVING count(*) > 1")
+    counts = rows(
+        con,
+        "SELECT job_name, run_id, attempt, count(*) AS n FROM job_runs_latest GROUP BY ALL HAVING count(*) > 1",
+    )
     assert counts == []
     flaky = rows(con, "SELECT status FROM job_runs_latest WHERE job_name = 'flaky' ORDER BY end_time")
     # The STARTED rows were written after the terminal ones: a terminal state never reverts.

@@ -7,20 +7,37 @@
 -- strings so Athena's partition projection prunes: the last window_days of job_runs, and the last
 -- dataset_window_days of dataset_status (longer, so that a dataset that stopped updating stays in sight).
 --
+-- A run is (job_name, run_id, attempt): orchestrators give one run id to many jobs (every task of an Airflow
+-- DAG run) and keep it across retries, raising the attempt. A run's STARTED row and its terminal row share all
+-- three. Between a job's runs, the later is the one that ended later, then the higher attempt (a retry ending
+-- in the millisecond its failed attempt did is the later), then the later start, then the greater run_id:
+-- the rows decide, never the order they were ingested in, so a replay answers as the live path did.
+--
 -- Idempotence: storage may hold a row twice (retries, replays, compaction overlap); every view counts a run
--- (run_id) or a dataset update (dataset, run_id, updated_at) once.
+-- (job_name, run_id, attempt) or a dataset update (dataset, updated_at, and the span that made it: trace_id,
+-- span_id) once.
 
--- One row per run_id: its latest state (a terminal state beats STARTED, the latest terminal wins), with the
--- earliest start seen for the run. event_time is the time of that latest state.
+-- One row per run (job_name, run_id, attempt): its latest state (a terminal state beats STARTED, the latest
+-- terminal wins), with the earliest start seen for the run. event_time is the time of that latest state.
+-- attempt is 1 when a row carries none, as the span conventions say. Two terminal rows of one run in one
+-- millisecond (one attempt reported twice) are told apart by their content; ingested_at only picks between
+-- copies of one row.
 CREATE OR REPLACE VIEW job_runs_latest AS
 WITH states AS (
     SELECT
         *,
+        coalesce(attempt, 1) AS run_attempt,
         row_number() OVER (
-            PARTITION BY run_id
-            ORDER BY CASE WHEN status = 'STARTED' THEN 0 ELSE 1 END DESC, event_time DESC, ingested_at DESC, status
+            PARTITION BY job_name, run_id, coalesce(attempt, 1)
+            ORDER BY
+                CASE WHEN status = 'STARTED' THEN 0 ELSE 1 END DESC,
+                event_time DESC,
+                status,
+                trace_id,
+                span_id,
+                ingested_at DESC
         ) AS state_rank,
-        min(start_time) OVER (PARTITION BY run_id) AS first_start_time
+        min(start_time) OVER (PARTITION BY job_name, run_id, coalesce(attempt, 1)) AS first_start_time
     FROM job_runs
     WHERE dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
 )
@@ -37,7 +54,7 @@ SELECT
     records_processed,
     error_type,
     error_message,
-    attempt,
+    run_attempt AS attempt,
     logical_date,
     run_type,
     trace_id,
@@ -54,20 +71,30 @@ WHERE state_rank = 1;
 -- old data does not make the dataset look fresh). freshness_minutes = whole minutes from data_as_of to now.
 -- is_stale: no successful update in the last ${dataset_window_days} days, or freshness_minutes above the latest
 -- SLA given.
--- last_status is that of the latest update; a tie on the millisecond goes to SUCCESS, then to the greater
--- run_id, never to ingestion time, so a replay answers as the live path did.
+-- last_status, record_count and freshness_sla_minutes are those of the latest update (carrying one); a tie on
+-- the millisecond goes to SUCCESS, then to the greater run_id, job_name, trace_id and span_id, never to
+-- ingestion time, so a replay answers as the live path did (min_by over that order, not max_by over
+-- updated_at, which leaves a tie to the engine).
+-- An update is one (dataset, updated_at) of one span: dataset_status has no attempt, and the span is what tells
+-- apart two jobs sharing a run id, or two attempts of one run, updating a dataset in one millisecond, while
+-- every copy of an update (retries, replays) comes from the same span.
 CREATE OR REPLACE VIEW dataset_status_latest AS
 WITH copies AS (
     SELECT
         *,
-        row_number() OVER (PARTITION BY dataset, run_id, updated_at ORDER BY ingested_at DESC, status) AS copy
+        row_number() OVER (
+            PARTITION BY dataset, updated_at, trace_id, span_id ORDER BY ingested_at DESC, status
+        ) AS copy
     FROM dataset_status
     WHERE dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
 ),
 updates AS (
     SELECT
         *,
-        row_number() OVER (PARTITION BY dataset ORDER BY updated_at DESC, status DESC, run_id DESC) AS recency
+        row_number() OVER (
+            PARTITION BY dataset
+            ORDER BY updated_at DESC, status DESC, run_id DESC, job_name DESC, trace_id DESC, span_id DESC
+        ) AS recency
     FROM copies
     WHERE copy = 1
 ),
@@ -77,8 +104,8 @@ summary AS (
         max(updated_at) FILTER (WHERE status = 'SUCCESS') AS last_success_at,
         max(coalesce(watermark, updated_at)) FILTER (WHERE status = 'SUCCESS') AS data_as_of,
         max(updated_at) AS last_update_at,
-        max_by(record_count, updated_at) FILTER (WHERE record_count IS NOT NULL) AS record_count,
-        max_by(freshness_sla_minutes, updated_at) FILTER (
+        min_by(record_count, recency) FILTER (WHERE record_count IS NOT NULL) AS record_count,
+        min_by(freshness_sla_minutes, recency) FILTER (
             WHERE freshness_sla_minutes IS NOT NULL
         ) AS freshness_sla_minutes
     FROM updates
@@ -120,17 +147,21 @@ WHERE is_stale;
 
 -- Per job with a failure in the window: recent_failures = FAILED runs that ended in the last ${failure_days}
 -- days; current_streak = consecutive FAILED runs counting back from the latest terminal run (0 once a run
--- succeeds); the latest failure's time and error.
+-- succeeds; runs in the order of the header: end, attempt, start, run_id); the latest failure's time and error.
 CREATE OR REPLACE VIEW recurring_failures AS
 WITH terminal AS (
     SELECT
         job_name,
         run_id,
+        attempt,
+        start_time,
         status,
         end_time,
         error_type,
         error_message,
-        row_number() OVER (PARTITION BY job_name ORDER BY end_time DESC, run_id) AS recency
+        row_number() OVER (
+            PARTITION BY job_name ORDER BY end_time DESC, attempt DESC, start_time DESC, run_id DESC
+        ) AS recency
     FROM job_runs_latest
     WHERE status IN ('SUCCESS', 'FAILED')
 ),
@@ -140,7 +171,9 @@ failures AS (
         end_time,
         error_type,
         error_message,
-        row_number() OVER (PARTITION BY job_name ORDER BY end_time DESC, run_id) AS failure_recency
+        row_number() OVER (
+            PARTITION BY job_name ORDER BY end_time DESC, attempt DESC, start_time DESC, run_id DESC
+        ) AS failure_recency
     FROM terminal
     WHERE status = 'FAILED'
 ),
@@ -173,12 +206,13 @@ WHERE p.current_streak > 0 OR p.recent_failures > 0;
 
 -- Successful runs that ended in the last ${anomaly_lookback_days} days whose records_processed is more than
 -- ${anomaly_z} standard deviations from the mean of the job's successful runs in the ${anomaly_baseline_days}
--- days before it (the run judged excluded), given at least ${anomaly_min_points} such runs. Backfills are
+-- days before it (the run judged excluded; the other attempts of its run id are runs of their own), given at
+-- least ${anomaly_min_points} such runs. Backfills are
 -- judged but never part of a baseline (run_type tells them apart). Against a constant baseline (stddev 0)
 -- any difference is an anomaly, with z_score NULL.
 CREATE OR REPLACE VIEW volume_anomalies AS
 WITH runs AS (
-    SELECT run_id, job_name, run_type, start_time, end_time, records_processed
+    SELECT run_id, attempt, job_name, run_type, start_time, end_time, records_processed
     FROM job_runs_latest
     WHERE status = 'SUCCESS' AND records_processed IS NOT NULL
 ),
@@ -186,6 +220,7 @@ scored AS (
     SELECT
         j.job_name,
         j.run_id,
+        j.attempt,
         j.run_type,
         j.start_time,
         j.end_time,
@@ -196,16 +231,17 @@ scored AS (
     FROM runs AS j
     JOIN runs AS b
         ON b.job_name = j.job_name
-        AND b.run_id <> j.run_id
+        AND (b.run_id <> j.run_id OR b.attempt <> j.attempt)
         AND b.end_time < j.end_time
         AND b.end_time >= j.end_time - INTERVAL '${anomaly_baseline_days}' DAY
         AND coalesce(b.run_type, '') <> 'backfill'
     WHERE j.end_time >= current_timestamp - INTERVAL '${anomaly_lookback_days}' DAY
-    GROUP BY j.job_name, j.run_id, j.run_type, j.start_time, j.end_time, j.records_processed
+    GROUP BY j.job_name, j.run_id, j.attempt, j.run_type, j.start_time, j.end_time, j.records_processed
 )
 SELECT
     job_name,
     run_id,
+    attempt,
     run_type,
     start_time,
     end_time,
@@ -244,10 +280,16 @@ GROUP BY job_name, CAST(start_time AS date), coalesce(run_type, '') = 'backfill'
 
 -- Runs whose latest state is STARTED for longer than max(${hung_floor_minutes} minutes, ${hung_factor} x the
 -- p95 duration of the job's successful runs in the window); the floor alone when the job has no history.
+-- An attempt with a higher attempt of the same job and run id seen is not hung but abandoned (its worker died
+-- and the orchestrator retried): only a run id's last attempt is judged.
 CREATE OR REPLACE VIEW hung_runs AS
-WITH usual AS (
-    SELECT job_name, approx_percentile(duration_ms, 0.95) AS p95_duration_ms
+WITH runs AS (
+    SELECT *, max(attempt) OVER (PARTITION BY job_name, run_id) AS last_attempt
     FROM job_runs_latest
+),
+usual AS (
+    SELECT job_name, approx_percentile(duration_ms, 0.95) AS p95_duration_ms
+    FROM runs
     WHERE status = 'SUCCESS' AND duration_ms IS NOT NULL
     GROUP BY job_name
 ),
@@ -268,9 +310,9 @@ open_runs AS (
             ${hung_floor_minutes} * 60000.0E0,
             ${hung_factor} * coalesce(CAST(u.p95_duration_ms AS double), 0.0E0)
         ) AS threshold_ms
-    FROM job_runs_latest AS r
+    FROM runs AS r
     LEFT JOIN usual AS u ON u.job_name = r.job_name
-    WHERE r.status = 'STARTED'
+    WHERE r.status = 'STARTED' AND r.attempt = r.last_attempt
 )
 SELECT
     run_id,
