@@ -28,6 +28,8 @@ class Options:
     compression: str = "zstd"
     timeout: float = 30.0
     """Seconds one write may take, retries included."""
+    exit_timeout: float = 5.0
+    """Seconds the rows still held may take to be written when the process exits without ``shutdown()``."""
     schedule_delay: float = 5.0
     """Seconds the processor's rows wait, at most, before they are written."""
     max_queue_size: int = 2048
@@ -104,6 +106,7 @@ _FROM_ENV = (
     ("s3_region", env.OTEL_EXPORTER_DATASINK_S3_REGION, str),
     ("compression", env.OTEL_EXPORTER_DATASINK_COMPRESSION, _compression),
     ("timeout", env.OTEL_EXPORTER_DATASINK_TIMEOUT, millis_to_seconds),
+    ("exit_timeout", env.OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT, millis_to_seconds),
     ("schedule_delay", env.OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY, millis_to_seconds),
     ("max_queue_size", env.OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE, count),
     ("max_export_batch_size", env.OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE, count),

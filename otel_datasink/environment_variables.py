@@ -52,6 +52,16 @@ flush (they are dropped only past ``max_queue_size``), the exporter reports the 
 bound of the processor's ``shutdown()``. Default: 30000.
 """
 
+OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT = "OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT
+
+Milliseconds the rows still held may take to be written when the process exits without calling ``shutdown()``
+(the span processor's pending rows, and the spans a ``BatchSpanProcessor`` of the global provider still holds
+for the exporter). Past it the process exits and the rows not written are counted in one log line.
+Default: 5000.
+"""
+
 OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY = "OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY"
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY

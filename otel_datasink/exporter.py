@@ -4,11 +4,15 @@ An exporter only sees spans when they end, so it writes terminal rows (SUCCESS/F
 STARTED rows; use :class:`~otel_datasink.processor.DatasinkSpanProcessor` for those. Registered as
 ``datasink`` in ``opentelemetry_traces_exporter``: ``OTEL_TRACES_EXPORTER=datasink`` selects it, and with no
 arguments it reads its options from ``OTEL_EXPORTER_DATASINK_*``.
+
+A job that exits without shutting its provider down still has its rows written: at exit the global
+TracerProvider is flushed while S3 can still be written (see :func:`otel_datasink.processor.track_for_exit`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -20,6 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_datasink.config import Options
 from otel_datasink.mapping import from_readable_span, map_records
+from otel_datasink.processor import track_for_exit
 from otel_datasink.profiles import load_profile
 from otel_datasink.writer import Writer
 
@@ -34,18 +39,33 @@ class DatasinkSpanExporter(SpanExporter):
         self._profile = load_profile(self.options.profile)
         self._writer = Writer(self.options)
         self._stop = threading.Event()
+        self._exit_deadline = math.inf
+        """``time.monotonic()`` by which the exit hook's flush must end; bounds every write from then on."""
+        self._lost_at_exit = 0
+        """Spans given up on during the exit hook's flush: counted, and logged once when it ends."""
+        self._counting_at_exit = False
+        track_for_exit(self, exporter=True)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Maps and writes one batch; never raises: a failure is logged and reported as FAILURE."""
+        exiting = self._exit_deadline != math.inf
         if self._stop.is_set():
+            if self._counting_at_exit:
+                self._lost_at_exit += len(spans)
             return SpanExportResult.FAILURE
         try:
             rows = map_records((from_readable_span(span) for span in spans), self._profile)
             if any(rows.values()):
-                self._writer.write(rows, deadline=time.monotonic() + self.options.timeout, stop=self._stop)
+                timeout = self.options.exit_timeout if exiting else self.options.timeout
+                deadline = min(time.monotonic() + timeout, max(self._exit_deadline, time.monotonic() + 0.1))
+                self._writer.write(rows, deadline=deadline, stop=self._stop)
             return SpanExportResult.SUCCESS
         except Exception as error:  # noqa: BLE001 - an exporter never raises into the job
-            _logger.warning("could not export %d span(s): %s", len(spans), error)
+            if self._counting_at_exit:
+                self._lost_at_exit += len(spans)  # logged once, by _end_exit
+                _logger.debug("could not export %d span(s) at exit: %s", len(spans), error)
+            else:
+                _logger.warning("could not export %d span(s): %s", len(spans), error)
             return SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
@@ -55,3 +75,21 @@ class DatasinkSpanExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered here: every export is written before it returns."""
         return True
+
+    def _begin_exit(self) -> float:
+        """Bounds this export and every later one by ``exit_timeout``; returns the exit flush's deadline."""
+        self._counting_at_exit = True
+        self._exit_deadline = time.monotonic() + self.options.exit_timeout
+        return self._exit_deadline
+
+    def _give_up(self) -> None:
+        """Stops writing: the export in flight is cut short and fails, like every later one."""
+        self._stop.set()
+
+    def _end_exit(self, flushed: bool) -> None:
+        """Past the exit flush: logs, once, the spans it could not write (later failures log as usual)."""
+        self._counting_at_exit = False
+        lost = self._lost_at_exit
+        if lost or not flushed:
+            reason = f"the store did not take them within {self.options.exit_timeout:.1f}s"
+            _logger.warning("process exit: %d span(s) not written (%s)", lost, reason)

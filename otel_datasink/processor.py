@@ -7,18 +7,28 @@ retried on the next flush, and only past ``max_queue_size`` are the oldest dropp
 The worker maps each wake-up's spans at once but writes when rows have waited ``schedule_delay``, when a
 table has ``max_queue_size`` rows (at most 8192), or on ``force_flush``/``shutdown``: a busy job then writes
 files of thousands of rows rather than one small file per export batch (benchmarks/README.md).
+
+A job that exits without calling ``shutdown()`` still has its rows written: see :func:`track_for_exit`.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
+
+# Imported before the exit hook is registered, so that its own threading exit hook runs after ours: see
+# track_for_exit.
+import concurrent.futures.thread  # noqa: F401
 import logging
+import math
 import os
+import sys
 import threading
 import time
 import weakref
-from typing import Any
+from typing import Any, Protocol
 
+from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
@@ -46,10 +56,8 @@ class DatasinkSpanProcessor(SpanProcessor):
         self._profile = load_profile(self.options.profile)
         self._writer = Writer(self.options)
         self._file_rows = min(self.options.max_queue_size, _MAX_FILE_ROWS)
-        # The default profile takes exactly the spans with a job.name (mapping.is_job_span): the others (a
-        # job's reads, queries, HTTP calls...) are left out in the job's thread, before they cost a queue
-        # slot and the worker's time. Other profiles decide on more than one key: they see every span.
-        # Spans carrying none of the profile's job keys are never runs: they cost the job no copy and no queue slot.
+        # Spans carrying none of the profile's job keys (a job's reads, queries, HTTP calls...) are never runs:
+        # they are left out in the job's thread, at no copy and no queue slot. None: the profile sees every span.
         self._job_keys = job_keys_of(self._profile)
         self.dropped_spans = 0
         """Spans dropped because the queue was full: logged and counted, never silent."""
@@ -60,6 +68,7 @@ class DatasinkSpanProcessor(SpanProcessor):
         if hasattr(os, "register_at_fork"):
             after_fork = weakref.WeakMethod(self._after_fork)
             os.register_at_fork(after_in_child=lambda: (method := after_fork()) and method())
+        track_for_exit(self)
 
     def _after_fork(self) -> None:
         # The parent's thread and queue do not exist in the child; a processor already shut down stays so.
@@ -83,7 +92,11 @@ class DatasinkSpanProcessor(SpanProcessor):
         self._flushed = threading.Condition()
         self._flush_generation = 0
         self._done_generation = 0
-        self._pid = os.getpid()
+        self._exiting = False
+        """Set by the exit hook: a later ``shutdown()`` is bounded by ``exit_timeout``."""
+        self._exit_deadline = math.inf
+        """``time.monotonic()`` by which the exit hook's flush must end; bounds every write from then on."""
+        self._unwritten_reported = False
         self._worker = threading.Thread(name="DatasinkSpanProcessor", target=self._run, daemon=True)
         self._worker.start()
 
@@ -132,9 +145,10 @@ class DatasinkSpanProcessor(SpanProcessor):
                 self._wake.clear()
                 if not self._shutdown:
                     # A wake-up by the timer writes what is pending; one by a full export batch only maps it.
-                    self._flush_once(time.monotonic() + self.options.timeout, due=not woken)
+                    deadline = min(time.monotonic() + self.options.timeout, self._exit_deadline)
+                    self._flush_once(deadline, due=not woken)
             if not self._flush_once(self._shutdown_deadline, due=True):
-                _logger.warning("shutdown: %d row(s) not written", sum(map(len, self._pending.values())))
+                self._report_unwritten("the store failed")
         finally:
             detach(token)
 
@@ -234,11 +248,18 @@ class DatasinkSpanProcessor(SpanProcessor):
         """Writes everything queued; False if that did not succeed within ``timeout_millis``."""
         if self._shutdown:
             return False
+        return self._wait_flushed(self._request_flush(), time.monotonic() + timeout_millis / 1000)
+
+    def _request_flush(self) -> int:
+        """Asks the worker to write everything queued now; returns the generation to wait for."""
         with self._flushed:
             self._flush_generation += 1
             target = self._flush_generation
         self._wake.set()
-        end = time.monotonic() + timeout_millis / 1000
+        return target
+
+    def _wait_flushed(self, target: int, end: float) -> bool:
+        """Whether the flush of generation ``target`` wrote everything, waiting until ``end`` at most."""
         with self._flushed:
             while self._done_generation < target:
                 remaining = end - time.monotonic()
@@ -249,20 +270,54 @@ class DatasinkSpanProcessor(SpanProcessor):
     def shutdown(self, timeout_millis: int | None = None) -> None:
         """Writes what is left and stops the worker, waiting at most ``timeout_millis``.
 
-        The default wait is the ``timeout`` option.
+        The default wait is the ``timeout`` option, or ``exit_timeout`` once the process is exiting.
         """
         if self._shutdown:
             return
-        timeout = self.options.timeout if timeout_millis is None else timeout_millis / 1000
+        if timeout_millis is not None:
+            timeout = timeout_millis / 1000
+        else:
+            timeout = self.options.exit_timeout if self._exiting else self.options.timeout
         self._shutdown_deadline = time.monotonic() + timeout
         self._shutdown = True
         self._wake.set()
         self._worker.join(timeout)
-        # Cuts a retry backoff short; a request already on the wire ends with its socket timeout, in the
-        # daemon worker, after we have returned.
+        # Cuts a retry backoff, and a request in flight, short.
         self._stop.set()
         if self._worker.is_alive():
-            _logger.warning("shutdown: gave up waiting for the store after %.1fs", timeout)
+            self._report_unwritten(f"gave up waiting for the store after {timeout:.1f}s")
+
+    def _report_unwritten(self, reason: str) -> None:
+        """Logs, once, how many rows (and spans not yet mapped) are given up on."""
+        if self._unwritten_reported:
+            return
+        self._unwritten_reported = True
+        rows = sum(map(len, list(self._pending.values())))
+        spans = len(self._queue)
+        unmapped = f" and {spans} span(s) not mapped" if spans else ""
+        _logger.warning("shutdown: %d row(s) not written%s (%s)", rows, unmapped, reason)
+
+    # --- process exit (see track_for_exit) -------------------------------------------------------------
+
+    def _begin_exit(self) -> tuple[int, float] | None:
+        """Asks the worker to write everything now, every write bounded by ``exit_timeout``."""
+        self._exiting = True
+        if self._shutdown:
+            return None
+        self._exit_deadline = time.monotonic() + self.options.exit_timeout
+        return self._request_flush(), self._exit_deadline
+
+    def _end_exit(self, started: tuple[int, float] | None) -> None:
+        """Waits for the flush :meth:`_begin_exit` asked for; past its bound, gives the rows up (logged once)."""
+        if started is None:
+            return
+        target, deadline = started
+        if self._wait_flushed(target, deadline):
+            return
+        self._shutdown = True
+        self._stop.set()  # cuts a request in flight: the worker stops instead of retrying after we are gone
+        self._wake.set()
+        self._report_unwritten(f"process exit: the store did not take them within {self.options.exit_timeout:.1f}s")
 
 
 def _records(batch: list[tuple[ReadableSpan, dict | None]]) -> list[SpanRecord]:
@@ -273,3 +328,137 @@ def _records(batch: list[tuple[ReadableSpan, dict | None]]) -> list[SpanRecord]:
         except Exception:  # noqa: BLE001 - a span mutated while we read it; its end row still comes
             _logger.debug("could not read span %r", getattr(span, "name", span), exc_info=True)
     return records
+
+
+# --- process exit ----------------------------------------------------------------------------------------
+#
+# A job that ends without calling shutdown() relies on an exit hook to write the rows still held. The SDK's
+# TracerProvider shuts its processors down from ``atexit``, which is too late for S3: at interpreter exit
+# ``threading._shutdown()`` first runs the ``threading._register_atexit`` hooks (newest first), and one of them,
+# registered when ``concurrent.futures.thread`` is imported, makes every ThreadPoolExecutor.submit raise from
+# then on. aiohttp and aiobotocore (under s3fs) need the event loop's default executor (getaddrinfo, file
+# reads), so every write fails ("cannot schedule new futures after interpreter shutdown"), is retried as a
+# transient error and the job's exit stalls for the whole write timeout with its rows lost.
+#
+# So the hook below is registered with ``threading._register_atexit`` after concurrent.futures.thread is
+# imported (at the top of this module): it runs before concurrent.futures' own, while executors still work.
+# It asks every live processor to write what it holds and, when an exporter exists, flushes the global
+# TracerProvider, so that the SDK's BatchSpanProcessor hands its spans to our exporter now rather than from
+# atexit. It waits ``exit_timeout`` at most; rows still not written then are counted in one log line and given
+# up (later writes at exit are bounded by ``exit_timeout`` too, and fail fast once executors are gone). It never
+# raises. A child of ``multiprocessing`` ends with ``os._exit`` after its finalizers, running neither threading's
+# hooks nor atexit: there the same hook is a multiprocessing finalizer.
+#
+# Processors and exporters are held weakly: one that is collected is simply not flushed.
+
+
+class _ExitParticipant(Protocol):
+    def _begin_exit(self) -> Any: ...
+
+    def _end_exit(self, started: Any) -> None: ...
+
+
+_PARTICIPANTS: weakref.WeakSet[_ExitParticipant] = weakref.WeakSet()
+_EXPORTERS: weakref.WeakSet[Any] = weakref.WeakSet()
+_REGISTRATION_LOCK = threading.Lock()
+_registered = False
+_exited_pid: int | None = None
+
+
+class _Anchor:
+    """A long-lived object for ``multiprocessing.util.register_after_fork``, which holds its key weakly."""
+
+
+_ANCHOR = _Anchor()
+_GRACE = 1.0
+"""Seconds the exit hook waits, past ``exit_timeout``, for exports it has stopped to count their spans."""
+
+
+def track_for_exit(participant: _ExitParticipant, *, exporter: bool = False) -> None:
+    """Writes what ``participant`` (a processor or exporter) still holds when the process exits normally.
+
+    ``exporter``: the participant is a SpanExporter, whose spans a BatchSpanProcessor of the global provider
+    holds until flushed.
+    """
+    (_EXPORTERS if exporter else _PARTICIPANTS).add(participant)
+    global _registered
+    with _REGISTRATION_LOCK:
+        if _registered:
+            return
+        _registered = True
+    _register_exit_hook()
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+    _register_multiprocessing_finalizer()
+
+
+def _register_exit_hook() -> None:
+    register = getattr(threading, "_register_atexit", None)  # private, in CPython since 3.9
+    if register is not None:
+        try:
+            register(_flush_at_exit)
+            return
+        except RuntimeError:  # created while threading is already shutting down
+            pass
+    atexit.register(_flush_at_exit)
+
+
+def _register_multiprocessing_finalizer(_: object = None) -> None:
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.Finalize(None, _flush_at_exit, exitpriority=10)
+
+
+def _after_fork_in_child() -> None:
+    # A multiprocessing child clears the finalizers it inherited after this runs, then calls the after-fork
+    # callbacks: the finalizer is registered again from there.
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.register_after_fork(_ANCHOR, _register_multiprocessing_finalizer)
+
+
+def _flush_at_exit() -> None:
+    """The exit hook: write what every live processor and exporter holds, within their ``exit_timeout``."""
+    global _exited_pid
+    if _exited_pid == os.getpid():
+        return
+    _exited_pid = os.getpid()
+    try:
+        participants = list(_PARTICIPANTS)
+        exporters = list(_EXPORTERS)
+        started = [(participant, participant._begin_exit()) for participant in participants]
+        exporting = [(exporter, exporter._begin_exit()) for exporter in exporters]
+        flusher = _flush_global_provider(exporters) if exporters else None
+        for participant, begun in started:
+            participant._end_exit(begun)
+        flushed = True
+        if flusher is not None:
+            flusher.join(max(0.0, max(deadline for _, deadline in exporting) - time.monotonic()))
+            flushed = not flusher.is_alive()
+            if not flushed:
+                for exporter in exporters:
+                    exporter._give_up()
+                flusher.join(_GRACE)  # the export in flight ends within a poll; the rest fail at once
+        for exporter in exporters:
+            exporter._end_exit(flushed)
+    except BaseException:  # noqa: BLE001 - nothing may raise into interpreter shutdown, not even Ctrl-C here
+        _logger.debug("exit flush failed", exc_info=True)
+
+
+def _flush_global_provider(exporters: list[Any]) -> threading.Thread | None:
+    """Flushes the global TracerProvider in a daemon thread (the SDK's BatchSpanProcessor exports in the caller's
+    thread and ignores its timeout), so the hook can stop waiting at ``exit_timeout``."""
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if flush is None:
+        return None
+    timeout_millis = int(1000 * max(exporter.options.exit_timeout for exporter in exporters))
+    thread = threading.Thread(target=_quietly, args=(flush, timeout_millis), name="DatasinkExitFlush", daemon=True)
+    thread.start()
+    return thread
+
+
+def _quietly(flush: Any, timeout_millis: int) -> None:
+    try:
+        flush(timeout_millis)
+    except Exception:  # noqa: BLE001 - another processor's failure is not ours to raise at exit
+        _logger.debug("global provider flush failed at exit", exc_info=True)

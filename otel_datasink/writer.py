@@ -3,11 +3,16 @@
 Each :meth:`Writer.write` puts one file per table per ``dt`` partition. A file is encoded in memory and put
 in one request (S3 PUT is atomic) or, on local disk, written beside its final name and renamed, so readers
 never see a partial Parquet file. Transient store errors are retried with exponential backoff until a
-deadline; a ``stop`` event (shutdown) cuts the backoff short.
+deadline; a ``stop`` event (shutdown) cuts the backoff, and a request in flight, short.
+
+A Writer used in a forked child opens the location again: the parent's async filesystem (s3fs) belongs to an
+event loop thread that does not exist in the child.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import io
 import logging
 import os
@@ -31,6 +36,12 @@ _INITIAL_BACKOFF = 0.5
 _MAX_BACKOFF = 8.0
 # Errors that a retry cannot mend: bad arguments, missing bucket, denied access.
 _PERMANENT_ERRORS = (ValueError, TypeError, PermissionError, FileNotFoundError, NotImplementedError)
+_PERMANENT_RUNTIME_ERRORS = ("cannot schedule new futures after interpreter shutdown", "not fork-safe")
+"""RuntimeError messages (raised as such or wrapped, e.g. in botocore's HTTPClientError) that no retry mends:
+past ``concurrent.futures``' exit hook the event loop cannot resolve a host or read a file any more, and a
+filesystem object used in a process forked after it was opened stays unusable there."""
+_POLL = 0.05
+"""Seconds between checks of the stop event while a request is in flight."""
 
 
 def open_location(options: Options) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -88,8 +99,25 @@ class Writer:
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.fs, self.root = open_location(options)
-        self._local = isinstance(self.fs, LocalFileSystem)
+        self._fs, self.root = open_location(options)
+        self._pid = os.getpid()
+        self._local = isinstance(self._fs, LocalFileSystem)
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The location's filesystem, opened again in a process forked since it was opened."""
+        if self._pid != os.getpid():
+            self._reopen()
+        return self._fs
+
+    def _reopen(self) -> None:
+        # fsspec clears its instance cache in a forked child, so this is a new instance on the child's own
+        # event loop thread; the parent's is kept (not collected) so that its finalizer does not try to close
+        # the sockets the child shares with the parent.
+        stale = self._fs
+        self._fs, self.root = open_location(self.options)
+        self._forked_away = stale
+        self._pid = os.getpid()
 
     def path(self, table: str, dt: str | None = None) -> str:
         """The folder of a table, or of one of its partitions."""
@@ -138,11 +166,13 @@ class Writer:
         while True:
             attempt += 1
             try:
-                self._put_once(path, data, timeout=max(0.1, deadline - time.monotonic()))
+                self._put_once(path, data, deadline=deadline, stop=stop)
                 return
             except _PERMANENT_ERRORS as error:
                 raise WriteError(f"cannot write {path}: {error}") from error
             except Exception as error:  # noqa: BLE001 - stores raise many kinds of transient errors
+                if _is_permanent_runtime_error(error):
+                    raise WriteError(f"cannot write {path}: {error!r}") from error
                 delay = backoff * random.uniform(0.8, 1.2)
                 if time.monotonic() + delay >= deadline or (stop is not None and stop.is_set()):
                     raise WriteError(f"cannot write {path} after {attempt} attempt(s): {error!r}") from error
@@ -154,10 +184,11 @@ class Writer:
                     time.sleep(delay)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
 
-    def _put_once(self, path: str, data: bytes, *, timeout: float) -> None:
+    def _put_once(self, path: str, data: bytes, *, deadline: float, stop: threading.Event | None) -> None:
+        fs = self.fs
         if self._local:
             folder = path.rsplit("/", 1)[0]
-            self.fs.makedirs(folder, exist_ok=True)
+            fs.makedirs(folder, exist_ok=True)
             temporary = f"{folder}/.{uuid.uuid4().hex}.tmp"
             try:
                 with open(temporary, "wb") as out:
@@ -168,12 +199,44 @@ class Writer:
                 if os.path.exists(temporary):
                     os.remove(temporary)
                 raise
-        elif getattr(self.fs, "async_impl", False):
-            # A hard bound on the request: an endpoint that accepts the connection and never answers
-            # (aiohttp then waits for "100 Continue" with no socket timeout) would hold it forever.
-            self.fs.pipe_file(path, data, timeout=timeout)
+        elif getattr(fs, "async_impl", False):
+            _run_until(fs.loop, fs._pipe_file(path, data), deadline=deadline, stop=stop)
         else:
-            self.fs.pipe_file(path, data)
+            fs.pipe_file(path, data)
+
+
+def _run_until(
+    loop: asyncio.AbstractEventLoop, coroutine: Any, *, deadline: float, stop: threading.Event | None
+) -> None:
+    """Runs ``coroutine`` on the filesystem's event loop thread, cancelling it at ``deadline`` or on ``stop``.
+
+    fsspec's own sync wrapper only takes a timeout; this also ends a request in flight on shutdown. A hard bound
+    matters: an endpoint that accepts the connection and never answers (aiohttp then waits for
+    "100 Continue" with no socket timeout) would hold it forever.
+    """
+    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    while not future.done():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or (stop is not None and stop.is_set()):
+            future.cancel()  # cancels the task on the loop: the connection is dropped, not left hanging
+            raise TimeoutError("deadline passed with the request in flight" if remaining <= 0 else "stopped")
+        concurrent.futures.wait([future], timeout=min(remaining, _POLL) if stop is not None else remaining)
+    future.result()  # raises the request's own error
+
+
+def _is_permanent_runtime_error(error: BaseException) -> bool:
+    """Whether ``error``, or an error it wraps, is a RuntimeError of :data:`_PERMANENT_RUNTIME_ERRORS`."""
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 10:
+        if isinstance(current, RuntimeError) and any(text in str(current) for text in _PERMANENT_RUNTIME_ERRORS):
+            return True
+        # botocore's HTTPClientError keeps the original in its kwargs, not always as the cause.
+        kwargs = getattr(current, "kwargs", None)
+        wrapped = kwargs.get("error") if isinstance(kwargs, dict) else None
+        current = wrapped if isinstance(wrapped, BaseException) else (current.__cause__ or current.__context__)
+        seen += 1
+    return False
 
 
 def by_partition(rows: list[dict]) -> list[tuple[str, list[dict]]]:
