@@ -3,6 +3,9 @@
 The tables are views over ``read_parquet`` of the location's Hive partitions, so every query sees the files
 written since. S3 (and any other fsspec store) is read through the same filesystem the writer uses,
 registered in DuckDB: no DuckDB extension is downloaded, which keeps this working offline.
+
+A location with no table yet opens as empty tables (a test, a job that has not run yet); with
+``must_exist=True`` it raises :class:`NoTablesError` instead, so a mistyped location fails a check loudly.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 from typing import Any
 
 import duckdb
+from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from otel_datasink.catalog import ViewParameters, duckdb_views
@@ -22,17 +26,30 @@ from otel_datasink.writer import open_location
 _logger = logging.getLogger(__name__)
 
 
+class NoTablesError(FileNotFoundError):
+    """The location does not exist, is a file, or holds no file of any table (``connect(..., must_exist=True)``)."""
+
+
 def connect(
-    location: str | os.PathLike | None = None, *, parameters: ViewParameters | None = None, **options: Any
+    location: str | os.PathLike | None = None,
+    *,
+    parameters: ViewParameters | None = None,
+    must_exist: bool = False,
+    **options: Any,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection (session time zone UTC) with ``job_runs``, ``dataset_status`` and the views.
 
     ``location`` and ``options`` are those of :class:`otel_datasink.config.Options` (e.g. ``s3_endpoint_url``;
     unset ones come from ``OTEL_EXPORTER_DATASINK_*``); ``parameters`` those of the views. A table with no
     file yet is an empty relation of the right column types, so the views return no rows instead of failing;
-    connect again once the first files exist.
+    connect again once the first files exist. With ``must_exist`` a location that does not exist, is a file, or
+    holds no file of either table raises :class:`NoTablesError` (its message says which), and a missing bucket
+    :class:`FileNotFoundError`.
     """
-    fs, root = open_location(Options.resolve(location, **options))
+    resolved = Options.resolve(location, **options)
+    fs, root = open_location(resolved)
+    if must_exist and not fs.isdir(root):
+        raise _missing(fs, root, resolved.location)
     # Never download an extension (offline use); everything needed (parquet, icu) is built in.
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
     con.execute("SET TimeZone = 'UTC'")
@@ -41,14 +58,34 @@ def connect(
     else:
         con.register_filesystem(fs)
         base = fs.unstrip_protocol(root)
-    for table in TABLES:
-        _create_table(con, table, f"{base}/{table}/{PARTITION_COLUMN}=*/*.parquet")
+    found = [_create_table(con, table, f"{base}/{table}/{PARTITION_COLUMN}=*/*.parquet") for table in TABLES]
+    if must_exist and not any(found):
+        con.close()
+        raise NoTablesError(f"{resolved.location} holds no {' or '.join(TABLES)} files")
     for statement in duckdb_views(parameters):
         con.execute(statement)
     return con
 
 
-def _create_table(con: duckdb.DuckDBPyConnection, table: str, pattern: str) -> None:
+def _missing(fs: AbstractFileSystem, root: str, shown: str) -> NoTablesError | FileNotFoundError:
+    """Why ``root``, which is no folder, holds no table, as the error to raise.
+
+    A missing bucket is a plain :class:`FileNotFoundError`, not a :class:`NoTablesError`: it is a typo or a wrong
+    account, never a location that fills up later, and reading it fails with or without ``must_exist``.
+    """
+    if fs.isfile(root):
+        return NoTablesError(f"{shown} is a file, not a folder of tables")
+    if isinstance(fs, LocalFileSystem):
+        return NoTablesError(f"{shown} does not exist")
+    # An object store has no folders: a prefix "exists" only while objects are under it.
+    bucket = root.split("/", 1)[0]
+    if not fs.exists(bucket):
+        return FileNotFoundError(f"bucket {bucket} of {shown} does not exist")
+    return NoTablesError(f"nothing is stored under {shown}")
+
+
+def _create_table(con: duckdb.DuckDBPyConnection, table: str, pattern: str) -> bool:
+    """Creates the view ``table`` over the files of ``pattern``; False when there is none (an empty relation)."""
     quoted = pattern.replace("'", "''")
     try:
         con.execute(
@@ -60,6 +97,8 @@ def _create_table(con: duckdb.DuckDBPyConnection, table: str, pattern: str) -> N
             raise
         _logger.info("no files for %s yet: it is empty until the next connect()", table)
         con.execute(f"CREATE OR REPLACE VIEW {table} AS {_empty_select(con, table)}")
+        return False
+    return True
 
 
 def _empty_select(con: duckdb.DuckDBPyConnection, table: str) -> str:

@@ -83,9 +83,13 @@ def test_query_runs_athena_sql_with_the_same_meaning(local_location, capsys):
     assert json.loads(capsys.readouterr().out) == [{"minutes": 5}]
 
 
-def test_query_reports_a_bad_query_without_a_traceback(local_location, capsys):
-    assert main(["query", "--location", local_location, "SELECT * FROM no_such_table"]) == 1
-    assert "otel-datasink query: Catalog Error" in capsys.readouterr().err
+def test_query_reports_a_bad_query_on_one_line_without_a_traceback(local_location, capsys):
+    _write(local_location, stale=False)
+    assert main(["query", "--location", local_location, "SELECT * FROM no_such_table"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    # DuckDB's hint is kept, its query excerpt and caret (lines after a blank one) are not.
+    assert line.startswith("otel-datasink query: Catalog Error: Table with name no_such_table does not exist!")
+    assert "LINE 1" not in line
 
 
 def test_status_lists_stale_datasets_first_and_exits_zero_without_the_flag(local_location, capsys):
@@ -113,6 +117,16 @@ def test_status_fail_on_stale_sets_the_exit_status(local_location, stale, code):
     assert "orders" in result.stdout
 
 
-def test_status_on_an_empty_location_is_not_an_error(tmp_path, capsys):
-    assert main(["status", "--location", str(tmp_path / "none"), "--fail-on-stale", "--format", "csv"]) == 0
-    assert capsys.readouterr().out.splitlines()[0].startswith("dataset,is_stale,last_status")
+def test_status_on_an_empty_location_is_an_error_unless_allowed(tmp_path, capsys):
+    command = ["status", "--location", str(tmp_path / "none"), "--fail-on-stale", "--format", "csv"]
+    assert main(command) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"otel-datasink status: {tmp_path / 'none'} does not exist (--allow-empty accepts a location with no tables)"
+    ]
+    assert main([*command, "--allow-empty"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "dataset,is_stale,last_status,last_success_at,data_as_of,freshness_minutes,freshness_sla_minutes,"
+        "record_count,last_job_name"
+    ]

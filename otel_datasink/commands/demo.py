@@ -1,35 +1,100 @@
-"""Run a small instrumented example (batch runs, one failing, a streaming job, two datasets) and print the tables."""
+"""Run a small instrumented example (batch runs, one failing, a streaming job, two datasets) and print the tables.
+
+The rows go through the real :class:`DatasinkSpanProcessor`. When it reports that they were not all written (a
+folder that cannot be created, a read-only disk, a missing bucket), the demo fails with the store's error
+(exit status 2) instead of printing empty tables.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import time
+from types import TracebackType
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_datasink.api import job_run
+from otel_datasink.cli import CommandError
 from otel_datasink.processor import DatasinkSpanProcessor
 
 HELP = "run a small instrumented example into --location and print both tables"
 
+_GIVE_UP_MILLIS = 1000
+"""How long the demo's shutdown waits once a flush has failed: the rows are lost anyway, and the processor
+would otherwise retry for its whole ``timeout`` again."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``otel-datasink demo``."""
     parser.add_argument("--micro-batches", type=int, default=3, help="micro-batches of the streaming job")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Runs the example jobs into ``--location`` and prints the tables (0); raises :class:`CommandError` when the
+    processor reports rows it did not write."""
     provider = TracerProvider(resource=Resource.create({"service.name": "otel-datasink-demo"}))
     processor = DatasinkSpanProcessor(args.location)
     provider.add_span_processor(processor)
-    tracer = provider.get_tracer("otel_datasink.demo")
-    _run_jobs(tracer, args.micro_batches)
-    provider.shutdown()
+    # The processor logs each failed attempt; the demo reports the outcome once, so they are shown only with -v.
+    with _StoreWarnings(show=getattr(args, "verbose", 0) > 0) as warnings:
+        _run_jobs(provider.get_tracer("otel_datasink.demo"), args.micro_batches)
+        failure = _write_all(provider, processor)
+    if failure:
+        raise CommandError(f"could not write to {args.location}: {warnings.cause() or failure}")
     print(f"wrote to {args.location}\n")
     _print_tables(args.location)
     return 0
+
+
+def _write_all(provider: TracerProvider, processor: DatasinkSpanProcessor) -> str | None:
+    """Flushes and shuts the provider down; what went wrong by the processor's own account, or None."""
+    # force_flush is the processor's report: False when a write failed for good or outlasted its timeout.
+    written = provider.force_flush(timeout_millis=int(processor.options.timeout * 1000) + 5000)
+    if not written:
+        processor.shutdown(timeout_millis=_GIVE_UP_MILLIS)
+    provider.shutdown()
+    if not written:
+        return f"the rows were not written within {processor.options.timeout:g}s"
+    if processor.dropped_spans or processor.dropped_rows:
+        return f"{processor.dropped_spans} span(s) and {processor.dropped_rows} row(s) were dropped"
+    return None
+
+
+class _StoreWarnings(logging.Handler):
+    """Keeps the warnings of otel_datasink's loggers while in use; ``show=False`` keeps them off stderr."""
+
+    def __init__(self, show: bool) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+        self._show = show
+        self._logger = logging.getLogger("otel_datasink")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def cause(self) -> str | None:
+        """The last store error the processor logged (the exception it logged with), else its last warning."""
+        for record in reversed(self.records):
+            errors = [arg for arg in record.args or () if isinstance(arg, BaseException)]
+            if errors:
+                return str(errors[-1])
+        return self.records[-1].getMessage() if self.records else None
+
+    def __enter__(self) -> _StoreWarnings:
+        self._propagate = self._logger.propagate
+        self._logger.addHandler(self)
+        self._logger.propagate = self._show
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._logger.removeHandler(self)
+        self._logger.propagate = self._propagate
 
 
 def _run_jobs(tracer: trace.Tracer, micro_batches: int) -> None:

@@ -3,6 +3,9 @@
 The tables are ``job_runs`` and ``dataset_status``; the views are those of ``otel-datasink ddl``. With
 ``--dialect athena`` the query is read as Athena (Trino) SQL and transpiled, so a query written for Athena
 runs here unchanged (drop the database prefix).
+
+A location that does not exist or holds no table is an error (exit status 2), so that a mistyped path fails a
+check instead of answering "no rows"; ``--allow-empty`` accepts it (empty tables).
 """
 
 from __future__ import annotations
@@ -15,10 +18,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-import duckdb
-
 from otel_datasink import local
 from otel_datasink.catalog import to_duckdb
+from otel_datasink.cli import CommandError
 from otel_datasink.commands.ddl import add_view_arguments, view_parameters
 
 HELP = "run a SQL query on the tables and views with DuckDB (table, json or csv output)"
@@ -30,10 +32,20 @@ def add_format_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
 
 
+def add_allow_empty_argument(parser: argparse.ArgumentParser) -> None:
+    """``--allow-empty``: a location with no table (missing, empty) is empty tables rather than an error."""
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept a location that does not exist or holds no table yet (empty tables) instead of failing",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``otel-datasink query``: the SQL, its dialect, the output format and the view parameters."""
     parser.add_argument("sql", help='the query, e.g. "SELECT * FROM stale_datasets"')
     add_format_argument(parser)
+    add_allow_empty_argument(parser)
     parser.add_argument(
         "--dialect",
         choices=("duckdb", "athena"),
@@ -45,22 +57,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def fetch(args: argparse.Namespace, sql: str) -> tuple[list[str], list[tuple]]:
     """Columns and rows of ``sql`` (DuckDB) over ``--location`` with the views of the parsed view options;
-    no columns and no rows for a statement that returns none."""
-    cursor = local.connect(args.location, parameters=view_parameters(args)).execute(sql)
+    no columns and no rows for a statement that returns none.
+
+    Raises :class:`CommandError` when the location holds no table, unless ``--allow-empty``.
+    """
+    try:
+        con = local.connect(args.location, parameters=view_parameters(args), must_exist=not args.allow_empty)
+    except local.NoTablesError as error:
+        raise CommandError(f"{error} (--allow-empty accepts a location with no tables)") from None
+    cursor = con.execute(sql)
     columns = [d[0] for d in cursor.description] if cursor.description else []
     return columns, cursor.fetchall() if columns else []
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs the query and prints its rows; 1 (with a message) when it fails."""
-    sql = args.sql
-    try:
-        if args.dialect == "athena":
-            sql = to_duckdb(sql, read="athena")
-        columns, rows = fetch(args, sql)
-    except (duckdb.Error, ValueError) as error:
-        print(f"otel-datasink query: {error}", file=sys.stderr)
-        return 1
+    """Runs the query and prints its rows (0); a failure raises, for :func:`otel_datasink.cli.main` to report."""
+    sql = to_duckdb(args.sql, read="athena") if args.dialect == "athena" else args.sql
+    columns, rows = fetch(args, sql)
     if columns:
         print_rows(columns, rows, args.format)
     return 0
