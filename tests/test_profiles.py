@@ -128,7 +128,7 @@ def test_airflow3_dag_run_span_is_a_run_of_the_dag_with_its_logical_date_and_run
     assert run["status"] == "SUCCESS"
     assert run["logical_date"] == datetime(2026, 5, 1, tzinfo=timezone.utc)
     assert run["run_type"] == "backfill"
-    assert run["attributes"]["airflow.dag_run.run_id"] == "backfill__2026-05-01T00:00:00+00:00"
+    assert run["run_id"] == run["attributes"]["airflow.dag_run.run_id"] == "backfill__2026-05-01T00:00:00+00:00"
 
 
 def test_airflow3_failed_dag_run_is_failed_from_span_status(local_location, read_tables):
@@ -137,7 +137,8 @@ def test_airflow3_failed_dag_run_is_failed_from_span_status(local_location, read
 
 
 def _airflow3_retried_task(tracer):
-    _airflow3_task_run(tracer, "extract", 1, "up_for_retry", "0196-ti-try-1")
+    # Airflow gives the next try's task instance id to the span of a try that goes up for retry.
+    _airflow3_task_run(tracer, "extract", 1, "up_for_retry", "0196-ti-try-2")
     _airflow3_task_run(tracer, "extract", 2, "success", "0196-ti-try-2")
     _airflow3_worker(tracer, "extract")
 
@@ -149,7 +150,9 @@ def test_airflow3_task_tries_are_separate_runs_named_dag_dot_task_with_attempt_a
         ("ingest_orders.extract", 1, "FAILED", "up_for_retry"),
         ("ingest_orders.extract", 2, "SUCCESS", None),
     ]
-    assert [r["run_id"] for r in rows] == ["0196-ti-try-1", "0196-ti-try-2"]
+    assert [r["run_id"] for r in rows] == [
+        f"ingest_orders/scheduled__2026-05-27T00:00:00+00:00/extract/{attempt}" for attempt in (1, 2)
+    ]
     assert all(r["run_type"] == "scheduled" for r in rows)
     # The logical date of a scheduled run, read from the end of its run id.
     assert all(r["logical_date"] == datetime(2026, 5, 27, tzinfo=timezone.utc) for r in rows)
