@@ -45,6 +45,17 @@ VIEWS = (
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
+# S3's bucket naming rules (general purpose buckets): 3 to 63 lower-case letters, digits, dots and hyphens,
+# starting and ending with a letter or digit, no two adjacent dots, not an IP address, none of the reserved
+# prefixes and suffixes. Matched with fullmatch: "$" would also match before a trailing newline.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+_RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+# One segment of the key prefix: the "safe characters" of S3's object key naming guidelines (letters, digits,
+# ! - _ . * ' ( )) less ' (it ends an SQL string literal) and * (a wildcard to Athena and to the readers).
+_KEY_SEGMENT = re.compile(r"^[A-Za-z0-9!_.()-]+$")
+
 
 def _parameter(default: float, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
@@ -102,10 +113,35 @@ def athena_type(arrow_type: pa.DataType) -> str:
 
 
 def athena_location(location: str) -> str:
-    """The ``s3://`` URL of a location, without trailing slash; ValueError when it is not on S3."""
-    if not location.startswith(("s3://", "s3a://")):
+    """The ``s3://`` URL of a location, without trailing slash; ValueError (one line) when Athena cannot use it.
+
+    ``s3://bucket`` or ``s3://bucket/prefix`` (``s3a://`` too): a bucket name that follows S3's bucket naming
+    rules, and a key prefix of segments of letters, digits and ``! - _ . ( )`` (the safe characters of S3's
+    object key naming guidelines, less ``'`` and ``*``), no segment empty, ``.`` or ``..``. Quotes, spaces,
+    newlines and other control characters are refused: the location is pasted into the DDL's string literals.
+    """
+    if not isinstance(location, str) or not location.startswith(("s3://", "s3a://")):
         raise ValueError(f"Athena reads S3 only; {location!r} is not an s3:// location")
-    return "s3://" + location.split("://", 1)[1].strip("/")
+    bucket, _, prefix = location.split("://", 1)[1].partition("/")
+    prefix = prefix.rstrip("/")
+    if (
+        not _BUCKET.fullmatch(bucket)
+        or ".." in bucket
+        or _IP_ADDRESS.fullmatch(bucket)
+        or bucket.startswith(_RESERVED_BUCKET_PREFIXES)
+        or bucket.endswith(_RESERVED_BUCKET_SUFFIXES)
+    ):
+        raise ValueError(
+            f"{location!r} is not an s3://bucket/prefix location: {bucket!r} breaks S3's bucket naming rules "
+            "(3 to 63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit, "
+            "no '..', not an IP address nor a reserved name)"
+        )
+    if prefix and not all(_KEY_SEGMENT.fullmatch(part) and part not in (".", "..") for part in prefix.split("/")):
+        raise ValueError(
+            f"{location!r} is not an s3://bucket/prefix location: the prefix may hold only letters, digits and "
+            "! - _ . ( ) between single slashes, no segment '.' or '..' (S3's safe key characters, less ' and *)"
+        )
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
 
 def athena_tables(location: str, database: str = DEFAULT_DATABASE) -> list[str]:
@@ -125,12 +161,12 @@ def athena_tables(location: str, database: str = DEFAULT_DATABASE) -> list[str]:
             f"projection.{PARTITION_COLUMN}.interval.unit": "DAYS",
             "storage.location.template": f"{root}/{table}/{PARTITION_COLUMN}=${{{PARTITION_COLUMN}}}",
         }
-        tblproperties = ",\n".join(f"  '{key}'='{value}'" for key, value in properties.items())
+        tblproperties = ",\n".join(f"  {_string(key)}={_string(value)}" for key, value in properties.items())
         statements.append(
             f"CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{table}` (\n{columns}\n)\n"
             f"PARTITIONED BY (`{PARTITION_COLUMN}` string)\n"
             f"STORED AS PARQUET\n"
-            f"LOCATION '{root}/{table}/'\n"
+            f"LOCATION {_string(f'{root}/{table}/')}\n"
             f"TBLPROPERTIES (\n{tblproperties}\n)"
         )
     return statements
@@ -194,8 +230,14 @@ def _documented_athena_views(parameters: ViewParameters, database: str) -> list[
     return views
 
 
+def _string(value: str) -> str:
+    # A string literal of Athena's DDL (Hive's: backslash escapes). athena_location already refuses anything
+    # that would need escaping; quoting anyway keeps a location that slipped past it inside its literal.
+    return exp.Literal.string(value).sql(dialect="hive")
+
+
 def _check_identifier(name: str) -> str:
-    if not _IDENTIFIER.match(name):
+    if not _IDENTIFIER.fullmatch(name):
         raise ValueError(f"{name!r} is not a valid Athena name (lower-case letters, digits, underscores)")
     return name
 

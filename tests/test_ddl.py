@@ -103,6 +103,8 @@ def test_views_of_the_script_carry_the_parameters_and_the_database():
     assert "20 * 60000.0E0" in views[-1]
     for view in views:
         sqlglot.parse_one(view, read="athena")
+        # The comments of views.sql go above the statements, never into the text Athena stores.
+        assert "/*" not in view and "--" not in view
         # Every table a view reads is qualified: Athena resolves names in the database of the query, not the view.
         for table in sqlglot.parse_one(view, read="athena").find_all(exp.Table):
             assert table.db in ("ops", "") and (table.db == "ops" or table.name not in (*TABLES, *catalog.VIEWS))
@@ -120,11 +122,16 @@ def test_ddl_command_prints_the_script(capsys):
 
 @pytest.mark.parametrize(
     "argv",
-    [["ddl", "--location", "/tmp/datasink"], ["ddl", "--location", LOCATION, "--database", "Bad-Name"]],
+    [
+        ["ddl", "--location", "/tmp/datasink"],
+        ["ddl", "--location", LOCATION, "--database", "Bad-Name"],
+        ["ddl", "--location", LOCATION, "--database", "ops\n"],
+    ],
 )
 def test_ddl_command_refuses_what_athena_cannot_use(argv, capsys):
     assert main(argv) == 2
-    assert "otel-datasink ddl:" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and err.startswith("otel-datasink ddl:")
 
 
 def test_ddl_command_refuses_inconsistent_windows(capsys):
@@ -132,3 +139,65 @@ def test_ddl_command_refuses_inconsistent_windows(capsys):
         main(["ddl", "--location", LOCATION, "--window-days", "7"])
     assert exit_info.value.code == 2
     assert "window_days" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "s3://b/x'; DROP TABLE y; --",
+        "s3://acme-monitoring/x'; DROP TABLE y; --",
+        "s3://acme-monitoring/data\nsink",
+        "s3://acme-monitoring/data\rsink",
+        "s3://acme-monitoring/data\x00sink",
+        "s3://acme-monitoring/data\\sink",
+        's3://acme-monitoring/data"sink',
+        "s3://acme-monitoring/data sink",
+        "s3://acme-monitoring/data/*",
+        "s3://acme-monitoring/a/../b",
+        "s3://acme-monitoring/a//b",
+        "s3://acme-monitoring\n/datasink",
+        "s3://Acme-Monitoring/datasink",
+        "s3://acme..monitoring/datasink",
+        "s3://192.168.0.1/datasink",
+        "s3://xn--acme/datasink",
+        "s3://acme-s3alias/datasink",
+        "s3://ab/datasink",
+        "s3://-acme/datasink",
+    ],
+)
+def test_ddl_command_refuses_a_location_that_is_no_safe_s3_prefix_and_prints_no_sql(location, capsys):
+    assert main(["ddl", "--location", location]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("otel-datasink ddl: ") and "s3://bucket/prefix" in line
+
+
+def _locations(script: str) -> dict[str, tuple[str, str]]:
+    """Per table of the script: its LOCATION literal and its storage.location.template, as Athena reads them."""
+    found = {}
+    for create in sqlglot.parse(script, read="athena"):
+        if isinstance(create, exp.Create) and create.args["kind"] == "TABLE":
+            properties = {p.name: p.text("value") for p in create.find_all(exp.Property) if p.name}
+            location = create.find(exp.LocationProperty).this
+            assert location.is_string
+            found[create.this.this.name] = (location.this, properties["storage.location.template"])
+    return found
+
+
+def test_a_location_with_unusual_but_safe_characters_round_trips(capsys):
+    assert main(["ddl", "--location", "s3a://my.bucket-1/Data!set/(v2)/a_b.c-d/"]) == 0
+    root = "s3://my.bucket-1/Data!set/(v2)/a_b.c-d"
+    assert _locations(capsys.readouterr().out) == {
+        table: (f"{root}/{table}/", f"{root}/{table}/dt=${{dt}}") for table in TABLES
+    }
+
+
+def test_the_location_is_quoted_in_its_literals_even_past_the_check(monkeypatch):
+    # Defence in depth: were athena_location to let a quote, a backslash or a newline through, each stays
+    # inside its string literal and the script still holds one statement per table.
+    root = "s3://acme/x'; DROP TABLE y; --\\\nz"
+    monkeypatch.setattr(catalog, "athena_location", lambda location: location)
+    script = ";\n".join(catalog.athena_tables(root))
+    assert len(sqlglot.parse(script, read="athena")) == len(TABLES)
+    assert _locations(script) == {table: (f"{root}/{table}/", f"{root}/{table}/dt=${{dt}}") for table in TABLES}

@@ -1,6 +1,10 @@
 """Print the Athena script for the tables at ``--location`` (an s3:// URL): the database, both tables with
 ``dt`` partition projection (no ``MSCK REPAIR`` ever), and the views. Run it in the Athena console or with
-``aws athena start-query-execution``, one statement at a time."""
+``aws athena start-query-execution``, one statement at a time.
+
+``--location`` is ``s3://bucket/prefix``: a bucket named by S3's bucket naming rules and a prefix of S3's safe
+key characters (letters, digits, ``! - _ . ( )`` and ``/``); anything else (quotes, spaces, newlines, ``*``)
+is refused with a one-line message and exit status 2, before any SQL is printed."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import sys
 
 from otel_datasink.catalog import DEFAULT_DATABASE, ViewParameters, athena_ddl
 
-HELP = "print the Athena DDL (tables with partition projection) and views for an s3:// --location"
+HELP = "print the Athena DDL (tables with partition projection) and views for an s3://bucket/prefix --location"
 
 
 def add_view_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prints the Athena script; 2 when the location or database cannot be used by Athena."""
+    """Prints the Athena script; 2, with a one-line message and no SQL, when Athena cannot use the location
+    (see :func:`otel_datasink.catalog.athena_location`) or the database."""
     try:
         script = athena_ddl(args.location, args.database, view_parameters(args))
     except ValueError as error:
