@@ -1,17 +1,35 @@
-"""``otel-datasink collector`` as a process: acknowledged spans survive SIGKILL, SIGTERM flushes and exits 0."""
+"""``otel-datasink collector`` as a process: acknowledged spans survive SIGKILL, SIGTERM flushes and exits 0.
+
+Also on a spool disk that fills up (a tmpfs mounted by the test) and in a spool folder whose segments cannot be
+removed for a while (``chattr +a``): no acknowledged span is lost, no rejected one is written, and ingestion
+resumes once the disk has room again.
+"""
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import ctypes
+import errno
 import http.client
+import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import free_port
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from test_collector_http import job_spans, rows
+from test_collector_http import get, job_spans, post, rows
+
+from otel_datasink.local import connect
+
+_MNT_DETACH = 2
 
 
 class CollectorProcess:
@@ -40,6 +58,29 @@ class CollectorProcess:
             return connection.getresponse().status == 200
         except OSError:
             return False
+
+    def post(self, count: int) -> tuple[int, set[str]]:
+        """POSTs ``count`` job spans as one raw OTLP/HTTP protobuf request (no retry); (status, span ids)."""
+        spans = job_spans(count, with_noise=False)
+        status, _, _ = post(self.port, encode_spans(spans).SerializeToString())
+        return status, {f"{span.context.span_id:016x}" for span in spans}
+
+    def metric(self, name: str) -> float:
+        """The value of an unlabelled ``otel_datasink_collector_<name>`` metric."""
+        _, text = get(self.port, "/metrics")
+        match = re.search(rf"^otel_datasink_collector_{name} (\S+)$", text, re.MULTILINE)
+        assert match, text
+        return float(match.group(1))
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int:
+        """SIGTERM; the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=20)
 
     def export(self, count: int) -> set[str]:
         """Sends ``count`` job spans with the real OTLP/HTTP exporter; returns their span ids once acknowledged."""
@@ -88,4 +129,159 @@ def test_sigterm_flushes_the_open_batch_and_exits_0_within_the_bound(local_locat
     assert code == 0, (tmp_path / "log").read_text()
     assert elapsed < 5
     assert {row["span_id"] for row in rows(local_location, timeout=0)} == sent
+    assert not list(spool.glob("*.seg"))
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``path`` (created) for the duration; skipped only where mounting is denied."""
+    path.mkdir()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", 0, f"size={size}".encode()) != 0:
+        code = ctypes.get_errno()
+        if code == errno.EPERM:
+            pytest.skip("mounting a tmpfs is not permitted here (needs root or CAP_SYS_ADMIN)")
+        raise OSError(code, os.strerror(code), str(path))
+    try:
+        yield path
+    finally:
+        # Lazily if a file is still open, so that the test never leaves a mount behind.
+        if libc.umount2(os.fsencode(path), 0) != 0:
+            libc.umount2(os.fsencode(path), _MNT_DETACH)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A file taking all the free space of ``disk`` but ``leave`` bytes."""
+    stat = os.statvfs(disk)
+    filler = disk / "filler"
+    with open(filler, "wb") as out:
+        out.write(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
+    return filler
+
+
+def send_until_full(collector: CollectorProcess, disk: Path, rejections: int = 3) -> tuple[set[str], set[str]]:
+    """Fills ``disk`` but 64 KiB and sends requests until ``rejections`` got 503; (acknowledged, rejected) ids."""
+    filler = fill(disk, leave=64 * 1024)
+    acknowledged: set[str] = set()
+    rejected: set[str] = set()
+    for _ in range(200):
+        status, ids = collector.post(40)  # ~4.8 KB: a dozen fit, then one is cut off by ENOSPC
+        assert status in (200, 503), status
+        (acknowledged if status == 200 else rejected).update(ids)
+        if status == 503 and len(rejected) >= 40 * rejections:
+            break
+    assert acknowledged and len(rejected) >= 40 * rejections, "the spool disk did not fill up"
+    filler.unlink()
+    return acknowledged, rejected
+
+
+def span_id_counts(location: str, expect: int) -> collections.Counter:
+    """span_id -> rows of it in job_runs (waiting up to 15 s for ``expect`` rows)."""
+    return collections.Counter(row["span_id"] for row in rows(location, expect=expect, timeout=15))
+
+
+def test_a_full_spool_disk_then_sigkill_loses_no_acknowledged_span_and_writes_no_rejected_one(local_location, tmp_path):
+    log = tmp_path / "log"
+    with small_filesystem(tmp_path / "disk", "1m") as disk:
+        spool = disk / "spool"
+        first = CollectorProcess(local_location, spool, log, "--flush-age", "3600")
+        try:
+            acknowledged, rejected = send_until_full(first, disk)
+            for _ in range(5):  # room again: these follow the cut-off request in the same segment
+                status, ids = first.post(40)
+                assert status == 200
+                acknowledged |= ids
+        finally:
+            first.kill()
+        assert rows(local_location, timeout=0) == []  # everything was in the spool only
+
+        second = CollectorProcess(local_location, spool, log, "--flush-age", "0.2")
+        try:
+            replayed = span_id_counts(local_location, expect=len(acknowledged))
+            # Again with batches rolled and written from memory while the disk is full.
+            more_acknowledged, more_rejected = send_until_full(second, disk)
+            status, ids = second.post(40)
+            assert status == 200
+            more_acknowledged |= ids
+        finally:
+            assert second.stop() == 0, log.read_text()
+        assert not list(spool.glob("*.seg"))
+
+    assert set(replayed) == acknowledged, log.read_text()
+    written = span_id_counts(local_location, expect=len(acknowledged) + len(more_acknowledged))
+    assert set(written) == acknowledged | more_acknowledged
+    assert not set(written) & (rejected | more_rejected)
+    assert set(written.values()) == {1}  # nobody retried: no duplicate either
+
+
+@contextlib.contextmanager
+def chattr(path: Path, flag: str) -> Iterator[None]:
+    """``chattr +flag path`` for the duration (as root, chmod would not stop the collector)."""
+    done = subprocess.run(["chattr", f"+{flag}", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"chattr +{flag} is not supported here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", f"-{flag}", str(path)], check=True)
+
+
+def wait_for(condition, timeout: float = 15.0) -> None:
+    """Polls ``condition()`` until it is true; fails after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_an_undeletable_spool_folder_never_stops_ingestion_and_a_restart_only_duplicates(local_location, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("chattr needs root")
+    log = tmp_path / "log"
+    spool = tmp_path / "spool"
+    first = CollectorProcess(local_location, spool, log, "--flush-age", "0.2")
+    try:
+        with chattr(spool, "i"):  # no segment can be created: 503, and no phantom segment is counted
+            assert [first.post(3)[0] for _ in range(3)] == [503, 503, 503]
+            assert first.metric("spool_segments") == 0
+        acknowledged: set[str] = set()
+        with chattr(spool, "a"):  # segments are created but cannot be removed once their batch is written
+            for _ in range(8):  # twice max_pending_batches: a stopped writer thread would turn these away
+                status, ids = first.post(3)
+                assert status == 200
+                acknowledged |= ids
+                time.sleep(0.5)  # a batch each (flush age 0.2 s)
+            assert set(span_id_counts(local_location, expect=len(acknowledged))) == acknowledged
+            wait_for(lambda: first.metric("spool_unremoved_segments") == 8)
+            assert first.metric("spool_segments") == 8
+            assert first.metric("write_errors_total") >= 8
+            written_files = first.metric("files_written_total")
+        wait_for(lambda: first.metric("spool_segments") == 0)  # removed on retry, not written again
+        assert first.metric("files_written_total") == written_files
+        status, ids = first.post(3)
+        assert status == 200
+        acknowledged |= ids
+        assert set(span_id_counts(local_location, expect=len(acknowledged))) == acknowledged
+
+        with chattr(spool, "a"):
+            status, ids = first.post(3)
+            assert status == 200
+            acknowledged |= ids
+            wait_for(lambda: len(rows(local_location, timeout=0)) == len(acknowledged))
+            wait_for(lambda: first.metric("spool_unremoved_segments") == 1)
+            first.kill()  # its segment stays: the restart replays what is written already
+    finally:
+        if first.process.poll() is None:
+            first.kill()
+
+    second = CollectorProcess(local_location, spool, log, "--flush-age", "0.2")
+    try:
+        counts = span_id_counts(local_location, expect=len(acknowledged) + 3)
+    finally:
+        assert second.stop() == 0, log.read_text()
+    assert set(counts) == acknowledged
+    assert sorted(counts.values()).count(2) == 3  # the replayed request only, written twice
+    with connect(local_location) as con:
+        (latest,) = con.execute("select count(*) from job_runs_latest").fetchone()
+    assert latest == len(acknowledged)  # the views collapse the duplicates
     assert not list(spool.glob("*.seg"))

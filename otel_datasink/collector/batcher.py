@@ -305,6 +305,8 @@ class Batcher:
             return
         if not self._unremoved:
             self._removal_error = None
+        else:
+            self._removal_due = 0.0  # removing works again: retry the segments kept aside now, not after backoff
 
     def _retry_removals(self, force: bool = False) -> None:
         """Removes the segments kept aside, once their retry is due (or now, with ``force``)."""
