@@ -5,11 +5,14 @@ With ``[traces] otel_on = True`` Airflow 3 emits, per DAG run, a ``dag_run.<dag_
 are not runs of their own). This script emits spans of exactly that shape, as Airflow's scheduler and API
 server do, for one DAG run of ``ingest_orders`` whose ``extract`` task fails once and succeeds on its retry.
 
-The ``airflow`` profile turns them into ``job_runs`` rows: job ``ingest_orders`` for the DAG run and
-``ingest_orders.extract`` / ``ingest_orders.load`` for the tasks (task ids repeat across DAGs), attempt = try
-number, status from the span status (``up_for_retry`` is a failed attempt, ``skipped`` is not a failure),
-logical date and run type from the DAG run. Airflow 2.10's spans (unprefixed ``dag_id``, ``state``,
-``error_msg``, ...) map too.
+As Airflow 3.3 does, the span of a try that goes up for retry reuses the task instance's span id and carries
+the id of the *next* try's task instance: neither tells the tries apart, their try number does.
+
+The ``airflow`` profile turns them into ``job_runs`` rows: job ``ingest_orders`` for the DAG run (run_id:
+Airflow's run id) and ``ingest_orders.extract`` / ``ingest_orders.load`` for the tasks (task ids repeat across
+DAGs), with run_id ``<dag_id>/<run_id>/<task_id>/<try_number>`` and attempt = try number; status from the task
+state (``up_for_retry`` is a failed attempt, ``skipped`` is not a failure), logical date and run type from the
+DAG run. Airflow 2.10's spans (unprefixed ``dag_id``, ``state``, ``error_msg``, ...) map too.
 
 Run it as is::
 
@@ -20,7 +23,9 @@ or, as an Airflow deployment would, zero-code with the profile chosen by environ
     OTEL_TRACES_EXPORTER=datasink OTEL_EXPORTER_DATASINK_PROFILE=airflow OTEL_EXPORTER_DATASINK_LOCATION=./datasink \\
     OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none opentelemetry-instrument python examples/airflow_spans.py
 
-Then: ``otel-datasink query --location ./datasink "SELECT job_name, attempt, status, error_type FROM job_runs"``.
+Then::
+
+    otel-datasink query --location ./datasink "SELECT job_name, run_id, attempt, status, error_type FROM job_runs"
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ RUN_ID = "scheduled__2026-05-27T00:00:00+00:00"
 SECOND = 1_000_000_000
 
 
-def task_run(parent: trace.Span, task_id: str, try_number: int, state: str, start: int, seconds: int) -> None:
+def task_run(
+    parent: trace.Span, task_id: str, try_number: int, state: str, task_instance_id: str, start: int, seconds: int
+) -> None:
     """A ``task_run.<task_id>`` span as Airflow's API server emits it when a task try ends."""
     span = tracer.start_span(
         f"task_run.{task_id}",
@@ -52,7 +59,7 @@ def task_run(parent: trace.Span, task_id: str, try_number: int, state: str, star
             "airflow.task_instance.try_number": try_number,
             "airflow.task_instance.map_index": -1,
             "airflow.task_instance.state": state,
-            "airflow.task_instance.id": f"0197a1c2-{task_id}-{try_number}",
+            "airflow.task_instance.id": task_instance_id,
         },
     )
     span.set_status(Status(StatusCode.OK if state == "success" else StatusCode.ERROR))
@@ -68,13 +75,14 @@ def dag_run() -> None:
         attributes={
             "airflow.dag_id": DAG_ID,
             "airflow.dag_run.run_id": RUN_ID,
-            "airflow.dag_run.queued_at": "2026-05-28 00:00:00+00:00",
+            "airflow.dag_run.run_type": "scheduled",
             "airflow.dag_run.logical_date": "2026-05-27 00:00:00+00:00",
         },
     )
-    task_run(dag_span, "extract", 1, "up_for_retry", start + 5 * SECOND, 30)
-    task_run(dag_span, "extract", 2, "success", start + 300 * SECOND, 40)
-    task_run(dag_span, "load", 1, "success", start + 345 * SECOND, 60)
+    # The try that goes up for retry already carries its retry's task instance id.
+    task_run(dag_span, "extract", 1, "up_for_retry", "0197a1c2-0000-7000-8000-000000000e02", start + 5 * SECOND, 30)
+    task_run(dag_span, "extract", 2, "success", "0197a1c2-0000-7000-8000-000000000e02", start + 300 * SECOND, 40)
+    task_run(dag_span, "load", 1, "success", "0197a1c2-0000-7000-8000-000000000f01", start + 345 * SECOND, 60)
     dag_span.set_status(Status(StatusCode.OK))
     dag_span.end(end_time=start + 410 * SECOND)
 

@@ -189,16 +189,16 @@ def _airflow3_task_run(record: SpanRecord, a: Mapping[str, Any]) -> SpanRecord |
         return None
     dag_id, task_id, try_number = a["airflow.dag_id"], a["airflow.task_id"], a.get("airflow.task_instance.try_number")
     run_id = _given(a.get("airflow.dag_run.run_id"))
-    # Without Airflow's run id (never seen), the task instance id still tells this DAG run's tries apart.
+    # Airflow always sets its run id; were it missing, the task instance id would stand in for it (the try
+    # number still tells apart the tries that share it).
     in_run = run_id or _given(a.get("airflow.task_instance.id"))
+    map_index = a.get("airflow.task_instance.map_index")
     state = _given(a.get("airflow.task_instance.state"))
     return _airflow_run(
         record,
         dag_id=dag_id,
         task_id=task_id,
-        run_id=airflow_task_run_id(dag_id, in_run, task_id, a.get("airflow.task_instance.map_index"), try_number)
-        if in_run is not None
-        else None,
+        run_id=None if in_run is None else airflow_task_run_id(dag_id, in_run, task_id, map_index, try_number),
         attempt=try_number,
         logical_date=_airflow_run_id_date(run_id),
         run_type=_airflow_run_type(None, run_id),
