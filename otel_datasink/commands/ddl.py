@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 
 from otel_datasink.catalog import DEFAULT_DATABASE, ViewParameters, athena_ddl
 
@@ -31,12 +30,9 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def view_parameters(args: argparse.Namespace) -> ViewParameters:
-    """The :class:`ViewParameters` of parsed options; exits with a message when they do not hold together."""
-    try:
-        return ViewParameters(**{field.name: getattr(args, field.name) for field in dataclasses.fields(ViewParameters)})
-    except ValueError as error:
-        print(f"otel-datasink: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    """The :class:`ViewParameters` of parsed options; ValueError when they do not hold together (the command
+    line's :func:`otel_datasink.cli.main` reports it on one line)."""
+    return ViewParameters(**{field.name: getattr(args, field.name) for field in dataclasses.fields(ViewParameters)})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,12 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prints the Athena script; 2, with a one-line message and no SQL, when Athena cannot use the location
-    (see :func:`otel_datasink.catalog.athena_location`) or the database."""
-    try:
-        script = athena_ddl(args.location, args.database, view_parameters(args))
-    except ValueError as error:
-        print(f"otel-datasink ddl: {error}", file=sys.stderr)
-        return 2
+    """Prints the Athena script. Raises ValueError, before printing anything, when Athena cannot use the location
+    (see :func:`otel_datasink.catalog.athena_location`) or the database, or the view parameters do not hold
+    together: :func:`otel_datasink.cli.main` reports it as one line, exit status 2."""
+    script = athena_ddl(args.location, args.database, view_parameters(args))
     print(script)
     return 0
