@@ -147,7 +147,8 @@ class DatasinkSpanProcessor(SpanProcessor):
                     # A wake-up by the timer writes what is pending; one by a full export batch only maps it.
                     deadline = min(time.monotonic() + self.options.timeout, self._exit_deadline)
                     self._flush_once(deadline, due=not woken)
-            if not self._flush_once(self._shutdown_deadline, due=True):
+            # Stopped already: the exit hook gave the rows up (and counted them); no last attempt to log about.
+            if not self._stop.is_set() and not self._flush_once(self._shutdown_deadline, due=True):
                 self._report_unwritten("the store failed")
         finally:
             detach(token)
@@ -314,10 +315,12 @@ class DatasinkSpanProcessor(SpanProcessor):
         target, deadline = started
         if self._wait_flushed(target, deadline):
             return
+        in_time = time.monotonic() < deadline
         self._shutdown = True
         self._stop.set()  # cuts a request in flight: the worker stops instead of retrying after we are gone
         self._wake.set()
-        self._report_unwritten(f"process exit: the store did not take them within {self.options.exit_timeout:.1f}s")
+        bound = f"within {self.options.exit_timeout:.1f}s"
+        self._report_unwritten(f"process exit: the store {'failed' if in_time else 'did not take them ' + bound}")
 
 
 def _records(batch: list[tuple[ReadableSpan, dict | None]]) -> list[SpanRecord]:
