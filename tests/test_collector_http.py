@@ -232,7 +232,7 @@ def test_bad_requests_get_their_status_and_the_next_good_request_is_served(colle
     assert len(rows(local_location, expect=1)) == 1
 
 
-def test_a_backlogged_store_gets_503_with_retry_after_and_health_says_so(tmp_path):
+def test_a_backlogged_store_gets_503_with_retry_after_and_health_is_not_ready(tmp_path):
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("the location is a file, so every write fails")
     running = start_collector(str(blocked), tmp_path / "spool", flush_rows=1, max_pending_batches=1)
@@ -245,7 +245,8 @@ def test_a_backlogged_store_gets_503_with_retry_after_and_health_says_so(tmp_pat
 
     assert first[0] == 200
     assert second[0] == 503 and int(second[1]["Retry-After"]) > 0
-    assert health_status == 200 and json.loads(health)["status"] == "backlogged"
+    # Not ready (503): backlogged, or degraded once the writer thread has seen its write fail.
+    assert health_status == 503 and json.loads(health)["status"] in ("backlogged", "degraded")
     assert list((tmp_path / "spool").glob("*.seg"))
 
 

@@ -4,12 +4,16 @@ The method is registered with a generic handler that hands over the request's by
 are decoded once by :mod:`otel_datasink.otlp` and spooled as they are, never serialised again. Statuses match
 the HTTP receiver: INVALID_ARGUMENT undecodable, UNAUTHENTICATED missing or wrong bearer token,
 RESOURCE_EXHAUSTED over the message limit (grpcio's own check, after decompression), UNAVAILABLE while the store
-is backlogged (retried by the exporters).
+is backlogged or too many request bodies are held (retried by the exporters).
+
+Nothing is read of a call before it is admitted: the token is checked on the call's metadata by an interceptor,
+and Export is registered as a client-streaming method, so that grpcio hands over the call before its message and
+the handler reads the message only once the call holds ``max_body_bytes`` of the memory budget (given back down
+to the message's size once it is read).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -18,25 +22,38 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from otel_datasink.collector import responses
+from otel_datasink.collector.http import authorized
 from otel_datasink.collector.ingest import UndecodableError
 from otel_datasink.collector.spool import KIND_PROTOBUF
 
 if TYPE_CHECKING:  # server.py imports this module
+    from otel_datasink.collector.metrics import Metrics
     from otel_datasink.collector.server import Collector
 
 _logger = logging.getLogger(__name__)
 
 SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
+MAX_CALLS = 256
+"""Calls grpcio takes at once (more get RESOURCE_EXHAUSTED): admitted ones hold the budget, the rest wait unread."""
+ADMISSION_WAIT_SECONDS = 2.0
+"""How long a call may wait for its share of the memory budget (its message unread) before UNAVAILABLE."""
 
 
 def build_server(receiver: Collector, host: str, port: int) -> tuple[grpc.aio.Server, int]:
     """A gRPC server of a :class:`otel_datasink.collector.server.Collector`, and the port it bound."""
-    limit = receiver.settings.max_body_bytes
+    settings = receiver.settings
+    interceptors = [_TokenCheck(settings.token, receiver.metrics)] if settings.token else []
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)],
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", settings.max_body_bytes),
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_connection_idle_ms", int(settings.idle_timeout * 1000)),
+        ],
+        maximum_concurrent_rpcs=MAX_CALLS,
         compression=None,
     )
-    handler = grpc.unary_unary_rpc_method_handler(
+    handler = grpc.stream_unary_rpc_method_handler(
         _export_handler(receiver), request_deserializer=None, response_serializer=None
     )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),))
@@ -46,22 +63,52 @@ def build_server(receiver: Collector, host: str, port: int) -> tuple[grpc.aio.Se
     return server, bound
 
 
-def _export_handler(receiver: Collector) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
+class _TokenCheck(grpc.aio.ServerInterceptor):
+    """Refuses calls without the bearer token on their metadata, before their message is read."""
+
+    def __init__(self, token: str, metrics: Metrics) -> None:
+        self._expected = f"Bearer {token}".encode()
+        self._metrics = metrics
+
+        async def refuse(requests: object, context: grpc.aio.ServicerContext) -> bytes:
+            # Client-streaming, so grpcio calls it without reading the message first.
+            metrics.requests["grpc", grpc.StatusCode.UNAUTHENTICATED.name] += 1
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+        self._refuse = grpc.stream_unary_rpc_method_handler(refuse)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == "authorization" and isinstance(value, str) and authorized(value, self._expected):
+                return await continuation(handler_call_details)
+        return self._refuse
+
+
+def _export_handler(receiver: Collector) -> Callable[[object, grpc.aio.ServicerContext], Awaitable[bytes]]:
     settings = receiver.settings
     metrics = receiver.metrics
-    expected_auth = f"Bearer {settings.token}".encode() if settings.token else None
 
-    async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def export(requests: object, context: grpc.aio.ServicerContext) -> bytes:
         code = grpc.StatusCode.OK
+        hold = None
         try:
-            if expected_auth is not None:
-                auth = dict(context.invocation_metadata() or ()).get("authorization", "")
-                if not hmac.compare_digest(str(auth).encode(), expected_auth):
-                    code = grpc.StatusCode.UNAUTHENTICATED
-                    await context.abort(code, "missing or wrong bearer token")
             if receiver.backlogged:
                 code = grpc.StatusCode.UNAVAILABLE
                 await context.abort(code, "the store is backlogged; retry later")
+            # The message's size is known only once it is read: hold room for the largest one first.
+            hold = await receiver.budget.wait_hold(settings.max_body_bytes, ADMISSION_WAIT_SECONDS)
+            if hold is None:
+                code = grpc.StatusCode.UNAVAILABLE
+                await context.abort(code, "too many request bodies in flight; retry later")
+            body = await context.read()
+            if body is grpc.aio.EOF:
+                code = grpc.StatusCode.INVALID_ARGUMENT
+                await context.abort(code, "no request message")
+            hold.shrink_to(len(body))
             metrics.bytes_received += len(body)
             try:
                 rejected = await receiver.accept(KIND_PROTOBUF, body)
@@ -74,6 +121,8 @@ def _export_handler(receiver: Collector) -> Callable[[bytes, grpc.aio.ServicerCo
                 await context.abort(code, "cannot spool the request; retry later")
             return responses.export_response(rejected, as_json=False)
         finally:
+            if hold is not None:
+                hold.release()
             metrics.requests["grpc", code.name] += 1
 
     return export

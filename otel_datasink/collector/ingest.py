@@ -47,7 +47,14 @@ class Ingest:
         self.job_keys = job_keys_of(profile)
 
     def __call__(self, kind: int, body: bytes, *, count: bool = True) -> Result:
-        """The rows of a request body of ``kind`` (spool.KIND_*); raises :class:`UndecodableError`."""
+        """The rows of a request body of ``kind`` (spool.KIND_*), counted; raises :class:`UndecodableError`."""
+        result = self.decode(kind, body)
+        if count:
+            self.count(result)
+        return result
+
+    def decode(self, kind: int, body: bytes) -> Result:
+        """The rows of a request body, not counted: safe on a worker thread (it only reads the profile)."""
         try:
             if kind == KIND_PROTOBUF:
                 records, rejected, spans = records_from_protobuf(body, job_keys=self.job_keys)
@@ -59,11 +66,12 @@ class Ingest:
         except (DecodeError, OtlpDecodeError, ValueError, RecursionError) as error:
             raise UndecodableError(f"undecodable OTLP {'JSON' if kind == KIND_JSON else 'protobuf'}: {error}") from None
         rows = map_records(records, self.profile)
-        result = Result(rows, spans, len(rows[JOB_RUNS_TABLE]), rejected)
-        if count:
-            metrics = self.metrics
-            metrics.spans_received += result.spans
-            metrics.job_spans += result.job_spans
-            metrics.non_job_spans += spans - rejected - result.job_spans
-            metrics.rejected_spans += rejected
-        return result
+        return Result(rows, spans, len(rows[JOB_RUNS_TABLE]), rejected)
+
+    def count(self, result: Result) -> None:
+        """Adds a request's spans to the counters (on the event loop: the counters are not locked)."""
+        metrics = self.metrics
+        metrics.spans_received += result.spans
+        metrics.job_spans += result.job_spans
+        metrics.non_job_spans += result.spans - result.rejected - result.job_spans
+        metrics.rejected_spans += result.rejected

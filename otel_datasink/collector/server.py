@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import gc
 import logging
 import signal
@@ -16,7 +18,7 @@ from otel_datasink.collector import grpc as grpc_receiver
 from otel_datasink.collector import http as http_receiver
 from otel_datasink.collector.batcher import Batch, Batcher
 from otel_datasink.collector.ingest import Ingest, UndecodableError
-from otel_datasink.collector.metrics import Metrics
+from otel_datasink.collector.metrics import Metrics, Throttled
 from otel_datasink.collector.settings import CollectorSettings, default_spool_dir
 from otel_datasink.collector.spool import Spool, read_segment
 from otel_datasink.config import Options
@@ -26,6 +28,85 @@ from otel_datasink.writer import Writer
 _logger = logging.getLogger(__name__)
 
 _AGE_CHECK_SECONDS = 0.2
+_ALL_INTERFACES = ("0.0.0.0", "::", "")
+
+
+class ByteBudget:
+    """Bytes of request bodies held at once, over both receivers: a request takes its share before its body is read.
+
+    Loop-only (no lock). Waiters are served in order, so a big request is not passed over for ever by small ones.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiters: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
+
+    def hold(self, size: int) -> Hold | None:
+        """A hold of ``size`` bytes, or None at once if they are not free."""
+        if self._waiters or not self._grow(size):
+            return None
+        return Hold(self, size)
+
+    async def wait_hold(self, size: int, timeout: float) -> Hold | None:
+        """A hold of ``size`` bytes, waiting up to ``timeout`` s for them to be free; None if they were not."""
+        held = self.hold(size)
+        if held is not None or size > self.limit:
+            return held
+        waiter = asyncio.get_running_loop().create_future()
+        entry = (size, waiter)
+        self._waiters.append(entry)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
+            if not waiter.done() or waiter.cancelled():
+                return None
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+        return Hold(self, size)  # given by _give, which counted it as used
+
+    def _grow(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def _give(self, size: int) -> None:
+        self.used -= size
+        while self._waiters and self.used + self._waiters[0][0] <= self.limit:
+            size, waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.used += size
+                waiter.set_result(None)
+
+
+class Hold:
+    """A request's share of a :class:`ByteBudget`, resized as its body turns out; ``release()`` gives it back."""
+
+    def __init__(self, budget: ByteBudget, size: int) -> None:
+        self._budget = budget
+        self.size = size
+
+    def grow_to(self, size: int) -> bool:
+        """Holds at least ``size`` bytes; False (holding what it held) if the budget has not that much left."""
+        if size <= self.size:
+            return True
+        if not self._budget._grow(size - self.size):
+            return False
+        self.size = size
+        return True
+
+    def shrink_to(self, size: int) -> None:
+        """Holds at most ``size`` bytes (what a body turned out to be once read)."""
+        if size < self.size:
+            self._budget._give(self.size - size)
+            self.size = size
+
+    def release(self) -> None:
+        """Gives everything back (again: nothing)."""
+        self.shrink_to(0)
 
 
 class Collector:
@@ -36,6 +117,10 @@ class Collector:
         self.settings = settings
         self.metrics = Metrics()
         self.ingest = Ingest(load_profile(options.profile), self.metrics)
+        self.budget = ByteBudget(settings.max_inflight_bytes)
+        self.metrics.gauges["inflight_bytes"] = lambda: self.budget.used
+        # One thread: big requests are decoded one at a time beside the loop (more would only share the GIL).
+        self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="otel-datasink-decode")
         self.spool: Spool | None = None
         self.batcher: Batcher | None = None
         self.http_port: int | None = None
@@ -50,12 +135,37 @@ class Collector:
         """Whether requests are turned away until the store catches up."""
         return self.batcher is not None and self.batcher.backlogged
 
+    def health(self, detailed: bool = False) -> tuple[bool, dict[str, Any]]:
+        """Whether the collector is ready (writes work, the store keeps up), and its state for ``/health``.
+
+        ``detailed`` adds what only operators should see: the location, the spool, and the failure's cause.
+        """
+        error = getattr(self.batcher, "last_error", None)
+        if error:
+            state = {"status": "degraded", "reason": "writing to the store or the spool fails; retried"}
+        elif self.backlogged:
+            state = {"status": "backlogged", "reason": "batches wait for the store; requests get 503"}
+        else:
+            state = {"status": "ok"}
+        if detailed:
+            state["error"] = error
+            state["location"] = self.options.location
+            state["spool_segments"] = self.spool.depth if self.spool is not None else 0
+        return state["status"] == "ok", state
+
     async def accept(self, kind: int, body: bytes) -> int:
         """Maps a request body, batches its rows and returns once it is spooled; returns the rejected span count.
 
         Raises :class:`UndecodableError` for a body that is not OTLP, OSError when the spool cannot take it.
         """
-        result = self.ingest(kind, body)
+        if len(body) >= self.settings.offload_bytes:
+            # Decoding and mapping a big request takes seconds of CPU: on a thread, the loop keeps serving the
+            # others (it gets the GIL back at least every switch interval, 5 ms).
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._decoder, self.ingest.decode, kind, body)
+        else:
+            result = self.ingest.decode(kind, body)
+        self.ingest.count(result)
         if result.row_count:
             await self.batcher.add(result.rows, kind, body)
         return result.rejected
@@ -67,27 +177,20 @@ class Collector:
         self.spool = Spool(spool_dir)
         self.metrics.gauges["backlogged"] = lambda: int(self.backlogged)
         self.batcher = Batcher(writer, self.spool, self.settings, self.metrics)
+        _quiet_accept_errors(asyncio.get_running_loop())
         try:
             self._replay_leftovers()
             if self.settings.http is not None:
                 host, port = self.settings.http
-                self._runner = web.AppRunner(
-                    http_receiver.build_app(self),
-                    auto_decompress=False,
-                    access_log=None,
-                    handle_signals=False,
-                    shutdown_timeout=2.0,
-                )
-                await self._runner.setup()
-                site = web.TCPSite(self._runner, host, port, reuse_address=True)
-                await site.start()
-                self.http_port = self._runner.addresses[0][1]
-                _logger.info("OTLP/HTTP on http://%s:%d/v1/traces", host, self.http_port)
+                self._runner, addresses = await http_receiver.start(self, host, port)
+                self.http_port = addresses[0][1]
+                for address in addresses:
+                    _logger.info("OTLP/HTTP on http://%s/v1/traces%s", _address(address), _scope(host))
             if self.settings.grpc is not None:
                 host, port = self.settings.grpc
                 self._grpc_server, self.grpc_port = grpc_receiver.build_server(self, host, port)
                 await self._grpc_server.start()
-                _logger.info("OTLP/gRPC on %s:%d", host, self.grpc_port)
+                _logger.info("OTLP/gRPC on %s%s", _address((host, self.grpc_port)), _scope(host))
         except BaseException:
             await self.stop(0)
             raise
@@ -128,6 +231,7 @@ class Collector:
         if self.batcher is not None:
             remaining = max(0.0, deadline - time.monotonic())
             done = await asyncio.get_running_loop().run_in_executor(None, self.batcher.drain, remaining)
+        self._decoder.shutdown(wait=True, cancel_futures=True)
         if self.spool is not None:
             self.spool.close()
         if done:
@@ -135,6 +239,35 @@ class Collector:
         else:
             _logger.warning("collector stopped with %d spool segment(s) left for the next start", self.spool.depth)
         return done
+
+
+def _address(address: tuple) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _scope(host: str) -> str:
+    return " (every interface: reachable from other hosts)" if host in _ALL_INTERFACES else ""
+
+
+_accept_log = Throttled(_logger, logging.ERROR)
+
+
+def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Makes asyncio's report of a failed ``accept()`` (out of file descriptors) one line a minute, not a traceback
+    per attempt: the connection cap should prevent it, but other file descriptors count against the limit too."""
+    previous = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        if "accept" in message and "out of system resource" in message:
+            _accept_log("cannot accept connections: %s (%s); raise ulimit -n", message, context.get("exception"))
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
 
 
 _GC_THRESHOLD = (50_000, 20, 100)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from otel_datasink import environment_variables as env
+from otel_datasink.collector import settings as collector_settings
 from otel_datasink.collector.server import Collector, serve
 from otel_datasink.collector.settings import CollectorSettings
 from otel_datasink.collector.spool import SpoolLockedError
@@ -27,18 +28,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--http",
         metavar="HOST:PORT",
-        help=f"OTLP/HTTP endpoint or 'none' (env {_name('HTTP_ENDPOINT')}; default 127.0.0.1:4318)",
+        help=f"OTLP/HTTP endpoint or 'none'; ':PORT' or 0.0.0.0:PORT listens on every interface "
+        f"(env {_name('HTTP_ENDPOINT')}; default 127.0.0.1:4318)",
     )
     add(
         "--grpc",
         metavar="HOST:PORT",
-        help=f"OTLP/gRPC endpoint or 'none' (env {_name('GRPC_ENDPOINT')}; default 127.0.0.1:4317)",
+        help=f"OTLP/gRPC endpoint or 'none'; ':PORT' listens on every interface "
+        f"(env {_name('GRPC_ENDPOINT')}; default 127.0.0.1:4317)",
     )
-    add("--token", help=f"bearer token clients must send (env {_name('TOKEN')}; default: none)")
+    add(
+        "--token",
+        help=f"bearer token clients must send; shown by ps: prefer --token-file (env {_name('TOKEN')}; default none)",
+    )
+    add("--token-file", metavar="FILE", help=f"read the bearer token from FILE (env {_name('TOKEN_FILE')})")
     add(
         "--max-body-bytes",
         type=int,
         help=f"request size limit, before and after decompression (env {_name('MAX_BODY_BYTES')}; default 16 MiB)",
+    )
+    add(
+        "--max-inflight-bytes",
+        type=int,
+        help=f"request bodies held at once, HTTP and gRPC together; past it 503/UNAVAILABLE "
+        f"(env {_name('MAX_INFLIGHT_BYTES')}; default 64 MiB)",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        help=f"open OTLP/HTTP connections; more are refused (env {_name('MAX_CONNECTIONS')}; default 1000)",
+    )
+    add(
+        "--header-timeout",
+        type=float,
+        help=f"seconds a request's headers may take (env {_name('HEADER_TIMEOUT')} in ms; default 10)",
+    )
+    add(
+        "--body-timeout",
+        type=float,
+        help=f"seconds a request's body may take (env {_name('BODY_TIMEOUT')} in ms; default 30)",
+    )
+    add(
+        "--idle-timeout",
+        type=float,
+        help=f"seconds a connection may wait for its next request (env {_name('IDLE_TIMEOUT')} in ms; default 30)",
     )
     add("--spool-dir", help=f"write-ahead spool folder (env {_name('SPOOL_DIR')}; default under ~/.cache)")
     add("--flush-rows", type=int, help=f"rows per batch of files (env {_name('FLUSH_ROWS')}; default 50000)")
@@ -51,7 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _name(suffix: str) -> str:
-    return getattr(env, f"OTEL_EXPORTER_DATASINK_COLLECTOR_{suffix}")
+    name = f"OTEL_EXPORTER_DATASINK_COLLECTOR_{suffix}"
+    return getattr(env, name, None) or getattr(collector_settings, name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
             http=args.http,
             grpc=args.grpc,
             token=args.token,
+            token_file=args.token_file,
             max_body_bytes=args.max_body_bytes,
+            max_inflight_bytes=args.max_inflight_bytes,
+            max_connections=args.max_connections,
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+            idle_timeout=args.idle_timeout,
             spool_dir=args.spool_dir,
             flush_rows=args.flush_rows,
             flush_bytes=args.flush_bytes,
