@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import pytest
 from job_spans import DAY_NS, MINUTE_NS, job_span, now_ns, write_spans
@@ -59,6 +61,46 @@ def test_connect_on_an_empty_location_has_typed_empty_tables_and_views(tmp_path,
     full = local.connect(local_location)
     for table in TABLES:
         assert empty.execute(f"DESCRIBE {table}").fetchall() == full.execute(f"DESCRIBE {table}").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("make", "cause"),
+    [
+        (lambda path: None, "does not exist"),
+        (lambda path: path.write_text("x"), "is a file, not a folder of tables"),
+        (lambda path: path.mkdir(), "holds no job_runs or dataset_status files"),
+        (lambda path: (path / "job_runs" / "dt=2026-01-01").mkdir(parents=True), "holds no job_runs or dataset_status"),
+    ],
+    ids=["missing", "file", "empty_folder", "empty_partition"],
+)
+def test_must_exist_says_why_a_local_location_has_no_table(tmp_path, make, cause):
+    location = tmp_path / "datasink"
+    make(location)
+    with pytest.raises(local.NoTablesError, match=f"^{re.escape(str(location))} {cause}"):
+        local.connect(location, must_exist=True)
+    # Without it (the default: tests, the pytest plugin) the same location is empty tables.
+    assert local.connect(location).execute("SELECT count(*) FROM job_runs_latest").fetchone() == (0,)
+
+
+def test_must_exist_opens_a_location_with_files(local_location):
+    _one_run(local_location)
+    con = local.connect(local_location, must_exist=True)
+    assert con.execute("SELECT job_name FROM job_runs_latest").fetchall() == [("ingest_orders",)]
+
+
+def test_must_exist_on_s3_tells_an_empty_prefix_from_a_missing_bucket(s3_location, moto_server):
+    endpoint = moto_server.endpoint_url
+    with pytest.raises(local.NoTablesError, match=f"^nothing is stored under {re.escape(s3_location)}$"):
+        local.connect(s3_location, must_exist=True, s3_endpoint_url=endpoint)
+    missing = "s3://no-such-bucket-for-datasink/datasink"
+    with pytest.raises(
+        FileNotFoundError, match=f"^bucket no-such-bucket-for-datasink of {missing} does not exist$"
+    ) as raised:
+        local.connect(missing, must_exist=True, s3_endpoint_url=endpoint)
+    assert not isinstance(raised.value, local.NoTablesError)  # --allow-empty does not excuse a missing bucket
+    _one_run(s3_location, s3_endpoint_url=endpoint)
+    con = local.connect(s3_location, must_exist=True, s3_endpoint_url=endpoint)
+    assert con.execute("SELECT job_name FROM job_runs_latest").fetchall() == [("ingest_orders",)]
 
 
 def test_a_connection_sees_files_written_after_it_was_made(local_location):

@@ -64,7 +64,7 @@ def fetch(args: argparse.Namespace, sql: str) -> tuple[list[str], list[tuple]]:
     try:
         con = local.connect(args.location, parameters=view_parameters(args), must_exist=not args.allow_empty)
     except local.NoTablesError as error:
-        raise CommandError(f"{error} (--allow-empty accepts a location with no tables)") from None
+        raise CommandError(f"{error} (--allow-empty accepts a location with no tables)") from error
     cursor = con.execute(sql)
     columns = [d[0] for d in cursor.description] if cursor.description else []
     return columns, cursor.fetchall() if columns else []

@@ -1,0 +1,252 @@
+"""Failures of ``otel-datasink status``, ``query`` and ``demo``, as a cron job sees them: the real console script
+in a subprocess, on real files, a read-only mount and the moto S3 server. Every failure is one line
+``otel-datasink <command>: <cause>`` on stderr and exit status 2, never a traceback and never "0 rows, exit 0".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+from job_spans import MINUTE_NS, job_span, now_ns, write_spans
+
+EXIT_FAILURE = 2
+EXIT_STDOUT_CLOSED = 141
+STATUS = ("status", "--fail-on-stale")
+QUERY = ("query", "SELECT count(*) AS runs FROM job_runs")
+CSV_HEADER = {
+    "status": "dataset,is_stale,last_status,last_success_at,data_as_of,freshness_minutes,freshness_sla_minutes,"
+    "record_count,last_job_name",
+    "query": "runs",
+}
+
+
+def command(*args: str) -> list[str]:
+    """The ``otel-datasink`` console script (or the module, when the script is not on PATH) with ``args``."""
+    script = shutil.which("otel-datasink")
+    return [script, *args] if script else [sys.executable, "-m", "otel_datasink.cli", *args]
+
+
+def environment(**variables: str) -> dict[str, str]:
+    """This process's environment without any OTEL_ setting, plus ``variables``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, **variables}
+
+
+def cli(*args: str, **variables: str) -> subprocess.CompletedProcess:
+    """Runs ``otel-datasink args...``; the demo's writes give up after 2 s instead of 30 (a failing store)."""
+    env = environment(OTEL_EXPORTER_DATASINK_TIMEOUT="2000", **variables)
+    return subprocess.run(command(*args), capture_output=True, text=True, timeout=120, env=env)
+
+
+def assert_one_line_failure(done: subprocess.CompletedProcess, name: str, *causes: str) -> str:
+    """The run failed with exit status 2 and exactly one stderr line naming the command and each cause."""
+    assert done.returncode == EXIT_FAILURE, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"otel-datasink {name}: "), lines[0]
+    for cause in causes:
+        assert cause in lines[0], lines[0]
+    return lines[0]
+
+
+# --- a location with no table: status and query ----------------------------------------------------------
+
+
+def _missing(tmp_path: Path) -> tuple[str, str]:
+    return str(tmp_path / "no-such-folder"), "does not exist"
+
+
+def _a_file(tmp_path: Path) -> tuple[str, str]:
+    (tmp_path / "plain").write_text("not tables\n")
+    return str(tmp_path / "plain"), "is a file, not a folder of tables"
+
+
+def _under_a_file(tmp_path: Path) -> tuple[str, str]:
+    (tmp_path / "plain").write_text("not tables\n")
+    return str(tmp_path / "plain" / "datasink"), "does not exist"
+
+
+def _empty_folder(tmp_path: Path) -> tuple[str, str]:
+    (tmp_path / "empty").mkdir()
+    return str(tmp_path / "empty"), "holds no job_runs or dataset_status files"
+
+
+def _unrelated_files(tmp_path: Path) -> tuple[str, str]:
+    # Folders named like a table, a partition and a non-Parquet file in it: still no table.
+    folder = tmp_path / "other"
+    (folder / "job_runs" / "dt=2026-01-01").mkdir(parents=True)
+    (folder / "job_runs" / "dt=2026-01-01" / "notes.txt").write_text("x")
+    (folder / "report.csv").write_text("a,b\n")
+    return str(folder), "holds no job_runs or dataset_status files"
+
+
+LOCAL_CASES = [_missing, _a_file, _under_a_file, _empty_folder, _unrelated_files]
+
+
+@pytest.mark.parametrize("args", [STATUS, QUERY], ids=["status", "query"])
+@pytest.mark.parametrize("case", LOCAL_CASES, ids=lambda case: case.__name__.strip("_"))
+def test_a_local_location_with_no_table_fails_in_one_line(tmp_path, case, args):
+    location, cause = case(tmp_path)
+    done = cli(*args, "--location", location)
+    line = assert_one_line_failure(done, args[0], location, cause, "--allow-empty")
+    assert done.stdout == "", line
+
+
+@pytest.mark.parametrize("args", [STATUS, QUERY], ids=["status", "query"])
+@pytest.mark.parametrize("case", [_missing, _empty_folder], ids=["missing", "empty_folder"])
+def test_allow_empty_accepts_a_location_with_no_table(tmp_path, case, args):
+    location, _ = case(tmp_path)
+    done = cli(*args, "--location", location, "--allow-empty", "--format", "csv")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines()[0] == CSV_HEADER[args[0]]
+
+
+def test_a_location_with_only_dataset_status_is_a_location_with_tables(tmp_path):
+    # A table without files next to one with files is an empty table, not an error (a job with no datasets).
+    location = str(tmp_path / "datasink")
+    n = now_ns()
+    write_spans(location, [job_span("load", n - 2 * MINUTE_NS, n - MINUTE_NS, dataset="orders")])
+    shutil.rmtree(Path(location) / "job_runs")
+    done = cli(*QUERY, "--location", location, "--format", "csv")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "runs\n0\n", "")
+
+
+@pytest.fixture
+def s3_env(moto_server) -> dict[str, str]:
+    """The moto server as the location's S3 endpoint."""
+    return {"OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL": moto_server.endpoint_url}
+
+
+@pytest.mark.parametrize("args", [STATUS, QUERY], ids=["status", "query"])
+def test_an_empty_s3_prefix_fails_unless_allowed(s3_location, s3_env, args):
+    done = cli(*args, "--location", s3_location, **s3_env)
+    assert_one_line_failure(done, args[0], f"nothing is stored under {s3_location}", "--allow-empty")
+    allowed = cli(*args, "--location", s3_location, "--allow-empty", **s3_env)
+    assert (allowed.returncode, allowed.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("args", [STATUS, QUERY], ids=["status", "query"])
+def test_a_missing_bucket_fails_even_when_empty_is_allowed(s3_env, args):
+    # A bucket never fills up by itself: --allow-empty does not excuse a typo in its name.
+    location = f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/datasink"
+    done = cli(*args, "--location", location, **s3_env)
+    assert_one_line_failure(done, args[0], f"bucket {location[5:].split('/')[0]} of {location} does not exist")
+    allowed = cli(*args, "--location", location, "--allow-empty", **s3_env)
+    assert_one_line_failure(allowed, args[0], "bucket does not exist")
+
+
+def test_an_unreachable_s3_endpoint_fails_in_one_line(s3_location, moto_server):
+    done = cli(
+        *STATUS, "--location", s3_location, OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}"
+    )
+    assert_one_line_failure(done, "status", "Could not connect to the endpoint URL")
+
+
+def test_a_bad_query_on_a_real_location_fails_in_one_line(tmp_path):
+    location = str(tmp_path / "datasink")
+    n = now_ns()
+    write_spans(location, [job_span("load", n - 2 * MINUTE_NS, n - MINUTE_NS)])
+    done = cli("query", "--location", location, "SELECT nope FROM job_runs")
+    assert_one_line_failure(done, "query", 'Binder Error: Referenced column "nope" not found')
+
+
+# --- a closed stdout: query | head ---------------------------------------------------------------------
+
+
+def test_query_into_a_pipe_closed_early_exits_quietly(tmp_path):
+    location = str(tmp_path / "datasink")
+    n = now_ns()
+    write_spans(location, [job_span("load", n - 2 * MINUTE_NS, n - MINUTE_NS)])
+    # Far more than a pipe and stdout's buffer hold, so the writes meet the closed pipe.
+    sql = "SELECT range AS n, repeat('x', 40) AS filler FROM range(200000)"
+    with subprocess.Popen(
+        command("query", "--location", location, sql), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment()
+    ) as process:
+        assert process.stdout.readline().split() == [b"n", b"filler"]
+        process.stdout.close()  # what `| head -1` does once it has its line
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=60) == EXIT_STDOUT_CLOSED
+    assert stderr == ""
+
+
+# --- demo on a location it cannot write -------------------------------------------------------------------
+
+
+def assert_demo_failed(done: subprocess.CompletedProcess, location: str, cause: str) -> None:
+    """The demo said why in one line and printed neither "wrote to" nor (empty) tables."""
+    assert_one_line_failure(done, "demo", f"could not write to {location}: ", cause)
+    assert done.stdout == ""
+
+
+def test_demo_into_a_folder_under_a_file_fails(tmp_path):
+    (tmp_path / "plain").write_text("x")
+    location = str(tmp_path / "plain" / "datasink")
+    assert_demo_failed(cli("demo", "--location", location), location, "Not a directory")
+
+
+def test_demo_into_a_plain_file_fails(tmp_path):
+    (tmp_path / "plain").write_text("x")
+    location = str(tmp_path / "plain")
+    assert_demo_failed(cli("demo", "--location", location), location, "Not a directory")
+    assert (tmp_path / "plain").read_text() == "x"
+
+
+@pytest.fixture
+def read_only_folder(tmp_path) -> Iterator[Path]:
+    """A read-only tmpfs mount (root can write to any folder a chmod protects, not to a read-only mount)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if not shutil.which("mount"):
+        pytest.skip("no mount command")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_demo_into_a_read_only_folder_fails(read_only_folder):
+    location = str(read_only_folder / "datasink")
+    assert_demo_failed(cli("demo", "--location", location), location, "Read-only file system")
+
+
+def test_demo_into_a_missing_bucket_fails(s3_env):
+    location = f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/datasink"
+    assert_demo_failed(cli("demo", "--location", location, **s3_env), location, "bucket does not exist")
+
+
+def test_demo_into_an_s3_bucket_succeeds(s3_location, s3_env, read_tables, moto_server):
+    # The same command, on a bucket that exists: the failures above are the store's, not the demo's.
+    done = cli("demo", "--location", s3_location, **s3_env)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith(f"wrote to {s3_location}\n")
+    assert read_tables(s3_location, moto_server.endpoint_url).rows("job_runs")
+
+
+# --- asking for more: -v and -vv --------------------------------------------------------------------------
+
+
+def test_verbose_demo_shows_the_processor_warnings_before_its_one_line_failure(tmp_path):
+    (tmp_path / "plain").write_text("x")
+    location = str(tmp_path / "plain" / "datasink")
+    done = cli("-v", "demo", "--location", location)
+    assert done.returncode == EXIT_FAILURE
+    *warnings, last = done.stderr.splitlines()
+    assert any("WARNING otel_datasink.processor" in line for line in warnings), done.stderr
+    assert last.startswith(f"otel-datasink demo: could not write to {location}: ")
+
+
+def test_debug_logging_adds_the_traceback_of_a_failure(tmp_path):
+    done = cli("-vv", "status", "--location", str(tmp_path / "missing"))
+    assert done.returncode == EXIT_FAILURE
+    assert "Traceback (most recent call last)" in done.stderr and "NoTablesError" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("otel-datasink status: ")
