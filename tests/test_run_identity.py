@@ -259,6 +259,21 @@ def test_the_retry_pair_answers_alike_whatever_the_order_and_flushes_of_its_rows
         con.close()
 
 
+def test_one_attempt_reported_twice_in_one_millisecond_answers_alike_whatever_was_ingested_last(tmp_path):
+    # Two spans claim the same run (job, run id, attempt) and end in the same millisecond, one FAILED, one not:
+    # the rows decide which state the run is in (FAILED), not which flush came last.
+    end = on_ms(now_ns()) - HOUR_NS
+    failed = job_span("twice", end - MINUTE_NS, end, failed=True, run_id="r")
+    succeeded = job_span("twice", end - MINUTE_NS, end + MS_NS // 2, run_id="r")
+    for i, flushes in enumerate([([failed], [succeeded]), ([succeeded], [failed])]):
+        location = str(tmp_path / f"order-{i}")
+        for flush in flushes:
+            write_spans(location, flush)
+        con = local.connect(location)
+        assert con.execute("SELECT status FROM job_runs_latest").fetchall() == [("FAILED",)]
+        con.close()
+
+
 def test_the_demo_retry_ends_the_streak_on_every_run(tmp_path, monkeypatch, capsys):
     # Freeze the SDK's clock within one millisecond, so that the demo's failed attempt 1 and successful
     # attempt 2 always end in the same millisecond (on a real clock about half the runs do); the run ids are

@@ -20,8 +20,8 @@
 -- One row per run (job_name, run_id, attempt): its latest state (a terminal state beats STARTED, the latest
 -- terminal wins), with the earliest start seen for the run. event_time is the time of that latest state.
 -- attempt is 1 when a row carries none, as the span conventions say. Two terminal rows of one run in one
--- millisecond (one attempt reported twice) are told apart by their content; ingested_at only picks between
--- copies of one row.
+-- millisecond (one attempt reported twice) are told apart by their content (FAILED first, then trace and span
+-- id); ingested_at only picks between copies of one row.
 CREATE OR REPLACE VIEW job_runs_latest AS
 WITH states AS (
     SELECT
