@@ -9,7 +9,7 @@ Where DuckDB and Trino give one function different meanings, the transpile step 
   returns a value of the set (nearest rank), as Trino's does on small groups.
 
 Everything else the views use means the same in both engines (sqlglot already guards ``greatest`` against
-NULLs; ``max_by`` is only used with a ``FILTER`` on its value, since DuckDB's ``arg_max`` skips NULLs).
+NULLs; ``min_by`` is only used with a ``FILTER`` on its value, since DuckDB's ``arg_min`` skips NULLs).
 """
 
 from __future__ import annotations
