@@ -22,7 +22,6 @@ import concurrent.futures.thread  # noqa: F401
 import logging
 import math
 import os
-import sys
 import threading
 import time
 import weakref
@@ -349,8 +348,8 @@ def _records(batch: list[tuple[ReadableSpan, dict | None]]) -> list[SpanRecord]:
 # TracerProvider, so that the SDK's BatchSpanProcessor hands its spans to our exporter now rather than from
 # atexit. It waits ``exit_timeout`` at most; rows still not written then are counted in one log line and given
 # up (later writes at exit are bounded by ``exit_timeout`` too, and fail fast once executors are gone). It never
-# raises. A child of ``multiprocessing`` ends with ``os._exit`` after its finalizers, running neither threading's
-# hooks nor atexit: there the same hook is a multiprocessing finalizer.
+# raises. A child of ``multiprocessing`` runs threading's exit hooks too (not atexit) before its ``os._exit``; a
+# child of ``os.fork`` that ends with ``os._exit`` runs no hook at all: it must flush first.
 #
 # Processors and exporters are held weakly: one that is collected is simply not flushed.
 
@@ -368,11 +367,6 @@ _registered = False
 _exited_pid: int | None = None
 
 
-class _Anchor:
-    """A long-lived object for ``multiprocessing.util.register_after_fork``, which holds its key weakly."""
-
-
-_ANCHOR = _Anchor()
 _GRACE = 1.0
 """Seconds the exit hook waits, past ``exit_timeout``, for exports it has stopped to count their spans."""
 
@@ -390,9 +384,6 @@ def track_for_exit(participant: _ExitParticipant, *, exporter: bool = False) -> 
             return
         _registered = True
     _register_exit_hook()
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
-    _register_multiprocessing_finalizer()
 
 
 def _register_exit_hook() -> None:
@@ -404,20 +395,6 @@ def _register_exit_hook() -> None:
         except RuntimeError:  # created while threading is already shutting down
             pass
     atexit.register(_flush_at_exit)
-
-
-def _register_multiprocessing_finalizer(_: object = None) -> None:
-    util = sys.modules.get("multiprocessing.util")
-    if util is not None:
-        util.Finalize(None, _flush_at_exit, exitpriority=10)
-
-
-def _after_fork_in_child() -> None:
-    # A multiprocessing child clears the finalizers it inherited after this runs, then calls the after-fork
-    # callbacks: the finalizer is registered again from there.
-    util = sys.modules.get("multiprocessing.util")
-    if util is not None:
-        util.register_after_fork(_ANCHOR, _register_multiprocessing_finalizer)
 
 
 def _flush_at_exit() -> None:
