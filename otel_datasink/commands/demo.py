@@ -54,9 +54,8 @@ def _write_all(provider: TracerProvider, processor: DatasinkSpanProcessor) -> st
     """Flushes and shuts the provider down; what went wrong by the processor's own account, or None."""
     # force_flush is the processor's report: False when a write failed for good or outlasted its timeout.
     written = provider.force_flush(timeout_millis=int(processor.options.timeout * 1000) + 5000)
-    if not written:
-        processor.shutdown(timeout_millis=_GIVE_UP_MILLIS)
-    provider.shutdown()
+    processor.shutdown(timeout_millis=None if written else _GIVE_UP_MILLIS)
+    provider.shutdown()  # the processor's second shutdown is a no-op; the provider's own end
     if not written:
         return f"the rows were not written within {processor.options.timeout:g}s"
     if processor.dropped_spans or processor.dropped_rows:
