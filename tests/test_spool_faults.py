@@ -207,6 +207,7 @@ def test_a_segment_that_cannot_be_created_is_not_counted(spool, monkeypatch):
         with pytest.raises(PermissionError):
             spool.new_segment()
     assert spool.depth == 0
+    assert (spool.errors, spool.last_error.startswith("cannot create a spool segment")) == (3, True)
 
 
 # --- replay of damaged segments ----------------------------------------------------------------------------------

@@ -138,7 +138,8 @@ class Batcher:
         """The cause (one line) of the last failure of the writer thread or the spool, None once they work again.
 
         A failed batch write counts until a batch is written; a failed segment removal until every written
-        batch's segment is removed; a failed spool append or fsync until the next fsync succeeds.
+        batch's segment is removed; a failed spool operation (creating, appending to, fsyncing a segment) until
+        the next fsync succeeds.
         """
         return self._write_error or self._removal_error or self.spool.last_error
 
@@ -220,14 +221,13 @@ class Batcher:
                 _logger.exception("writer thread error (retried)")
                 self._count_write_error(f"writer thread error: {error!r}")
                 done = False
-            if batch is not None and done:
+            if done:
                 backoff = _RETRY_BACKOFF[0]
-                with self._cond:
-                    self._pending.popleft()
-                    self._cond.notify_all()
-            elif not done and self._stop.wait(backoff):
-                continue  # stopping: the loop's head ends the thread
-            elif not done:
+                if batch is not None:
+                    with self._cond:
+                        self._pending.popleft()
+                        self._cond.notify_all()
+            elif not self._stop.wait(backoff):  # when stopping, the loop's head ends the thread
                 backoff = min(backoff * 2, _RETRY_BACKOFF[1])
 
     def _next_batch(self) -> Batch | None:
@@ -337,4 +337,4 @@ class Batcher:
 
     def _count_write_error(self, cause: str) -> None:
         self.metrics.write_errors += 1
-        self._write_error = cause.splitlines()[0] if cause else cause
+        self._write_error = cause.splitlines()[0]  # one line, for /health

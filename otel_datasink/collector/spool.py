@@ -155,9 +155,9 @@ class Spool:
         self.leftover = sorted(self.directory.glob(f"*{_SUFFIX}"))
         """Segments of an earlier run, to replay before they are removed."""
         self.errors = 0
-        """Failed appends, fsyncs, truncates and closes of segments since start."""
+        """Failed creations, appends, fsyncs, truncates and closes of segments since start."""
         self.last_error: str | None = None
-        """The cause of the last failed append or fsync; None again after the next fsync that succeeds."""
+        """The cause of the last failed spool operation; None again after the next fsync that succeeds."""
         # Segments on disk -> their fsynced bytes; the loop, the spool and the writer threads all change it.
         self._sizes: dict[Path, int] = {path: path.stat().st_size for path in self.leftover}
         self._sizes_lock = threading.Lock()
@@ -185,7 +185,11 @@ class Spool:
         path = self.directory / f"{time.time_ns():020d}-{os.getpid()}{_SUFFIX}"
         # Opened before it is counted: a creation that fails leaves no phantom segment behind. Opened at once, so
         # that a segment removed before its first frame is written is not created again.
-        segment = Segment(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        try:
+            segment = Segment(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        except OSError as error:
+            self._count_error(f"cannot create a spool segment: {error}")
+            raise
         with self._sizes_lock:
             self._sizes[path] = 0
         return segment
