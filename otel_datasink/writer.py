@@ -20,6 +20,7 @@ import random
 import threading
 import time
 import uuid
+import weakref
 from typing import Any
 
 import fsspec
@@ -102,6 +103,8 @@ class Writer:
         self._fs, self.root = open_location(options)
         self._pid = os.getpid()
         self._local = isinstance(self._fs, LocalFileSystem)
+        self._inherited: list[fsspec.AbstractFileSystem] = []
+        """Filesystems opened before a fork, kept (never closed) in the child: see :meth:`_reopen`."""
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
@@ -111,12 +114,14 @@ class Writer:
         return self._fs
 
     def _reopen(self) -> None:
-        # fsspec clears its instance cache in a forked child, so this is a new instance on the child's own
-        # event loop thread; the parent's is kept (not collected) so that its finalizer does not try to close
-        # the sockets the child shares with the parent.
-        stale = self._fs
+        # fsspec clears its instance cache in a forked child, so this is a new instance on the child's own event
+        # loop thread. The parent's is left alone: its sockets are the parent's too (closing a TLS one would send
+        # close_notify on the parent's connection), so it is kept from collection and its finalizer, which would
+        # try the parent's event loop (absent here) for a second at the child's exit, is detached.
+        inherited = self._fs
+        _detach_finalizers(inherited)
+        self._inherited.append(inherited)
         self._fs, self.root = open_location(self.options)
-        self._forked_away = stale
         self._pid = os.getpid()
 
     def path(self, table: str, dt: str | None = None) -> str:
@@ -222,6 +227,17 @@ def _run_until(
             raise TimeoutError("deadline passed with the request in flight" if remaining <= 0 else "stopped")
         concurrent.futures.wait([future], timeout=min(remaining, _POLL) if stop is not None else remaining)
     future.result()  # raises the request's own error
+
+
+def _detach_finalizers(obj: object) -> None:
+    """Detaches the ``weakref.finalize`` callbacks registered on ``obj`` (s3fs closes its session with one)."""
+    registry = getattr(weakref.finalize, "_registry", None)  # private: without it, nothing is detached
+    if not isinstance(registry, dict):
+        return
+    for finalizer in list(registry):
+        info = finalizer.peek()
+        if info is not None and info[0] is obj:
+            finalizer.detach()
 
 
 def _is_permanent_runtime_error(error: BaseException) -> bool:
