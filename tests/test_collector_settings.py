@@ -65,3 +65,53 @@ def test_a_port_in_use_exits_with_a_message_not_a_traceback(tmp_path):
     assert done.returncode == 1
     assert "otel-datasink collector: " in done.stderr and "address already in use" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_token_can_come_from_a_file_given_by_flag_or_environment(monkeypatch, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    monkeypatch.delenv("OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN", raising=False)
+
+    assert CollectorSettings.resolve(token_file=str(token_file)).token == "from-file"
+    monkeypatch.setenv("OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE", str(token_file))
+    assert CollectorSettings.resolve().token == "from-file"
+    assert CollectorSettings.resolve(token="from-flag").token == "from-flag"  # a flag beats either variable
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"token": "a", "token_file": "b"}, "not both"),
+        ({"token_file": "/nonexistent/token"}, "cannot read the token file"),
+        ({"max_inflight_bytes": 1024, "max_body_bytes": 2048}, "below max-body-bytes"),
+        ({"header_timeout": 0}, "header-timeout must be more than 0"),
+        ({"max_connections": 0}, "max-connections must be at least 1"),
+    ],
+)
+def test_bad_limits_and_tokens_are_refused_once_with_a_message(values, message):
+    with pytest.raises(ValueError, match=message):
+        CollectorSettings.resolve(**values)
+
+
+def test_an_empty_token_file_is_refused(tmp_path):
+    (tmp_path / "token").write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        CollectorSettings.resolve(token_file=str(tmp_path / "token"))
+
+
+def test_limits_come_from_the_environment_in_milliseconds(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_DATASINK_COLLECTOR_HEADER_TIMEOUT", "1500")
+    monkeypatch.setenv("OTEL_EXPORTER_DATASINK_COLLECTOR_BODY_TIMEOUT", "0")  # ignored with a warning
+    monkeypatch.setenv("OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS", "50")
+    monkeypatch.setenv("OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES", "33554432")
+
+    settings = CollectorSettings.resolve(idle_timeout=2.0)
+
+    assert (settings.header_timeout, settings.body_timeout, settings.idle_timeout) == (1.5, 30.0, 2.0)
+    assert (settings.max_connections, settings.max_inflight_bytes) == (50, 32 * 1024 * 1024)
+
+
+def test_the_token_file_flag_of_the_command_line_is_read(tmp_path):
+    (tmp_path / "token").write_text("")
+    with pytest.raises(SystemExit, match="otel-datasink collector: .*is empty"):
+        main(["collector", "--location", str(tmp_path), "--token-file", str(tmp_path / "token")])

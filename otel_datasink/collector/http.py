@@ -64,7 +64,7 @@ class _ClientGone(Exception):
 
 def build_app(receiver: Collector) -> web.Application:
     """The aiohttp application of a :class:`otel_datasink.collector.server.Collector`, with its connection guard."""
-    guard = _Guard(receiver.settings, receiver.metrics)
+    guard = _Guard(receiver)
     app = web.Application(client_max_size=receiver.settings.max_body_bytes, middlewares=[guard.middleware])
     app[GUARD] = guard
     health = _health_handler(receiver)
@@ -145,19 +145,14 @@ class _GuardedSite(web.TCPSite):
 class _Guard:
     """The OTLP/HTTP connections: a cap on how many are open, a header timeout, and the HTTP/2 preface sniff."""
 
-    def __init__(self, settings: CollectorSettings, metrics: Metrics) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.cap = settings.max_connections
+    def __init__(self, receiver: Collector) -> None:
+        self.receiver = receiver
+        self.settings = receiver.settings
+        self.metrics = receiver.metrics
+        self.cap = self.settings.max_connections
         self.factory: Callable[[], RequestHandler] | None = None
         self.open = 0
         self.connections: dict[RequestHandler, _Connection] = {}
-        grpc = settings.grpc
-        self.hint = (
-            f"send OTLP/gRPC to the gRPC port ({grpc[0]}:{grpc[1]})"
-            if grpc is not None
-            else "the gRPC receiver is off (--grpc none)"
-        ) + " or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
         self.log_refused = Throttled(_logger)
         self.log_timeout = Throttled(_logger, logging.INFO)
         self.log_http2 = Throttled(_logger)
@@ -182,6 +177,13 @@ class _Guard:
             return await handler(request)
         finally:
             connection.end_request(request)
+
+    @property
+    def hint(self) -> str:
+        """What a gRPC client on this port should do instead."""
+        port = self.receiver.grpc_port
+        where = f"send OTLP/gRPC to the gRPC port {port}" if port else "the gRPC receiver is off (--grpc none)"
+        return f"{where}, or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
 
     def gone(self, connection: _Connection) -> None:
         self.open -= 1
@@ -344,6 +346,7 @@ def _traces_handler(receiver: Collector) -> Handler:
     metrics = receiver.metrics
     expected_auth = _expected_auth(settings)
     log_gone = Throttled(_logger, logging.INFO)
+    rejection_logs: dict[int, Throttled] = {}
 
     async def traces(request: web.Request) -> web.Response:
         content_type = request.content_type
@@ -371,7 +374,7 @@ def _traces_handler(receiver: Collector) -> Handler:
                 _logger.error("cannot spool a request: %s", error)
                 raise _Reject(503, responses.UNAVAILABLE, "cannot spool the request; retry later") from None
         except _Reject as reject:
-            return _rejection(request, reject, metrics, as_json)
+            return _rejection(request, reject, metrics, as_json, rejection_logs)
         except _ClientGone:
             metrics.client_disconnects += 1
             log_gone("OTLP/HTTP client %s went away before its request's body was in", request.remote)
@@ -387,10 +390,14 @@ def _traces_handler(receiver: Collector) -> Handler:
     return traces
 
 
-def _rejection(request: web.Request, reject: _Reject, metrics: Metrics, as_json: bool) -> web.Response:
+def _rejection(
+    request: web.Request, reject: _Reject, metrics: Metrics, as_json: bool, logs: dict[int, Throttled]
+) -> web.Response:
     metrics.requests["http", reject.status] += 1
-    if reject.status not in (503, 408):  # both come in floods when they come: counted, not logged each
-        _logger.info("HTTP %d from %s: %s", reject.status, request.remote, reject.message)
+    if reject.status not in (503, 408):  # both come in floods when they come: counted, not logged
+        # One line per status every 10 s at most: a misconfigured or hostile client must not flood the log.
+        log = logs.setdefault(reject.status, Throttled(_logger, logging.INFO, interval=10.0))
+        log("HTTP %d from %s: %s", reject.status, request.remote, reject.message)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if reject.status == 503 else None
     response = web.Response(
         status=reject.status,
@@ -426,7 +433,7 @@ async def _read_body(
     except TimeoutError:
         metrics.timeouts["body"] += 1
         raise _Reject(
-            408, responses.UNAVAILABLE, f"the body took longer than {settings.body_timeout:g}s", close=True
+            408, responses.DEADLINE_EXCEEDED, f"the body took longer than {settings.body_timeout:g}s", close=True
         ) from None
     except (ConnectionError, ClientPayloadError):
         raise _ClientGone from None

@@ -11,6 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 # google.rpc.Code values used by OTLP/HTTP error bodies.
 INVALID_ARGUMENT = 3
+DEADLINE_EXCEEDED = 4
 RESOURCE_EXHAUSTED = 8
 UNAUTHENTICATED = 16
 UNAVAILABLE = 14
