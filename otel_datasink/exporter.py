@@ -39,29 +39,30 @@ class DatasinkSpanExporter(SpanExporter):
         self._profile = load_profile(self.options.profile)
         self._writer = Writer(self.options)
         self._stop = threading.Event()
+        self._exiting = False
+        """Set by the exit hook: every export from then on is bounded by ``exit_timeout``."""
         self._exit_deadline = math.inf
-        """``time.monotonic()`` by which the exit hook's flush must end; bounds every write from then on."""
+        """While the exit hook flushes: when it stops waiting (``time.monotonic()``); the bound of its exports."""
         self._lost_at_exit = 0
-        """Spans given up on during the exit hook's flush: counted, and logged once when it ends."""
-        self._counting_at_exit = False
+        """Spans the exit hook's flush could not write: counted, and logged once when it ends."""
         track_for_exit(self, exporter=True)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Maps and writes one batch; never raises: a failure is logged and reported as FAILURE."""
-        exiting = self._exit_deadline != math.inf
+        flushing_at_exit = self._exit_deadline != math.inf
         if self._stop.is_set():
-            if self._counting_at_exit:
+            if flushing_at_exit:
                 self._lost_at_exit += len(spans)
             return SpanExportResult.FAILURE
         try:
             rows = map_records((from_readable_span(span) for span in spans), self._profile)
             if any(rows.values()):
-                timeout = self.options.exit_timeout if exiting else self.options.timeout
-                deadline = min(time.monotonic() + timeout, max(self._exit_deadline, time.monotonic() + 0.1))
+                timeout = self.options.exit_timeout if self._exiting else self.options.timeout
+                deadline = min(time.monotonic() + timeout, self._exit_deadline)
                 self._writer.write(rows, deadline=deadline, stop=self._stop)
             return SpanExportResult.SUCCESS
         except Exception as error:  # noqa: BLE001 - an exporter never raises into the job
-            if self._counting_at_exit:
+            if flushing_at_exit:
                 self._lost_at_exit += len(spans)  # logged once, by _end_exit
                 _logger.debug("could not export %d span(s) at exit: %s", len(spans), error)
             else:
@@ -77,8 +78,9 @@ class DatasinkSpanExporter(SpanExporter):
         return True
 
     def _begin_exit(self) -> float:
-        """Bounds this export and every later one by ``exit_timeout``; returns the exit flush's deadline."""
-        self._counting_at_exit = True
+        """Bounds the exports of the exit hook's flush, and every later one, by ``exit_timeout``; returns the
+        time the hook stops waiting."""
+        self._exiting = True
         self._exit_deadline = time.monotonic() + self.options.exit_timeout
         return self._exit_deadline
 
@@ -88,8 +90,9 @@ class DatasinkSpanExporter(SpanExporter):
 
     def _end_exit(self, flushed: bool) -> None:
         """Past the exit flush: logs, once, the spans it could not write (later failures log as usual)."""
-        self._counting_at_exit = False
+        self._exit_deadline = math.inf
         lost = self._lost_at_exit
         if lost or not flushed:
-            reason = f"the store did not take them within {self.options.exit_timeout:.1f}s"
+            bound = f"did not take them within {self.options.exit_timeout:.1f}s"
+            reason = f"the store {'failed' if flushed else bound}"
             _logger.warning("process exit: %d span(s) not written (%s)", lost, reason)

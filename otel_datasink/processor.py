@@ -94,7 +94,7 @@ class DatasinkSpanProcessor(SpanProcessor):
         self._exiting = False
         """Set by the exit hook: a later ``shutdown()`` is bounded by ``exit_timeout``."""
         self._exit_deadline = math.inf
-        """``time.monotonic()`` by which the exit hook's flush must end; bounds every write from then on."""
+        """While the exit hook flushes: when it stops waiting (``time.monotonic()``); the bound of its writes."""
         self._unwritten_reported = False
         self._worker = threading.Thread(name="DatasinkSpanProcessor", target=self._run, daemon=True)
         self._worker.start()
@@ -144,13 +144,17 @@ class DatasinkSpanProcessor(SpanProcessor):
                 self._wake.clear()
                 if not self._shutdown:
                     # A wake-up by the timer writes what is pending; one by a full export batch only maps it.
-                    deadline = min(time.monotonic() + self.options.timeout, self._exit_deadline)
-                    self._flush_once(deadline, due=not woken)
+                    self._flush_once(self._write_deadline(), due=not woken)
             # Stopped already: the exit hook gave the rows up (and counted them); no last attempt to log about.
             if not self._stop.is_set() and not self._flush_once(self._shutdown_deadline, due=True):
                 self._report_unwritten("the store failed")
         finally:
             detach(token)
+
+    def _write_deadline(self) -> float:
+        """When a write begun now must end: ``timeout`` from now, ``exit_timeout`` once the process exits."""
+        timeout = self.options.exit_timeout if self._exiting else self.options.timeout
+        return min(time.monotonic() + timeout, self._exit_deadline)
 
     def _wait_time(self) -> float:
         """Seconds until the next timed flush: ``schedule_delay``, or less once rows are pending."""
@@ -313,6 +317,7 @@ class DatasinkSpanProcessor(SpanProcessor):
             return
         target, deadline = started
         if self._wait_flushed(target, deadline):
+            self._exit_deadline = math.inf  # spans still ending (other threads) get exit_timeout per write
             return
         in_time = time.monotonic() < deadline
         self._shutdown = True

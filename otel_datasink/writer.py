@@ -37,10 +37,11 @@ _INITIAL_BACKOFF = 0.5
 _MAX_BACKOFF = 8.0
 # Errors that a retry cannot mend: bad arguments, missing bucket, denied access.
 _PERMANENT_ERRORS = (ValueError, TypeError, PermissionError, FileNotFoundError, NotImplementedError)
-_PERMANENT_RUNTIME_ERRORS = ("cannot schedule new futures after interpreter shutdown", "not fork-safe")
+_PERMANENT_RUNTIME_ERRORS = ("cannot schedule new futures after", "not fork-safe")
 """RuntimeError messages (raised as such or wrapped, e.g. in botocore's HTTPClientError) that no retry mends:
-past ``concurrent.futures``' exit hook the event loop cannot resolve a host or read a file any more, and a
-filesystem object used in a process forked after it was opened stays unusable there."""
+past ``concurrent.futures``' exit hook the event loop cannot resolve a host or read a file any more ("... after
+interpreter shutdown", or "... after shutdown" once the loop's executor is shut down), and a filesystem object
+used in a process forked after it was opened stays unusable there."""
 _POLL = 0.05
 """Seconds between checks of the stop event while a request is in flight."""
 

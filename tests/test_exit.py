@@ -203,3 +203,41 @@ def test_exit_timeout_defaults_to_5_seconds_and_reads_milliseconds_from_the_envi
     assert Options.resolve(exit_timeout=2).exit_timeout == 2
     monkeypatch.setenv("OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT", "-1")
     assert Options.resolve().exit_timeout == 5.0  # ignored with a warning, like any value that does not convert
+
+
+STRAGGLER_JOB = """
+    import threading, time
+    from otel_datasink import configure, job_run
+
+    configure()
+    started = threading.Event()
+
+
+    def late_job():
+        with job_run("late_job"):
+            started.set()
+            time.sleep(1)  # ends after the main thread has ended and the exit hook has flushed
+
+
+    threading.Thread(target=late_job).start()
+    started.wait()
+    with job_run("main_job"):
+        pass
+"""
+
+
+def test_a_job_ending_in_a_thread_that_outlives_the_main_thread_is_still_written(tmp_path, read_tables):
+    # The exit hook writes what is held when the main thread ends but leaves the processor running: threads
+    # still ending spans are joined after it, and the provider's atexit shutdown writes their rows (on a folder;
+    # on S3 they fail fast once concurrent.futures has shut down, and are counted).
+    location = (str(tmp_path / "datasink"), None)
+    done, elapsed = run_job(STRAGGLER_JOB, env=location_env(location))
+    assert done.returncode == 0, done.stderr
+    assert "not written" not in done.stderr, done.stderr
+    assert elapsed < EXIT_BUDGET
+    assert statuses(read_tables, location) == [
+        ("late_job", "STARTED"),
+        ("late_job", "SUCCESS"),
+        ("main_job", "STARTED"),
+        ("main_job", "SUCCESS"),
+    ]
