@@ -23,7 +23,8 @@ def configure(location: str | os.PathLike | None = None, **options: Any) -> Data
     """Adds a :class:`DatasinkSpanProcessor` to the global TracerProvider, creating one if none is set.
 
     Returns the processor, whose ``force_flush``/``shutdown`` the provider also calls. Called again for the
-    same provider and location, it returns the first processor instead of adding a second.
+    same provider and location, it returns the first processor instead of adding a second. A job need not call
+    ``shutdown()``: the rows it still holds are written when the process exits (within ``exit_timeout``).
     """
     provider = trace.get_tracer_provider()
     if not hasattr(provider, "add_span_processor"):

@@ -166,7 +166,8 @@ class Writer:
         return written
 
     def put(self, path: str, data: bytes, *, deadline: float, stop: threading.Event | None = None) -> None:
-        """Puts one object whole, retrying transient errors with backoff until ``deadline``."""
+        """Puts one object whole, retrying transient errors with backoff until ``deadline``; ``stop`` cuts the
+        backoff and, on an async filesystem (S3), the request in flight."""
         backoff = _INITIAL_BACKOFF
         attempt = 0
         while True:
@@ -206,6 +207,7 @@ class Writer:
                     os.remove(temporary)
                 raise
         elif getattr(fs, "async_impl", False):
+            # The async API of fsspec's AsyncFileSystem (s3fs): its methods are the underscored ones.
             _run_until(fs.loop, fs._pipe_file(path, data), deadline=deadline, stop=stop)
         else:
             fs.pipe_file(path, data)
@@ -224,8 +226,11 @@ def _run_until(
     while not future.done():
         remaining = deadline - time.monotonic()
         if remaining <= 0 or (stop is not None and stop.is_set()):
-            future.cancel()  # cancels the task on the loop: the connection is dropped, not left hanging
-            raise TimeoutError("deadline passed with the request in flight" if remaining <= 0 else "stopped")
+            # Cancels the task on the loop: the connection is dropped, not left hanging. A request that has just
+            # finished cannot be cancelled any more: its own outcome stands.
+            if future.cancel():
+                raise TimeoutError("deadline passed with the request in flight" if remaining <= 0 else "stopped")
+            break
         concurrent.futures.wait([future], timeout=min(remaining, _POLL) if stop is not None else remaining)
     future.result()  # raises the request's own error
 
