@@ -6,7 +6,11 @@ in a Parquet file. Prints spans/s end to end, the collector's CPU time per span 
 ``/proc/<pid>/stat``), and, beside them, the cost of only decoding the same requests with protobuf.
 
     python benchmarks/bench_collector.py [--requests 600] [--distinct 600] [--connections 4] [--protocol http|grpc]
-        [--location DIR]
+        [--location DIR] [--idle 200 --slow 50]
+
+``--idle N --slow M`` hold N idle connections and M slow ones (half send their headers a byte at a time, half
+their body) open on the OTLP/HTTP port beside the load, reopening those the collector closes, as a hostile or
+broken client would: the figures should stay within ~10% of a run without them.
 """
 
 from __future__ import annotations
@@ -135,6 +139,66 @@ def _send(protocol: str, port: int, bodies: list[bytes], connections: int, ready
         raise SystemExit(f"requests failed: {failures[:5]}")
 
 
+class _Pests:
+    """Idle and slow connections held open on a port from a thread, reopened when the collector closes them."""
+
+    def __init__(self, port: int, idle: int, slow: int) -> None:
+        self.port = port
+        self.idle = [None] * idle
+        self.slow = [None] * slow
+        self.reopened = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Pests:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for sock in self.idle + self.slow:
+            if sock is not None:
+                sock.close()
+
+    def _open(self, slow: int | None) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port))
+        sock.setblocking(False)
+        if slow is not None and slow % 2:  # slow body: complete headers, then a byte of body at a time
+            sock.send(
+                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                b"Content-Length: 1000000\r\n\r\n"
+            )
+        return sock
+
+    @staticmethod
+    def _alive(sock: socket.socket) -> bool:
+        try:
+            return sock.recv(4096, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
+    def _run(self) -> None:
+        first = True
+        while first or not self._stop.wait(0.5):
+            for group, slow in ((self.idle, False), (self.slow, True)):
+                for i, sock in enumerate(group):
+                    if sock is not None and not self._alive(sock):
+                        sock.close()
+                        sock = None
+                        self.reopened += 1
+                    if sock is None:
+                        sock = group[i] = self._open(i if slow else None)
+                    if slow:
+                        try:
+                            sock.send(b"P" if i % 2 == 0 else b"x")
+                        except OSError:
+                            pass
+            first = False
+
+
 def _thread_cpu_seconds(pid: int) -> dict[int, float]:
     """CPU seconds (user + system) of each thread of a process so far."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -187,6 +251,8 @@ def main() -> None:
     parser.add_argument("--location", help="where to write (default: a temporary folder, removed after)")
     parser.add_argument("--flush-rows", type=int, default=100_000)
     parser.add_argument("--flush-age", type=float, default=0.5, help="seconds (the tail after the last request)")
+    parser.add_argument("--idle", type=int, default=0, help="idle connections held open beside the load")
+    parser.add_argument("--slow", type=int, default=0, help="slow connections (headers or body) held open beside it")
     args = parser.parse_args()
 
     # Distinct requests by default: job.records_processed and dataset.records_written then take new values in
@@ -226,22 +292,26 @@ def main() -> None:
         send_port = grpc_port if args.protocol == "grpc" else port
         sender = context.Process(target=_send, args=(args.protocol, send_port, bodies, args.connections, ready, go))
         sender.start()
-        ready.wait()
-        cpu_before = _cpu_seconds(collector.pid)
-        threads_before = _thread_cpu_seconds(collector.pid)
-        started = time.perf_counter()
-        go.set()
-        sender.join()
-        acknowledged = time.perf_counter() - started
-        rows_name = 'otel_datasink_collector_rows_written_total{table="job_runs"}'
-        while _metric(port, rows_name) < spans:
-            time.sleep(0.01)
-        elapsed = time.perf_counter() - started
-        user, system = (after - before for after, before in zip(_cpu_seconds(collector.pid), cpu_before, strict=True))
-        cpu = user + system
-        threads_after = _thread_cpu_seconds(collector.pid)
-        loop_cpu = threads_after[collector.pid] - threads_before[collector.pid]
-        peak_rss = _peak_rss_mib(collector.pid)
+        with _Pests(port, args.idle, args.slow) as pests:
+            time.sleep(0.5 if args.idle or args.slow else 0)  # all of them open before the load starts
+            ready.wait()
+            cpu_before = _cpu_seconds(collector.pid)
+            threads_before = _thread_cpu_seconds(collector.pid)
+            started = time.perf_counter()
+            go.set()
+            sender.join()
+            acknowledged = time.perf_counter() - started
+            rows_name = 'otel_datasink_collector_rows_written_total{table="job_runs"}'
+            while _metric(port, rows_name) < spans:
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - started
+            user, system = (
+                after - before for after, before in zip(_cpu_seconds(collector.pid), cpu_before, strict=True)
+            )
+            cpu = user + system
+            threads_after = _thread_cpu_seconds(collector.pid)
+            loop_cpu = threads_after[collector.pid] - threads_before[collector.pid]
+            peak_rss = _peak_rss_mib(collector.pid)
     finally:
         collector.send_signal(signal.SIGTERM)
         collector.wait(timeout=30)
@@ -270,6 +340,11 @@ def main() -> None:
         f"{spans / decode_seconds:9,.0f} spans/s)"
     )
     print(f"collector peak resident memory: {peak_rss:.0f} MiB")
+    if args.idle or args.slow:
+        print(
+            f"beside the load: {args.idle} idle and {args.slow} slow connections held open "
+            f"({pests.reopened} reopened after the collector closed them)"
+        )
 
 
 if __name__ == "__main__":
