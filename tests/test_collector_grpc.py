@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import grpc
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from test_collector_http import TOKEN, job_spans, rows, start_collector
+
+from otel_datasink.collector import grpc as grpc_receiver
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -94,3 +99,31 @@ def test_a_backlogged_store_gets_unavailable(tmp_path):
         running.stop(timeout=0.5)
 
     assert (first, second) == (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE)
+
+
+def test_a_call_waits_for_its_share_of_the_inflight_budget_then_gets_unavailable(local_location, tmp_path, monkeypatch):
+    monkeypatch.setattr(grpc_receiver, "ADMISSION_WAIT_SECONDS", 0.3)
+    limit = 256 * 1024
+    running = start_collector(
+        local_location, tmp_path / "spool", grpc=("127.0.0.1", 0), max_body_bytes=limit, max_inflight_bytes=limit
+    )
+    body = encode_spans(job_spans(1)).SerializeToString()
+    try:
+        # An HTTP body being received holds the whole budget: a gRPC call may not read its message meanwhile.
+        holder = socket.create_connection(("127.0.0.1", running.http_port))
+        holder.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: %d\r\n\r\nx" % limit
+        )
+        time.sleep(0.2)
+        waited = time.monotonic()
+        blocked, _ = call(running.grpc_port, body)
+        waited = time.monotonic() - waited
+        holder.close()
+        time.sleep(0.2)
+        served, _ = call(running.grpc_port, body)
+    finally:
+        running.stop()
+
+    assert blocked == grpc.StatusCode.UNAVAILABLE and 0.25 < waited < 2.0
+    assert served == grpc.StatusCode.OK
