@@ -175,6 +175,7 @@ def silent_endpoint():
 def test_a_hung_store_delays_the_exit_by_exit_timeout_only_and_the_lost_rows_are_logged_once(
     path, silent_endpoint, moto_server
 ):
+    # moto_server only for its credentials in the environment: without any, botocore would fail at once.
     if path == "exporter" and INSTRUMENT is None:
         pytest.skip("opentelemetry-distro is not installed")
     exit_timeout = 1.5
@@ -190,7 +191,7 @@ def test_a_hung_store_delays_the_exit_by_exit_timeout_only_and_the_lost_rows_are
         done, elapsed = run_job(ZERO_CODE_JOB, "0", env={"OTEL_TRACES_EXPORTER": "datasink", **env}, instrument=True)
         expected = "process exit: 1 span(s) not written"
     assert done.returncode == 0, done.stderr
-    assert elapsed < exit_timeout + 6, elapsed
+    assert elapsed < exit_timeout + 8, elapsed  # Python's start included; the write timeout (30 s) is not waited
     assert done.stderr.count("not written") == 1, done.stderr
     assert expected in done.stderr, done.stderr
 
