@@ -49,7 +49,8 @@ OTEL_EXPORTER_DATASINK_TIMEOUT = "OTEL_EXPORTER_DATASINK_TIMEOUT"
 
 Milliseconds one write may take, retries included. Past it the span processor keeps the rows for its next
 flush (they are dropped only past ``max_queue_size``), the exporter reports the batch as failed. Also the default
-bound of the processor's ``shutdown()``. Default: 30000.
+bound of the processor's ``shutdown()``, except at process exit (:envvar:`OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT`).
+Default: 30000.
 """
 
 OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT = "OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT"
