@@ -377,7 +377,7 @@ def _traces_handler(receiver: Collector) -> Handler:
             return _rejection(request, reject, metrics, as_json, rejection_logs)
         except _ClientGone:
             metrics.client_disconnects += 1
-            log_gone("OTLP/HTTP client %s went away before its request's body was in", request.remote)
+            log_gone("OTLP/HTTP client %s went away (or broke off its body) before its body was in", request.remote)
             return web.Response(status=400)  # nobody reads it: the connection is gone
         finally:
             if hold is not None:

@@ -44,7 +44,7 @@ class ByteBudget:
 
     def hold(self, size: int) -> Hold | None:
         """A hold of ``size`` bytes, or None at once if they are not free."""
-        if self._waiters or not self._grow(size):
+        if (self._waiters and size) or not self._grow(size):
             return None
         return Hold(self, size)
 
