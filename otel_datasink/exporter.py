@@ -92,7 +92,10 @@ class DatasinkSpanExporter(SpanExporter):
         """Past the exit flush: logs, once, the spans it could not write (later failures log as usual)."""
         self._exit_deadline = math.inf
         lost = self._lost_at_exit
-        if lost or not flushed:
-            bound = f"did not take them within {self.options.exit_timeout:.1f}s"
-            reason = f"the store {'failed' if flushed else bound}"
+        bound = f"within {self.options.exit_timeout:.1f}s"
+        if lost:
+            reason = "the store failed" if flushed else f"the store did not take them {bound}"
             _logger.warning("process exit: %d span(s) not written (%s)", lost, reason)
+        elif not flushed:
+            # Nothing of ours failed: the spans still wait in a span processor that did not flush in time.
+            _logger.warning("process exit: spans still queued for the exporter are not written (no flush %s)", bound)

@@ -349,12 +349,13 @@ def _records(batch: list[tuple[ReadableSpan, dict | None]]) -> list[SpanRecord]:
 #
 # So the hook below is registered with ``threading._register_atexit`` after concurrent.futures.thread is
 # imported (at the top of this module): it runs before concurrent.futures' own, while executors still work.
-# It asks every live processor to write what it holds and, when an exporter exists, flushes the global
-# TracerProvider, so that the SDK's BatchSpanProcessor hands its spans to our exporter now rather than from
-# atexit. It waits ``exit_timeout`` at most; rows still not written then are counted in one log line and given
-# up (later writes at exit are bounded by ``exit_timeout`` too, and fail fast once executors are gone). It never
-# raises. A child of ``multiprocessing`` runs threading's exit hooks too (not atexit) before its ``os._exit``; a
-# child of ``os.fork`` that ends with ``os._exit`` runs no hook at all: it must flush first.
+# (Where that private function is absent, ``atexit`` is used: registered after the provider's, it runs first.)
+# It asks every live processor to write what it holds and, when an exporter exists, flushes the span processors
+# of the global TracerProvider around it, so that the SDK's BatchSpanProcessor hands its spans to our exporter now
+# rather than from atexit. It waits ``exit_timeout`` at most; rows still not written then are counted in one log
+# line and given up (later writes at exit are bounded by ``exit_timeout`` too, and fail fast once executors are
+# gone). It never raises. A child of ``multiprocessing`` runs threading's exit hooks too (not atexit) before its
+# ``os._exit``; a child of ``os.fork`` that ends with ``os._exit`` runs no hook at all: it must flush first.
 #
 # Processors and exporters are held weakly: one that is collected is simply not flushed.
 
@@ -431,19 +432,39 @@ def _flush_at_exit() -> None:
 
 
 def _flush_global_provider(exporters: list[Any]) -> threading.Thread | None:
-    """Flushes the global TracerProvider in a daemon thread (the SDK's BatchSpanProcessor exports in the caller's
-    thread and ignores its timeout), so the hook can stop waiting at ``exit_timeout``."""
-    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
-    if flush is None:
+    """Flushes, in a daemon thread, the span processors of the global TracerProvider that hold spans for
+    ``exporters``; None when there is nothing to flush. The SDK's BatchSpanProcessor exports in the caller's thread
+    and ignores its timeout: the thread lets the hook stop waiting at ``exit_timeout``."""
+    flushes = _exporter_flushes(trace.get_tracer_provider(), exporters)
+    if not flushes:
         return None
     timeout_millis = int(1000 * max(exporter.options.exit_timeout for exporter in exporters))
-    thread = threading.Thread(target=_quietly, args=(flush, timeout_millis), name="DatasinkExitFlush", daemon=True)
+    thread = threading.Thread(target=_quietly, args=(flushes, timeout_millis), name="DatasinkExitFlush", daemon=True)
     thread.start()
     return thread
 
 
-def _quietly(flush: Any, timeout_millis: int) -> None:
-    try:
-        flush(timeout_millis)
-    except Exception:  # noqa: BLE001 - another processor's failure is not ours to raise at exit
-        _logger.debug("global provider flush failed at exit", exc_info=True)
+def _exporter_flushes(provider: Any, exporters: list[Any]) -> list[Any]:
+    """The ``force_flush`` of each span processor of ``provider`` wrapping one of ``exporters``, else the provider's.
+
+    Only ours: the provider flushes its processors one after the other, and an exporter to a store that is away
+    (OTLP to a dead collector, say) before ours would spend our ``exit_timeout``. The processors are found through
+    the SDK's private ``_active_span_processor._span_processors`` and BatchSpanProcessor's ``span_exporter``;
+    where they cannot be, the whole provider is flushed.
+    """
+    ours = {id(exporter) for exporter in exporters}
+    processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
+    if isinstance(processors, tuple):
+        wrapping = [p for p in processors if id(getattr(p, "span_exporter", None)) in ours]
+        if wrapping:
+            return [processor.force_flush for processor in wrapping]
+    flush = getattr(provider, "force_flush", None)
+    return [flush] if flush is not None else []
+
+
+def _quietly(flushes: list[Any], timeout_millis: int) -> None:
+    for flush in flushes:
+        try:
+            flush(timeout_millis)
+        except Exception:  # noqa: BLE001 - another processor's failure is not ours to raise at exit
+            _logger.debug("flush failed at exit", exc_info=True)

@@ -242,3 +242,23 @@ def test_a_job_ending_in_a_thread_that_outlives_the_main_thread_is_still_written
         ("main_job", "STARTED"),
         ("main_job", "SUCCESS"),
     ]
+
+
+@pytest.mark.skipif(INSTRUMENT is None, reason="opentelemetry-distro is not installed")
+def test_an_otlp_exporter_to_a_hung_collector_does_not_spend_the_datasink_exporters_exit_time(
+    silent_endpoint, location, read_tables
+):
+    # The provider flushes its processors one after the other: the exit hook flushes only the one around our
+    # exporter, so the OTLP exporter's 3 s against a collector that never answers leave our 1 s intact.
+    env = {
+        "OTEL_TRACES_EXPORTER": "otlp_proto_http,datasink",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{silent_endpoint}/v1/traces",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "3",
+        "OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT": "1000",
+        **location_env(location),
+    }
+    done, elapsed = run_job(ZERO_CODE_JOB, "0", env=env, instrument=True)
+    assert done.returncode == 0, done.stderr
+    assert "not written" not in done.stderr, done.stderr
+    assert elapsed < 3 + EXIT_BUDGET  # the SDK's own atexit shutdown still waits for the OTLP exporter
+    assert statuses(read_tables, location) == [("ingest_orders", "SUCCESS")]
