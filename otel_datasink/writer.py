@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import io
 import logging
 import os
@@ -35,8 +36,18 @@ _logger = logging.getLogger(__name__)
 
 _INITIAL_BACKOFF = 0.5
 _MAX_BACKOFF = 8.0
-# Errors that a retry cannot mend: bad arguments, missing bucket, denied access.
-_PERMANENT_ERRORS = (ValueError, TypeError, PermissionError, FileNotFoundError, NotImplementedError)
+# Errors that a retry cannot mend: bad arguments, missing bucket, denied access, a file where a folder must be.
+_PERMANENT_ERRORS = (
+    ValueError,
+    TypeError,
+    PermissionError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    NotImplementedError,
+)
+_PERMANENT_ERRNOS = frozenset({errno.EROFS})
+"""OSErrors by errno that no retry within one write mends (a read-only filesystem); the next flush tries again."""
 _PERMANENT_RUNTIME_ERRORS = ("cannot schedule new futures after", "not fork-safe")
 """RuntimeError messages (raised as such or wrapped, e.g. in botocore's HTTPClientError) that no retry mends:
 past ``concurrent.futures``' exit hook the event loop cannot resolve a host or read a file any more ("... after
@@ -178,7 +189,7 @@ class Writer:
             except _PERMANENT_ERRORS as error:
                 raise WriteError(f"cannot write {path}: {error}") from error
             except Exception as error:  # noqa: BLE001 - stores raise many kinds of transient errors
-                if _is_permanent_runtime_error(error):
+                if _is_permanent(error):
                     raise WriteError(f"cannot write {path}: {error!r}") from error
                 delay = backoff * random.uniform(0.8, 1.2)
                 if time.monotonic() + delay >= deadline or (stop is not None and stop.is_set()):
@@ -246,12 +257,15 @@ def _detach_finalizers(obj: object) -> None:
             finalizer.detach()
 
 
-def _is_permanent_runtime_error(error: BaseException) -> bool:
-    """Whether ``error``, or an error it wraps, is a RuntimeError of :data:`_PERMANENT_RUNTIME_ERRORS`."""
+def _is_permanent(error: BaseException) -> bool:
+    """Whether ``error``, or an error it wraps, is a RuntimeError of :data:`_PERMANENT_RUNTIME_ERRORS` or an
+    OSError of :data:`_PERMANENT_ERRNOS`."""
     seen = 0
     current: BaseException | None = error
     while current is not None and seen < 10:
         if isinstance(current, RuntimeError) and any(text in str(current) for text in _PERMANENT_RUNTIME_ERRORS):
+            return True
+        if isinstance(current, OSError) and current.errno in _PERMANENT_ERRNOS:
             return True
         # botocore's HTTPClientError keeps the original in its kwargs, not always as the cause.
         kwargs = getattr(current, "kwargs", None)

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,6 +197,18 @@ def test_demo_into_a_plain_file_fails(tmp_path):
     location = str(tmp_path / "plain")
     assert_demo_failed(cli("demo", "--location", location), location, "Not a directory")
     assert (tmp_path / "plain").read_text() == "x"
+
+
+def test_demo_into_a_location_that_cannot_be_a_folder_fails_at_once_not_after_the_write_timeout(tmp_path):
+    # "Not a directory" and a read-only filesystem are not transient: no retry until the 30 s write timeout.
+    (tmp_path / "plain").write_text("x")
+    location = str(tmp_path / "plain" / "datasink")
+    started = time.monotonic()
+    done = subprocess.run(
+        command("demo", "--location", location), capture_output=True, text=True, timeout=120, env=environment()
+    )
+    assert_demo_failed(done, location, "Not a directory")
+    assert time.monotonic() - started < 20
 
 
 @pytest.fixture
