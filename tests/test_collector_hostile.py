@@ -223,6 +223,35 @@ def test_concurrent_big_unauthenticated_bodies_are_refused_without_holding_them(
     assert grown < 100, f"{grown:.0f} MiB"  # 30 x 15 MiB = 450 MiB if the bodies were read
 
 
+def test_held_big_bodies_cost_at_most_the_inflight_budget(tmp_path):
+    # No token: 20 clients send all but the last byte of a 15 MiB body and hold it. With a 32 MiB budget two of
+    # them are received; the others get 503 from their headers (300 MiB resident before, and kept).
+    size = 15 * 1024 * 1024
+    with collector_process(tmp_path, "--max-inflight-bytes", str(32 * 1024 * 1024)) as (pid, port, _):
+        before = rss_mib(pid)
+        sockets = [connect(port) for _ in range(20)]
+        answers = []
+
+        def send(sock: socket.socket) -> None:
+            with contextlib.suppress(OSError):  # a refused one is closed before it sent it all
+                sock.sendall(head(size) + b"\0" * (size - 1))
+            answers.append(closed_within(sock, 0.5)[1][:12])
+
+        threads = [threading.Thread(target=send, args=(sock,)) for sock in sockets]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        held = metric(port, "otel_datasink_collector_inflight_bytes")
+        grown = rss_mib(pid, "VmHWM") - before
+        for sock in sockets:
+            sock.close()
+
+    assert answers.count(b"HTTP/1.1 503") >= 16
+    assert held <= 32 * 1024 * 1024
+    assert grown < 100, f"{grown:.0f} MiB"
+
+
 def test_bodies_past_the_inflight_budget_get_503_before_they_are_read(local_location, tmp_path):
     running = start_collector(
         local_location, tmp_path / "spool", max_body_bytes=1024 * 1024, max_inflight_bytes=2 * 1024 * 1024

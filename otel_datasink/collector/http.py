@@ -428,9 +428,9 @@ async def _read_body(
     Raises _Reject (408, 413, 400, 503) or _ClientGone.
     """
     try:
-        async with asyncio.timeout(settings.body_timeout):
-            return await _receive(request, settings.max_body_bytes, metrics, inflater, hold)
-    except TimeoutError:
+        receiving = _receive(request, settings.max_body_bytes, metrics, inflater, hold)
+        return await asyncio.wait_for(receiving, settings.body_timeout)
+    except asyncio.TimeoutError:  # not TimeoutError: Python 3.10's wait_for raises its own
         metrics.timeouts["body"] += 1
         raise _Reject(
             408, responses.DEADLINE_EXCEEDED, f"the body took longer than {settings.body_timeout:g}s", close=True

@@ -57,14 +57,19 @@ class ByteBudget:
         entry = (size, waiter)
         self._waiters.append(entry)
         try:
-            async with asyncio.timeout(timeout):
-                await waiter
-        except TimeoutError:
-            if not waiter.done() or waiter.cancelled():
-                return None
+            await asyncio.wait((waiter,), timeout=timeout)  # leaves the waiter as it is when it times out
+        except BaseException:  # the call was cancelled: what _give may have granted meanwhile goes back
+            if waiter.done() and not waiter.cancelled():
+                self._give(size)
+            raise
         finally:
+            if not waiter.done():
+                waiter.cancel()
             if entry in self._waiters:
                 self._waiters.remove(entry)
+                self._wake()  # the next ones may fit where this one did not
+        if waiter.cancelled():
+            return None
         return Hold(self, size)  # given by _give, which counted it as used
 
     def _grow(self, size: int) -> bool:
@@ -75,6 +80,9 @@ class ByteBudget:
 
     def _give(self, size: int) -> None:
         self.used -= size
+        self._wake()
+
+    def _wake(self) -> None:
         while self._waiters and self.used + self._waiters[0][0] <= self.limit:
             size, waiter = self._waiters.popleft()
             if not waiter.done():
