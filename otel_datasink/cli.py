@@ -1,78 +1,241 @@
 """``otel-datasink``: one subcommand per module of :mod:`otel_datasink.commands`.
 
 A command reports its own outcome through its exit status (``run(args)`` returns it); any exception it lets
-escape is reported here, in one place, as one line ``otel-datasink <command>: <cause>`` with exit status
-:data:`EXIT_FAILURE` (``-vv`` logs the traceback too).
+escape is reported here, in one place, as one line ``otel-datasink <command>: <cause>`` (``-vv`` logs the
+traceback too). Exit statuses, the same for every command:
+
+=====  ==========================================================================================
+0      done
+1      the check ran and found something (``status --fail-on-stale``: a dataset is stale)
+2      the command could not do its job: bad command line or option, a location with no table, a store
+       that cannot be read or written, bad SQL, an unknown profile
+130    interrupted (Ctrl-C); what was done is said first
+141    stdout closed by its reader (``| head``): nothing more to show, nothing reported
+=====  ==========================================================================================
+
+The parser is built for the one command being run: a command's module (and what it imports: DuckDB, gRPC,
+aiohttp, tqdm) is imported only when that command is dispatched, so ``otel-datasink --help`` stays quick.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
+import re
+import signal
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from otel_datasink import environment_variables as env
-from otel_datasink.config import DEFAULT_LOCATION
+from otel_datasink.config import DEFAULT_LOCATION, Options
 
+EXIT_OK = 0
+EXIT_FOUND = 1
+"""A check that ran and found something (``status --fail-on-stale``), as ``grep`` exits 1 when it finds nothing:
+the one status a cron job or CI step acts on without it being a failure of the tool."""
 EXIT_FAILURE = 2
-"""The exit status of a command that could not do its job (as argparse's for a bad command line): distinct from
-1, which ``status --fail-on-stale`` uses for a check that ran and found stale datasets."""
-
+"""The exit status of a command that could not do its job (as argparse's for a bad command line)."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C: 128 + SIGINT, what a shell reports for any other tool stopped that way."""
 EXIT_STDOUT_CLOSED = 141
 """The exit status when stdout's reader went away (``otel-datasink query ... | head``): 128 + SIGPIPE, what a
 shell reports for any other tool stopped that way."""
 
-COMMANDS = ("demo", "query", "status", "ddl", "collector", "replay", "compact")
-"""Each names a module of otel_datasink.commands with ``HELP``, ``add_arguments(parser)`` and ``run(args)``."""
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """What ``otel-datasink --help`` says of a command, and which shared options it takes.
+
+    Kept here, not in the command's module, so that listing the commands imports none of them.
+    """
+
+    help: str
+    store: bool = True
+    """Reads or writes the tables: takes ``--s3-endpoint-url``."""
+    maps_spans: bool = False
+    """Turns spans into rows: takes ``--profile``."""
+    location_help: str = "local path or fsspec URL (s3://bucket/prefix) of the tables"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every subcommand, each with ``--location``."""
-    parser = argparse.ArgumentParser(
-        prog="otel-datasink",
-        description="OpenTelemetry traces of data jobs as queryable job_runs and dataset_status tables.",
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        module = importlib.import_module(f"otel_datasink.commands.{name}")
-        sub = subparsers.add_parser(name, help=module.HELP, description=module.__doc__)
-        sub.add_argument(
-            "--location",
-            default=os.environ.get(env.OTEL_EXPORTER_DATASINK_LOCATION) or DEFAULT_LOCATION,
-            help=f"local path or fsspec URL of the tables (env {env.OTEL_EXPORTER_DATASINK_LOCATION}; "
-            f"default {DEFAULT_LOCATION})",
-        )
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
-    return parser
+COMMANDS: dict[str, Command] = {
+    "demo": Command("run a small instrumented example into --location and print both tables", maps_spans=True),
+    "query": Command("run a SQL query on the tables and views with DuckDB (table, json or csv output)"),
+    "status": Command("show dataset freshness; --fail-on-stale exits 1 when any dataset is stale"),
+    "ddl": Command(
+        "print the Athena DDL (tables with partition projection) and views for an s3://bucket/prefix --location",
+        store=False,
+        location_help="s3://bucket/prefix of the tables (Athena reads S3 only: a local path is refused)",
+    ),
+    "collector": Command("receive OTLP (HTTP :4318, gRPC :4317) and write job spans to the tables", maps_spans=True),
+    "replay": Command("write OTLP JSON Lines files (.jsonl, .jsonl.gz) to the tables", maps_spans=True),
+    "compact": Command("rewrite small Parquet files into files of about --target-size, partition by partition"),
+}
+"""Each names a module of otel_datasink.commands with ``add_arguments(parser)`` and ``run(args)``."""
+
+_STORE_HELP = (
+    "S3 credentials come from the standard AWS chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n"
+    "(and AWS_SESSION_TOKEN), then AWS_PROFILE with ~/.aws/credentials and ~/.aws/config, then the\n"
+    f"instance or task role; the region from AWS_REGION or {env.OTEL_EXPORTER_DATASINK_S3_REGION}."
+)
+"""Lines broken here: the help keeps the commands' docstrings as written (RawDescriptionHelpFormatter)."""
 
 
 class CommandError(Exception):
-    """A failure a command words itself; :func:`main` prints it as ``otel-datasink <command>: <message>``."""
+    """A failure a command words itself; :func:`main` prints it as ``otel-datasink <command>: <message>`` and
+    exits with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def interrupted(what_was_done: str | None = None) -> CommandError:
+    """The error a command raises on Ctrl-C, with what it did: exit status 130.
+
+    A second Ctrl-C from now on ends the process at once, silently, as SIGINT does to any tool: no traceback
+    from the middle of the report or of the exit hooks.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return CommandError(f"interrupted; {what_was_done}" if what_was_done else "interrupted", EXIT_INTERRUPTED)
+
+
+def store_options(args: argparse.Namespace, **options: Any) -> Options:
+    """The :class:`Options` of the shared flags (``--location``, ``--s3-endpoint-url``, ``--profile``), each
+    falling back to its environment variable."""
+    for name in ("s3_endpoint_url", "profile"):
+        options.setdefault(name, getattr(args, name, None))
+    return Options.resolve(args.location, **options)
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The top-level parser; only the command named in ``argv`` gets its options (and its module imported)."""
+    parser = argparse.ArgumentParser(
+        prog="otel-datasink",
+        description="OpenTelemetry traces of data jobs as queryable job_runs and dataset_status tables.",
+        epilog="exit status: 0 done, 1 a check found something (status --fail-on-stale), 2 the command failed "
+        "(one line on stderr), 130 interrupted, 141 stdout closed (| head)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _add_verbose(parser, dest="verbose", default=0)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = _command_in(argv)
+    for name, command in COMMANDS.items():
+        # "resolve": a command that still defines a shared option itself (collector) replaces the shared one.
+        sub = subparsers.add_parser(name, help=command.help, conflict_handler="resolve")
+        if name == chosen:
+            _define(sub, name, command)
+    return parser
+
+
+def _define(sub: argparse.ArgumentParser, name: str, command: Command) -> None:
+    """Imports the command's module and adds the shared options, then its own."""
+    module = importlib.import_module(f"otel_datasink.commands.{name}")
+    sub.description = module.__doc__
+    sub.formatter_class = argparse.RawDescriptionHelpFormatter
+    # -v after the command too (`otel-datasink query -v ...`); its own dest, as a subparser's value would replace
+    # the one given before the command instead of adding to it.
+    _add_verbose(sub, dest="verbose_after", default=argparse.SUPPRESS)
+    store = sub.add_argument_group("location", _STORE_HELP if command.store else None)
+    store.add_argument(
+        "--location",
+        default=os.environ.get(env.OTEL_EXPORTER_DATASINK_LOCATION) or DEFAULT_LOCATION,
+        help=f"{command.location_help} (env {env.OTEL_EXPORTER_DATASINK_LOCATION}; default {DEFAULT_LOCATION})",
+    )
+    if command.store:
+        store.add_argument(
+            "--s3-endpoint-url",
+            metavar="URL",
+            help=f"an S3-compatible endpoint such as MinIO's (env {env.OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL}; "
+            "default AWS)",
+        )
+    if command.maps_spans:
+        store.add_argument(
+            "--profile",
+            help="mapping profile: default, airflow, cicd or a .toml mapping file "
+            f"(env {env.OTEL_EXPORTER_DATASINK_PROFILE}; default 'default')",
+        )
+    module.add_arguments(sub)
+    sub.set_defaults(run=module.run)
+
+
+def _add_verbose(parser: argparse.ArgumentParser, dest: str, default: Any) -> None:
+    parser.add_argument("-v", "--verbose", action="count", dest=dest, default=default, help="log more (-vv for debug)")
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv``: its first word, since no option before it takes a value."""
+    for token in argv:
+        if not token.startswith("-"):
+            return token if token in COMMANDS else None
+    return None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("otel-datasink")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """The parsed command line; argparse's usage error (exit 2) with the command's own usage for a flag it does
+    not know (``otel-datasink query --locaton x``), not the top level's."""
+    parser = build_parser(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+        subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
+    args.verbose += getattr(args, "verbose_after", 0)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``otel-datasink`` console script: the command's exit status, or
     :data:`EXIT_FAILURE` with one line on stderr when it raised."""
-    args = build_parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        code = args.run(args) or 0
+        code = args.run(args) or EXIT_OK
         # Flushed here, not at exit: a closed pipe must raise where it is handled below.
         sys.stdout.flush()
     except BrokenPipeError:
         return _stdout_closed()
+    except KeyboardInterrupt:
+        return _report(args.command, interrupted())
+    except SystemExit as error:
+        if not isinstance(error.code, str):
+            raise
+        # A command that still exits with its own message (collector): the same one line, the same status.
+        print(error.code, file=sys.stderr)
+        return EXIT_FAILURE
     except Exception as error:  # noqa: BLE001 - the one place a command's failure becomes a message
         logging.getLogger(__name__).debug("otel-datasink %s failed", args.command, exc_info=True)
-        print(f"otel-datasink {args.command}: {describe(error)}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _report(args.command, error)
     return code
+
+
+def _report(command: str, error: Exception) -> int:
+    try:
+        print(f"otel-datasink {command}: {describe(error)}", file=sys.stderr)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
+    return getattr(error, "exit_code", EXIT_FAILURE)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+"""Terminal escapes (sqlglot underlines the error's place with them): noise in a log or a cron mail."""
+
+_SELF_EXPLAINING = (CommandError, ValueError, OSError)
 
 
 def describe(error: BaseException) -> str:
@@ -81,19 +244,55 @@ def describe(error: BaseException) -> str:
     Errors that speak for themselves (ours, DuckDB's, bad values, I/O) are their message; any other is prefixed
     with its type, which is then often the only hint (``EndpointConnectionError: ...``). DuckDB's messages span
     lines: the text before the first blank line is kept (the query excerpt and caret after it are dropped), and
-    when DuckDB wraps a Python error raised in a filesystem (s3fs) it is that error's last line.
+    when DuckDB wraps a Python error raised in a filesystem (s3fs) it is that error's last line. An error's
+    ``repr`` quoted in its message (``cannot write x: OSError(30, 'Read-only file system')``) becomes its words.
     """
-    import duckdb  # here, not at the top: only a failure needs it, and every command (collector) imports this
-
-    message = str(error).strip()
+    message = _ANSI.sub("", str(error)).strip()
     paragraph = message.split("\n\n", 1)[0].strip()
     lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
     if lines and lines[0].startswith("Traceback (most recent call last)"):
         lines = lines[-1:]
-    text = " ".join(lines)
-    if isinstance(error, (CommandError, duckdb.Error, ValueError, OSError)) and text:
+    text = _unrepr(" ".join(lines), error)
+    if _refused_by_s3(error):
+        text += f"; {_CREDENTIALS_HINT}"
+    if _speaks_for_itself(error) and text:
         return text
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+_CREDENTIALS_HINT = (
+    "S3 refused the credentials of the AWS chain: AWS_ACCESS_KEY_ID, AWS_PROFILE or ~/.aws, instance role"
+)
+
+
+def _refused_by_s3(error: BaseException) -> bool:
+    """Whether S3 answered 403: its bare "Forbidden" (a HEAD has no body to say more) names no credentials."""
+    cause: BaseException | None = error
+    for _ in range(5):
+        if cause is None:
+            return False
+        if isinstance(cause, PermissionError) and type(cause.__cause__).__module__.startswith("botocore"):
+            return "credential" not in str(cause).lower() and "access key" not in str(cause).lower()
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _speaks_for_itself(error: BaseException) -> bool:
+    duckdb = sys.modules.get("duckdb")  # not imported: a failure before DuckDB was used is none of its errors
+    return isinstance(error, _SELF_EXPLAINING) or (duckdb is not None and isinstance(error, duckdb.Error))
+
+
+def _unrepr(text: str, error: BaseException) -> str:
+    """``text`` with the ``repr`` of each error it was caused by replaced by that error's own words."""
+    cause = error.__cause__ or error.__context__
+    for _ in range(5):
+        if cause is None:
+            break
+        if repr(cause) in text:
+            words = cause.strerror if isinstance(cause, OSError) and cause.strerror else describe(cause)
+            text = text.replace(repr(cause), words)
+        cause = cause.__cause__ or cause.__context__
+    return text
 
 
 def _stdout_closed() -> int:

@@ -33,6 +33,7 @@ from datetime import date, datetime, timedelta, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from otel_datasink.commands._output import human_size
 from otel_datasink.schema import PARTITION_COLUMN, TABLES
 from otel_datasink.writer import Writer, file_name
 
@@ -77,7 +78,7 @@ class Plan:
             lines.append(f"  finish {manifest}")
         for item in self.bins:
             lines.append(
-                f"  {item.table}/{PARTITION_COLUMN}={item.dt}: {len(item.inputs)} files, {_size(item.size)} -> 1"
+                f"  {item.table}/{PARTITION_COLUMN}={item.dt}: {len(item.inputs)} files, {human_size(item.size)} -> 1"
             )
         return "\n".join(lines)
 
@@ -236,16 +237,6 @@ def _is_data_file(path: str) -> bool:
     return base.endswith(".parquet") and not base.startswith(("_", "."))
 
 
-def _size(size: float) -> str:
-    if size < 1024:
-        return f"{size:.0f} B"
-    for unit in ("KB", "MB"):
-        size /= 1024
-        if size < 1024:
-            return f"{size:.1f} {unit}"
-    return f"{size / 1024:.1f} GB"
-
-
 def count_files(writer: Writer, parts: list[tuple[str, str]]) -> int:
     """The Parquet files in the given partitions now."""
     return sum(
@@ -262,14 +253,17 @@ def compact(
     target_size: int = DEFAULT_TARGET_SIZE,
     progress: Callable[[int], None] | None = None,
     hook: Callable[[str], None] | None = None,
+    result: Result | None = None,
 ) -> Result:
     """Finishes interrupted compactions, then compacts the chosen partitions; returns what it did.
 
-    ``progress`` is called with the bytes of each bin done; ``hook`` (tests) with each step's name.
+    ``progress`` is called with the bytes of each bin done; ``hook`` (tests) with each step's name. A ``result``
+    passed in is filled in as the compaction goes, so that a caller whose compaction raised (or was interrupted:
+    KeyboardInterrupt) still knows what was done.
     """
     writer.fs.invalidate_cache()
     parts = partitions(writer, tables or TABLES, dt, older_than_days)
-    result = Result()
+    result = Result() if result is None else result
     for manifest in plan(writer, parts, target_size).pending:
         result.files_removed += finish_pending(writer, manifest)
         result.resumed += 1

@@ -134,13 +134,16 @@ def replay(
     *,
     batch_spans: int = DEFAULT_BATCH_SPANS,
     progress: Callable[[int], None] | None = None,
+    summary: Summary | None = None,
 ) -> Summary:
     """Reads OTLP JSON Lines files and writes their job spans' rows; returns what it did.
 
     Raises OSError when a file cannot be opened and :class:`~otel_datasink.writer.WriteError` when the store
-    keeps failing; rows of the batches written before stay (a second replay adds only duplicates).
+    keeps failing; rows of the batches written before stay (a second replay adds only duplicates). A
+    ``summary`` passed in is filled in as the replay goes, so that a caller whose replay raised (or was
+    interrupted: KeyboardInterrupt) still knows what was read and written.
     """
-    summary = Summary()
+    summary = Summary() if summary is None else summary
     batch: list[SpanRecord] = []
     for path in paths:
         summary.files += 1
@@ -176,11 +179,12 @@ def _flush(batch: list[SpanRecord], writer: Writer, profile: Profile, summary: S
     if not batch:
         return
     rows = map_records(batch, profile)
-    summary.job_runs += len(rows[JOB_RUNS_TABLE])
-    summary.dataset_updates += len(rows[DATASET_STATUS_TABLE])
     if any(rows.values()):
         written = writer.write(rows, deadline=time.monotonic() + writer.options.timeout)
         summary.files_written += len(written)
+    # Counted once written: the summary of a replay that failed or was interrupted says what is stored.
+    summary.job_runs += len(rows[JOB_RUNS_TABLE])
+    summary.dataset_updates += len(rows[DATASET_STATUS_TABLE])
 
 
 def _short(error: Exception, limit: int = 120) -> str:

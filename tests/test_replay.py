@@ -188,12 +188,16 @@ def test_replay_run_type_marks_spans_without_one(tmp_path, capsys, read_tables):
 
 
 def test_replay_of_a_missing_file_or_bad_profile_fails_with_a_message(tmp_path, capsys):
-    assert main(["replay", "--location", str(tmp_path / "t"), str(tmp_path / "missing.jsonl")]) == 1
-    assert "cannot read" in capsys.readouterr().err
+    # Both are the command failing (exit status 2), as in every other command.
+    assert main(["replay", "--location", str(tmp_path / "t"), str(tmp_path / "missing.jsonl")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"otel-datasink replay: cannot read {tmp_path / 'missing.jsonl'}: No such file or directory"
+    ]
     path = tmp_path / "t.jsonl"
     path.write_text("")
     assert main(["replay", "--location", str(tmp_path / "t"), "--profile", "nope", str(path)]) == 2
-    assert "unknown mapping profile 'nope'" in capsys.readouterr().err
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("otel-datasink replay: ") and "unknown mapping profile 'nope'" in line
 
 
 def test_a_gzip_file_cut_short_keeps_its_lines_before_the_cut_and_the_next_file_is_read(tmp_path, capsys, read_tables):

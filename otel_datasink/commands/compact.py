@@ -1,31 +1,37 @@
-"""Rewrite each partition's small Parquet files into files of about --target-size (default 128MB).
+"""Rewrite each partition's small Parquet files into files of about --target-size (default 128MiB).
 
 Safe while jobs write and queries read: the new file lands before the old ones are removed, only the files
 listed when the compaction started are removed, and the views ignore the duplicates in between. A compaction
-stopped half-way is finished by the next one. Today's partition is compacted too unless --older-than is given.
+stopped half-way (Ctrl-C, a crash) is finished by the next one. Today's partition is compacted too unless
+--older-than is given. A location with no table (a typo) is an error, as for query and status.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import sys
+from typing import TYPE_CHECKING
 
+from otel_datasink.cli import CommandError, describe, interrupted, store_options
+from otel_datasink.commands._output import human_size
 from otel_datasink.commands.replay import add_progress_argument, progress_bar
-from otel_datasink.compact import DEFAULT_TARGET_SIZE, compact, partitions, plan
-from otel_datasink.config import Options
-from otel_datasink.schema import TABLES
-from otel_datasink.writer import Writer
 
-HELP = "rewrite small Parquet files into files of about --target-size, partition by partition"
+if TYPE_CHECKING:
+    from otel_datasink.compact import Result
+    from otel_datasink.writer import Writer
 
-_UNITS = {"": 1, "B": 1, "KB": 1024, "K": 1024, "MB": 1024**2, "M": 1024**2, "GB": 1024**3, "G": 1024**3}
+DEFAULT_TARGET_SIZE = 128 * 1024**2
+"""The same as :data:`otel_datasink.compact.DEFAULT_TARGET_SIZE` (pinned by a test), which imports pyarrow."""
+TABLE_NAMES = ("dataset_status", "job_runs")
+"""The tables of :data:`otel_datasink.schema.TABLES` (pinned by a test), which imports pyarrow."""
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 
 def parse_size(text: str) -> int:
-    """Bytes of a size such as ``128MB``, ``1G`` or ``4096``."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?B?)\s*", text.upper())
-    if match is None or match.group(2) not in _UNITS:
+    """Bytes of a size such as ``128MB``, ``128MiB``, ``1G`` or ``4096`` (binary units: 1MB = 1024 KiB)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([KMG]?)I?B?)\s*", text.upper())
+    if match is None:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 128MB, 1GB)")
     size = int(float(match.group(1)) * _UNITS[match.group(2)])
     if size <= 0:
@@ -35,42 +41,80 @@ def parse_size(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``otel-datasink compact``."""
-    parser.add_argument("--table", choices=sorted(TABLES), help="one table (default: both)")
+    parser.add_argument("--table", choices=TABLE_NAMES, help="one table (default: both)")
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--dt", metavar="YYYY-MM-DD", help="one partition (UTC date)")
+    when.add_argument("--dt", metavar="YYYY-MM-DD", type=_day, help="one partition (UTC date)")
     when.add_argument("--older-than", type=int, metavar="DAYS", help="only partitions older than DAYS days")
     parser.add_argument(
-        "--target-size", type=parse_size, default=DEFAULT_TARGET_SIZE, help="size of the files written (default 128MB)"
+        "--target-size",
+        type=parse_size,
+        default=DEFAULT_TARGET_SIZE,
+        help=f"size of the files written (default {human_size(DEFAULT_TARGET_SIZE)})",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     add_progress_argument(parser)
 
 
+def _day(text: str) -> str:
+    # Checked by the parser: a bad --dt is a usage error like any other, with the command's usage.
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise argparse.ArgumentTypeError(f"must be YYYY-MM-DD, not {text!r}")
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
-    """Plans, then compacts (or prints the plan with ``--dry-run``); 0, or 2 for a bad ``--dt``."""
-    writer = Writer(Options.resolve(args.location))
-    tables = [args.table] if args.table else list(TABLES)
-    if args.dt is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.dt):
-        print(f"otel-datasink compact: --dt must be YYYY-MM-DD, not {args.dt!r}", file=sys.stderr)
-        return 2
+    """Plans, then compacts (or prints the plan with ``--dry-run``); 0. A location with no table or a store that
+    fails raise (exit status 2); Ctrl-C prints what was done, then exit status 130."""
+    from otel_datasink.compact import Result, compact, partitions, plan
+    from otel_datasink.writer import Writer
+
+    writer = Writer(store_options(args))
+    _must_hold_tables(writer, args.location)
+    tables = [args.table] if args.table else list(TABLE_NAMES)
     parts = partitions(writer, tables, args.dt, args.older_than)
     work = plan(writer, parts, args.target_size)
     if args.dry_run:
         print(work.describe())
         return 0
-    bar = progress_bar(args, sum(item.size for item in work.bins), "compact")
-    with bar:
-        result = compact(
-            writer,
-            tables=tables,
-            dt=args.dt,
-            older_than_days=args.older_than,
-            target_size=args.target_size,
-            progress=bar.update,
-        )
+    result = Result()
+    try:
+        with progress_bar(args, sum(item.size for item in work.bins), "compact") as bar:
+            compact(
+                writer,
+                tables=tables,
+                dt=args.dt,
+                older_than_days=args.older_than,
+                target_size=args.target_size,
+                progress=bar.update,
+                result=result,
+            )
+    except KeyboardInterrupt:
+        raise interrupted(f"{_done(result)}; the next compaction finishes the one in flight") from None
+    except Exception as error:
+        if not result.files_written:
+            raise
+        raise CommandError(f"{_done(result)}, then: {describe(error)}") from error
     print(
-        f"compacted {len(parts)} partition(s): {result.files_before} -> {result.files_after} file(s); "
-        f"wrote {result.files_written} file(s) ({result.bytes_written} bytes) from {result.files_removed} "
-        f"removed; finished {result.resumed} interrupted compaction(s)"
+        f"compacted {len(parts)} partition(s): {result.files_before} -> {result.files_after} file(s); {_done(result)}"
     )
     return 0
+
+
+def _done(result: Result) -> str:
+    return (
+        f"wrote {result.files_written} file(s) ({human_size(result.bytes_written)}) from {result.files_removed} "
+        f"removed; finished {result.resumed} interrupted compaction(s)"
+    )
+
+
+def _must_hold_tables(writer: Writer, location: str) -> None:
+    """Raises :class:`CommandError` when ``location`` is no folder (a typo, a missing bucket): compacting it
+    would report "0 partitions" and exit 0, hiding the typo."""
+    fs, root = writer.fs, writer.root
+    if fs.isdir(root):
+        return
+    if fs.isfile(root):
+        raise CommandError(f"{location} is a file, not a folder of tables")
+    if "://" in location and not fs.exists(root.split("/", 1)[0]):
+        raise CommandError(f"bucket {root.split('/', 1)[0]} of {location} does not exist")
+    raise CommandError(f"{location} does not exist" if "://" not in location else f"nothing is stored under {location}")

@@ -13,8 +13,6 @@ import dataclasses
 
 from otel_datasink.catalog import DEFAULT_DATABASE, ViewParameters, athena_ddl
 
-HELP = "print the Athena DDL (tables with partition projection) and views for an s3://bucket/prefix --location"
-
 
 def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     """One option per :class:`ViewParameters` field, e.g. ``--window-days 30``."""

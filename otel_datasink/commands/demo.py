@@ -12,16 +12,18 @@ import logging
 import random
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from otel_datasink.cli import CommandError, store_options
+from otel_datasink.commands._output import print_rows
 
-from otel_datasink.api import job_run
-from otel_datasink.cli import CommandError
-from otel_datasink.processor import DatasinkSpanProcessor
+if TYPE_CHECKING:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
 
-HELP = "run a small instrumented example into --location and print both tables"
+    from otel_datasink.config import Options
+    from otel_datasink.processor import DatasinkSpanProcessor
+
 
 _GIVE_UP_MILLIS = 1000
 """How long the demo's shutdown waits once a flush has failed: the rows are lost anyway, and the processor
@@ -36,8 +38,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Runs the example jobs into ``--location`` and prints the tables (0); raises :class:`CommandError` when the
     processor reports rows it did not write."""
+    # Imported here: the SDK and the processor (pyarrow, fsspec) are the demo's, not every command's.
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_datasink.processor import DatasinkSpanProcessor
+
+    options = store_options(args)
     provider = TracerProvider(resource=Resource.create({"service.name": "otel-datasink-demo"}))
-    processor = DatasinkSpanProcessor(args.location)
+    processor = DatasinkSpanProcessor(
+        options.location, profile=options.profile, s3_endpoint_url=options.s3_endpoint_url
+    )
     provider.add_span_processor(processor)
     # The processor logs each failed attempt; the demo reports the outcome once, so they are shown only with -v.
     with _StoreWarnings(show=getattr(args, "verbose", 0) > 0) as warnings:
@@ -46,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if failure:
         raise CommandError(f"could not write to {args.location}: {warnings.cause() or failure}")
     print(f"wrote to {args.location}\n")
-    _print_tables(args.location)
+    _print_tables(options)
     return 0
 
 
@@ -97,6 +108,8 @@ class _StoreWarnings(logging.Handler):
 
 
 def _run_jobs(tracer: trace.Tracer, micro_batches: int) -> None:
+    from otel_datasink.api import job_run
+
     rng = random.Random(7)
     for attempt in (1, 2):
         try:
@@ -119,14 +132,17 @@ def _run_jobs(tracer: trace.Tracer, micro_batches: int) -> None:
         time.sleep(0.01)
 
 
-def _print_tables(location: str) -> None:
+def _print_tables(options: Options) -> None:
+    """Each table as ``otel-datasink query`` prints it (the same renderer: the same values, the same width)."""
     from otel_datasink.local import connect
 
-    con = connect(location)
+    con = connect(options.location, s3_endpoint_url=options.s3_endpoint_url)
     for title, query in _QUERIES:
         print(title)
-        con.sql(query).show(max_width=160)
-    print(f'Query them yourself: otel-datasink query --location {location} "SELECT * FROM job_runs_latest"')
+        cursor = con.execute(query)
+        print_rows([d[0] for d in cursor.description], cursor.fetchall())
+        print()
+    print(f'Query them yourself: otel-datasink query --location {options.location} "SELECT * FROM job_runs_latest"')
 
 
 _QUERIES = (

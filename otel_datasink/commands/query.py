@@ -11,20 +11,16 @@ check instead of answering "no rows"; ``--allow-empty`` accepts it (empty tables
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
-import json
-import sys
-from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING
 
-from otel_datasink import local
-from otel_datasink.catalog import to_duckdb
-from otel_datasink.cli import CommandError
+from otel_datasink.cli import CommandError, store_options
+from otel_datasink.commands._output import FORMATS, print_rows
 from otel_datasink.commands.ddl import add_view_arguments, view_parameters
 
-HELP = "run a SQL query on the tables and views with DuckDB (table, json or csv output)"
-FORMATS = ("table", "json", "csv")
+if TYPE_CHECKING:
+    import sqlglot.errors
+
+__all__ = ["FORMATS", "add_allow_empty_argument", "add_format_argument", "fetch", "print_rows"]
 
 
 def add_format_argument(parser: argparse.ArgumentParser) -> None:
@@ -61,8 +57,16 @@ def fetch(args: argparse.Namespace, sql: str) -> tuple[list[str], list[tuple]]:
 
     Raises :class:`CommandError` when the location holds no table, unless ``--allow-empty``.
     """
+    from otel_datasink import local  # DuckDB: imported by the commands that query, not by every --help
+
+    options = store_options(args)
     try:
-        con = local.connect(args.location, parameters=view_parameters(args), must_exist=not args.allow_empty)
+        con = local.connect(
+            options.location,
+            parameters=view_parameters(args),
+            must_exist=not args.allow_empty,
+            s3_endpoint_url=options.s3_endpoint_url,
+        )
     except local.NoTablesError as error:
         raise CommandError(f"{error} (--allow-empty accepts a location with no tables)") from error
     cursor = con.execute(sql)
@@ -72,63 +76,33 @@ def fetch(args: argparse.Namespace, sql: str) -> tuple[list[str], list[tuple]]:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the query and prints its rows (0); a failure raises, for :func:`otel_datasink.cli.main` to report."""
-    sql = to_duckdb(args.sql, read="athena") if args.dialect == "athena" else args.sql
+    sql = athena_to_duckdb(args.sql) if args.dialect == "athena" else args.sql
     columns, rows = fetch(args, sql)
     if columns:
         print_rows(columns, rows, args.format)
     return 0
 
 
-def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, out: TextIO | None = None) -> None:
-    """Prints a result as an aligned text table, a JSON array of objects or CSV with a header."""
-    out = out or sys.stdout
-    if fmt == "json":
-        records = [dict(zip(columns, (_json_value(v) for v in row), strict=True)) for row in rows]
-        json.dump(records, out, indent=2)
-        out.write("\n")
-    elif fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([_text(v, null="") for v in row] for row in rows)
-    else:
-        cells = [[_text(v) for v in row] for row in rows]
-        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-        numeric = [bool(rows) and all(_is_number(r[i]) or r[i] is None for r in rows) for i in range(len(columns))]
+def athena_to_duckdb(sql: str) -> str:
+    """``sql`` read as Athena (Trino) SQL, in DuckDB's; :class:`CommandError` saying where it does not parse."""
+    import sqlglot.errors
 
-        def line(values: Sequence[str]) -> str:
-            parts = [v.rjust(w) if right else v.ljust(w) for v, w, right in zip(values, widths, numeric, strict=True)]
-            return "  ".join(parts).rstrip()
+    from otel_datasink.catalog import to_duckdb
 
-        print(line(list(columns)), file=out)
-        print(line(["-" * w for w in widths]), file=out)
-        for row in cells:
-            print(line(row), file=out)
-        print(f"({len(rows)} row{'' if len(rows) == 1 else 's'})", file=out)
+    try:
+        return to_duckdb(sql, read="athena")
+    except sqlglot.errors.SqlglotError as error:
+        raise CommandError(f"--dialect athena: {_parse_error(error)}") from error
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def _text(value: Any, null: str = "NULL") -> str:
-    if value is None:
-        return null
-    if isinstance(value, datetime.datetime):
-        return value.isoformat(sep=" ", timespec="milliseconds")
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(_json_value(value))
-    return str(value)
+def _parse_error(error: sqlglot.errors.SqlglotError) -> str:
+    """sqlglot's first error as ``cannot parse the query at line L, column C near 'X': <what>``; its message
+    alone carries terminal escapes and a Python class name."""
+    details = getattr(error, "errors", None) or []
+    if not details:
+        return f"cannot parse the query: {error}"
+    first = details[0]
+    what = str(first.get("description") or error).split(" for <class", 1)[0]
+    near = str(first.get("highlight") or "").strip()
+    place = f" at line {first.get('line')}, column {first.get('col')}" if first.get("line") else ""
+    return f"cannot parse the query{place}{f' near {near!r}' if near else ''}: {what}"

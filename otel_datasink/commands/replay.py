@@ -9,32 +9,34 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from otel_datasink import semconv
-from otel_datasink.config import Options
-from otel_datasink.profiles import ProfileError, load_profile
-from otel_datasink.replay import DEFAULT_BATCH_SPANS, file_size, replay, with_run_type
-from otel_datasink.writer import WriteError, Writer
+from otel_datasink.cli import CommandError, describe, interrupted, store_options
 
-HELP = "write OTLP JSON Lines files (.jsonl, .jsonl.gz) to the tables"
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from otel_datasink.replay import Summary
+
+DEFAULT_BATCH_SPANS = 20_000
+"""Spans written together; the same as :data:`otel_datasink.replay.DEFAULT_BATCH_SPANS`, which is not imported
+for ``--help``."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``otel-datasink replay``."""
+    """Options of ``otel-datasink replay`` (``--profile`` is the shared one)."""
     parser.add_argument("files", nargs="+", metavar="FILE", help="OTLP JSON Lines files (local paths or fsspec URLs)")
-    parser.add_argument(
-        "--profile",
-        help="mapping profile: default, airflow, cicd or a .toml mapping file (env OTEL_EXPORTER_DATASINK_PROFILE)",
-    )
     parser.add_argument(
         "--run-type",
         choices=semconv.RUN_TYPES,
         help="set job.run.type on job spans that carry none (e.g. replay, for history never written live)",
     )
     parser.add_argument(
-        "--batch-spans", type=int, default=DEFAULT_BATCH_SPANS, help="spans written together (one file per batch)"
+        "--batch-spans",
+        type=int,
+        default=DEFAULT_BATCH_SPANS,
+        help=f"spans written together (one file per table and day per batch; default {DEFAULT_BATCH_SPANS})",
     )
     add_progress_argument(parser)
 
@@ -46,10 +48,13 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
 
 def progress_bar(args: argparse.Namespace, total: int | None, desc: str) -> tqdm:
     """A progress bar in bytes on stderr, shown only on a terminal and without ``--no-progress``."""
+    from tqdm import tqdm
+
     return tqdm(
         total=total,
         unit="B",
         unit_scale=True,
+        unit_divisor=1024,
         desc=desc,
         file=sys.stderr,
         disable=args.no_progress or not sys.stderr.isatty(),
@@ -57,26 +62,52 @@ def progress_bar(args: argparse.Namespace, total: int | None, desc: str) -> tqdm
 
 
 def run(args: argparse.Namespace) -> int:
-    """Replays the files and prints the summary; 1 when a file cannot be read or the store fails, 2 for an
-    unknown profile."""
-    options = Options.resolve(args.location, profile=args.profile)
+    """Replays the files and prints the summary (0). A file that cannot be read, a store that fails or an unknown
+    profile raise :class:`CommandError` (exit status 2); Ctrl-C prints what was written, then exit status 130."""
+    from otel_datasink.profiles import ProfileError, load_profile
+    from otel_datasink.replay import Summary, file_size, replay, with_run_type
+    from otel_datasink.writer import WriteError, Writer
+
+    options = store_options(args)
     try:
         profile = load_profile(options.profile)
     except ProfileError as error:
-        print(f"otel-datasink replay: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from error
     if args.run_type:
         profile = with_run_type(profile, args.run_type)
     writer = Writer(options)
     bar = progress_bar(args, sum(file_size(path) for path in args.files) or None, "replay")
+    # Filled in as the files are read: what was written is known even when the replay is cut short.
+    summary = Summary()
     try:
         with bar:
-            summary = replay(args.files, writer, profile, batch_spans=max(1, args.batch_spans), progress=bar.update)
+            replay(
+                args.files,
+                writer,
+                profile,
+                batch_spans=max(1, args.batch_spans),
+                progress=bar.update,
+                summary=summary,
+            )
+    except KeyboardInterrupt:
+        print(summary.describe())
+        raise interrupted(
+            f"{_written(summary)} before it (a batch in flight may be partly written); replaying the files again "
+            "adds only duplicates, which the views collapse"
+        ) from None
     except OSError as error:
-        print(f"otel-datasink replay: cannot read {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 1
+        cause = f"cannot read {error.filename or ''}: {error.strerror or error}"
+        raise CommandError(_and_before(cause, summary)) from error
     except WriteError as error:
-        print(f"otel-datasink replay: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(_and_before(describe(error), summary)) from error
     print(summary.describe())
     return 0
+
+
+def _written(summary: Summary) -> str:
+    return f"wrote {summary.rows_written} row(s) in {summary.files_written} file(s)"
+
+
+def _and_before(cause: str, summary: Summary) -> str:
+    """``cause``, then what was written before it when anything was (those rows stay)."""
+    return f"{cause} (before it: {_written(summary)}, which stay)" if summary.files_written else cause
