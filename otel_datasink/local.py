@@ -14,14 +14,18 @@ import logging
 import os
 from typing import Any
 
-import duckdb
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
-from otel_datasink.catalog import ViewParameters, duckdb_views
 from otel_datasink.config import Options
+from otel_datasink.extras import needs
 from otel_datasink.schema import PARTITION_COLUMN, TABLES
 from otel_datasink.writer import open_location
+
+with needs("query"):  # without duckdb or sqlglot: "duckdb is not installed: pip install 'otel-datasink[query]'"
+    import duckdb
+
+    from otel_datasink.catalog import ViewParameters, duckdb_views
 
 _logger = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from otel_datasink.config import Options
+from otel_datasink.extras import import_extra
 from otel_datasink.mapping import Rows
 from otel_datasink.schema import PARTITION_COLUMN, TABLES, to_arrow
 
@@ -61,6 +62,7 @@ def open_location(options: Options) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem and root path of ``options.location`` (a local path or an fsspec URL)."""
     storage_options: dict[str, Any] = dict(options.storage_options)
     if options.location.startswith(("s3://", "s3a://")):
+        import_extra("s3fs", "s3")  # fsspec's own error ("Install s3fs to access S3") names no extra
         client_kwargs = dict(storage_options.pop("client_kwargs", {}) or {})
         if options.s3_endpoint_url:
             client_kwargs.setdefault("endpoint_url", options.s3_endpoint_url)
