@@ -6,8 +6,12 @@
 - ``datasink_db``: a :class:`DatasinkDB`; each query first flushes the provider, then runs on a fresh
   :func:`otel_datasink.local.connect` of the folder, so it sees everything the job did until then.
 
-Imports are deferred to the fixtures: every pytest session of an environment with otel-datasink installed
-loads this module.
+``datasink_db`` needs the ``query`` extra (DuckDB); without it the test errors at setup with the line to install
+it, and the other fixtures still work.
+
+Imports are deferred to the fixtures (the package's own ``__init__`` imports nothing either): pytest loads this
+module in every session of every environment with otel-datasink installed, most of which never use it, so it
+must cost them neither pyarrow nor the OpenTelemetry SDK nor DuckDB.
 """
 
 from __future__ import annotations
@@ -28,18 +32,21 @@ class DatasinkDB:
     """The tables and views of a test's location, flushed from its TracerProvider before each query."""
 
     def __init__(self, provider: TracerProvider, location: str) -> None:
+        # Imported here, when the fixture is set up: without the query extra the test errors before it runs,
+        # with the one line that says what to install (otel_datasink.extras.MissingExtraError).
+        from otel_datasink.local import connect
+
+        self._connect = connect
         self.provider = provider
         self.location = location
         self._connection: duckdb.DuckDBPyConnection | None = None
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """Flushes the provider and returns a new DuckDB connection with the tables and views."""
-        from otel_datasink.local import connect
-
         if not self.provider.force_flush():
             raise TimeoutError("the DatasinkSpanProcessor could not write its rows in time")
         self.close()
-        self._connection = connect(self.location)
+        self._connection = self._connect(self.location)
         return self._connection
 
     def sql(self, query: str, parameters: list[Any] | None = None) -> list[tuple]:
