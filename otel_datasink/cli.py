@@ -119,7 +119,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         epilog="exit status: 0 done, 1 a check found something (status --fail-on-stale), 2 the command failed "
         "(one line on stderr), 130 interrupted, 141 stdout closed (| head)",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     _add_verbose(parser, dest="verbose", default=0)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = _command_in(argv)
@@ -174,13 +174,22 @@ def _command_in(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+class _VersionAction(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked (importlib.metadata costs
+    a quarter of ``--help``'s time)."""
 
-    try:
-        return version("otel-datasink")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("otel-datasink")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown"
+        print(f"{parser.prog} {number}")  # on stdout, as argparse's own version action prints it
+        parser.exit()
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -278,8 +287,13 @@ def _refused_by_s3(error: BaseException) -> bool:
 
 
 def _speaks_for_itself(error: BaseException) -> bool:
-    duckdb = sys.modules.get("duckdb")  # not imported: a failure before DuckDB was used is none of its errors
-    return isinstance(error, _SELF_EXPLAINING) or (duckdb is not None and isinstance(error, duckdb.Error))
+    # Looked up, not imported: a module not imported yet raised none of these errors.
+    duckdb, writer = sys.modules.get("duckdb"), sys.modules.get("otel_datasink.writer")
+    return (
+        isinstance(error, _SELF_EXPLAINING)
+        or (duckdb is not None and isinstance(error, duckdb.Error))
+        or (writer is not None and isinstance(error, writer.WriteError))
+    )
 
 
 def _unrepr(text: str, error: BaseException) -> str:

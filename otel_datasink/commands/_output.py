@@ -16,9 +16,15 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 FORMATS = ("table", "json", "csv")
+FULL_OUTPUT_HINT = "use --format csv for every column and value"
 
 _MIN_COLUMN = 8
-"""A column is cut no narrower than this (or its header): narrower, its values say nothing."""
+"""The last column shown is cut no narrower than this: narrower, its values say nothing."""
+_MAX_CELL = 40
+"""Values are cut to this (or their header's width) in a table too wide for the terminal: ids and timestamps
+(29 characters) stay whole, messages and attributes make room for more columns."""
+_HIDDEN_NAMED = 5
+"""Columns left out that the footer names; it counts the others."""
 _GAP = "  "
 _ELLIPSIS = "…"
 
@@ -29,11 +35,12 @@ def print_rows(
     fmt: str = "table",
     out: TextIO | None = None,
     width: int | None = None,
+    hint: str = FULL_OUTPUT_HINT,
 ) -> None:
     """Prints a result as an aligned text table, a JSON array of objects or CSV with a header.
 
     A table wider than ``width`` (default: the terminal's, see :func:`terminal_width`) has its widest values cut
-    and then its last columns left out, and says so under the row count.
+    and then its last columns left out, and says so under the row count with ``hint``.
     """
     out = out or sys.stdout
     if fmt == "json":
@@ -45,7 +52,7 @@ def print_rows(
         writer.writerow(columns)
         writer.writerows([text(v, null="") for v in row] for row in rows)
     else:
-        for line in table_lines(columns, rows, terminal_width(out) if width is None else width):
+        for line in table_lines(columns, rows, terminal_width(out) if width is None else width, hint):
             print(line, file=out)
 
 
@@ -62,15 +69,20 @@ def terminal_width(out: TextIO) -> int | None:
     return shutil.get_terminal_size().columns
 
 
-def table_lines(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = None) -> list[str]:
-    """The lines of an aligned text table (numbers right-aligned), its row count last; fitted to ``width``."""
+def table_lines(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = None, hint: str = FULL_OUTPUT_HINT
+) -> list[str]:
+    """The lines of an aligned text table (numbers right-aligned), its row count last; fitted to ``width``: long
+    values cut to :data:`_MAX_CELL`, then as many leading columns as fit (the last one cut to fit). The footer
+    then says what is not shown, and ``hint`` how to see it."""
     cells = [[text(v) for v in row] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     numeric = [bool(rows) and all(_is_number(r[i]) or r[i] is None for r in rows) for i in range(len(columns))]
     shown = len(columns)
-    if width is not None:
-        widths = _narrowed(widths, columns, width)
+    if width is not None and _total(widths) > width:
+        widths = [min(w, max(_MAX_CELL, len(c))) for w, c in zip(widths, columns, strict=True)]
         shown = _columns_that_fit(widths, width)
+        widths[shown - 1] = max(_MIN_COLUMN, min(widths[shown - 1], width - _total(widths[: shown - 1]) - len(_GAP)))
 
     def line(values: Sequence[str]) -> str:
         parts = [
@@ -81,33 +93,27 @@ def table_lines(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: in
 
     lines = [line(list(columns)), line(["-" * w for w in widths])]
     lines.extend(line(row) for row in cells)
-    footer = f"({len(rows)} row{'' if len(rows) == 1 else 's'}"
     cut = any(len(r[i]) > widths[i] for r in cells for i in range(shown))
-    if shown < len(columns):
-        footer += f"; {len(columns) - shown} column(s) not shown: {', '.join(columns[shown:])}"
-    if shown < len(columns) or cut:
-        footer += f"; values cut at the terminal's width end in {_ELLIPSIS}; use --format csv for every column"
-    return [*lines, footer + ")"]
+    return [*lines, _footer(len(rows), columns[shown:], cut, hint)]
 
 
-def _narrowed(widths: list[int], columns: Sequence[str], width: int) -> list[int]:
-    """Column widths with the widest cut, one character at a time, until the table fits or none can be cut."""
-    widths = list(widths)
-    floors = [max(_MIN_COLUMN, len(c)) for c in columns]
-    while _total(widths) > width:
-        cuttable = [i for i, w in enumerate(widths) if w > floors[i]]
-        if not cuttable:
-            break
-        widest = max(cuttable, key=lambda i: widths[i])
-        widths[widest] -= 1
-    return widths
+def _footer(rows: int, hidden: Sequence[str], cut: bool, hint: str) -> str:
+    footer = f"({rows} row{'' if rows == 1 else 's'}"
+    if hidden:
+        names = ", ".join(hidden[:_HIDDEN_NAMED]) + (", ..." if len(hidden) > _HIDDEN_NAMED else "")
+        footer += f"; {len(hidden)} more column(s) not shown: {names}"
+    if cut:
+        footer += f"; long values cut, ending in {_ELLIPSIS}"
+    if hidden or cut:
+        footer += f"; {hint}"
+    return footer + ")"
 
 
 def _columns_that_fit(widths: list[int], width: int) -> int:
-    """How many leading columns fit in ``width`` (at least one: a table shows something)."""
-    shown = len(widths)
-    while shown > 1 and _total(widths[:shown]) > width:
-        shown -= 1
+    """How many leading columns fit in ``width``, the last possibly cut to :data:`_MIN_COLUMN` (at least one)."""
+    shown = 1
+    while shown < len(widths) and _total(widths[:shown]) + len(_GAP) + _MIN_COLUMN <= width:
+        shown += 1
     return shown
 
 

@@ -140,10 +140,12 @@ def _print_tables(options: Options) -> None:
     for title, query in _QUERIES:
         print(title)
         cursor = con.execute(query)
-        print_rows([d[0] for d in cursor.description], cursor.fetchall())
+        print_rows([d[0] for d in cursor.description], cursor.fetchall(), hint=_HINT)
         print()
     print(f'Query them yourself: otel-datasink query --location {options.location} "SELECT * FROM job_runs_latest"')
 
+
+_HINT = "see them all with otel-datasink query --format csv"
 
 _QUERIES = (
     (
