@@ -1,4 +1,4 @@
-"""Failures of ``otel-datasink status``, ``query`` and ``demo``, as a cron job sees them: the real console script
+"""Failures of ``otel-datasink status``, ``query``, ``demo``, ``compact`` and ``replay``, as a cron job sees them: the real console script
 in a subprocess, on real files, a read-only mount and the moto S3 server. Every failure is one line
 ``otel-datasink <command>: <cause>`` on stderr and exit status 2, never a traceback and never "0 rows, exit 0".
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -263,3 +264,121 @@ def test_debug_logging_adds_the_traceback_of_a_failure(tmp_path):
     assert done.returncode == EXIT_FAILURE
     assert "Traceback (most recent call last)" in done.stderr and "NoTablesError" in done.stderr
     assert done.stderr.splitlines()[-1].startswith("otel-datasink status: ")
+
+
+# --- compact on a location it cannot use ------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_tables(tmp_path) -> Iterator[str]:
+    """A location with tables on a tmpfs remounted read-only once they are written."""
+    folder = tmp_path / "mounted"
+    folder.mkdir()
+    if not shutil.which("mount"):
+        pytest.skip("no mount command")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        location = str(folder / "datasink")
+        n = now_ns()
+        for start in (3, 2):  # two files in a partition: something to compact
+            write_spans(location, [job_span("load", n - start * MINUTE_NS, n - MINUTE_NS)])
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        yield location
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_compact_on_a_read_only_folder_fails_in_one_line(read_only_tables):
+    done = cli("compact", "--location", read_only_tables, "--no-progress")
+    line = assert_one_line_failure(done, "compact", f"cannot write {read_only_tables}/", ": Read-only file system")
+    assert "OSError(" not in line and "WriteError" not in line
+
+
+@pytest.mark.parametrize("case", [_missing, _a_file, _under_a_file], ids=lambda case: case.__name__.strip("_"))
+def test_compact_on_a_location_with_no_table_fails_instead_of_compacting_nothing(tmp_path, case):
+    location, cause = case(tmp_path)
+    assert_one_line_failure(cli("compact", "--location", location), "compact", location, cause.split(",")[0])
+
+
+def test_compact_on_a_missing_bucket_fails(s3_env):
+    location = f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/datasink"
+    done = cli("compact", "--location", location, **s3_env)
+    assert_one_line_failure(done, "compact", f"bucket {location[5:].split('/')[0]} of {location} does not exist")
+
+
+def test_compact_on_an_unreachable_endpoint_fails_in_one_line(s3_location):
+    done = cli("compact", "--location", s3_location, "--s3-endpoint-url", f"http://127.0.0.1:{free_port()}")
+    assert_one_line_failure(done, "compact", "Could not connect to the endpoint URL")
+
+
+# --- bad S3 credentials: moto with its IAM checks on ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_refusing_keys(moto_server) -> Iterator[str]:
+    """The endpoint of a second moto server that checks credentials (every request of the fake key is refused)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("demo",), ("compact",), ("query", "SELECT 1"), ("status",), ("query", "--allow-empty", "SELECT 1")],
+    ids=["demo", "compact", "query", "status", "query_allow_empty"],
+)
+def test_bad_s3_credentials_fail_in_one_line_that_says_so(s3_refusing_keys, args):
+    location = "s3://some-bucket/datasink"
+    done = cli(*args, "--location", location, "--s3-endpoint-url", s3_refusing_keys)
+    line = assert_one_line_failure(done, args[0], "The AWS Access Key Id you provided does not exist in our records")
+    assert "CREATE OR REPLACE VIEW" not in line and "read_parquet" not in line
+
+
+# --- query --dialect athena with SQL that does not parse --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "cause"),
+    [
+        ("SELECT (((", "cannot parse the query at line 1, column 10 near '('"),
+        ("SELECT * FROM job_runs WHERE", "cannot parse the query at line 1, column 28 near 'WHERE'"),
+        ("SELECT 'abc", "cannot parse the query: Error tokenizing"),
+    ],
+)
+def test_athena_sql_that_does_not_parse_fails_in_one_plain_line(tmp_path, sql, cause):
+    location = str(tmp_path / "datasink")
+    n = now_ns()
+    write_spans(location, [job_span("load", n - 2 * MINUTE_NS, n - MINUTE_NS)])
+    done = cli("query", "--location", location, "--dialect", "athena", sql)
+    line = assert_one_line_failure(done, "query", f"--dialect athena: {cause}")
+    assert "\x1b" not in done.stderr and "sqlglot" not in line and "<class" not in line
+
+
+# --- replay: the same statuses as every command -----------------------------------------------------------
+
+
+def test_replay_of_a_missing_file_and_an_unknown_profile_exit_2_like_the_rest(tmp_path):
+    (tmp_path / "t.jsonl").write_text("")
+    missing = cli("replay", "--location", str(tmp_path / "t"), str(tmp_path / "missing.jsonl"))
+    assert_one_line_failure(missing, "replay", "cannot read", "No such file or directory")
+    profile = cli("replay", "--location", str(tmp_path / "t"), "--profile", "nope", str(tmp_path / "t.jsonl"))
+    assert_one_line_failure(profile, "replay", "unknown mapping profile 'nope'")
+
