@@ -1,6 +1,7 @@
-"""Failures of ``otel-datasink status``, ``query``, ``demo``, ``compact`` and ``replay``, as a cron job sees them: the real console script
-in a subprocess, on real files, a read-only mount and the moto S3 server. Every failure is one line
-``otel-datasink <command>: <cause>`` on stderr and exit status 2, never a traceback and never "0 rows, exit 0".
+"""Failures of ``otel-datasink status``, ``query``, ``demo``, ``compact`` and ``replay``, as a cron job sees them:
+the real console script in a subprocess, on real files, a read-only mount and the moto S3 server. Every failure is
+one line ``otel-datasink <command>: <cause>`` on stderr and exit status 2, never a traceback and never "0 rows,
+exit 0".
 """
 
 from __future__ import annotations
@@ -381,4 +382,3 @@ def test_replay_of_a_missing_file_and_an_unknown_profile_exit_2_like_the_rest(tm
     assert_one_line_failure(missing, "replay", "cannot read", "No such file or directory")
     profile = cli("replay", "--location", str(tmp_path / "t"), "--profile", "nope", str(tmp_path / "t.jsonl"))
     assert_one_line_failure(profile, "replay", "unknown mapping profile 'nope'")
-
