@@ -1,0 +1,59 @@
+"""Ctrl-C: a command stopped by SIGINT says what it did, in one line, and exits 130, never with a traceback."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from test_cli_errors import command, environment
+from test_replay import job_spans, otlp_json_line
+
+EXIT_INTERRUPTED = 130
+SUMMARY_LINE = r"wrote (\d+) row\(s\) \(\d+ job_runs, \d+ dataset_status\) in (\d+) file\(s\)"
+
+
+def big_jsonl(path: Path, lines: int) -> Path:
+    """An OTLP JSON Lines file far longer than a few seconds of replay (the same spans again and again: a replay
+    writes them again, which the views collapse)."""
+    line = otlp_json_line(job_spans(0)) + "\n"
+    with path.open("w") as out:
+        out.write(line * lines)
+    return path
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_ctrl_c_during_replay_prints_what_was_written_and_exits_130(tmp_path):
+    source = big_jsonl(tmp_path / "big.jsonl", 50_000)
+    location = tmp_path / "datasink"
+    args = ("replay", "--location", str(location), "--batch-spans", "20", "--no-progress", str(source))
+    with subprocess.Popen(
+        command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment()
+    ) as process:
+        # Once a first batch is written: a file, not a fixed sleep.
+        wait_for(lambda: any(location.glob("job_runs/dt=*/*.parquet")))
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert "Traceback" not in stderr
+    (line,) = stderr.splitlines()
+    assert line.startswith("otel-datasink replay: interrupted; wrote "), line
+    assert "replaying the files again adds only duplicates" in line
+    # The summary on stdout, as a replay that ran to its end prints it: what is stored now.
+    match = re.search(SUMMARY_LINE, stdout)
+    assert match, stdout
+    rows, files = int(match.group(1)), int(match.group(2))
+    stored = sorted(location.glob("*/dt=*/*.parquet"))
+    assert 0 < files <= len(stored) <= files + 2  # a batch in flight adds at most one file per table
+    assert rows <= sum(pq.read_metadata(path).num_rows for path in stored)
+    assert f"wrote {rows} row(s) in {files} file(s)" in line
+    assert not list(location.glob("*/dt=*/.*.tmp"))  # no half-written file left behind
