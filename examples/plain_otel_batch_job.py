@@ -2,7 +2,8 @@
 
 The job already has an SDK ``TracerProvider`` (here with its service name); adding ``DatasinkSpanProcessor``
 to it is the only otel-datasink code. The job itself only uses ``tracer.start_as_current_span``, the
-``job.*``/``dataset.*`` attributes and a ``dataset.update`` event of the conventions (see CONTRACT.md).
+``job.*``/``dataset.*`` attributes and a ``dataset.update`` event of the conventions (README.md, "Span
+conventions").
 
 Run it, then look at the rows::
 

@@ -220,12 +220,6 @@ def main(argv: list[str] | None = None) -> int:
         return _stdout_closed()
     except KeyboardInterrupt:
         return _report(args.command, interrupted())
-    except SystemExit as error:
-        if not isinstance(error.code, str):
-            raise
-        # A command that still exits with its own message (collector): the same one line, the same status.
-        print(error.code, file=sys.stderr)
-        return EXIT_FAILURE
     except Exception as error:  # noqa: BLE001 - the one place a command's failure becomes a message
         logging.getLogger(__name__).debug("otel-datasink %s failed", args.command, exc_info=True)
         return _report(args.command, error)
@@ -244,7 +238,8 @@ def _report(command: str, error: Exception) -> int:
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 """Terminal escapes (sqlglot underlines the error's place with them): noise in a log or a cron mail."""
 
-_SELF_EXPLAINING = (CommandError, ValueError, OSError)
+_SELF_EXPLAINING = (CommandError, ValueError, OSError, ImportError)
+"""Errors whose message says it all (an ImportError: "duckdb is not installed: pip install ...")."""
 
 
 def describe(error: BaseException) -> str:
