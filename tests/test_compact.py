@@ -10,6 +10,7 @@ import time
 import fsspec
 import pytest
 
+import otel_datasink.compact as compact_module
 from otel_datasink import local
 from otel_datasink.catalog import VIEWS
 from otel_datasink.cli import main
@@ -269,3 +270,27 @@ def test_manifest_is_hidden_from_readers(local_location):
         handle.write(json.dumps({"inputs": [], "output": "missing.parquet"}))
     assert table_rows(writer)["job_runs"]
     assert view_answers(local_location)["job_runs_latest"]
+
+
+def test_cli_ctrl_c_says_what_was_done_and_exits_130_and_the_next_run_finishes(local_location, capsys, monkeypatch):
+    writer = Writer(Options.resolve(local_location))
+    write_history(writer, runs=12)
+    answers = view_answers(local_location)
+    done = []
+
+    def interrupted_after_one(*args, **kwargs):
+        if done:
+            raise KeyboardInterrupt  # Ctrl-C while the second bin is being rewritten
+        done.append(real(*args, **kwargs))
+        return done[-1]
+
+    real = compact_module.compact_bin
+    monkeypatch.setattr(compact_module, "compact_bin", interrupted_after_one)
+    monkeypatch.setattr("otel_datasink.cli.signal.signal", lambda *args: None)  # keep pytest's own Ctrl-C
+    assert main(["compact", "--location", local_location, "--no-progress"]) == 130
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("otel-datasink compact: interrupted; wrote 1 file(s) (") and "KiB" in line
+    assert line.endswith("the next compaction finishes the one in flight")
+    monkeypatch.setattr(compact_module, "compact_bin", real)
+    assert main(["compact", "--location", local_location, "--no-progress"]) == 0
+    assert view_answers(local_location) == answers
