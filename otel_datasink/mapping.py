@@ -29,6 +29,7 @@ from otel_datasink.schema import (
     STATUS_FAILED,
     STATUS_STARTED,
     STATUS_SUCCESS,
+    Rows,
 )
 
 # OTLP's and the SDK's StatusCode share these numbers.
@@ -466,10 +467,6 @@ def _watermark(value: Any, run: dict[str, Any]) -> int | None:
     if watermark is None and run["run_type"] == "backfill":
         return run["logical_date"]
     return watermark
-
-
-Rows = dict[str, list[dict[str, Any]]]
-"""Table name -> rows, as handed to the writer."""
 
 
 def map_records(

@@ -32,8 +32,9 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_datasink.config import Options
-from otel_datasink.mapping import Rows, SpanRecord, from_readable_span, map_records
+from otel_datasink.mapping import SpanRecord, from_readable_span, map_records
 from otel_datasink.profiles import job_keys_of, load_profile
+from otel_datasink.schema import Rows
 from otel_datasink.writer import WriteError, Writer
 
 _logger = logging.getLogger(__name__)

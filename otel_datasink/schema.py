@@ -7,6 +7,8 @@ files: it is the Hive folder ``dt=YYYY-MM-DD`` (UTC date of ``event_time``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
@@ -65,6 +67,10 @@ JOB_RUNS_TABLE = "job_runs"
 DATASET_STATUS_TABLE = "dataset_status"
 TABLES: dict[str, pa.Schema] = {JOB_RUNS_TABLE: JOB_RUNS, DATASET_STATUS_TABLE: DATASET_STATUS}
 """Table name -> schema of its Parquet files (without the ``dt`` partition column)."""
+
+Rows = dict[str, list[dict[str, Any]]]
+"""Table name -> rows (dicts keyed by column, timestamps as epoch milliseconds): what the mapping gives and the
+writer takes."""
 
 _ROW_TYPES = {table: pa.struct(list(schema)) for table, schema in TABLES.items()}
 

@@ -30,8 +30,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from otel_datasink.config import Options
 from otel_datasink.extras import import_extra
-from otel_datasink.mapping import Rows
-from otel_datasink.schema import PARTITION_COLUMN, TABLES, to_arrow
+from otel_datasink.schema import PARTITION_COLUMN, TABLES, Rows, to_arrow
 
 _logger = logging.getLogger(__name__)
 

@@ -35,8 +35,7 @@ import pyarrow.parquet as pq
 from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.settings import CollectorSettings
 from otel_datasink.collector.spool import Segment, Spool
-from otel_datasink.mapping import Rows
-from otel_datasink.schema import TABLES, to_arrow
+from otel_datasink.schema import TABLES, Rows, to_arrow
 from otel_datasink.writer import WriteError, Writer, by_partition, file_name
 
 _logger = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from google.protobuf.message import DecodeError
 
 from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.spool import KIND_JSON, KIND_PROTOBUF
-from otel_datasink.mapping import Rows, map_records
+from otel_datasink.mapping import map_records
 from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_protobuf
 from otel_datasink.profiles import Profile, job_keys_of
-from otel_datasink.schema import JOB_RUNS_TABLE
+from otel_datasink.schema import JOB_RUNS_TABLE, Rows
 
 
 class UndecodableError(ValueError):
