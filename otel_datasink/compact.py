@@ -91,7 +91,6 @@ class Result:
     files_after: int = 0
     files_written: int = 0
     files_removed: int = 0
-    bytes_read: int = 0
     bytes_written: int = 0
     resumed: int = 0
 
@@ -272,7 +271,6 @@ def compact(
     result.files_before = work.files
     for item in work.bins:
         result.bytes_written += compact_bin(writer, item, deadline_s=writer.options.timeout, hook=hook)
-        result.bytes_read += item.size
         result.files_written += 1
         result.files_removed += len(item.inputs)
         if progress is not None:

@@ -169,16 +169,6 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
     return records, rejected, spans
 
 
-def records_from_proto(message: Any) -> tuple[list[SpanRecord], int]:
-    """The spans of an ``ExportTraceServiceRequest`` or ``TracesData`` message, and how many were rejected.
-
-    The message is encoded and read by :func:`records_from_protobuf` (the collector's path, which starts from
-    the bytes it received).
-    """
-    records, rejected, _ = records_from_protobuf(message.SerializeToString())
-    return records, rejected
-
-
 # --- JSON --------------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 from otel_datasink.mapping import from_readable_span, map_records
-from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_proto
+from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_protobuf
 from otel_datasink.profiles import load_profile
 
 INGESTED_AT = 1_700_000_000_000
@@ -77,9 +77,7 @@ def test_sdk_span_and_otlp_span_give_identical_rows():
     via_sdk = map_records([from_readable_span(s) for s in spans], profile, INGESTED_AT)
 
     request = encode_spans(spans)
-    proto_records, proto_rejected = records_from_proto(
-        ExportTraceServiceRequest.FromString(request.SerializeToString())
-    )
+    proto_records, proto_rejected, _ = records_from_protobuf(request.SerializeToString())
     json_records, json_rejected = records_from_json(_otlp_json(request))
 
     assert (proto_rejected, json_rejected) == (0, 0)
@@ -90,7 +88,7 @@ def test_sdk_span_and_otlp_span_give_identical_rows():
 
 def test_traces_data_and_snake_case_json_read_like_the_request():
     request = encode_spans(_sdk_spans())
-    expected, _ = records_from_proto(request)
+    expected, _, _ = records_from_protobuf(request.SerializeToString())
     traces_data = TracesData.FromString(request.SerializeToString())
     snake = json_format.MessageToDict(request, use_integers_for_enums=True, preserving_proto_field_name=True)
     for resource_spans in snake["resource_spans"]:
@@ -99,7 +97,7 @@ def test_traces_data_and_snake_case_json_read_like_the_request():
                 if field in span:
                     span[field] = base64.b64decode(span[field]).hex()
 
-    assert records_from_proto(traces_data) == (expected, 0)
+    assert records_from_protobuf(traces_data.SerializeToString()) == (expected, 0, len(expected))
     assert records_from_json(snake) == (expected, 0)
 
 
@@ -113,7 +111,7 @@ def test_spans_with_invalid_ids_are_rejected_and_counted():
     json_spans[0]["traceId"] = "not-hex-" * 4
     json_spans[1]["startTimeUnixNano"] = "yesterday"
 
-    records, rejected = records_from_proto(request)
+    records, rejected, _ = records_from_protobuf(request.SerializeToString())
     json_records, json_rejected = records_from_json(obj)
 
     assert (len(records), rejected) == (1, 2)
@@ -211,5 +209,5 @@ def test_json_that_is_not_trace_data_raises(obj):
 
 
 def test_empty_request_has_no_records():
-    assert records_from_proto(ExportTraceServiceRequest()) == ([], 0)
+    assert records_from_protobuf(ExportTraceServiceRequest().SerializeToString()) == ([], 0, 0)
     assert records_from_json({}) == ([], 0)
