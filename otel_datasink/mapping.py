@@ -14,15 +14,13 @@ import json
 import math
 import time
 import unicodedata
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import StatusCode
 
-from otel_datasink import semconv
+from otel_datasink import sdk, semconv
 from otel_datasink.schema import (
     DATASET_STATUS_TABLE,
     JOB_RUNS_TABLE,
@@ -64,17 +62,6 @@ class SpanRecord:
     resource: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _plain(attributes: Any) -> Mapping[str, Any]:
-    # The SDK's BoundedAttributes is a MutableMapping whose every lookup and iteration step runs Python
-    # code; the plain dict it keeps (immutable once the span or event has ended) reads the same items
-    # several times faster, and the mapping reads each span's attributes many times.
-    if attributes.__class__ is BoundedAttributes:
-        inner = getattr(attributes, "_dict", None)  # a private field: fall back should the SDK rename it
-        if inner.__class__ is dict:
-            return inner
-    return attributes or {}
-
-
 _STATUS_CODES = {code: code.value for code in StatusCode}
 
 
@@ -85,16 +72,11 @@ def from_readable_span(span: Any, *, started_attributes: Mapping[str, Any] | Non
     status = span.status
     resource = span.resource
     if started_attributes is None:
-        # span.attributes wraps the BoundedAttributes in a MappingProxyType: read the SDK's own object.
-        attributes = getattr(span, "_attributes", None)
-        attributes = _plain(attributes) if attributes.__class__ is BoundedAttributes else (span.attributes or {})
-        # span.events copies the SDK's BoundedList under its lock into a list, then a tuple: an ended span's
-        # events no longer change, so its deque is read as it is (a private field: fall back if renamed).
-        raw_events = getattr(getattr(span, "_events", None), "_dq", None)
-        if raw_events.__class__ is not deque:
-            raw_events = span.events
+        # The SDK's own dict and deque, not the copies its public properties make (see otel_datasink.sdk).
+        attributes = sdk.span_attributes(span)
+        raw_events = sdk.span_events(span)
         events: Sequence[Event] = (
-            [(e.name, e.timestamp, _plain(e.attributes)) for e in raw_events] if raw_events else ()
+            [(e.name, e.timestamp, sdk.plain(e.attributes)) for e in raw_events] if raw_events else ()
         )
         end_time_ns = span.end_time
     else:
@@ -112,7 +94,7 @@ def from_readable_span(span: Any, *, started_attributes: Mapping[str, Any] | Non
         status.description or "",
         attributes,
         events,
-        _plain(resource.attributes) if resource is not None else {},
+        sdk.plain(resource.attributes) if resource is not None else {},
     )
 
 

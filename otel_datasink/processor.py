@@ -28,9 +28,10 @@ import weakref
 from typing import Any, Protocol
 
 from opentelemetry import trace
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach, detach, set_value
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from otel_datasink import sdk
 from otel_datasink.config import Options
 from otel_datasink.mapping import SpanRecord, from_readable_span, map_records
 from otel_datasink.profiles import job_keys_of, load_profile
@@ -106,19 +107,13 @@ class DatasinkSpanProcessor(SpanProcessor):
         # The attributes as they are now: the worker reads the span later, when the job may have added more.
         # Copying the SDK's own dict is one C call (atomic under the GIL); dict(span.attributes) walks a
         # MappingProxy over a Python-level MutableMapping, 30x slower, in the job's thread.
-        attributes = getattr(getattr(span, "_attributes", None), "_dict", None)  # private: fall back if renamed
-        if attributes.__class__ is not dict:
-            attributes = span.attributes or {}
+        attributes = sdk.span_attributes(span)
         if self._job_keys is None or not self._job_keys.isdisjoint(attributes):
-            self._enqueue(span, dict(attributes) if attributes.__class__ is not dict else attributes.copy())
+            self._enqueue(span, attributes.copy() if attributes.__class__ is dict else dict(attributes))
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self._job_keys is not None:
-            attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
-            if attributes.__class__ is not dict:
-                attributes = span.attributes or {}
-            if self._job_keys.isdisjoint(attributes):
-                return
+        if self._job_keys is not None and self._job_keys.isdisjoint(sdk.span_attributes(span)):
+            return
         self._enqueue(span, None)
 
     def _enqueue(self, span: ReadableSpan, started_attributes: dict | None) -> None:
@@ -138,8 +133,7 @@ class DatasinkSpanProcessor(SpanProcessor):
     # --- the worker's side ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-        try:
+        with sdk.instrumentation_suppressed():
             while not self._shutdown:
                 woken = self._wake.wait(self._wait_time())
                 self._wake.clear()
@@ -149,8 +143,6 @@ class DatasinkSpanProcessor(SpanProcessor):
             # Stopped already: the exit hook gave the rows up (and counted them); no last attempt to log about.
             if not self._stop.is_set() and not self._flush_once(self._shutdown_deadline, due=True):
                 self._report_unwritten("the store failed")
-        finally:
-            detach(token)
 
     def _write_deadline(self) -> float:
         """When a write begun now must end: ``timeout`` from now, ``exit_timeout`` once the process exits."""
@@ -450,12 +442,12 @@ def _exporter_flushes(provider: Any, exporters: list[Any]) -> list[Any]:
 
     Only ours: the provider flushes its processors one after the other, and an exporter to a store that is away
     (OTLP to a dead collector, say) before ours would spend our ``exit_timeout``. The processors are found through
-    the SDK's private ``_active_span_processor._span_processors`` and BatchSpanProcessor's ``span_exporter``;
-    where they cannot be, the whole provider is flushed.
+    :func:`otel_datasink.sdk.span_processors` and BatchSpanProcessor's ``span_exporter``; where they cannot be,
+    the whole provider is flushed.
     """
     ours = {id(exporter) for exporter in exporters}
-    processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
-    if isinstance(processors, tuple):
+    processors = sdk.span_processors(provider)
+    if processors is not None:
         wrapping = [p for p in processors if id(getattr(p, "span_exporter", None)) in ours]
         if wrapping:
             return [processor.force_flush for processor in wrapping]
