@@ -164,21 +164,25 @@ class _Pests:
     def _open(self, slow: int | None) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", self.port))
         sock.setblocking(False)
-        if slow is not None and slow % 2:  # slow body: complete headers, then a byte of body at a time
-            sock.send(
-                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
-                b"Content-Length: 1000000\r\n\r\n"
-            )
+        if slow is not None:  # then a byte at a time: of a header's value (even), of the body (odd)
+            head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n"
+            if slow % 2:
+                head += b"Content-Type: application/x-protobuf\r\nContent-Length: 1000000\r\n\r\n"
+            else:
+                head += b"X-Slow: "
+            sock.send(head)
         return sock
 
     @staticmethod
     def _alive(sock: socket.socket) -> bool:
+        # The collector sends these connections nothing but its last words (408, 503) before it closes them.
         try:
-            return sock.recv(4096, socket.MSG_PEEK) != b""
+            sock.recv(4096, socket.MSG_PEEK)
         except BlockingIOError:
             return True
         except OSError:
-            return False
+            pass
+        return False
 
     def _run(self) -> None:
         first = True
@@ -193,7 +197,7 @@ class _Pests:
                         sock = group[i] = self._open(i if slow else None)
                     if slow:
                         try:
-                            sock.send(b"P" if i % 2 == 0 else b"x")
+                            sock.send(b"x")
                         except OSError:
                             pass
             first = False
