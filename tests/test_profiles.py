@@ -611,3 +611,24 @@ def test_the_processor_skips_spans_without_the_profiles_job_keys_and_writes_the_
     provider.shutdown()
     expected = {"ingest_orders", "contract_job"} if profile == "airflow" else {"contract_job"}
     assert set(_runs(read_tables, str(tmp_path))) == expected
+
+
+def test_a_misspelt_job_name_column_is_reported_as_unknown_first_then_as_missing(tmp_path):
+    mapping = tmp_path / "etl.toml"
+    mapping.write_text(
+        textwrap.dedent(
+            """\
+            # ETL runner spans
+            [[rule]]
+            select.name = "etl *"
+            select.has_attributes = ["etl.pipeline"]
+            columns.job_nme = { attribute = "etl.pipeline" }
+            """
+        )
+    )
+    with pytest.raises(ProfileError) as raised:
+        load_profile(str(mapping))
+    message = str(raised.value)
+    unknown = f"mapping file {mapping}, line 5: rule[1].columns.job_nme: unknown column (expected one of job_name, "
+    assert message.startswith(unknown)
+    assert message.endswith("; columns.job_name is required")
