@@ -22,11 +22,9 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_datasink.config import Options
 from otel_datasink.mapping import from_readable_span, map_records
+from otel_datasink.pipeline import Pipeline
 from otel_datasink.processor import track_for_exit
-from otel_datasink.profiles import load_profile
-from otel_datasink.writer import Writer
 
 _logger = logging.getLogger(__name__)
 
@@ -35,9 +33,8 @@ class DatasinkSpanExporter(SpanExporter):
     """Writes the job spans of each exported batch as Parquet rows at ``location``."""
 
     def __init__(self, location: str | os.PathLike | None = None, **options: Any) -> None:
-        self.options = Options.resolve(location, **options)
-        self._profile = load_profile(self.options.profile)
-        self._writer = Writer(self.options)
+        pipeline = Pipeline.resolve(location, **options)
+        self.options, self._profile, self._writer = pipeline.options, pipeline.profile, pipeline.writer
         self._stop = threading.Event()
         self._exiting = False
         """Set by the exit hook: every export from then on is bounded by ``exit_timeout``."""

@@ -32,11 +32,10 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_datasink import sdk
-from otel_datasink.config import Options
 from otel_datasink.mapping import SpanRecord, from_readable_span, map_records
-from otel_datasink.profiles import job_keys_of, load_profile
+from otel_datasink.pipeline import Pipeline
 from otel_datasink.schema import Rows
-from otel_datasink.writer import WriteError, Writer
+from otel_datasink.writer import WriteError
 
 _logger = logging.getLogger(__name__)
 
@@ -53,13 +52,12 @@ class DatasinkSpanProcessor(SpanProcessor):
     """
 
     def __init__(self, location: str | os.PathLike | None = None, **options: Any) -> None:
-        self.options = Options.resolve(location, **options)
-        self._profile = load_profile(self.options.profile)
-        self._writer = Writer(self.options)
+        pipeline = Pipeline.resolve(location, **options)
+        self.options, self._profile, self._writer = pipeline.options, pipeline.profile, pipeline.writer
         self._file_rows = min(self.options.max_queue_size, _MAX_FILE_ROWS)
         # Spans carrying none of the profile's job keys (a job's reads, queries, HTTP calls...) are never runs:
         # they are left out in the job's thread, at no copy and no queue slot. None: the profile sees every span.
-        self._job_keys = job_keys_of(self._profile)
+        self._job_keys = pipeline.job_keys
         self.dropped_spans = 0
         """Spans dropped because the queue was full: logged and counted, never silent."""
         self.dropped_rows = 0

@@ -28,8 +28,10 @@ from typing import IO
 import fsspec
 
 from otel_datasink import semconv
+from otel_datasink.config import Options
 from otel_datasink.mapping import SpanRecord, map_records
 from otel_datasink.otlp import OtlpDecodeError, records_from_json
+from otel_datasink.pipeline import Pipeline
 from otel_datasink.profiles import Profile
 from otel_datasink.schema import DATASET_STATUS_TABLE, JOB_RUNS_TABLE
 from otel_datasink.writer import Writer
@@ -98,6 +100,13 @@ def with_run_type(profile: Profile, run_type: str) -> Profile:
         return dataclasses.replace(mapped, attributes={**mapped.attributes, semconv.JOB_RUN_TYPE: run_type})
 
     return marked
+
+
+def open_pipeline(options: Options, run_type: str | None = None) -> Pipeline:
+    """The pipeline a replay writes with (:meth:`Pipeline.open <otel_datasink.pipeline.Pipeline.open>`): the profile
+    the options name, which marks the job spans with ``run_type`` (:func:`with_run_type`) when one is given."""
+    pipeline = Pipeline.open(options)
+    return pipeline.with_profile(with_run_type(pipeline.profile, run_type)) if run_type else pipeline
 
 
 def _decompressed(raw: IO[bytes]) -> IO[bytes]:
