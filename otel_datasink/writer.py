@@ -1,9 +1,11 @@
 """Rows to Hive-partitioned Parquet objects on any fsspec location, whole or not at all.
 
-Each :meth:`Writer.write` puts one file per table per ``dt`` partition. A file is encoded in memory and put
-in one request (S3 PUT is atomic) or, on local disk, written beside its final name and renamed, so readers
-never see a partial Parquet file. Transient store errors are retried with exponential backoff until a
-deadline; a ``stop`` event (shutdown) cuts the backoff, and a request in flight, short.
+Each :meth:`Writer.write` puts one file per table per ``dt`` partition; :meth:`Writer.write_files` does the same
+for rows already converted to Arrow tables (the collector converts each request's rows as they arrive). A file
+is encoded in memory and put in one request (S3 PUT is atomic) or, on local disk, written beside its final name
+and renamed, so readers never see a partial Parquet file. Transient store errors are retried with jittered
+exponential backoff (:class:`Backoff`, the one retry policy of every write) until a deadline; a ``stop`` event
+(shutdown) cuts the backoff, and a request in flight, short.
 
 A Writer used in a forked child opens the location again: the parent's async filesystem (s3fs) belongs to an
 event loop thread that does not exist in the child.
@@ -22,9 +24,11 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import fsspec
+import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
@@ -34,8 +38,6 @@ from otel_datasink.schema import PARTITION_COLUMN, TABLES, Rows, to_arrow
 
 _logger = logging.getLogger(__name__)
 
-_INITIAL_BACKOFF = 0.5
-_MAX_BACKOFF = 8.0
 # Errors that a retry cannot mend: bad arguments, missing bucket, denied access, a file where a folder must be.
 _PERMANENT_ERRORS = (
     ValueError,
@@ -94,6 +96,50 @@ def partition_of(epoch_ms: int, _cache: dict[int, str] = {}) -> str:  # noqa: B0
         if len(_cache) < 10_000:
             _cache[day] = value
     return value
+
+
+Files = Iterable[tuple[tuple[str, str], Sequence[pa.Table]]]
+"""Files to write: each (table, ``dt`` partition) with the Arrow tables (of that table's schema) that make it up."""
+
+
+def arrow_parts(rows: Rows) -> Iterator[tuple[tuple[str, str], pa.Table]]:
+    """Rows of the tables as Arrow tables, one per table and ``dt`` partition, each with its (table, dt).
+
+    One at a time: a write puts each file before converting the next, so that rows that cannot be converted (an
+    instant no timestamp holds) fail their own file, not the files before them.
+    """
+    for table, table_rows in rows.items():
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}")
+        for dt, part in by_partition(table_rows):
+            yield (table, dt), to_arrow(table, part)
+
+
+class Backoff:
+    """Jittered exponential delays between attempts: the one retry policy of the writes.
+
+    :meth:`Writer.put` draws its delays from one, and so does a caller that retries whole writes (the collector's
+    writer thread keeps a batch and tries it again): passing its Backoff to :meth:`Writer.write_files` makes
+    both one sequence of delays, growing with consecutive failures, back to the start after any success.
+    """
+
+    INITIAL = 0.5
+    MAXIMUM = 8.0
+
+    def __init__(self, initial: float = INITIAL, maximum: float = MAXIMUM) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._next = initial
+
+    def delay(self) -> float:
+        """The delay before the next attempt (±20%, so that many clients do not retry in step); grows."""
+        delay = self._next * random.uniform(0.8, 1.2)
+        self._next = min(self._next * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        """Back to the initial delay: an attempt succeeded."""
+        self._next = self.initial
 
 
 def file_name(now_ns: int | None = None) -> str:
@@ -155,44 +201,80 @@ class Writer:
 
     def encode(self, table: str, rows: list[dict]) -> bytes:
         """One Parquet file's bytes for rows of ``table``."""
+        return self.encode_tables([to_arrow(table, rows)])
+
+    def encode_tables(self, tables: Sequence[pa.Table]) -> bytes:
+        """One Parquet file's bytes for Arrow tables of one table's schema, in order: every file is encoded here."""
         buffer = io.BytesIO()
-        pq.write_table(to_arrow(table, rows), buffer, **self.parquet_options())
+        pq.write_table(tables[0] if len(tables) == 1 else pa.concat_tables(tables), buffer, **self.parquet_options())
         return buffer.getvalue()
 
-    def write(self, rows: Rows, *, deadline: float | None = None, stop: threading.Event | None = None) -> list[str]:
+    def write(
+        self,
+        rows: Rows,
+        *,
+        deadline: float | None = None,
+        stop: threading.Event | None = None,
+        backoff: Backoff | None = None,
+    ) -> list[str]:
         """Writes the rows of each table, one file per ``dt`` partition; returns the paths written.
+
+        Raises ValueError for a table not in the schema, else as :meth:`write_files`.
+        """
+        files = ((key, [part]) for key, part in arrow_parts(rows))
+        return self.write_files(files, deadline=deadline, stop=stop, backoff=backoff)
+
+    def write_files(
+        self,
+        files: Files,
+        *,
+        deadline: float | None = None,
+        stop: threading.Event | None = None,
+        backoff: Backoff | None = None,
+    ) -> list[str]:
+        """Writes each file of ``files`` (its Arrow tables, in order), in order; returns the paths written.
 
         Raises :class:`WriteError` when the store keeps failing until ``deadline`` (a ``time.monotonic()``
         value; default: now + the timeout option) or ``stop`` is set. Files already put stay: the views
-        collapse the duplicates a retry of the whole batch would add.
+        collapse the duplicates a retry of the whole batch would add. ``backoff``: the delays of a caller that
+        retries the whole write (see :class:`Backoff`); by default each write starts afresh.
         """
         deadline = time.monotonic() + self.options.timeout if deadline is None else deadline
+        backoff = Backoff() if backoff is None else backoff
         written = []
-        for table, table_rows in rows.items():
-            if table not in TABLES:
-                raise ValueError(f"unknown table {table!r}")
-            for dt, part in by_partition(table_rows):
-                path = f"{self.path(table, dt)}/{file_name()}"
-                self.put(path, self.encode(table, part), deadline=deadline, stop=stop)
-                written.append(path)
+        for (table, dt), tables in files:
+            if not tables:
+                continue
+            path = f"{self.path(table, dt)}/{file_name()}"
+            self.put(path, self.encode_tables(tables), deadline=deadline, stop=stop, backoff=backoff)
+            written.append(path)
         return written
 
-    def put(self, path: str, data: bytes, *, deadline: float, stop: threading.Event | None = None) -> None:
-        """Puts one object whole, retrying transient errors with backoff until ``deadline``; ``stop`` cuts the
-        backoff and, on an async filesystem (S3), the request in flight."""
-        backoff = _INITIAL_BACKOFF
+    def put(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        deadline: float,
+        stop: threading.Event | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        """Puts one object whole, retrying transient errors with ``backoff``'s delays until ``deadline``; ``stop``
+        cuts the backoff and, on an async filesystem (S3), the request in flight."""
+        backoff = Backoff() if backoff is None else backoff
         attempt = 0
         while True:
             attempt += 1
             try:
                 self._put_once(path, data, deadline=deadline, stop=stop)
+                backoff.reset()
                 return
             except _PERMANENT_ERRORS as error:
                 raise WriteError(f"cannot write {path}: {error}") from error
             except Exception as error:  # noqa: BLE001 - stores raise many kinds of transient errors
                 if _is_permanent(error):
                     raise WriteError(f"cannot write {path}: {error!r}") from error
-                delay = backoff * random.uniform(0.8, 1.2)
+                delay = backoff.delay()
                 if time.monotonic() + delay >= deadline or (stop is not None and stop.is_set()):
                     raise WriteError(f"cannot write {path} after {attempt} attempt(s): {error!r}") from error
                 _logger.info("retrying write of %s in %.1fs: %r", path, delay, error)
@@ -201,7 +283,6 @@ class Writer:
                         raise WriteError(f"shutdown while retrying {path}: {error!r}") from error
                 else:
                     time.sleep(delay)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def _put_once(self, path: str, data: bytes, *, deadline: float, stop: threading.Event | None) -> None:
         fs = self.fs

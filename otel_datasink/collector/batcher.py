@@ -4,11 +4,12 @@ The batch being filled lives on the event loop, with its spool segment (:mod:`.s
 become Arrow tables per table and ``dt`` partition at once: a batch of 100,000 rows then holds a few hundred
 Arrow tables instead of 200,000 dicts that the garbage collector would scan again and again. When the batch
 reaches ``flush_rows`` rows, ``flush_bytes`` spooled bytes or ``flush_age`` seconds, it is rolled: its segment
-is sealed and the batch queued for the writer thread, which puts one file per table per ``dt`` partition
-(with the :class:`~otel_datasink.writer.Writer`'s Parquet options and retrying put) and only then removes the
-segment. A store that fails keeps the batch at the head of the queue, retried with backoff; while more than
-``max_pending_batches`` wait, the receivers answer "backlogged" (HTTP 503, gRPC UNAVAILABLE) so that clients
-retry later.
+is sealed and the batch queued for the writer thread, which has the :class:`~otel_datasink.writer.Writer` put
+one file per table per ``dt`` partition (:meth:`~otel_datasink.writer.Writer.write_files`) and only then removes
+the segment. A store that fails keeps the batch at the head of the queue, tried again after the writer's next
+backoff delay (one :class:`~otel_datasink.writer.Backoff` for the writer's retries and the thread's, so the
+delays keep growing while the store fails); while more than ``max_pending_batches`` wait, the receivers answer
+"backlogged" (HTTP 503, gRPC UNAVAILABLE) so that clients retry later.
 
 A request's rows join the batch before its frame is fsynced; the writer thread writes a batch only once its
 segment is settled (sealed, every append answered) and first drops the rows of the requests whose append failed:
@@ -23,24 +24,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import io
 import logging
 import threading
 import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.settings import CollectorSettings
 from otel_datasink.collector.spool import Segment, Spool
-from otel_datasink.schema import TABLES, Rows, to_arrow
-from otel_datasink.writer import WriteError, Writer, by_partition, file_name
+from otel_datasink.schema import TABLES, Rows
+from otel_datasink.writer import Backoff, WriteError, Writer, arrow_parts
 
 _logger = logging.getLogger(__name__)
 
-_RETRY_BACKOFF = (0.5, 10.0)
+_RETRY_BACKOFF = (Backoff.INITIAL, Backoff.MAXIMUM)
+"""The writer's backoff bounds, read when the writer thread starts (tests shorten them)."""
 _SETTLE_POLL_SECONDS = 0.1
 
 Parts = list[tuple[tuple[str, str], pa.Table]]
@@ -66,12 +66,7 @@ class Batch:
     @staticmethod
     def convert(rows: Rows) -> Parts:
         """Rows of the tables as Arrow tables split by ``dt`` partition (done before the request is spooled)."""
-        return [
-            ((table, dt), to_arrow(table, part))
-            for table, table_rows in rows.items()
-            if table_rows
-            for dt, part in by_partition(table_rows)
-        ]
+        return list(arrow_parts(rows))
 
     def extend(self, rows: Rows, frame: int | None = None) -> None:
         """Adds rows of the tables, converted to Arrow and split by ``dt`` partition."""
@@ -114,7 +109,9 @@ class Batcher:
         self._pending: collections.deque[Batch] = collections.deque()
         self._unremoved: list[Path] = []
         """Segments of written batches whose removal failed, retried with backoff (writer thread only)."""
-        self._removal_backoff = _RETRY_BACKOFF[0]
+        self._write_backoff = Backoff(*_RETRY_BACKOFF)
+        """The delays of the batch at the head of the queue: the writer's retries and the thread's, one sequence."""
+        self._removal_backoff = Backoff(*_RETRY_BACKOFF)
         self._removal_due = 0.0
         self._write_error: str | None = None
         self._removal_error: str | None = None
@@ -207,7 +204,6 @@ class Batcher:
         return done
 
     def _run(self) -> None:
-        backoff = _RETRY_BACKOFF[0]
         while True:
             batch = self._next_batch()
             if self._stop.is_set():
@@ -221,13 +217,13 @@ class Batcher:
                 self._count_write_error(f"writer thread error: {error!r}")
                 done = False
             if done:
-                backoff = _RETRY_BACKOFF[0]
+                self._write_backoff.reset()
                 if batch is not None:
                     with self._cond:
                         self._pending.popleft()
                         self._cond.notify_all()
-            elif not self._stop.wait(backoff):  # when stopping, the loop's head ends the thread
-                backoff = min(backoff * 2, _RETRY_BACKOFF[1])
+            else:  # the same batch again, after the writer's next delay; when stopping, the loop's head ends
+                self._stop.wait(self._write_backoff.delay())
 
     def _next_batch(self) -> Batch | None:
         """The batch to write next; None when only a segment removal is due (or stopping)."""
@@ -269,16 +265,13 @@ class Batcher:
 
     def _put_files(self, batch: Batch) -> bool:
         started = time.monotonic()
-        writer = self.writer
-        deadline = started + writer.options.timeout
-        paths = []
         try:
-            for (table, dt), tables in sorted(batch.parts.items()):
-                buffer = io.BytesIO()
-                pq.write_table(pa.concat_tables(tables), buffer, **writer.parquet_options())
-                path = f"{writer.path(table, dt)}/{file_name()}"
-                writer.put(path, buffer.getvalue(), deadline=deadline, stop=self._stop)
-                paths.append(path)
+            paths = self.writer.write_files(
+                sorted(batch.parts.items()),
+                deadline=started + self.writer.options.timeout,
+                stop=self._stop,
+                backoff=self._write_backoff,
+            )
         except WriteError as error:
             self._count_write_error(f"cannot write a batch: {error}")
             _logger.warning("cannot write a batch of %d rows (kept in the spool, retried): %s", batch.row_count, error)
@@ -321,7 +314,7 @@ class Batcher:
             self._unremoved.pop(0)
         _logger.info("removed the spool segments left after their batches were written")
         self._removal_error = None
-        self._removal_backoff = _RETRY_BACKOFF[0]
+        self._removal_backoff.reset()
 
     def _removal_failed(self, segment: Path, error: OSError) -> None:
         self.metrics.write_errors += 1
@@ -331,8 +324,7 @@ class Batcher:
             segment,
             error,
         )
-        self._removal_due = time.monotonic() + self._removal_backoff
-        self._removal_backoff = min(self._removal_backoff * 2, _RETRY_BACKOFF[1])
+        self._removal_due = time.monotonic() + self._removal_backoff.delay()
 
     def _count_write_error(self, cause: str) -> None:
         self.metrics.write_errors += 1
