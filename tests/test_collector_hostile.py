@@ -412,7 +412,7 @@ def test_health_is_degraded_with_the_reason_when_writes_fail(tmp_path):
 def test_a_grpc_exporter_pointed_at_the_http_port_is_counted_and_told_once_in_the_log(local_location, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="otel_datasink")
     with start_collector(local_location, tmp_path / "spool", grpc=("127.0.0.1", 0)) as running:
-        exporter = GrpcSpanExporter(endpoint=f"127.0.0.1:{running.http_port}", insecure=True, timeout=2)
+        exporter = GrpcSpanExporter(endpoint=f"127.0.0.1:{running.http_port}", insecure=True, timeout=1)
         try:
             results = [exporter.export(job_spans(1)).name for _ in range(2)]
         finally:
