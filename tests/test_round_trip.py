@@ -492,3 +492,30 @@ def test_a_busy_job_gathers_its_rows_into_few_files_instead_of_one_per_wake_up(t
     for table in ("job_runs", "dataset_status"):
         assert len(list((tmp_path / table).glob("dt=*/*.parquet"))) == 1, table
     assert len(read_tables(str(tmp_path)).rows("job_runs")) == 600
+
+
+def test_every_front_door_opens_its_options_profile_and_writer_with_one_factory(local_location, monkeypatch):
+    from otel_datasink.collector.server import Collector
+    from otel_datasink.collector.settings import CollectorSettings
+    from otel_datasink.config import Options
+    from otel_datasink.mapping import SpanRecord
+    from otel_datasink.pipeline import Pipeline as Opened
+    from otel_datasink.replay import open_pipeline
+
+    opened = []
+    real_open = Opened.open.__func__
+
+    def recording_open(cls, options):
+        opened.append(options.profile)
+        return real_open(cls, options)
+
+    monkeypatch.setattr(Opened, "open", classmethod(recording_open))
+    processor = DatasinkSpanProcessor(local_location, profile="airflow")
+    DatasinkSpanExporter(local_location, profile="cicd")
+    Collector(Options.resolve(local_location, profile="default"), CollectorSettings())
+    replayed = open_pipeline(Options.resolve(local_location, profile="airflow"), run_type="backfill")
+    processor.shutdown()
+
+    assert opened == ["airflow", "cicd", "default", "airflow"]
+    record = SpanRecord("job", 1, 2, None, 0, 1, 0, "", {"job.name": "ingest"})
+    assert replayed.profile(record).attributes["job.run.type"] == "backfill"

@@ -22,8 +22,7 @@ from otel_datasink.collector.metrics import Metrics, Throttled
 from otel_datasink.collector.settings import CollectorSettings, default_spool_dir
 from otel_datasink.collector.spool import Spool, read_segment
 from otel_datasink.config import Options
-from otel_datasink.profiles import load_profile
-from otel_datasink.writer import Writer
+from otel_datasink.pipeline import Pipeline
 
 _logger = logging.getLogger(__name__)
 
@@ -124,7 +123,8 @@ class Collector:
         self.options = options
         self.settings = settings
         self.metrics = Metrics()
-        self.ingest = Ingest(load_profile(options.profile), self.metrics)
+        self.pipeline = Pipeline.open(options)
+        self.ingest = Ingest(self.pipeline.profile, self.metrics)
         self.budget = ByteBudget(settings.max_inflight_bytes)
         self.metrics.gauges["inflight_bytes"] = lambda: self.budget.used
         # One thread: big requests are decoded one at a time beside the loop (more would only share the GIL).
@@ -181,10 +181,9 @@ class Collector:
     async def start(self) -> None:
         """Locks the spool, queues what an earlier run left in it, and starts listening."""
         spool_dir = self.settings.spool_dir or default_spool_dir(self.options.location)
-        writer = Writer(self.options)
         self.spool = Spool(spool_dir)
         self.metrics.gauges["backlogged"] = lambda: int(self.backlogged)
-        self.batcher = Batcher(writer, self.spool, self.settings, self.metrics)
+        self.batcher = Batcher(self.pipeline.writer, self.spool, self.settings, self.metrics)
         _quiet_accept_errors(asyncio.get_running_loop())
         try:
             self._replay_leftovers()
