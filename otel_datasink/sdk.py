@@ -61,7 +61,9 @@ def plain(attributes: Any) -> Mapping[str, Any]:
 
 def span_dict(span: Any) -> dict[str, Any] | None:
     """A span's own attribute dict (private ``span._attributes._dict``), None where the SDK keeps none."""
-    return bounded_dict(getattr(span, "_attributes", None))
+    # Inline rather than through bounded_dict: called twice per span in the job's thread (on_start, on_end).
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    return inner if inner.__class__ is dict else None
 
 
 def span_attributes(span: Any) -> Mapping[str, Any]:
@@ -69,8 +71,7 @@ def span_attributes(span: Any) -> Mapping[str, Any]:
 
     A live span's dict still changes: copy it (``dict.copy()``, one C call) to keep what it holds now.
     """
-    inner = span_dict(span)
-    return inner if inner is not None else (span.attributes or {})
+    return span_dict(span) or span.attributes or {}
 
 
 def event_deque(span: Any) -> deque | None:
