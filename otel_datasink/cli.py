@@ -32,6 +32,7 @@ from typing import Any
 
 from otel_datasink import environment_variables as env
 from otel_datasink.config import DEFAULT_LOCATION, Options
+from otel_datasink.extras import MissingExtraError, needs
 
 EXIT_OK = 0
 EXIT_FOUND = 1
@@ -59,19 +60,26 @@ class Command:
     maps_spans: bool = False
     """Turns spans into rows: takes ``--profile``."""
     location_help: str = "local path or fsspec URL (s3://bucket/prefix) of the tables"
+    extra: str | None = None
+    """The extra (:mod:`otel_datasink.extras`) the command needs beyond the core: without it, one line says which."""
 
 
 COMMANDS: dict[str, Command] = {
-    "demo": Command("run a small instrumented example into --location and print both tables", maps_spans=True),
-    "query": Command("run a SQL query on the tables and views with DuckDB (table, json or csv output)"),
-    "status": Command("show dataset freshness; --fail-on-stale exits 1 when any dataset is stale"),
+    "demo": Command(
+        "run a small instrumented example into --location and print both tables", maps_spans=True, extra="query"
+    ),
+    "query": Command("run a SQL query on the tables and views with DuckDB (table, json or csv output)", extra="query"),
+    "status": Command("show dataset freshness; --fail-on-stale exits 1 when any dataset is stale", extra="query"),
     "ddl": Command(
         "print the Athena DDL (tables with partition projection) and views for an s3://bucket/prefix --location",
         store=False,
         location_help="s3://bucket/prefix of the tables (Athena reads S3 only: a local path is refused)",
+        extra="query",
     ),
-    "collector": Command("receive OTLP (HTTP :4318, gRPC :4317) and write job spans to the tables", maps_spans=True),
-    "replay": Command("write OTLP JSON Lines files (.jsonl, .jsonl.gz) to the tables", maps_spans=True),
+    "collector": Command(
+        "receive OTLP (HTTP :4318, gRPC :4317) and write job spans to the tables", maps_spans=True, extra="collector"
+    ),
+    "replay": Command("write OTLP JSON Lines files (.jsonl, .jsonl.gz) to the tables", maps_spans=True, extra="replay"),
     "compact": Command("rewrite small Parquet files into files of about --target-size, partition by partition"),
 }
 """Each names a module of otel_datasink.commands with ``add_arguments(parser)`` and ``run(args)``."""
@@ -133,7 +141,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 def _define(sub: argparse.ArgumentParser, name: str, command: Command) -> None:
     """Imports the command's module and adds the shared options, then its own."""
-    module = importlib.import_module(f"otel_datasink.commands.{name}")
+    with needs(command.extra):
+        module = importlib.import_module(f"otel_datasink.commands.{name}")
     sub.description = module.__doc__
     sub.formatter_class = argparse.RawDescriptionHelpFormatter
     # -v after the command too (`otel-datasink query -v ...`); its own dest, as a subparser's value would replace
@@ -207,13 +216,18 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``otel-datasink`` console script: the command's exit status, or
     :data:`EXIT_FAILURE` with one line on stderr when it raised."""
-    args = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parse(argv)
+    except MissingExtraError as error:  # the command's module could not even be imported for its options
+        return _report(_command_in(argv) or "", error)
     logging.basicConfig(
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        code = args.run(args) or EXIT_OK
+        with needs(COMMANDS[args.command].extra):
+            code = args.run(args) or EXIT_OK
         # Flushed here, not at exit: a closed pipe must raise where it is handled below.
         sys.stdout.flush()
     except BrokenPipeError:

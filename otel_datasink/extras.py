@@ -65,8 +65,12 @@ def missing_module(error: ImportError, extra: str) -> str | None:
 
 
 @contextlib.contextmanager
-def needs(extra: str) -> Iterator[None]:
-    """Turns a missing module of ``extra``, imported in the block, into a :class:`MissingExtraError`."""
+def needs(extra: str | None) -> Iterator[None]:
+    """Turns a missing module of ``extra``, imported in the block, into a :class:`MissingExtraError` (``None``:
+    a block that needs no extra)."""
+    if extra is None:
+        yield
+        return
     if extra not in EXTRAS:
         raise ValueError(f"unknown extra {extra!r}; known: {', '.join(EXTRAS)}")
     try:

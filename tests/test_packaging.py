@@ -192,3 +192,32 @@ def test_the_error_messages_and_pyproject_name_the_same_extras() -> None:
     assert set(EXTRAS) <= set(extras)
     assert {d for e in EXTRAS for d in EXTRAS[e].values()} <= distributions("all", extras)
     assert distributions("all", extras) <= distributions("test", extras)
+
+
+@pytest.mark.parametrize(
+    ("command", "module", "extra"),
+    [
+        (["query", "SELECT 1"], "duckdb", "query"),
+        (["status"], "duckdb", "query"),
+        (["ddl", "--location", "s3://bucket/prefix"], "sqlglot", "query"),
+        (["demo"], "duckdb", "query"),
+        (["replay", "traces.jsonl"], "google.protobuf", "replay"),
+        (["collector"], "aiohttp", "collector"),
+    ],
+)
+def test_a_command_without_its_extra_fails_in_one_line_naming_it(
+    tmp_path: Path, command: list[str], module: str, extra: str
+) -> None:
+    result = run_python(
+        f"""
+        import sys
+        sys.modules[{module!r}] = None
+        from otel_datasink.cli import main
+        sys.exit(main({[*command, "--location", str(tmp_path / "datasink")] if command[0] != "ddl" else command!r}))
+        """
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.splitlines() == [
+        f"otel-datasink {command[0]}: {EXTRAS[extra][module]} is not installed: pip install 'otel-datasink[{extra}]'"
+    ]
+    assert not (tmp_path / "datasink").exists()  # the demo failed before any job wrote a row

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
+    from otel_datasink import local  # noqa: F401 - without the query extra, fail before any job runs, not after
     from otel_datasink.processor import DatasinkSpanProcessor
 
     options = store_options(args)

@@ -64,18 +64,14 @@ def progress_bar(args: argparse.Namespace, total: int | None, desc: str) -> tqdm
 def run(args: argparse.Namespace) -> int:
     """Replays the files and prints the summary (0). A file that cannot be read, a store that fails or an unknown
     profile raise :class:`CommandError` (exit status 2); Ctrl-C prints what was written, then exit status 130."""
-    from otel_datasink.profiles import ProfileError, load_profile
-    from otel_datasink.replay import Summary, file_size, replay, with_run_type
-    from otel_datasink.writer import WriteError, Writer
+    from otel_datasink.profiles import ProfileError
+    from otel_datasink.replay import Summary, file_size, open_pipeline, replay
+    from otel_datasink.writer import WriteError
 
-    options = store_options(args)
     try:
-        profile = load_profile(options.profile)
+        pipeline = open_pipeline(store_options(args), args.run_type)
     except ProfileError as error:
         raise CommandError(str(error)) from error
-    if args.run_type:
-        profile = with_run_type(profile, args.run_type)
-    writer = Writer(options)
     bar = progress_bar(args, sum(file_size(path) for path in args.files) or None, "replay")
     # Filled in as the files are read: what was written is known even when the replay is cut short.
     summary = Summary()
@@ -83,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
         with bar:
             replay(
                 args.files,
-                writer,
-                profile,
+                pipeline.writer,
+                pipeline.profile,
                 batch_spans=max(1, args.batch_spans),
                 progress=bar.update,
                 summary=summary,
