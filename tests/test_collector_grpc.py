@@ -83,6 +83,7 @@ def test_bad_calls_get_their_status_and_the_next_good_call_is_served(collector, 
     assert call(collector.grpc_port, body, token)[0] == status
     assert call(collector.grpc_port, encode_spans(job_spans(1)).SerializeToString())[0] == grpc.StatusCode.OK
     assert len(rows(local_location, expect=1)) == 1
+    assert collector.metrics.requests["grpc", status.name] == 1  # counted as the client saw it
 
 
 def test_a_backlogged_store_gets_unavailable(tmp_path):

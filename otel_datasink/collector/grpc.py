@@ -105,9 +105,9 @@ def _export_handler(receiver: Collector) -> Callable[[object, grpc.aio.ServicerC
                 code = grpc.StatusCode.UNAVAILABLE
                 await context.abort(code, "too many request bodies in flight; retry later")
             body = await context.read()
-            if body is grpc.aio.EOF:
-                code = grpc.StatusCode.INVALID_ARGUMENT
-                await context.abort(code, "no request message")
+            if body is grpc.aio.EOF:  # grpcio refused the message (over the limit: it answered so) or none came
+                code = grpc.StatusCode.RESOURCE_EXHAUSTED
+                await context.abort(code, f"no request message of at most {settings.max_body_bytes} bytes")
             hold.shrink_to(len(body))
             metrics.bytes_received += len(body)
             try:
