@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from otel_datasink import environment_variables as env
-from otel_datasink.config import millis_to_seconds, with_environment
+
+_logger = logging.getLogger(__name__)
 
 DISABLED = "none"
 """The endpoint value that turns a receiver off."""
@@ -120,7 +123,7 @@ class CollectorSettings:
         token_file = given.pop("token_file", None)
         if token_file is not None:
             given["token"] = read_token_file(token_file)
-        given = with_environment(given, _FROM_ENV)
+        given = _with_environment(given)
         for name in ("http", "grpc"):
             if isinstance(given.get(name), str):
                 given[name] = parse_endpoint(given[name])
@@ -140,6 +143,32 @@ def _token_from_environment() -> dict[str, str]:
     return {"token": token} if token else {"token_file": token_file} if token_file else {}
 
 
+def _with_environment(given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` completed from the variables of :data:`_FROM_ENV` for the settings it lacks.
+
+    A variable whose text does not convert is ignored with a warning (the setting keeps its default). Read here,
+    not with :func:`otel_datasink.config.with_environment`, whose table format is being reworked.
+    """
+    values = dict(given)
+    for name, variable, convert in _FROM_ENV:
+        raw = os.environ.get(variable, "").strip()
+        if name in values or not raw:
+            continue
+        try:
+            values[name] = convert(raw)
+        except ValueError:
+            _logger.warning("ignoring %s=%r: not a valid value", variable, raw)
+    return values
+
+
+def _millis_to_seconds(raw: str) -> float:
+    """A variable in milliseconds (OpenTelemetry's unit) as seconds; ValueError if negative."""
+    seconds = float(raw) / 1000.0
+    if not seconds >= 0:
+        raise ValueError(f"{raw} is negative")
+    return seconds
+
+
 def _positive_count(raw: str) -> int:
     value = int(raw)
     if value < 1:
@@ -148,13 +177,13 @@ def _positive_count(raw: str) -> int:
 
 
 def _positive_millis(raw: str) -> float:
-    seconds = millis_to_seconds(raw)
+    seconds = _millis_to_seconds(raw)
     if not seconds > 0:
         raise ValueError(f"{raw} is not more than 0")
     return seconds
 
 
-_FROM_ENV = (
+_FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("http", env.OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT, str),
     ("grpc", env.OTEL_EXPORTER_DATASINK_COLLECTOR_GRPC_ENDPOINT, str),
     ("max_body_bytes", env.OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_BODY_BYTES, _positive_count),
@@ -166,5 +195,5 @@ _FROM_ENV = (
     ("spool_dir", env.OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR, str),
     ("flush_rows", env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_ROWS, int),
     ("flush_bytes", env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_BYTES, int),
-    ("flush_age", env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE, millis_to_seconds),
+    ("flush_age", env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE, _millis_to_seconds),
 )
