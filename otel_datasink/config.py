@@ -1,12 +1,22 @@
-"""Options shared by every front door, read from arguments first and ``OTEL_EXPORTER_DATASINK_*`` second."""
+"""Options shared by every front door, read from arguments first and ``OTEL_EXPORTER_DATASINK_*`` second.
+
+Every option is checked once, where it is read, in the manner of the SDK's ``BatchSpanProcessor``: a bad keyword
+argument raises ValueError naming the option when the processor, exporter or collector is made; a bad environment
+variable is logged once (a warning naming the variable and its value) and the option keeps its default, because a
+typo in the environment must not stop a job. What each option accepts is in :data:`SETTINGS`; the collector's
+settings (:mod:`otel_datasink.collector.settings`) are checked by the same functions.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from otel_datasink import environment_variables as env
 
@@ -16,98 +26,275 @@ DEFAULT_LOCATION = "./datasink"
 COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
 """Parquet codecs the ``compression`` option takes (Athena reads each of them)."""
 
+LONGEST_WAIT = threading.TIMEOUT_MAX
+"""Longest duration an option takes, in seconds (about 292 years): a longer wait makes ``Event.wait`` raise
+OverflowError, in the processor's worker where nothing would report it."""
+
+
+# --- checks: each takes a value (from an argument, or an environment variable once parsed) and returns it,
+# normalised, or raises ValueError saying what is wrong (the caller adds the option's or the variable's name).
+
+
+def count(value: Any) -> int:
+    """A number of spans, rows, bytes, connections...: a whole number of at least 1.
+
+    0 is refused rather than given a meaning: a queue of 0 drops every span, a batch of 0 spins the processor's
+    worker, a limit of 0 refuses every request.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"must be a whole number, not {value!r}")
+    if value < 1:
+        raise ValueError(f"must be at least 1, not {value}")
+    return int(value)
+
+
+def seconds(value: Any) -> float:
+    """A delay or timeout in seconds: more than 0, and at most :data:`LONGEST_WAIT`.
+
+    0 is refused rather than clamped: a schedule delay of 0 would wake the processor's worker in a busy loop (the
+    SDK's BatchSpanProcessor refuses it too), a write timeout of 0 fail every write.
+    """
+    return _duration(value, zero=False)
+
+
+def seconds_or_zero(value: Any) -> float:
+    """Like :func:`seconds`, but 0 is accepted: for bounds where 0 means "do not wait" and nothing is lost silently
+    (``exit_timeout``: the rows still held are counted in the log; the collector's ``shutdown_timeout``: they stay in
+    its spool)."""
+    return _duration(value, zero=True)
+
+
+def _duration(value: Any, *, zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"must be a number of seconds, not {value!r}")
+    duration = float(value)
+    # NaN fails every comparison: written so that it fails this test too.
+    if not (duration >= 0 if zero else duration > 0):
+        raise ValueError(f"must be {'0 or more' if zero else 'more than 0'} seconds, not {value!r}")
+    if duration > LONGEST_WAIT:
+        raise ValueError(f"must be at most {LONGEST_WAIT:.0f} seconds, not {value!r}")
+    return duration
+
+
+def text(value: Any) -> str:
+    """A non-empty string (or path): an empty location would write into the current directory's root."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, not {value!r}")
+    return value
+
+
+def _profile(value: Any) -> str:
+    # Only the type here: the name or mapping file is checked when the profile is loaded (Pipeline.open), which
+    # raises ProfileError even for the environment variable: mapping with another profile would write wrong rows.
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise ValueError(f"must be a profile name or a mapping file's path, not {value!r}")
+    return value
+
+
+def _url(value: Any) -> str:
+    # botocore refuses an endpoint without its scheme only when the first write opens the client: far from its cause.
+    url = text(value).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+    return url
+
+
+def _compression(value: Any) -> str:
+    # Checked now: an unknown codec would otherwise fail every write, far from its cause.
+    codec = str(value).strip().lower()
+    if codec not in COMPRESSIONS:
+        raise ValueError(f"unknown compression {value!r} (one of {', '.join(COMPRESSIONS)})")
+    return codec
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a mapping of fsspec options, not {value!r}")
+    return dict(value)
+
+
+def millis_to_seconds(raw: str) -> float:
+    """An environment variable in milliseconds (OpenTelemetry's unit) as seconds (not checked: see :func:`seconds`)."""
+    return float(raw) / 1000.0
+
+
+# --- the table of settings, and how it is read --------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """How one option is checked, and the environment variable that sets it when no argument does."""
+
+    check: Callable[[Any], Any]
+    """The value, normalised, or a ValueError saying what is wrong with it."""
+    variable: str | None = None
+    parse: Callable[[str], Any] = str
+    """The variable's text as a value for ``check`` (a ValueError if it is not one)."""
+
+
+SettingTable = Mapping[str, Setting]
+
+
+def checked(name: str, value: Any, setting: Setting) -> Any:
+    """``value`` checked for the option ``name``: a ValueError naming the option if it is not valid."""
+    try:
+        return setting.check(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{name}: {error}") from None
+
+
+def check_fields(instance: Any, table: SettingTable) -> None:
+    """Checks (and normalises, frozen or not) every field of the dataclass ``instance`` that ``table`` names.
+
+    None is left alone in a field whose default is None: that option is simply not set.
+    """
+    for field in dataclasses.fields(instance):
+        setting = table.get(field.name)
+        value = getattr(instance, field.name)
+        if setting is None or (value is None and field.default is None):
+            continue
+        normalised = checked(field.name, value, setting)
+        if normalised is not value:
+            object.__setattr__(instance, field.name, normalised)
+
+
+_warned: set[tuple[str, str]] = set()
+"""(variable, text) pairs already warned about: a value is reported once per process, not per processor."""
+
+
+def warn_ignored(variable: str, raw: str, reason: str) -> None:
+    """Logs, once per variable and value, that ``variable=raw`` is ignored and the option's default used."""
+    if (variable, raw) in _warned:
+        return
+    _warned.add((variable, raw))
+    _logger.warning("ignoring %s=%r (%s): using the default", variable, raw, reason)
+
+
+def with_environment(given: dict[str, Any], table: SettingTable) -> tuple[dict[str, Any], dict[str, str]]:
+    """``given`` completed from the environment variables of ``table`` for the options it lacks, and for each
+    option so set, the variable it came from.
+
+    A variable whose text does not parse or whose value does not pass its option's check is ignored with a
+    warning (:func:`warn_ignored`): a typo in the environment must not stop a job.
+    """
+    values, sources = dict(given), {}
+    for name, setting in table.items():
+        variable = setting.variable
+        raw = os.environ.get(variable, "").strip() if variable else ""
+        if variable is None or name in values or not raw:
+            continue
+        try:
+            values[name] = setting.check(setting.parse(raw))
+        except ValueError as error:
+            warn_ignored(variable, raw, str(error) or "not a valid value")
+            continue
+        sources[name] = variable
+    return values, sources
+
+
+def ignore_from_environment(values: dict[str, Any], sources: dict[str, str], name: str, reason: str) -> bool:
+    """Ignores ``values[name]`` if it came from the environment (:func:`warn_ignored`; the option's default is then
+    used); whether it did. For values valid alone but not together: arguments out of order stay for the options'
+    own check to refuse."""
+    variable = sources.pop(name, None)
+    if variable is None:
+        return False
+    warn_ignored(variable, os.environ.get(variable, "").strip(), reason)
+    del values[name]
+    return True
+
+
+def defaults_of(cls: Any) -> dict[str, Any]:
+    """The default of each field of the dataclass ``cls`` that has a plain one."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+
+# --- the options ------------------------------------------------------------------------------------------------
+
+SETTINGS: SettingTable = {
+    "location": Setting(text, env.OTEL_EXPORTER_DATASINK_LOCATION),
+    "profile": Setting(_profile, env.OTEL_EXPORTER_DATASINK_PROFILE),
+    "s3_endpoint_url": Setting(_url, env.OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL),
+    "s3_region": Setting(text, env.OTEL_EXPORTER_DATASINK_S3_REGION),
+    "compression": Setting(_compression, env.OTEL_EXPORTER_DATASINK_COMPRESSION),
+    "timeout": Setting(seconds, env.OTEL_EXPORTER_DATASINK_TIMEOUT, millis_to_seconds),
+    "exit_timeout": Setting(seconds_or_zero, env.OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT, millis_to_seconds),
+    "schedule_delay": Setting(seconds, env.OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY, millis_to_seconds),
+    "max_queue_size": Setting(count, env.OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE, int),
+    "max_export_batch_size": Setting(count, env.OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE, int),
+    "storage_options": Setting(_mapping),
+}
+"""What each option of :class:`Options` accepts, and its environment variable."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """Every option of otel-datasink; each field names the environment variable that sets it."""
+    """Every option of otel-datasink; each field names the environment variable that sets it.
+
+    Checked when made (:data:`SETTINGS`; ValueError naming the option); :meth:`resolve` is how the front doors
+    make them.
+    """
 
     location: str = DEFAULT_LOCATION
     profile: str = "default"
     s3_endpoint_url: str | None = None
+    """``http://`` or ``https://`` URL of an S3-compatible store."""
     s3_region: str | None = None
     compression: str = "zstd"
     timeout: float = 30.0
-    """Seconds one write may take, retries included."""
+    """Seconds one write may take, retries included; more than 0."""
     exit_timeout: float = 5.0
-    """Seconds the rows still held may take to be written when the process exits without ``shutdown()``."""
+    """Seconds the rows still held may take to be written when the process exits without ``shutdown()``; 0 gives
+    them up at once (counted in the log)."""
     schedule_delay: float = 5.0
-    """Seconds the processor's rows wait, at most, before they are written."""
+    """Seconds the processor's rows wait, at most, before they are written; more than 0."""
     max_queue_size: int = 2048
+    """At least 1."""
     max_export_batch_size: int = 512
+    """At least 1 and at most ``max_queue_size``; when not given, the smaller of 512 and ``max_queue_size``."""
     storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Extra fsspec options for the location's filesystem (Python only)."""
 
+    def __post_init__(self) -> None:
+        check_fields(self, SETTINGS)
+        if self.max_export_batch_size > self.max_queue_size:
+            # As the SDK's BatchSpanProcessor: a batch the queue cannot hold would never wake the worker early,
+            # and spans would be dropped while it sleeps.
+            raise ValueError(
+                f"max_export_batch_size ({self.max_export_batch_size}) must not exceed "
+                f"max_queue_size ({self.max_queue_size})"
+            )
+
     @classmethod
     def resolve(cls, location: str | os.PathLike | None = None, **options: Any) -> Options:
-        """Options from keyword arguments, falling back to the environment, then to the defaults."""
+        """Options from keyword arguments, falling back to the environment, then to the defaults.
+
+        A keyword argument that is not valid raises ValueError naming the option; an environment variable that is
+        not is logged once and ignored (:func:`with_environment`), as is one that puts ``max_export_batch_size``
+        above ``max_queue_size``.
+        """
         unknown = set(options) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise TypeError(f"unknown otel-datasink option(s): {', '.join(sorted(unknown))}")
-        values: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
         if location is not None:
-            values["location"] = os.fspath(location)
-        if "compression" in values:
-            # Checked now: an unknown codec would otherwise fail every write, far from its cause.
-            values["compression"] = _compression(values["compression"])
-        values = with_environment(values, _FROM_ENV)
+            options["location"] = location
+        # Checked before the environment is read, so that the order of the two counts below compares numbers.
+        given = {name: checked(name, value, SETTINGS[name]) for name, value in options.items() if value is not None}
+        values, sources = with_environment(given, SETTINGS)
+        defaults = defaults_of(cls)
+        queue = values.get("max_queue_size", defaults["max_queue_size"])
+        if values.get("max_export_batch_size", 0) > queue:
+            reason = f"max_export_batch_size ({values['max_export_batch_size']}) above max_queue_size ({queue})"
+            # The batch first: the queue size is the bound that decides how much memory and what is dropped.
+            if not ignore_from_environment(values, sources, "max_export_batch_size", reason):
+                ignore_from_environment(values, sources, "max_queue_size", reason)
+        if "max_export_batch_size" not in values:
+            # The default batch follows a smaller queue rather than make it an error (the SDK refuses it).
+            queue = values.get("max_queue_size", defaults["max_queue_size"])
+            values["max_export_batch_size"] = min(defaults["max_export_batch_size"], queue)
         return cls(**values)
-
-
-def _compression(raw: str) -> str:
-    codec = str(raw).strip().lower()
-    if codec not in COMPRESSIONS:
-        raise ValueError(f"unknown compression {raw!r} (one of {', '.join(COMPRESSIONS)})")
-    return codec
-
-
-EnvTable = tuple[tuple[str, str, Callable[[str], Any]], ...]
-"""(option name, environment variable, conversion of the variable's text) for each option."""
-
-
-def with_environment(given: dict[str, Any], table: EnvTable) -> dict[str, Any]:
-    """``given`` completed from the environment variables of ``table`` for the options it lacks.
-
-    A variable whose text does not convert is ignored with a warning: a typo in the environment must
-    not stop a job.
-    """
-    values = dict(given)
-    for name, variable, convert in table:
-        raw = os.environ.get(variable, "").strip()
-        if name not in values and raw:
-            try:
-                values[name] = convert(raw)
-            except ValueError:
-                _logger.warning("ignoring %s=%r: not a valid value", variable, raw)
-    return values
-
-
-def millis_to_seconds(raw: str) -> float:
-    """An environment variable in milliseconds (OpenTelemetry's unit) as seconds; a ValueError if negative."""
-    return _not_negative(float(raw)) / 1000.0
-
-
-def count(raw: str) -> int:
-    """An environment variable that counts something (spans, rows); a ValueError if negative."""
-    return _not_negative(int(raw))
-
-
-def _not_negative(value: float) -> float:
-    # A negative delay would spin the processor's worker, a negative queue bound fail every span: the variable
-    # is ignored like any other that does not convert.
-    if value < 0:
-        raise ValueError(f"{value} is negative")
-    return value
-
-
-_FROM_ENV = (
-    ("location", env.OTEL_EXPORTER_DATASINK_LOCATION, str),
-    ("profile", env.OTEL_EXPORTER_DATASINK_PROFILE, str),
-    ("s3_endpoint_url", env.OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL, str),
-    ("s3_region", env.OTEL_EXPORTER_DATASINK_S3_REGION, str),
-    ("compression", env.OTEL_EXPORTER_DATASINK_COMPRESSION, _compression),
-    ("timeout", env.OTEL_EXPORTER_DATASINK_TIMEOUT, millis_to_seconds),
-    ("exit_timeout", env.OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT, millis_to_seconds),
-    ("schedule_delay", env.OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY, millis_to_seconds),
-    ("max_queue_size", env.OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE, count),
-    ("max_export_batch_size", env.OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE, count),
-)
