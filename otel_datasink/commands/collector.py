@@ -11,13 +11,9 @@ import asyncio
 import logging
 
 from otel_datasink import environment_variables as env
+from otel_datasink.cli import CommandError, store_options
 from otel_datasink.collector import settings as collector_settings
-from otel_datasink.collector.server import Collector, serve
 from otel_datasink.collector.settings import CollectorSettings
-from otel_datasink.collector.spool import SpoolLockedError
-from otel_datasink.config import Options
-
-HELP = "receive OTLP (HTTP :4318, gRPC :4317) and write job spans to the tables"
 
 _logger = logging.getLogger(__name__)
 
@@ -79,8 +75,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--flush-age", type=float, help=f"seconds a batch may wait (env {_name('FLUSH_AGE')} in ms; default 30)")
     add("--max-pending-batches", type=int, help="rolled batches waiting for the store before 503 (default 4)")
     add("--shutdown-timeout", type=float, help="seconds SIGTERM may take to flush (default 10)")
-    add("--profile", help=f"mapping profile (env {env.OTEL_EXPORTER_DATASINK_PROFILE}; default 'default')")
-    add("--s3-endpoint-url", help=f"S3-compatible endpoint (env {env.OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL})")
 
 
 def _name(suffix: str) -> str:
@@ -89,7 +83,12 @@ def _name(suffix: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs the collector until SIGTERM/SIGINT."""
+    """Runs the collector until SIGTERM/SIGINT (0); 2 when it cannot start or its last flush left rows in the
+    spool (they are written at the next start)."""
+    # Imported here: aiohttp and grpcio load only when the collector runs, not for `collector --help`.
+    from otel_datasink.collector.server import Collector, serve
+    from otel_datasink.collector.spool import SpoolLockedError
+
     try:
         settings = CollectorSettings.resolve(
             http=args.http,
@@ -110,18 +109,20 @@ def run(args: argparse.Namespace) -> int:
             shutdown_timeout=args.shutdown_timeout,
         )
     except ValueError as error:
-        raise SystemExit(f"otel-datasink collector: {error}") from None
-    options = Options.resolve(args.location, profile=args.profile, s3_endpoint_url=args.s3_endpoint_url)
+        raise CommandError(str(error)) from None
     if settings.http is None and settings.grpc is None:
-        raise SystemExit("otel-datasink collector: both receivers are disabled")
+        raise CommandError("both receivers are disabled")
     try:
-        collector = Collector(options, settings)
+        collector = Collector(store_options(args), settings)
     except ValueError as error:  # an unknown profile or a broken mapping file
-        raise SystemExit(f"otel-datasink collector: {error}") from None
+        raise CommandError(str(error)) from None
     if not logging.getLogger().isEnabledFor(logging.INFO):
         # A service says what it does: at least INFO for the collector's own loggers.
         logging.getLogger("otel_datasink.collector").setLevel(logging.INFO)
     try:
-        return asyncio.run(serve(collector))
+        flushed = asyncio.run(serve(collector)) == 0
     except (SpoolLockedError, OSError) as error:  # the spool is in use, a port is taken, a folder cannot be made
-        raise SystemExit(f"otel-datasink collector: {error}") from None
+        raise CommandError(str(error)) from None
+    if not flushed:
+        raise CommandError("stopped with batches left in the spool; they are written at the next start")
+    return 0
