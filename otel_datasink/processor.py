@@ -77,6 +77,7 @@ class DatasinkSpanProcessor(SpanProcessor):
     def _init_worker(self) -> None:
         # Bounded by the deque itself: appending to a full one drops the oldest in one atomic step, so the
         # job's threads never pop (a pop of theirs could meet a queue the worker just emptied, and raise).
+        # max_queue_size is at least 1 (Options checks it): a bound of 0 would drop every span.
         self._queue: collections.deque[tuple[ReadableSpan, dict | None]] = collections.deque(
             maxlen=self.options.max_queue_size
         )
@@ -150,6 +151,7 @@ class DatasinkSpanProcessor(SpanProcessor):
     def _wait_time(self) -> float:
         """Seconds until the next timed flush: ``schedule_delay``, or less once rows are pending."""
         if self._pending_since is None:
+            # More than 0 (Options checks it): an idle worker sleeps rather than spins.
             return self.options.schedule_delay
         return max(0.0, self._pending_since + self.options.schedule_delay - time.monotonic())
 
@@ -168,6 +170,7 @@ class DatasinkSpanProcessor(SpanProcessor):
         # the wake event).
         left = len(self._queue)
         while left > 0 and self._queue:
+            # max_export_batch_size is at least 1 (Options checks it): every pass lowers ``left``.
             count = min(left, len(self._queue), 4 * self.options.max_export_batch_size)
             left -= count
             batch = [self._queue.popleft() for _ in range(count)]
