@@ -3,6 +3,12 @@
 Registered under the ``opentelemetry_environment_variables`` entry point group, so that
 ``opentelemetry-instrument --help`` lists each of them as a flag (``--exporter_datasink_location`` ...).
 An explicit argument to ``DatasinkSpanProcessor``/``DatasinkSpanExporter``/``configure`` wins over the variable.
+
+Each value is checked when it is read (:data:`otel_datasink.config.SETTINGS`), as the SDK's BatchSpanProcessor
+checks its arguments: an argument that is not valid raises ValueError naming the option; a variable that is not
+is logged once (a warning naming the variable and its value) and the option keeps its default, so that a typo in
+a job's environment never stops the job. No value can make the processor spin or drop every span: counts are at
+least 1, delays more than 0.
 """
 
 OTEL_EXPORTER_DATASINK_LOCATION = "OTEL_EXPORTER_DATASINK_LOCATION"
@@ -25,7 +31,8 @@ OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL = "OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL
 
-Endpoint of an S3-compatible store (MinIO, LocalStack, ...). Default: AWS's own endpoint (or ``AWS_ENDPOINT_URL``).
+Endpoint of an S3-compatible store (MinIO, LocalStack, ...): an ``http://`` or ``https://`` URL.
+Default: AWS's own endpoint (or ``AWS_ENDPOINT_URL``).
 Credentials always come from the standard AWS chain (environment, profile, instance role).
 """
 
@@ -50,7 +57,7 @@ OTEL_EXPORTER_DATASINK_TIMEOUT = "OTEL_EXPORTER_DATASINK_TIMEOUT"
 Milliseconds one write may take, retries included. Past it the span processor keeps the rows for its next
 flush (they are dropped only past ``max_queue_size``), the exporter reports the batch as failed. Also the default
 bound of the processor's ``shutdown()``, except at process exit (:envvar:`OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT`).
-Default: 30000.
+More than 0. Default: 30000.
 """
 
 OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT = "OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT"
@@ -60,7 +67,7 @@ OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT = "OTEL_EXPORTER_DATASINK_EXIT_TIMEOUT"
 Milliseconds the rows still held may take to be written when the process exits without calling ``shutdown()``
 (the span processor's pending rows, and the spans a ``BatchSpanProcessor`` of the global provider still holds
 for the exporter). Past it the process exits and the rows not written are counted in one log line.
-Default: 5000.
+0 or more: 0 gives them up at once (still counted). Default: 5000.
 """
 
 OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY = "OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY"
@@ -68,7 +75,8 @@ OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY = "OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY"
 .. envvar:: OTEL_EXPORTER_DATASINK_SCHEDULE_DELAY
 
 Milliseconds the span processor's rows wait, at most, before they are written (unless a ``force_flush``,
-``shutdown`` or a full file writes them sooner). Default: 5000.
+``shutdown`` or a full file writes them sooner). More than 0: 0 would wake the worker in a busy loop.
+Default: 5000.
 """
 
 OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE = "OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE"
@@ -76,7 +84,7 @@ OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE = "OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE"
 .. envvar:: OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE
 
 Spans the processor holds while the store is slow or away; past it the oldest are dropped and counted.
-Default: 2048.
+At least 1 (0 would drop every span). Default: 2048.
 """
 
 OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE = "OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE"
@@ -84,7 +92,8 @@ OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE = "OTEL_EXPORTER_DATASINK_MAX_EXPOR
 .. envvar:: OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE
 
 Queued spans that wake the span processor's worker early to map them (rows are written per file of up to
-``max_queue_size`` rows, at most 8192). Default: 512.
+``max_queue_size`` rows, at most 8192). At least 1 (0 would spin the worker) and at most
+:envvar:`OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE`, as in the SDK. Default: 512, or the queue size if smaller.
 """
 
 OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT = "OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT"
