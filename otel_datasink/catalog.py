@@ -201,8 +201,10 @@ def to_duckdb(sql: str, read: str = "trino") -> str:
     return to_duckdb_expression(sqlglot.parse_one(sql, read=read)).sql(dialect="duckdb")
 
 
-def to_duckdb_expression(expression: exp.Expression) -> exp.Expression:
+def to_duckdb_expression(expression: exp.Expr) -> exp.Expression:
     """A parsed Trino expression rewritten where DuckDB's functions of the same name mean otherwise."""
+    # exp.Expr: the type sqlglot 30 gives what it parses (the base of Expression); the annotations are not
+    # evaluated, so older sqlglot, which has no Expr, imports this module all the same.
     return expression.copy().transform(_duckdb_meaning)
 
 
@@ -244,7 +246,8 @@ def _check_identifier(name: str) -> str:
 
 @cache
 def _source() -> str:
-    text = importlib.resources.files("otel_datasink").joinpath("sql", "views.sql").read_text(encoding="utf-8")
+    # One name per joinpath: Python 3.10's Traversable.joinpath takes one (a zipped package's would fail).
+    text = importlib.resources.files("otel_datasink").joinpath("sql").joinpath("views.sql").read_text(encoding="utf-8")
     # The file's header comment (up to the first blank line) documents the file, not the first view.
     return text.split("\n\n", 1)[1]
 
@@ -252,7 +255,8 @@ def _source() -> str:
 def _view_statements(parameters: ViewParameters) -> list[exp.Create]:
     text = string.Template(_source()).substitute(dataclasses.asdict(parameters))
     statements = [s for s in sqlglot.parse(text, read="trino") if s is not None]
-    names = tuple(s.this.name for s in statements)
-    if names != VIEWS:
+    views = [s for s in statements if isinstance(s, exp.Create)]
+    names = tuple(s.this.name for s in views)
+    if names != VIEWS or len(views) != len(statements):
         raise RuntimeError(f"sql/views.sql defines {names}, expected {VIEWS}")
-    return statements
+    return views

@@ -250,7 +250,7 @@ def compact(
     dt: str | None = None,
     older_than_days: int | None = None,
     target_size: int = DEFAULT_TARGET_SIZE,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
     hook: Callable[[str], None] | None = None,
     result: Result | None = None,
 ) -> Result:

@@ -135,9 +135,9 @@ def clean_text(value: Any) -> str | None:
     surrogates, which cannot be written as UTF-8. Names, keys and other column values keep :func:`clean_str`'s
     stricter cleaning: a line break in a job or dataset name is a mistake, in a message it is the message.
     """
-    if value is None:
-        return None
     text = value if value.__class__ is str else clean_str(value)
+    if text is None:  # clean_str gives None for None only
+        return None
     if not text.isprintable():
         text = "".join(c for c in text if c.isprintable() or c in _KEPT_IN_TEXT or _is_text_character(c))
     return text[:MAX_STRING] if len(text) > MAX_STRING else text
@@ -299,7 +299,7 @@ def _error_message(description: str, exception: Mapping[str, Any] | None) -> str
     description gives the exception's message alone. Any other description is the span's own word, kept whole.
     """
     message = exception.get(semconv.EXCEPTION_MESSAGE) if exception else None
-    if description and message is not None and _is_sdk_description(description, exception, message):
+    if exception and description and message is not None and _is_sdk_description(description, exception, message):
         description = str(message)
     return clean_text(description) or clean_text(message) or None
 
@@ -352,7 +352,7 @@ def job_run_row(record: SpanRecord, ingested_at_ms: int) -> dict[str, Any]:
         span_id = record.span_id.to_bytes(8, "big").hex()
         parent_span_id = None if parent is None else parent.to_bytes(8, "big").hex()
     except (OverflowError, AttributeError):
-        trace_id, span_id, parent_span_id = f"{record.trace_id:032x}", _hex_span(record.span_id), _hex_span(parent)
+        trace_id, span_id, parent_span_id = f"{record.trace_id:032x}", f"{record.span_id:016x}", _hex_span(parent)
     service_name = record.resource.get(semconv.SERVICE_NAME)
     if service_name.__class__ is not str or len(service_name) > MAX_STRING or not service_name.isprintable():
         service_name = clean_str(service_name)
@@ -460,8 +460,8 @@ def map_records(
     ingested = ingested_at_ms if ingested_at_ms is not None else time.time_ns() // 1_000_000
     runs: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    for record in records:
-        record = profile(record)
+    for span in records:
+        record = profile(span)
         if record is None:
             continue
         run = job_run_row(record, ingested)

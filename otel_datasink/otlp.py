@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -38,7 +38,7 @@ class OtlpDecodeError(ValueError):
 # --- protobuf ----------------------------------------------------------------------------------------
 
 
-def _wire_traces_data() -> type:
+def _wire_traces_data() -> type[Message]:
     """``TracesData`` as parsed here: OTLP's own messages, except that attribute lists stay encoded.
 
     Each ``KeyValue`` of a span, event or resource is then one ``bytes`` value (upb creates no message wrapper
@@ -58,7 +58,7 @@ def _wire_traces_data() -> type:
             if name in encoded:
                 for field in message.field:
                     if field.name == "attributes":
-                        field.type = FieldDescriptor.TYPE_BYTES
+                        field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
                         field.ClearField("type_name")
             encode_attributes(message.nested_type, name)
 
@@ -123,7 +123,7 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
     Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever in it the
     fault is (as parsing it with OTLP's own messages would).
     """
-    message = _WireTracesData.FromString(body)
+    message: Any = _WireTracesData.FromString(body)  # a class built at run time: its fields are not typed
     records: list[SpanRecord] = []
     append = records.append
     rejected = spans = 0

@@ -109,13 +109,13 @@ def open_pipeline(options: Options, run_type: str | None = None) -> Pipeline:
     return pipeline.with_profile(with_run_type(pipeline.profile, run_type)) if run_type else pipeline
 
 
-def _decompressed(raw: IO[bytes]) -> IO[bytes]:
+def _decompressed(raw: IO[bytes]) -> IO[bytes] | gzip.GzipFile:
     head = raw.read(2)
     raw.seek(0)
     return gzip.GzipFile(fileobj=raw, mode="rb") if head == _GZIP_MAGIC else raw
 
 
-def _lines(path: str, progress: Callable[[int], None] | None) -> Iterator[tuple[int, bytes]]:
+def _lines(path: str, progress: Callable[[int], object] | None) -> Iterator[tuple[int, bytes]]:
     """(line number, bytes) of a file, plain or gzip; ``progress`` gets the compressed bytes consumed."""
     with fsspec.open(path, "rb") as raw:
         position = 0
@@ -142,7 +142,7 @@ def replay(
     profile: Profile,
     *,
     batch_spans: int = DEFAULT_BATCH_SPANS,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
     summary: Summary | None = None,
 ) -> Summary:
     """Reads OTLP JSON Lines files and writes their job spans' rows; returns what it did.

@@ -11,8 +11,10 @@ from typing import Any
 
 import pyarrow as pa
 
-TIMESTAMP = pa.timestamp("ms", tz="UTC")
-ATTRIBUTES = pa.map_(pa.string(), pa.string())
+# Typed as DataType so that the field lists below read as (str, DataType) pairs, as pa.schema takes them (mypy
+# joins the stubs' StringType, Int64Type, ... to object).
+TIMESTAMP: pa.DataType = pa.timestamp("ms", tz="UTC")
+ATTRIBUTES: pa.DataType = pa.map_(pa.string(), pa.string())
 PARTITION_COLUMN = "dt"
 """The Hive partition column: the UTC date (``YYYY-MM-DD``) of each row's ``event_time``."""
 
@@ -84,7 +86,8 @@ def to_arrow(table: str, rows: list[dict]) -> pa.Table:
     schema = TABLES[table]
     try:
         # Dict rows convert in one C++ pass, keys to fields (a missing key is a null).
-        return pa.Table.from_struct_array(pa.array(rows, type=_ROW_TYPES[table]))
+        # pyarrow-stubs type pa.array of a struct type as Array, not StructArray (what it returns).
+        return pa.Table.from_struct_array(pa.array(rows, type=_ROW_TYPES[table]))  # type: ignore[arg-type]
     except pa.ArrowTypeError:  # rows of another Mapping type: column by column
         columns = [[row.get(name) for row in rows] for name in schema.names]
     return pa.Table.from_arrays(

@@ -22,6 +22,7 @@ from typing import Any
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import attach, detach, set_value
 
+SUPPRESS_INSTRUMENTATION_KEY: str | None
 try:  # the key OpenTelemetry's instrumentations check before making spans of their own
     from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as SUPPRESS_INSTRUMENTATION_KEY
 except ImportError:  # pragma: no cover - an API that renamed it: the store's requests may then be traced

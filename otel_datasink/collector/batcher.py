@@ -153,12 +153,13 @@ class Batcher:
         if self._segment is not None and self._segment.broken is not None:
             self.roll()  # the segment takes no more frames: the next requests go to a new one
         parts = Batch.convert(rows)
-        batch = self._current
+        batch, segment = self._current, self._segment
         if batch is None:
-            self._segment = self.spool.new_segment()
-            batch = self._current = Batch(segment=self._segment.path, spooled=self._segment)
-        frame = self._segment.frames
-        spooled = self.spool.append(self._segment, kind, body)
+            segment = self._segment = self.spool.new_segment()
+            batch = self._current = Batch(segment=segment.path, spooled=segment)
+        assert segment is not None, "the current batch has its segment: both are set here and cleared by roll()"
+        frame = segment.frames
+        spooled = self.spool.append(segment, kind, body)
         batch.attach(parts, frame)
         batch.spooled_bytes += len(body)
         if batch.row_count >= self.settings.flush_rows or batch.spooled_bytes >= self.settings.flush_bytes:

@@ -278,25 +278,26 @@ class Spool:
 
     def _write(self, segment: Segment, data: bytes) -> OSError | None:
         """Writes one frame; on failure the segment ends at its last whole frame again (or is broken)."""
-        if segment.broken is not None or segment._fd is None:
+        fd = segment._fd
+        if segment.broken is not None or fd is None:
             why = segment.broken or "sealed"
             return OSError(errno.EIO, f"spool segment {segment.path.name} takes no more frames ({why})")
         try:
-            _write_all(segment._fd, data)
+            _write_all(fd, data)
         except OSError as error:
             self._count_error(f"cannot append to spool segment {segment.path.name}: {error}")
             _logger.error("cannot append to spool segment %s: %s", segment.path, error)
-            self._truncate(segment, segment.end)
+            self._truncate(segment, fd, segment.end)
             return error
         segment.end += len(data)
         return None
 
-    def _truncate(self, segment: Segment, size: int) -> None:
+    def _truncate(self, segment: Segment, fd: int, size: int) -> None:
         # A part of a frame left in the file would be followed by the next, acknowledged frames; replay can read
         # past it, but a segment that ends on a whole frame needs no such trust. Truncating frees space, so it
         # works on a full disk; if it fails all the same, the segment takes no more frames.
         try:
-            os.ftruncate(segment._fd, size)
+            os.ftruncate(fd, size)
         except OSError as error:
             self._count_error(f"cannot truncate spool segment {segment.path.name}: {error}")
             _logger.error("cannot truncate spool segment %s back to %d bytes: %s", segment.path, size, error)
@@ -307,8 +308,10 @@ class Spool:
     ) -> list[tuple[asyncio.Future, BaseException | None]]:
         if not frames:
             return []
+        fd = segment._fd
+        assert fd is not None, "frames were written to the segment (_write), and only _seal closes it, after this"
         try:
-            os.fsync(segment._fd)
+            os.fsync(fd)
             if not segment._entry_synced:
                 # The file's directory entry must survive a crash as well as its content.
                 directory = os.open(self.directory, os.O_RDONLY)
@@ -325,7 +328,7 @@ class Spool:
             segment.broken = f"fsync failed: {error}"
             segment.failed.update(index for index, _ in frames)
             segment.end = segment.synced
-            self._truncate(segment, segment.synced)
+            self._truncate(segment, fd, segment.synced)
             return [(future, error) for _, future in frames]
         segment.synced = segment.end
         self.last_error = None
