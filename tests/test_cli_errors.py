@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, remount_read_only, tmpfs
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
 
 EXIT_FAILURE = 2
@@ -215,18 +215,9 @@ def test_demo_into_a_location_that_cannot_be_a_folder_fails_at_once_not_after_th
 
 @pytest.fixture
 def read_only_folder(tmp_path) -> Iterator[Path]:
-    """A read-only tmpfs mount (root can write to any folder a chmod protects, not to a read-only mount)."""
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    if not shutil.which("mount"):
-        pytest.skip("no mount command")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    """A read-only disk (root can write to any folder a chmod protects, not to a read-only mount)."""
+    with tmpfs(tmp_path / "read-only", read_only=True) as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_demo_into_a_read_only_folder_fails(read_only_folder):
@@ -272,23 +263,14 @@ def test_debug_logging_adds_the_traceback_of_a_failure(tmp_path):
 
 @pytest.fixture
 def read_only_tables(tmp_path) -> Iterator[str]:
-    """A location with tables on a tmpfs remounted read-only once they are written."""
-    folder = tmp_path / "mounted"
-    folder.mkdir()
-    if not shutil.which("mount"):
-        pytest.skip("no mount command")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    """A location with tables on a disk made read-only once they are written."""
+    with tmpfs(tmp_path / "mounted", "4m") as folder:
         location = str(folder / "datasink")
         n = now_ns()
         for start in (3, 2):  # two files in a partition: something to compact
             write_spans(location, [job_span("load", n - start * MINUTE_NS, n - MINUTE_NS)])
-        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        remount_read_only(folder, "4m")
         yield location
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_compact_on_a_read_only_folder_fails_in_one_line(read_only_tables):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
-import errno
 import http.client
 import os
 import re
@@ -22,14 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, tmpfs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from test_collector_http import get, job_spans, post, rows
 
 from otel_datasink.local import connect
-
-_MNT_DETACH = 2
 
 
 class CollectorProcess:
@@ -132,24 +128,6 @@ def test_sigterm_flushes_the_open_batch_and_exits_0_within_the_bound(local_locat
     assert not list(spool.glob("*.seg"))
 
 
-@contextlib.contextmanager
-def small_filesystem(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted on ``path`` (created) for the duration; skipped only where mounting is denied."""
-    path.mkdir()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", 0, f"size={size}".encode()) != 0:
-        code = ctypes.get_errno()
-        if code == errno.EPERM:
-            pytest.skip("mounting a tmpfs is not permitted here (needs root or CAP_SYS_ADMIN)")
-        raise OSError(code, os.strerror(code), str(path))
-    try:
-        yield path
-    finally:
-        # Lazily if a file is still open, so that the test never leaves a mount behind.
-        if libc.umount2(os.fsencode(path), 0) != 0:
-            libc.umount2(os.fsencode(path), _MNT_DETACH)
-
-
 def fill(disk: Path, leave: int) -> Path:
     """A file taking all the free space of ``disk`` but ``leave`` bytes."""
     stat = os.statvfs(disk)
@@ -182,7 +160,7 @@ def span_id_counts(location: str, expect: int) -> collections.Counter:
 
 def test_a_full_spool_disk_then_sigkill_loses_no_acknowledged_span_and_writes_no_rejected_one(local_location, tmp_path):
     log = tmp_path / "log"
-    with small_filesystem(tmp_path / "disk", "1m") as disk:
+    with tmpfs(tmp_path / "disk", "1m") as disk:
         spool = disk / "spool"
         first = CollectorProcess(local_location, spool, log, "--flush-age", "3600")
         try:
