@@ -148,8 +148,9 @@ def checked(name: str, value: Any, setting: Setting) -> Any:
         raise ValueError(f"{name}: {error}") from None
 
 
-def check_fields(instance: Any, table: SettingTable) -> None:
-    """Checks (and normalises, frozen or not) every field of the dataclass ``instance`` that ``table`` names.
+def check_fields(instance: Any, table: SettingTable, label: Callable[[str], str] | None = None) -> None:
+    """Checks (and normalises, frozen or not) every field of the dataclass ``instance`` that ``table`` names; a
+    ValueError names the field, or ``label(field)`` (the collector names its flags).
 
     None is left alone in a field whose default is None: that option is simply not set.
     """
@@ -158,7 +159,7 @@ def check_fields(instance: Any, table: SettingTable) -> None:
         value = getattr(instance, field.name)
         if setting is None or (value is None and field.default is None):
             continue
-        normalised = checked(field.name, value, setting)
+        normalised = checked(label(field.name) if label else field.name, value, setting)
         if normalised is not value:
             object.__setattr__(instance, field.name, normalised)
 
