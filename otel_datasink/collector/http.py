@@ -21,7 +21,7 @@ import logging
 import resource
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from aiohttp import ClientPayloadError, StreamReader, web
 from aiohttp.web_protocol import RequestHandler
@@ -163,8 +163,10 @@ class _Guard:
             self.metrics.connections_refused += 1
             self.log_refused("OTLP/HTTP connection limit (%d) reached: refusing connections until some close", self.cap)
             return _Refused()
+        factory = self.factory
+        assert factory is not None, "connections come only through _GuardedSite.start, which sets the factory first"
         self.open += 1
-        return _Connection(self, self.factory())
+        return _Connection(self, factory())
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -203,6 +205,8 @@ class _Refused(asyncio.Protocol):
     """A connection over the cap: answered 503 and closed at once, before anything of it is read."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream server's transport: asyncio types the callback with the base class, which has no write().
+        transport = cast(asyncio.Transport, transport)
         transport.write(_503)
         transport.close()
 
@@ -223,7 +227,7 @@ class _Connection(asyncio.Protocol):
         guard.connections[inner] = self
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream server's (the callback names the base class)
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -238,7 +242,8 @@ class _Connection(asyncio.Protocol):
         self.inner.resume_writing()
 
     def eof_received(self) -> bool | None:
-        return self.inner.eof_received()
+        self.inner.eof_received()
+        return None  # aiohttp's handler never keeps a half-closed connection open (its eof_received returns None)
 
     def data_received(self, data: bytes) -> None:
         if self._unread is not None and self._unread.is_eof():
@@ -248,7 +253,7 @@ class _Connection(asyncio.Protocol):
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self.guard.settings.header_timeout, self._header_timeout)
         if self._head is not None:
-            data = self._sniff(data)
+            data = self._sniff(self._head + data)
             if not data:
                 return
         self.inner.data_received(data)
@@ -283,9 +288,9 @@ class _Connection(asyncio.Protocol):
         transport.write(_408)
         transport.close()
 
-    def _sniff(self, data: bytes) -> bytes:
-        """``data`` to hand to aiohttp, or b"" while the first bytes may be the HTTP/2 preface (or once they were)."""
-        head = self._head + data
+    def _sniff(self, head: bytes) -> bytes:
+        """The first bytes (``head``, held ones and new) to hand to aiohttp, or b"" while they may be the HTTP/2
+        preface (or once they were)."""
         size = min(len(head), len(HTTP2_PREFACE))
         if head[:size] != HTTP2_PREFACE[:size]:
             self._head = None
@@ -301,6 +306,7 @@ class _Connection(asyncio.Protocol):
         guard = self.guard
         guard.metrics.grpc_on_http_port += 1
         transport = self.transport
+        assert transport is not None, "bytes came in: the connection was made"
         guard.log_http2(
             "a gRPC (HTTP/2) client at %s connected to the OTLP/HTTP port: %s", _peer(transport), guard.hint
         )
