@@ -7,10 +7,13 @@ arguments it reads its options from ``OTEL_EXPORTER_DATASINK_*``.
 
 A job that exits without shutting its provider down still has its rows written: at exit the global
 TracerProvider is flushed while S3 can still be written (see :func:`otel_datasink.processor.track_for_exit`).
+
+Its exports are counted as the conventions' ``otel.sdk.exporter.span.exported`` (see :data:`EXPORTER_INSTRUMENTS`).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
@@ -19,20 +22,29 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_datasink.mapping import from_readable_span, map_records
 from otel_datasink.pipeline import Pipeline
-from otel_datasink.processor import track_for_exit
+from otel_datasink.processor import Instrument, Reading, error_type, observe, track_for_exit
+
+_SHUT_DOWN = "already_shutdown"
+"""``error.type`` of spans exported after ``shutdown`` (the value the SDK's own processors use)."""
 
 _logger = logging.getLogger(__name__)
 
 
 class DatasinkSpanExporter(SpanExporter):
-    """Writes the job spans of each exported batch as Parquet rows at ``location``."""
+    """Writes the job spans of each exported batch as Parquet rows at ``location``.
 
-    def __init__(self, location: str | os.PathLike | None = None, **options: Any) -> None:
+    ``meter_provider`` (the global one by default) receives its counts: see :data:`EXPORTER_INSTRUMENTS`.
+    """
+
+    def __init__(
+        self, location: str | os.PathLike | None = None, *, meter_provider: MeterProvider | None = None, **options: Any
+    ) -> None:
         pipeline = Pipeline.resolve(location, **options)
         self.options, self._profile, self._writer = pipeline.options, pipeline.profile, pipeline.writer
         self._stop = threading.Event()
@@ -42,7 +54,11 @@ class DatasinkSpanExporter(SpanExporter):
         """While the exit hook flushes: when it stops waiting (``time.monotonic()``); the bound of its exports."""
         self._lost_at_exit = 0
         """Spans the exit hook's flush could not write: counted, and logged once when it ends."""
+        self._exported: collections.Counter[str] = collections.Counter()
+        """``error.type`` ("" for none) -> spans whose export ended so: one bump per export, in the caller's thread
+        (a BatchSpanProcessor's worker, not the job's)."""
         track_for_exit(self, exporter=True)
+        observe(self, EXPORTER_INSTRUMENTS, meter_provider)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Maps and writes one batch; never raises: a failure is logged and reported as FAILURE."""
@@ -50,6 +66,7 @@ class DatasinkSpanExporter(SpanExporter):
         if self._stop.is_set():
             if flushing_at_exit:
                 self._lost_at_exit += len(spans)
+            self._exported[_SHUT_DOWN] += len(spans)
             return SpanExportResult.FAILURE
         try:
             rows = map_records((from_readable_span(span) for span in spans), self._profile)
@@ -57,8 +74,10 @@ class DatasinkSpanExporter(SpanExporter):
                 timeout = self.options.exit_timeout if self._exiting else self.options.timeout
                 deadline = min(time.monotonic() + timeout, self._exit_deadline)
                 self._writer.write(rows, deadline=deadline, stop=self._stop)
+            self._exported[""] += len(spans)
             return SpanExportResult.SUCCESS
         except Exception as error:  # noqa: BLE001 - an exporter never raises into the job
+            self._exported[error_type(error)] += len(spans)
             if flushing_at_exit:
                 self._lost_at_exit += len(spans)  # logged once, by _end_exit
                 _logger.debug("could not export %d span(s) at exit: %s", len(spans), error)
@@ -96,3 +115,20 @@ class DatasinkSpanExporter(SpanExporter):
         elif not flushed:
             # Nothing of ours failed: the spans still wait in a span processor that did not flush in time.
             _logger.warning("process exit: spans still queued for the exporter are not written (no flush %s)", bound)
+
+
+def _exported_spans(exporter: DatasinkSpanExporter) -> Reading:
+    return [(count, {"error.type": error} if error else {}) for error, count in exporter._exported.copy().items()]
+
+
+EXPORTER_INSTRUMENTS: tuple[Instrument, ...] = (
+    Instrument(
+        "otel.sdk.exporter.span.exported",
+        "counter",
+        "{span}",
+        "Spans whose export has ended: written (or not a job's: nothing to write; no error.type), or failed "
+        "(error.type: the exception's type, or already_shutdown).",
+        _exported_spans,
+    ),
+)
+"""What a :class:`DatasinkSpanExporter` reports."""

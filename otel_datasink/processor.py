@@ -9,6 +9,9 @@ table has ``max_queue_size`` rows (at most 8192), or on ``force_flush``/``shutdo
 files of thousands of rows rather than one small file per export batch (benchmarks/README.md).
 
 A job that exits without calling ``shutdown()`` still has its rows written: see :func:`track_for_exit`.
+
+Its counts (spans processed and dropped, rows written and dropped, failed writes) are attributes, and are reported
+through the OpenTelemetry metrics API at collection time: see :func:`observe`.
 """
 
 from __future__ import annotations
@@ -19,16 +22,20 @@ import collections
 # Imported before the exit hook is registered, so that its own threading exit hook runs after ours: see
 # track_for_exit.
 import concurrent.futures.thread  # noqa: F401
+import dataclasses
+import functools
 import logging
 import math
 import os
 import threading
 import time
 import weakref
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, Protocol
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_datasink import sdk
@@ -48,10 +55,13 @@ class DatasinkSpanProcessor(SpanProcessor):
     """Writes job spans to ``job_runs`` / ``dataset_status`` at ``location`` from a background thread.
 
     ``location`` and ``options`` are those of :class:`otel_datasink.config.Options`; anything not given
-    comes from the ``OTEL_EXPORTER_DATASINK_*`` environment variables.
+    comes from the ``OTEL_EXPORTER_DATASINK_*`` environment variables. ``meter_provider`` (the global one by
+    default) receives its counts, as the SDK's own processors take one: see :data:`PROCESSOR_INSTRUMENTS`.
     """
 
-    def __init__(self, location: str | os.PathLike | None = None, **options: Any) -> None:
+    def __init__(
+        self, location: str | os.PathLike | None = None, *, meter_provider: MeterProvider | None = None, **options: Any
+    ) -> None:
         pipeline = Pipeline.resolve(location, **options)
         self.options, self._profile, self._writer = pipeline.options, pipeline.profile, pipeline.writer
         self._file_rows = min(self.options.max_queue_size, _MAX_FILE_ROWS)
@@ -63,11 +73,21 @@ class DatasinkSpanProcessor(SpanProcessor):
         self.dropped_rows = 0
         """Rows dropped because the store stayed away while more than ``max_queue_size`` waited, or because
         a flush's rows could not be encoded (all of that flush's rows count, some may have been written)."""
+        self.write_errors = 0
+        """Writes that failed (the store was away or slow): their rows were kept for the next flush."""
+        # The breakdowns the metrics report, bumped by the worker only (the job's thread bumps dropped_spans alone).
+        self._mapped_spans = 0
+        self._unmapped_spans: collections.Counter[str] = collections.Counter()
+        """Exception type of a profile that raised -> spans dropped with it (part of ``dropped_spans``)."""
+        self._dropped_rows_by_cause: collections.Counter[str] = collections.Counter()
+        self._rows_written: collections.Counter[str] = collections.Counter()
+        """table -> rows written."""
         self._init_worker()
         if hasattr(os, "register_at_fork"):
             after_fork = weakref.WeakMethod(self._after_fork)
             os.register_at_fork(after_in_child=lambda: (method := after_fork()) and method())
         track_for_exit(self)
+        observe(self, PROCESSOR_INSTRUMENTS, meter_provider)
 
     def _after_fork(self) -> None:
         # The parent's thread and queue do not exist in the child; a processor already shut down stays so.
@@ -176,10 +196,12 @@ class DatasinkSpanProcessor(SpanProcessor):
             batch = [self._queue.popleft() for _ in range(count)]
             try:
                 rows = map_records(_records(batch), self._profile)
-            except Exception:  # noqa: BLE001 - a profile's bug must not stop the worker for every later span
+            except Exception as error:  # noqa: BLE001 - a profile's bug must not stop the worker for every later span
                 self.dropped_spans += len(batch)
+                self._unmapped_spans[error_type(error)] += len(batch)
                 _logger.exception("could not map %d span(s): dropped", len(batch))
                 continue
+            self._mapped_spans += len(batch)
             if not failed and self._would_overflow(rows):
                 # Written before the bound would trim them: pending rows are only dropped when the store fails.
                 failed = not self._write(deadline)
@@ -212,17 +234,21 @@ class DatasinkSpanProcessor(SpanProcessor):
         try:
             self._writer.write(self._pending, deadline=deadline, stop=self._stop)
         except WriteError as error:
+            self.write_errors += 1
             _logger.warning("write failed, rows kept for the next flush: %s", error)
             self._pending_since = time.monotonic()  # the next timed attempt in schedule_delay, not at once
             return False
-        except Exception:  # noqa: BLE001 - the worker must survive anything
+        except Exception as error:  # noqa: BLE001 - the worker must survive anything
             # Not the store (its errors arrive as WriteError) but rows that cannot be encoded: kept, they
             # would fail every later flush too, so they are dropped and counted.
             dropped = sum(map(len, self._pending.values()))
             self._pending, self._pending_since = {}, None
             self.dropped_rows += dropped
+            self._dropped_rows_by_cause[error_type(error)] += dropped
             _logger.exception("could not encode rows: dropped %d row(s)", dropped)
             return False
+        for table, rows in self._pending.items():
+            self._rows_written[table] += len(rows)
         self._pending, self._pending_since = {}, None
         return True
 
@@ -238,6 +264,7 @@ class DatasinkSpanProcessor(SpanProcessor):
             if excess > 0:
                 del pending[:excess]
                 self.dropped_rows += excess
+                self._dropped_rows_by_cause[QUEUE_FULL] += excess
                 _logger.warning("store unavailable: dropped %d oldest %s row(s)", excess, table)
 
     # --- SpanProcessor's flush and shutdown ---------------------------------------------------------------
@@ -462,3 +489,184 @@ def _quietly(flushes: list[Any], timeout_millis: int) -> None:
             flush(timeout_millis)
         except Exception:  # noqa: BLE001 - another processor's failure is not ours to raise at exit
             _logger.debug("flush failed at exit", exc_info=True)
+
+
+# --- self-metrics ----------------------------------------------------------------------------------------
+#
+# The processor's and exporter's counts reach whatever metrics pipeline the user configured (a MeterProvider), as
+# the SDK's own components' do: named after the semantic conventions' ``otel.sdk.*`` instruments where one exists,
+# ``otel_datasink.*`` otherwise, each observation with ``otel.component.type`` and ``otel.component.name``.
+#
+# Every instrument is observable: its callback reads the counts the components keep anyway, when the reader
+# collects, so the job's hot path pays nothing (no metrics pipeline at all: nothing either). A MeterProvider keeps
+# the callbacks of the first instrument of a name only (a second one of the same name is the first again), so one
+# instrument per name and provider reports every live component of its kind; components are held weakly.
+
+_METER_NAME = "otel_datasink"
+QUEUE_FULL = "queue_full"
+"""``error.type`` of spans and rows dropped because their bound was reached (the conventions' value)."""
+_ERROR_TYPE = "error.type"
+_COMPONENT_TYPE = "otel.component.type"
+_COMPONENT_NAME = "otel.component.name"
+
+Reading = Iterable[tuple[float, Mapping[str, str]]]
+"""What an instrument reads from one component: (value, attributes beside the component's own) pairs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Instrument:
+    """An observable instrument, and how it reads its value(s) from one component."""
+
+    name: str
+    kind: Literal["counter", "up_down_counter", "gauge"]
+    unit: str
+    description: str
+    read: Callable[[Any], Reading]
+
+
+@dataclasses.dataclass
+class _Instruments:
+    """The instruments of one kind of component on one MeterProvider, and the live components they report."""
+
+    components: weakref.WeakKeyDictionary[Any, dict[str, str]] = dataclasses.field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+    """component -> its ``otel.component.*`` attributes."""
+
+    def create(self, meter: metrics.Meter, instruments: Iterable[Instrument]) -> None:
+        """Creates each instrument on ``meter``, its callback reporting every component."""
+        create = {
+            "counter": meter.create_observable_counter,
+            "up_down_counter": meter.create_observable_up_down_counter,
+            "gauge": meter.create_observable_gauge,
+        }
+        for instrument in instruments:
+            callback = functools.partial(self._observe, instrument.read)
+            create[instrument.kind](
+                instrument.name, callbacks=[callback], unit=instrument.unit, description=instrument.description
+            )
+
+    def _observe(self, read: Callable[[Any], Reading], options: CallbackOptions) -> list[Observation]:
+        observations = []
+        for component, attributes in list(self.components.items()):
+            for value, more in read(component):
+                observations.append(Observation(value, {**attributes, **more}))
+        return observations
+
+
+class _GlobalProvider:
+    """The key of the global MeterProvider's instruments: created through the API's ``get_meter``, they are bound to
+    the provider the application sets later, if it has not yet (the same instruments then, whenever a component
+    is created)."""
+
+
+_GLOBAL = _GlobalProvider()
+_PROVIDERS: weakref.WeakKeyDictionary[Any, dict[tuple[Instrument, ...], _Instruments]] = weakref.WeakKeyDictionary()
+"""MeterProvider (or ``_GLOBAL``) -> its instruments, per kind of component (one tuple of instruments per kind)."""
+_STARTED: collections.Counter[str] = collections.Counter()
+"""otel.component.type -> instances started in this process: the number in each one's ``otel.component.name``."""
+_OBSERVE_LOCK = threading.Lock()
+
+
+def component_type(component: object) -> str:
+    """``otel.component.type`` of a component of ours: its class's qualified name (the conventions' rule for a type
+    none of their values names)."""
+    cls = type(component)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def observe(component: object, instruments: tuple[Instrument, ...], meter_provider: MeterProvider | None) -> None:
+    """Reports ``component`` through ``instruments`` of ``meter_provider`` (the global one when None) from now on.
+
+    Never raises: a metrics pipeline that fails must not keep a job from writing its rows.
+    """
+    try:
+        kind = component_type(component)
+        with _OBSERVE_LOCK:
+            per_kind = _PROVIDERS.setdefault(_GLOBAL if meter_provider is None else meter_provider, {})
+            if instruments not in per_kind:
+                per_kind[instruments] = _Instruments()
+                if meter_provider is None:
+                    meter = metrics.get_meter(_METER_NAME, _version())
+                else:
+                    meter = meter_provider.get_meter(_METER_NAME, _version())
+                per_kind[instruments].create(meter, instruments)
+            number = _STARTED[kind]
+            _STARTED[kind] += 1
+        per_kind[instruments].components[component] = {_COMPONENT_TYPE: kind, _COMPONENT_NAME: f"{kind}/{number}"}
+    except Exception:  # noqa: BLE001 - see above
+        _logger.warning("cannot report metrics of %r", component, exc_info=True)
+
+
+def _version() -> str:
+    from otel_datasink import __version__
+
+    return __version__
+
+
+def error_type(error: BaseException) -> str:
+    """``error.type`` of an exception: its type's qualified name, as the conventions ask."""
+    cls = type(error)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _errors(counts: Mapping[str, int]) -> Reading:
+    """One observation per ``error.type`` that has happened (a type that never happened is no series)."""
+    return [(count, {_ERROR_TYPE: error}) for error, count in counts.items() if count]
+
+
+def _processed_spans(processor: DatasinkSpanProcessor) -> Reading:
+    # dropped_spans is the one count the job's threads bump; the worker's breakdown of its own drops is subtracted.
+    unmapped = processor._unmapped_spans.copy()
+    queue_full = processor.dropped_spans - sum(unmapped.values())
+    return [(processor._mapped_spans, {}), *_errors({QUEUE_FULL: queue_full, **unmapped})]
+
+
+PROCESSOR_INSTRUMENTS: tuple[Instrument, ...] = (
+    Instrument(
+        "otel.sdk.processor.span.processed",
+        "counter",
+        "{span}",
+        "Span starts and ends the processor has mapped to rows (no error.type) or dropped (error.type: queue_full, "
+        "or the exception type of a profile that raised).",
+        _processed_spans,
+    ),
+    Instrument(
+        "otel.sdk.processor.span.queue.size",
+        "up_down_counter",
+        "{span}",
+        "Span starts and ends queued for the worker.",
+        lambda processor: [(len(processor._queue), {})],
+    ),
+    Instrument(
+        "otel.sdk.processor.span.queue.capacity",
+        "up_down_counter",
+        "{span}",
+        "Span starts and ends the queue holds at most (max_queue_size).",
+        lambda processor: [(processor._queue.maxlen or 0, {})],
+    ),
+    Instrument(
+        "otel_datasink.processor.rows_written",
+        "counter",
+        "{row}",
+        "Rows written to the store, per table.",
+        lambda processor: [(count, {"table": table}) for table, count in processor._rows_written.copy().items()],
+    ),
+    Instrument(
+        "otel_datasink.processor.rows_dropped",
+        "counter",
+        "{row}",
+        "Rows dropped: past max_queue_size while the store was away (error.type: queue_full), or because they "
+        "could not be encoded (the exception's type).",
+        lambda processor: _errors(processor._dropped_rows_by_cause.copy()),
+    ),
+    Instrument(
+        "otel_datasink.processor.write_errors",
+        "counter",
+        "{write}",
+        "Writes that failed (the store was away or slow): their rows were kept and retried.",
+        lambda processor: [(processor.write_errors, {})],
+    ),
+)
+"""What a :class:`DatasinkSpanProcessor` reports: a "span" here is a span's start or its end, as in
+``dropped_spans`` (each is queued, and may be dropped, on its own)."""
