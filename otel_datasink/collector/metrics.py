@@ -1,6 +1,16 @@
-"""The collector's counters, served as Prometheus text on ``GET /metrics``, and a rate-limited log line.
+"""The collector's counters, served as Prometheus text on ``GET /metrics`` and through the OpenTelemetry metrics API,
+and a rate-limited log line.
 
-Plain integers bumped from the event loop and the writer thread; a torn read of a counter is harmless.
+Plain integers bumped from the event loop and the writer thread; a torn read of a counter is harmless. Both
+expositions read them when scraped or collected (:data:`FAMILIES`), so counting costs an integer increment:
+
+- ``GET /metrics``: ``prometheus_client``'s text format, from a registry of each :class:`Metrics`' own (several
+  collectors in one process, as in the tests, keep their counts apart). The names and labels are those of the
+  hand-written text it replaced: dashboards keep working.
+- OpenTelemetry: observable instruments of the ``otel_datasink`` meter, named ``otel_datasink.collector.<name>``
+  (``<name>`` as in the Prometheus name, without prefix and ``_total``), with the same labels as attributes beside
+  ``otel.component.*``: the global MeterProvider's pipeline gets them, and its Prometheus exporter names them as
+  ``GET /metrics`` does.
 """
 
 from __future__ import annotations
@@ -9,10 +19,23 @@ import collections
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Literal
+
+from opentelemetry.metrics import MeterProvider
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from otel_datasink.processor import Instrument, observe
+
+PREFIX = "otel_datasink_collector"
+"""The Prometheus name of every metric starts so."""
+
+Samples = Iterable[tuple[tuple[str, ...], float]]
+"""A family's samples: (label values, value) pairs."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # compared (and hashed) by identity: the OpenTelemetry callbacks key on it
 class Metrics:
     """Counters since start, and gauges read when rendered."""
 
@@ -39,38 +62,137 @@ class Metrics:
     """OTLP/HTTP clients that went away while their request's body was being received."""
     grpc_on_http_port: int = 0
     """Connections to the OTLP/HTTP port that opened with the HTTP/2 preface (a gRPC exporter)."""
+    spool_errors: Callable[[], int] = dataclasses.field(default=lambda: 0)
+    """The spool's failures so far (``Spool.errors``), read when rendered."""
     gauges: dict[str, Callable[[], float]] = dataclasses.field(default_factory=dict)
-    """name -> current value (spool depth, pending batches), read at render time."""
+    """name -> current value (see :data:`GAUGES`), read at render time."""
+    registry: CollectorRegistry = dataclasses.field(init=False, repr=False, compare=False)
+    """This instance's own Prometheus registry (not the global one)."""
+
+    def __post_init__(self) -> None:
+        # auto_describe off: the families are read when scraped, not when registered.
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Exposition(self))
 
     def render(self) -> str:
         """The counters in the Prometheus text exposition format."""
-        prefix = "otel_datasink_collector"
-        lines = [f"# TYPE {prefix}_requests_total counter"]
-        for (protocol, status), count in sorted(self.requests.items()):
-            lines.append(f'{prefix}_requests_total{{protocol="{protocol}",status="{status}"}} {count}')
-        for name, value in (
-            ("bytes_received_total", self.bytes_received),
-            ("spans_received_total", self.spans_received),
-            ("job_spans_total", self.job_spans),
-            ("non_job_spans_total", self.non_job_spans),
-            ("rejected_spans_total", self.rejected_spans),
-            ("files_written_total", self.files_written),
-            ("write_errors_total", self.write_errors),
-            ("spool_replayed_segments_total", self.spool_replayed_segments),
-            ("connections_refused_total", self.connections_refused),
-            ("client_disconnects_total", self.client_disconnects),
-            ("grpc_on_http_port_total", self.grpc_on_http_port),
-        ):
-            lines += [f"# TYPE {prefix}_{name} counter", f"{prefix}_{name} {value}"]
-        lines.append(f"# TYPE {prefix}_timeouts_total counter")
-        for phase in ("header", "body"):
-            lines.append(f'{prefix}_timeouts_total{{phase="{phase}"}} {self.timeouts[phase]}')
-        lines.append(f"# TYPE {prefix}_rows_written_total counter")
-        for table in sorted(self.rows_written):
-            lines.append(f'{prefix}_rows_written_total{{table="{table}"}} {self.rows_written[table]}')
-        for name, read in sorted(self.gauges.items()):
-            lines += [f"# TYPE {prefix}_{name} gauge", f"{prefix}_{name} {read()}"]
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()
+
+    def report_to(self, meter_provider: MeterProvider | None = None) -> None:
+        """Reports the counters and gauges through ``meter_provider`` (the global one when None) from now on."""
+        observe(self, OTEL_INSTRUMENTS, meter_provider, component_type=COMPONENT_TYPE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One metric of ``GET /metrics``: ``otel_datasink_collector_<name>`` (``_total`` added to a counter's)."""
+
+    name: str
+    kind: Literal["counter", "gauge"]
+    documentation: str
+    labels: tuple[str, ...]
+    samples: Callable[[Metrics], Samples]
+
+    def prometheus(self, metrics: Metrics) -> Metric:
+        """The family with its current samples."""
+        family_type = CounterMetricFamily if self.kind == "counter" else GaugeMetricFamily
+        family = family_type(f"{PREFIX}_{self.name}", self.documentation, labels=self.labels)
+        for values, value in self.samples(metrics):
+            family.add_metric(values, value)
+        return family
+
+    def instrument(self) -> Instrument:
+        """The OpenTelemetry instrument reporting the same samples."""
+
+        def read(metrics: Metrics) -> Iterable[tuple[float, dict[str, str]]]:
+            return [(value, dict(zip(self.labels, values, strict=True))) for values, value in self.samples(metrics)]
+
+        kind: Literal["counter", "gauge"] = "counter" if self.kind == "counter" else "gauge"
+        return Instrument(f"otel_datasink.collector.{self.name}", kind, "", self.documentation, read)
+
+
+def _counter(name: str, documentation: str) -> Family:
+    """An unlabelled counter read from the attribute of :class:`Metrics` of the same name."""
+    return Family(name, "counter", documentation, (), lambda metrics: [((), getattr(metrics, name))])
+
+
+def _gauge(name: str, documentation: str) -> Family:
+    """A gauge read from ``Metrics.gauges[name]``; no sample until something registered it there."""
+
+    def samples(metrics: Metrics) -> Samples:
+        read = metrics.gauges.get(name)
+        return [] if read is None else [((), read())]
+
+    return Family(name, "gauge", documentation, (), samples)
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        "requests",
+        "counter",
+        "Export requests answered, per protocol (http, grpc) and status (HTTP status, gRPC code name).",
+        ("protocol", "status"),
+        lambda metrics: [
+            ((protocol, str(status)), count) for (protocol, status), count in sorted(metrics.requests.items())
+        ],
+    ),
+    _counter("bytes_received", "Request bytes as received (compressed where they were)."),
+    _counter("spans_received", "Spans received."),
+    _counter("job_spans", "Spans the profile took as job runs."),
+    _counter("non_job_spans", "Spans the profile did not take as job runs: ignored, not written."),
+    _counter("rejected_spans", "Spans that could not be read, reported to clients as partial success."),
+    _counter("files_written", "Parquet files written to the store."),
+    _counter("write_errors", "Writes to the store that failed (retried from the spool)."),
+    _counter("spool_replayed_segments", "Spool segments left by an earlier run and replayed at start."),
+    _counter("connections_refused", "OTLP/HTTP connections closed at once because max_connections were open."),
+    _counter("client_disconnects", "OTLP/HTTP clients that went away while their request's body was received."),
+    _counter("grpc_on_http_port", "Connections to the OTLP/HTTP port that opened as gRPC (HTTP/2)."),
+    Family(
+        "spool_errors",
+        "counter",
+        "Failed creations, appends, fsyncs, truncations and closes of spool segments (Spool.errors).",
+        (),
+        lambda metrics: [((), metrics.spool_errors())],
+    ),
+    Family(
+        "timeouts",
+        "counter",
+        "OTLP/HTTP connections closed because a phase (header, body) took too long.",
+        ("phase",),
+        lambda metrics: [((phase,), metrics.timeouts[phase]) for phase in ("header", "body")],
+    ),
+    Family(
+        "rows_written",
+        "counter",
+        "Rows written to the store, per table.",
+        ("table",),
+        lambda metrics: [((table,), metrics.rows_written[table]) for table in sorted(metrics.rows_written)],
+    ),
+    _gauge("backlogged", "1 while max_pending_batches batches or more wait for the store (requests get 503), else 0."),
+    _gauge("http_connections", "OTLP/HTTP connections open."),
+    _gauge("inflight_bytes", "Request bytes held in memory (bounded by max_inflight_bytes)."),
+)
+"""Every metric, in the order ``GET /metrics`` lists them (the order of the hand-written text it replaced)."""
+
+COMPONENT_TYPE = "otel_datasink.collector.server.Collector"
+"""``otel.component.type`` of the collector's OpenTelemetry observations (the class that owns the counters)."""
+OTEL_INSTRUMENTS: tuple[Instrument, ...] = tuple(family.instrument() for family in FAMILIES)
+
+
+class _Exposition:
+    """A ``prometheus_client`` collector: the families of one :class:`Metrics`, read when scraped."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        """Each family of :data:`FAMILIES`, then any gauge registered without a family (named as given)."""
+        known = {family.name for family in FAMILIES}
+        for family in FAMILIES:
+            yield family.prometheus(self.metrics)
+        for name, read in sorted(self.metrics.gauges.items()):
+            if name not in known:
+                yield GaugeMetricFamily(f"{PREFIX}_{name}", name.replace("_", " ").capitalize() + ".", value=read())
 
 
 class Throttled:

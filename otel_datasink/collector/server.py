@@ -123,6 +123,7 @@ class Collector:
         self.options = options
         self.settings = settings
         self.metrics = Metrics()
+        self.metrics.report_to()  # the global MeterProvider's, if the process has one (opentelemetry-instrument)
         self.pipeline = Pipeline.open(options)
         self.ingest = Ingest(self.pipeline.profile, self.metrics)
         self.budget = ByteBudget(settings.max_inflight_bytes)
@@ -182,6 +183,8 @@ class Collector:
         """Locks the spool, queues what an earlier run left in it, and starts listening."""
         spool_dir = self.settings.spool_dir or default_spool_dir(self.options.location)
         self.spool = Spool(spool_dir)
+        spool = self.spool
+        self.metrics.spool_errors = lambda: spool.errors
         self.metrics.gauges["backlogged"] = lambda: int(self.backlogged)
         self.batcher = Batcher(self.pipeline.writer, self.spool, self.settings, self.metrics)
         _quiet_accept_errors(asyncio.get_running_loop())
