@@ -171,6 +171,11 @@ FAMILIES: tuple[Family, ...] = (
     _gauge("backlogged", "1 while max_pending_batches batches or more wait for the store (requests get 503), else 0."),
     _gauge("http_connections", "OTLP/HTTP connections open."),
     _gauge("inflight_bytes", "Request bytes held in memory (bounded by max_inflight_bytes)."),
+    _gauge("pending_batches", "Rolled batches waiting for the store."),
+    _gauge("pending_rows", "Rows of the rolled batches and of the batch being filled."),
+    _gauge("spool_bytes", "Bytes of the spool segments whose rows are not yet written (or whose removal failed)."),
+    _gauge("spool_segments", "Spool segments whose rows are not yet written (or whose removal failed)."),
+    _gauge("spool_unremoved_segments", "Segments whose batch was written but which could not be removed (retried)."),
 )
 """Every metric, in the order ``GET /metrics`` lists them (the order of the hand-written text it replaced)."""
 
