@@ -22,6 +22,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
 from test_otlp import SPEC_EXAMPLE
 
 from otel_datasink.collector.server import BackgroundCollector
@@ -101,6 +102,16 @@ def get(port: int, path: str) -> tuple[int, str]:
         connection.close()
 
 
+def metric_samples(text: str) -> dict[str, float]:
+    """The samples of a ``GET /metrics`` text: name (with its labels, as written) -> value."""
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{key}="{value}"' for key, value in sample.labels.items())
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
 def good_request(count: int = 1) -> bytes:
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
@@ -129,9 +140,10 @@ def test_otlp_http_exporter_spans_become_rows_and_non_job_spans_are_ignored(loca
     assert {r["status"] for r in runs} == {"SUCCESS"} and {r["service_name"] for r in runs} == {"spark-etl"}
     assert [u["dataset"] for u in updates] == ["orders"] * 3
     assert status == 200
-    assert "otel_datasink_collector_job_spans_total 3" in metrics
-    assert "otel_datasink_collector_non_job_spans_total 1" in metrics
-    assert 'otel_datasink_collector_rows_written_total{table="job_runs"} 3' in metrics
+    samples = metric_samples(metrics)
+    assert samples["otel_datasink_collector_job_spans_total"] == 3
+    assert samples["otel_datasink_collector_non_job_spans_total"] == 1
+    assert samples['otel_datasink_collector_rows_written_total{table="job_runs"}'] == 3
 
 
 def test_requests_are_batched_across_requests_into_one_file_per_table(local_location, tmp_path):

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
-from test_collector_http import get, good_request, post, rows, start_collector
+from test_collector_http import get, good_request, metric_samples, post, rows, start_collector
 
 from otel_datasink.collector import spool as spool_module
 from otel_datasink.collector.metrics import Metrics
@@ -27,12 +28,15 @@ Points = dict[tuple[str, frozenset], float]
 
 
 @pytest.fixture
-def reader() -> Iterator[InMemoryMetricReader]:
-    """A reader of a MeterProvider of its own (the global one is left alone: one per process)."""
-    reader = InMemoryMetricReader()
+def reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def meter_provider(reader) -> Iterator[MeterProvider]:
+    """A MeterProvider read by ``reader``, passed to the components (the global one is left alone: one per process)."""
     provider = MeterProvider(metric_readers=[reader])
-    reader.meter_provider = provider  # type: ignore[attr-defined]
-    yield reader
+    yield provider
     provider.shutdown()
 
 
@@ -56,6 +60,7 @@ def collect(reader: InMemoryMetricReader, component: str | None = None) -> Point
 
 
 def component_names(reader: InMemoryMetricReader, instrument: str) -> set[str]:
+    """The ``otel.component.name`` of every component reporting ``instrument``."""
     data = reader.get_metrics_data()
     return {
         str(point.attributes["otel.component.name"])
@@ -68,6 +73,7 @@ def component_names(reader: InMemoryMetricReader, instrument: str) -> set[str]:
 
 
 def run_job_spans(provider: TracerProvider, count: int) -> None:
+    """``count`` job spans (each a start and an end for the processor), one after the other."""
     tracer = provider.get_tracer("job")
     for index in range(count):
         with tracer.start_as_current_span("job", attributes={"job.name": f"job{index}", "dataset.name": "d"}):
@@ -75,6 +81,7 @@ def run_job_spans(provider: TracerProvider, count: int) -> None:
 
 
 def processed(error_type: str | None = None) -> tuple[str, frozenset]:
+    """The key of ``otel.sdk.processor.span.processed`` with that ``error.type`` (None: without, the mapped ones)."""
     attributes = frozenset() if error_type is None else frozenset({("error.type", error_type)})
     return "otel.sdk.processor.span.processed", attributes
 
@@ -82,15 +89,20 @@ def processed(error_type: str | None = None) -> tuple[str, frozenset]:
 # --- the processor ----------------------------------------------------------------------------------------------
 
 
-def test_spans_dropped_by_a_full_queue_are_processed_with_error_type_queue_full(local_location, reader):
+def test_spans_dropped_by_a_full_queue_are_processed_with_error_type_queue_full(local_location, reader, meter_provider):
     processor = DatasinkSpanProcessor(
-        local_location, max_queue_size=2, max_export_batch_size=1, meter_provider=reader.meter_provider
+        local_location, max_queue_size=2, max_export_batch_size=1, meter_provider=meter_provider
     )
     provider = TracerProvider()
     provider.add_span_processor(processor)
     # The worker stalls in the profile, as behind a slow mapping: the job's burst overflows the queue of 2.
     mapping, stalled = processor._profile, threading.Event()
-    processor._profile = lambda record: stalled.wait(WAIT_MILLIS / 1000) and mapping(record)
+
+    def stalling(record):
+        stalled.wait(WAIT_MILLIS / 1000)
+        return mapping(record)
+
+    processor._profile = stalling
     run_job_spans(provider, 20)
     assert collect(reader)[("otel.sdk.processor.span.queue.capacity", frozenset())] == 2
     stalled.set()
@@ -106,8 +118,8 @@ def test_spans_dropped_by_a_full_queue_are_processed_with_error_type_queue_full(
     provider.shutdown()
 
 
-def test_a_profile_that_raises_drops_its_spans_with_the_exception_type(local_location, reader):
-    processor = DatasinkSpanProcessor(local_location, meter_provider=reader.meter_provider)
+def test_a_profile_that_raises_drops_its_spans_with_the_exception_type(local_location, reader, meter_provider):
+    processor = DatasinkSpanProcessor(local_location, meter_provider=meter_provider)
     provider = TracerProvider()
     provider.add_span_processor(processor)
     processor._profile = lambda record: 1 / 0  # a user's mapping code with a bug
@@ -121,14 +133,14 @@ def test_a_profile_that_raises_drops_its_spans_with_the_exception_type(local_loc
     provider.shutdown()
 
 
-def test_rows_dropped_while_the_store_is_dead_and_failed_writes_are_counted(tmp_path, reader):
+def test_rows_dropped_while_the_store_is_dead_and_failed_writes_are_counted(tmp_path, reader, meter_provider):
     (tmp_path / "file").write_text("")  # a location under a file: every write fails
     processor = DatasinkSpanProcessor(
         str(tmp_path / "file" / "datasink"),
         max_queue_size=2,
         max_export_batch_size=1,
         timeout=0.5,
-        meter_provider=reader.meter_provider,
+        meter_provider=meter_provider,
     )
     provider = TracerProvider()
     provider.add_span_processor(processor)
@@ -143,13 +155,14 @@ def test_rows_dropped_while_the_store_is_dead_and_failed_writes_are_counted(tmp_
     )
     assert points[("otel_datasink.processor.write_errors", frozenset())] == processor.write_errors
     assert processor.dropped_spans == 0 and processed("queue_full") not in points
-    provider.shutdown(), processor.shutdown(timeout_millis=100)
+    processor.shutdown(timeout_millis=100)  # its rows are given up on: the store stays dead
+    provider.shutdown()
 
 
-def test_two_processors_on_one_provider_report_apart(tmp_path, reader):
+def test_two_processors_on_one_provider_report_apart(tmp_path, reader, meter_provider):
     provider = TracerProvider()
-    first = DatasinkSpanProcessor(str(tmp_path / "a"), meter_provider=reader.meter_provider)
-    second = DatasinkSpanProcessor(str(tmp_path / "b"), meter_provider=reader.meter_provider)
+    first = DatasinkSpanProcessor(str(tmp_path / "a"), meter_provider=meter_provider)
+    second = DatasinkSpanProcessor(str(tmp_path / "b"), meter_provider=meter_provider)
     provider.add_span_processor(first)
     run_job_spans(provider, 3)
     assert first.force_flush(WAIT_MILLIS)
@@ -158,22 +171,20 @@ def test_two_processors_on_one_provider_report_apart(tmp_path, reader):
     assert len(names) == 2  # the second one's callbacks were not lost to the first one's instrument
     counts = sorted(collect(reader, name)[processed()] for name in names)
     assert counts == [0, 6]
-    provider.shutdown(), second.shutdown()
+    provider.shutdown()
+    second.shutdown()
 
 
 # --- the exporter -----------------------------------------------------------------------------------------------
 
 
-def test_exporter_counts_exported_spans_and_those_after_shutdown(local_location, reader):
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
+def test_exporter_counts_exported_spans_and_those_after_shutdown(local_location, reader, meter_provider):
     finished = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(finished))
     run_job_spans(provider, 3)
     spans = finished.get_finished_spans()
-    exporter = DatasinkSpanExporter(local_location, meter_provider=reader.meter_provider)
+    exporter = DatasinkSpanExporter(local_location, meter_provider=meter_provider)
 
     assert exporter.export(spans).name == "SUCCESS"
     exporter.shutdown()
@@ -218,12 +229,7 @@ def scrape(port: int) -> dict[str, float]:
     """``GET /metrics`` parsed: sample (name and labels as written) -> value."""
     status, text = get(port, "/metrics")
     assert status == 200
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{key}="{value}"' for key, value in sample.labels.items())
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples
+    return metric_samples(text)
 
 
 def test_metrics_text_has_every_metric_it_had_and_spool_errors(local_location, tmp_path):
@@ -275,10 +281,10 @@ def test_two_collectors_in_one_process_keep_their_counts_apart(tmp_path, monkeyp
     assert one.get('otel_datasink_collector_rows_written_total{table="job_runs"}', 0) == 0
 
 
-def test_collector_counters_reach_a_meter_provider_per_collector(reader):
+def test_collector_counters_reach_a_meter_provider_per_collector(reader, meter_provider):
     first, second = Metrics(), Metrics()
-    first.report_to(reader.meter_provider)
-    second.report_to(reader.meter_provider)
+    first.report_to(meter_provider)
+    second.report_to(meter_provider)
     first.requests["http", 200] += 2
     first.rows_written["job_runs"] += 5
     second.write_errors += 1
@@ -304,6 +310,6 @@ def test_collector_metric_names_are_not_in_the_global_registry(local_location, t
         assert not any(name.startswith("otel_datasink") for name in REGISTRY._names_to_collectors)
 
 
-def test_render_of_a_fresh_metrics_parses(tmp_path: Path):
+def test_render_of_a_fresh_metrics_parses():
     families = {family.name for family in text_string_to_metric_families(Metrics().render())}
     assert families == {*BEFORE, "otel_datasink_collector_spool_errors"}
