@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -53,7 +53,7 @@ def build_server(receiver: Collector, host: str, port: int) -> tuple[grpc.aio.Se
         maximum_concurrent_rpcs=MAX_CALLS,
         compression=None,
     )
-    handler = grpc.stream_unary_rpc_method_handler(
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.stream_unary_rpc_method_handler(
         _export_handler(receiver), request_deserializer=None, response_serializer=None
     )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),))
@@ -75,13 +75,14 @@ class _TokenCheck(grpc.aio.ServerInterceptor):
             metrics.requests["grpc", grpc.StatusCode.UNAUTHENTICATED.name] += 1
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
 
-        self._refuse = grpc.stream_unary_rpc_method_handler(refuse)
+        # Any message types: the refusal stands in for whichever method was called.
+        self._refuse: grpc.RpcMethodHandler[Any, Any] = grpc.stream_unary_rpc_method_handler(refuse)
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization" and isinstance(value, str) and authorized(value, self._expected):
                 return await continuation(handler_call_details)
