@@ -568,20 +568,27 @@ _STARTED: collections.Counter[str] = collections.Counter()
 _OBSERVE_LOCK = threading.Lock()
 
 
-def component_type(component: object) -> str:
+def type_name(component: object) -> str:
     """``otel.component.type`` of a component of ours: its class's qualified name (the conventions' rule for a type
     none of their values names)."""
     cls = type(component)
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def observe(component: object, instruments: tuple[Instrument, ...], meter_provider: MeterProvider | None) -> None:
+def observe(
+    component: object,
+    instruments: tuple[Instrument, ...],
+    meter_provider: MeterProvider | None,
+    *,
+    component_type: str | None = None,
+) -> None:
     """Reports ``component`` through ``instruments`` of ``meter_provider`` (the global one when None) from now on.
 
-    Never raises: a metrics pipeline that fails must not keep a job from writing its rows.
+    ``component_type``: its ``otel.component.type``, when not its own class's (see :func:`type_name`). Never raises:
+    a metrics pipeline that fails must not keep a job from writing its rows.
     """
     try:
-        kind = component_type(component)
+        kind = component_type or type_name(component)
         with _OBSERVE_LOCK:
             per_kind = _PROVIDERS.setdefault(_GLOBAL if meter_provider is None else meter_provider, {})
             if instruments not in per_kind:
