@@ -30,6 +30,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "collector": {
         "aiohttp": "aiohttp",
         "grpc": "grpcio",
+        "prometheus_client": "prometheus_client",
         "google.protobuf": "protobuf",
         "opentelemetry.proto": "opentelemetry-proto",
     },
