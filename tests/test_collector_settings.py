@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
 import socket
 import subprocess
 import sys
@@ -9,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from otel_datasink import config
 from otel_datasink.cli import main
-from otel_datasink.collector.settings import CollectorSettings, default_spool_dir, parse_endpoint
+from otel_datasink.collector.settings import CollectorSettings, default_spool_dir, flag_type, parse_endpoint
 
 
 def test_environment_variables_set_what_flags_leave_unset(monkeypatch):
@@ -85,8 +89,8 @@ def test_the_token_can_come_from_a_file_given_by_flag_or_environment(monkeypatch
         ({"token": "a", "token_file": "b"}, "not both"),
         ({"token_file": "/nonexistent/token"}, "cannot read the token file"),
         ({"max_inflight_bytes": 1024, "max_body_bytes": 2048}, "below max-body-bytes"),
-        ({"header_timeout": 0}, "header-timeout must be more than 0"),
-        ({"max_connections": 0}, "max-connections must be at least 1"),
+        ({"header_timeout": 0}, "header-timeout: must be more than 0"),
+        ({"max_connections": 0}, "max-connections: must be at least 1"),
     ],
 )
 def test_bad_limits_and_tokens_are_refused_once_with_a_message(values, message):
@@ -117,3 +121,87 @@ def test_the_token_file_flag_of_the_command_line_is_read(tmp_path, capsys):
     assert main(["collector", "--location", str(tmp_path), "--token-file", str(tmp_path / "token")]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("otel-datasink collector: ") and "is empty" in line
+
+
+@pytest.fixture
+def no_collector_environment(monkeypatch):
+    """No collector variable of the developer's shell, and no value warned about by an earlier test."""
+    for name in list(os.environ):
+        if name.startswith("OTEL_EXPORTER_DATASINK_COLLECTOR_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(config, "_warned", set())
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("max_pending_batches", 0),  # answered 503 forever
+        ("flush_rows", 0),
+        ("flush_bytes", -1),
+        ("flush_age", 0),
+        ("shutdown_timeout", -1),
+        ("offload_bytes", 0),
+        ("max_body_bytes", 1.5),
+        ("idle_timeout", float("nan")),
+        ("spool_dir", ""),
+        ("grpc", ("localhost", 70000)),
+    ],
+)
+def test_a_bad_flag_or_argument_is_refused_naming_its_flag(no_collector_environment, name, value):
+    flag = name.replace("_", "-")
+    with pytest.raises(ValueError, match=f"^{flag}: "):
+        CollectorSettings.resolve(**{name: value})
+    with pytest.raises(ValueError, match=f"^{flag}: "):
+        CollectorSettings(**{name: value})
+
+
+def test_a_zero_shutdown_timeout_is_accepted_since_the_spool_keeps_the_rows(no_collector_environment):
+    assert CollectorSettings.resolve(shutdown_timeout=0).shutdown_timeout == 0
+
+
+@pytest.mark.parametrize(
+    ("suffix", "raw", "name"),
+    [
+        ("FLUSH_ROWS", "0", "flush_rows"),
+        ("FLUSH_ROWS", "-5", "flush_rows"),
+        ("FLUSH_BYTES", "0", "flush_bytes"),
+        ("FLUSH_AGE", "0", "flush_age"),
+        ("FLUSH_AGE", "-1000", "flush_age"),
+        ("MAX_BODY_BYTES", "0", "max_body_bytes"),
+        ("MAX_CONNECTIONS", "-1", "max_connections"),
+        ("HEADER_TIMEOUT", "inf", "header_timeout"),
+        ("HTTP_ENDPOINT", "localhost", "http"),
+        ("MAX_INFLIGHT_BYTES", "1024", "max_inflight_bytes"),  # below the largest request
+    ],
+)
+def test_a_bad_environment_value_is_warned_about_once_and_the_default_used(
+    no_collector_environment, monkeypatch, caplog, suffix, raw, name
+):
+    variable = f"OTEL_EXPORTER_DATASINK_COLLECTOR_{suffix}"
+    monkeypatch.setenv(variable, raw)
+    for _ in range(2):
+        assert getattr(CollectorSettings.resolve(), name) == getattr(CollectorSettings(), name)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and variable in r.getMessage()]
+    assert repr(raw) in warning and "using the default" in warning
+
+
+def test_flag_types_refuse_non_positive_values_with_the_flags_name(capsys):
+    parser = argparse.ArgumentParser(prog="collector")
+    parser.add_argument("--max-pending-batches", type=flag_type("max_pending_batches"))
+    parser.add_argument("--flush-age", type=flag_type("flush_age"))
+    assert parser.parse_args(["--max-pending-batches", "2", "--flush-age", "2.5"]).flush_age == 2.5
+    for argv, message in (
+        (["--max-pending-batches", "0"], "argument --max-pending-batches: must be at least 1, not 0"),
+        (["--max-pending-batches", "two"], "argument --max-pending-batches: must be a whole number, not 'two'"),
+        (["--flush-age", "-1"], "argument --flush-age: must be more than 0 seconds, not -1"),
+    ):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+        assert message in capsys.readouterr().err
+
+
+def test_a_zero_pending_batches_flag_exits_2_naming_the_flag(tmp_path, capsys):
+    argv = ["collector", "--location", str(tmp_path), "--spool-dir", str(tmp_path / "spool")]
+    assert main([*argv, "--max-pending-batches", "0"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == "otel-datasink collector: max-pending-batches: must be at least 1, not 0"

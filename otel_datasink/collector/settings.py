@@ -1,21 +1,34 @@
 """Collector settings (receivers, limits, spool, batches): flags first, ``OTEL_EXPORTER_DATASINK_COLLECTOR_*`` second.
 
-Every value is checked here, once, when the settings are made: the receivers trust them.
+Every value is checked here, once, when the settings are made (:data:`SETTINGS`), by the rules of the options
+(:mod:`otel_datasink.config`): a bad flag or argument raises ValueError naming its flag, a bad environment variable
+is logged once (the variable and its value) and the setting keeps its default. The receivers trust them.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
-import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from otel_datasink import environment_variables as env
-
-_logger = logging.getLogger(__name__)
+from otel_datasink.config import (
+    Setting,
+    check_fields,
+    checked,
+    count,
+    defaults_of,
+    ignore_from_environment,
+    millis_to_seconds,
+    seconds,
+    seconds_or_zero,
+    text,
+    with_environment,
+)
 
 DISABLED = "none"
 """The endpoint value that turns a receiver off."""
@@ -94,19 +107,12 @@ class CollectorSettings:
     """Seconds SIGTERM may take to flush; what is left stays in the spool for the next start."""
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_inflight_bytes", "max_connections", "offload_bytes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
-        for name in ("header_timeout", "body_timeout", "idle_timeout"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name.replace('_', '-')} must be more than 0 seconds, not {getattr(self, name)}")
+        check_fields(self, SETTINGS, label=_flag_name)  # named as the flags, where these values come from
         if self.max_inflight_bytes < self.max_body_bytes:
             # A request of the largest size could then never be taken.
             raise ValueError(
                 f"max-inflight-bytes ({self.max_inflight_bytes}) is below max-body-bytes ({self.max_body_bytes})"
             )
-        if self.token is not None and not self.token.strip():
-            raise ValueError("the token is empty")
 
     @classmethod
     def resolve(cls, **values: Any) -> CollectorSettings:
@@ -123,13 +129,17 @@ class CollectorSettings:
         token_file = given.pop("token_file", None)
         if token_file is not None:
             given["token"] = read_token_file(token_file)
-        given = _with_environment(given)
-        for name in ("http", "grpc"):
-            if isinstance(given.get(name), str):
-                given[name] = parse_endpoint(given[name])
-        if given.get("spool_dir") is not None:
-            given["spool_dir"] = Path(given["spool_dir"]).expanduser()
-        return cls(**given)
+        # Checked before the environment is read, so that the order of the two sizes below compares numbers.
+        given = {name: checked_flag(name, value) for name, value in given.items()}
+        values, sources = with_environment(given, SETTINGS)
+        defaults = defaults_of(cls)
+        body = values.get("max_body_bytes", defaults["max_body_bytes"])
+        inflight = values.get("max_inflight_bytes", defaults["max_inflight_bytes"])
+        if inflight < body:
+            reason = f"max-inflight-bytes ({inflight}) below max-body-bytes ({body})"
+            if not ignore_from_environment(values, sources, "max_inflight_bytes", reason):
+                ignore_from_environment(values, sources, "max_body_bytes", reason)
+        return cls(**values)
 
 
 def _token_from_environment() -> dict[str, str]:
@@ -143,57 +153,75 @@ def _token_from_environment() -> dict[str, str]:
     return {"token": token} if token else {"token_file": token_file} if token_file else {}
 
 
-def _with_environment(given: dict[str, Any]) -> dict[str, Any]:
-    """``given`` completed from the variables of :data:`_FROM_ENV` for the settings it lacks.
+def _endpoint(value: Any) -> tuple[str, int] | None:
+    """A ``HOST:PORT`` text (:func:`parse_endpoint`), a (host, port) pair, or None: the receiver disabled."""
+    if value is None or isinstance(value, str):
+        return parse_endpoint(value)
+    if isinstance(value, tuple) and len(value) == 2:
+        host, port = value
+        if isinstance(host, str) and type(port) is int and 0 <= port < 65536:
+            return (host, port)
+    raise ValueError(f"not a HOST:PORT endpoint: {value!r}")
 
-    A variable whose text does not convert is ignored with a warning (the setting keeps its default). Read here,
-    not with :func:`otel_datasink.config.with_environment`, whose table format is being reworked.
-    """
-    values = dict(given)
-    for name, variable, convert in _FROM_ENV:
-        raw = os.environ.get(variable, "").strip()
-        if name in values or not raw:
-            continue
+
+def _folder(value: Any) -> Path:
+    return Path(text(value)).expanduser()
+
+
+SETTINGS: dict[str, Setting] = {
+    "http": Setting(_endpoint, env.OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT),
+    "grpc": Setting(_endpoint, env.OTEL_EXPORTER_DATASINK_COLLECTOR_GRPC_ENDPOINT),
+    # Its two variables (the token, or a file holding it) are read by _token_from_environment.
+    "token": Setting(text),
+    "max_body_bytes": Setting(count, env.OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_BODY_BYTES, int),
+    "max_inflight_bytes": Setting(count, OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES, int),
+    "max_connections": Setting(count, OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS, int),
+    "header_timeout": Setting(seconds, OTEL_EXPORTER_DATASINK_COLLECTOR_HEADER_TIMEOUT, millis_to_seconds),
+    "body_timeout": Setting(seconds, OTEL_EXPORTER_DATASINK_COLLECTOR_BODY_TIMEOUT, millis_to_seconds),
+    "idle_timeout": Setting(seconds, OTEL_EXPORTER_DATASINK_COLLECTOR_IDLE_TIMEOUT, millis_to_seconds),
+    "offload_bytes": Setting(count),
+    "spool_dir": Setting(_folder, env.OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR),
+    # 0 rows or bytes would roll every request into files of its own.
+    "flush_rows": Setting(count, env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_ROWS, int),
+    "flush_bytes": Setting(count, env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_BYTES, int),
+    "flush_age": Setting(seconds, env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE, millis_to_seconds),
+    # 0 would answer 503 forever: "backlogged" with no batch waiting.
+    "max_pending_batches": Setting(count),
+    # 0 is harmless: what SIGTERM does not flush stays in the spool for the next start.
+    "shutdown_timeout": Setting(seconds_or_zero),
+}
+"""What each collector setting accepts, and its environment variable (``token_file`` is read into ``token``)."""
+
+
+def _flag_name(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def checked_flag(name: str, value: Any) -> Any:
+    """``value`` checked for the setting ``name``; a ValueError names its flag (``max-connections: ...``)."""
+    return checked(_flag_name(name), value, SETTINGS[name])
+
+
+def flag_type(name: str) -> Callable[[str], Any]:
+    """An argparse ``type`` for the flag of the setting ``name``: its text as a number (durations in seconds, unlike
+    the variables' milliseconds), checked; a bad value is an argparse error naming the flag, before anything runs."""
+    setting = SETTINGS[name]
+
+    def convert(raw: str) -> Any:
         try:
-            values[name] = convert(raw)
+            return setting.check(_number(raw))
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = name  # argparse names the type in its "invalid ... value" message
+    return convert
+
+
+def _number(raw: str) -> int | float | str:
+    # Text that is no number is left to the check, which refuses it with its own message.
+    for parse in (int, float):
+        try:
+            return parse(raw)
         except ValueError:
-            _logger.warning("ignoring %s=%r: not a valid value", variable, raw)
-    return values
-
-
-def _millis_to_seconds(raw: str) -> float:
-    """A variable in milliseconds (OpenTelemetry's unit) as seconds; ValueError if negative."""
-    seconds = float(raw) / 1000.0
-    if not seconds >= 0:
-        raise ValueError(f"{raw} is negative")
-    return seconds
-
-
-def _positive_count(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise ValueError(f"{value} is below 1")
-    return value
-
-
-def _positive_millis(raw: str) -> float:
-    seconds = _millis_to_seconds(raw)
-    if not seconds > 0:
-        raise ValueError(f"{raw} is not more than 0")
-    return seconds
-
-
-_FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
-    ("http", env.OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT, str),
-    ("grpc", env.OTEL_EXPORTER_DATASINK_COLLECTOR_GRPC_ENDPOINT, str),
-    ("max_body_bytes", env.OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_BODY_BYTES, _positive_count),
-    ("max_inflight_bytes", OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES, _positive_count),
-    ("max_connections", OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS, _positive_count),
-    ("header_timeout", OTEL_EXPORTER_DATASINK_COLLECTOR_HEADER_TIMEOUT, _positive_millis),
-    ("body_timeout", OTEL_EXPORTER_DATASINK_COLLECTOR_BODY_TIMEOUT, _positive_millis),
-    ("idle_timeout", OTEL_EXPORTER_DATASINK_COLLECTOR_IDLE_TIMEOUT, _positive_millis),
-    ("spool_dir", env.OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR, str),
-    ("flush_rows", env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_ROWS, int),
-    ("flush_bytes", env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_BYTES, int),
-    ("flush_age", env.OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE, _millis_to_seconds),
-)
+            pass
+    return raw
