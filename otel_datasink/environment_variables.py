@@ -7,8 +7,8 @@ An explicit argument to ``DatasinkSpanProcessor``/``DatasinkSpanExporter``/``con
 Each value is checked when it is read (:data:`otel_datasink.config.SETTINGS`), as the SDK's BatchSpanProcessor
 checks its arguments: an argument that is not valid raises ValueError naming the option; a variable that is not
 is logged once (a warning naming the variable and its value) and the option keeps its default, so that a typo in
-a job's environment never stops the job. No value can make the processor spin or drop every span: counts are at
-least 1, delays more than 0.
+a job's environment never stops the job (the collector's variables follow the same rules). No value can make the
+processor spin or drop every span: counts are at least 1, delays more than 0.
 """
 
 OTEL_EXPORTER_DATASINK_LOCATION = "OTEL_EXPORTER_DATASINK_LOCATION"
@@ -121,7 +121,8 @@ OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_BODY_BYTES = "OTEL_EXPORTER_DATASINK_COLLEC
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_BODY_BYTES
 
-Largest OTLP request the collector accepts, in bytes, before and after decompression. Default: 16777216 (16 MiB).
+Largest OTLP request the collector accepts, in bytes, before and after decompression. At least 1, and at most the
+in-flight budget (``OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES``). Default: 16777216 (16 MiB).
 """
 
 OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR = "OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR"
@@ -136,7 +137,7 @@ OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_ROWS = "OTEL_EXPORTER_DATASINK_COLLECTOR_
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_ROWS
 
-Rows at which the collector rolls its current batch into files. Default: 50000.
+Rows at which the collector rolls its current batch into files. At least 1. Default: 50000.
 """
 
 OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_BYTES = "OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_BYTES"
@@ -144,12 +145,13 @@ OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_BYTES = "OTEL_EXPORTER_DATASINK_COLLECTOR
 .. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_BYTES
 
 Bytes of OTLP requests (decompressed, as spooled) at which the collector rolls its current batch into files.
-Default: 67108864 (64 MiB).
+At least 1. Default: 67108864 (64 MiB).
 """
 
 OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE = "OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE"
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE
 
-Milliseconds after its first row at which the collector rolls its current batch into files. Default: 30000.
+Milliseconds after its first row at which the collector rolls its current batch into files. More than 0.
+Default: 30000.
 """
