@@ -200,8 +200,10 @@ def test_flag_types_refuse_non_positive_values_with_the_flags_name(capsys):
         assert message in capsys.readouterr().err
 
 
-def test_a_zero_pending_batches_flag_exits_2_naming_the_flag(tmp_path, capsys):
+def test_a_zero_pending_batches_flag_is_a_usage_error_naming_the_flag(tmp_path, capsys):
     argv = ["collector", "--location", str(tmp_path), "--spool-dir", str(tmp_path / "spool")]
-    assert main([*argv, "--max-pending-batches", "0"]) == 2
-    [line] = capsys.readouterr().err.splitlines()
-    assert line == "otel-datasink collector: max-pending-batches: must be at least 1, not 0"
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--max-pending-batches", "0"])
+    assert exited.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == "otel-datasink collector: error: argument --max-pending-batches: must be at least 1, not 0"

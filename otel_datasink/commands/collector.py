@@ -13,7 +13,7 @@ import logging
 from otel_datasink import environment_variables as env
 from otel_datasink.cli import CommandError, store_options
 from otel_datasink.collector import settings as collector_settings
-from otel_datasink.collector.settings import CollectorSettings
+from otel_datasink.collector.settings import CollectorSettings, flag_type
 
 _logger = logging.getLogger(__name__)
 
@@ -40,41 +40,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--token-file", metavar="FILE", help=f"read the bearer token from FILE (env {_name('TOKEN_FILE')})")
     add(
         "--max-body-bytes",
-        type=int,
+        type=flag_type("max_body_bytes"),
         help=f"request size limit, before and after decompression (env {_name('MAX_BODY_BYTES')}; default 16 MiB)",
     )
     add(
         "--max-inflight-bytes",
-        type=int,
+        type=flag_type("max_inflight_bytes"),
         help=f"request bodies held at once, HTTP and gRPC together; past it 503/UNAVAILABLE "
         f"(env {_name('MAX_INFLIGHT_BYTES')}; default 64 MiB)",
     )
     add(
         "--max-connections",
-        type=int,
+        type=flag_type("max_connections"),
         help=f"open OTLP/HTTP connections; more are refused (env {_name('MAX_CONNECTIONS')}; default 1000)",
     )
     add(
         "--header-timeout",
-        type=float,
+        type=flag_type("header_timeout"),
         help=f"seconds a request's headers may take (env {_name('HEADER_TIMEOUT')} in ms; default 10)",
     )
     add(
         "--body-timeout",
-        type=float,
+        type=flag_type("body_timeout"),
         help=f"seconds a request's body may take (env {_name('BODY_TIMEOUT')} in ms; default 30)",
     )
     add(
         "--idle-timeout",
-        type=float,
+        type=flag_type("idle_timeout"),
         help=f"seconds a connection may wait for its next request (env {_name('IDLE_TIMEOUT')} in ms; default 30)",
     )
     add("--spool-dir", help=f"write-ahead spool folder (env {_name('SPOOL_DIR')}; default under ~/.cache)")
-    add("--flush-rows", type=int, help=f"rows per batch of files (env {_name('FLUSH_ROWS')}; default 50000)")
-    add("--flush-bytes", type=int, help=f"spooled bytes per batch (env {_name('FLUSH_BYTES')}; default 64 MiB)")
-    add("--flush-age", type=float, help=f"seconds a batch may wait (env {_name('FLUSH_AGE')} in ms; default 30)")
-    add("--max-pending-batches", type=int, help="rolled batches waiting for the store before 503 (default 4)")
-    add("--shutdown-timeout", type=float, help="seconds SIGTERM may take to flush (default 10)")
+    add(
+        "--flush-rows",
+        type=flag_type("flush_rows"),
+        help=f"rows per batch of files (env {_name('FLUSH_ROWS')}; default 50000)",
+    )
+    add(
+        "--flush-bytes",
+        type=flag_type("flush_bytes"),
+        help=f"spooled bytes per batch (env {_name('FLUSH_BYTES')}; default 64 MiB)",
+    )
+    add(
+        "--flush-age",
+        type=flag_type("flush_age"),
+        help=f"seconds a batch may wait (env {_name('FLUSH_AGE')} in ms; default 30)",
+    )
+    add(
+        "--max-pending-batches",
+        type=flag_type("max_pending_batches"),
+        help="rolled batches waiting for the store before 503 (default 4)",
+    )
+    add("--shutdown-timeout", type=flag_type("shutdown_timeout"), help="seconds SIGTERM may take to flush (default 10)")
 
 
 def _name(suffix: str) -> str:
