@@ -150,6 +150,7 @@ class Collector:
         ``detailed`` adds what only operators should see: the location, the spool, and the failure's cause.
         """
         error = getattr(self.batcher, "last_error", None)
+        state: dict[str, Any]
         if error:
             state = {"status": "degraded", "reason": "writing to the store or the spool fails; retried"}
         elif self.backlogged:
@@ -176,7 +177,9 @@ class Collector:
             result = self.ingest.decode(kind, body)
         self.ingest.count(result)
         if result.row_count:
-            await self.batcher.add(result.rows, kind, body)
+            batcher = self.batcher
+            assert batcher is not None, "requests come in only through the receivers, which start() opens after it"
+            await batcher.add(result.rows, kind, body)
         return result.rejected
 
     async def start(self) -> None:
@@ -186,10 +189,10 @@ class Collector:
         spool = self.spool
         self.metrics.spool_errors = lambda: spool.errors
         self.metrics.gauges["backlogged"] = lambda: int(self.backlogged)
-        self.batcher = Batcher(self.pipeline.writer, self.spool, self.settings, self.metrics)
+        batcher = self.batcher = Batcher(self.pipeline.writer, spool, self.settings, self.metrics)
         _quiet_accept_errors(asyncio.get_running_loop())
         try:
-            self._replay_leftovers()
+            self._replay_leftovers(spool, batcher)
             if self.settings.http is not None:
                 host, port = self.settings.http
                 self._runner, addresses = await http_receiver.start(self, host, port)
@@ -204,11 +207,11 @@ class Collector:
         except BaseException:
             await self.stop(0)
             raise
-        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self._ticker = asyncio.get_running_loop().create_task(self._tick(batcher))
         _logger.info("collector writing to %s (spool %s)", self.options.location, spool_dir)
 
-    def _replay_leftovers(self) -> None:
-        for path in self.spool.leftover:
+    def _replay_leftovers(self, spool: Spool, batcher: Batcher) -> None:
+        for path in spool.leftover:
             batch = Batch(segment=path)
             for kind, body in read_segment(path):
                 try:
@@ -219,12 +222,12 @@ class Collector:
                 batch.extend(result.rows)
             _logger.info("replaying %d rows from spool segment %s", batch.row_count, path.name)
             self.metrics.spool_replayed_segments += 1
-            self.batcher.enqueue(batch)
+            batcher.enqueue(batch)
 
-    async def _tick(self) -> None:
+    async def _tick(self, batcher: Batcher) -> None:
         while True:
             await asyncio.sleep(_AGE_CHECK_SECONDS)
-            self.batcher.roll_if_old()
+            batcher.roll_if_old()
 
     async def stop(self, timeout: float | None = None) -> bool:
         """Stops accepting, writes every batch within ``timeout`` s; True if nothing was left in the spool."""
@@ -238,16 +241,19 @@ class Collector:
         if self._runner is not None:
             await self._runner.cleanup()
         done = True
+        spool = self.spool
         if self.batcher is not None:
             remaining = max(0.0, deadline - time.monotonic())
             done = await asyncio.get_running_loop().run_in_executor(None, self.batcher.drain, remaining)
         self._decoder.shutdown(wait=True, cancel_futures=True)
-        if self.spool is not None:
-            self.spool.close()
+        if spool is not None:
+            spool.close()
         if done:
             _logger.info("collector stopped; every batch written")
         else:
-            _logger.warning("collector stopped with %d spool segment(s) left for the next start", self.spool.depth)
+            # Not done: a batcher drained, so start() had made the spool before it.
+            depth = spool.depth if spool is not None else 0
+            _logger.warning("collector stopped with %d spool segment(s) left for the next start", depth)
         return done
 
 
