@@ -412,14 +412,11 @@ def test_queue_bound_drops_the_oldest_spans_and_counts_them(local_location, read
     assert processor.dropped_rows == 0
 
 
-def test_a_zero_queue_bound_drops_every_span_without_raising_into_the_job(local_location):
-    provider = TracerProvider()
-    processor = DatasinkSpanProcessor(local_location, max_queue_size=0)
-    provider.add_span_processor(processor)
-    run_job_spans(provider, 3)
-    assert processor.dropped_spans == 2 * 3
-    provider.shutdown()
-    assert not any(path.is_file() for path in Path(local_location).rglob("*"))
+def test_a_zero_queue_bound_is_refused_at_construction_not_left_to_drop_every_span(local_location):
+    # A bound of 0 dropped every span while force_flush said True: now an argument error naming the option.
+    with pytest.raises(ValueError, match="^max_queue_size: "):
+        DatasinkSpanProcessor(local_location, max_queue_size=0)
+    assert not Path(local_location).exists()
 
 
 def test_rows_past_the_bound_while_the_store_is_away_are_dropped_oldest_first_and_counted(moto_server, read_tables):
