@@ -1,0 +1,73 @@
+"""The types passed between the parts of alerting: a condition that holds now, and a notification to send."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any
+
+KINDS = ("stale_dataset", "failing_job", "hung_run", "volume_anomaly", "missing_run")
+"""Condition kinds, as the ``alerts.kind`` column names them."""
+SEVERITIES = ("critical", "warning", "info")
+FIRING = "FIRING"
+RESOLVED = "RESOLVED"
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    """A condition that holds now for one subject (a job or a dataset), with what its rules say of it."""
+
+    kind: str
+    """One of :data:`KINDS`."""
+    subject: str
+    """The job name (failing_job, hung_run, volume_anomaly, missing_run) or the dataset (stale_dataset)."""
+    severity: str
+    """One of :data:`SEVERITIES`."""
+    since: datetime.datetime | None
+    """When the condition began, as far as the views tell (UTC): e.g. when the dataset passed its SLA."""
+    summary: str
+    """One line: what, which subject, how bad (``orders is 185 min old, SLA 60 min``)."""
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """JSON-able facts: freshness_minutes, freshness_sla_minutes, current_streak, z_score, last_error_type,
+    last_error_message, run_id, trace_id, ... (what the view row had)."""
+    owners: tuple[str, ...] = ()
+    """``@handle`` or e-mail addresses, from the rules."""
+    targets: tuple[str, ...] = ()
+    """Where to notify: Apprise URLs or an Alertmanager URL (see :mod:`.delivery`)."""
+    suppress: datetime.timedelta = datetime.timedelta(hours=4)
+    """An incident still open is notified again only after this interval."""
+    group: str = "incident"
+    """``incident`` (one message per incident) or ``digest`` (one message per target per evaluation)."""
+    links: dict[str, str] = dataclasses.field(default_factory=dict)
+    """name -> URL (``trace``, ``run``), from the ``--trace-url`` / run URL templates."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What identifies the incident this condition belongs to: (kind, subject)."""
+        return (self.kind, self.subject)
+
+
+@dataclasses.dataclass(frozen=True)
+class Notification:
+    """One incident event to tell a target about: an incident opened or still open (FIRING), or over (RESOLVED)."""
+
+    incident_id: str
+    kind: str
+    subject: str
+    severity: str
+    state: str
+    """:data:`FIRING` or :data:`RESOLVED`."""
+    opened_at: datetime.datetime
+    """When the incident opened (UTC)."""
+    summary: str
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    owners: tuple[str, ...] = ()
+    links: dict[str, str] = dataclasses.field(default_factory=dict)
+    resolved_at: datetime.datetime | None = None
+    """When the condition was seen to clear (RESOLVED only)."""
+    reminder: bool = False
+    """A FIRING notification of an incident already notified (its suppression interval passed)."""
+
+
+class DeliveryError(Exception):
+    """A target did not take a notification; the message says why, in one line."""
