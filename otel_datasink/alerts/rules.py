@@ -1,0 +1,273 @@
+"""The rules file: who owns which job or dataset, where to notify, how severe, and the thresholds.
+
+A TOML file of ``[[rule]]`` tables, checked when it is loaded with the declarative checker of the mapping files
+(:mod:`otel_datasink.profiles.mapping_file`), so a mistake raises :class:`RulesError` naming the key and the line
+it is on. For each condition the first rule that selects it applies (write the specific rules first); a condition
+no rule selects gets the defaults, so no file at all means every condition, to the ``--notify`` targets::
+
+    [[rule]]
+    job = "ingest_*"                  # a glob on the job name (or dataset = "orders*"; neither: everything)
+    kinds = ["failing_job", "missing_run"]   # default: every kind
+    owners = ["@data-eng", "oncall@example.com"]
+    notify = ["slack://T000/B000/XXXX"]      # default: the --notify targets
+    severity = "critical"             # default: critical for failing_job and missing_run, warning, info for volume
+    failure_streak = 3                # failing_job: consecutive failures before it fires (default 1)
+    expected_every = "1h"             # missing_run: a job not started within this is missing
+    min_z = 4.0                       # volume_anomaly: fire only beyond this |z| (default: the view's)
+    volume_window = "24h"             # volume_anomaly: anomalous runs that ended within this (default 24h)
+    suppress = "4h"                   # re-notify an incident still open only after this (default 4h)
+    group = "digest"                  # "incident": a message each (default); "digest": one per target and run
+    enabled = false                   # mute what the rule selects
+
+A ``job`` rule also selects the ``stale_dataset`` conditions of the datasets its jobs last updated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import fnmatch
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from otel_datasink.alerts.model import KINDS, SEVERITIES
+from otel_datasink.profiles.mapping_file import _Invalid, _line_of, _optional, _string, _Table
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+JOB_KINDS = ("failing_job", "hung_run", "volume_anomaly", "missing_run")
+"""Kinds whose subject is a job; ``stale_dataset``'s is a dataset."""
+DEFAULT_SEVERITY = {
+    "stale_dataset": "warning",
+    "failing_job": "critical",
+    "hung_run": "warning",
+    "volume_anomaly": "info",
+    "missing_run": "critical",
+}
+DEFAULT_SUPPRESS = datetime.timedelta(hours=4)
+DEFAULT_VOLUME_WINDOW = datetime.timedelta(hours=24)
+GROUPS = ("incident", "digest")
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be read or is wrong; the message names the file, the line and the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One ``[[rule]]``: what it selects and what it says of the conditions it selects. None: the default."""
+
+    job: str | None = None
+    dataset: str | None = None
+    kinds: tuple[str, ...] = KINDS
+    owners: tuple[str, ...] = ()
+    notify: tuple[str, ...] | None = None
+    severity: str | None = None
+    failure_streak: int = 1
+    expected_every: datetime.timedelta | None = None
+    min_z: float | None = None
+    volume_window: datetime.timedelta = DEFAULT_VOLUME_WINDOW
+    suppress: datetime.timedelta = DEFAULT_SUPPRESS
+    group: str = "incident"
+    enabled: bool = True
+
+    def selects(self, kind: str, subject: str, job: str | None = None) -> bool:
+        """Whether the rule applies to ``kind`` on ``subject``; ``job`` is the job that last updated a dataset."""
+        if kind not in self.kinds:
+            return False
+        if self.job is not None:
+            name = subject if kind in JOB_KINDS else job
+            return name is not None and fnmatch.fnmatchcase(name, self.job)
+        if self.dataset is not None:
+            return kind not in JOB_KINDS and fnmatch.fnmatchcase(subject, self.dataset)
+        return True
+
+    def severity_of(self, kind: str) -> str:
+        return self.severity or DEFAULT_SEVERITY[kind]
+
+
+DEFAULT_RULE = Rule()
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+    """The rules of a file (or none), and the ``--notify`` targets of the rules that name none."""
+
+    rules: tuple[Rule, ...] = ()
+    default_targets: tuple[str, ...] = ()
+    path: str | None = None
+
+    def rule_for(self, kind: str, subject: str, job: str | None = None) -> Rule:
+        """The first rule selecting ``kind`` on ``subject``, else the defaults."""
+        return next((rule for rule in self.rules if rule.selects(kind, subject, job)), DEFAULT_RULE)
+
+    def targets(self, rule: Rule) -> tuple[str, ...]:
+        return rule.notify if rule.notify is not None else self.default_targets
+
+    def expected_jobs(self) -> list[tuple[str, Rule]]:
+        """The rules with ``expected_every`` for ``missing_run``, as (job glob, rule)."""
+        return [
+            (rule.job or "*", rule)
+            for rule in self.rules
+            if rule.expected_every is not None and "missing_run" in rule.kinds and rule.enabled
+        ]
+
+    def with_targets(self, targets: Sequence[str]) -> Rules:
+        return dataclasses.replace(self, default_targets=tuple(targets))
+
+
+# --- the readers of the values ------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_HANDLE = re.compile(r"@[A-Za-z0-9][A-Za-z0-9._/-]*")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def parse_duration(value: Any) -> datetime.timedelta:
+    """``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"``, ``"1w"`` as a positive timedelta; :class:`_Invalid` else."""
+    text = value.strip() if isinstance(value, str) else ""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise _Invalid('must be a duration such as "90s", "15m", "1h30m", "2d" or "1w"')
+    seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise _Invalid("must be a duration above zero")
+    return datetime.timedelta(seconds=seconds)
+
+
+def _glob(value: Any) -> str:
+    text = _string("must be a glob (a string such as 'ingest_*')")(value)
+    # fnmatch takes any text; an unclosed [ is a typo that would match nothing the user meant.
+    if not text or text.count("[") != text.count("]"):
+        raise _Invalid("must be a glob such as 'ingest_*' (non-empty, brackets closed)")
+    return text
+
+
+def _list_of(check: Any, message: str) -> Any:
+    def read(value: Any) -> tuple[str, ...]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise _Invalid(message)
+        for item in items:
+            check(item)
+        return tuple(items)
+
+    return read
+
+
+def _kind(item: str) -> None:
+    if item not in KINDS:
+        raise _Invalid(f"unknown kind {item!r} (expected one of {', '.join(KINDS)})")
+
+
+def _owner(item: str) -> None:
+    if not (_HANDLE.fullmatch(item) or _EMAIL.fullmatch(item)):
+        raise _Invalid(f"{item!r} is neither an @handle nor an e-mail address")
+
+
+def _target(item: str) -> None:
+    if not _URL.fullmatch(item):
+        raise _Invalid(f"{item!r} is not a URL (scheme://...: an Apprise URL or an Alertmanager URL)")
+
+
+def _choice(choices: Sequence[str]) -> Any:
+    def read(value: Any) -> str:
+        if value not in choices:
+            raise _Invalid(f"must be one of {', '.join(choices)}")
+        return str(value)
+
+    return read
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _Invalid("must be a whole number of at least 1")
+    return value
+
+
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise _Invalid("must be a number above zero")
+    return float(value)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("must be true or false")
+    return value
+
+
+def _build_rule(read: dict[str, Any]) -> Rule:
+    if read["job"] is not None and read["dataset"] is not None:
+        raise _Invalid("give job or dataset, not both", "dataset")
+    if read["expected_every"] is not None and read["dataset"] is not None:
+        raise _Invalid("expected_every is for jobs: select them with job = ...", "expected_every")
+    return Rule(**{key: value for key, value in read.items() if value is not None})
+
+
+_RULE = _Table(
+    keys={
+        "job": _optional(_glob),
+        "dataset": _optional(_glob),
+        "kinds": _optional(_list_of(_kind, "must be a list of kinds")),
+        "owners": _optional(_list_of(_owner, "must be a list of @handles and e-mail addresses")),
+        "notify": _optional(_list_of(_target, "must be a list of URLs")),
+        "severity": _optional(_choice(SEVERITIES)),
+        "failure_streak": _optional(_positive_int),
+        "expected_every": _optional(parse_duration),
+        "min_z": _optional(_positive_number),
+        "volume_window": _optional(parse_duration),
+        "suppress": _optional(parse_duration),
+        "group": _optional(_choice(GROUPS)),
+        "enabled": _optional(_boolean),
+    },
+    build=_build_rule,
+)
+
+
+def _rules(value: Any) -> list[Rule]:
+    if not isinstance(value, list) or not value:
+        raise _Invalid("no [[rule]] table: a rules file needs at least one")
+    rules = []
+    for index, rule in enumerate(value):
+        try:
+            rules.append(_RULE(rule))
+        except _Invalid as error:
+            raise error.under(f"[{index + 1}]") from None
+    return rules
+
+
+_FILE = _Table(
+    keys={"rule": _rules},
+    build=lambda read: read["rule"],
+    unknown="unknown key (a rules file has [[rule]] tables only)",
+)
+
+
+def load_rules(path: str | os.PathLike, default_targets: Sequence[str] = ()) -> Rules:
+    """Reads and checks a rules file; :class:`RulesError` naming the line and key of a mistake."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError as error:
+        raise RulesError(f"cannot read rules file {path}: {error.strerror or error}") from error
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:  # its message ends with "(at line N, column M)"
+        raise RulesError(f"rules file {path}: not valid TOML: {error}") from error
+    try:
+        rules = _FILE(document)
+    except _Invalid as error:
+        line = _line_of(text.splitlines(), error.path)
+        where = f", line {line}" if line is not None else ""
+        raise RulesError(f"rules file {path}{where}: {error.path}: {error.message}") from None
+    return Rules(tuple(rules), tuple(default_targets), path)
