@@ -40,6 +40,7 @@ VIEWS = (
     "volume_anomalies",
     "runtime_trend",
     "hung_runs",
+    "alerts_open",
 )
 """The views of ``sql/views.sql``, each after the views it reads."""
 
@@ -105,6 +106,8 @@ def athena_type(arrow_type: pa.DataType) -> str:
         return "string"
     if pa.types.is_int64(arrow_type):
         return "bigint"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
     if pa.types.is_timestamp(arrow_type):
         return "timestamp"
     if pa.types.is_map(arrow_type):
@@ -145,7 +148,7 @@ def athena_location(location: str) -> str:
 
 
 def athena_tables(location: str, database: str = DEFAULT_DATABASE) -> list[str]:
-    """``CREATE EXTERNAL TABLE`` statements of both tables at ``location``, with ``dt`` partition projection
+    """``CREATE EXTERNAL TABLE`` statements of every table of :data:`~otel_datasink.schema.TABLES` at ``location``, with ``dt`` partition projection
     (so new partitions are visible at once and ``MSCK REPAIR TABLE`` is never needed)."""
     _check_identifier(database)
     root = athena_location(location)
@@ -178,7 +181,7 @@ def athena_views(parameters: ViewParameters | None = None, database: str = DEFAU
 
 
 def athena_ddl(location: str, database: str = DEFAULT_DATABASE, parameters: ViewParameters | None = None) -> str:
-    """The whole Athena script: the database, both tables and the views, statements ending in ``;``."""
+    """The whole Athena script: the database, the tables and the views, statements ending in ``;``."""
     parameters = parameters or ViewParameters()
     settings = ", ".join(f"{f.name}={getattr(parameters, f.name)}" for f in dataclasses.fields(parameters))
     statements = [

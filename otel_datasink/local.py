@@ -19,7 +19,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from otel_datasink.config import Options
 from otel_datasink.extras import needs
-from otel_datasink.schema import PARTITION_COLUMN, TABLES
+from otel_datasink.schema import PARTITION_COLUMN, SPAN_TABLES, TABLES
 from otel_datasink.writer import open_location
 
 with needs("query"):  # without duckdb or sqlglot: "duckdb is not installed: pip install 'otel-datasink[query]'"
@@ -41,13 +41,14 @@ def connect(
     must_exist: bool = False,
     **options: Any,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection (session time zone UTC) with ``job_runs``, ``dataset_status`` and the views.
+    """An in-memory DuckDB connection (session time zone UTC) with every table (``job_runs``, ``dataset_status``,
+    ``alerts``) and the views.
 
     ``location`` and ``options`` are those of :class:`otel_datasink.config.Options` (e.g. ``s3_endpoint_url``;
     unset ones come from ``OTEL_EXPORTER_DATASINK_*``); ``parameters`` those of the views. A table with no
     file yet is an empty relation of the right column types, so the views return no rows instead of failing;
     connect again once the first files exist. With ``must_exist`` a location that does not exist, is a file, or
-    holds no file of either table raises :class:`NoTablesError` (its message says which), and a missing bucket
+    holds no file of ``job_runs`` or ``dataset_status`` (the tables spans make: alerts alone are no data) raises :class:`NoTablesError` (its message says which), and a missing bucket
     :class:`FileNotFoundError`.
     """
     resolved = Options.resolve(location, **options)
@@ -62,10 +63,10 @@ def connect(
     else:
         con.register_filesystem(fs)
         base = fs.unstrip_protocol(root)
-    found = [_create_table(con, table, f"{base}/{table}/{PARTITION_COLUMN}=*/*.parquet") for table in TABLES]
-    if must_exist and not any(found):
+    found = {table: _create_table(con, table, f"{base}/{table}/{PARTITION_COLUMN}=*/*.parquet") for table in TABLES}
+    if must_exist and not any(found[table] for table in SPAN_TABLES):
         con.close()
-        raise NoTablesError(f"{resolved.location} holds no {' or '.join(TABLES)} files")
+        raise NoTablesError(f"{resolved.location} holds no {' or '.join(SPAN_TABLES)} files")
     for statement in duckdb_views(parameters):
         con.execute(statement)
     return con

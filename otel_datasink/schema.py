@@ -65,10 +65,34 @@ DATASET_STATUS = pa.schema(
 )
 """``dataset_status``: one row per update of a dataset by a job run."""
 
+ALERTS = pa.schema(
+    [
+        ("incident_id", pa.string()),
+        ("kind", pa.string()),
+        ("subject", pa.string()),
+        ("severity", pa.string()),
+        ("state", pa.string()),
+        ("opened_at", TIMESTAMP),
+        ("notified_at", TIMESTAMP),
+        ("targets", pa.string()),
+        ("delivered", pa.bool_()),
+        ("summary", pa.string()),
+        ("details", pa.string()),
+        ("event_time", TIMESTAMP),
+        ("ingested_at", TIMESTAMP),
+    ]
+)
+"""``alerts``: one row per notification event per target (an incident FIRING or RESOLVED, told to one target,
+delivered or not); ``targets`` is that one target with its secrets redacted, ``details`` JSON text. Written by
+``otel-datasink alert`` (:mod:`otel_datasink.alerts.incidents`), never by spans."""
+
 JOB_RUNS_TABLE = "job_runs"
 DATASET_STATUS_TABLE = "dataset_status"
-TABLES: dict[str, pa.Schema] = {JOB_RUNS_TABLE: JOB_RUNS, DATASET_STATUS_TABLE: DATASET_STATUS}
+ALERTS_TABLE = "alerts"
+TABLES: dict[str, pa.Schema] = {JOB_RUNS_TABLE: JOB_RUNS, DATASET_STATUS_TABLE: DATASET_STATUS, ALERTS_TABLE: ALERTS}
 """Table name -> schema of its Parquet files (without the ``dt`` partition column)."""
+SPAN_TABLES = (JOB_RUNS_TABLE, DATASET_STATUS_TABLE)
+"""The tables spans make (the pipeline's output): a location holding neither has never received a job span."""
 
 Rows = dict[str, list[dict[str, Any]]]
 """Table name -> rows (dicts keyed by column, timestamps as epoch milliseconds): what the mapping gives and the

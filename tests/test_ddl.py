@@ -13,7 +13,9 @@ from sqlglot import exp
 
 from otel_datasink import catalog
 from otel_datasink.cli import main
+from otel_datasink.config import Options
 from otel_datasink.schema import TABLES
+from otel_datasink.writer import Writer
 
 LOCATION = "s3://acme-monitoring/datasink"
 
@@ -31,6 +33,7 @@ def test_the_whole_script_parses_as_athena_sql():
         ("DATABASE", "", "monitoring"),
         ("TABLE", "monitoring", "job_runs"),
         ("TABLE", "monitoring", "dataset_status"),
+        ("TABLE", "monitoring", "alerts"),
         *(("VIEW", "monitoring", view) for view in catalog.VIEWS),
     ]
 
@@ -58,12 +61,31 @@ def test_tables_are_external_partitioned_by_dt_and_projected():
 _ATHENA_READS = {
     ("BYTE_ARRAY", "String"): "string",
     ("INT64", "None"): "bigint",
+    ("BOOLEAN", "None"): "boolean",
     (
         "INT64",
         "Timestamp(isAdjustedToUTC=true, timeUnit=milliseconds, is_from_converted_type=false, "
         "force_set_converted_type=false)",
     ): "timestamp",
 }
+
+
+_ALERT_ROW = {
+    "incident_id": "0123abcd",
+    "kind": "stale_dataset",
+    "subject": "orders",
+    "severity": "warning",
+    "state": "FIRING",
+    "opened_at": 1_780_000_000_000,
+    "notified_at": 1_780_000_000_000,
+    "targets": "json://localhost/",
+    "delivered": True,
+    "summary": "orders is 185 min old, SLA 60 min",
+    "details": "{}",
+    "event_time": 1_780_000_000_000,
+    "ingested_at": 1_780_000_000_000,
+}
+"""An alerts row (alerts are written by otel-datasink alert, not by spans), every column set."""
 
 
 def _ddl_columns(statement: str) -> dict[str, str]:
@@ -79,6 +101,7 @@ def test_each_ddl_column_type_reads_the_parquet_the_writer_produces(local_locati
     n = now_ns()
     span = job_span("job", n - MINUTE_NS, n, records=1, dataset="orders", updates=[dict(name="orders", record_count=3)])
     write_spans(local_location, [span])
+    Writer(Options.resolve(local_location)).write({"alerts": [_ALERT_ROW]})
     for statement, table in zip(catalog.athena_tables(LOCATION), TABLES, strict=True):
         (path,) = glob.glob(f"{local_location}/{table}/dt=*/*.parquet")
         parquet = pq.ParquetFile(path).schema
@@ -100,7 +123,8 @@ def test_views_of_the_script_carry_the_parameters_and_the_database():
     assert all(v.startswith("CREATE OR REPLACE VIEW ops.") for v in views)
     assert "ops.job_runs" in views[0] and "INTERVAL '45' DAY" in views[0]
     assert "ops.dataset_status" in views[1] and "INTERVAL '90' DAY" in views[1] and "'45'" not in views[1]
-    assert "20 * 60000.0E0" in views[-1]
+    assert "20 * 60000.0E0" in views[catalog.VIEWS.index("hung_runs")]
+    assert "ops.alerts" in views[catalog.VIEWS.index("alerts_open")] and "INTERVAL '90' DAY" in views[-1]
     for view in views:
         sqlglot.parse_one(view, read="athena")
         # The comments of views.sql go above the statements, never into the text Athena stores.
@@ -117,7 +141,8 @@ def test_ddl_command_prints_the_script(capsys):
     assert "CREATE EXTERNAL TABLE IF NOT EXISTS `ops`.`dataset_status`" in out
     assert "INTERVAL '60' DAY" in out
     assert "INTERVAL '400' DAY" in out  # dataset_window_days' default
-    assert len(sqlglot.parse(out, read="athena")) == 3 + len(catalog.VIEWS)
+    assert "CREATE EXTERNAL TABLE IF NOT EXISTS `ops`.`alerts`" in out and "`delivered` boolean" in out
+    assert len(sqlglot.parse(out, read="athena")) == 1 + len(TABLES) + len(catalog.VIEWS)
 
 
 @pytest.mark.parametrize(

@@ -329,3 +329,51 @@ SELECT
     span_id
 FROM open_runs
 WHERE running_ms > threshold_ms;
+
+-- One row per open incident: an incident (incident_id) of the alerts table whose latest state is FIRING. The
+-- latest row is the one of the latest event_time; a RESOLVED beats a FIRING of the same millisecond (the end of
+-- an incident is final), then the greater target decides, so the answer never depends on the files' order.
+-- alerts is small (one row per notification per target), so it is read over the ${dataset_window_days} days of
+-- the dataset views: an incident re-notified at least that often stays in sight. last_notified_at is the latest
+-- delivered notification; all_delivered tells whether every target's latest message (its last row) reached it,
+-- undelivered_targets counts those that did not (they are retried at the next evaluation).
+CREATE OR REPLACE VIEW alerts_open AS
+WITH events AS (
+    SELECT
+        *,
+        row_number() OVER (
+            PARTITION BY incident_id
+            ORDER BY event_time DESC, CASE WHEN state = 'RESOLVED' THEN 0 ELSE 1 END, targets DESC
+        ) AS recency,
+        row_number() OVER (
+            PARTITION BY incident_id, targets
+            ORDER BY event_time DESC, CASE WHEN delivered THEN 0 ELSE 1 END
+        ) AS target_recency
+    FROM alerts
+    WHERE dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
+),
+per_incident AS (
+    SELECT
+        incident_id,
+        min(opened_at) AS opened_at,
+        max(notified_at) FILTER (WHERE delivered) AS last_notified_at,
+        count(*) FILTER (WHERE target_recency = 1) AS targets,
+        count(*) FILTER (WHERE target_recency = 1 AND NOT coalesce(delivered, FALSE)) AS undelivered_targets
+    FROM events
+    GROUP BY incident_id
+)
+SELECT
+    e.incident_id,
+    e.kind,
+    e.subject,
+    e.severity,
+    p.opened_at,
+    p.last_notified_at,
+    e.summary,
+    e.details,
+    p.targets,
+    p.undelivered_targets,
+    p.undelivered_targets = 0 AS all_delivered
+FROM events AS e
+JOIN per_incident AS p ON p.incident_id = e.incident_id
+WHERE e.recency = 1 AND e.state = 'FIRING';
