@@ -148,8 +148,9 @@ def athena_location(location: str) -> str:
 
 
 def athena_tables(location: str, database: str = DEFAULT_DATABASE) -> list[str]:
-    """``CREATE EXTERNAL TABLE`` statements of every table of :data:`~otel_datasink.schema.TABLES` at ``location``, with ``dt`` partition projection
-    (so new partitions are visible at once and ``MSCK REPAIR TABLE`` is never needed)."""
+    """``CREATE EXTERNAL TABLE`` statements of every table of :data:`~otel_datasink.schema.TABLES` at ``location``,
+    with ``dt`` partition projection (so new partitions are visible at once and ``MSCK REPAIR TABLE`` is never
+    needed)."""
     _check_identifier(database)
     root = athena_location(location)
     statements = []
