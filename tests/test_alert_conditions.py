@@ -126,7 +126,8 @@ def test_a_missing_run_is_a_job_not_started_within_its_interval_or_never(scenari
     assert "has not run since" in found[("missing_run", "hourly")].summary
     assert "expected every 60 min" in found[("missing_run", "hourly")].summary
     assert found[("missing_run", "hourly")].since == scenario[1] - datetime.timedelta(hours=4, minutes=5)
-    assert found[("missing_run", "never_ran")].summary == "job never_ran has not run: expected every 60 min, no run seen"
+    never = found[("missing_run", "never_ran")]
+    assert never.summary == "job never_ran has not run: expected every 60 min, no run seen"
 
 
 def test_a_disabled_rule_mutes_what_it_selects_and_kinds_narrow_a_rule(scenario):

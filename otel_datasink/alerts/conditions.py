@@ -10,7 +10,6 @@ never started, when its rule names it without a glob). One condition per (kind, 
 from __future__ import annotations
 
 import datetime
-import fnmatch
 import re
 import string
 from collections.abc import Callable, Iterator, Mapping
