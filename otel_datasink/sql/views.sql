@@ -332,25 +332,32 @@ WHERE running_ms > threshold_ms;
 
 -- One row per open incident: an incident (incident_id) of the alerts table whose latest state is FIRING. The
 -- latest row is the one of the latest event_time; a RESOLVED beats a FIRING of the same millisecond (the end of
--- an incident is final), then the greater target decides, so the answer never depends on the files' order.
+-- an incident is final), then the greater target decides, so the answer never depends on the files' order. A
+-- target is told apart by details' target_id (a fingerprint of the target with its secrets; the targets column
+-- holds it redacted, and two Slack webhooks redact alike), or by targets in rows without one ('$$' is a '$' once
+-- the parameters are filled in).
 -- alerts is small (one row per notification per target), so it is read over the ${dataset_window_days} days of
 -- the dataset views: an incident re-notified at least that often stays in sight. last_notified_at is the latest
 -- delivered notification; all_delivered tells whether every target's latest message (its last row) reached it,
 -- undelivered_targets counts those that did not (they are retried at the next evaluation).
 CREATE OR REPLACE VIEW alerts_open AS
-WITH events AS (
+WITH rows AS (
+    SELECT *, coalesce(json_extract_scalar(details, '$$.target_id'), targets) AS target_id
+    FROM alerts
+    WHERE dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
+),
+events AS (
     SELECT
         *,
         row_number() OVER (
             PARTITION BY incident_id
-            ORDER BY event_time DESC, CASE WHEN state = 'RESOLVED' THEN 0 ELSE 1 END, targets DESC
+            ORDER BY event_time DESC, CASE WHEN state = 'RESOLVED' THEN 0 ELSE 1 END, target_id DESC
         ) AS recency,
         row_number() OVER (
-            PARTITION BY incident_id, targets
+            PARTITION BY incident_id, target_id
             ORDER BY event_time DESC, CASE WHEN delivered THEN 0 ELSE 1 END
         ) AS target_recency
-    FROM alerts
-    WHERE dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
+    FROM rows
 ),
 per_incident AS (
     SELECT
