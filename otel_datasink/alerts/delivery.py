@@ -1,0 +1,505 @@
+"""Sending notifications: to any Apprise URL (Slack, Teams, Discord, e-mail, PagerDuty, webhooks, ...) and to
+Prometheus Alertmanager's v2 API.
+
+A target is one string, as ``--notify`` and the rules file give it:
+
+- ``alertmanager://HOST[:PORT][/PREFIX]`` (plain HTTP) or ``alertmanagers://...`` (HTTPS): Alertmanager, which
+  gets ``POST [PREFIX]/api/v2/alerts``. Basic auth as ``alertmanager://USER:PASSWORD@HOST``, a bearer token as
+  ``?token=TOKEN``, and ``?verify=no`` skips TLS certificate checks (a self-signed Alertmanager). An ``http://`` or
+  ``https://`` URL ending in ``/api/v2/alerts`` is taken as Alertmanager too. The port defaults to 9093.
+- anything else: an Apprise URL (``slack://T/B/C``, ``msteams://...``, ``mailto://...``, ``json://host/path``);
+  see https://github.com/caronc/apprise/wiki. Apprise comes with the ``alerts`` extra.
+
+:func:`send` raises :class:`~.model.DeliveryError` (one line) when a target does not take the notifications, and
+returns within ``timeout`` seconds whatever the target does. :func:`redact` is the target as it may be stored and
+logged; :func:`wants_every_evaluation` says whether a target must be told of a FIRING incident at every evaluation.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import datetime
+import ipaddress
+import json
+import logging
+import re
+import ssl
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from ..extras import import_extra
+from .model import FIRING, RESOLVED, DeliveryError, Notification
+
+SOURCE = "otel-datasink"
+"""The ``source`` label of Alertmanager alerts, and the name digests are titled with."""
+ALERTMANAGER_SCHEMES = {"alertmanager": "http", "alertmanagers": "https"}
+"""Target scheme -> the HTTP scheme Alertmanager is reached with."""
+ALERTMANAGER_PORT = 9093
+ALERTMANAGER_API = "/api/v2/alerts"
+MASK = "***"
+ERROR_LINES = 12
+"""Lines of a last error message a message keeps (a traceback's head says where, its tail says what)."""
+ERROR_CHARS = 1500
+LINE_CHARS = 300
+CAUSE_CHARS = 300
+"""A DeliveryError message is cut here: it goes into logs and the alerts table."""
+
+_SECRET_NAME = re.compile(r"(token|key|secret|pass|pwd|auth|sig|bearer|code|credential|session|webhook)", re.I)
+"""Query parameters whose value is a secret, by name (``?token=``, ``?apikey=``, ``?password=``, ``?sig=``...)."""
+
+T = TypeVar("T")
+
+
+# --- targets ---------------------------------------------------------------------------------------------------
+
+
+def is_alertmanager(target: str) -> bool:
+    """Whether ``target`` names an Alertmanager (see the module's docstring), not an Apprise URL."""
+    parts = urllib.parse.urlsplit(target.strip())
+    scheme = parts.scheme.lower()
+    if scheme in ALERTMANAGER_SCHEMES:
+        return True
+    return scheme in ("http", "https") and parts.path.rstrip("/").endswith(ALERTMANAGER_API)
+
+
+def wants_every_evaluation(target: str) -> bool:
+    """True for Alertmanager targets: they must get every FIRING incident at every evaluation.
+
+    Alertmanager dedupes, groups, silences and re-notifies by itself, and resolves an alert that is not posted
+    again before its ``endsAt`` (or its ``resolve_timeout``): a suppression interval would make it resolve
+    incidents that are still open. Apprise targets are told once, then again after the suppression interval.
+    """
+    return is_alertmanager(target)
+
+
+def _looks_secret(piece: str) -> bool:
+    """Whether a path segment, host or value looks like a token: long, or of some length with digits in it.
+
+    Apprise URLs carry their credentials as path segments (``slack://TOKEN_A/TOKEN_B/TOKEN_C``,
+    ``discord://ID/TOKEN``, ``mmost://host/TOKEN``), in a different place per service; tokens are random strings,
+    so they are told from words (``hooks``, ``services``, ``api``, ``v2``, ``#alerts``) by their shape.
+    """
+    piece = urllib.parse.unquote(piece)
+    if not piece or piece[0] in "#@!+":  # a channel, a user, a tag: where to post, not a credential
+        return False
+    return len(piece) >= 24 or (len(piece) >= 8 and any(c.isdigit() for c in piece))
+
+
+def _is_hostname(host: str) -> bool:
+    """Whether ``host`` names a machine (``hooks.slack.com``, ``localhost``, an address) rather than holding a
+    token in the host position, as ``slack://TOKEN_A/...`` and ``tgram://BOT_TOKEN/...`` do."""
+    host = host.strip("[]")
+    if host == "localhost" or "." in host:
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _secrets(target: str) -> list[str]:
+    """The pieces of ``target`` that :func:`redact` masks, longest first."""
+    parts = urllib.parse.urlsplit(target.strip())
+    found: list[str] = []
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    host = hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
+    user, colon, password = userinfo.partition(":")
+    if colon and password:
+        found.append(password)
+    if not _is_hostname(host):
+        # The "host" is a token (slack://TOKEN_A/...); a user before it is one too (pagerduty://KEY@KEY).
+        found += [piece for piece in (user, hostport) if piece and _looks_secret(piece)]
+    found += [segment for segment in parts.path.split("/") if _looks_secret(segment)]
+    for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if value and (_SECRET_NAME.search(name) or _looks_secret(value)):
+            found.append(urllib.parse.quote(value, safe=""))
+            found.append(value)
+    return sorted({piece for piece in found if piece}, key=len, reverse=True)
+
+
+def redact(target: str) -> str:
+    """``target`` with its secrets replaced by ``***``: what may be stored in the ``alerts`` table and logged.
+
+    Masked: a password (``user:***@host``), query values named like secrets (``?token=***``, ``?apikey=***``)
+    or shaped like tokens, and path segments (or a host position) shaped like tokens (see :func:`_looks_secret`):
+    ``slack://***/***/***/#alerts``, ``discord://***/***``, ``json://user:***@host/hook/***``.
+    """
+    parts = urllib.parse.urlsplit(target.strip())
+    if parts.scheme and parts.netloc:
+        return _redact_url(parts)
+    return _scrub(target.strip(), target)
+
+
+def _scrub(text: str, target: str) -> str:
+    """``text`` (a message about ``target``) with the target's secrets masked."""
+    text = text.replace(target.strip(), redact(target)) if urllib.parse.urlsplit(target).netloc else text
+    for secret in _secrets(target):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _redact_url(parts: urllib.parse.SplitResult) -> str:
+    """A parsed target rebuilt piece by piece with its secrets masked (a replace of the raw string could also hit
+    a host name or a word that happens to equal a secret)."""
+    secrets = set(_secrets(urllib.parse.urlunsplit(parts)))
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    host = hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
+    if not _is_hostname(host):
+        user = MASK if user in secrets else user
+        hostport = MASK if hostport in secrets else hostport
+    netloc = f"{user}{colon}{MASK if password else ''}{at}{hostport}"
+    path = "/".join(MASK if segment in secrets else segment for segment in parts.path.split("/"))
+    query = "&".join(_redact_parameter(piece, secrets) for piece in parts.query.split("&")) if parts.query else ""
+    return urllib.parse.urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
+
+
+def _redact_parameter(piece: str, secrets: set[str]) -> str:
+    """One ``name=value`` of a query string, its value masked when it is a secret (its encoding otherwise kept)."""
+    name, equals, value = piece.partition("=")
+    return f"{name}{equals}{MASK}" if value and urllib.parse.unquote_plus(value) in secrets else piece
+
+
+# --- message content -------------------------------------------------------------------------------------------
+
+
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    """``moment`` as an aware UTC datetime (a naive one is taken as UTC, as the tables store them)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc)
+
+
+def _when(moment: datetime.datetime, now: datetime.datetime) -> str:
+    """``2026-11-28 21:00 UTC (2h 45m ago)``."""
+    moment = _utc(moment)
+    minutes = max(0, int((now - moment).total_seconds() // 60))
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    age = f"{days}d {hours}h" if days else f"{hours}h {minutes}m" if hours else f"{minutes}m"
+    return f"{moment:%Y-%m-%d %H:%M} UTC ({age} ago)"
+
+
+def title(notification: Notification) -> str:
+    """``[FIRING] stale_dataset orders (critical)``, with ``reminder`` after it when the incident was told before."""
+    line = f"[{notification.state}] {notification.kind} {notification.subject} ({notification.severity})"
+    return f"{line} reminder" if notification.reminder else line
+
+
+def _number(value: Any) -> str:
+    """A fact as a message shows it: floats to two decimals, the rest as is."""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def how_bad(details: dict[str, Any]) -> str:
+    """The measures of a condition, in words: freshness vs SLA, failure streak, z-score, duration."""
+    facts: list[str] = []
+    if details.get("freshness_minutes") is not None:
+        fact = f"freshness {_number(details['freshness_minutes'])} min"
+        if details.get("freshness_sla_minutes") is not None:
+            fact += f" (SLA {_number(details['freshness_sla_minutes'])} min)"
+        facts.append(fact)
+    elif details.get("freshness_sla_minutes") is not None:
+        facts.append(f"never succeeded (SLA {_number(details['freshness_sla_minutes'])} min)")
+    if details.get("current_streak") is not None:
+        facts.append(f"{details['current_streak']} failures in a row")
+    if details.get("failures_7d") is not None:
+        facts.append(f"{details['failures_7d']} failures in 7 days")
+    if details.get("z_score") is not None:
+        facts.append(f"z-score {_number(details['z_score'])}")
+    if details.get("records_processed") is not None:
+        facts.append(f"{details['records_processed']} records")
+    return "; ".join(facts)
+
+
+def last_error(details: dict[str, Any]) -> str:
+    """The last error as ``Type: message``, cut to :data:`ERROR_LINES` lines and :data:`ERROR_CHARS` characters
+    (lines kept whole up to :data:`LINE_CHARS`: a traceback stays readable), saying how much was cut."""
+    kind = details.get("last_error_type") or details.get("error_type")
+    message = details.get("last_error_message") or details.get("error_message")
+    if not kind and not message:
+        return ""
+    text = f"{kind}: {message}" if kind and message else str(kind or message)
+    lines = [line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…" for line in text.splitlines()]
+    kept: list[str] = []
+    for line in lines[:ERROR_LINES]:
+        if sum(len(k) + 1 for k in kept) + len(line) > ERROR_CHARS:
+            break
+        kept.append(line)
+    if len(kept) < len(lines):
+        kept.append(f"… ({len(lines) - len(kept)} more lines)")
+    return "\n".join(kept)
+
+
+def body(notification: Notification, now: datetime.datetime | None = None) -> str:
+    """The text of one notification: summary, since when, how bad, last error, owners, links."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    lines = [notification.summary]
+    lines.append(f"Since: {_when(notification.opened_at, now)}")
+    if notification.state == RESOLVED:
+        lines.append(f"Resolved: {_when(notification.resolved_at or now, now)}")
+    measures = how_bad(notification.details)
+    if measures:
+        lines.append(f"How bad: {measures}")
+    error = last_error(notification.details)
+    if error:
+        error_lines = error.splitlines()
+        lines.append(f"Last error: {error_lines[0]}")
+        lines += [f"    {line}" for line in error_lines[1:]]
+    for name in ("run_id", "trace_id"):
+        if notification.details.get(name):
+            lines.append(f"{name}: {notification.details[name]}")
+    if notification.owners:
+        lines.append(f"Owners: {', '.join(notification.owners)}")
+    lines += [f"{name}: {url}" for name, url in notification.links.items()]
+    lines.append(f"Incident: {notification.incident_id}")
+    return "\n".join(lines)
+
+
+def digest_title(notifications: Sequence[Notification]) -> str:
+    """``[otel-datasink] 3 alerts: 2 firing, 1 resolved``."""
+    firing = sum(1 for n in notifications if n.state == FIRING)
+    counts = [f"{firing} firing"] if firing else []
+    if len(notifications) - firing:
+        counts.append(f"{len(notifications) - firing} resolved")
+    return f"[{SOURCE}] {len(notifications)} alerts: {', '.join(counts)}"
+
+
+def digest_body(notifications: Sequence[Notification], now: datetime.datetime | None = None) -> str:
+    """One section per notification: its title, then its body."""
+    return "\n\n".join(f"{title(n)}\n{body(n, now)}" for n in notifications)
+
+
+# --- running within a deadline ---------------------------------------------------------------------------------
+
+
+def _within(timeout: float, call: Callable[[], T], what: str) -> tuple[T, int]:
+    """``call()`` in a daemon thread, its result and the thread's id; a DeliveryError after ``timeout`` seconds.
+
+    The libraries' own timeouts bound each socket operation, not a whole delivery (a receiver trickling bytes,
+    a plugin's throttling, retries): the thread is the bound. A thread that overruns is left to finish on its own
+    (daemon: it never holds up the interpreter's exit).
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # handed over to the caller's thread, raised there
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name=f"datasink-delivery-{what}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise DeliveryError(f"{what}: no answer within {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    assert thread.ident is not None
+    return outcome["value"], thread.ident
+
+
+def _one_line(text: str, target: str) -> str:
+    """``text`` on one line, with the target's secrets masked, cut to :data:`CAUSE_CHARS`."""
+    line = " ".join(_scrub(text, target).split())
+    return line if len(line) <= CAUSE_CHARS else line[: CAUSE_CHARS - 1] + "…"
+
+
+# --- Apprise ---------------------------------------------------------------------------------------------------
+
+
+_capturing: contextvars.ContextVar[_DeliveryRecords | None] = contextvars.ContextVar("datasink_delivery", default=None)
+"""The records of the delivery running in this context (Apprise 2 runs a service in its own worker thread, but
+with a copy of the caller's context: a thread id would not follow it, a context variable does)."""
+
+
+class _DeliveryRecords(logging.Handler):
+    """Keeps the messages Apprise logs for one delivery (warnings and errors: what it reports failures with), so
+    that concurrent deliveries do not read each other's failures."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _capturing.get() is self:
+            self.messages.append(record.getMessage())
+
+
+def _notify_type(notifications: Sequence[Notification]) -> str:
+    """Apprise's colour/icon of a message: failure for critical, warning otherwise, success when all resolved."""
+    if all(n.state == RESOLVED for n in notifications):
+        return "success"
+    if any(n.state == FIRING and n.severity == "critical" for n in notifications):
+        return "failure"
+    return "warning"
+
+
+def _apprise_messages(notifications: Sequence[Notification]) -> list[tuple[str, str, str]]:
+    """(title, body, notify type) of each message: one per notification, or one digest for several."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if len(notifications) == 1:
+        (only,) = notifications
+        return [(title(only), body(only, now), _notify_type(notifications))]
+    return [(digest_title(notifications), digest_body(notifications, now), _notify_type(notifications))]
+
+
+def _send_apprise(target: str, notifications: Sequence[Notification], timeout: float) -> None:
+    """Delivers to an Apprise URL: one message, or one digest of several notifications."""
+    apprise = import_extra("apprise", "alerts")
+    records = _DeliveryRecords()
+    logger = logging.getLogger("apprise")
+
+    def deliver() -> bool:
+        _capturing.set(records)  # this thread's own context: set here, seen by Apprise's workers
+        # Sequential dispatch: one message after the other, as a digest or a single message is one anyway.
+        notifier = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
+        if not notifier.add(target):
+            records.messages.insert(0, "not a usable Apprise URL")
+            return False
+        for service in notifier:
+            # Each socket operation within the timeout; _within bounds the whole.
+            service.socket_connect_timeout = min(float(service.socket_connect_timeout), timeout)
+            service.socket_read_timeout = min(float(service.socket_read_timeout), timeout)
+        for message_title, message_body, notify_type in _apprise_messages(notifications):
+            if not notifier.notify(body=message_body, title=message_title, notify_type=notify_type, body_format="text"):
+                return False
+        return True
+
+    logger.addHandler(records)
+    try:
+        delivered, _ = _within(timeout, deliver, "apprise")
+    finally:
+        logger.removeHandler(records)
+    if not delivered:
+        cause = "; ".join(dict.fromkeys(records.messages)) or "Apprise reported a failure and logged no cause"
+        raise DeliveryError(_one_line(cause, target))
+
+
+# --- Alertmanager ----------------------------------------------------------------------------------------------
+
+
+def _rfc3339(moment: datetime.datetime) -> str:
+    """``2026-11-28T21:00:00.000Z``: what Alertmanager's API takes."""
+    return _utc(moment).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def alertmanager_alert(
+    notification: Notification, now: datetime.datetime, repeat: datetime.timedelta | None = None
+) -> dict[str, Any]:
+    """One alert of Alertmanager's v2 API (``postableAlert``) for ``notification``.
+
+    A FIRING alert ends a little after the next evaluation is due (``repeat`` after now, plus half of it, at
+    least a minute), so that Alertmanager resolves it by itself if evaluations stop; with no ``repeat`` known,
+    ``endsAt`` is left out and Alertmanager applies its ``resolve_timeout``. A RESOLVED one ends when the
+    condition was seen to clear.
+    """
+    links = notification.links
+    annotations = {"summary": notification.summary, "description": body(notification, now)}
+    if notification.owners:
+        annotations["owners"] = ", ".join(notification.owners)
+    annotations |= {f"{name}_url": url for name, url in links.items()}
+    alert: dict[str, Any] = {
+        "labels": {
+            "alertname": notification.kind,
+            "subject": notification.subject,
+            "severity": notification.severity,
+            "incident_id": notification.incident_id,
+            "source": SOURCE,
+        },
+        "annotations": annotations,
+        "startsAt": _rfc3339(notification.opened_at),
+    }
+    if notification.state == RESOLVED:
+        # Alertmanager refuses an alert ending before it starts.
+        alert["endsAt"] = _rfc3339(max(_utc(notification.resolved_at or now), _utc(notification.opened_at)))
+    elif repeat is not None:
+        alert["endsAt"] = _rfc3339(now + repeat + max(repeat / 2, datetime.timedelta(minutes=1)))
+    generator = links.get("run") or links.get("trace") or next(iter(links.values()), None)
+    if generator:
+        alert["generatorURL"] = generator
+    return alert
+
+
+def _alertmanager_request(target: str, payload: bytes) -> tuple[urllib.request.Request, ssl.SSLContext | None]:
+    """The ``POST .../api/v2/alerts`` request for an Alertmanager target, and the TLS context it needs."""
+    parts = urllib.parse.urlsplit(target.strip())
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    scheme = ALERTMANAGER_SCHEMES.get(parts.scheme.lower(), parts.scheme.lower())
+    host = parts.hostname or "localhost"
+    host = f"[{host}]" if ":" in host else host
+    port = parts.port or (ALERTMANAGER_PORT if parts.scheme.lower() in ALERTMANAGER_SCHEMES else None)
+    path = parts.path.rstrip("/")
+    if not path.endswith(ALERTMANAGER_API):
+        path += ALERTMANAGER_API
+    url = f"{scheme}://{host}{f':{port}' if port else ''}{path}"
+    headers = {"Content-Type": "application/json", "User-Agent": SOURCE}
+    if parts.username is not None:
+        credentials = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    if query.get("token"):
+        headers["Authorization"] = f"Bearer {query['token']}"
+    context = None
+    if scheme == "https" and query.get("verify", "yes").lower() in ("no", "false", "0"):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return urllib.request.Request(url, data=payload, headers=headers, method="POST"), context
+
+
+def _post(request: urllib.request.Request, context: ssl.SSLContext | None, timeout: float) -> None:
+    """Sends ``request``; a DeliveryError saying what the server answered or why it could not be reached."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            response.read()
+    except urllib.error.HTTPError as error:
+        detail = error.read(500).decode("utf-8", "replace").strip()
+        raise DeliveryError(f"HTTP {error.code} {error.reason}{f': {detail}' if detail else ''}") from None
+    except urllib.error.URLError as error:
+        raise DeliveryError(f"cannot reach {request.host}: {error.reason}") from None
+    except (TimeoutError, OSError) as error:
+        raise DeliveryError(f"{request.host}: {error or type(error).__name__}") from None
+
+
+def _send_alertmanager(
+    target: str, notifications: Sequence[Notification], timeout: float, repeat: datetime.timedelta | None
+) -> None:
+    """Posts all the notifications to an Alertmanager in one request."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    payload = json.dumps([alertmanager_alert(n, now, repeat) for n in notifications]).encode()
+    request, context = _alertmanager_request(target, payload)
+    try:
+        _within(timeout, lambda: _post(request, context, timeout), "alertmanager")
+    except DeliveryError as error:
+        raise DeliveryError(_one_line(str(error), target)) from None
+
+
+# --- the entry point -------------------------------------------------------------------------------------------
+
+
+def send(
+    target: str,
+    notifications: Sequence[Notification],
+    *,
+    timeout: float = 10.0,
+    repeat: datetime.timedelta | None = None,
+) -> None:
+    """Delivers ``notifications`` to one target, or raises :class:`DeliveryError` saying why not, in one line.
+
+    Apprise: one message per call, a digest when there are several notifications (call once per notification
+    for one message each). Alertmanager: one POST of them all. Returns or raises within ``timeout`` seconds.
+    ``repeat``: when the next evaluation is due (``--watch``'s interval); Alertmanager alerts FIRING end a
+    little after it unless posted again (see :func:`alertmanager_alert`).
+    """
+    if not notifications:
+        return
+    if is_alertmanager(target):
+        _send_alertmanager(target, notifications, timeout, repeat)
+    else:
+        _send_apprise(target, notifications, timeout)

@@ -1,0 +1,231 @@
+"""Delivery of alert notifications, to real receivers on 127.0.0.1: Apprise (its ``json://`` and Mattermost's
+Slack-shaped webhook pointed at a local HTTP server) and a real Prometheus Alertmanager (Debian's package)."""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from otel_datasink.alerts.delivery import redact, send, wants_every_evaluation
+from otel_datasink.alerts.model import FIRING, RESOLVED, DeliveryError, Notification
+
+pytest.importorskip("apprise", reason="the alerts extra: pip install 'otel-datasink[alerts]'")
+
+NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+TRACEBACK = "\n".join(
+    ["Traceback (most recent call last):", '  File "jobs/ingest.py", line 42, in run', "    load(batch)"]
+    + [f'  File "lib/load.py", line {n}, in load' for n in range(30)]
+    + ["KeyError: 'customer_id'"]
+)
+
+
+def notification(state: str = FIRING, subject: str = "orders", **changes: object) -> Notification:
+    """A stale dataset notification, as incidents make them."""
+    fields: dict[str, object] = {
+        "incident_id": "3f2a9c",
+        "kind": "stale_dataset",
+        "subject": subject,
+        "severity": "critical",
+        "state": state,
+        "opened_at": NOW - datetime.timedelta(hours=2, minutes=5),
+        "summary": f"{subject} is 185 min old, SLA 60 min",
+        "details": {"freshness_minutes": 185.0, "freshness_sla_minutes": 60, "last_error_message": TRACEBACK},
+        "owners": ("@data-eng", "ana@example.com"),
+        "links": {"trace": "https://grafana.example/explore?traceId=abc123"},
+        "resolved_at": NOW if state == RESOLVED else None,
+    }
+    fields.update(changes)
+    return Notification(**fields)  # type: ignore[arg-type]
+
+
+@dataclass
+class Receiver:
+    """An HTTP server on 127.0.0.1 keeping what it was posted; answers ``status``."""
+
+    port: int
+    status: int = 200
+    requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+
+    def url(self, scheme: str, path: str = "hook") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}/{path}"
+
+    def json_bodies(self) -> list[dict[str, object]]:
+        return [json.loads(body) for _, _, body in self.requests]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A :class:`Receiver` serving in a thread for the test."""
+    state = Receiver(port=0)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            state.requests.append((self.path, dict(self.headers), self.rfile.read(length)))
+            self.send_response(state.status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's signature
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- Apprise -----------------------------------------------------------------------------------------------------
+
+
+def test_json_webhook_gets_title_subject_owners_and_the_error_lines(receiver: Receiver) -> None:
+    send(receiver.url("json"), [notification()], timeout=5)
+    ((path, headers, _),) = receiver.requests
+    (message,) = receiver.json_bodies()
+    assert path == "/hook" and headers["Content-Type"].startswith("application/json")
+    assert message["title"] == "[FIRING] stale_dataset orders (critical)"
+    text = str(message["message"])
+    lines = text.splitlines()
+    assert lines[0] == "orders is 185 min old, SLA 60 min"
+    assert "Since: " in text and "(2h 5m ago)" in text
+    assert "How bad: freshness 185.00 min (SLA 60 min)" in text
+    # The error keeps its first lines, as lines, and says how many it cut.
+    assert "Last error: Traceback (most recent call last):" in lines
+    assert '      File "jobs/ingest.py", line 42, in run' in lines
+    assert any(line.strip().startswith("… (") and line.endswith("more lines)") for line in lines)
+    assert "Owners: @data-eng, ana@example.com" in lines
+    assert "trace: https://grafana.example/explore?traceId=abc123" in lines
+
+
+def test_several_notifications_make_one_digest(receiver: Receiver) -> None:
+    batch = [notification(subject="orders"), notification(subject="customers"), notification(RESOLVED, "refunds")]
+    send(receiver.url("json"), batch, timeout=5)
+    (message,) = receiver.json_bodies()
+    assert message["title"] == "[otel-datasink] 3 alerts: 2 firing, 1 resolved"
+    text = str(message["message"])
+    for line in (
+        "[FIRING] stale_dataset orders (critical)",
+        "[FIRING] stale_dataset customers (critical)",
+        "[RESOLVED] stale_dataset refunds (critical)",
+    ):
+        assert line in text.splitlines()
+
+
+def test_a_reminder_and_a_resolved_say_so(receiver: Receiver) -> None:
+    send(receiver.url("json"), [notification(reminder=True)], timeout=5)
+    send(receiver.url("json"), [notification(RESOLVED)], timeout=5)
+    reminder, resolved = receiver.json_bodies()
+    assert reminder["title"] == "[FIRING] stale_dataset orders (critical) reminder"
+    assert resolved["title"] == "[RESOLVED] stale_dataset orders (critical)"
+    assert "Resolved: " in str(resolved["message"])
+
+
+def test_a_slack_shaped_webhook_gets_the_text(receiver: Receiver) -> None:
+    # Mattermost's incoming webhooks are Slack's ({"text": ...} to /hooks/TOKEN); Apprise lets them be local.
+    token = "yobjmukpaw3r3urc5h6i369yima"
+    send(f"mmost://127.0.0.1:{receiver.port}/{token}", [notification()], timeout=5)
+    ((path, _, _),) = receiver.requests
+    (message,) = receiver.json_bodies()
+    assert path == f"/hooks/{token}"
+    text = str(message["text"])
+    assert "[FIRING] stale_dataset orders (critical)" in text
+    assert "Owners: @data-eng, ana@example.com" in text
+    assert "KeyError: 'customer_id'" not in text  # past the kept lines
+    assert '    File "jobs/ingest.py", line 42, in run' in text
+
+
+def test_a_receiver_answering_500_is_a_one_line_delivery_error(receiver: Receiver) -> None:
+    receiver.status = 500
+    with pytest.raises(DeliveryError) as caught:
+        send(receiver.url("json", "hook?token=sekrit12345"), [notification()], timeout=5)
+    cause = str(caught.value)
+    assert "\n" not in cause and "500" in cause, cause
+    assert "sekrit12345" not in cause
+
+
+def test_a_closed_port_is_a_delivery_error_within_the_timeout() -> None:
+    started = time.monotonic()
+    with pytest.raises(DeliveryError) as caught:
+        send(f"json://127.0.0.1:{closed_port()}/hook", [notification()], timeout=3)
+    assert time.monotonic() - started < 3.5
+    cause = str(caught.value)
+    assert "\n" not in cause and cause, cause
+
+
+def test_a_receiver_that_never_answers_is_given_up_after_the_timeout() -> None:
+    with socket.socket() as listener:  # accepts connections (backlog), never reads nor answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        started = time.monotonic()
+        with pytest.raises(DeliveryError) as caught:
+            send(f"json://127.0.0.1:{listener.getsockname()[1]}/hook", [notification()], timeout=1.5)
+        assert time.monotonic() - started < 2.5
+    assert "\n" not in str(caught.value)
+
+
+def test_an_unknown_scheme_is_a_delivery_error() -> None:
+    with pytest.raises(DeliveryError, match="Apprise URL"):
+        send("nosuchservice://x/y", [notification()], timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("target", "redacted"),
+    [
+        (
+            "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7/#alerts",
+            "slack://***/***/***/#alerts",
+        ),
+        (
+            "https://hooks.slack.com/services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7",
+            "https://hooks.slack.com/services/***/***/***",
+        ),
+        ("discord://1234567890123/abcdefghijklmnopqrstuvwxyzABCDEF", "discord://***/***"),
+        (
+            "https://discord.com/api/webhooks/1234567890123/abcdefghijklmnopqrstuvwxyzABCDEF",
+            "https://discord.com/api/webhooks/***/***",
+        ),
+        (
+            "json://user:s3cret@127.0.0.1:8080/notify?token=abc&format=text",
+            "json://user:***@127.0.0.1:8080/notify?token=***&format=text",
+        ),
+        ("mmost://chat.example.com/yobjmukpaw3r3urc5h6i369yima", "mmost://chat.example.com/***"),
+        (
+            "mailto://ops:pass@mail.example.com?to=ops@example.com",
+            "mailto://ops:***@mail.example.com?to=ops@example.com",
+        ),
+        ("pagerduty://integrationkey1234567890@apikey1234567890", "pagerduty://***@***"),
+        ("alertmanagers://admin:pw@am.example.com?token=xyz", "alertmanagers://admin:***@am.example.com?token=***"),
+        ("alertmanager://127.0.0.1:9093", "alertmanager://127.0.0.1:9093"),
+    ],
+)
+def test_redact_masks_tokens_and_passwords(target: str, redacted: str) -> None:
+    assert redact(target) == redacted
+
+
+def test_only_alertmanager_wants_every_evaluation() -> None:
+    assert wants_every_evaluation("alertmanager://127.0.0.1:9093")
+    assert wants_every_evaluation("alertmanagers://am.example.com/prefix")
+    assert wants_every_evaluation("http://am.example.com:9093/api/v2/alerts")
+    assert not wants_every_evaluation("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7")
+    assert not wants_every_evaluation("json://127.0.0.1:8080/hook")
