@@ -3,6 +3,7 @@ Slack-shaped webhook pointed at a local HTTP server) and a real Prometheus Alert
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import http.server
 import json
@@ -11,8 +12,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
+from alertmanager import Alertmanager
+from alertmanager import binary as alertmanager_binary
+from alertmanager import running as running_alertmanager
 
 from otel_datasink.alerts.delivery import redact, send, wants_every_evaluation
 from otel_datasink.alerts.model import FIRING, RESOLVED, DeliveryError, Notification
@@ -229,3 +235,94 @@ def test_only_alertmanager_wants_every_evaluation() -> None:
     assert wants_every_evaluation("http://am.example.com:9093/api/v2/alerts")
     assert not wants_every_evaluation("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7")
     assert not wants_every_evaluation("json://127.0.0.1:8080/hook")
+
+
+# --- Alertmanager ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
+    """A real Alertmanager on 127.0.0.1 (tests/alertmanager.py)."""
+    if alertmanager_binary() is None:
+        pytest.skip(
+            "prometheus-alertmanager is not installed (.ci/run installs it: apt-get install prometheus-alertmanager)"
+        )
+    with running_alertmanager(tmp_path) as manager:
+        yield manager
+
+
+def ours(manager: Alertmanager, **filters: str) -> list[dict[str, Any]]:
+    """The alerts of ``manager`` this test posted."""
+    return [a for a in manager.alerts(**filters) if a["labels"].get("source") == "otel-datasink"]
+
+
+def test_alertmanager_gets_the_alert_with_labels_and_annotations_then_resolved(alertmanager: Alertmanager) -> None:
+    firing = notification(kind="failing_job", subject="ingest_orders", links={"run": "https://ci.example/run/7"})
+    send(alertmanager.target, [firing], timeout=5, repeat=datetime.timedelta(minutes=5))
+    (alert,) = ours(alertmanager, active="true")
+    assert alert["labels"] == {
+        "alertname": "failing_job",
+        "subject": "ingest_orders",
+        "severity": "critical",
+        "incident_id": "3f2a9c",
+        "source": "otel-datasink",
+    }
+    annotations = alert["annotations"]
+    assert annotations["summary"] == "ingest_orders is 185 min old, SLA 60 min"
+    assert annotations["owners"] == "@data-eng, ana@example.com"
+    assert annotations["run_url"] == "https://ci.example/run/7"
+    assert "Last error: Traceback (most recent call last):" in annotations["description"].splitlines()
+    assert alert["generatorURL"] == "https://ci.example/run/7"
+    assert alert["status"]["state"] == "active"
+    starts = datetime.datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00"))
+    ends = datetime.datetime.fromisoformat(alert["endsAt"].replace("Z", "+00:00"))
+    assert starts == firing.opened_at
+    # Ends a little after the next evaluation (5 min), unless posted again.
+    assert (
+        datetime.timedelta(minutes=6)
+        <= ends - datetime.datetime.now(datetime.timezone.utc)
+        <= datetime.timedelta(minutes=8)
+    )
+
+    resolved = dataclasses.replace(firing, state=RESOLVED, resolved_at=datetime.datetime.now(datetime.timezone.utc))
+    send(alertmanager.target, [resolved], timeout=5)
+    assert ours(alertmanager, active="true") == []
+    # Alertmanager lists a resolved alert no more; were it still listed, its end is past.
+    for alert in ours(alertmanager):
+        ends = datetime.datetime.fromisoformat(alert["endsAt"].replace("Z", "+00:00"))
+        assert ends <= datetime.datetime.now(datetime.timezone.utc)
+
+
+def test_a_firing_alert_without_repeat_leaves_its_end_to_alertmanager(alertmanager: Alertmanager) -> None:
+    send(alertmanager.target, [notification()], timeout=5)
+    (alert,) = ours(alertmanager, active="true")
+    # Alertmanager's resolve_timeout (5 min by default) from now.
+    ends = datetime.datetime.fromisoformat(alert["endsAt"].replace("Z", "+00:00"))
+    assert ends > datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=4)
+
+
+def test_alertmanager_takes_several_alerts_in_one_post(alertmanager: Alertmanager) -> None:
+    send(alertmanager.target, [notification(subject="orders"), notification(subject="refunds")], timeout=5)
+    subjects = sorted(a["labels"]["subject"] for a in ours(alertmanager, active="true"))
+    assert subjects == ["orders", "refunds"]
+
+
+def test_a_resolved_time_before_the_opening_is_clamped(alertmanager: Alertmanager) -> None:
+    # Alertmanager refuses an alert ending before it starts (400): the whole POST would be lost.
+    skewed = notification(state=RESOLVED, resolved_at=NOW - datetime.timedelta(days=1), opened_at=NOW)
+    send(alertmanager.target, [skewed], timeout=5)
+    assert ours(alertmanager, active="true") == []
+
+
+def test_alertmanager_refusing_the_post_is_a_one_line_delivery_error(alertmanager: Alertmanager) -> None:
+    with pytest.raises(DeliveryError) as caught:
+        send(f"alertmanager://127.0.0.1:{alertmanager.port}/no/such/prefix", [notification()], timeout=5)
+    assert str(caught.value).startswith("HTTP 404"), caught.value
+    assert "\n" not in str(caught.value)
+
+
+def test_an_alertmanager_down_is_a_delivery_error_within_the_timeout() -> None:
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="Connection refused"):
+        send(f"alertmanager://127.0.0.1:{closed_port()}", [notification()], timeout=2)
+    assert time.monotonic() - started < 2.5
