@@ -81,6 +81,10 @@ COMMANDS: dict[str, Command] = {
     ),
     "replay": Command("write OTLP JSON Lines files (.jsonl, .jsonl.gz) to the tables", maps_spans=True, extra="replay"),
     "compact": Command("rewrite small Parquet files into files of about --target-size, partition by partition"),
+    "alert": Command(
+        "evaluate stale datasets, failing, hung and missing runs, volume anomalies; notify once per incident",
+        extra="query",
+    ),
 }
 """Each names a module of otel_datasink.commands with ``add_arguments(parser)`` and ``run(args)``."""
 

@@ -110,6 +110,11 @@ class Rules:
     def targets(self, rule: Rule) -> tuple[str, ...]:
         return rule.notify if rule.notify is not None else self.default_targets
 
+    def all_targets(self) -> tuple[str, ...]:
+        """Every target the configuration names (a resolved incident's targets are among them)."""
+        named = [*self.default_targets, *(t for rule in self.rules for t in rule.notify or ())]
+        return tuple(dict.fromkeys(named))
+
     def expected_jobs(self) -> list[tuple[str, Rule]]:
         """The rules with ``expected_every`` for ``missing_run``, as (job glob, rule)."""
         return [

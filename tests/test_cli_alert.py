@@ -1,0 +1,234 @@
+"""``otel-datasink alert`` end to end on a local folder: Apprise ``json://`` to an HTTP receiver on 127.0.0.1,
+incidents across evaluations at chosen instants (``--now``), ``--dry-run`` as a CI gate, ``--watch`` stopped by
+SIGTERM, and the gauges read back from the SDK's in-memory reader."""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
+
+from otel_datasink import cli, local
+from otel_datasink.alerts import conditions, metrics
+from otel_datasink.alerts.rules import Rules
+
+pytest.importorskip("apprise")
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 keeping the JSON bodies POSTed to it; ``refuse`` answers 500 instead."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.refuse = False
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                if receiver.refuse:
+                    self.send_response(500)
+                else:
+                    receiver.bodies.append(json.loads(body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def take(self) -> list[dict]:
+        bodies, self.bodies = self.bodies, []
+        return bodies
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+@pytest.fixture
+def stale(tmp_path):
+    """A location whose dataset ``orders`` (SLA 60 min) was last updated 3 h before the returned instant."""
+    location = str(tmp_path / "datasink")
+    n = now_ns() // 1_000_000 * 1_000_000
+    write_spans(
+        location,
+        [
+            job_span(
+                "load_orders",
+                n - 3 * HOUR_NS - MINUTE_NS,
+                n - 3 * HOUR_NS,
+                updates=[dict(name="orders", freshness_sla_minutes=60)],
+            )
+        ],
+    )
+    return location, datetime.datetime.fromtimestamp(n / 1e9, tz=datetime.timezone.utc)
+
+
+def _alert(location, now, *flags):
+    return cli.main(["alert", "--location", location, "--now", now.isoformat(), *flags])
+
+
+def _texts(bodies):
+    return [body["title"] + "\n" + body["message"] for body in bodies]
+
+
+def test_one_notification_none_within_suppression_a_reminder_after_it_resolved_when_fresh(stale, receiver, capsys):
+    location, now = stale
+    assert _alert(location, now, "--notify", receiver.url) == 0
+    (fired,) = _texts(receiver.take())
+    assert "orders" in fired and "SLA 60 min" in fired
+    assert "1 open incident(s); notifications: 1 sent, 0 failed" in capsys.readouterr().out
+
+    assert _alert(location, now + datetime.timedelta(hours=1), "--notify", receiver.url) == 0
+    assert receiver.take() == []  # still open, within the 4 h suppression
+
+    assert _alert(location, now + datetime.timedelta(hours=4, minutes=1), "--notify", receiver.url) == 0
+    assert len(receiver.take()) == 1  # the reminder
+
+    later = now + datetime.timedelta(hours=5)
+    n = int(later.timestamp() * 1e9)
+    write_spans(
+        location,
+        [
+            job_span(
+                "load_orders", n - 2 * MINUTE_NS, n - MINUTE_NS, updates=[dict(name="orders", freshness_sla_minutes=60)]
+            )
+        ],
+    )
+    assert _alert(location, later, "--notify", receiver.url) == 0
+    (resolved,) = _texts(receiver.take())
+    assert "resolved" in resolved.lower()
+    con = local.connect(location)
+    states = con.execute("SELECT state, delivered FROM alerts ORDER BY event_time").fetchall()
+    assert states == [("FIRING", True), ("FIRING", True), ("RESOLVED", True)]
+    assert con.execute("SELECT count(*) FROM alerts_open").fetchone() == (0,)
+
+
+def test_a_refusing_target_is_retried_and_never_stops_the_other(stale, receiver):
+    location, now = stale
+    down = Receiver()
+    down.refuse = True
+    try:
+        targets = ["--notify", receiver.url, "--notify", down.url]
+        assert _alert(location, now, *targets) == 0
+        assert len(receiver.take()) == 1 and down.take() == []
+        down.refuse = False
+        assert _alert(location, now + datetime.timedelta(minutes=5), *targets) == 0
+        assert receiver.take() == [] and len(down.take()) == 1  # retried where it failed, only there
+    finally:
+        down.server.shutdown()
+        down.server.server_close()
+
+
+def test_digest_bundles_a_targets_notifications_of_one_evaluation(tmp_path, receiver):
+    location = str(tmp_path / "datasink")
+    n = now_ns() // 1_000_000 * 1_000_000
+    write_spans(
+        location,
+        [
+            job_span("a", n - 3 * HOUR_NS, n - 3 * HOUR_NS, failed=True),
+            job_span("b", n - 2 * HOUR_NS, n - 2 * HOUR_NS, failed=True),
+        ],
+    )
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\ngroup = "digest"\n')
+    now = datetime.datetime.fromtimestamp(n / 1e9, tz=datetime.timezone.utc)
+    assert _alert(location, now, "--rules", str(rules), "--notify", receiver.url) == 0
+    (digest,) = _texts(receiver.take())
+    assert "job a" in digest and "job b" in digest
+
+
+def test_dry_run_prints_sends_and_writes_nothing_and_exits_1_when_an_incident_is_open(stale, receiver, capsys):
+    location, now = stale
+    assert _alert(location, now, "--notify", receiver.url, "--dry-run") == 1
+    out = capsys.readouterr().out
+    assert "WARNING stale_dataset orders: dataset orders is stale" in out
+    assert "would send FIRING stale_dataset orders to json://127.0.0.1" in out
+    assert receiver.take() == []
+    assert local.connect(location).execute("SELECT count(*) FROM alerts").fetchone() == (0,)
+    # Before the data went stale, the gate passes.
+    assert _alert(location, now - datetime.timedelta(hours=2, minutes=30), "--dry-run") == 0
+
+
+def test_a_bad_rules_file_or_template_exits_2_with_one_line(stale, tmp_path, capsys):
+    location, now = stale
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nsuppress = "soon"\n')
+    assert _alert(location, now, "--rules", str(rules)) == 2
+    assert f"otel-datasink alert: rules file {rules}, line 2: rule[1].suppress: must be a duration" in (
+        capsys.readouterr().err
+    )
+    assert _alert(location, now, "--trace-url", "https://x/{traceid}") == 2
+    assert "--trace-url: unknown field {traceid}" in capsys.readouterr().err
+
+
+def test_a_location_with_no_tables_exits_2_unless_allowed(tmp_path, capsys):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert _alert(str(tmp_path / "nothing"), now) == 2
+    assert "--allow-empty" in capsys.readouterr().err
+    assert _alert(str(tmp_path / "nothing"), now, "--allow-empty", "--dry-run") == 0
+
+
+def test_watch_stops_on_sigterm_after_its_evaluation_with_status_0(stale):
+    location, _ = stale
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otel_datasink.cli", "alert", "--location", location, "--watch", "0.2", "--dry-run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = []
+        for line in process.stdout:  # wait on the output: the first evaluation's count line
+            lines.append(line)
+            if "open incident(s)" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "stale_dataset orders" in "".join(lines) and out.rstrip().endswith("stopped")
+
+
+def test_the_gauges_report_the_last_evaluation(stale):
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    location, now = stale
+    reader = InMemoryMetricReader()
+    gauges = metrics.HealthGauges(MeterProvider(metric_readers=[reader]))
+    con = local.connect(location)
+    conditions.pin_time(con, now, None)
+    found = conditions.evaluate(con, Rules(), now)
+    gauges.update(metrics.read_health(con, found))
+    points = {}
+    for resource_metrics in reader.get_metrics_data().resource_metrics:
+        for scope in resource_metrics.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    points[(metric.name, tuple(sorted(point.attributes.items())))] = point.value
+    assert points[("datasink.dataset.freshness", (("dataset", "orders"),))] == 180
+    assert points[("datasink.dataset.stale", (("dataset", "orders"),))] == 1
+    assert points[("datasink.runs.hung", ())] == 0
+    assert points[("datasink.alerts.open", (("kind", "stale_dataset"),))] == 1
+    assert points[("datasink.alerts.open", (("kind", "failing_job"),))] == 0
