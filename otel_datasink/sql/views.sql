@@ -334,8 +334,8 @@ WHERE running_ms > threshold_ms;
 -- latest row is the one of the latest event_time; a RESOLVED beats a FIRING of the same millisecond (the end of
 -- an incident is final), then the greater target decides, so the answer never depends on the files' order. A
 -- target is told apart by details' target_id (a fingerprint of the target with its secrets; the targets column
--- holds it redacted, and two Slack webhooks redact alike), or by targets in rows without one ('$$' is a '$' once
--- the parameters are filled in).
+-- holds it redacted, and two Slack webhooks redact alike), or by targets in rows without one (a doubled dollar
+-- sign is one once the parameters are filled in).
 -- alerts is small (one row per notification per target), so it is read over the ${dataset_window_days} days of
 -- the dataset views: an incident re-notified at least that often stays in sight. last_notified_at is the latest
 -- delivered notification; all_delivered tells whether every target's latest message (its last row) reached it,

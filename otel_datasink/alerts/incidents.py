@@ -1,0 +1,549 @@
+"""Incidents: what to send, and which ``alerts`` rows record it, from the conditions that hold now and the history.
+
+The state of every incident is the ``alerts`` table itself, one row per notification event per target:
+
+- an incident opens when a condition first holds for its (kind, subject) with no open incident; its id is a
+  hash of kind, subject and the opening instant, and ``opened_at`` is the evaluation that opened it (the
+  condition's own ``since``, which the views may move or not know, goes into the details);
+- it is FIRING to each of its condition's targets once, then again (a reminder) only once its suppression
+  interval has passed since the last message that target took; Alertmanager targets
+  (:func:`.delivery.wants_every_evaluation`) get it at every evaluation, as they expect;
+- a message a target did not take (``delivered`` false) is retried at the next evaluation, target by target,
+  so one target down never holds back the others;
+- it is RESOLVED, to the targets it was told of, when its condition no longer holds; a RESOLVED a target did not
+  take is retried too.
+
+:func:`plan` decides (pure but for reading the history through DuckDB), the caller delivers, :func:`rows` turns
+the outcomes into rows for :meth:`Writer.write`, all at one ``now`` passed in. :func:`evaluation_lock` keeps two
+evaluations of one location from running at once (so from notifying twice).
+
+A target is stored redacted (:func:`.delivery.redact`); ``details.target_id`` is a fingerprint (a truncated
+SHA-256) of the whole target, which tells apart targets that redact alike (two Slack webhooks). The raw target
+of an incident whose condition cleared is found among the current conditions' targets and the ``targets`` given
+to :func:`plan` (every target the configuration names): the table never holds a secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import duckdb
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
+
+from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, Notification
+from otel_datasink.config import Options
+from otel_datasink.schema import ALERTS_TABLE, Rows
+from otel_datasink.writer import Writer, open_location
+
+try:
+    from otel_datasink.alerts import delivery
+except ImportError:  # until engineer C's delivery module lands: targets stored as given, none wants every run
+    delivery = None  # type: ignore[assignment]
+
+_logger = logging.getLogger(__name__)
+
+HISTORY_DAYS = 400
+"""Days of ``alerts`` partitions read for the history: those ``alerts_open`` reads (``dataset_window_days``)."""
+LOCK_NAME = "_alerts.lock"
+"""The lock file (local) or lease object (S3) under the location; a leading ``_`` hides it from readers."""
+DEFAULT_LEASE = datetime.timedelta(minutes=10)
+"""How long an S3 lease holds unless released: a crashed evaluator blocks the next ones at most this long."""
+_BOOKKEEPING = ("target_id", "reminder", "error", "since", "owners", "links", "resolved_at")
+"""Keys of the ``details`` JSON that record the notification, not facts of the condition."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Send:
+    """One message to one target."""
+
+    notification: Notification
+    target: str
+    """The target as configured (with its secrets): what :func:`.delivery.send` takes."""
+
+
+Outcome = tuple[Send, bool, "str | None"]
+"""A send, whether the target took it, and why not (a :class:`~.model.DeliveryError`'s message) when not."""
+
+
+def target_id(target: str) -> str:
+    """A fingerprint of ``target`` (16 hex digits of its SHA-256): tells targets apart without storing secrets."""
+    return hashlib.sha256(target.strip().encode()).hexdigest()[:16]
+
+
+def incident_id(kind: str, subject: str, opened_at: datetime.datetime) -> str:
+    """The id of the incident of (kind, subject) opened at ``opened_at``: 16 hex digits, the same on every run."""
+    key = f"{kind}\x00{subject}\x00{_ms(opened_at)}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+# --- the history -----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Incident:
+    """An incident as its latest row tells it."""
+
+    incident_id: str
+    kind: str
+    subject: str
+    severity: str
+    state: str
+    opened_at: datetime.datetime
+    summary: str
+    details: dict[str, Any]
+    resolved_at: datetime.datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Told:
+    """What one target was last told of one incident in one state."""
+
+    delivered: bool
+    """Whether the latest message took (no later delivered one means a retry is due)."""
+    last_delivered_at: datetime.datetime | None
+    """The latest message it took."""
+
+
+_INCIDENTS_SQL = """
+WITH events AS (
+    SELECT
+        *,
+        row_number() OVER (
+            PARTITION BY incident_id
+            ORDER BY event_time DESC, CASE WHEN state = 'RESOLVED' THEN 0 ELSE 1 END, targets DESC
+        ) AS recency,
+        min(event_time) FILTER (WHERE state = 'RESOLVED') OVER (PARTITION BY incident_id) AS resolved_at
+    FROM alerts
+    WHERE dt >= ?
+)
+SELECT incident_id, kind, subject, severity, state, opened_at, summary, details, resolved_at
+FROM events
+WHERE recency = 1
+ORDER BY opened_at, incident_id
+"""
+"""Every incident of the history with its latest state (ties as ``alerts_open`` breaks them)."""
+
+_TOLD_SQL = """
+WITH events AS (
+    SELECT
+        *,
+        coalesce(details ->> '$.target_id', targets) AS target_key,
+        row_number() OVER (
+            PARTITION BY incident_id, coalesce(details ->> '$.target_id', targets), state
+            ORDER BY event_time DESC, CASE WHEN delivered THEN 0 ELSE 1 END
+        ) AS recency
+    FROM alerts
+    WHERE dt >= ?
+)
+SELECT
+    incident_id,
+    target_key,
+    state,
+    bool_or(coalesce(delivered, FALSE)) FILTER (WHERE recency = 1) AS delivered,
+    max(notified_at) FILTER (WHERE delivered) AS last_delivered_at
+FROM events
+GROUP BY incident_id, target_key, state
+"""
+"""Per incident, target and state: whether the latest message took, and when the latest that took was sent."""
+
+
+def _history(
+    con: duckdb.DuckDBPyConnection, now: datetime.datetime
+) -> tuple[list[_Incident], dict[tuple[str, str, str], _Told]]:
+    """The incidents of the ``alerts`` table and what each target was told, over :data:`HISTORY_DAYS`."""
+    since = (now - datetime.timedelta(days=HISTORY_DAYS)).astimezone(datetime.timezone.utc).strftime("%Y-%m-%d")
+    incidents = [
+        _Incident(
+            incident_id=row[0],
+            kind=row[1],
+            subject=row[2],
+            severity=row[3],
+            state=row[4],
+            opened_at=row[5],
+            summary=row[6],
+            details=_facts(row[7]),
+            resolved_at=row[8],
+        )
+        for row in con.execute(_INCIDENTS_SQL, [since]).fetchall()
+    ]
+    told = {(row[0], row[1], row[2]): _Told(bool(row[3]), row[4]) for row in con.execute(_TOLD_SQL, [since]).fetchall()}
+    return incidents, told
+
+
+def _facts(details: str | None) -> dict[str, Any]:
+    """The condition's facts of a row's ``details`` (without the keys that record the notification)."""
+    try:
+        loaded = json.loads(details or "{}")
+    except ValueError:
+        return {}
+    return {k: v for k, v in loaded.items() if k not in _BOOKKEEPING} if isinstance(loaded, dict) else {}
+
+
+# --- the plan --------------------------------------------------------------------------------------------------
+
+
+def plan(
+    conditions: Sequence[Condition],
+    con: duckdb.DuckDBPyConnection,
+    now: datetime.datetime,
+    *,
+    targets: Iterable[str] = (),
+) -> list[Send]:
+    """The messages to send at ``now`` for ``conditions`` (those that hold now), given the ``alerts`` history.
+
+    ``con`` is a connection with the ``alerts`` table (:func:`otel_datasink.local.connect`, opened after the
+    last write). ``targets``: every target the configuration names (``--notify``, the rules file), so that the
+    RESOLVED of an incident whose condition cleared reaches targets that no condition names now; a target of an
+    incident that is no longer configured is skipped, with a warning.
+    """
+    incidents, told = _history(con, now)
+    open_by_key = {(i.kind, i.subject): i for i in incidents if i.state == FIRING}  # the latest opened wins
+    known = {target_id(t): t for t in (*targets, *(t for c in conditions for t in c.targets))}
+    sends: list[Send] = []
+    held = set()
+    for condition in conditions:
+        held.add(condition.key)
+        incident = open_by_key.get(condition.key)
+        sends += _firing(condition, incident, told, now)
+    for incident in incidents:
+        if incident.state == FIRING and (incident.kind, incident.subject) not in held:
+            sends += _resolving(incident, told, known, now, retry=False)
+        elif incident.state == RESOLVED:
+            sends += _resolving(incident, told, known, now, retry=True)
+    return sends
+
+
+def _firing(
+    condition: Condition, incident: _Incident | None, told: dict[tuple[str, str, str], _Told], now: datetime.datetime
+) -> list[Send]:
+    """The FIRING messages of a condition that holds: all of them for a new incident, else per target those due."""
+    if incident is None:
+        opened_at = now
+        return [
+            Send(_notification(condition, incident_id(*condition.key, now), opened_at), t) for t in condition.targets
+        ]
+    sends = []
+    for target in condition.targets:
+        state = told.get((incident.incident_id, target_id(target), FIRING))
+        if _due(target, state, condition.suppress, now):
+            reminder = state is not None and state.last_delivered_at is not None
+            notification = _notification(condition, incident.incident_id, incident.opened_at, reminder=reminder)
+            sends.append(Send(notification, target))
+    return sends
+
+
+def _due(target: str, state: _Told | None, suppress: datetime.timedelta, now: datetime.datetime) -> bool:
+    """Whether a target is to be told of an open incident now."""
+    if state is None or not state.delivered:  # never told (a target added since), or the last message failed
+        return True
+    if delivery is not None and delivery.wants_every_evaluation(
+        target
+    ):  # Alertmanager resolves an alert not posted again
+        return True
+    return state.last_delivered_at is None or now - state.last_delivered_at >= suppress
+
+
+def _resolving(
+    incident: _Incident,
+    told: dict[tuple[str, str, str], _Told],
+    known: dict[str, str],
+    now: datetime.datetime,
+    *,
+    retry: bool,
+) -> list[Send]:
+    """The RESOLVED messages of an incident: to every target told of it (``retry``: to those that did not take
+    its RESOLVED)."""
+    if retry:
+        keys = [
+            k
+            for (i, k, s), state in told.items()
+            if i == incident.incident_id and s == RESOLVED and not state.delivered
+        ]
+        resolved_at = incident.resolved_at or now
+    else:
+        keys = [k for (i, k, s) in told if i == incident.incident_id and s == FIRING]
+        resolved_at = now
+    notification = Notification(
+        incident_id=incident.incident_id,
+        kind=incident.kind,
+        subject=incident.subject,
+        severity=incident.severity,
+        state=RESOLVED,
+        opened_at=incident.opened_at,
+        summary=incident.summary,
+        details=incident.details,
+        resolved_at=resolved_at,
+    )
+    sends = []
+    for key in sorted(keys):
+        if key in known:
+            sends.append(Send(notification, known[key]))
+        else:
+            _logger.warning(
+                "incident %s (%s of %s) is over, but a target it was sent to is no longer configured: not told",
+                incident.incident_id,
+                incident.kind,
+                incident.subject,
+            )
+    return sends
+
+
+def _notification(
+    condition: Condition, incident: str, opened_at: datetime.datetime, *, reminder: bool = False
+) -> Notification:
+    """A FIRING notification of ``condition``'s incident, with what the condition says now."""
+    details = dict(condition.details)
+    if condition.since is not None:
+        details.setdefault("since", _iso(condition.since))
+    return Notification(
+        incident_id=incident,
+        kind=condition.kind,
+        subject=condition.subject,
+        severity=condition.severity,
+        state=FIRING,
+        opened_at=opened_at,
+        summary=condition.summary,
+        details=details,
+        owners=condition.owners,
+        links=condition.links,
+        reminder=reminder,
+    )
+
+
+# --- the rows --------------------------------------------------------------------------------------------------
+
+
+def rows(outcomes: Sequence[Outcome], now: datetime.datetime) -> Rows:
+    """The ``alerts`` rows of what was sent at ``now``: one per message (delivered or not, the error in
+    ``details.error``), for :meth:`otel_datasink.writer.Writer.write`."""
+    return {ALERTS_TABLE: [_row(send, delivered, error, now) for send, delivered, error in outcomes]}
+
+
+def _row(send: Send, delivered: bool, error: str | None, now: datetime.datetime) -> dict[str, Any]:
+    notification = send.notification
+    details: dict[str, Any] = {**notification.details, "target_id": target_id(send.target)}
+    details["reminder"] = notification.reminder
+    if notification.owners:
+        details["owners"] = list(notification.owners)
+    if notification.links:
+        details["links"] = dict(notification.links)
+    if notification.resolved_at is not None:
+        details["resolved_at"] = _iso(notification.resolved_at)
+    if error is not None:
+        details["error"] = error
+    at = _ms(now)
+    return {
+        "incident_id": notification.incident_id,
+        "kind": notification.kind,
+        "subject": notification.subject,
+        "severity": notification.severity,
+        "state": notification.state,
+        "opened_at": _ms(notification.opened_at),
+        "notified_at": at,
+        "targets": delivery.redact(send.target) if delivery is not None else send.target,
+        "delivered": delivered,
+        "summary": notification.summary,
+        "details": json.dumps(details, sort_keys=True, default=str),
+        "event_time": at,
+        "ingested_at": at,
+    }
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _ms(moment: datetime.datetime) -> int:
+    """Epoch milliseconds of an instant (a naive one is taken as UTC), in integers (no float rounding)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return (moment - _EPOCH) // datetime.timedelta(milliseconds=1)
+
+
+def _iso(moment: datetime.datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc).isoformat()
+
+
+# --- one evaluation at a time ----------------------------------------------------------------------------------
+
+
+class EvaluationBusy(RuntimeError):
+    """Another evaluation holds the location's lock: this one must not plan or send (it would notify twice)."""
+
+
+@contextlib.contextmanager
+def evaluation_lock(
+    where: Writer | Options | str | os.PathLike,
+    *,
+    wait: float = 0.0,
+    lease: datetime.timedelta = DEFAULT_LEASE,
+    **options: Any,
+) -> Iterator[None]:
+    """Holds the location's evaluation lock for the block; raises :class:`EvaluationBusy` when another evaluation
+    holds it for longer than ``wait`` seconds (0 by default: ``otel-datasink alert`` under cron skips a round,
+    it does not queue behind a slow one).
+
+    Plan, send and write the rows inside the block: the next evaluation then reads this one's rows, so two
+    evaluations never tell a target of one event twice.
+
+    - A local folder: an exclusive ``fcntl.flock`` on ``<location>/_alerts.lock`` (the kernel releases it when the
+      process dies, so a crash never leaves it held).
+    - S3 (any fsspec store but a local folder): a lease object ``<location>/_alerts.lock`` created with a
+      conditional PUT (``If-None-Match: *``: of two evaluators, S3 lets one create it) holding its expiry; a
+      lease past it (its evaluator crashed) is taken over with a PUT conditional on its ETag (``If-Match``), and
+      released with a DELETE conditional on ours. AWS S3 and moto honour both; an endpoint that ignores the
+      conditions (some S3-compatible stores) gets a best-effort lease: the lease is read back after the PUT and
+      only its last writer proceeds, which narrows the race to the time between the two requests but does not
+      close it. ``lease`` is how long it holds: keep it above an evaluation's duration.
+
+    ``where`` is the location (with ``options`` of :class:`~otel_datasink.config.Options`), its Options, or a
+    Writer of it. Names starting with ``_`` are hidden from the tables' readers.
+    """
+    fs, root = _open(where, options)
+    if isinstance(fs, LocalFileSystem):
+        with _flock(f"{root}/{LOCK_NAME}", wait):
+            yield
+    else:
+        with _s3_lease(fs, f"{root}/{LOCK_NAME}", wait, lease):
+            yield
+
+
+def _open(where: Writer | Options | str | os.PathLike, options: dict[str, Any]) -> tuple[AbstractFileSystem, str]:
+    if isinstance(where, Writer):
+        return where.fs, where.root
+    resolved = where if isinstance(where, Options) else Options.resolve(os.fspath(where), **options)
+    return open_location(resolved)
+
+
+@contextlib.contextmanager
+def _flock(path: str, wait: float) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created with its folder), tried until ``wait`` seconds have passed."""
+    import fcntl  # POSIX only; imported here so that the module loads elsewhere for plan() and rows()
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    _logger.info("another evaluation holds %s: skipping this one", path)
+                    raise EvaluationBusy(f"another evaluation holds {path}") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        # The file stays: removing it would let a third evaluator lock a new file while the second holds the old.
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _s3_lease(fs: AbstractFileSystem, path: str, wait: float, lease: datetime.timedelta) -> Iterator[None]:
+    """A lease object at ``path`` (``bucket/key``) for the block, tried until ``wait`` seconds have passed."""
+    bucket, key = path.split("/", 1)
+    owner = uuid.uuid4().hex
+    deadline = time.monotonic() + wait
+    while True:
+        etag = _take_lease(fs, bucket, key, owner, lease)
+        if etag is not None:
+            break
+        if time.monotonic() >= deadline:
+            _logger.info("another evaluation holds the lease s3://%s: skipping this one", path)
+            raise EvaluationBusy(f"another evaluation holds the lease s3://{path}")
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        _release_lease(fs, bucket, key, owner, etag)
+
+
+def _lease_body(owner: str, lease: datetime.timedelta) -> bytes:
+    expires = time.time() + lease.total_seconds()
+    return json.dumps({"owner": owner, "expires": expires, "pid": os.getpid()}).encode()
+
+
+def _take_lease(fs: Any, bucket: str, key: str, owner: str, lease: datetime.timedelta) -> str | None:
+    """Creates the lease, or takes over an expired one; its ETag, or None when another evaluator holds it."""
+    try:
+        etag = fs.call_s3("put_object", Bucket=bucket, Key=key, Body=_lease_body(owner, lease), IfNoneMatch="*")["ETag"]
+    except OSError as error:
+        if not _precondition_failed(error):
+            raise
+        etag = _take_over(fs, bucket, key, owner, lease)
+        if etag is None:
+            return None
+    # Read back: an endpoint that ignored the condition let every writer "create" it; the last one holds it.
+    holder, _ = _read_lease(fs, bucket, key)
+    return etag if holder is not None and holder.get("owner") == owner else None
+
+
+def _take_over(fs: Any, bucket: str, key: str, owner: str, lease: datetime.timedelta) -> str | None:
+    """Takes over an expired lease (its evaluator crashed) with a PUT on its ETag; None while it holds."""
+    holder, etag = _read_lease(fs, bucket, key)
+    if holder is None:  # released between our PUT and this read: try again at the next round
+        return None
+    if float(holder.get("expires", 0)) > time.time():
+        return None
+    _logger.warning("the evaluation lease s3://%s/%s expired (its evaluator died?): taking it over", bucket, key)
+    try:
+        return fs.call_s3("put_object", Bucket=bucket, Key=key, Body=_lease_body(owner, lease), IfMatch=etag)["ETag"]
+    except OSError as error:
+        if _precondition_failed(error):  # another evaluator took it over first
+            return None
+        raise
+
+
+def _read_lease(fs: Any, bucket: str, key: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The lease's content and ETag, or (None, None) when there is none."""
+    try:
+        head = fs.call_s3("head_object", Bucket=bucket, Key=key)
+        body = fs.cat_file(f"{bucket}/{key}")
+    except FileNotFoundError:
+        return None, None
+    try:
+        content = json.loads(body)
+    except ValueError:
+        content = {}  # not ours to read: treated as expired
+    return (content if isinstance(content, dict) else {}), head["ETag"]
+
+
+def _release_lease(fs: Any, bucket: str, key: str, owner: str, etag: str) -> None:
+    """Deletes our lease, unless another evaluator took it over (ours expired while we ran)."""
+    try:
+        fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=etag)
+    except OSError as error:
+        if _precondition_failed(error):
+            _logger.warning("the evaluation lease s3://%s/%s expired while this evaluation ran", bucket, key)
+            return
+        # An endpoint without conditional deletes: delete it if it is still ours.
+        holder, _ = _read_lease(fs, bucket, key)
+        if holder is not None and holder.get("owner") == owner:
+            fs.call_s3("delete_object", Bucket=bucket, Key=key)
+    finally:
+        fs.invalidate_cache(f"{bucket}/{key}")
+
+
+def _precondition_failed(error: OSError) -> bool:
+    """Whether S3 refused a conditional request (412 PreconditionFailed, or 409 ConditionalRequestConflict when
+    two conditional writes race): s3fs raises FileExistsError for some, a plain OSError for others."""
+    if isinstance(error, FileExistsError):
+        return True
+    text = f"{error} {error.__cause__!r}"
+    return any(code in text for code in ("PreconditionFailed", "pre-condition", "ConditionalRequestConflict"))

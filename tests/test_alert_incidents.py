@@ -1,0 +1,315 @@
+"""Incidents over the real tables: conditions from the views of pipeline-written rows, the alerts rows written by
+the real Writer and read back with local.connect, at controlled evaluation times; and the evaluation lock."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import pyarrow.parquet as pq
+import pytest
+from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
+
+from otel_datasink import local
+from otel_datasink.alerts import incidents
+from otel_datasink.alerts.incidents import EvaluationBusy, Send, evaluation_lock, plan, rows
+from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, DeliveryError
+from otel_datasink.config import Options
+from otel_datasink.schema import ALERTS
+from otel_datasink.writer import Writer
+
+SLACK = "slack://T0000AAAA1/B0000BBBB2/abcdefghijklmnopqrstuvwx"
+WEBHOOK = "json://127.0.0.1:9/hook"
+HOUR = datetime.timedelta(hours=1)
+T0 = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+class Receiver:
+    """Stands in for delivery.send: records what each target took; targets in ``down`` refuse."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, str, str, bool]] = []
+        self.down: set[str] = set()
+
+    def send(self, target: str, send: Send) -> None:
+        if target in self.down:
+            raise DeliveryError(f"{target} refused")
+        n = send.notification
+        self.got.append((target, n.subject, n.state, n.reminder))
+
+
+def evaluate(
+    location: str,
+    conditions: Sequence[Condition],
+    now: datetime.datetime,
+    receiver: Receiver,
+    **options,
+) -> list[Send]:
+    """One evaluation as the alert command makes it: under the lock, plan, deliver, write the rows."""
+    with evaluation_lock(location, **options):
+        con = local.connect(location, **options)
+        sends = plan(conditions, con, now, targets=(SLACK, WEBHOOK))
+        con.close()
+        outcomes = []
+        for send in sends:
+            try:
+                receiver.send(send.target, send)
+            except DeliveryError as error:
+                outcomes.append((send, False, str(error)))
+            else:
+                outcomes.append((send, True, None))
+        if outcomes:
+            Writer(Options.resolve(location, **options)).write(rows(outcomes, now))
+    return sends
+
+
+def stale(location: str, targets=(SLACK, WEBHOOK), suppress=4 * HOUR) -> list[Condition]:
+    """A stale_dataset condition per row of stale_datasets (what the conditions module reads)."""
+    con = local.connect(location)
+    found = con.execute("SELECT dataset, freshness_minutes, freshness_sla_minutes FROM stale_datasets").fetchall()
+    con.close()
+    return [
+        Condition(
+            kind="stale_dataset",
+            subject=dataset,
+            severity="warning",
+            since=None,
+            summary=f"{dataset} is {minutes} min old, SLA {sla} min",
+            details={"freshness_minutes": minutes, "freshness_sla_minutes": sla},
+            targets=targets,
+            suppress=suppress,
+        )
+        for dataset, minutes, sla in found
+    ]
+
+
+def update(location: str, ago_ns: int, dataset: str = "orders") -> None:
+    """A successful update of ``dataset`` ``ago_ns`` ago, with a 60-minute SLA."""
+    end = now_ns() - ago_ns
+    updates = [dict(name=dataset, freshness_sla_minutes=60)]
+    write_spans(location, [job_span(f"load_{dataset}", end - 5 * MINUTE_NS, end, updates=updates)])
+
+
+def open_incidents(location: str) -> list[tuple]:
+    con = local.connect(location)
+    found = con.execute(
+        "SELECT kind, subject, severity, targets, undelivered_targets, all_delivered FROM alerts_open ORDER BY 1, 2"
+    ).fetchall()
+    con.close()
+    return found
+
+
+def test_an_incident_fires_once_reminds_after_its_interval_and_resolves(local_location):
+    update(local_location, 3 * HOUR_NS)
+    receiver = Receiver()
+    conditions = stale(local_location)
+    assert [c.subject for c in conditions] == ["orders"]
+
+    evaluate(local_location, conditions, T0, receiver)
+    assert receiver.got == [(SLACK, "orders", FIRING, False), (WEBHOOK, "orders", FIRING, False)]
+    assert open_incidents(local_location) == [("stale_dataset", "orders", "warning", 2, 0, True)]
+
+    receiver.got.clear()
+    assert evaluate(local_location, stale(local_location), T0 + HOUR, receiver) == []  # within the 4 h
+    assert evaluate(local_location, stale(local_location), T0 + 4 * HOUR, receiver) != []  # 4 h after: due
+    assert sorted(receiver.got) == sorted([(SLACK, "orders", FIRING, True), (WEBHOOK, "orders", FIRING, True)])
+    receiver.got.clear()
+    assert evaluate(local_location, stale(local_location), T0 + 5 * HOUR, receiver) == []
+
+    update(local_location, MINUTE_NS)  # fresh again
+    assert stale(local_location) == []
+    evaluate(local_location, [], T0 + 6 * HOUR, receiver)
+    assert sorted(receiver.got) == sorted([(SLACK, "orders", RESOLVED, False), (WEBHOOK, "orders", RESOLVED, False)])
+    assert open_incidents(local_location) == []
+    receiver.got.clear()
+    assert evaluate(local_location, [], T0 + 7 * HOUR, receiver) == []
+
+    con = local.connect(local_location)
+    history = con.execute("SELECT state, count(DISTINCT incident_id), count(*) FROM alerts GROUP BY 1").fetchall()
+    assert sorted(history) == [(FIRING, 1, 4), (RESOLVED, 1, 2)]
+
+
+def test_a_refusing_target_is_retried_while_the_other_got_its_message_once(local_location):
+    update(local_location, 3 * HOUR_NS)
+    receiver = Receiver()
+    receiver.down.add(SLACK)
+    evaluate(local_location, stale(local_location), T0, receiver)
+    assert receiver.got == [(WEBHOOK, "orders", FIRING, False)]
+    assert open_incidents(local_location) == [("stale_dataset", "orders", "warning", 2, 1, False)]
+
+    evaluate(local_location, stale(local_location), T0 + HOUR, receiver)  # still down: tried again, webhook not
+    receiver.down.clear()
+    evaluate(local_location, stale(local_location), T0 + 2 * HOUR, receiver)
+    assert receiver.got == [(WEBHOOK, "orders", FIRING, False), (SLACK, "orders", FIRING, False)]
+    assert open_incidents(local_location) == [("stale_dataset", "orders", "warning", 2, 0, True)]
+    evaluate(local_location, stale(local_location), T0 + 3 * HOUR, receiver)
+    assert len(receiver.got) == 2
+
+    con = local.connect(local_location)
+    failed = con.execute("SELECT targets, details FROM alerts WHERE NOT delivered").fetchall()
+    assert len(failed) == 2
+    for target, details in failed:
+        # Stored redacted; the error kept; the fingerprint tells the target apart.
+        assert "abcdefghijklmnopqrstuvwx" not in target and "***" in target
+        assert json.loads(details)["error"] == f"{SLACK} refused"
+        assert json.loads(details)["target_id"] == incidents.target_id(SLACK)
+
+
+def test_a_resolved_that_a_target_refused_is_retried(local_location):
+    update(local_location, 3 * HOUR_NS)
+    receiver = Receiver()
+    evaluate(local_location, stale(local_location), T0, receiver)
+    receiver.got.clear()
+    receiver.down.add(WEBHOOK)
+    evaluate(local_location, [], T0 + HOUR, receiver)
+    assert receiver.got == [(SLACK, "orders", RESOLVED, False)]
+    assert open_incidents(local_location) == []  # over, even though one target has not heard yet
+    receiver.down.clear()
+    sends = evaluate(local_location, [], T0 + 2 * HOUR, receiver)
+    assert receiver.got[1:] == [(WEBHOOK, "orders", RESOLVED, False)]
+    assert sends[0].notification.resolved_at == T0 + HOUR
+    assert evaluate(local_location, [], T0 + 3 * HOUR, receiver) == []
+
+
+def test_two_kinds_on_one_subject_are_two_incidents(local_location):
+    receiver = Receiver()
+    conditions = [
+        Condition("failing_job", "load_orders", "critical", None, "load_orders failed 3 times", targets=(SLACK,)),
+        Condition("hung_run", "load_orders", "warning", None, "load_orders running 90 min", targets=(SLACK,)),
+    ]
+    sends = evaluate(local_location, conditions, T0, receiver)
+    assert len({s.notification.incident_id for s in sends}) == 2
+    assert open_incidents(local_location) == [
+        ("failing_job", "load_orders", "critical", 1, 0, True),
+        ("hung_run", "load_orders", "warning", 1, 0, True),
+    ]
+    evaluate(local_location, conditions[:1], T0 + HOUR, receiver)
+    assert [row[0] for row in open_incidents(local_location)] == ["failing_job"]
+    assert receiver.got[-1] == (SLACK, "load_orders", RESOLVED, False)
+    # The condition back later: a new incident, not the old one reopened.
+    again = evaluate(local_location, conditions, T0 + 2 * HOUR, receiver)
+    assert [s.notification.kind for s in again] == ["hung_run"]
+    assert again[0].notification.incident_id not in {s.notification.incident_id for s in sends}
+
+
+def test_alertmanager_targets_get_a_firing_incident_at_every_evaluation(local_location, monkeypatch):
+    alertmanager = "alertmanager://127.0.0.1:9093"
+    monkeypatch.setattr(incidents.delivery, "wants_every_evaluation", lambda target: target == alertmanager)
+    receiver = Receiver()
+    condition = Condition("hung_run", "etl", "warning", None, "etl running 90 min", targets=(alertmanager, SLACK))
+    for minutes in (0, 1, 2):
+        evaluate(local_location, [condition], T0 + datetime.timedelta(minutes=minutes), receiver)
+    assert [(target, reminder) for target, _, _, reminder in receiver.got] == [
+        (alertmanager, False),
+        (SLACK, False),
+        (alertmanager, True),
+        (alertmanager, True),
+    ]
+
+
+def test_incident_ids_are_deterministic_and_opened_at_is_the_evaluation(local_location):
+    since = T0 - 3 * HOUR
+    condition = Condition("stale_dataset", "orders", "info", since, "orders is stale", targets=(SLACK,))
+    (send,) = plan([condition], local.connect(local_location), T0)
+    assert send.notification.incident_id == incidents.incident_id("stale_dataset", "orders", T0)
+    assert len(send.notification.incident_id) == 16 and int(send.notification.incident_id, 16) >= 0
+    assert send.notification.opened_at == T0
+    assert send.notification.details["since"] == since.isoformat()
+
+
+def test_alert_rows_hold_the_table_schema_and_partition_by_event_time(local_location):
+    receiver = Receiver()
+    condition = Condition("missing_run", "nightly", "critical", None, "nightly did not run", targets=(SLACK,))
+    evaluate(
+        local_location, [condition], datetime.datetime(2026, 3, 9, 23, 59, 59, 999_000, datetime.timezone.utc), receiver
+    )
+    (path,) = Writer(Options.resolve(local_location)).fs.glob(f"{local_location}/alerts/dt=*/*.parquet")
+    assert "/dt=2026-03-09/" in path
+    assert pq.read_schema(path).remove_metadata() == ALERTS
+
+
+# --- the lock --------------------------------------------------------------------------------------------------
+
+
+def _concurrently(count: int, work: Callable[[], object]) -> list[object]:
+    """Runs ``work`` in ``count`` threads released at once; each one's result or exception."""
+    barrier = threading.Barrier(count)
+    results: list[object] = [None] * count
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work()
+        except Exception as error:  # noqa: BLE001 - collected for the test to look at
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+class SlowReceiver(Receiver):
+    """A receiver that takes a while, so that concurrent evaluations overlap."""
+
+    def send(self, target: str, send: Send) -> None:
+        time.sleep(0.3)
+        with self._lock:
+            super().send(target, send)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+
+def _concurrent_evaluations(location: str, **options) -> None:
+    receiver = SlowReceiver()
+    condition = Condition("failing_job", "etl", "critical", None, "etl failed", targets=(SLACK,))
+    results = _concurrently(4, lambda: evaluate(location, [condition], T0, receiver, **options))
+    assert sum(isinstance(r, EvaluationBusy) for r in results) == 3, results
+    assert receiver.got == [(SLACK, "etl", FIRING, False)]
+    # Once the first is done, the next evaluation runs and, having read its rows, sends nothing.
+    assert evaluate(location, [condition], T0 + HOUR, receiver, **options) == []
+
+
+def test_two_evaluations_at_once_on_a_local_folder_never_both_send(local_location):
+    _concurrent_evaluations(local_location)
+
+
+def test_two_evaluations_at_once_on_s3_never_both_send(s3_location, moto_server):
+    _concurrent_evaluations(s3_location, s3_endpoint_url=moto_server.endpoint_url)
+
+
+def test_the_lock_waits_a_bounded_time_and_is_free_after_the_block(local_location):
+    with evaluation_lock(local_location):
+        started = time.monotonic()
+        with pytest.raises(EvaluationBusy):
+            with evaluation_lock(local_location, wait=0.3):
+                pass
+        assert 0.3 <= time.monotonic() - started < 2
+    with evaluation_lock(local_location):
+        pass
+
+
+def test_an_expired_s3_lease_is_taken_over_and_a_live_one_is_not(s3_location, moto_server):
+    options = {"s3_endpoint_url": moto_server.endpoint_url}
+    with evaluation_lock(s3_location, lease=datetime.timedelta(seconds=30), **options):
+        with pytest.raises(EvaluationBusy):
+            with evaluation_lock(s3_location, **options):
+                pass
+    # A crashed evaluator's lease: left behind, expired.
+    writer = Writer(Options.resolve(s3_location, **options))
+    bucket, key = f"{writer.root}/{incidents.LOCK_NAME}".split("/", 1)
+    body = json.dumps({"owner": "dead", "expires": time.time() - 1}).encode()
+    writer.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=body)
+    with evaluation_lock(s3_location, **options):
+        pass
+    writer.fs.invalidate_cache()
+    assert not writer.fs.exists(f"{bucket}/{key}")
+    # The lock object is not a table's: readers do not see it.
+    assert local.connect(s3_location, **options).execute("SELECT count(*) FROM alerts").fetchone() == (0,)
