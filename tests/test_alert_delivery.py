@@ -8,6 +8,9 @@ import datetime
 import http.server
 import json
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -20,10 +23,8 @@ from alertmanager import Alertmanager
 from alertmanager import binary as alertmanager_binary
 from alertmanager import running as running_alertmanager
 
-from otel_datasink.alerts.delivery import redact, send, wants_every_evaluation
+from otel_datasink.alerts.delivery import check_target, redact, send, wants_every_evaluation
 from otel_datasink.alerts.model import FIRING, RESOLVED, DeliveryError, Notification
-
-pytest.importorskip("apprise", reason="the alerts extra: pip install 'otel-datasink[alerts]'")
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 TRACEBACK = "\n".join(
@@ -237,6 +238,61 @@ def test_only_alertmanager_wants_every_evaluation() -> None:
     assert not wants_every_evaluation("json://127.0.0.1:8080/hook")
 
 
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        (
+            "slak://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7",
+            r"^slak://\*\*\*/\*\*\*/\*\*\*: not a usable Apprise URL \(",
+        ),
+        ("mmost://127.0.0.1", "^mmost://127.0.0.1: not a usable Apprise URL"),
+        ("alertmanager://", "needs a host"),
+        ("alertmanager://127.0.0.1:99999", "not a port number"),
+    ],
+)
+def test_check_target_refuses_what_cannot_be_delivered_to(target: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as caught:
+        check_target(target)
+    assert "\n" not in str(caught.value) and "TIiajkdnlazkcOXrIdevi7" not in str(caught.value)
+
+
+def test_check_target_takes_what_can() -> None:
+    for target in (
+        "json://127.0.0.1:8080/hook",
+        "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7",
+        "alertmanager://am",
+    ):
+        check_target(target)
+
+
+def test_without_apprise_alertmanager_works_and_an_apprise_url_says_what_to_install(
+    alertmanager_or_none: Alertmanager | None,
+) -> None:
+    # Importing delivery costs no Apprise; only an Apprise URL needs it, and says which extra brings it.
+    target = alertmanager_or_none.target if alertmanager_or_none else None
+    code = f"""
+        import sys
+        sys.modules["apprise"] = None  # "import apprise" raises ModuleNotFoundError, as if not installed
+        import datetime
+        from otel_datasink.alerts.delivery import check_target, send
+        from otel_datasink.alerts.model import Notification
+        if {target!r}:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            send({target!r}, [Notification("1", "hung_run", "nightly", "warning", "FIRING", now, "hung")], timeout=5)
+        try:
+            check_target("json://127.0.0.1/hook")
+        except ImportError as error:
+            print(f"{{type(error).__name__}}: {{error}}")
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "MissingExtraError: apprise is not installed: pip install 'otel-datasink[alerts]'"
+    if alertmanager_or_none:
+        assert [a["labels"]["subject"] for a in ours(alertmanager_or_none, active="true")] == ["nightly"]
+
+
 # --- Alertmanager ------------------------------------------------------------------------------------------------
 
 
@@ -247,6 +303,16 @@ def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
         pytest.skip(
             "prometheus-alertmanager is not installed (.ci/run installs it: apt-get install prometheus-alertmanager)"
         )
+    with running_alertmanager(tmp_path) as manager:
+        yield manager
+
+
+@pytest.fixture
+def alertmanager_or_none(tmp_path: Path) -> Iterator[Alertmanager | None]:
+    """A real Alertmanager when it is installed, else ``None`` (for tests about more than Alertmanager)."""
+    if alertmanager_binary() is None:
+        yield None
+        return
     with running_alertmanager(tmp_path) as manager:
         yield manager
 

@@ -93,7 +93,6 @@ def _looks_secret(piece: str) -> bool:
 def _is_hostname(host: str) -> bool:
     """Whether ``host`` names a machine (``hooks.slack.com``, ``localhost``, an address) rather than holding a
     token in the host position, as ``slack://TOKEN_A/...`` and ``tgram://BOT_TOKEN/...`` do."""
-    host = host.strip("[]")
     if host == "localhost" or "." in host:
         return True
     try:
@@ -103,12 +102,19 @@ def _is_hostname(host: str) -> bool:
     return True
 
 
+def _host(hostport: str) -> str:
+    """The host of ``host:port``, ``[v6::address]:port`` or a bare host."""
+    if hostport.startswith("[") and "]" in hostport:
+        return hostport[1 : hostport.index("]")]
+    return hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
+
+
 def _secrets(target: str) -> list[str]:
     """The pieces of ``target`` that :func:`redact` masks, longest first."""
     parts = urllib.parse.urlsplit(target.strip())
     found: list[str] = []
     userinfo, _, hostport = parts.netloc.rpartition("@")
-    host = hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
+    host = _host(hostport)
     user, colon, password = userinfo.partition(":")
     if colon and password:
         found.append(password)
@@ -150,7 +156,7 @@ def _redact_url(parts: urllib.parse.SplitResult) -> str:
     secrets = set(_secrets(urllib.parse.urlunsplit(parts)))
     userinfo, at, hostport = parts.netloc.rpartition("@")
     user, colon, password = userinfo.partition(":")
-    host = hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
+    host = _host(hostport)
     if not _is_hostname(host):
         user = MASK if user in secrets else user
         hostport = MASK if hostport in secrets else hostport
@@ -480,7 +486,38 @@ def _send_alertmanager(
         raise DeliveryError(_one_line(str(error), target)) from None
 
 
-# --- the entry point -------------------------------------------------------------------------------------------
+# --- the entry points -------------------------------------------------------------------------------------------
+
+
+def check_target(target: str) -> None:
+    """Raises ValueError (one line, the target redacted) when ``target`` cannot be delivered to whatever the
+    receiver does: an Alertmanager URL without a host, or a URL no Apprise service takes (``slak://...``); a
+    :class:`~otel_datasink.extras.MissingExtraError` when it needs Apprise and Apprise is not installed.
+
+    For a command line to refuse a mistyped ``--notify`` at once, instead of failing it at every evaluation.
+    """
+    if is_alertmanager(target):
+        parts = urllib.parse.urlsplit(target.strip())
+        if not parts.hostname:
+            raise ValueError(f"{redact(target)}: an Alertmanager URL needs a host (alertmanager://HOST:9093)")
+        try:
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise ValueError(f"{redact(target)}: not a port number") from None
+        return
+    apprise = import_extra("apprise", "alerts")
+    records = _DeliveryRecords()
+    logger = logging.getLogger("apprise")
+    token = _capturing.set(records)
+    logger.addHandler(records)
+    try:
+        usable = apprise.Apprise.instantiate(target) is not None
+    finally:
+        logger.removeHandler(records)
+        _capturing.reset(token)
+    if not usable:
+        cause = "; ".join(dict.fromkeys(records.messages)) or "no Apprise service takes it"
+        raise ValueError(f"{redact(target)}: not a usable Apprise URL ({_one_line(cause, target)})")
 
 
 def send(
