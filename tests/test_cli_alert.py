@@ -137,6 +137,17 @@ def test_a_refusing_target_is_retried_and_never_stops_the_other(stale, receiver)
         down.server.server_close()
 
 
+def test_an_evaluation_while_another_holds_the_lock_skips_its_round(stale, receiver, capsys):
+    from otel_datasink.alerts import incidents
+
+    location, now = stale
+    with incidents.evaluation_lock(location):
+        assert _alert(location, now, "--notify", receiver.url) == 0
+    assert "skipped" in capsys.readouterr().err and receiver.take() == []
+    assert _alert(location, now, "--notify", receiver.url) == 0
+    assert len(receiver.take()) == 1
+
+
 def test_digest_bundles_a_targets_notifications_of_one_evaluation(tmp_path, receiver):
     location = str(tmp_path / "datasink")
     n = now_ns() // 1_000_000 * 1_000_000

@@ -135,7 +135,12 @@ def run(args: argparse.Namespace) -> int:
         if args.now is not None:
             raise CommandError("--now is for one evaluation, not --watch")
         return _watch(context)
-    evaluation = evaluate(context, args.now or _utcnow())
+    try:
+        evaluation = evaluate(context, args.now or _utcnow())
+    except _busy() as error:
+        # Another evaluation of the location is under way and notifies what holds: this round is not needed.
+        print(f"otel-datasink alert: skipped: {error}", file=sys.stderr)
+        return EXIT_OK
     _print(evaluation, args.dry_run)
     return EXIT_FOUND if args.dry_run and evaluation.conditions else EXIT_OK
 
@@ -147,6 +152,12 @@ def _rules(args: argparse.Namespace) -> Rules:
         return load_rules(args.rules, args.notify)
     except RulesError as error:
         raise CommandError(str(error)) from error
+
+
+def _busy() -> type[Exception]:
+    from otel_datasink.alerts.incidents import EvaluationBusy
+
+    return EvaluationBusy
 
 
 def _utcnow() -> datetime.datetime:
