@@ -195,9 +195,8 @@ def test_two_kinds_on_one_subject_are_two_incidents(local_location):
     assert again[0].notification.incident_id not in {s.notification.incident_id for s in sends}
 
 
-def test_alertmanager_targets_get_a_firing_incident_at_every_evaluation(local_location, monkeypatch):
+def test_alertmanager_targets_get_a_firing_incident_at_every_evaluation(local_location):
     alertmanager = "alertmanager://127.0.0.1:9093"
-    monkeypatch.setattr(incidents.delivery, "wants_every_evaluation", lambda target: target == alertmanager)
     receiver = Receiver()
     condition = Condition("hung_run", "etl", "warning", None, "etl running 90 min", targets=(alertmanager, SLACK))
     for minutes in (0, 1, 2):

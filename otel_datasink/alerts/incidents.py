@@ -41,15 +41,11 @@ import duckdb
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
+from otel_datasink.alerts import delivery
 from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, Notification
 from otel_datasink.config import Options
 from otel_datasink.schema import ALERTS_TABLE, Rows
 from otel_datasink.writer import Writer, open_location
-
-try:
-    from otel_datasink.alerts import delivery
-except ImportError:  # until engineer C's delivery module lands: targets stored as given, none wants every run
-    delivery = None  # type: ignore[assignment]
 
 _logger = logging.getLogger(__name__)
 
@@ -247,9 +243,7 @@ def _due(target: str, state: _Told | None, suppress: datetime.timedelta, now: da
     """Whether a target is to be told of an open incident now."""
     if state is None or not state.delivered:  # never told (a target added since), or the last message failed
         return True
-    if delivery is not None and delivery.wants_every_evaluation(
-        target
-    ):  # Alertmanager resolves an alert not posted again
+    if delivery.wants_every_evaluation(target):  # Alertmanager resolves an alert not posted again
         return True
     return state.last_delivered_at is None or now - state.last_delivered_at >= suppress
 
@@ -351,7 +345,7 @@ def _row(send: Send, delivered: bool, error: str | None, now: datetime.datetime)
         "state": notification.state,
         "opened_at": _ms(notification.opened_at),
         "notified_at": at,
-        "targets": delivery.redact(send.target) if delivery is not None else send.target,
+        "targets": delivery.redact(send.target),
         "delivered": delivered,
         "summary": notification.summary,
         "details": json.dumps(details, sort_keys=True, default=str),
