@@ -248,6 +248,7 @@ def test_only_alertmanager_wants_every_evaluation() -> None:
         ("mmost://127.0.0.1", "^mmost://127.0.0.1: not a usable Apprise URL"),
         ("alertmanager://", "needs a host"),
         ("alertmanager://127.0.0.1:99999", "not a port number"),
+        ("alertmanager://127.0.0.1?every=soon", "every='soon' is not a duration"),
     ],
 )
 def test_check_target_refuses_what_cannot_be_delivered_to(target: str, problem: str) -> None:
@@ -276,9 +277,13 @@ def test_without_apprise_alertmanager_works_and_an_apprise_url_says_what_to_inst
         import datetime
         from otel_datasink.alerts.delivery import check_target, send
         from otel_datasink.alerts.model import Notification
+        now = datetime.datetime.now(datetime.timezone.utc)
         if {target!r}:
-            now = datetime.datetime.now(datetime.timezone.utc)
             send({target!r}, [Notification("1", "hung_run", "nightly", "warning", "FIRING", now, "hung")], timeout=5)
+        try:
+            send("json://127.0.0.1:9/hook", [Notification("1", "hung_run", "x", "info", "FIRING", now, "x")])
+        except Exception as error:
+            print(f"{{type(error).__name__}}: {{error}}")
         try:
             check_target("json://127.0.0.1/hook")
         except ImportError as error:
@@ -288,7 +293,11 @@ def test_without_apprise_alertmanager_works_and_an_apprise_url_says_what_to_inst
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "MissingExtraError: apprise is not installed: pip install 'otel-datasink[alerts]'"
+    # send() makes it a failed delivery (recorded, retried); check_target() the command line's error.
+    assert result.stdout.splitlines() == [
+        "DeliveryError: apprise is not installed: pip install 'otel-datasink[alerts]'",
+        "MissingExtraError: apprise is not installed: pip install 'otel-datasink[alerts]'",
+    ]
     if alertmanager_or_none:
         assert [a["labels"]["subject"] for a in ours(alertmanager_or_none, active="true")] == ["nightly"]
 
@@ -365,6 +374,14 @@ def test_a_firing_alert_without_repeat_leaves_its_end_to_alertmanager(alertmanag
     # Alertmanager's resolve_timeout (5 min by default) from now.
     ends = datetime.datetime.fromisoformat(alert["endsAt"].replace("Z", "+00:00"))
     assert ends > datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=4)
+
+
+def test_every_in_the_target_holds_a_firing_alert_until_the_next_cron_evaluation(alertmanager: Alertmanager) -> None:
+    send(f"{alertmanager.target}?every=1h", [notification()], timeout=5, repeat=datetime.timedelta(minutes=1))
+    (alert,) = ours(alertmanager, active="true")
+    ends = datetime.datetime.fromisoformat(alert["endsAt"].replace("Z", "+00:00"))
+    left = ends - datetime.datetime.now(datetime.timezone.utc)
+    assert datetime.timedelta(hours=1, minutes=29) <= left <= datetime.timedelta(hours=1, minutes=31)
 
 
 def test_alertmanager_takes_several_alerts_in_one_post(alertmanager: Alertmanager) -> None:

@@ -4,9 +4,11 @@ Prometheus Alertmanager's v2 API.
 A target is one string, as ``--notify`` and the rules file give it:
 
 - ``alertmanager://HOST[:PORT][/PREFIX]`` (plain HTTP) or ``alertmanagers://...`` (HTTPS): Alertmanager, which
-  gets ``POST [PREFIX]/api/v2/alerts``. Basic auth as ``alertmanager://USER:PASSWORD@HOST``, a bearer token as
-  ``?token=TOKEN``, and ``?verify=no`` skips TLS certificate checks (a self-signed Alertmanager). An ``http://`` or
-  ``https://`` URL ending in ``/api/v2/alerts`` is taken as Alertmanager too. The port defaults to 9093.
+  gets ``POST [PREFIX]/api/v2/alerts``; the port defaults to 9093. Basic auth as ``alertmanager://USER:PASS@HOST``,
+  a bearer token as ``?token=TOKEN``; ``?verify=no`` skips TLS certificate checks (a self-signed Alertmanager);
+  ``?every=1h`` says how often evaluations run when they are not ``--watch``'s (cron): a FIRING alert then ends a
+  little after the next one is due unless posted again (Alertmanager's ``resolve_timeout``, 5 min by default,
+  would resolve it in between). An ``http(s)://`` URL ending in ``/api/v2/alerts`` is taken as Alertmanager too.
 - anything else: an Apprise URL (``slack://T/B/C``, ``msteams://...``, ``mailto://...``, ``json://host/path``);
   see https://github.com/caronc/apprise/wiki. Apprise comes with the ``alerts`` extra.
 
@@ -32,7 +34,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from ..extras import import_extra
+from ..extras import MissingExtraError, import_extra
 from .model import FIRING, RESOLVED, DeliveryError, Notification
 
 SOURCE = "otel-datasink"
@@ -473,11 +475,29 @@ def _post(request: urllib.request.Request, context: ssl.SSLContext | None, timeo
         raise DeliveryError(f"{request.host}: {error or type(error).__name__}") from None
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.I)
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _every(target: str) -> datetime.timedelta | None:
+    """The ``?every=`` of an Alertmanager target (``90s``, ``15m``, ``1h``, ``1d``, or seconds): how often the
+    evaluations run when they are not ``--watch``'s (cron, a CronJob), so that FIRING alerts outlive the gap
+    between two of them; ``None`` when not given. A ValueError for a value that is not a duration."""
+    value = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(target.strip()).query)).get("every")
+    if value is None:
+        return None
+    match = _DURATION.match(value)
+    if not match or float(match[1]) <= 0:
+        raise ValueError(f"{redact(target)}: every={value!r} is not a duration (90s, 15m, 1h, 1d)")
+    return datetime.timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2].lower()])
+
+
 def _send_alertmanager(
     target: str, notifications: Sequence[Notification], timeout: float, repeat: datetime.timedelta | None
 ) -> None:
     """Posts all the notifications to an Alertmanager in one request."""
     now = datetime.datetime.now(datetime.timezone.utc)
+    repeat = _every(target) or repeat
     payload = json.dumps([alertmanager_alert(n, now, repeat) for n in notifications]).encode()
     request, context = _alertmanager_request(target, payload)
     try:
@@ -504,6 +524,7 @@ def check_target(target: str) -> None:
             parts.port  # noqa: B018 - parsing it is the check
         except ValueError:
             raise ValueError(f"{redact(target)}: not a port number") from None
+        _every(target)
         return
     apprise = import_extra("apprise", "alerts")
     records = _DeliveryRecords()
@@ -531,12 +552,18 @@ def send(
 
     Apprise: one message per call, a digest when there are several notifications (call once per notification
     for one message each). Alertmanager: one POST of them all. Returns or raises within ``timeout`` seconds.
-    ``repeat``: when the next evaluation is due (``--watch``'s interval); Alertmanager alerts FIRING end a
-    little after it unless posted again (see :func:`alertmanager_alert`).
+    ``repeat``: the time to the next evaluation (``--watch``'s interval): a FIRING Alertmanager alert ends a little
+    after it unless posted again (see :func:`alertmanager_alert`); the target's ``?every=`` wins over it. With
+    neither, Alertmanager ends it after its ``resolve_timeout`` (5 min by default).
     """
     if not notifications:
         return
-    if is_alertmanager(target):
-        _send_alertmanager(target, notifications, timeout, repeat)
-    else:
-        _send_apprise(target, notifications, timeout)
+    try:
+        if is_alertmanager(target):
+            _send_alertmanager(target, notifications, timeout, repeat)
+        else:
+            _send_apprise(target, notifications, timeout)
+    except (MissingExtraError, ValueError) as error:
+        # A target that cannot work (no Apprise installed, a bad ?every=): not delivered, and said why, like a
+        # receiver that is down; check_target() refuses it earlier, where a command line can.
+        raise DeliveryError(_one_line(str(error), target)) from None
