@@ -197,15 +197,14 @@ def test_a_location_with_no_tables_exits_2_unless_allowed(tmp_path, capsys):
     assert _alert(str(tmp_path / "nothing"), now, "--allow-empty", "--dry-run") == 0
 
 
-def test_watch_stops_on_sigterm_after_its_evaluation_with_status_0(stale):
-    location, _ = stale
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _watch_until_evaluated(location, *flags, env=None):
+    """Runs ``alert --watch`` until its first evaluation's count line, then SIGTERM; (status, stdout, stderr)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "otel_datasink.cli", "alert", "--location", location, "--watch", "0.2", "--dry-run"],
+        [sys.executable, "-m", "otel_datasink.cli", "alert", "--location", location, "--watch", "0.2", *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     try:
         lines = []
@@ -217,8 +216,24 @@ def test_watch_stops_on_sigterm_after_its_evaluation_with_status_0(stale):
         out, err = process.communicate(timeout=30)
     finally:
         process.kill()
-    assert process.returncode == 0, err
-    assert "stale_dataset orders" in "".join(lines) and out.rstrip().endswith("stopped")
+    return process.returncode, "".join(lines) + out, err
+
+
+def test_watch_stops_on_sigterm_after_its_evaluation_with_status_0(stale):
+    location, _ = stale
+    status, out, err = _watch_until_evaluated(location, "--dry-run")
+    assert status == 0, err
+    assert "stale_dataset orders" in out and out.rstrip().endswith("stopped")
+
+
+def test_watch_exports_the_gauges_with_the_exporter_otel_metrics_exporter_names(stale):
+    location, _ = stale
+    status, out, err = _watch_until_evaluated(location, "--dry-run", env={"OTEL_METRICS_EXPORTER": "console"})
+    assert status == 0, err
+    # The console exporter prints the last collection at shutdown, after "stopped".
+    exported = out.split("stopped", 1)[1]
+    for name in ("datasink.dataset.freshness", "datasink.dataset.stale", "datasink.alerts.open"):
+        assert f'"name": "{name}"' in exported
 
 
 def test_the_gauges_report_the_last_evaluation(stale):
