@@ -23,7 +23,7 @@ from alertmanager import Alertmanager
 from alertmanager import binary as alertmanager_binary
 from alertmanager import running as running_alertmanager
 
-from otel_datasink.alerts.delivery import check_target, redact, send, wants_every_evaluation
+from otel_datasink.alerts.delivery import check_target, how_bad, last_error, redact, send, wants_every_evaluation
 from otel_datasink.alerts.model import FIRING, RESOLVED, DeliveryError, Notification
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
@@ -116,11 +116,13 @@ def test_json_webhook_gets_title_subject_owners_and_the_error_lines(receiver: Re
     lines = text.splitlines()
     assert lines[0] == "orders is 185 min old, SLA 60 min"
     assert "Since: " in text and "(2h 5m ago)" in text
-    assert "How bad: freshness 185.00 min (SLA 60 min)" in text
-    # The error keeps its first lines, as lines, and says how many it cut.
+    assert "How bad: data 185 min old (SLA 60 min)" in lines
+    # The error keeps its first and last lines, as lines, and says how many it left out.
     assert "Last error: Traceback (most recent call last):" in lines
     assert '      File "jobs/ingest.py", line 42, in run' in lines
-    assert any(line.strip().startswith("… (") and line.endswith("more lines)") for line in lines)
+    assert "    … (22 lines left out)" in lines
+    assert '      File "lib/load.py", line 29, in load' in lines
+    assert lines[lines.index("    KeyError: 'customer_id'") + 1].startswith("Owners: ")
     assert "Owners: @data-eng, ana@example.com" in lines
     assert "trace: https://grafana.example/explore?traceId=abc123" in lines
 
@@ -158,7 +160,8 @@ def test_a_slack_shaped_webhook_gets_the_text(receiver: Receiver) -> None:
     text = str(message["text"])
     assert "[FIRING] stale_dataset orders (critical)" in text
     assert "Owners: @data-eng, ana@example.com" in text
-    assert "KeyError: 'customer_id'" not in text  # past the kept lines
+    assert "KeyError: 'customer_id'" in text
+    assert 'File "lib/load.py", line 10, in load' not in text  # left out: the middle of the traceback
     assert '    File "jobs/ingest.py", line 42, in run' in text
 
 
@@ -409,3 +412,39 @@ def test_an_alertmanager_down_is_a_delivery_error_within_the_timeout() -> None:
     with pytest.raises(DeliveryError, match="Connection refused"):
         send(f"alertmanager://127.0.0.1:{closed_port()}", [notification()], timeout=2)
     assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.parametrize(
+    ("details", "words"),
+    [
+        ({"freshness_minutes": 185.4, "freshness_sla_minutes": 60}, "data 185 min old (SLA 60 min)"),
+        ({"freshness_sla_minutes": 60}, "no successful update (SLA 60 min)"),
+        (
+            {"current_streak": 5, "recent_failures": 9, "recent_runs": 20},
+            "5 failed runs in a row; 9 failures of 20 runs in 7 days",
+        ),
+        (
+            {"hung_runs": 2, "running_minutes": 130.0, "threshold_minutes": 45.5},
+            "running for 130 min (hung after 46 min); 2 runs hung",
+        ),
+        (
+            {
+                "records_processed": 12,
+                "baseline_mean": 5000.0,
+                "baseline_stddev": 80.2,
+                "baseline_runs": 14,
+                "z_score": -62.2,
+            },
+            "12 records vs a mean of 5000 ± 80 over 14 runs; z-score -62.2",
+        ),
+        ({"expected_every_minutes": 60.0, "last_start": None}, "expected every 60 min"),
+    ],
+)
+def test_how_bad_puts_each_kinds_measures_in_words(details: dict[str, object], words: str) -> None:
+    assert how_bad(details) == words
+
+
+def test_a_long_error_line_is_cut_and_a_short_error_kept_whole() -> None:
+    assert last_error({"last_error_type": "ValueError", "last_error_message": "bad row"}) == "ValueError: bad row"
+    (line,) = last_error({"last_error_message": "x" * 5000}).splitlines()
+    assert len(line) == 300 and line.endswith("…")

@@ -44,9 +44,9 @@ ALERTMANAGER_SCHEMES = {"alertmanager": "http", "alertmanagers": "https"}
 ALERTMANAGER_PORT = 9093
 ALERTMANAGER_API = "/api/v2/alerts"
 MASK = "***"
-ERROR_LINES = 12
-"""Lines of a last error message a message keeps (a traceback's head says where, its tail says what)."""
-ERROR_CHARS = 1500
+ERROR_HEAD = 4
+ERROR_TAIL = 8
+"""Lines of a last error message a message keeps: the first ones and the last ones (see :func:`last_error`)."""
 LINE_CHARS = 300
 CAUSE_CHARS = 300
 """A DeliveryError message is cut here: it goes into logs and the alerts table."""
@@ -200,49 +200,59 @@ def title(notification: Notification) -> str:
     return f"{line} reminder" if notification.reminder else line
 
 
-def _number(value: Any) -> str:
-    """A fact as a message shows it: floats to two decimals, the rest as is."""
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
+def _minutes(value: Any) -> str:
+    """``185 min``: minutes as a message shows them, whole."""
+    return f"{round(float(value))} min"
 
 
 def how_bad(details: dict[str, Any]) -> str:
-    """The measures of a condition, in words: freshness vs SLA, failure streak, z-score, duration."""
+    """The measures of a condition, in words (the details the conditions give each kind): freshness vs SLA,
+    failure streak, how long a run hangs, volume vs its baseline and z-score, the expected interval."""
+    d = {key: value for key, value in details.items() if value is not None}
     facts: list[str] = []
-    if details.get("freshness_minutes") is not None:
-        fact = f"freshness {_number(details['freshness_minutes'])} min"
-        if details.get("freshness_sla_minutes") is not None:
-            fact += f" (SLA {_number(details['freshness_sla_minutes'])} min)"
+    if "freshness_minutes" in d:
+        sla = f" (SLA {_minutes(d['freshness_sla_minutes'])})" if "freshness_sla_minutes" in d else ""
+        facts.append(f"data {_minutes(d['freshness_minutes'])} old{sla}")
+    elif "freshness_sla_minutes" in d:
+        facts.append(f"no successful update (SLA {_minutes(d['freshness_sla_minutes'])})")
+    if "current_streak" in d:
+        facts.append(f"{d['current_streak']} failed runs in a row")
+    if "recent_failures" in d:
+        of = f" of {d['recent_runs']} runs" if "recent_runs" in d else ""
+        facts.append(f"{d['recent_failures']} failures{of} in 7 days")
+    if "running_minutes" in d:
+        after = f" (hung after {_minutes(d['threshold_minutes'])})" if "threshold_minutes" in d else ""
+        facts.append(f"running for {_minutes(d['running_minutes'])}{after}")
+    if d.get("hung_runs", 1) > 1:
+        facts.append(f"{d['hung_runs']} runs hung")
+    if "records_processed" in d:
+        fact = f"{d['records_processed']} records"
+        if "baseline_mean" in d:
+            spread = f" ± {float(d['baseline_stddev']):.0f}" if "baseline_stddev" in d else ""
+            runs = f" over {d['baseline_runs']} runs" if "baseline_runs" in d else ""
+            fact += f" vs a mean of {float(d['baseline_mean']):.0f}{spread}{runs}"
         facts.append(fact)
-    elif details.get("freshness_sla_minutes") is not None:
-        facts.append(f"never succeeded (SLA {_number(details['freshness_sla_minutes'])} min)")
-    if details.get("current_streak") is not None:
-        facts.append(f"{details['current_streak']} failures in a row")
-    if details.get("failures_7d") is not None:
-        facts.append(f"{details['failures_7d']} failures in 7 days")
-    if details.get("z_score") is not None:
-        facts.append(f"z-score {_number(details['z_score'])}")
-    if details.get("records_processed") is not None:
-        facts.append(f"{details['records_processed']} records")
+    if "z_score" in d:
+        facts.append(f"z-score {float(d['z_score']):+.1f}")
+    if "expected_every_minutes" in d:
+        facts.append(f"expected every {_minutes(d['expected_every_minutes'])}")
     return "; ".join(facts)
 
 
 def last_error(details: dict[str, Any]) -> str:
-    """The last error as ``Type: message``, cut to :data:`ERROR_LINES` lines and :data:`ERROR_CHARS` characters
-    (lines kept whole up to :data:`LINE_CHARS`: a traceback stays readable), saying how much was cut."""
+    """The last error as ``Type: message``, its lines kept as lines: the first :data:`ERROR_HEAD` and the last
+    :data:`ERROR_TAIL` (a traceback's head says where it started, its tail what went wrong), each cut to
+    :data:`LINE_CHARS`, saying how many were left out."""
     kind = details.get("last_error_type") or details.get("error_type")
     message = details.get("last_error_message") or details.get("error_message")
     if not kind and not message:
         return ""
     text = f"{kind}: {message}" if kind and message else str(kind or message)
     lines = [line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…" for line in text.splitlines()]
-    kept: list[str] = []
-    for line in lines[:ERROR_LINES]:
-        if sum(len(k) + 1 for k in kept) + len(line) > ERROR_CHARS:
-            break
-        kept.append(line)
-    if len(kept) < len(lines):
-        kept.append(f"… ({len(lines) - len(kept)} more lines)")
-    return "\n".join(kept)
+    if len(lines) > ERROR_HEAD + ERROR_TAIL:
+        cut = len(lines) - ERROR_HEAD - ERROR_TAIL
+        lines = [*lines[:ERROR_HEAD], f"… ({cut} lines left out)", *lines[-ERROR_TAIL:]]
+    return "\n".join(lines)
 
 
 def body(notification: Notification, now: datetime.datetime | None = None) -> str:
