@@ -297,8 +297,8 @@ def digest_body(notifications: Sequence[Notification], now: datetime.datetime | 
 # --- running within a deadline ---------------------------------------------------------------------------------
 
 
-def _within(timeout: float, call: Callable[[], T], what: str) -> tuple[T, int]:
-    """``call()`` in a daemon thread, its result and the thread's id; a DeliveryError after ``timeout`` seconds.
+def _within(timeout: float, call: Callable[[], T], what: str) -> T:
+    """``call()`` in a daemon thread, and its result; a DeliveryError after ``timeout`` seconds.
 
     The libraries' own timeouts bound each socket operation, not a whole delivery (a receiver trickling bytes,
     a plugin's throttling, retries): the thread is the bound. A thread that overruns is left to finish on its own
@@ -319,8 +319,7 @@ def _within(timeout: float, call: Callable[[], T], what: str) -> tuple[T, int]:
         raise DeliveryError(f"{what}: no answer within {timeout:g} s")
     if "error" in outcome:
         raise outcome["error"]
-    assert thread.ident is not None
-    return outcome["value"], thread.ident
+    return outcome["value"]
 
 
 def _one_line(text: str, target: str) -> str:
@@ -375,8 +374,9 @@ def _send_apprise(target: str, notifications: Sequence[Notification], timeout: f
     logger = logging.getLogger("apprise")
 
     def deliver() -> bool:
-        _capturing.set(records)  # this thread's own context: set here, seen by Apprise's workers
-        # Sequential dispatch: one message after the other, as a digest or a single message is one anyway.
+        # This thread's own context: Apprise 1 logs from this thread (async_mode=False: no thread pool of its
+        # own), Apprise 2 from workers it hands a copy of this context.
+        _capturing.set(records)
         notifier = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
         if not notifier.add(target):
             records.messages.insert(0, "not a usable Apprise URL")
@@ -392,7 +392,7 @@ def _send_apprise(target: str, notifications: Sequence[Notification], timeout: f
 
     logger.addHandler(records)
     try:
-        delivered, _ = _within(timeout, deliver, "apprise")
+        delivered = _within(timeout, deliver, "apprise")
     finally:
         logger.removeHandler(records)
     if not delivered:
