@@ -96,7 +96,8 @@ def update(location: str, ago_ns: int, dataset: str = "orders") -> None:
 def open_incidents(location: str) -> list[tuple]:
     con = local.connect(location)
     found = con.execute(
-        "SELECT kind, subject, severity, targets, undelivered_targets, all_delivered FROM alerts_open ORDER BY 1, 2"
+        "SELECT kind, subject, severity, target_count, undelivered_targets, all_delivered "
+        "FROM alerts_open ORDER BY 1, 2"
     ).fetchall()
     con.close()
     return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 
 import duckdb
 import pytest
@@ -10,6 +11,8 @@ import sqlglot
 from job_spans import DAY_NS, HOUR_NS, MINUTE_NS, job_span, now_ns, started, write_spans
 
 from otel_datasink import catalog, local
+from otel_datasink.config import Options
+from otel_datasink.writer import Writer
 
 SECOND_NS = 1_000_000_000
 
@@ -291,3 +294,57 @@ def test_every_view_has_the_same_columns_on_an_empty_location(con, tmp_path):
     for view in catalog.VIEWS:
         assert empty.sql(f"SELECT * FROM {view}").fetchall() == []
         assert empty.sql(f"DESCRIBE {view}").fetchall() == con.sql(f"DESCRIBE {view}").fetchall()
+
+
+def _alert(incident: str, state: str, at_ms: int, target: str, delivered: bool = True, **columns) -> dict:
+    """An alerts row as otel-datasink alert writes it (one notification event to one target)."""
+    return {
+        "incident_id": incident,
+        "kind": "stale_dataset",
+        "subject": incident,
+        "severity": "warning",
+        "state": state,
+        "opened_at": columns.pop("opened_ms", at_ms),
+        "notified_at": at_ms,
+        "targets": target,
+        "delivered": delivered,
+        "summary": f"{incident} at {at_ms}",
+        "details": json.dumps({"target_id": target}),
+        "event_time": at_ms,
+        "ingested_at": at_ms,
+        **columns,
+    }
+
+
+def test_alerts_open_lists_incidents_whose_latest_state_is_firing(local_location):
+    n = now_ns() // 1_000_000
+    hour = HOUR_NS // 1_000_000
+    opened = n - 5 * hour
+    rows_ = [
+        # Open, reminded: the latest summary, the earliest opening, the last delivery.
+        _alert("reminded", "FIRING", opened, "a"),
+        _alert("reminded", "FIRING", opened, "b"),
+        _alert("reminded", "FIRING", n - hour, "a", opened_ms=opened),
+        _alert("reminded", "FIRING", n - hour, "b", delivered=False, opened_ms=opened),
+        # Open; b's failed message was retried and taken later: every target got the latest message.
+        _alert("retried", "FIRING", opened, "a"),
+        _alert("retried", "FIRING", opened, "b", delivered=False),
+        _alert("retried", "FIRING", n - hour, "b", opened_ms=opened),
+        # Over: RESOLVED in the millisecond of a FIRING (a resolution is final), and plainly later.
+        _alert("tie", "FIRING", n - hour, "a", opened_ms=opened),
+        _alert("tie", "RESOLVED", n - hour, "b", opened_ms=opened),
+        _alert("resolved", "FIRING", opened, "a"),
+        _alert("resolved", "RESOLVED", n - hour, "a", delivered=False, opened_ms=opened),
+    ]
+    write = Writer(Options.resolve(local_location)).write
+    write({"alerts": rows_[:5]})
+    write({"alerts": rows_[5:] + rows_[2:3]})  # a row stored twice counts once
+    con = local.connect(local_location)
+    found = rows(con, "SELECT * FROM alerts_open ORDER BY incident_id")
+    assert [r["incident_id"] for r in found] == ["reminded", "retried"]
+    reminded, retried = found
+    as_time = lambda ms: datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)  # noqa: E731
+    assert reminded["opened_at"] == as_time(opened) and reminded["last_notified_at"] == as_time(n - hour)
+    assert reminded["summary"] == f"reminded at {n - hour}"
+    assert (reminded["target_count"], reminded["undelivered_targets"], reminded["all_delivered"]) == (2, 1, False)
+    assert (retried["target_count"], retried["undelivered_targets"], retried["all_delivered"]) == (2, 0, True)

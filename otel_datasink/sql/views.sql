@@ -338,8 +338,8 @@ WHERE running_ms > threshold_ms;
 -- sign is one once the parameters are filled in).
 -- alerts is small (one row per notification per target), so it is read over the ${dataset_window_days} days of
 -- the dataset views: an incident re-notified at least that often stays in sight. last_notified_at is the latest
--- delivered notification; all_delivered tells whether every target's latest message (its last row) reached it,
--- undelivered_targets counts those that did not (they are retried at the next evaluation).
+-- delivered notification; target_count is the targets told of it, undelivered_targets those whose latest
+-- message (their last row) did not reach them (retried at the next evaluation), all_delivered that there is none.
 CREATE OR REPLACE VIEW alerts_open AS
 WITH rows AS (
     SELECT *, coalesce(json_extract_scalar(details, '$$.target_id'), targets) AS target_id
@@ -364,7 +364,7 @@ per_incident AS (
         incident_id,
         min(opened_at) AS opened_at,
         max(notified_at) FILTER (WHERE delivered) AS last_notified_at,
-        count(*) FILTER (WHERE target_recency = 1) AS targets,
+        count(*) FILTER (WHERE target_recency = 1) AS target_count,
         count(*) FILTER (WHERE target_recency = 1 AND NOT coalesce(delivered, FALSE)) AS undelivered_targets
     FROM events
     GROUP BY incident_id
@@ -378,7 +378,7 @@ SELECT
     p.last_notified_at,
     e.summary,
     e.details,
-    p.targets,
+    p.target_count,
     p.undelivered_targets,
     p.undelivered_targets = 0 AS all_delivered
 FROM events AS e
