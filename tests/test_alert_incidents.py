@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -313,3 +315,43 @@ def test_an_expired_s3_lease_is_taken_over_and_a_live_one_is_not(s3_location, mo
     assert not writer.fs.exists(f"{bucket}/{key}")
     # The lock object is not a table's: readers do not see it.
     assert local.connect(s3_location, **options).execute("SELECT count(*) FROM alerts").fetchone() == (0,)
+
+
+def test_a_target_named_twice_is_told_once(local_location):
+    condition = Condition("failing_job", "etl", "critical", None, "etl failed", targets=(SLACK, WEBHOOK, SLACK))
+    assert [send.target for send in plan([condition], local.connect(local_location), T0)] == [SLACK, WEBHOOK]
+
+
+def test_a_location_with_alerts_only_is_no_location_of_tables(local_location):
+    condition = Condition("missing_run", "nightly", "critical", None, "nightly did not run", targets=(SLACK,))
+    evaluate(local_location, [condition], T0, Receiver())
+    with pytest.raises(local.NoTablesError, match="holds no job_runs or dataset_status files"):
+        local.connect(local_location, must_exist=True)
+
+
+def test_an_evaluation_in_another_process_holds_the_local_lock(local_location):
+    # flock is per open file, across processes: a second evaluator (another cron job) is refused.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from otel_datasink.alerts.incidents import evaluation_lock\n"
+            "with evaluation_lock(sys.argv[1]):\n"
+            "    print('held', flush=True)\n"
+            "    sys.stdin.readline()\n",
+            local_location,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(EvaluationBusy):
+            with evaluation_lock(local_location):
+                pass
+    finally:
+        holder.communicate("\n", timeout=30)
+    with evaluation_lock(local_location):  # released when the holder left its block
+        pass

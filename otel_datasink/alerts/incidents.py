@@ -224,13 +224,12 @@ def _firing(
     condition: Condition, incident: _Incident | None, told: dict[tuple[str, str, str], _Told], now: datetime.datetime
 ) -> list[Send]:
     """The FIRING messages of a condition that holds: all of them for a new incident, else per target those due."""
-    if incident is None:
-        opened_at = now
-        return [
-            Send(_notification(condition, incident_id(*condition.key, now), opened_at), t) for t in condition.targets
-        ]
+    targets = dict.fromkeys(condition.targets)  # a target named twice (a rule and --notify) is told once
+    if incident is None:  # opened now: the condition's own ``since`` goes into the details
+        notification = _notification(condition, incident_id(*condition.key, now), now)
+        return [Send(notification, target) for target in targets]
     sends = []
-    for target in condition.targets:
+    for target in targets:
         state = told.get((incident.incident_id, target_id(target), FIRING))
         if _due(target, state, condition.suppress, now):
             reminder = state is not None and state.last_delivered_at is not None
