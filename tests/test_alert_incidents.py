@@ -355,3 +355,11 @@ def test_an_evaluation_in_another_process_holds_the_local_lock(local_location):
         holder.communicate("\n", timeout=30)
     with evaluation_lock(local_location):  # released when the holder left its block
         pass
+
+
+def test_a_resolution_for_a_target_no_longer_configured_is_not_sent_and_says_so(local_location, caplog):
+    condition = Condition("failing_job", "etl", "critical", None, "etl failed", targets=(SLACK,))
+    evaluate(local_location, [condition], T0, Receiver())
+    with local.connect(local_location) as con:
+        assert plan([], con, T0 + HOUR, targets=(WEBHOOK,)) == []  # SLACK is gone from the configuration
+    assert "no longer configured" in caplog.text

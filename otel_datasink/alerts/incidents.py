@@ -206,6 +206,10 @@ def plan(
     incidents, told = _history(con, now)
     open_by_key = {(i.kind, i.subject): i for i in incidents if i.state == FIRING}  # the latest opened wins
     known = {target_id(t): t for t in (*targets, *(t for c in conditions for t in c.targets))}
+    # What each incident's targets were told, by incident: a resolution looks at its own, not the whole history.
+    told_of: dict[str, dict[tuple[str, str], _Told]] = {}
+    for (incident_key, target_key, state), what in told.items():
+        told_of.setdefault(incident_key, {})[(target_key, state)] = what
     sends: list[Send] = []
     held = set()
     for condition in conditions:
@@ -214,9 +218,9 @@ def plan(
         sends += _firing(condition, incident, told, now)
     for incident in incidents:
         if incident.state == FIRING and (incident.kind, incident.subject) not in held:
-            sends += _resolving(incident, told, known, now, retry=False)
+            sends += _resolving(incident, told_of.get(incident.incident_id, {}), known, now, retry=False)
         elif incident.state == RESOLVED:
-            sends += _resolving(incident, told, known, now, retry=True)
+            sends += _resolving(incident, told_of.get(incident.incident_id, {}), known, now, retry=True)
     return sends
 
 
@@ -249,23 +253,20 @@ def _due(target: str, state: _Told | None, suppress: datetime.timedelta, now: da
 
 def _resolving(
     incident: _Incident,
-    told: dict[tuple[str, str, str], _Told],
+    told: dict[tuple[str, str], _Told],
     known: dict[str, str],
     now: datetime.datetime,
     *,
     retry: bool,
 ) -> list[Send]:
-    """The RESOLVED messages of an incident: to every target told of it (``retry``: to those that did not take
-    its RESOLVED)."""
+    """The RESOLVED messages of an incident, given what its targets were told ((target, state) -> what): to every
+    target sent its FIRING, delivered or not (so the incident closes even if none took it); ``retry``: to those
+    that did not take its RESOLVED."""
     if retry:
-        keys = [
-            k
-            for (i, k, s), state in told.items()
-            if i == incident.incident_id and s == RESOLVED and not state.delivered
-        ]
+        keys = [key for (key, state), what in told.items() if state == RESOLVED and not what.delivered]
         resolved_at = incident.resolved_at or now
     else:
-        keys = [k for (i, k, s) in told if i == incident.incident_id and s == FIRING]
+        keys = [key for (key, state) in told if state == FIRING]
         resolved_at = now
     notification = Notification(
         incident_id=incident.incident_id,
@@ -282,8 +283,9 @@ def _resolving(
     for key in sorted(keys):
         if key in known:
             sends.append(Send(notification, known[key]))
-        else:
-            _logger.warning(
+        else:  # its raw form (with its secrets) is nowhere: the table holds it redacted
+            _logger.log(
+                logging.INFO if retry else logging.WARNING,
                 "incident %s (%s of %s) is over, but a target it was sent to is no longer configured: not told",
                 incident.incident_id,
                 incident.kind,
