@@ -117,7 +117,8 @@ WITH events AS (
         *,
         row_number() OVER (
             PARTITION BY incident_id
-            ORDER BY event_time DESC, CASE WHEN state = 'RESOLVED' THEN 0 ELSE 1 END, targets DESC
+            ORDER BY event_time DESC, CASE WHEN state = 'RESOLVED' THEN 0 ELSE 1 END,
+                coalesce(details ->> '$.target_id', targets) DESC
         ) AS recency,
         min(event_time) FILTER (WHERE state = 'RESOLVED') OVER (PARTITION BY incident_id) AS resolved_at
     FROM alerts
