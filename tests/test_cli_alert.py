@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 
 import pytest
 from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
@@ -197,8 +198,9 @@ def test_a_location_with_no_tables_exits_2_unless_allowed(tmp_path, capsys):
     assert _alert(str(tmp_path / "nothing"), now, "--allow-empty", "--dry-run") == 0
 
 
-def _watch_until_evaluated(location, *flags, env=None):
-    """Runs ``alert --watch`` until its first evaluation's count line, then SIGTERM; (status, stdout, stderr)."""
+def _watch_until_evaluated(location, *flags, env=None, meanwhile=None):
+    """Runs ``alert --watch`` until its first evaluation's count line, calls ``meanwhile()``, then SIGTERM;
+    (status, stdout, stderr)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "otel_datasink.cli", "alert", "--location", location, "--watch", "0.2", *flags],
         stdout=subprocess.PIPE,
@@ -212,6 +214,8 @@ def _watch_until_evaluated(location, *flags, env=None):
             lines.append(line)
             if "open incident(s)" in line:
                 break
+        if meanwhile is not None:
+            meanwhile()
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
     finally:
@@ -234,6 +238,34 @@ def test_watch_exports_the_gauges_with_the_exporter_otel_metrics_exporter_names(
     exported = out.split("stopped", 1)[1]
     for name in ("datasink.dataset.freshness", "datasink.dataset.stale", "datasink.alerts.open"):
         assert f'"name": "{name}"' in exported
+
+
+def test_watch_serves_the_gauges_on_a_prometheus_scrape_port(stale):
+    pytest.importorskip("opentelemetry.exporter.prometheus")
+    from conftest import free_port
+    from prometheus_client.parser import text_string_to_metric_families
+
+    location, _ = stale
+    port = free_port()
+    scraped = {}
+
+    def scrape():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            for family in text_string_to_metric_families(response.read().decode()):
+                for sample in family.samples:
+                    scraped[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+
+    env = {
+        "OTEL_METRICS_EXPORTER": "prometheus",
+        "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+        "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
+    }
+    status, _, err = _watch_until_evaluated(location, "--dry-run", env=env, meanwhile=scrape)
+    assert status == 0, err
+    freshness = {name: value for (name, labels), value in scraped.items() if ("dataset", "orders") in labels}
+    assert any(name.startswith("datasink_dataset_freshness") and value >= 180 for name, value in freshness.items())
+    assert any(name.startswith("datasink_dataset_stale") and value == 1 for name, value in freshness.items())
+    assert any(name.startswith("datasink_alerts_open") for name, _ in scraped)
 
 
 def test_the_gauges_report_the_last_evaluation(stale):
