@@ -75,7 +75,12 @@ def test_each_kind_holds_for_its_subject_and_only_there(scenario):
 
 
 def test_a_stale_dataset_says_its_age_against_its_sla_and_takes_its_rule(scenario):
-    stale = _evaluate(scenario)[("stale_dataset", "orders")]
+    stale = _evaluate(scenario, trace_url="https://t/{trace_id}", run_url="https://r/{job_name}/{run_id}")[
+        ("stale_dataset", "orders")
+    ]
+    assert stale.links["trace"] == f"https://t/{stale.details['trace_id']}" and stale.links["run"].startswith(
+        "https://r/load_orders/"
+    )
     assert "orders is stale: data 180 min old, SLA 60 min" in stale.summary
     assert stale.details["freshness_minutes"] == 180 and stale.details["freshness_sla_minutes"] == 60
     assert stale.since == scenario[1] - datetime.timedelta(hours=2)  # data as of 3 h ago, 1 h of SLA

@@ -108,10 +108,14 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, *parameters: Any) -> list[Fa
 
 
 def _stale_datasets(con: duckdb.DuckDBPyConnection, rules: Rules, now: datetime.datetime) -> Iterator[Any]:
+    # The trace of the run that last updated the dataset, for the trace link (its latest attempt).
     sql = """
-        SELECT dataset, freshness_minutes, freshness_sla_minutes, data_as_of, last_success_at, last_status,
-               last_update_at, last_job_name AS job_name, last_run_id AS run_id
-        FROM stale_datasets ORDER BY dataset
+        SELECT s.dataset, s.freshness_minutes, s.freshness_sla_minutes, s.data_as_of, s.last_success_at,
+               s.last_status, s.last_update_at, s.last_job_name AS job_name, s.last_run_id AS run_id, r.trace_id
+        FROM stale_datasets AS s
+        LEFT JOIN job_runs_latest AS r ON r.job_name = s.last_job_name AND r.run_id = s.last_run_id
+        QUALIFY row_number() OVER (PARTITION BY s.dataset ORDER BY r.attempt DESC NULLS LAST) = 1
+        ORDER BY s.dataset
     """
     for row in _rows(con, sql):
         yield row["dataset"], row["job_name"], row
