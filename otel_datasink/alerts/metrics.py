@@ -133,8 +133,7 @@ def configure_from_environment() -> MeterProvider | None:
 
     _, exporters, _ = _configuration._import_exporters([], _configuration._get_exporter_names("metrics"), [])
     readers: list[MetricReader] = [
-        cls() if issubclass(cls, MetricReader) else PeriodicExportingMetricReader(cls())
-        for cls in exporters.values()
+        cls() if issubclass(cls, MetricReader) else PeriodicExportingMetricReader(cls()) for cls in exporters.values()
     ]
     provider = MeterProvider(resource=Resource.create(), metric_readers=readers)
     metrics.set_meter_provider(provider)
