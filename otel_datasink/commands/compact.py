@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TARGET_SIZE = 128 * 1024**2
 """The same as :data:`otel_datasink.compact.DEFAULT_TARGET_SIZE` (pinned by a test), which imports pyarrow."""
-TABLE_NAMES = ("dataset_status", "job_runs")
+TABLE_NAMES = ("alerts", "dataset_status", "job_runs")
 """The tables of :data:`otel_datasink.schema.TABLES` (pinned by a test), which imports pyarrow."""
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
@@ -41,7 +41,7 @@ def parse_size(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``otel-datasink compact``."""
-    parser.add_argument("--table", choices=TABLE_NAMES, help="one table (default: both)")
+    parser.add_argument("--table", choices=TABLE_NAMES, help="one table (default: every table)")
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--dt", metavar="YYYY-MM-DD", type=_day, help="one partition (UTC date)")
     when.add_argument("--older-than", type=int, metavar="DAYS", help="only partitions older than DAYS days")
