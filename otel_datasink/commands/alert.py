@@ -263,7 +263,8 @@ def _print(evaluation: Evaluation, dry_run: bool) -> None:
 
     stamp = evaluation.now.isoformat(timespec="seconds")
     for condition in evaluation.conditions:
-        print(f"{stamp} {condition.severity.upper()} {condition.kind} {condition.subject}: {condition.summary}")
+        owners = f" (owners {', '.join(condition.owners)})" if condition.owners else ""
+        print(f"{stamp} {condition.severity.upper()} {condition.kind} {condition.subject}: {condition.summary}{owners}")
     if dry_run:
         for send in evaluation.sends:
             n = send.notification
@@ -306,6 +307,8 @@ def _evaluate_in_loop(context: Context) -> None:
     """One evaluation of the loop: a failure (a store briefly unreachable) is reported and the loop goes on."""
     try:
         _print(evaluate(context, _utcnow()), context.args.dry_run)
+    except _busy() as error:  # another evaluator of the location notifies this round
+        print(f"otel-datasink alert: skipped: {error}", file=sys.stderr, flush=True)
     except Exception as error:  # noqa: BLE001 - the next evaluation may succeed; the loop must outlive this one
         from otel_datasink.cli import describe
 
