@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from pathlib import Path
 
 import pytest
 from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
@@ -189,6 +190,14 @@ def test_a_bad_rules_file_or_template_exits_2_with_one_line(stale, tmp_path, cap
     )
     assert _alert(location, now, "--trace-url", "https://x/{traceid}") == 2
     assert "--trace-url: unknown field {traceid}" in capsys.readouterr().err
+
+
+def test_a_mistyped_target_exits_2_before_any_evaluation(stale, capsys):
+    location, now = stale
+    assert _alert(location, now, "--notify", "slak://token/#alerts") == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("otel-datasink alert: ")
+    assert not list(Path(location).glob("alerts/*/*.parquet"))  # nothing evaluated, nothing recorded
 
 
 def test_a_location_with_no_tables_exits_2_unless_allowed(tmp_path, capsys):

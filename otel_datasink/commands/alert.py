@@ -129,6 +129,7 @@ class Context:
 def run(args: argparse.Namespace) -> int:
     """One evaluation, or a loop of them with ``--watch``; see the module's docstring for the exit status."""
     context = Context(store_options(args), args, _rules(args))
+    _check_targets(context.rules)
     conditions_module.check_template(args.trace_url, "--trace-url")
     conditions_module.check_template(args.run_url, "--run-url")
     if args.watch is not None:
@@ -152,6 +153,17 @@ def _rules(args: argparse.Namespace) -> Rules:
         return load_rules(args.rules, args.notify)
     except RulesError as error:
         raise CommandError(str(error)) from error
+
+
+def _check_targets(rules: Rules) -> None:
+    """A mistyped ``--notify`` or ``notify`` fails the command at once, not every evaluation's delivery."""
+    from otel_datasink.alerts import delivery
+
+    for target in rules.all_targets():
+        try:
+            delivery.check_target(target)
+        except ValueError as error:
+            raise CommandError(str(error)) from error
 
 
 def _busy() -> type[Exception]:
@@ -202,7 +214,8 @@ def _evaluate_unlocked(context: Context, now: datetime.datetime) -> Evaluation:
         con.close()
     evaluation = Evaluation(now, found, sends)
     if not args.dry_run and sends:
-        evaluation.outcomes = deliver(sends, _grouping(found, context.rules), args.timeout)
+        repeat = datetime.timedelta(seconds=args.watch) if args.watch is not None else None
+        evaluation.outcomes = deliver(sends, _grouping(found, context.rules), args.timeout, repeat)
         _write(context.options, incidents.rows(evaluation.outcomes, now))
     return evaluation
 
@@ -219,19 +232,27 @@ def _grouping(found: Sequence[Condition], rules: Rules) -> Callable[[Send], str]
     return group
 
 
-def deliver(sends: Sequence[Send], group: Callable[[Send], str], timeout: float) -> list[Outcome]:
+def deliver(
+    sends: Sequence[Send],
+    group: Callable[[Send], str],
+    timeout: float,
+    repeat: datetime.timedelta | None = None,
+) -> list[Outcome]:
     """Sends each target its notifications, targets in parallel (a slow one delays no other): one send per
     incident, and one for all of a target's ``digest`` notifications. A :class:`DeliveryError` fails only
-    the notifications of that send."""
+    the notifications of that send. ``repeat``: the time to the next evaluation (``--watch``), so that
+    Alertmanager keeps a firing alert until it is posted again."""
     by_target: dict[str, list[Send]] = {}
     for send in sends:
         by_target.setdefault(send.target, []).append(send)
     with ThreadPoolExecutor(max_workers=min(8, len(by_target)) or 1, thread_name_prefix="alert-send") as pool:
-        results = pool.map(lambda item: _deliver_to(item[0], item[1], group, timeout), by_target.items())
+        results = pool.map(lambda item: _deliver_to(item[0], item[1], group, timeout, repeat), by_target.items())
         return [outcome for outcomes in results for outcome in outcomes]
 
 
-def _deliver_to(target: str, sends: list[Send], group: Callable[[Send], str], timeout: float) -> list[Outcome]:
+def _deliver_to(
+    target: str, sends: list[Send], group: Callable[[Send], str], timeout: float, repeat: datetime.timedelta | None
+) -> list[Outcome]:
     from otel_datasink.alerts import delivery
 
     digest = [send for send in sends if group(send) == "digest"]
@@ -239,7 +260,7 @@ def _deliver_to(target: str, sends: list[Send], group: Callable[[Send], str], ti
     outcomes: list[Outcome] = []
     for batch in batches:
         try:
-            delivery.send(target, [send.notification for send in batch], timeout=timeout)
+            delivery.send(target, [send.notification for send in batch], timeout=timeout, repeat=repeat)
         except DeliveryError as error:
             _logger.warning("%s did not take %d notification(s): %s", delivery.redact(target), len(batch), error)
             outcomes.extend((send, False, str(error)) for send in batch)
