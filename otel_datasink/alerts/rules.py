@@ -34,12 +34,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_datasink.alerts.model import KINDS, SEVERITIES
-from otel_datasink.profiles.mapping_file import _Invalid, _line_of, _optional, _string, _Table
+from otel_datasink.tomlcheck import Invalid, Table, optional, read_rule_file, string
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+    pass
 
 JOB_KINDS = ("failing_job", "hung_run", "volume_anomaly", "missing_run")
 """Kinds whose subject is a job; ``stale_dataset``'s is a dataset."""
@@ -137,22 +137,22 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
 
 def parse_duration(value: Any) -> datetime.timedelta:
-    """``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"``, ``"1w"`` as a positive timedelta; :class:`_Invalid` else."""
+    """``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"``, ``"1w"`` as a positive timedelta; :class:`Invalid` else."""
     text = value.strip() if isinstance(value, str) else ""
     parts = _DURATION.findall(text)
     if not parts or "".join(a + b for a, b in parts) != text:
-        raise _Invalid('must be a duration such as "90s", "15m", "1h30m", "2d" or "1w"')
+        raise Invalid('must be a duration such as "90s", "15m", "1h30m", "2d" or "1w"')
     seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
     if seconds <= 0:
-        raise _Invalid("must be a duration above zero")
+        raise Invalid("must be a duration above zero")
     return datetime.timedelta(seconds=seconds)
 
 
 def _glob(value: Any) -> str:
-    text = _string("must be a glob (a string such as 'ingest_*')")(value)
+    text = string("must be a glob (a string such as 'ingest_*')")(value)
     # fnmatch takes any text; an unclosed [ is a typo that would match nothing the user meant.
     if not text or text.count("[") != text.count("]"):
-        raise _Invalid("must be a glob such as 'ingest_*' (non-empty, brackets closed)")
+        raise Invalid("must be a glob such as 'ingest_*' (non-empty, brackets closed)")
     return text
 
 
@@ -160,7 +160,7 @@ def _list_of(check: Any, message: str) -> Any:
     def read(value: Any) -> tuple[str, ...]:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-            raise _Invalid(message)
+            raise Invalid(message)
         for item in items:
             check(item)
         return tuple(items)
@@ -170,23 +170,23 @@ def _list_of(check: Any, message: str) -> Any:
 
 def _kind(item: str) -> None:
     if item not in KINDS:
-        raise _Invalid(f"unknown kind {item!r} (expected one of {', '.join(KINDS)})")
+        raise Invalid(f"unknown kind {item!r} (expected one of {', '.join(KINDS)})")
 
 
 def _owner(item: str) -> None:
     if not (_HANDLE.fullmatch(item) or _EMAIL.fullmatch(item)):
-        raise _Invalid(f"{item!r} is neither an @handle nor an e-mail address")
+        raise Invalid(f"{item!r} is neither an @handle nor an e-mail address")
 
 
 def _target(item: str) -> None:
     if not _URL.fullmatch(item):
-        raise _Invalid(f"{item!r} is not a URL (scheme://...: an Apprise URL or an Alertmanager URL)")
+        raise Invalid(f"{item!r} is not a URL (scheme://...: an Apprise URL or an Alertmanager URL)")
 
 
 def _choice(choices: Sequence[str]) -> Any:
     def read(value: Any) -> str:
         if value not in choices:
-            raise _Invalid(f"must be one of {', '.join(choices)}")
+            raise Invalid(f"must be one of {', '.join(choices)}")
         return str(value)
 
     return read
@@ -194,85 +194,52 @@ def _choice(choices: Sequence[str]) -> Any:
 
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _Invalid("must be a whole number of at least 1")
+        raise Invalid("must be a whole number of at least 1")
     return value
 
 
 def _positive_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise _Invalid("must be a number above zero")
+        raise Invalid("must be a number above zero")
     return float(value)
 
 
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise _Invalid("must be true or false")
+        raise Invalid("must be true or false")
     return value
 
 
 def _build_rule(read: dict[str, Any]) -> Rule:
     if read["job"] is not None and read["dataset"] is not None:
-        raise _Invalid("give job or dataset, not both", "dataset")
+        raise Invalid("give job or dataset, not both", "dataset")
     if read["expected_every"] is not None and read["dataset"] is not None:
-        raise _Invalid("expected_every is for jobs: select them with job = ...", "expected_every")
+        raise Invalid("expected_every is for jobs: select them with job = ...", "expected_every")
     return Rule(**{key: value for key, value in read.items() if value is not None})
 
 
-_RULE = _Table(
+_RULE = Table(
     keys={
-        "job": _optional(_glob),
-        "dataset": _optional(_glob),
-        "kinds": _optional(_list_of(_kind, "must be a list of kinds")),
-        "owners": _optional(_list_of(_owner, "must be a list of @handles and e-mail addresses")),
-        "notify": _optional(_list_of(_target, "must be a list of URLs")),
-        "severity": _optional(_choice(SEVERITIES)),
-        "failure_streak": _optional(_positive_int),
-        "expected_every": _optional(parse_duration),
-        "min_z": _optional(_positive_number),
-        "volume_window": _optional(parse_duration),
-        "suppress": _optional(parse_duration),
-        "group": _optional(_choice(GROUPS)),
-        "enabled": _optional(_boolean),
+        "job": optional(_glob),
+        "dataset": optional(_glob),
+        "kinds": optional(_list_of(_kind, "must be a list of kinds")),
+        "owners": optional(_list_of(_owner, "must be a list of @handles and e-mail addresses")),
+        "notify": optional(_list_of(_target, "must be a list of URLs")),
+        "severity": optional(_choice(SEVERITIES)),
+        "failure_streak": optional(_positive_int),
+        "expected_every": optional(parse_duration),
+        "min_z": optional(_positive_number),
+        "volume_window": optional(parse_duration),
+        "suppress": optional(parse_duration),
+        "group": optional(_choice(GROUPS)),
+        "enabled": optional(_boolean),
     },
     build=_build_rule,
-)
-
-
-def _rules(value: Any) -> list[Rule]:
-    if not isinstance(value, list) or not value:
-        raise _Invalid("no [[rule]] table: a rules file needs at least one")
-    rules = []
-    for index, rule in enumerate(value):
-        try:
-            rules.append(_RULE(rule))
-        except _Invalid as error:
-            raise error.under(f"[{index + 1}]") from None
-    return rules
-
-
-_FILE = _Table(
-    keys={"rule": _rules},
-    build=lambda read: read["rule"],
-    unknown="unknown key (a rules file has [[rule]] tables only)",
 )
 
 
 def load_rules(path: str | os.PathLike, default_targets: Sequence[str] = ()) -> Rules:
     """Reads and checks a rules file; :class:`RulesError` naming the line and key of a mistake."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as handle:
-            text = handle.read().decode("utf-8", errors="replace")
-    except OSError as error:
-        raise RulesError(f"cannot read rules file {path}: {error.strerror or error}") from error
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:  # its message ends with "(at line N, column M)"
-        raise RulesError(f"rules file {path}: not valid TOML: {error}") from error
-    try:
-        rules = _FILE(document)
-    except _Invalid as error:
-        line = _line_of(text.splitlines(), error.path)
-        where = f", line {line}" if line is not None else ""
-        raise RulesError(f"rules file {path}{where}: {error.path}: {error.message}") from None
+    rules = read_rule_file(path, _RULE, "rules file", RulesError)
     return Rules(tuple(rules), tuple(default_targets), path)
