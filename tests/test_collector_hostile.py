@@ -336,25 +336,30 @@ def _big_request(spans: int) -> bytes:
     return request.SerializeToString()
 
 
-def test_health_answers_quickly_while_a_big_request_is_decoded(local_location, tmp_path):
+def test_health_keeps_answering_while_a_big_request_is_decoded(local_location, tmp_path):
     body = _big_request(40_000)  # ~9 MiB: ~1 s of decoding and mapping
     with start_collector(local_location, tmp_path / "spool", flush_age=60.0) as running:
         port = running.http_port
         answers = []
         sender = threading.Thread(target=lambda: answers.append(post(port, body)[0]))
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        slowest = 0.0
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        slowest, served = 0.0, 0
+        sent = time.monotonic()
         sender.start()
         while sender.is_alive():
             started = time.monotonic()
             connection.request("GET", "/health")
             connection.getresponse().read()
             slowest = max(slowest, time.monotonic() - started)
+            served += 1
             time.sleep(0.01)
+        took = time.monotonic() - sent
         connection.close()
 
     assert answers == [200]
-    assert slowest < 0.5, f"/health took {slowest:.2f}s"
+    # Relative to the big request, so that a loaded machine slows both alike: decoded on the event loop, /health
+    # waited for nearly all of it (one answer); off the loop it answers again and again meanwhile.
+    assert served >= 3 and slowest < took / 2, f"/health: {served} answers, slowest {slowest:.2f}s of {took:.2f}s"
 
 
 def test_a_non_utf8_authorization_header_is_401_without_a_traceback(collector, caplog):
