@@ -96,14 +96,18 @@ def test_spans_dropped_by_a_full_queue_are_processed_with_error_type_queue_full(
     provider = TracerProvider()
     provider.add_span_processor(processor)
     # The worker stalls in the profile, as behind a slow mapping: the job's burst overflows the queue of 2.
-    mapping, stalled = processor._profile, threading.Event()
+    mapping, entered, stalled = processor._profile, threading.Event(), threading.Event()
 
     def stalling(record):
+        entered.set()
         stalled.wait(WAIT_MILLIS / 1000)
         return mapping(record)
 
     processor._profile = stalling
-    run_job_spans(provider, 20)
+    run_job_spans(provider, 1)
+    # The burst only once the worker is stalled: then it pops nothing meanwhile, and every drop is the queue's.
+    assert entered.wait(WAIT_MILLIS / 1000)
+    run_job_spans(provider, 19)
     assert collect(reader)[("otel.sdk.processor.span.queue.capacity", frozenset())] == 2
     stalled.set()
     assert processor.force_flush(WAIT_MILLIS)
