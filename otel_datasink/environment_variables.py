@@ -125,6 +125,53 @@ Largest OTLP request the collector accepts, in bytes, before and after decompres
 in-flight budget (``OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES``). Default: 16777216 (16 MiB).
 """
 
+OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE = "OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE
+
+A file holding the bearer token clients must send (so that it is not visible in ``ps``). Not together with
+``OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN``; an empty or unreadable file is an error. Default: none.
+"""
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES = "OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES
+
+Request bodies the collector holds at once, OTLP/HTTP and OTLP/gRPC together, in bytes: a request that would pass
+it gets 503 (UNAVAILABLE) with Retry-After before its body is read. At least the largest request. Default:
+67108864 (64 MiB).
+"""
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS = "OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS
+
+Open OTLP/HTTP connections; more are answered 503 and closed (lowered below the open-file limit when that is
+smaller). At least 1. Default: 1000.
+"""
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_HEADER_TIMEOUT = "OTEL_EXPORTER_DATASINK_COLLECTOR_HEADER_TIMEOUT"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_HEADER_TIMEOUT
+
+Milliseconds a request's headers may take from its first byte (then 408 and the connection closed). More than 0.
+Default: 10000.
+"""
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_BODY_TIMEOUT = "OTEL_EXPORTER_DATASINK_COLLECTOR_BODY_TIMEOUT"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_BODY_TIMEOUT
+
+Milliseconds a request's body may take (then 408 and the connection closed). More than 0. Default: 30000.
+"""
+
+OTEL_EXPORTER_DATASINK_COLLECTOR_IDLE_TIMEOUT = "OTEL_EXPORTER_DATASINK_COLLECTOR_IDLE_TIMEOUT"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_IDLE_TIMEOUT
+
+Milliseconds a connection may wait for its (next) request before it is closed. More than 0. Default: 30000.
+"""
+
 OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR = "OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR"
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR

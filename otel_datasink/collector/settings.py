@@ -33,14 +33,6 @@ from otel_datasink.config import (
 DISABLED = "none"
 """The endpoint value that turns a receiver off."""
 
-# Variables of the settings added with the receivers' limits (documented in collector/README.md).
-OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE = "OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE"
-OTEL_EXPORTER_DATASINK_COLLECTOR_HEADER_TIMEOUT = "OTEL_EXPORTER_DATASINK_COLLECTOR_HEADER_TIMEOUT"
-OTEL_EXPORTER_DATASINK_COLLECTOR_BODY_TIMEOUT = "OTEL_EXPORTER_DATASINK_COLLECTOR_BODY_TIMEOUT"
-OTEL_EXPORTER_DATASINK_COLLECTOR_IDLE_TIMEOUT = "OTEL_EXPORTER_DATASINK_COLLECTOR_IDLE_TIMEOUT"
-OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS = "OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS"
-OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES = "OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES"
-
 
 def parse_endpoint(value: str | None) -> tuple[str, int] | None:
     """``HOST:PORT`` (IPv6 as ``[::1]:4318``) as a pair, or None for ``none``/empty; ValueError otherwise.
@@ -144,10 +136,10 @@ class CollectorSettings:
 
 def _token_from_environment() -> dict[str, str]:
     token = os.environ.get(env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN, "").strip()
-    token_file = os.environ.get(OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE, "").strip()
+    token_file = os.environ.get(env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE, "").strip()
     if token and token_file:
         raise ValueError(
-            f"set {env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN} or {OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE}, "
+            f"set {env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN} or {env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE}, "
             "not both"
         )
     return {"token": token} if token else {"token_file": token_file} if token_file else {}
@@ -174,11 +166,11 @@ SETTINGS: dict[str, Setting] = {
     # Its two variables (the token, or a file holding it) are read by _token_from_environment.
     "token": Setting(text),
     "max_body_bytes": Setting(count, env.OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_BODY_BYTES, int),
-    "max_inflight_bytes": Setting(count, OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES, int),
-    "max_connections": Setting(count, OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS, int),
-    "header_timeout": Setting(seconds, OTEL_EXPORTER_DATASINK_COLLECTOR_HEADER_TIMEOUT, millis_to_seconds),
-    "body_timeout": Setting(seconds, OTEL_EXPORTER_DATASINK_COLLECTOR_BODY_TIMEOUT, millis_to_seconds),
-    "idle_timeout": Setting(seconds, OTEL_EXPORTER_DATASINK_COLLECTOR_IDLE_TIMEOUT, millis_to_seconds),
+    "max_inflight_bytes": Setting(count, env.OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES, int),
+    "max_connections": Setting(count, env.OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS, int),
+    "header_timeout": Setting(seconds, env.OTEL_EXPORTER_DATASINK_COLLECTOR_HEADER_TIMEOUT, millis_to_seconds),
+    "body_timeout": Setting(seconds, env.OTEL_EXPORTER_DATASINK_COLLECTOR_BODY_TIMEOUT, millis_to_seconds),
+    "idle_timeout": Setting(seconds, env.OTEL_EXPORTER_DATASINK_COLLECTOR_IDLE_TIMEOUT, millis_to_seconds),
     "offload_bytes": Setting(count),
     "spool_dir": Setting(_folder, env.OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR),
     # 0 rows or bytes would roll every request into files of its own.

@@ -12,7 +12,6 @@ import logging
 
 from otel_datasink import environment_variables as env
 from otel_datasink.cli import CommandError, store_options
-from otel_datasink.collector import settings as collector_settings
 from otel_datasink.collector.settings import CollectorSettings, flag_type
 
 _logger = logging.getLogger(__name__)
@@ -94,8 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _name(suffix: str) -> str:
-    name = f"OTEL_EXPORTER_DATASINK_COLLECTOR_{suffix}"
-    return getattr(env, name, None) or getattr(collector_settings, name)
+    name: str = getattr(env, f"OTEL_EXPORTER_DATASINK_COLLECTOR_{suffix}")
+    return name
 
 
 def run(args: argparse.Namespace) -> int:
