@@ -6,7 +6,7 @@ STARTED rows; use :class:`~otel_datasink.processor.DatasinkSpanProcessor` for th
 arguments it reads its options from ``OTEL_EXPORTER_DATASINK_*``.
 
 A job that exits without shutting its provider down still has its rows written: at exit the global
-TracerProvider is flushed while S3 can still be written (see :func:`otel_datasink.processor.track_for_exit`).
+TracerProvider is flushed while S3 can still be written (see :mod:`otel_datasink.at_exit`).
 
 Its exports are counted as the conventions' ``otel.sdk.exporter.span.exported`` (see :data:`EXPORTER_INSTRUMENTS`).
 """
@@ -26,9 +26,10 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_datasink.at_exit import track_for_exit
 from otel_datasink.mapping import from_readable_span, map_records
 from otel_datasink.pipeline import Pipeline
-from otel_datasink.processor import Instrument, Reading, error_type, observe, track_for_exit
+from otel_datasink.selfmetrics import Instrument, Reading, error_type, observe
 
 _SHUT_DOWN = "already_shutdown"
 """``error.type`` of spans exported after ``shutdown`` (the value the SDK's own processors use)."""

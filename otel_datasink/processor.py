@@ -8,40 +8,33 @@ The worker maps each wake-up's spans at once but writes when rows have waited ``
 table has ``max_queue_size`` rows (at most 8192), or on ``force_flush``/``shutdown``: a busy job then writes
 files of thousands of rows rather than one small file per export batch (benchmarks/README.md).
 
-A job that exits without calling ``shutdown()`` still has its rows written: see :func:`track_for_exit`.
+A job that exits without calling ``shutdown()`` still has its rows written: see :mod:`otel_datasink.at_exit`.
 
 Its counts (spans processed and dropped, rows written and dropped, failed writes) are attributes, and are reported
-through the OpenTelemetry metrics API at collection time: see :func:`observe`.
+through the OpenTelemetry metrics API at collection time: see :mod:`otel_datasink.selfmetrics`.
 """
 
 from __future__ import annotations
 
-import atexit
 import collections
-
-# Imported before the exit hook is registered, so that its own threading exit hook runs after ours: see
-# track_for_exit.
-import concurrent.futures.thread  # noqa: F401
-import dataclasses
-import functools
 import logging
 import math
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any
 
-from opentelemetry import metrics, trace
 from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_datasink import sdk
+from otel_datasink.at_exit import track_for_exit
 from otel_datasink.mapping import SpanRecord, from_readable_span, map_records
 from otel_datasink.pipeline import Pipeline
 from otel_datasink.schema import Rows
+from otel_datasink.selfmetrics import QUEUE_FULL, Instrument, Reading, error_counts, error_type, observe
 from otel_datasink.writer import WriteError
 
 _logger = logging.getLogger(__name__)
@@ -358,275 +351,11 @@ def _records(batch: list[tuple[ReadableSpan, dict | None]]) -> list[SpanRecord]:
     return records
 
 
-# --- process exit ----------------------------------------------------------------------------------------
-#
-# A job that ends without calling shutdown() relies on an exit hook to write the rows still held. The SDK's
-# TracerProvider shuts its processors down from ``atexit``, which is too late for S3: at interpreter exit
-# ``threading._shutdown()`` first runs the ``threading._register_atexit`` hooks (newest first), and one of them,
-# registered when ``concurrent.futures.thread`` is imported, makes every ThreadPoolExecutor.submit raise from
-# then on. aiohttp and aiobotocore (under s3fs) need the event loop's default executor (getaddrinfo, file
-# reads), so every write fails ("cannot schedule new futures after interpreter shutdown"), is retried as a
-# transient error and the job's exit stalls for the whole write timeout with its rows lost.
-#
-# So the hook below is registered with ``threading._register_atexit`` after concurrent.futures.thread is
-# imported (at the top of this module): it runs before concurrent.futures' own, while executors still work.
-# (Where that private function is absent, ``atexit`` is used: registered after the provider's, it runs first.)
-# It asks every live processor to write what it holds and, when an exporter exists, flushes the span processors
-# of the global TracerProvider around it, so that the SDK's BatchSpanProcessor hands its spans to our exporter now
-# rather than from atexit. It waits ``exit_timeout`` at most; rows still not written then are counted in one log
-# line and given up (later writes at exit are bounded by ``exit_timeout`` too, and fail fast once executors are
-# gone). It never raises. A child of ``multiprocessing`` runs threading's exit hooks too (not atexit) before its
-# ``os._exit``; a child of ``os.fork`` that ends with ``os._exit`` runs no hook at all: it must flush first.
-#
-# Processors and exporters are held weakly: one that is collected is simply not flushed.
-
-
-class _ExitParticipant(Protocol):
-    def _begin_exit(self) -> Any: ...
-
-    def _end_exit(self, started: Any) -> None: ...
-
-
-_PARTICIPANTS: weakref.WeakSet[_ExitParticipant] = weakref.WeakSet()
-_EXPORTERS: weakref.WeakSet[Any] = weakref.WeakSet()
-_REGISTRATION_LOCK = threading.Lock()
-_registered = False
-_exited_pid: int | None = None
-
-
-_GRACE = 1.0
-"""Seconds the exit hook waits, past ``exit_timeout``, for exports it has stopped to count their spans."""
-
-
-def track_for_exit(participant: _ExitParticipant, *, exporter: bool = False) -> None:
-    """Writes what ``participant`` (a processor or exporter) still holds when the process exits normally.
-
-    ``exporter``: the participant is a SpanExporter, whose spans a BatchSpanProcessor of the global provider
-    holds until flushed.
-    """
-    (_EXPORTERS if exporter else _PARTICIPANTS).add(participant)
-    global _registered
-    with _REGISTRATION_LOCK:
-        if _registered:
-            return
-        _registered = True
-    _register_exit_hook()
-
-
-def _register_exit_hook() -> None:
-    register = getattr(threading, "_register_atexit", None)  # private, in CPython since 3.9
-    if register is not None:
-        try:
-            register(_flush_at_exit)
-            return
-        except RuntimeError:  # created while threading is already shutting down
-            pass
-    atexit.register(_flush_at_exit)
-
-
-def _flush_at_exit() -> None:
-    """The exit hook: write what every live processor and exporter holds, within their ``exit_timeout``."""
-    global _exited_pid
-    if _exited_pid == os.getpid():
-        return
-    _exited_pid = os.getpid()
-    try:
-        participants = list(_PARTICIPANTS)
-        exporters = list(_EXPORTERS)
-        started = [(participant, participant._begin_exit()) for participant in participants]
-        exporting = [(exporter, exporter._begin_exit()) for exporter in exporters]
-        flusher = _flush_global_provider(exporters) if exporters else None
-        for participant, begun in started:
-            participant._end_exit(begun)
-        flushed = True
-        if flusher is not None:
-            flusher.join(max(0.0, max(deadline for _, deadline in exporting) - time.monotonic()))
-            flushed = not flusher.is_alive()
-            if not flushed:
-                for exporter in exporters:
-                    exporter._give_up()
-                flusher.join(_GRACE)  # the export in flight ends within a poll; the rest fail at once
-        for exporter in exporters:
-            exporter._end_exit(flushed)
-    except BaseException:  # noqa: BLE001 - nothing may raise into interpreter shutdown, not even Ctrl-C here
-        _logger.debug("exit flush failed", exc_info=True)
-
-
-def _flush_global_provider(exporters: list[Any]) -> threading.Thread | None:
-    """Flushes, in a daemon thread, the span processors of the global TracerProvider that hold spans for
-    ``exporters``; None when there is nothing to flush. The SDK's BatchSpanProcessor exports in the caller's thread
-    and ignores its timeout: the thread lets the hook stop waiting at ``exit_timeout``."""
-    flushes = _exporter_flushes(trace.get_tracer_provider(), exporters)
-    if not flushes:
-        return None
-    timeout_millis = int(1000 * max(exporter.options.exit_timeout for exporter in exporters))
-    thread = threading.Thread(target=_quietly, args=(flushes, timeout_millis), name="DatasinkExitFlush", daemon=True)
-    thread.start()
-    return thread
-
-
-def _exporter_flushes(provider: Any, exporters: list[Any]) -> list[Any]:
-    """The ``force_flush`` of each span processor of ``provider`` wrapping one of ``exporters``, else the provider's.
-
-    Only ours: the provider flushes its processors one after the other, and an exporter to a store that is away
-    (OTLP to a dead collector, say) before ours would spend our ``exit_timeout``. The processors are found through
-    :func:`otel_datasink.sdk.span_processors` and BatchSpanProcessor's ``span_exporter``; where they cannot be,
-    the whole provider is flushed.
-    """
-    ours = {id(exporter) for exporter in exporters}
-    processors = sdk.span_processors(provider)
-    if processors is not None:
-        wrapping = [p for p in processors if id(getattr(p, "span_exporter", None)) in ours]
-        if wrapping:
-            return [processor.force_flush for processor in wrapping]
-    flush = getattr(provider, "force_flush", None)
-    return [flush] if flush is not None else []
-
-
-def _quietly(flushes: list[Any], timeout_millis: int) -> None:
-    for flush in flushes:
-        try:
-            flush(timeout_millis)
-        except Exception:  # noqa: BLE001 - another processor's failure is not ours to raise at exit
-            _logger.debug("flush failed at exit", exc_info=True)
-
-
-# --- self-metrics ----------------------------------------------------------------------------------------
-#
-# The processor's and exporter's counts reach whatever metrics pipeline the user configured (a MeterProvider), as
-# the SDK's own components' do: named after the semantic conventions' ``otel.sdk.*`` instruments where one exists,
-# ``otel_datasink.*`` otherwise, each observation with ``otel.component.type`` and ``otel.component.name``.
-#
-# Every instrument is observable: its callback reads the counts the components keep anyway, when the reader
-# collects, so the job's hot path pays nothing (no metrics pipeline at all: nothing either). A MeterProvider keeps
-# the callbacks of the first instrument of a name only (a second one of the same name is the first again), so one
-# instrument per name and provider reports every live component of its kind; components are held weakly.
-
-_METER_NAME = "otel_datasink"
-QUEUE_FULL = "queue_full"
-"""``error.type`` of spans and rows dropped because their bound was reached (the conventions' value)."""
-_ERROR_TYPE = "error.type"
-_COMPONENT_TYPE = "otel.component.type"
-_COMPONENT_NAME = "otel.component.name"
-
-Reading = Iterable[tuple[float, Mapping[str, str]]]
-"""What an instrument reads from one component: (value, attributes beside the component's own) pairs."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Instrument:
-    """An observable instrument, and how it reads its value(s) from one component."""
-
-    name: str
-    kind: Literal["counter", "up_down_counter", "gauge"]
-    unit: str
-    description: str
-    read: Callable[[Any], Reading]
-
-
-@dataclasses.dataclass
-class _Instruments:
-    """The instruments of one kind of component on one MeterProvider, and the live components they report."""
-
-    components: weakref.WeakKeyDictionary[Any, dict[str, str]] = dataclasses.field(
-        default_factory=weakref.WeakKeyDictionary
-    )
-    """component -> its ``otel.component.*`` attributes."""
-
-    def create(self, meter: metrics.Meter, instruments: Iterable[Instrument]) -> None:
-        """Creates each instrument on ``meter``, its callback reporting every component."""
-        create = {
-            "counter": meter.create_observable_counter,
-            "up_down_counter": meter.create_observable_up_down_counter,
-            "gauge": meter.create_observable_gauge,
-        }
-        for instrument in instruments:
-            callback = functools.partial(self._observe, instrument.read)
-            create[instrument.kind](
-                instrument.name, callbacks=[callback], unit=instrument.unit, description=instrument.description
-            )
-
-    def _observe(self, read: Callable[[Any], Reading], options: CallbackOptions) -> list[Observation]:
-        observations = []
-        for component, attributes in list(self.components.items()):
-            for value, more in read(component):
-                observations.append(Observation(value, {**attributes, **more}))
-        return observations
-
-
-class _GlobalProvider:
-    """The key of the global MeterProvider's instruments: created through the API's ``get_meter``, they are bound to
-    the provider the application sets later, if it has not yet (the same instruments then, whenever a component
-    is created)."""
-
-
-_GLOBAL = _GlobalProvider()
-_PROVIDERS: weakref.WeakKeyDictionary[Any, dict[tuple[Instrument, ...], _Instruments]] = weakref.WeakKeyDictionary()
-"""MeterProvider (or ``_GLOBAL``) -> its instruments, per kind of component (one tuple of instruments per kind)."""
-_STARTED: collections.Counter[str] = collections.Counter()
-"""otel.component.type -> instances started in this process: the number in each one's ``otel.component.name``."""
-_OBSERVE_LOCK = threading.Lock()
-
-
-def type_name(component: object) -> str:
-    """``otel.component.type`` of a component of ours: its class's qualified name (the conventions' rule for a type
-    none of their values names)."""
-    cls = type(component)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def observe(
-    component: object,
-    instruments: tuple[Instrument, ...],
-    meter_provider: MeterProvider | None,
-    *,
-    component_type: str | None = None,
-) -> None:
-    """Reports ``component`` through ``instruments`` of ``meter_provider`` (the global one when None) from now on.
-
-    ``component_type``: its ``otel.component.type``, when not its own class's (see :func:`type_name`). Never raises:
-    a metrics pipeline that fails must not keep a job from writing its rows.
-    """
-    try:
-        kind = component_type or type_name(component)
-        with _OBSERVE_LOCK:
-            per_kind = _PROVIDERS.setdefault(_GLOBAL if meter_provider is None else meter_provider, {})
-            if instruments not in per_kind:
-                per_kind[instruments] = _Instruments()
-                if meter_provider is None:
-                    meter = metrics.get_meter(_METER_NAME, _version())
-                else:
-                    meter = meter_provider.get_meter(_METER_NAME, _version())
-                per_kind[instruments].create(meter, instruments)
-            number = _STARTED[kind]
-            _STARTED[kind] += 1
-        per_kind[instruments].components[component] = {_COMPONENT_TYPE: kind, _COMPONENT_NAME: f"{kind}/{number}"}
-    except Exception:  # noqa: BLE001 - see above
-        _logger.warning("cannot report metrics of %r", component, exc_info=True)
-
-
-def _version() -> str:
-    from otel_datasink import __version__
-
-    return __version__
-
-
-def error_type(error: BaseException) -> str:
-    """``error.type`` of an exception: its type's qualified name, as the conventions ask."""
-    cls = type(error)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _errors(counts: Mapping[str, int]) -> Reading:
-    """One observation per ``error.type`` that has happened (a type that never happened is no series)."""
-    return [(count, {_ERROR_TYPE: error}) for error, count in counts.items() if count]
-
-
 def _processed_spans(processor: DatasinkSpanProcessor) -> Reading:
     # dropped_spans is the one count the job's threads bump; the worker's breakdown of its own drops is subtracted.
     unmapped = processor._unmapped_spans.copy()
     queue_full = processor.dropped_spans - sum(unmapped.values())
-    return [(processor._mapped_spans, {}), *_errors({QUEUE_FULL: queue_full, **unmapped})]
+    return [(processor._mapped_spans, {}), *error_counts({QUEUE_FULL: queue_full, **unmapped})]
 
 
 PROCESSOR_INSTRUMENTS: tuple[Instrument, ...] = (
@@ -665,7 +394,7 @@ PROCESSOR_INSTRUMENTS: tuple[Instrument, ...] = (
         "{row}",
         "Rows dropped: past max_queue_size while the store was away (error.type: queue_full), or because they "
         "could not be encoded (the exception's type).",
-        lambda processor: _errors(processor._dropped_rows_by_cause.copy()),
+        lambda processor: error_counts(processor._dropped_rows_by_cause.copy()),
     ),
     Instrument(
         "otel_datasink.processor.write_errors",

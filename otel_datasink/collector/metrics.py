@@ -26,7 +26,7 @@ from opentelemetry.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from otel_datasink.processor import Instrument, observe
+from otel_datasink.selfmetrics import Instrument, observe
 
 PREFIX = "otel_datasink_collector"
 """The Prometheus name of every metric starts so."""
