@@ -39,8 +39,9 @@ def test_ctrl_c_during_replay_prints_what_was_written_and_exits_130(tmp_path):
     with subprocess.Popen(
         command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment()
     ) as process:
-        # Once a first batch is written: a file, not a fixed sleep.
-        wait_for(lambda: any(location.glob("job_runs/dt=*/*.parquet")))
+        # Once a first batch is written and counted: its file and the next batch's (batches are written one
+        # after the other, so the second file means the first write returned), not a fixed sleep.
+        wait_for(lambda: len(list(location.glob("job_runs/dt=*/*.parquet"))) >= 2)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == EXIT_INTERRUPTED, stderr
