@@ -9,6 +9,7 @@ pyarrow); each other front door has an extra (see ``[project.optional-dependenci
 - ``replay``: ``otel-datasink replay`` (the OTLP decoding: opentelemetry-proto, protobuf).
 - ``collector``: ``otel-datasink collector`` (aiohttp, grpcio, and the OTLP decoding).
 - ``alerts``: ``otel-datasink alert`` delivering to Apprise URLs (apprise; Alertmanager needs nothing more).
+- ``report``: ``otel-datasink report|serve`` (the query extra, and vl-convert-python for the charts).
 
 A front door imports its extra's modules inside :func:`needs` (or through :func:`import_extra`), so a user without
 the extra reads which one to install, in one line, instead of a traceback ending in ``No module named 'duckdb'``::
@@ -36,6 +37,7 @@ EXTRAS: dict[str, dict[str, str]] = {
         "opentelemetry.proto": "opentelemetry-proto",
     },
     "alerts": {"apprise": "apprise"},
+    "report": {"duckdb": "duckdb", "sqlglot": "sqlglot", "vl_convert": "vl-convert-python"},
 }
 """For each extra, the modules its front doors import (module -> the distribution that provides it)."""
 
