@@ -1,0 +1,4 @@
+-- Depends on orders: revenue per day.
+select order_date, count(*) as orders, sum(amount) as revenue
+from {{ ref('orders') }}
+group by order_date
