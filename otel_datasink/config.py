@@ -112,6 +112,24 @@ def _compression(value: Any) -> str:
     return codec
 
 
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def flag(value: Any) -> bool:
+    """A yes/no option: a bool, or (from an environment variable) ``true``/``false``, ``1``/``0``, ``yes``/``no``,
+    ``on``/``off`` in any case. Anything else is refused rather than read as false: a typo must not pass silently."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise ValueError(f"must be true or false, not {value!r}")
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ValueError(f"must be a mapping of fsspec options, not {value!r}")
@@ -229,6 +247,7 @@ SETTINGS: SettingTable = {
     "max_queue_size": Setting(count, env.OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE, int),
     "max_export_batch_size": Setting(count, env.OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE, int),
     "storage_options": Setting(_mapping),
+    "openlineage_namespace_prefix": Setting(flag, env.OTEL_EXPORTER_DATASINK_OPENLINEAGE_NAMESPACE_PREFIX),
 }
 """What each option of :class:`Options` accepts, and its environment variable."""
 
@@ -260,6 +279,9 @@ class Options:
     """At least 1 and at most ``max_queue_size``; when not given, the smaller of 512 and ``max_queue_size``."""
     storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Extra fsspec options for the location's filesystem (Python only)."""
+    openlineage_namespace_prefix: bool = False
+    """Whether an OpenLineage job's ``job_name`` is ``<job namespace>/<job name>`` rather than its name alone
+    (:mod:`otel_datasink.openlineage`; the namespace is in the ``attributes`` column either way)."""
 
     def __post_init__(self) -> None:
         check_fields(self, SETTINGS)

@@ -96,6 +96,17 @@ Queued spans that wake the span processor's worker early to map them (rows are w
 :envvar:`OTEL_EXPORTER_DATASINK_MAX_QUEUE_SIZE`, as in the SDK. Default: 512, or the queue size if smaller.
 """
 
+OTEL_EXPORTER_DATASINK_OPENLINEAGE_NAMESPACE_PREFIX = "OTEL_EXPORTER_DATASINK_OPENLINEAGE_NAMESPACE_PREFIX"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_OPENLINEAGE_NAMESPACE_PREFIX
+
+``true`` to write an OpenLineage job's ``job_name`` as ``<job namespace>/<job name>`` (``prod-airflow/etl.load``)
+instead of its name alone (``etl.load``), for when two namespaces (two Airflow instances) run jobs of the same
+name. The namespace is in the ``attributes`` column (``openlineage.job.namespace``) either way. Read by the
+collector's ``POST /api/v1/lineage`` and by ``otel-datasink replay``. ``true``/``false`` (also ``1``/``0``,
+``yes``/``no``, ``on``/``off``). Default: ``false``.
+"""
+
 OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT = "OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT"
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT

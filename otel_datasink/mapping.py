@@ -53,7 +53,9 @@ class SpanRecord:
     trace_id: int
     span_id: int
     parent_span_id: int | None
-    start_time_ns: int
+    start_time_ns: int | None
+    """None only for a run whose end is known but not its start (an OpenLineage COMPLETE event): its row's
+    start_time and duration_ms are then NULL, and the views take the start from the run's STARTED row."""
     end_time_ns: int | None
     status_code: int
     status_message: str
@@ -322,7 +324,8 @@ def job_run_row(record: SpanRecord, ingested_at_ms: int) -> dict[str, Any]:
     """The ``job_runs`` row of a job span: STARTED while ``end_time_ns`` is None, else SUCCESS or FAILED."""
     columns, rest = _columns_and_rest(record.attributes)
     get = columns.get
-    start_ms = record.start_time_ns // 1_000_000
+    start_time_ns = record.start_time_ns
+    start_ms = None if start_time_ns is None else start_time_ns // 1_000_000
     error_type = error_message = end_ms = duration_ms = None
     end_time_ns = record.end_time_ns
     if end_time_ns is None:
@@ -330,7 +333,7 @@ def job_run_row(record: SpanRecord, ingested_at_ms: int) -> dict[str, Any]:
         event_time = start_ms
     else:
         end_ms = event_time = end_time_ns // 1_000_000
-        duration_ms = max(0, end_ms - start_ms)
+        duration_ms = None if start_ms is None else max(0, end_ms - start_ms)
         exception = _last_exception(record.events) if record.events else None
         status = _status(record, exception)
         if status == STATUS_FAILED:

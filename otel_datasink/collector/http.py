@@ -1,4 +1,9 @@
-"""OTLP/HTTP receiver (aiohttp): ``POST /v1/traces``, ``GET /health`` (``/live``, ``/ready``), ``GET /metrics``.
+"""OTLP/HTTP receiver (aiohttp): ``POST /v1/traces``, ``POST /api/v1/lineage`` (OpenLineage's HTTP transport),
+``GET /health`` (``/live``, ``/ready``), ``GET /metrics``.
+
+``/api/v1/lineage`` takes OpenLineage run events in JSON (one event, or an array) through the same machinery as
+``/v1/traces``: token, limits, gzip, memory budget, spool-before-acknowledge, and the same statuses; its bodies
+are JSON, its requests counted as ``requests{protocol="openlineage"}``.
 
 Statuses follow the OTLP/HTTP specification: 200 with an ``ExportTraceServiceResponse`` (``partial_success``
 when spans were rejected), 400 undecodable, 401 missing or wrong bearer token, 408 a body slower than the body
@@ -29,7 +34,7 @@ from aiohttp.web_protocol import RequestHandler
 from otel_datasink.collector import responses
 from otel_datasink.collector.ingest import UndecodableError
 from otel_datasink.collector.metrics import Throttled
-from otel_datasink.collector.spool import KIND_JSON, KIND_PROTOBUF
+from otel_datasink.collector.spool import KIND_JSON, KIND_OPENLINEAGE, KIND_PROTOBUF
 
 if TYPE_CHECKING:  # server.py imports this module
     from otel_datasink.collector.metrics import Metrics
@@ -40,6 +45,8 @@ _logger = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+LINEAGE_PATH = "/api/v1/lineage"
+"""OpenLineage's HTTP transport endpoint (its ``endpoint`` setting's default, ``api/v1/lineage``, under its ``url``)."""
 RETRY_AFTER_SECONDS = 5
 _CHUNK = 64 * 1024
 LINGER_SECONDS = 2.0
@@ -69,6 +76,7 @@ def build_app(receiver: Collector) -> web.Application:
     app[GUARD] = guard
     health = _health_handler(receiver)
     app.router.add_post("/v1/traces", _traces_handler(receiver))
+    app.router.add_post(LINEAGE_PATH, _lineage_handler(receiver))
     app.router.add_get("/health", health)
     app.router.add_get("/health/ready", health)
     app.router.add_get("/health/live", _live_handler)
@@ -348,6 +356,32 @@ def _expected_auth(settings: CollectorSettings) -> bytes | None:
 
 
 def _traces_handler(receiver: Collector) -> Handler:
+    """``POST /v1/traces``: OTLP/HTTP, protobuf or JSON."""
+    return _receiver_handler(
+        receiver, "http", {PROTOBUF: KIND_PROTOBUF, JSON: KIND_JSON}, responses.export_response, "OTLP/HTTP"
+    )
+
+
+def _lineage_handler(receiver: Collector) -> Handler:
+    """``POST /api/v1/lineage``: OpenLineage's HTTP transport (one RunEvent, or an array of them, in JSON), with
+    the OTLP route's token, limits, budget, spool-before-acknowledge and error answers (JSON ``code``/``message``)."""
+    return _receiver_handler(receiver, "openlineage", {JSON: KIND_OPENLINEAGE}, _lineage_response, "OpenLineage")
+
+
+def _lineage_response(rejected: int, as_json: bool) -> bytes:
+    # OpenLineage clients read only the status (any 2xx); an empty object, as OTLP JSON answers a full success.
+    return b"{}"
+
+
+def _receiver_handler(
+    receiver: Collector,
+    protocol: str,
+    kinds: dict[str, int],
+    success: Callable[[int, bool], bytes],
+    label: str,
+) -> Handler:
+    """A POST route taking bodies of the content types of ``kinds`` (content type -> spool kind), counted in
+    ``requests{protocol=...}``."""
     settings = receiver.settings
     metrics = receiver.metrics
     expected_auth = _expected_auth(settings)
@@ -356,10 +390,11 @@ def _traces_handler(receiver: Collector) -> Handler:
 
     async def traces(request: web.Request) -> web.Response:
         content_type = request.content_type
-        as_json = content_type == JSON
+        as_json = content_type == JSON or PROTOBUF not in kinds  # a JSON-only route answers in JSON whatever came
         hold: Hold | None = None
         try:
-            if content_type not in (PROTOBUF, JSON):
+            kind = kinds.get(content_type)
+            if kind is None:
                 raise _Reject(415, responses.INVALID_ARGUMENT, f"unsupported content type {content_type!r}")
             if expected_auth is not None and not authorized(request.headers.get("Authorization"), expected_auth):
                 raise _Reject(401, responses.UNAUTHENTICATED, "missing or wrong bearer token")
@@ -371,7 +406,6 @@ def _traces_handler(receiver: Collector) -> Handler:
             if hold is None:
                 raise _Reject(503, responses.UNAVAILABLE, "too many request bodies in flight; retry later", close=True)
             body = await _read_body(request, settings, metrics, inflater, hold)
-            kind = KIND_JSON if as_json else KIND_PROTOBUF
             try:
                 rejected = await receiver.accept(kind, body)
             except UndecodableError as error:
@@ -380,30 +414,33 @@ def _traces_handler(receiver: Collector) -> Handler:
                 _logger.error("cannot spool a request: %s", error)
                 raise _Reject(503, responses.UNAVAILABLE, "cannot spool the request; retry later") from None
         except _Reject as reject:
-            return _rejection(request, reject, metrics, as_json, rejection_logs)
+            return _rejection(request, reject, metrics, as_json, rejection_logs, protocol)
         except _ClientGone:
             metrics.client_disconnects += 1
-            log_gone("OTLP/HTTP client %s went away (or broke off its body) before its body was in", request.remote)
+            log_gone("%s client %s went away (or broke off its body) before its body was in", label, request.remote)
             return web.Response(status=400)  # nobody reads it: the connection is gone
         finally:
             if hold is not None:
                 hold.release()
-        metrics.requests["http", 200] += 1
-        return web.Response(
-            body=responses.export_response(rejected, as_json), content_type=JSON if as_json else PROTOBUF
-        )
+        metrics.requests[protocol, 200] += 1
+        return web.Response(body=success(rejected, as_json), content_type=JSON if as_json else PROTOBUF)
 
     return traces
 
 
 def _rejection(
-    request: web.Request, reject: _Reject, metrics: Metrics, as_json: bool, logs: dict[int, Throttled]
+    request: web.Request,
+    reject: _Reject,
+    metrics: Metrics,
+    as_json: bool,
+    logs: dict[int, Throttled],
+    protocol: str = "http",
 ) -> web.Response:
-    metrics.requests["http", reject.status] += 1
+    metrics.requests[protocol, reject.status] += 1
     if reject.status not in (503, 408):  # both come in floods when they come: counted, not logged
         # One line per status every 10 s at most: a misconfigured or hostile client must not flood the log.
         log = logs.setdefault(reject.status, Throttled(_logger, logging.INFO, interval=10.0))
-        log("HTTP %d from %s: %s", reject.status, request.remote, reject.message)
+        log("HTTP %d from %s on %s: %s", reject.status, request.remote, request.path, reject.message)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if reject.status == 503 else None
     response = web.Response(
         status=reject.status,

@@ -1,6 +1,9 @@
-"""One OTLP request body to rows: decode (:mod:`otel_datasink.otlp`), profile, then `map_records`.
+"""One request body to rows: decode (:mod:`otel_datasink.otlp`, or :mod:`otel_datasink.openlineage`), profile,
+then `map_records`.
 
 HTTP, gRPC and the spool's replay all go through :class:`Ingest`, so a span maps the same whichever way it came.
+OpenLineage events are translated into the span conventions, then mapped by the default profile: they are job runs
+in the contract's terms already, and a profile written for some tracer's spans has nothing to rewrite in them.
 """
 
 from __future__ import annotations
@@ -11,15 +14,17 @@ import json
 from google.protobuf.message import DecodeError
 
 from otel_datasink.collector.metrics import Metrics
-from otel_datasink.collector.spool import KIND_JSON, KIND_PROTOBUF
+from otel_datasink.collector.spool import KIND_JSON, KIND_OPENLINEAGE, KIND_PROTOBUF
 from otel_datasink.mapping import map_records
+from otel_datasink.openlineage import OpenLineageError, records_of, summary_of
 from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_protobuf
-from otel_datasink.profiles import Profile, job_keys_of
+from otel_datasink.profiles import Profile, default_profile, job_keys_of
 from otel_datasink.schema import JOB_RUNS_TABLE, Rows
 
 
 class UndecodableError(ValueError):
-    """A body that is not OTLP trace data in the format it claims (answered 400, not retried)."""
+    """A body that is not OTLP trace data (or OpenLineage run events) in the format it claims (answered 400, not
+    retried)."""
 
 
 @dataclasses.dataclass
@@ -30,6 +35,8 @@ class Result:
     spans: int
     job_spans: int
     rejected: int
+    lineage_events: dict[str, int] = dataclasses.field(default_factory=dict)
+    """OpenLineage events of the request per event type (``START`` ... ``OTHER``, ``static``)."""
 
     @property
     def row_count(self) -> int:
@@ -40,9 +47,11 @@ class Result:
 class Ingest:
     """Decodes and maps request bodies with one profile, counting what it sees."""
 
-    def __init__(self, profile: Profile, metrics: Metrics) -> None:
+    def __init__(self, profile: Profile, metrics: Metrics, *, namespace_prefix: bool = False) -> None:
         self.profile = profile
         self.metrics = metrics
+        self.namespace_prefix = namespace_prefix
+        """The ``openlineage_namespace_prefix`` option: OpenLineage job names as ``<namespace>/<name>``."""
         # Spans the profile can never take get no record and no mapping (when it says which keys it needs).
         self.job_keys = job_keys_of(profile)
 
@@ -55,6 +64,8 @@ class Ingest:
 
     def decode(self, kind: int, body: bytes) -> Result:
         """The rows of a request body, not counted: safe on a worker thread (it only reads the profile)."""
+        if kind == KIND_OPENLINEAGE:
+            return self._decode_openlineage(body)
         try:
             if kind == KIND_PROTOBUF:
                 records, rejected, spans = records_from_protobuf(body, job_keys=self.job_keys)
@@ -68,6 +79,17 @@ class Ingest:
         rows = map_records(records, self.profile)
         return Result(rows, spans, len(rows[JOB_RUNS_TABLE]), rejected)
 
+    def _decode_openlineage(self, body: bytes) -> Result:
+        try:
+            document = json.loads(body)
+            records, types = records_of(document, namespace_prefix=self.namespace_prefix)
+        except OpenLineageError as error:
+            raise UndecodableError(f"not an OpenLineage run event: {error}") from None
+        except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise UndecodableError(f"undecodable OpenLineage JSON: {error}") from None
+        rows = map_records(records, default_profile)
+        return Result(rows, 0, 0, 0, summary_of(types))
+
     def count(self, result: Result) -> None:
         """Adds a request's spans to the counters (on the event loop: the counters are not locked)."""
         metrics = self.metrics
@@ -75,3 +97,6 @@ class Ingest:
         metrics.job_spans += result.job_spans
         metrics.non_job_spans += result.spans - result.rejected - result.job_spans
         metrics.rejected_spans += result.rejected
+        if result.lineage_events:
+            metrics.openlineage_events.update(result.lineage_events)
+            metrics.openlineage_runs += len(result.rows[JOB_RUNS_TABLE])

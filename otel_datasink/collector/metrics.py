@@ -49,6 +49,10 @@ class Metrics:
     """Spans the profile did not take as job runs: ignored, not written."""
     rejected_spans: int = 0
     """Spans that could not be read (invalid ids, malformed fields), reported to clients as partial success."""
+    openlineage_events: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    """OpenLineage event type (``START`` ... ``OTHER``, ``static``) -> events received in requests answered 200."""
+    openlineage_runs: int = 0
+    """OpenLineage events that made a ``job_runs`` row (START, COMPLETE, FAIL, ABORT)."""
     rows_written: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     """table -> rows written to the store."""
     files_written: int = 0
@@ -130,7 +134,8 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "requests",
         "counter",
-        "Export requests answered, per protocol (http, grpc) and status (HTTP status, gRPC code name).",
+        "Export requests answered, per protocol (http, grpc, openlineage: POST /api/v1/lineage) and status "
+        "(HTTP status, gRPC code name).",
         ("protocol", "status"),
         lambda metrics: [
             ((protocol, str(status)), count) for (protocol, status), count in sorted(metrics.requests.items())
@@ -141,6 +146,15 @@ FAMILIES: tuple[Family, ...] = (
     _counter("job_spans", "Spans the profile took as job runs."),
     _counter("non_job_spans", "Spans the profile did not take as job runs: ignored, not written."),
     _counter("rejected_spans", "Spans that could not be read, reported to clients as partial success."),
+    Family(
+        "openlineage_events",
+        "counter",
+        "OpenLineage events taken, per event type (START, RUNNING, COMPLETE, ABORT, FAIL, OTHER; static: job and "
+        "dataset events).",
+        ("event_type",),
+        lambda metrics: [((kind,), count) for kind, count in sorted(metrics.openlineage_events.items())],
+    ),
+    _counter("openlineage_runs", "OpenLineage events that made a job_runs row (START, COMPLETE, FAIL, ABORT)."),
     _counter("files_written", "Parquet files written to the store."),
     _counter("write_errors", "Writes to the store that failed (retried from the spool)."),
     _counter("spool_replayed_segments", "Spool segments left by an earlier run and replayed at start."),

@@ -125,7 +125,7 @@ class Collector:
         self.metrics = Metrics()
         self.metrics.report_to()  # the global MeterProvider's, if the process has one (opentelemetry-instrument)
         self.pipeline = Pipeline.open(options)
-        self.ingest = Ingest(self.pipeline.profile, self.metrics)
+        self.ingest = Ingest(self.pipeline.profile, self.metrics, namespace_prefix=options.openlineage_namespace_prefix)
         self.budget = ByteBudget(settings.max_inflight_bytes)
         self.metrics.gauges["inflight_bytes"] = lambda: self.budget.used
         # One thread: big requests are decoded one at a time beside the loop (more would only share the GIL).
@@ -166,7 +166,8 @@ class Collector:
     async def accept(self, kind: int, body: bytes) -> int:
         """Maps a request body, batches its rows and returns once it is spooled; returns the rejected span count.
 
-        Raises :class:`UndecodableError` for a body that is not OTLP, OSError when the spool cannot take it.
+        ``kind`` is a spool kind (``KIND_PROTOBUF``, ``KIND_JSON``, ``KIND_OPENLINEAGE``). Raises
+        :class:`UndecodableError` for a body that is not what ``kind`` says, OSError when the spool cannot take it.
         """
         if len(body) >= self.settings.offload_bytes:
             # Decoding and mapping a big request takes seconds of CPU: on a thread, the loop keeps serving the
@@ -199,6 +200,7 @@ class Collector:
                 self.http_port = addresses[0][1]
                 for address in addresses:
                     _logger.info("OTLP/HTTP on http://%s/v1/traces%s", _address(address), _scope(host))
+                    _logger.info("OpenLineage on http://%s/api/v1/lineage", _address(address))
             if self.settings.grpc is not None:
                 host, port = self.settings.grpc
                 self._grpc_server, self.grpc_port = grpc_receiver.build_server(self, host, port)

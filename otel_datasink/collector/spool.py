@@ -1,4 +1,4 @@
-"""A write-ahead spool: acknowledged OTLP requests on local disk until their rows are in the store.
+"""A write-ahead spool: acknowledged OTLP and OpenLineage requests on local disk until their rows are in the store.
 
 The spool is a folder of segment files, one per batch (:mod:`.batcher`). Each request of a batch is appended to
 its segment as one frame (magic, kind, length, CRC-32, payload: the request body as received, decompressed) and
@@ -36,8 +36,10 @@ KIND_PROTOBUF = 1
 """A frame holding an ``ExportTraceServiceRequest`` in protobuf."""
 KIND_JSON = 2
 """A frame holding an OTLP JSON request."""
+KIND_OPENLINEAGE = 3
+"""A frame holding an OpenLineage request (``POST /api/v1/lineage``: one RunEvent, or an array of them, in JSON)."""
 
-_KINDS = (KIND_PROTOBUF, KIND_JSON)
+_KINDS = (KIND_PROTOBUF, KIND_JSON, KIND_OPENLINEAGE)
 _MAGIC = b"ODS1"
 _HEADER = struct.Struct(">4sBII")  # magic, kind, payload length, CRC-32 of the payload
 _SUFFIX = ".seg"

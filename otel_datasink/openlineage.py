@@ -1,0 +1,534 @@
+"""OpenLineage run events as :class:`~otel_datasink.mapping.SpanRecord`: the one translation of OpenLineage.
+
+The collector (``POST /api/v1/lineage``) and replay (OpenLineage JSON Lines, the file transport's output) read
+OpenLineage through this module. An event is translated *into the span conventions*: ``job.name``, ``job.run.id``,
+``job.run.attempt``, ``job.run.logical_date``, ``job.type``, ``dataset.update`` events with ``dataset.name`` and
+``dataset.records_written``, a span status and message. From there the one mapping
+(:func:`~otel_datasink.mapping.map_records`) makes the rows, as for a span of any other front door; nothing here
+writes.
+
+The translation follows the OpenLineage spec 2-0-2 and its facets (``spec/OpenLineage.json``, ``spec/facets``):
+
+=====================================================  ========================================================
+OpenLineage                                            row
+=====================================================  ========================================================
+``eventType`` START                                    a STARTED ``job_runs`` row (start_time = ``eventTime``)
+``eventType`` COMPLETE / FAIL / ABORT                  a SUCCESS / FAILED / FAILED row (end_time =
+                                                       ``eventTime``); ABORT's ``error_type`` is ``aborted``
+``eventType`` RUNNING / OTHER (or none), JobEvent,     no row; counted
+DatasetEvent
+``job.name`` (``job.namespace``)                       ``job_name`` (``<namespace>/<name>`` with the
+                                                       ``openlineage_namespace_prefix`` option)
+``run.runId``                                          ``run_id``; ``span_id`` is derived from it
+root (else parent, else own) run id                    ``trace_id`` (a UUID's 32 hex digits): a DAG run's tasks
+                                                       share it
+``parent`` facet ``run.runId``                         ``parent_span_id`` (the parent run's ``span_id``) and
+                                                       attributes ``openlineage.parent.*``
+``jobType`` facet ``processingType``                   ``job_type`` (BATCH, STREAMING)
+``nominalTime`` facet ``nominalStartTime``             ``logical_date``
+``errorMessage`` facet ``message``                     ``error_message``; ``stackTrace`` (capped) in attributes
+``processing_engine`` facet ``name``, else producer    ``service_name``
+``airflow`` facet ``taskInstance.try_number``          ``attempt``
+``airflow``/``airflowDagRun`` ``dagRun.run_type``      ``run_type``
+each output dataset                                    a ``dataset_status`` update of ``<namespace>/<name>``
+``outputStatistics`` facet ``rowCount``                ``records_written`` (their sum: ``records_processed``)
+=====================================================  ========================================================
+
+An event that cannot be a run's state raises :class:`OpenLineageError`, whose message names the field
+(``run.runId: missing``); everything past the required fields is read leniently (a facet of the wrong shape is
+left out, never a reason to drop the event).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from otel_datasink import semconv
+from otel_datasink.mapping import (
+    STATUS_CODE_ERROR,
+    STATUS_CODE_UNSET,
+    Event,
+    SpanRecord,
+    clean_str,
+    to_int,
+)
+
+EVENT_TYPES = ("START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER")
+"""The spec's ``eventType`` values."""
+STATIC = "static"
+"""The counting label of a JobEvent or DatasetEvent (static lineage, no run): accepted, no row."""
+_TERMINAL = frozenset(("COMPLETE", "FAIL", "ABORT"))
+
+ABORTED = "aborted"
+"""``error_type`` of an ABORT event."""
+
+MAX_STACK_TRACE = 16 * 1024
+"""Characters of a stack trace kept in the attributes: its first and last halves (where a Java and a Python trace
+name the exception), so that a huge trace costs a bounded row."""
+
+# Attributes a translated event carries beside the contract's (they land in the ``attributes`` column).
+ATTR_EVENT_TYPE = "openlineage.event_type"
+ATTR_PRODUCER = "openlineage.producer"
+ATTR_JOB_NAMESPACE = "openlineage.job.namespace"
+ATTR_JOB_NAME = "openlineage.job.name"
+ATTR_JOB_TYPE = "openlineage.job.type"
+"""The ``jobType`` facet's ``jobType`` (``DAG``, ``TASK``, ``MODEL``, ``QUERY`` ...)."""
+ATTR_INTEGRATION = "openlineage.job.integration"
+ATTR_PARENT_RUN_ID = "openlineage.parent.run_id"
+ATTR_PARENT_JOB_NAMESPACE = "openlineage.parent.job.namespace"
+ATTR_PARENT_JOB_NAME = "openlineage.parent.job.name"
+ATTR_ROOT_RUN_ID = "openlineage.root.run_id"
+ATTR_ROOT_JOB_NAMESPACE = "openlineage.root.job.namespace"
+ATTR_ROOT_JOB_NAME = "openlineage.root.job.name"
+ATTR_NOMINAL_END = "openlineage.nominal_end_time"
+ATTR_ENGINE_VERSION = "openlineage.processing_engine.version"
+ATTR_ADAPTER_VERSION = "openlineage.processing_engine.adapter_version"
+ATTR_STACK_TRACE = "openlineage.error.stack_trace"
+"""The ``errorMessage`` facet's ``stackTrace``, capped (:data:`MAX_STACK_TRACE`), as a JSON string so that its line
+breaks survive (``json_extract_scalar(attributes['openlineage.error.stack_trace'], '$')`` reads it back)."""
+ATTR_LANGUAGE = "openlineage.error.programming_language"
+ATTR_INPUTS = "openlineage.inputs"
+"""The input datasets, as a JSON list of ``<namespace>/<name>``."""
+ATTR_AIRFLOW_DAG_ID = "openlineage.airflow.dag_id"
+ATTR_AIRFLOW_TASK_ID = "openlineage.airflow.task_id"
+ATTR_AIRFLOW_RUN_ID = "openlineage.airflow.run_id"
+"""Airflow's own DAG run id (``scheduled__2026-11-27T00:00:00+00:00``): joins these rows with the rows of the
+``airflow`` profile's spans."""
+ATTR_AIRFLOW_MAP_INDEX = "openlineage.airflow.map_index"
+
+_MAX_INPUTS = 100
+"""Input datasets listed in the attributes (their names; a run reading thousands of files lists the first)."""
+
+
+class OpenLineageError(ValueError):
+    """A body or an event that is not OpenLineage run data; the message names the field (``run.runId: missing``)."""
+
+
+def events_of(document: Any) -> list[Any]:
+    """The events of a parsed body or line: one event (an object) or a batch (an array of them)."""
+    if isinstance(document, dict):
+        return [document]
+    if isinstance(document, list):
+        return document
+    raise OpenLineageError(f"event: must be a JSON object (or an array of them), not {_kind(document)}")
+
+
+def looks_like_openlineage(document: Any) -> bool:
+    """Whether a parsed JSON line is OpenLineage rather than OTLP (which is an object with ``resourceSpans``)."""
+    if isinstance(document, list):
+        return True
+    if not isinstance(document, dict) or "resourceSpans" in document or "resource_spans" in document:
+        return False
+    return any(key in document for key in ("eventType", "eventTime", "run", "job", "dataset", "schemaURL"))
+
+
+def event_type_of(event: Mapping[str, Any]) -> str:
+    """The event's type for counting: one of :data:`EVENT_TYPES`, or :data:`STATIC`; raises OpenLineageError."""
+    if _is_static(event):
+        return STATIC
+    return _event_type(event)
+
+
+def record_of(event: Any, *, namespace_prefix: bool = False) -> SpanRecord | None:
+    """The record of one OpenLineage event in the span conventions, or None for an event that makes no row
+    (RUNNING, OTHER, a JobEvent or DatasetEvent); raises :class:`OpenLineageError` naming the field at fault.
+
+    ``namespace_prefix``: ``job_name`` is ``<job.namespace>/<job.name>`` instead of ``job.name``.
+    """
+    if not isinstance(event, dict):
+        raise OpenLineageError(f"event: must be a JSON object, not {_kind(event)}")
+    if _is_static(event):
+        _time(event, "eventTime")  # still checked: a broken event is answered as one
+        return None
+    event_type = _event_type(event)
+    event_ns = _time(event, "eventTime")
+    run = _object(event, "run", required=True)
+    run_id = _text(run, "runId", "run.runId")
+    job = _object(event, "job", required=True)
+    namespace = _text(job, "namespace", "job.namespace")
+    job_name = _text(job, "name", "job.name")
+    producer = event.get("producer")
+    if producer is not None and not isinstance(producer, str):
+        raise OpenLineageError(f"producer: must be a string (a URI), not {_kind(producer)}")
+    outputs = _datasets(event, "outputs")
+    inputs = _datasets(event, "inputs")
+    if event_type not in ("START", *_TERMINAL):
+        return None
+
+    run_facets = _facets(run)
+    job_facets = _facets(job)
+    attributes: dict[str, Any] = {
+        semconv.JOB_NAME: f"{namespace}/{job_name}" if namespace_prefix else job_name,
+        semconv.JOB_RUN_ID: run_id,
+        ATTR_EVENT_TYPE: event_type,
+        ATTR_JOB_NAMESPACE: namespace,
+        ATTR_JOB_NAME: job_name,
+        ATTR_PRODUCER: producer,
+    }
+    _job_type(job_facets, attributes)
+    _nominal_time(run_facets, attributes)
+    parent_run_id, root_run_id = _parent(run_facets, attributes)
+    start_ns = _airflow(run_facets, event_type, event_ns, attributes)
+    service = _engine(run_facets, attributes) or producer
+
+    updates: list[Event] = []
+    written_total: int | None = None
+    for dataset, facets in outputs:
+        written = _row_count(facets)
+        if written is not None:
+            written_total = written + (written_total or 0)
+        update: dict[str, Any] = {semconv.DATASET_NAME: dataset, semconv.DATASET_RECORDS_WRITTEN: written}
+        if written is not None and _replaces_contents(facets):
+            update[semconv.DATASET_RECORD_COUNT] = written  # the dataset holds exactly what the run wrote
+        updates.append((semconv.DATASET_UPDATE_EVENT, event_ns, update))
+    if outputs:
+        attributes[semconv.DATASET_NAME] = outputs[0][0]  # the primary output, as job spans name it
+    if written_total is not None:
+        attributes[semconv.JOB_RECORDS_PROCESSED] = written_total
+    if inputs:
+        names = [name for name, _ in inputs[:_MAX_INPUTS]]
+        attributes[ATTR_INPUTS] = json.dumps(names)
+
+    status_code, message = STATUS_CODE_UNSET, ""
+    if event_type in ("FAIL", "ABORT"):
+        status_code = STATUS_CODE_ERROR
+        message = _error(run_facets, event_type, attributes)
+    if event_type == "START":
+        start_ns, end_ns = event_ns, None
+    else:
+        end_ns = event_ns
+    return SpanRecord(
+        name=f"openlineage {event_type} {job_name}",
+        trace_id=_trace_id(root_run_id or parent_run_id or run_id),
+        span_id=span_id_of(run_id),
+        parent_span_id=span_id_of(parent_run_id) if parent_run_id else None,
+        start_time_ns=start_ns,
+        end_time_ns=end_ns,
+        status_code=status_code,
+        status_message=message,
+        attributes={key: value for key, value in attributes.items() if value is not None},
+        events=updates,
+        resource={semconv.SERVICE_NAME: service} if service else {},
+    )
+
+
+def records_of(document: Any, *, namespace_prefix: bool = False) -> tuple[list[SpanRecord], list[str]]:
+    """The records of a parsed body or line (one event or a batch) and the type of each event (for counting).
+
+    All or nothing: an event that is not valid raises :class:`OpenLineageError`, its position named for a batch
+    (``[3].run.runId: missing``), so that a client is told to fix the request rather than lose part of it.
+    """
+    events = events_of(document)
+    records: list[SpanRecord] = []
+    types: list[str] = []
+    for index, event in enumerate(events):
+        try:
+            record = record_of(event, namespace_prefix=namespace_prefix)
+            types.append(event_type_of(event))
+        except OpenLineageError as error:
+            if isinstance(document, list):
+                raise OpenLineageError(f"[{index}].{error}") from None
+            raise
+        if record is not None:
+            records.append(record)
+    return records, types
+
+
+def dataset_name(namespace: str, name: str) -> str:
+    """A dataset's name in the tables: OpenLineage's namespace and name joined by ``/`` (``postgres://db:5432`` and
+    ``shop.public.orders`` give ``postgres://db:5432/shop.public.orders``; ``s3://bucket`` and ``raw/orders`` give
+    ``s3://bucket/raw/orders``), as the naming spec composes a dataset's URI. A name that starts with ``/`` (a
+    file path) is not given a second one."""
+    if not namespace:
+        return name
+    if name.startswith("/") or namespace.endswith("/"):
+        return namespace + name
+    return f"{namespace}/{name}"
+
+
+def span_id_of(run_id: str) -> int:
+    """The ``span_id`` of a run (64 bits of the SHA-256 of its id): the same for every event of the run, and the
+    ``parent_span_id`` of its child runs (``job_runs`` joins a task to its DAG run on it)."""
+    return int.from_bytes(hashlib.sha256(run_id.encode("utf-8", "surrogatepass")).digest()[:8], "big") or 1
+
+
+def _trace_id(run_id: str) -> int:
+    # A UUID (the spec's format) is its own 128 bits, so the trace id reads as the run id without dashes.
+    try:
+        value = uuid.UUID(run_id).int
+    except ValueError:
+        value = 0
+    return value or int.from_bytes(hashlib.sha256(run_id.encode("utf-8", "surrogatepass")).digest()[:16], "big")
+
+
+# --- reading the event ---------------------------------------------------------------------------------------
+
+
+def _is_static(event: Mapping[str, Any]) -> bool:
+    # JobEvent and DatasetEvent (spec 2-0-x): no run and no eventType. A RunEvent without a run is an error.
+    return "run" not in event and "eventType" not in event and ("job" in event or "dataset" in event)
+
+
+def _event_type(event: Mapping[str, Any]) -> str:
+    value = event.get("eventType")
+    if value is None:
+        return "OTHER"  # optional in the spec: a run event that changes no state
+    if not isinstance(value, str) or value.upper() not in EVENT_TYPES:
+        raise OpenLineageError(f"eventType: unknown {_short(value)} (one of {', '.join(EVENT_TYPES)})")
+    return value.upper()
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _object(parent: Mapping[str, Any], key: str, *, required: bool = False, path: str | None = None) -> dict:
+    value = parent.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise OpenLineageError(
+            f"{path or key}: {'missing' if value is None else 'must be an object, not ' + _kind(value)}"
+        )
+    return value
+
+
+def _text(parent: Mapping[str, Any], key: str, path: str) -> str:
+    value = parent.get(key)
+    if value is None or value == "":
+        raise OpenLineageError(f"{path}: missing")
+    if not isinstance(value, str):
+        raise OpenLineageError(f"{path}: must be a string, not {_kind(value)}")
+    return value
+
+
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?"
+)
+
+
+def parse_time(value: Any) -> int | None:
+    """Epoch nanoseconds (to the microsecond) of an ISO 8601 date-time; None if it is not one.
+
+    Written out rather than ``datetime.fromisoformat``, which on Python 3.10 refuses ``Z`` and fractions of other
+    than 3 or 6 digits, both of which OpenLineage producers send (the Java client writes nanoseconds). A time
+    without an offset is UTC.
+    """
+    if not isinstance(value, str):
+        return None
+    match = _ISO.fullmatch(value.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        instant = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second or 0),
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=_offset(offset),
+        )
+    except ValueError:  # month 13, hour 25, an offset over a day
+        return None
+    delta = instant - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _offset(text: str | None) -> timezone:
+    if text is None or text in ("Z", "z"):
+        return timezone.utc
+    digits = text[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + int(digits[2:4] or 0)
+    return timezone(timedelta(minutes=-minutes if text[0] == "-" else minutes))
+
+
+def _time(event: Mapping[str, Any], key: str) -> int:
+    value = event.get(key)
+    if value is None:
+        raise OpenLineageError(f"{key}: missing")
+    parsed = parse_time(value)
+    if parsed is None:
+        raise OpenLineageError(f"{key}: not an ISO 8601 date-time: {_short(value)}")
+    return parsed
+
+
+def _datasets(event: Mapping[str, Any], key: str) -> list[tuple[str, dict]]:
+    """(name in the tables, merged facets) of each dataset of ``inputs`` or ``outputs``."""
+    value = event.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise OpenLineageError(f"{key}: must be an array, not {_kind(value)}")
+    datasets = []
+    for index, dataset in enumerate(value):
+        path = f"{key}[{index}]"
+        if not isinstance(dataset, dict):
+            raise OpenLineageError(f"{path}: must be an object, not {_kind(dataset)}")
+        name = dataset_name(_text(dataset, "namespace", f"{path}.namespace"), _text(dataset, "name", f"{path}.name"))
+        # outputFacets is where the spec puts outputStatistics; some producers put it among the dataset's facets.
+        facets = {**_facets(dataset), **_facets(dataset, "outputFacets"), **_facets(dataset, "inputFacets")}
+        datasets.append((name, facets))
+    return datasets
+
+
+def _facets(owner: Mapping[str, Any], key: str = "facets") -> dict[str, dict]:
+    """The facets that are objects (a facet of another shape is left out: facets are extensible and producers
+    vary; only the required fields decide whether an event is taken)."""
+    facets = owner.get(key)
+    if not isinstance(facets, dict):
+        return {}
+    return {name: facet for name, facet in facets.items() if isinstance(facet, dict)}
+
+
+def _get(facet: Mapping[str, Any] | None, *path: str) -> Any:
+    value: Any = facet
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _job_type(job_facets: Mapping[str, dict], attributes: dict[str, Any]) -> None:
+    facet = job_facets.get("jobType")
+    processing = _string(_get(facet, "processingType"))
+    if processing is not None:
+        attributes[semconv.JOB_TYPE] = processing.lower()  # BATCH, STREAMING: the contract's values in lower case
+    attributes[ATTR_JOB_TYPE] = _string(_get(facet, "jobType"))
+    attributes[ATTR_INTEGRATION] = _string(_get(facet, "integration"))
+
+
+def _nominal_time(run_facets: Mapping[str, dict], attributes: dict[str, Any]) -> None:
+    facet = run_facets.get("nominalTime")
+    start = _get(facet, "nominalStartTime")
+    parsed = parse_time(start)
+    # Epoch ns, which the mapping reads whatever the Python version; a value that does not parse stays as text.
+    attributes[semconv.JOB_RUN_LOGICAL_DATE] = parsed if parsed is not None else start
+    attributes[ATTR_NOMINAL_END] = _string(_get(facet, "nominalEndTime"))
+
+
+def _parent(run_facets: Mapping[str, dict], attributes: dict[str, Any]) -> tuple[str | None, str | None]:
+    facet = run_facets.get("parent")
+    parent_run_id = _string(_get(facet, "run", "runId"))
+    root_run_id = _string(_get(facet, "root", "run", "runId"))
+    attributes[ATTR_PARENT_RUN_ID] = parent_run_id
+    attributes[ATTR_PARENT_JOB_NAMESPACE] = _string(_get(facet, "job", "namespace"))
+    attributes[ATTR_PARENT_JOB_NAME] = _string(_get(facet, "job", "name"))
+    attributes[ATTR_ROOT_RUN_ID] = root_run_id
+    attributes[ATTR_ROOT_JOB_NAMESPACE] = _string(_get(facet, "root", "job", "namespace"))
+    attributes[ATTR_ROOT_JOB_NAME] = _string(_get(facet, "root", "job", "name"))
+    return parent_run_id, root_run_id
+
+
+def _airflow(run_facets: Mapping[str, dict], event_type: str, event_ns: int, attributes: dict[str, Any]) -> int | None:
+    """Reads Airflow's run facets (providers/openlineage ``AirflowRunFacet`` of a task try, ``AirflowDagRunFacet``
+    of a DAG run) into the attempt, run type and Airflow ids; returns the run's start when a terminal event tells
+    it (a task's ``duration``, a DAG run's ``start_date``), else None."""
+    task_run = run_facets.get("airflow")
+    dag_run = run_facets.get("airflowDagRun")
+    facet = task_run or dag_run
+    if facet is None:
+        return None
+    attributes[semconv.JOB_RUN_ATTEMPT] = _get(task_run, "taskInstance", "try_number")
+    attributes[semconv.JOB_RUN_TYPE] = _string(_get(facet, "dagRun", "run_type"))
+    attributes[ATTR_AIRFLOW_DAG_ID] = _string(_get(facet, "dag", "dag_id")) or _string(_get(facet, "dagRun", "dag_id"))
+    attributes[ATTR_AIRFLOW_TASK_ID] = _string(_get(task_run, "task", "task_id"))
+    attributes[ATTR_AIRFLOW_RUN_ID] = _string(_get(facet, "dagRun", "run_id"))
+    attributes[ATTR_AIRFLOW_MAP_INDEX] = to_int(_get(task_run, "taskInstance", "map_index"))
+    if event_type not in _TERMINAL:
+        return None
+    if task_run is not None:
+        duration = _get(task_run, "taskInstance", "duration")
+        if isinstance(duration, (int, float)) and not isinstance(duration, bool) and 0 <= duration < 10**7:
+            return event_ns - int(duration * 1_000_000_000)
+        return None
+    return parse_time(_get(dag_run, "dagRun", "start_date"))
+
+
+def _engine(run_facets: Mapping[str, dict], attributes: dict[str, Any]) -> str | None:
+    facet = run_facets.get("processing_engine")
+    attributes[ATTR_ENGINE_VERSION] = _string(_get(facet, "version"))
+    attributes[ATTR_ADAPTER_VERSION] = _string(_get(facet, "openlineageAdapterVersion"))
+    return _string(_get(facet, "name"))
+
+
+def _row_count(facets: Mapping[str, dict]) -> int | None:
+    count = to_int(_get(facets.get("outputStatistics"), "rowCount"))
+    return count if count is None or count >= 0 else None
+
+
+def _replaces_contents(facets: Mapping[str, dict]) -> bool:
+    # lifecycleStateChange OVERWRITE / CREATE: after the run the dataset holds exactly the rows it wrote.
+    change = _get(facets.get("lifecycleStateChange"), "lifecycleStateChange")
+    return isinstance(change, str) and change.upper() in ("OVERWRITE", "CREATE")
+
+
+def _error(run_facets: Mapping[str, dict], event_type: str, attributes: dict[str, Any]) -> str:
+    """The run's error message (the status description the mapping stores), setting ``error.type`` and the stack
+    trace attributes."""
+    facet = run_facets.get("errorMessage")
+    message = _get(facet, "message")
+    message = message if isinstance(message, str) else clean_str(message) or ""
+    stack = _string(_get(facet, "stackTrace"))
+    language = _string(_get(facet, "programmingLanguage"))
+    attributes[ATTR_LANGUAGE] = language
+    if stack is not None:
+        # As a JSON string: the attributes column drops line breaks, which a stack trace needs to be read.
+        attributes[ATTR_STACK_TRACE] = json.dumps(_cap(stack), ensure_ascii=False)
+    attributes[semconv.ERROR_TYPE] = ABORTED if event_type == "ABORT" else _exception_type(stack, language) or "failed"
+    return message
+
+
+def _cap(text: str) -> str:
+    if len(text) <= MAX_STACK_TRACE:
+        return text
+    half = MAX_STACK_TRACE // 2
+    return f"{text[:half]}\n... [{len(text) - 2 * half} characters cut] ...\n{text[-half:]}"
+
+
+_EXCEPTION_LINE = re.compile(r'(?:Exception in thread "[^"]*" )?([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)(?::|$)')
+
+
+def _exception_type(stack: str | None, language: str | None) -> str | None:
+    """The exception's type named by a stack trace: the last line of a Python traceback, the first of a JVM one."""
+    if not stack:
+        return None
+    lines = [line.strip() for line in stack.strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    python = (language or "").lower() == "python" or lines[0].startswith("Traceback")
+    line = lines[-1] if python else lines[0]
+    match = _EXCEPTION_LINE.match(line)
+    if match is None or line.startswith(("at ", "File ")):
+        return None
+    name = match.group(1)
+    # A bare word ending a message ("failed") is no type: a type is qualified or named like one.
+    return name if "." in name or name.endswith(("Error", "Exception", "Interrupt", "Exit")) else None
+
+
+def summary_of(types: Sequence[str]) -> dict[str, int]:
+    """Events per type, for counters and replay's summary."""
+    counts: dict[str, int] = {}
+    for event_type in types:
+        counts[event_type] = counts.get(event_type, 0) + 1
+    return counts
