@@ -1,4 +1,12 @@
-"""Replay: OTLP JSON Lines files (the OpenTelemetry file exporter's format) written to the tables.
+"""Replay: OTLP JSON Lines files (the OpenTelemetry file exporter's format) and OpenLineage JSON Lines files (the
+OpenLineage client's file transport) written to the tables.
+
+A line is OpenLineage when it is an object with OpenLineage's keys (``eventType``, ``eventTime``, ``run``, ``job``
+...) and no ``resourceSpans``, or an array of such objects (``--format auto``, the default: told line by line, so
+one file may hold both); ``--format otlp`` or ``--format openlineage`` reads every line as that. A file whose
+first line is a lone ``{`` or ``[`` (the file transport's ``debug_mode`` indents each event over many lines) is read
+as one JSON document. OpenLineage events are translated by :mod:`otel_datasink.openlineage` into the span
+conventions and mapped by the default profile (the ``--profile`` given is for spans).
 
 Each line is one OTLP ``TracesData`` / ``ExportTraceServiceRequest`` object in the OTLP JSON encoding; a file
 may be gzip-compressed (told by its first bytes, whatever its name). Lines are decoded by
@@ -30,9 +38,10 @@ import fsspec
 from otel_datasink import semconv
 from otel_datasink.config import Options
 from otel_datasink.mapping import SpanRecord, map_records
+from otel_datasink.openlineage import OpenLineageError, looks_like_openlineage, records_of
 from otel_datasink.otlp import OtlpDecodeError, records_from_json
 from otel_datasink.pipeline import Pipeline
-from otel_datasink.profiles import Profile
+from otel_datasink.profiles import Profile, default_profile
 from otel_datasink.schema import DATASET_STATUS_TABLE, JOB_RUNS_TABLE
 from otel_datasink.writer import Writer
 
@@ -42,6 +51,9 @@ DEFAULT_BATCH_SPANS = 20_000
 """Spans mapped and written together: one file per table per partition per batch."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
+
+FORMATS = ("auto", "otlp", "openlineage")
+"""What ``replay`` reads a line as: told by its keys (``auto``), or every line as OTLP or as OpenLineage."""
 
 
 @dataclasses.dataclass
@@ -63,6 +75,8 @@ class Summary:
     """Spans read (those rejected as unidentifiable included)."""
     rejected_spans: int = 0
     """Spans without a valid trace or span id, which cannot be recorded."""
+    lineage_events: int = 0
+    """OpenLineage events read (RUNNING, OTHER, job and dataset events included: they make no row)."""
     job_runs: int = 0
     """Job spans, each one ``job_runs`` row."""
     dataset_updates: int = 0
@@ -76,8 +90,11 @@ class Summary:
 
     def describe(self, max_bad_lines: int = 50) -> str:
         """The summary printed by ``otel-datasink replay``."""
+        read = f"{self.spans} span(s)"
+        if self.lineage_events:
+            read += f" and {self.lineage_events} OpenLineage event(s)"
         text = (
-            f"read {self.spans} span(s) from {self.lines} line(s) of {self.files} file(s); "
+            f"read {read} from {self.lines} line(s) of {self.files} file(s); "
             f"{self.job_runs} job run(s); wrote {self.rows_written} row(s) "
             f"({self.job_runs} job_runs, {self.dataset_updates} dataset_status) in {self.files_written} file(s)"
         )
@@ -88,6 +105,12 @@ class Summary:
         if len(self.bad_lines) > max_bad_lines:
             shown.append(f"  ... and {len(self.bad_lines) - max_bad_lines} more")
         return "\n".join([text, *shown])
+
+
+def lineage_profile(run_type: str | None = None) -> Profile:
+    """The profile OpenLineage events are mapped with: the default one (they are in the span conventions once
+    translated), marking runs with ``run_type`` (:func:`with_run_type`) when one is given."""
+    return with_run_type(default_profile, run_type) if run_type else default_profile
 
 
 def with_run_type(profile: Profile, run_type: str) -> Profile:
@@ -115,16 +138,33 @@ def _decompressed(raw: IO[bytes]) -> IO[bytes] | gzip.GzipFile:
     return gzip.GzipFile(fileobj=raw, mode="rb") if head == _GZIP_MAGIC else raw
 
 
-def _lines(path: str, progress: Callable[[int], object] | None) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes) of a file, plain or gzip; ``progress`` gets the compressed bytes consumed."""
+def _lines(path: str, progress: Callable[[int], object] | None, whole: bool = False) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of a file, plain or gzip; ``progress`` gets the compressed bytes consumed.
+
+    ``whole``: a file whose first non-blank line is a lone ``{`` or ``[`` is one JSON document over many lines (the
+    OpenLineage file transport's ``debug_mode``), yielded at once as its first line.
+    """
     with fsspec.open(path, "rb") as raw:
         position = 0
+        document: list[bytes] | None = None
+        start = 0
         for number, line in enumerate(_decompressed(raw), start=1):
             if progress is not None:
                 now = raw.tell()
                 progress(now - position)
                 position = now
+            if document is not None:
+                document.append(line)
+                continue
+            stripped = line.strip()
+            if whole and stripped in (b"{", b"["):
+                document, start = [line], number
+                continue
+            if stripped:
+                whole = False  # only the first non-blank line decides
             yield number, line
+        if document is not None:
+            yield start, b"".join(document)
 
 
 def file_size(path: str) -> int:
@@ -144,50 +184,82 @@ def replay(
     batch_spans: int = DEFAULT_BATCH_SPANS,
     progress: Callable[[int], object] | None = None,
     summary: Summary | None = None,
+    input_format: str = "auto",
+    lineage: Profile | None = None,
+    namespace_prefix: bool = False,
 ) -> Summary:
-    """Reads OTLP JSON Lines files and writes their job spans' rows; returns what it did.
+    """Reads OTLP or OpenLineage JSON Lines files and writes their job runs' rows; returns what it did.
+
+    ``input_format`` is one of :data:`FORMATS`; ``lineage`` the profile OpenLineage events are mapped with
+    (:func:`lineage_profile`); ``namespace_prefix`` the ``openlineage_namespace_prefix`` option.
 
     Raises OSError when a file cannot be opened and :class:`~otel_datasink.writer.WriteError` when the store
     keeps failing; rows of the batches written before stay (a second replay adds only duplicates). A
     ``summary`` passed in is filled in as the replay goes, so that a caller whose replay raised (or was
     interrupted: KeyboardInterrupt) still knows what was read and written.
     """
+    if input_format not in FORMATS:
+        raise ValueError(f"unknown format {input_format!r} (one of {', '.join(FORMATS)})")
     summary = Summary() if summary is None else summary
+    lineage = default_profile if lineage is None else lineage
     batch: list[SpanRecord] = []
+    events: list[SpanRecord] = []
     for path in paths:
         summary.files += 1
         number = 0
         try:
-            for number, raw_line in _lines(path, progress):
+            for number, raw_line in _lines(path, progress, whole=input_format != "otlp"):
                 line = raw_line.strip()
                 if not line:
                     continue
                 summary.lines += 1
                 try:
-                    records, rejected = records_from_json(json.loads(line))
+                    document = json.loads(line)
+                    if input_format == "openlineage" or (input_format == "auto" and looks_like_openlineage(document)):
+                        records, types = records_of(document, namespace_prefix=namespace_prefix)
+                        summary.lineage_events += len(types)
+                        events.extend(records)
+                    else:
+                        records, rejected = records_from_json(document)
+                        summary.spans += len(records) + rejected
+                        summary.rejected_spans += rejected
+                        batch.extend(records)
                 except (ValueError, RecursionError) as error:  # JSONDecodeError, OtlpDecodeError: ValueErrors
-                    reason = "not OTLP trace data" if isinstance(error, OtlpDecodeError) else "not JSON"
+                    if isinstance(error, OtlpDecodeError):
+                        reason = "not OTLP trace data"
+                    elif isinstance(error, OpenLineageError):
+                        reason = "not an OpenLineage run event"
+                    else:
+                        reason = "not JSON"
                     summary.bad_lines.append(BadLine(path, number, f"{reason}: {_short(error)}"))
                     continue
-                summary.spans += len(records) + rejected
-                summary.rejected_spans += rejected
-                batch.extend(records)
-                if len(batch) >= batch_spans:
-                    _flush(batch, writer, profile, summary)
-                    batch = []
+                if len(batch) + len(events) >= batch_spans:
+                    _flush(batch, events, writer, profile, lineage, summary)
+                    batch, events = [], []
         except (EOFError, zlib.error, gzip.BadGzipFile) as error:
             # Raised by the decompression alone: the lines before the damage stand, the rest is unreadable.
             summary.bad_lines.append(BadLine(path, number + 1, f"gzip data cut short or corrupt: {_short(error)}"))
-    _flush(batch, writer, profile, summary)
+    _flush(batch, events, writer, profile, lineage, summary)
     for bad in summary.bad_lines:
         _logger.info("skipped %s line %d: %s", bad.path, bad.line, bad.reason)
     return summary
 
 
-def _flush(batch: list[SpanRecord], writer: Writer, profile: Profile, summary: Summary) -> None:
-    if not batch:
+def _flush(
+    batch: list[SpanRecord],
+    events: list[SpanRecord],
+    writer: Writer,
+    profile: Profile,
+    lineage: Profile,
+    summary: Summary,
+) -> None:
+    if not batch and not events:
         return
     rows = map_records(batch, profile)
+    if events:
+        # One write for both: spans and OpenLineage events of a batch share its files.
+        for table, more in map_records(events, lineage).items():
+            rows[table].extend(more)
     if any(rows.values()):
         written = writer.write(rows, deadline=time.monotonic() + writer.options.timeout)
         summary.files_written += len(written)

@@ -1,4 +1,5 @@
-"""Receive OTLP traces (HTTP and gRPC) from any language and write their job spans to the tables.
+"""Receive OTLP traces (HTTP and gRPC) from any language, and OpenLineage run events (``POST /api/v1/lineage`` on
+the HTTP port), and write their job runs to the tables.
 
 Rows are batched across requests and rolled into files by rows, bytes and age. A request is acknowledged once
 its rows are in a local write-ahead spool, replayed on restart. SIGTERM or SIGINT flushes and exits.
@@ -90,6 +91,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rolled batches waiting for the store before 503 (default 4)",
     )
     add("--shutdown-timeout", type=flag_type("shutdown_timeout"), help="seconds SIGTERM may take to flush (default 10)")
+    add(
+        "--openlineage-namespace-prefix",
+        action="store_true",
+        default=None,
+        help="name the jobs of OpenLineage events (POST /api/v1/lineage) <job namespace>/<job name> "
+        f"(env {env.OTEL_EXPORTER_DATASINK_OPENLINEAGE_NAMESPACE_PREFIX})",
+    )
 
 
 def _name(suffix: str) -> str:
@@ -128,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     if settings.http is None and settings.grpc is None:
         raise CommandError("both receivers are disabled")
     try:
-        collector = Collector(store_options(args), settings)
+        options = store_options(args, openlineage_namespace_prefix=args.openlineage_namespace_prefix)
+        collector = Collector(options, settings)
     except ValueError as error:  # an unknown profile or a broken mapping file
         raise CommandError(str(error)) from None
     if not logging.getLogger().isEnabledFor(logging.INFO):
