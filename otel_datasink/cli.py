@@ -85,6 +85,10 @@ COMMANDS: dict[str, Command] = {
         "evaluate stale datasets, failing, hung and missing runs, volume anomalies; notify once per incident",
         extra="query",
     ),
+    "report": Command(
+        "write the dashboards (jobs, runs, datasets, failures) to one self-contained HTML file", extra="report"
+    ),
+    "serve": Command("serve the dashboards of report over HTTP, read-only, rebuilt on a timer", extra="report"),
 }
 """Each names a module of otel_datasink.commands with ``add_arguments(parser)`` and ``run(args)``."""
 

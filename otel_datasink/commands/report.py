@@ -1,0 +1,126 @@
+"""Write the dashboards of ``--location`` to one self-contained HTML file (no script, font or style from
+anywhere else: it opens offline, from an e-mail attachment or an S3 link).
+
+The page shows the last ``--days`` days (today included, UTC): the overview (runs, success rate, failing jobs,
+stale datasets, hung runs, open alerts, each against the previous period), the jobs with their status strip
+and duration trend, a page per job (runs on a timeline, duration percentiles per day, records with the volume
+anomalies, recent failures with a ``--trace-url`` link, backfills apart), the datasets' freshness against their
+SLA with a page per dataset, and a failures heat map. Charts are SVG drawn when the file is built.
+
+A location that exists but holds no table yet gives a page that says so; one that does not exist is an error
+(exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+from pathlib import Path
+
+from otel_datasink.cli import CommandError, store_options
+from otel_datasink.commands._output import human_size
+from otel_datasink.commands.replay import add_progress_argument
+
+NOW_VARIABLE = "OTEL_DATASINK_REPORT_NOW"
+"""For tests and benchmarks: the instant the report is as of (ISO 8601), as ``--now``."""
+DEFAULT_DAYS = 30
+MAX_DAYS = 400
+
+
+def positive_days(text: str) -> int:
+    """``--days``: a whole number of days, 1 to :data:`MAX_DAYS`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
+    if not 1 <= value <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_DAYS}, not {text}")
+    return value
+
+
+def instant(text: str) -> datetime.datetime:
+    """``--now``: an ISO 8601 instant, UTC when it names no offset."""
+    try:
+        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from None
+    return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
+
+
+def add_page_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options ``report`` and ``serve`` share: ``--days``, ``--trace-url`` and the hidden ``--now``."""
+    parser.add_argument(
+        "--days",
+        type=positive_days,
+        default=DEFAULT_DAYS,
+        metavar="N",
+        help=f"days shown, today included, compared with the N days before (default {DEFAULT_DAYS})",
+    )
+    parser.add_argument(
+        "--trace-url",
+        metavar="TEMPLATE",
+        help="trace link of a failed run, e.g. https://grafana/explore?traceId={trace_id}",
+    )
+    now = os.environ.get(NOW_VARIABLE)
+    parser.add_argument("--now", type=instant, default=instant(now) if now else None, help=argparse.SUPPRESS)
+
+
+def check_trace_url(template: str | None) -> None:
+    """A ``--trace-url`` with an unknown field fails the command at once (the fields of ``alert --trace-url``)."""
+    from otel_datasink.alerts.conditions import check_template
+
+    check_template(template, "--trace-url")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``otel-datasink report``."""
+    parser.add_argument("--out", metavar="FILE", required=True, help="the HTML file to write ('-' for stdout)")
+    add_page_arguments(parser)
+    add_progress_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Builds the page and writes it to ``--out``; one line on stderr says what was written and how long it took."""
+    from tqdm import tqdm
+
+    from otel_datasink.report import LocationMissingError, build
+
+    check_trace_url(args.trace_url)
+    options = store_options(args)
+    bar = tqdm(
+        total=None, unit="chart", desc="report", file=sys.stderr, disable=args.no_progress or not sys.stderr.isatty()
+    )
+    try:
+        with bar:
+            report = build(
+                options,
+                days=args.days,
+                now=args.now,
+                trace_url=args.trace_url,
+                progress=bar.update,
+                on_total=lambda total: setattr(bar, "total", total),
+            )
+    except LocationMissingError as error:
+        raise CommandError(str(error)) from error
+    size = _write(args.out, report.html)
+    what = f"{report.jobs} jobs, {report.datasets} datasets, {report.charts} charts"
+    print(f"wrote {args.out}: {human_size(size)}, {what}, in {report.seconds:.1f}s", file=sys.stderr)
+    return 0
+
+
+def _write(out: str, html: str) -> int:
+    encoded = html.encode("utf-8")
+    if out == "-":
+        sys.stdout.buffer.write(encoded)
+        return len(encoded)
+    path = Path(out)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_bytes(encoded)
+        os.replace(partial, path)  # a reader (a browser tab, an upload) never sees half a page
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise CommandError(f"cannot write {out}: {error.strerror or error}") from error
+    return len(encoded)

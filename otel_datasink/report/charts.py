@@ -1,0 +1,300 @@
+"""The report's charts: Vega-Lite specs, rendered to SVG when the page is built (vl-convert, no browser, no
+network), so the page needs no script and no library to show them.
+
+Each function takes plain rows (:mod:`otel_datasink.report.data`) and returns a spec; :func:`svg` renders one.
+Accessibility labels are left out of the SVG (``aria: false``): they double the size of a chart of many marks,
+and every chart of the page has its numbers in a table or a caption next to it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from otel_datasink.report.data import Row
+
+Spec = dict[str, Any]
+
+STATUS_COLORS = {"SUCCESS": "#2e7d32", "FAILED": "#c62828", "STARTED": "#1565c0"}
+"""A run's status as a colour, the same in every chart and in the page's status strips."""
+
+_STATUS_SCALE = {"domain": list(STATUS_COLORS), "range": list(STATUS_COLORS.values())}
+_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
+"""Only a name: vl-convert bundles Vega-Lite and never fetches it."""
+_CONFIG = {
+    "aria": False,
+    "font": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif",
+    "view": {"stroke": None},
+    "axis": {"labelFontSize": 10, "titleFontSize": 11, "titleFontWeight": "normal", "gridColor": "#eee"},
+    "legend": {"labelFontSize": 10, "titleFontSize": 11, "orient": "top"},
+}
+_UTC = {"type": "utc"}
+
+
+def svg(spec: Spec) -> str:
+    """The SVG of a Vega-Lite spec (the ``<svg>`` element, to be placed in the page as it is)."""
+    import vl_convert
+
+    text: str = vl_convert.vegalite_to_svg(spec)
+    return text
+
+
+def _spec(data: Iterable[Row], **body: Any) -> Spec:
+    return {"$schema": _SCHEMA, "data": {"values": [_plain(row) for row in data]}, "config": _CONFIG, **body}
+
+
+def _plain(row: Row) -> Row:
+    """A row as JSON values: instants as ISO 8601 (UTC), days as dates."""
+    return {key: _json(value) for key, value in row.items()}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return value.astimezone(datetime.timezone.utc).isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat() + "T00:00:00Z"
+    return value
+
+
+def sparkline(daily: Sequence[Row], width: int = 90, height: int = 18) -> Spec:
+    """A job's p50 duration per day (backfills left out), as a line with no axes: its line in the jobs list."""
+    points = [row for row in daily if not row["is_backfill"] and row["p50_duration_ms"] is not None]
+    return _spec(
+        ({"day": row["run_date"], "minutes": row["p50_duration_ms"] / 60000} for row in points),
+        mark={"type": "line", "strokeWidth": 1.2, "point": {"size": 6} if len(points) == 1 else False},
+        encoding={
+            "x": {"field": "day", "type": "temporal", "scale": _UTC, "axis": None},
+            "y": {"field": "minutes", "type": "quantitative", "axis": None, "scale": {"zero": False}},
+        },
+        width=width,
+        height=height,
+        padding=1,
+    )
+
+
+def runs_per_day(daily: Sequence[Row], start: datetime.date, end: datetime.date) -> Spec:
+    """Finished runs per day (every day from ``start`` to ``end``), stacked by status: the period at a glance."""
+    values = []
+    for row in daily:
+        day = row["run_date"].isoformat()
+        values.append({"day": day, "status": "SUCCESS", "runs": row["runs"] - row["failures"]})
+        values.append({"day": day, "status": "FAILED", "runs": row["failures"]})
+    finished = {"domain": ["SUCCESS", "FAILED"], "range": [STATUS_COLORS["SUCCESS"], STATUS_COLORS["FAILED"]]}
+    return _spec(
+        values,
+        mark={"type": "bar"},
+        encoding={
+            "x": {
+                "field": "day",
+                "type": "ordinal",
+                "scale": {"domain": _days(start, end)},
+                "title": None,
+                "axis": {"labelAngle": -45, "labelExpr": "slice(datum.value, 5)", "labelOverlap": True},
+            },
+            "y": {"field": "runs", "type": "quantitative", "title": "finished runs"},
+            "color": {"field": "status", "type": "nominal", "scale": finished, "title": None},
+            "order": {"field": "status", "sort": "descending"},
+        },
+        width={"step": 14},
+        height=140,
+    )
+
+
+def _days(start: datetime.date, end: datetime.date) -> list[str]:
+    return [(start + datetime.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def failure_heatmap(cells: Sequence[Row], jobs: Sequence[str], start: datetime.date, end: datetime.date) -> Spec:
+    """Failures per job (rows, in the order of ``jobs``) and day (columns, every day from ``start`` to ``end``)."""
+    days = _days(start, end)
+    return _spec(
+        ({"job": row["job_name"], "day": row["run_date"].isoformat(), "failures": row["failures"]} for row in cells),
+        mark={"type": "rect", "stroke": "white", "strokeWidth": 1},
+        encoding={
+            "x": {
+                "field": "day",
+                "type": "ordinal",
+                "scale": {"domain": days},
+                "title": None,
+                "axis": {"labelAngle": -45, "labelExpr": "slice(datum.value, 5)"},
+            },
+            "y": {"field": "job", "type": "nominal", "sort": list(jobs), "title": None, "axis": {"labelLimit": 220}},
+            "color": {
+                "field": "failures",
+                "type": "quantitative",
+                "title": "failures",
+                "scale": {"scheme": "reds", "domainMin": 0},
+            },
+        },
+        width={"step": 14},
+        height={"step": 16},
+    )
+
+
+def freshness(datasets: Sequence[Row]) -> Spec:
+    """Each dataset's age (hours since its data) as a bar, its SLA as a black tick on it; stale bars red."""
+    values = [
+        {
+            "dataset": row["dataset"],
+            "hours": (row["freshness_minutes"] or 0) / 60,
+            "sla": row["freshness_sla_minutes"] / 60 if row["freshness_sla_minutes"] is not None else None,
+            "state": "stale" if row["is_stale"] else "fresh",
+        }
+        for row in datasets
+    ]
+    y = {
+        "field": "dataset",
+        "type": "nominal",
+        "sort": [v["dataset"] for v in values],
+        "title": None,
+        "axis": {"labelLimit": 220},
+    }
+    return _spec(
+        values,
+        layer=[
+            {
+                "mark": {"type": "bar"},
+                "encoding": {
+                    "y": y,
+                    "x": {
+                        "field": "hours",
+                        "type": "quantitative",
+                        "title": "hours since its newest data",
+                        "scale": {"type": "symlog"},
+                        "axis": {"tickCount": 6, "labelOverlap": "greedy"},
+                    },
+                    "color": {
+                        "field": "state",
+                        "type": "nominal",
+                        "title": None,
+                        "scale": {"domain": ["fresh", "stale"], "range": ["#81c784", "#e57373"]},
+                    },
+                },
+            },
+            {
+                "transform": [{"filter": "datum.sla != null"}],
+                "mark": {"type": "tick", "color": "black", "thickness": 2},
+                "encoding": {"y": y, "x": {"field": "sla", "type": "quantitative"}},
+            },
+        ],
+        width=420,
+        height={"step": 16},
+    )
+
+
+def job_detail(recent: Sequence[Row], daily: Sequence[Row], anomalies: Sequence[Row]) -> Spec | None:
+    """A job's page: its recent runs on a timeline (duration, coloured by status, backfills as squares), its p50
+    and p95 duration per day, and the records of its recent runs with the volume anomalies marked; None when
+    there is nothing to draw (no run with a duration)."""
+    flagged = {(row["run_id"], row["attempt"]) for row in anomalies}
+    runs = []
+    for row in recent:
+        runs.append(
+            {
+                "start": row["start_time"],
+                "minutes": row["duration_ms"] / 60000 if row["duration_ms"] is not None else None,
+                "status": row["status"],
+                "kind": "backfill" if row["run_type"] == "backfill" else "run",
+                "records": row["records_processed"],
+                "volume": "anomaly" if (row["run_id"], row["attempt"]) in flagged else "usual",
+            }
+        )
+    trend = []
+    for row in daily:
+        if row["is_backfill"]:
+            continue
+        for name in ("p50", "p95"):
+            value = row[f"{name}_duration_ms"]
+            if value is not None:
+                trend.append({"day": row["run_date"], "percentile": name, "minutes": value / 60000})
+    x = {"field": "start", "type": "temporal", "scale": _UTC, "title": None}
+    timed = [_plain(r) for r in runs if r["minutes"] is not None]
+    panels: list[Spec] = []
+    if timed:
+        panels.append(
+            {
+                "title": {"text": "recent runs: duration by start time", "anchor": "start", "fontSize": 12},
+                "data": {"values": timed},
+                "mark": {"type": "point", "filled": True, "size": 45},
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "minutes", "type": "quantitative", "title": "minutes"},
+                    "color": {"field": "status", "type": "nominal", "scale": _STATUS_SCALE, "title": None},
+                    "shape": {
+                        "field": "kind",
+                        "type": "nominal",
+                        "title": None,
+                        "scale": {"domain": ["run", "backfill"], "range": ["circle", "square"]},
+                    },
+                },
+                "width": 560,
+                "height": 110,
+            }
+        )
+    if trend:
+        panels.append(
+            {
+                "title": {
+                    "text": "duration per day (successful runs, no backfills)",
+                    "anchor": "start",
+                    "fontSize": 12,
+                },
+                "data": {"values": [_plain(t) for t in trend]},
+                "mark": {"type": "line", "point": {"size": 12}},
+                "encoding": {
+                    "x": {"field": "day", "type": "temporal", "scale": _UTC, "title": None},
+                    "y": {"field": "minutes", "type": "quantitative", "title": "minutes"},
+                    "strokeDash": {"field": "percentile", "type": "nominal", "title": None},
+                    "color": {"value": "#455a64"},
+                },
+                "width": 560,
+                "height": 90,
+            }
+        )
+    if any(r["records"] is not None for r in runs):
+        panels.append(
+            {
+                "title": {"text": "records processed by recent runs", "anchor": "start", "fontSize": 12},
+                "data": {"values": [_plain(r) for r in runs if r["records"] is not None]},
+                "mark": {"type": "bar", "width": 4},
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "records", "type": "quantitative", "title": "records"},
+                    "color": {
+                        "field": "volume",
+                        "type": "nominal",
+                        "title": None,
+                        "scale": {"domain": ["usual", "anomaly"], "range": ["#90a4ae", "#ef6c00"]},
+                    },
+                },
+                "width": 560,
+                "height": 80,
+            }
+        )
+    if not panels:
+        return None
+    return {
+        "$schema": _SCHEMA,
+        "config": _CONFIG,
+        "vconcat": panels,
+        "resolve": {"scale": {"color": "independent", "shape": "independent", "strokeDash": "independent"}},
+    }
+
+
+def dataset_updates(updates: Sequence[Row]) -> Spec:
+    """A dataset's recent updates over time: records written by each, coloured by status."""
+    return _spec(
+        (
+            {"at": u["updated_at"], "records": u["records_written"] or 0, "status": u["status"], "job": u["job_name"]}
+            for u in updates
+        ),
+        mark={"type": "point", "filled": True, "size": 40},
+        encoding={
+            "x": {"field": "at", "type": "temporal", "scale": _UTC, "title": None},
+            "y": {"field": "records", "type": "quantitative", "title": "records written"},
+            "color": {"field": "status", "type": "nominal", "scale": _STATUS_SCALE, "title": None},
+        },
+        width=560,
+        height=110,
+    )

@@ -1,0 +1,360 @@
+"""What the dashboards show, read from the views (never from view logic of its own) into plain Python values.
+
+Every figure is a view's answer, pinned at one instant (:func:`otel_datasink.alerts.conditions.pin_time`, as
+``otel-datasink alert`` does) so that the numbers of one page agree with each other. The previous period's
+figures are the same views pinned at the period's start over the rows whose ``event_time`` is not later: what
+the views would have answered then.
+
+Large histories stay small here: per job, only the most recent :data:`RECENT_RUNS` runs, :data:`RECENT_FAILURES`
+failures and :data:`RECENT_BACKFILLS` backfills are read; everything older is in daily aggregates
+(``runtime_trend``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import TYPE_CHECKING, Any
+
+from otel_datasink.catalog import ViewParameters
+
+if TYPE_CHECKING:
+    import duckdb
+
+RECENT_RUNS = 50
+"""Runs per job read one by one (the job's timeline and records chart, the status strip); older ones are in the
+daily aggregates only."""
+RECENT_FAILURES = 10
+"""Failures per job listed with their error."""
+RECENT_BACKFILLS = 10
+"""Backfill runs per job listed apart."""
+RECENT_UPDATES = 50
+"""Updates per dataset read one by one (its chart)."""
+
+Row = dict[str, Any]
+
+
+def view_parameters(days: int) -> ViewParameters:
+    """The views' parameters for a report of ``days`` days: the run views read both the period and the previous
+    one (``window_days`` at least ``2 * days``), everything else as the views' defaults."""
+    return ViewParameters(window_days=max(ViewParameters().window_days, 2 * days))
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One number of the overview, with the same number for the previous period (None when not known)."""
+
+    name: str
+    value: float | None
+    previous: float | None
+    percent: bool = False
+    higher_is_better: bool = False
+
+
+@dataclasses.dataclass
+class Job:
+    """One job: its line in the jobs list and its page."""
+
+    name: str
+    last_status: str
+    last_start: datetime.datetime | None
+    current_streak: int = 0
+    runs: int = 0
+    """Finished runs that started in the period."""
+    failures: int = 0
+    last_error_type: str | None = None
+    last_error_message: str | None = None
+    recent: list[Row] = dataclasses.field(default_factory=list)
+    """The most recent runs, newest first (at most :data:`RECENT_RUNS`)."""
+    daily: list[Row] = dataclasses.field(default_factory=list)
+    """``runtime_trend`` rows of the period, oldest first."""
+    failed_runs: list[Row] = dataclasses.field(default_factory=list)
+    backfills: list[Row] = dataclasses.field(default_factory=list)
+    anomalies: list[Row] = dataclasses.field(default_factory=list)
+    hung: list[Row] = dataclasses.field(default_factory=list)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Failing now, failed in the period, a volume anomaly or a hung run: what a morning look is for."""
+        return bool(self.current_streak or self.failures or self.anomalies or self.hung)
+
+
+@dataclasses.dataclass
+class Dataset:
+    """One dataset: its ``dataset_status_latest`` row, its recent updates and the jobs that wrote it."""
+
+    name: str
+    status: Row
+    updates: list[Row] = dataclasses.field(default_factory=list)
+    """The most recent distinct updates of the period, newest first (at most :data:`RECENT_UPDATES`)."""
+    writers: list[Row] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """Everything a report shows, as of ``now``, for the ``days`` days up to it."""
+
+    now: datetime.datetime
+    days: int
+    figures: list[Figure]
+    jobs: list[Job]
+    datasets: list[Dataset]
+    daily_runs: list[Row]
+    """Per day of the period: finished runs, failed ones."""
+    failures_by_day: list[Row]
+    """Per job and day of the period with a failure: the failures."""
+    hung: list[Row]
+    alerts: list[Row] | None
+    """The open incidents; None when the location has no alerts table."""
+
+    @property
+    def empty(self) -> bool:
+        """No job and no dataset: a location that holds no run yet."""
+        return not self.jobs and not self.datasets
+
+    @property
+    def period_start(self) -> datetime.date:
+        """The first UTC day of the period (the period is ``days`` days, today included)."""
+        return period_start(self.now, self.days)
+
+
+def period_start(now: datetime.datetime, days: int) -> datetime.date:
+    """The first UTC day of the ``days`` days up to ``now``, today included."""
+    return now.astimezone(datetime.timezone.utc).date() - datetime.timedelta(days=days - 1)
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, parameters: dict[str, Any] | None = None) -> list[Row]:
+    """The rows of ``sql`` as dicts."""
+    cursor = con.execute(sql, parameters or {})
+    names = [d[0] for d in cursor.description or ()]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
+# --- the overview ---------------------------------------------------------------------------------------------
+
+_PERIOD_RUNS = """
+SELECT
+    coalesce(sum(runs) FILTER (WHERE run_date >= $start), 0) AS runs,
+    coalesce(sum(failures) FILTER (WHERE run_date >= $start), 0) AS failures,
+    coalesce(sum(runs) FILTER (WHERE run_date < $start), 0) AS previous_runs,
+    coalesce(sum(failures) FILTER (WHERE run_date < $start), 0) AS previous_failures
+FROM runtime_trend
+WHERE run_date >= $previous_start AND run_date <= $today
+"""
+
+_STATE = """
+SELECT
+    (SELECT count(*) FROM recurring_failures WHERE current_streak > 0) AS failing_jobs,
+    (SELECT count(*) FROM stale_datasets) AS stale_datasets,
+    (SELECT count(*) FROM hung_runs) AS hung_runs
+"""
+
+
+def state(con: duckdb.DuckDBPyConnection, has_alerts: bool) -> Row:
+    """The figures that are a state at an instant (the views' now): failing jobs (a current failure streak),
+    stale datasets, hung runs and, with an alerts table, open alerts."""
+    found = rows(con, _STATE)[0]
+    if has_alerts:
+        found["open_alerts"] = rows(con, "SELECT count(*) AS n FROM alerts_open")[0]["n"]
+    return found
+
+
+def figures(
+    con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int, current: Row, previous: Row | None
+) -> list[Figure]:
+    """The overview's numbers: runs and success rate of the period against the period before (from
+    ``runtime_trend``), and the states of ``current`` against those of ``previous``."""
+    start = period_start(now, days)
+    counts = rows(
+        con,
+        _PERIOD_RUNS,
+        {"start": start, "previous_start": start - datetime.timedelta(days=days), "today": now.date()},
+    )[0]
+    found = [
+        Figure("runs", counts["runs"], counts["previous_runs"], higher_is_better=True),
+        Figure(
+            "success rate",
+            _rate(counts["runs"], counts["failures"]),
+            _rate(counts["previous_runs"], counts["previous_failures"]),
+            percent=True,
+            higher_is_better=True,
+        ),
+    ]
+    names = {"failing_jobs": "failing jobs", "stale_datasets": "stale datasets", "hung_runs": "hung runs"}
+    names |= {"open_alerts": "open alerts"} if "open_alerts" in current else {}
+    for key, name in names.items():
+        found.append(Figure(name, current[key], previous.get(key) if previous else None))
+    return found
+
+
+def _rate(runs: int, failures: int) -> float | None:
+    return 100.0 * (runs - failures) / runs if runs else None
+
+
+# --- jobs -----------------------------------------------------------------------------------------------------
+
+_RECENT_RUNS = """
+SELECT *
+FROM (
+    SELECT
+        job_name, run_id, attempt, status, start_time, end_time, duration_ms, records_processed, run_type,
+        error_type, error_message, trace_id, span_id, dataset,
+        row_number() OVER (PARTITION BY job_name ORDER BY start_time DESC, attempt DESC, run_id DESC) AS recency
+    FROM job_runs_latest
+)
+WHERE recency <= $cap
+ORDER BY job_name, recency
+"""
+
+_RECENT_OF_KIND = """
+SELECT *
+FROM (
+    SELECT
+        job_name, run_id, attempt, status, start_time, end_time, duration_ms, records_processed, run_type,
+        error_type, error_message, trace_id, span_id, dataset, logical_date,
+        row_number() OVER (
+            PARTITION BY job_name ORDER BY start_time DESC, attempt DESC, run_id DESC
+        ) AS recency
+    FROM job_runs_latest
+    WHERE {condition}
+)
+WHERE recency <= $cap
+ORDER BY job_name, recency
+"""
+
+_DAILY = """
+SELECT job_name, run_date, is_backfill, runs, failures, p50_duration_ms, p95_duration_ms, records_processed
+FROM runtime_trend
+WHERE run_date >= $start AND run_date <= $today
+ORDER BY job_name, run_date, is_backfill
+"""
+
+
+def jobs(con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) -> list[Job]:
+    """Every job with a run in the views' window, by name, with what its line and its page show."""
+    start, today = period_start(now, days), now.date()
+    by_name: dict[str, Job] = {}
+    for run in rows(con, _RECENT_RUNS, {"cap": RECENT_RUNS}):
+        job = by_name.get(run["job_name"])
+        if job is None:
+            job = by_name[run["job_name"]] = Job(run["job_name"], run["status"], run["start_time"])
+        job.recent.append(run)
+    for day in rows(con, _DAILY, {"start": start, "today": today}):
+        job = by_name.get(day["job_name"])
+        if job is not None:
+            job.daily.append(day)
+            job.runs += day["runs"]
+            job.failures += day["failures"]
+    for failure in rows(con, "SELECT * FROM recurring_failures"):
+        if failure["job_name"] in by_name:
+            job = by_name[failure["job_name"]]
+            job.current_streak = failure["current_streak"]
+            job.last_error_type = failure["last_error_type"]
+            job.last_error_message = failure["last_error_message"]
+    _attach(
+        by_name,
+        rows(con, _RECENT_OF_KIND.format(condition="status = 'FAILED'"), {"cap": RECENT_FAILURES}),
+        "failed_runs",
+    )
+    backfill = "coalesce(run_type, '') = 'backfill'"
+    _attach(by_name, rows(con, _RECENT_OF_KIND.format(condition=backfill), {"cap": RECENT_BACKFILLS}), "backfills")
+    _attach(by_name, rows(con, "SELECT * FROM volume_anomalies ORDER BY job_name, end_time DESC"), "anomalies")
+    _attach(by_name, rows(con, "SELECT * FROM hung_runs ORDER BY job_name, start_time"), "hung")
+    return [by_name[name] for name in sorted(by_name)]
+
+
+def _attach(by_name: dict[str, Job], found: list[Row], field: str) -> None:
+    for row in found:
+        job = by_name.get(row["job_name"])
+        if job is not None:
+            getattr(job, field).append(row)
+
+
+_DAILY_RUNS = """
+SELECT run_date, CAST(sum(runs) AS bigint) AS runs, CAST(sum(failures) AS bigint) AS failures
+FROM runtime_trend
+WHERE run_date >= $start AND run_date <= $today
+GROUP BY run_date
+ORDER BY run_date
+"""
+
+_FAILURES_BY_DAY = """
+SELECT job_name, run_date, CAST(sum(failures) AS bigint) AS failures
+FROM runtime_trend
+WHERE run_date >= $start AND run_date <= $today AND failures > 0
+GROUP BY job_name, run_date
+ORDER BY job_name, run_date
+"""
+
+
+# --- datasets -------------------------------------------------------------------------------------------------
+
+# An update is one (dataset, updated_at) of one span, as in dataset_status_latest: copies count once.
+_UPDATES = """
+SELECT *
+FROM (
+    SELECT *, row_number() OVER (PARTITION BY dataset ORDER BY updated_at DESC, span_id DESC) AS recency
+    FROM (
+        SELECT DISTINCT dataset, updated_at, status, records_written, record_count, job_name, run_id, trace_id, span_id
+        FROM dataset_status
+        WHERE dt >= $start_text AND updated_at >= $start
+    )
+)
+WHERE recency <= $cap
+ORDER BY dataset, recency
+"""
+
+_WRITERS = """
+SELECT dataset, job_name, count(*) AS updates, max(updated_at) AS last_update_at
+FROM (
+    SELECT DISTINCT dataset, updated_at, job_name, trace_id, span_id
+    FROM dataset_status
+    WHERE dt >= $start_text AND updated_at >= $start
+)
+GROUP BY dataset, job_name
+ORDER BY dataset, last_update_at DESC
+"""
+
+
+def datasets(con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) -> list[Dataset]:
+    """Every dataset of ``dataset_status_latest``, stale ones first, with its updates and writers of the period."""
+    found = {
+        row["dataset"]: Dataset(row["dataset"], row)
+        for row in rows(con, "SELECT * FROM dataset_status_latest ORDER BY is_stale DESC, dataset")
+    }
+    start = period_start(now, days)
+    window = {"start_text": start.isoformat(), "start": start}
+    for update in rows(con, _UPDATES, window | {"cap": RECENT_UPDATES}):
+        if update["dataset"] in found:
+            found[update["dataset"]].updates.append(update)
+    for writer in rows(con, _WRITERS, window):
+        if writer["dataset"] in found:
+            found[writer["dataset"]].writers.append(writer)
+    return list(found.values())
+
+
+# --- all of it ------------------------------------------------------------------------------------------------
+
+
+def snapshot(
+    con: duckdb.DuckDBPyConnection,
+    now: datetime.datetime,
+    days: int,
+    has_alerts: bool,
+    previous: Row | None,
+) -> Snapshot:
+    """What the report shows; ``con``'s views pinned at ``now``; ``previous`` the :func:`state` at the period's
+    start (None when unknown)."""
+    current = state(con, has_alerts)
+    window = {"start": period_start(now, days), "today": now.date()}
+    return Snapshot(
+        now=now,
+        days=days,
+        figures=figures(con, now, days, current, previous),
+        jobs=jobs(con, now, days),
+        datasets=datasets(con, now, days),
+        daily_runs=rows(con, _DAILY_RUNS, window),
+        failures_by_day=rows(con, _FAILURES_BY_DAY, window),
+        hung=rows(con, "SELECT * FROM hung_runs ORDER BY start_time"),
+        alerts=rows(con, "SELECT * FROM alerts_open ORDER BY opened_at DESC") if has_alerts else None,
+    )

@@ -1,0 +1,581 @@
+"""The report as one self-contained HTML page: styles, charts (inline SVG) and a small script of our own, with
+no reference to anything outside the file, so that it opens offline (an e-mail attachment, an S3 link).
+
+The overview, the jobs list, the failures heat map and the datasets are sections of the page; each job and each
+dataset has a section of its own, shown alone when the address names it (``#job-...``, CSS ``:target``), so a
+link to one works without the script. Every string from the data is escaped (:func:`html.escape`); the SVG
+comes from vl-convert, which escapes the text it draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import string
+from collections.abc import Iterable, Sequence
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+from otel_datasink.report import data
+from otel_datasink.report.charts import STATUS_COLORS
+from otel_datasink.report.data import Dataset, Figure, Job, Row, Snapshot
+
+STRIP_RUNS = 30
+"""Runs in a job's status strip (of the :data:`otel_datasink.report.data.RECENT_RUNS` read)."""
+MESSAGE_CHARS = 400
+"""An error message is cut to this on the page (the table keeps up to 32 KiB)."""
+
+
+@dataclasses.dataclass
+class Charts:
+    """The SVG of each chart of the page (an empty string: not drawn)."""
+
+    runs_per_day: str = ""
+    failures: str = ""
+    failures_jobs: int = 0
+    """Jobs in the heat map (those with the most failures)."""
+    freshness: str = ""
+    freshness_datasets: int = 0
+    sparklines: dict[str, str] = dataclasses.field(default_factory=dict)
+    jobs: dict[str, str] = dataclasses.field(default_factory=dict)
+    datasets: dict[str, str] = dataclasses.field(default_factory=dict)
+    job_chart_cap: int = 0
+    dataset_chart_cap: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class PageOptions:
+    """What the page says of where it comes from and how it links out."""
+
+    location: str
+    trace_url: str | None = None
+    refresh_seconds: int | None = None
+    """``serve``: the browser reloads the page this often."""
+    generated_at: datetime.datetime | None = None
+
+
+def anchor(kind: str, name: str) -> str:
+    """The id of a job's or a dataset's section: a hash, so that any name makes a valid, unique id."""
+    return f"{kind}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
+
+
+def render(snapshot: Snapshot | None, charts: Charts, options: PageOptions) -> str:
+    """The page; ``snapshot`` None for a location that holds no table yet."""
+    if snapshot is None or snapshot.empty:
+        body = _empty(options)
+        period = ""
+    else:
+        body = _body(snapshot, charts, options)
+        period = f"{snapshot.days} days to {_when(snapshot.now)} (UTC; from {snapshot.period_start.isoformat()})"
+    generated = options.generated_at or datetime.datetime.now(datetime.timezone.utc)
+    refresh = f'<meta http-equiv="refresh" content="{options.refresh_seconds}">' if options.refresh_seconds else ""
+    return _PAGE.substitute(
+        title=escape(f"otel-datasink: {options.location}"),
+        refresh=refresh,
+        style=_STYLE,
+        location=escape(options.location),
+        period=escape(period),
+        generated=escape(_when(generated)),
+        body=body,
+        script=_SCRIPT,
+        policy=_POLICY,
+        nav="".join(f'<a href="#{section}">{section.title()}</a>' for section in _SECTIONS),
+    )
+
+
+def _empty(options: PageOptions) -> str:
+    return (
+        '<section id="overview"><h2>No data yet</h2><p class="empty">'
+        f"{escape(options.location)} holds no job run and no dataset update yet: once a job has run with "
+        "otel-datasink configured, its runs show here.</p></section>"
+    )
+
+
+def _body(snapshot: Snapshot, charts: Charts, options: PageOptions) -> str:
+    parts = [
+        _overview(snapshot, charts),
+        _jobs(snapshot, charts),
+        _failures(snapshot, charts),
+        _datasets(snapshot, charts),
+    ]
+    parts.extend(_job_page(job, snapshot, charts, options) for job in snapshot.jobs)
+    parts.extend(_dataset_page(dataset, charts) for dataset in snapshot.datasets)
+    return "\n".join(parts)
+
+
+# --- overview ---------------------------------------------------------------------------------------------------
+
+
+def _overview(snapshot: Snapshot, charts: Charts) -> str:
+    tiles = "".join(_tile(figure, snapshot.days) for figure in snapshot.figures)
+    parts = [f'<section id="overview"><h2>Overview</h2><div class="tiles">{tiles}</div>']
+    if charts.runs_per_day:
+        parts.append(
+            f'<figure class="chart">{charts.runs_per_day}<figcaption>Finished runs per day.</figcaption></figure>'
+        )
+    if snapshot.hung:
+        parts.append("<h3>Hung runs</h3>")
+        parts.append(
+            _table(
+                ("job", "run", "attempt", "started", "running", "threshold"),
+                (
+                    (
+                        _job_link(row["job_name"]),
+                        escape(str(row["run_id"])),
+                        row["attempt"],
+                        _when(row["start_time"]),
+                        f"{row['running_minutes']} min",
+                        f"{row['threshold_minutes']:.0f} min",
+                    )
+                    for row in snapshot.hung
+                ),
+                css="hung",
+            )
+        )
+    if snapshot.alerts:
+        parts.append("<h3>Open alerts</h3>")
+        parts.append(
+            _table(
+                ("kind", "subject", "severity", "opened", "summary"),
+                (
+                    (
+                        escape(row["kind"]),
+                        escape(str(row["subject"])),
+                        escape(str(row["severity"])),
+                        _when(row["opened_at"]),
+                        escape(str(row["summary"] or "")),
+                    )
+                    for row in snapshot.alerts
+                ),
+                css="alerts",
+            )
+        )
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _tile(figure: Figure, days: int) -> str:
+    value = _number(figure.value, figure.percent)
+    periodic = figure.name in ("runs", "success rate")
+    if figure.value is None or figure.previous is None:
+        change, css = f"no figure for the previous {days} days" if periodic else f"no figure {days} days ago", "same"
+    else:
+        before = _number(figure.previous, figure.percent)
+        versus = f"{before} in the previous {days} days" if periodic else f"{before} {days} days ago"
+        delta = figure.value - figure.previous
+        sign = "▲" if delta > 0 else "▼" if delta < 0 else "="
+        amount = f"{abs(delta):.1f} pts" if figure.percent else f"{abs(delta):,.0f}"
+        change = f"{sign} {amount}, vs {versus}" if delta else f"= vs {versus}"
+        better = (delta > 0) == figure.higher_is_better
+        css = "same" if not delta else "better" if better else "worse"
+    raw = "" if figure.value is None else f"{figure.value:g}"
+    return (
+        f'<div class="tile" data-figure="{escape(figure.name)}" data-value="{raw}">'
+        f'<div class="value">{value}</div><div class="name">{escape(figure.name)}</div>'
+        f'<div class="change {css}">{escape(change)}</div></div>'
+    )
+
+
+def _number(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1f}%" if percent else f"{value:,.0f}"
+
+
+# --- jobs ---------------------------------------------------------------------------------------------------------
+
+
+def _jobs(snapshot: Snapshot, charts: Charts) -> str:
+    header = (
+        '<tr><th data-sort="text">job</th><th data-sort="text">last status</th>'
+        '<th data-sort="num">failure streak</th><th data-sort="num">runs</th><th data-sort="num">failures</th>'
+        f"<th>p50 duration per day</th><th>last {STRIP_RUNS} runs (oldest left)</th></tr>"
+    )
+    lines = [_job_line(job, charts) for job in snapshot.jobs]
+    return (
+        f'<section id="jobs"><h2>Jobs <small>{len(snapshot.jobs)}</small></h2>'
+        '<p><input id="job-filter" type="search" placeholder="filter by name" aria-label="filter jobs by name"></p>'
+        f'<table class="sortable" id="jobs-table"><thead>{header}</thead><tbody>{"".join(lines)}</tbody></table>'
+        f'<p class="note">Runs and failures: finished runs that started in the {snapshot.days} days. Click a '
+        "column to sort. Each job's page shows its most recent "
+        f"{data.RECENT_RUNS} runs one by one; older runs are in the daily figures only.</p></section>"
+    )
+
+
+def _job_line(job: Job, charts: Charts) -> str:
+    name = escape(job.name)
+    return (
+        f'<tr data-name="{name.lower()}">'
+        f'<td data-value="{name}">{_job_link(job.name)}</td>'
+        f'<td data-value="{escape(job.last_status)}">{_status(job.last_status)}</td>'
+        f'<td data-value="{job.current_streak}" class="num{" bad" if job.current_streak else ""}">'
+        f"{job.current_streak}</td>"
+        f'<td data-value="{job.runs}" class="num">{job.runs:,}</td>'
+        f'<td data-value="{job.failures}" class="num">{job.failures:,}</td>'
+        f'<td class="spark">{charts.sparklines.get(job.name, "")}</td>'
+        f"<td>{_strip(job.recent[:STRIP_RUNS])}</td></tr>"
+    )
+
+
+def _strip(recent: Sequence[Row]) -> str:
+    """The recent runs as a row of coloured cells, oldest left (each says its run on hover)."""
+    cells = []
+    for run in reversed(recent):
+        minutes = f" {run['duration_ms'] / 60000:.1f} min" if run["duration_ms"] is not None else ""
+        title = f"{_when(run['start_time'])} {run['status']}{minutes}"
+        cells.append(f'<i class="s-{escape(run["status"])}" title="{escape(title)}"></i>')
+    return f'<span class="strip">{"".join(cells)}</span>'
+
+
+def _status(status: str | None) -> str:
+    text = escape(status or "–")
+    return f'<span class="status s-{text}">{text}</span>'
+
+
+def _job_link(name: str) -> str:
+    return f'<a href="#{anchor("job", name)}">{escape(name)}</a>'
+
+
+def _dataset_link(name: str) -> str:
+    return f'<a href="#{anchor("dataset", name)}">{escape(name)}</a>'
+
+
+# --- failures and datasets ---------------------------------------------------------------------------------------
+
+
+def _failures(snapshot: Snapshot, charts: Charts) -> str:
+    if not charts.failures:
+        return f'<section id="failures"><h2>Failures</h2><p>No failed run in the {snapshot.days} days.</p></section>'
+    failing = len({row["job_name"] for row in snapshot.failures_by_day})
+    shown = (
+        f" The {charts.failures_jobs} jobs with the most failures of the {failing} that failed are shown."
+        if charts.failures_jobs < failing
+        else ""
+    )
+    return (
+        '<section id="failures"><h2>Failures by job and day</h2>'
+        f'<figure class="chart">{charts.failures}<figcaption>Failed runs per job and UTC day they started.{shown}'
+        "</figcaption></figure></section>"
+    )
+
+
+def _datasets(snapshot: Snapshot, charts: Charts) -> str:
+    header = (
+        '<tr><th data-sort="text">dataset</th><th data-sort="text">stale</th><th data-sort="text">last status</th>'
+        '<th data-sort="num">minutes since its data</th><th data-sort="num">SLA minutes</th>'
+        '<th data-sort="text">data as of</th><th data-sort="text">last job</th></tr>'
+    )
+    lines = []
+    for dataset in snapshot.datasets:
+        row = dataset.status
+        stale = "stale" if row["is_stale"] else "fresh"
+        lines.append(
+            f'<tr class="{stale}"><td data-value="{escape(dataset.name)}">{_dataset_link(dataset.name)}</td>'
+            f'<td data-value="{stale}">{stale}</td><td>{_status(row["last_status"])}</td>'
+            f'<td class="num" data-value="{_raw(row["freshness_minutes"])}">{_count(row["freshness_minutes"])}</td>'
+            f'<td class="num" data-value="{_raw(row["freshness_sla_minutes"])}">'
+            f"{_count(row['freshness_sla_minutes'])}</td>"
+            f"<td>{_when(row['data_as_of'])}</td><td>{escape(str(row['last_job_name'] or ''))}</td></tr>"
+        )
+    chart = ""
+    if charts.freshness:
+        capped = len(snapshot.datasets) > charts.freshness_datasets
+        note = f" The {charts.freshness_datasets} stalest of {len(snapshot.datasets)} datasets." if capped else ""
+        chart = (
+            f'<figure class="chart">{charts.freshness}<figcaption>Hours since each dataset\'s newest data '
+            f"(log scale); the black tick is its freshness SLA.{note}</figcaption></figure>"
+        )
+    stale_count = sum(1 for d in snapshot.datasets if d.status["is_stale"])
+    return (
+        f'<section id="datasets"><h2>Datasets <small>{len(snapshot.datasets)}, {stale_count} stale</small></h2>{chart}'
+        f'<table class="sortable" id="datasets-table"><thead>{header}</thead><tbody>{"".join(lines)}</tbody>'
+        "</table></section>"
+    )
+
+
+# --- a job's page and a dataset's page ---------------------------------------------------------------------------
+
+
+def _job_page(job: Job, snapshot: Snapshot, charts: Charts, options: PageOptions) -> str:
+    rate = 100.0 * (job.runs - job.failures) / job.runs if job.runs else None
+    facts = _facts(
+        ("last status", _status(job.last_status)),
+        ("last start", _when(job.last_start)),
+        ("failure streak", str(job.current_streak)),
+        (f"runs ({snapshot.days} days)", f"{job.runs:,}"),
+        (f"failures ({snapshot.days} days)", f"{job.failures:,}"),
+        ("success rate", _number(rate, percent=True)),
+    )
+    parts = [
+        f'<section class="detail job" id="{anchor("job", job.name)}" data-job="{escape(job.name)}">',
+        f'<p class="back"><a href="#jobs">← all jobs</a></p><h2>Job {escape(job.name)}</h2>{facts}',
+    ]
+    if job.name in charts.jobs:
+        parts.append(
+            f'<figure class="chart">{charts.jobs[job.name]}<figcaption>The {len(job.recent)} most recent runs '
+            f"(at most {data.RECENT_RUNS}); duration percentiles per day over the {snapshot.days} days; "
+            "orange bars: volume anomalies (volume_anomalies).</figcaption></figure>"
+        )
+    else:
+        parts.append(
+            f'<p class="note">No chart for this job in this file: charts are drawn for {charts.job_chart_cap} jobs, '
+            "those needing attention (failing, anomalies, hung runs) first, then the busiest.</p>"
+        )
+    parts.append(f"<h3>Recent failures <small>(at most {data.RECENT_FAILURES})</small></h3>")
+    parts.append(_runs_table(job.failed_runs, options, failures=True) if job.failed_runs else "<p>None.</p>")
+    if job.anomalies:
+        parts.append("<h3>Volume anomalies</h3>")
+        parts.append(
+            _table(
+                ("ended", "run", "records", "baseline mean", "direction"),
+                (
+                    (
+                        _when(a["end_time"]),
+                        escape(str(a["run_id"])),
+                        _count(a["records_processed"]),
+                        _count(a["baseline_mean"]),
+                        escape(a["direction"]),
+                    )
+                    for a in job.anomalies
+                ),
+                css="anomalies",
+            )
+        )
+    if job.hung:
+        parts.append("<h3>Hung runs</h3>")
+        parts.append(
+            _table(
+                ("run", "attempt", "started", "running"),
+                (
+                    (escape(str(h["run_id"])), h["attempt"], _when(h["start_time"]), f"{h['running_minutes']} min")
+                    for h in job.hung
+                ),
+                css="hung",
+            )
+        )
+    if job.backfills:
+        parts.append(f"<h3>Backfills <small>(apart from the runs above; at most {data.RECENT_BACKFILLS})</small></h3>")
+        parts.append(_runs_table(job.backfills, options, failures=False))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _runs_table(runs: Sequence[Row], options: PageOptions, failures: bool) -> str:
+    if failures:
+        heads: tuple[str, ...] = ("ended", "error type", "message", "attempt", "run", "trace")
+    else:
+        heads = ("started", "status", "logical date", "duration", "records", "run", "trace")
+    lines: list[tuple[Any, ...]] = []
+    for run in runs:
+        trace = _trace_link(options.trace_url, run)
+        if failures:
+            lines.append(
+                (
+                    _when(run["end_time"]),
+                    escape(str(run["error_type"] or "")),
+                    f'<span class="message">{_message(run["error_message"])}</span>',
+                    run["attempt"],
+                    escape(str(run["run_id"])),
+                    trace,
+                )
+            )
+        else:
+            lines.append(
+                (
+                    _when(run["start_time"]),
+                    _status(run["status"]),
+                    _when(run["logical_date"]),
+                    f"{run['duration_ms'] / 60000:.1f} min" if run["duration_ms"] is not None else "",
+                    _count(run["records_processed"]),
+                    escape(str(run["run_id"])),
+                    trace,
+                )
+            )
+    return _table(heads, lines, css="failures" if failures else "backfills")
+
+
+def _message(message: str | None) -> str:
+    if not message:
+        return ""
+    if len(message) <= MESSAGE_CHARS:
+        return escape(message)
+    return escape(message[:MESSAGE_CHARS]) + "… <small>(cut)</small>"
+
+
+def _trace_link(template: str | None, run: Row) -> str:
+    """The ``--trace-url`` template filled from the run (as the alerts fill it); nothing when a field is empty."""
+    if template is None:
+        return escape(str(run.get("trace_id") or ""))
+    fields = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    values = {name: run.get(name if name != "dataset" else "dataset") for name in fields}
+    if any(value in (None, "") for value in values.values()):
+        return ""
+    url = template.format(**{name: quote(str(value), safe="") for name, value in values.items()})
+    return f'<a href="{escape(url)}" rel="noreferrer">trace</a>'
+
+
+def _dataset_page(dataset: Dataset, charts: Charts) -> str:
+    row = dataset.status
+    facts = _facts(
+        ("stale", "yes" if row["is_stale"] else "no"),
+        ("last status", _status(row["last_status"])),
+        ("last success", _when(row["last_success_at"])),
+        ("data as of", _when(row["data_as_of"])),
+        ("minutes since its data", _count(row["freshness_minutes"])),
+        ("SLA minutes", _count(row["freshness_sla_minutes"])),
+        ("record count", _count(row["record_count"])),
+    )
+    parts = [
+        f'<section class="detail dataset" id="{anchor("dataset", dataset.name)}">',
+        f'<p class="back"><a href="#datasets">← all datasets</a></p><h2>Dataset {escape(dataset.name)}</h2>{facts}',
+    ]
+    if dataset.name in charts.datasets:
+        parts.append(
+            f'<figure class="chart">{charts.datasets[dataset.name]}<figcaption>Its {len(dataset.updates)} most '
+            f"recent updates of the period (at most {data.RECENT_UPDATES}).</figcaption></figure>"
+        )
+    elif dataset.updates:
+        parts.append(
+            f'<p class="note">No chart for this dataset in this file: charts are drawn for '
+            f"{charts.dataset_chart_cap} datasets, stale ones first.</p>"
+        )
+    parts.append("<h3>Jobs that wrote it (in the period)</h3>")
+    parts.append(
+        _table(
+            ("job", "updates", "last update"),
+            (
+                (_job_link(w["job_name"]) if w["job_name"] else "", w["updates"], _when(w["last_update_at"]))
+                for w in dataset.writers
+            ),
+            css="writers",
+        )
+        if dataset.writers
+        else "<p>None in the period.</p>"
+    )
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+# --- small pieces ------------------------------------------------------------------------------------------------
+
+
+def _facts(*pairs: tuple[str, str]) -> str:
+    items = "".join(f"<div><dt>{escape(name)}</dt><dd>{value}</dd></div>" for name, value in pairs)
+    return f'<dl class="facts">{items}</dl>'
+
+
+def _table(heads: Sequence[str], lines: Iterable[Sequence[Any]], css: str) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in heads)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in line) + "</tr>" for line in lines)
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime.datetime):
+        return escape(value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"))
+    return escape(str(value))
+
+
+def _count(value: Any) -> str:
+    return "" if value is None else f"{value:,.0f}"
+
+
+def _raw(value: Any) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+_POLICY = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
+"""Nothing but the page itself: a browser refuses any request to elsewhere, were one ever written in."""
+_SECTIONS = ("overview", "jobs", "failures", "datasets")
+
+_STATUS_CSS = "".join(f".s-{status}{{background:{color}}}" for status, color in STATUS_COLORS.items())
+
+_STYLE = (
+    """
+:root{--fg:#1d2329;--muted:#5f6b76;--line:#e3e7eb;--bg:#f6f8fa;--bad:#c62828;--good:#2e7d32}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+header{background:#1d2329;color:#fff;padding:12px 24px}
+header h1{margin:0;font-size:18px}
+header .meta{margin:2px 0 6px;color:#c7d0d9;font-size:12px}
+header nav a{color:#fff;margin-right:16px;text-decoration:none;font-weight:600}
+main{padding:8px 24px 40px;max-width:1200px}
+section{background:#fff;border:1px solid var(--line);border-radius:6px;padding:12px 16px;margin:16px 0}
+h2{font-size:16px;margin:4px 0 10px}h3{font-size:14px;margin:16px 0 6px}small{color:var(--muted);font-weight:normal}
+.tiles{display:flex;flex-wrap:wrap;gap:12px}
+.tile{border:1px solid var(--line);border-radius:6px;padding:8px 14px;min-width:150px}
+.tile .value{font-size:26px;font-weight:700}.tile .name{color:var(--muted)}
+.change{font-size:12px}.change.better{color:var(--good)}.change.worse{color:var(--bad)}.change.same{color:var(--muted)}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);vertical-align:middle}
+th[data-sort]{cursor:pointer;user-select:none}th[data-sort]:after{content:" ⇅";color:#aab4be}
+td.num{text-align:right;font-variant-numeric:tabular-nums}td.bad{color:var(--bad);font-weight:700}
+tr.stale td:first-child a{color:var(--bad);font-weight:700}
+.strip{display:inline-flex;gap:1px}.strip i{display:inline-block;width:5px;height:14px;border-radius:1px}
+.status{color:#fff;border-radius:3px;padding:0 5px;font-size:12px}
+.spark svg{display:block}
+figure.chart{margin:8px 0;overflow-x:auto}figure.chart svg{max-width:none}
+figcaption,.note{color:var(--muted);font-size:12px}
+.message{white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+dl.facts{display:flex;flex-wrap:wrap;gap:6px 24px;margin:0 0 8px}dl.facts dt{color:var(--muted);font-size:12px}
+dl.facts dd{margin:0;font-weight:600}
+.empty{font-size:15px}
+input[type=search]{padding:4px 8px;width:260px;border:1px solid #c5ccd3;border-radius:4px}
+.detail{display:none}.detail:target{display:block}
+main:has(.detail:target)>section:not(.detail){display:none}
+"""
+    + _STATUS_CSS
+    + "\n.s-STARTED,.s-FAILED,.s-SUCCESS{color:#fff}\n"
+)
+
+# Sorting and filtering the tables: our own few lines, no library; the page works without them.
+_SCRIPT = """
+(function(){
+  var filter=document.getElementById('job-filter');
+  if(filter){filter.addEventListener('input',function(){
+    var q=filter.value.trim().toLowerCase();
+    document.querySelectorAll('#jobs-table tbody tr').forEach(function(tr){
+      tr.hidden=q!==''&&tr.getAttribute('data-name').indexOf(q)<0;});});}
+  document.querySelectorAll('table.sortable th[data-sort]').forEach(function(th){
+    th.addEventListener('click',function(){
+      var table=th.closest('table'),body=table.tBodies[0],index=Array.prototype.indexOf.call(th.parentNode.children,th);
+      var numeric=th.getAttribute('data-sort')==='num',down=th.getAttribute('data-dir')!=='down';
+      table.querySelectorAll('th').forEach(function(h){h.removeAttribute('data-dir');});
+      th.setAttribute('data-dir',down?'down':'up');
+      var rows=Array.prototype.slice.call(body.rows);
+      function key(tr){var td=tr.cells[index],v=td.getAttribute('data-value');if(v===null){v=td.textContent;}
+        return numeric?(v===''?-Infinity:parseFloat(v)):v.toLowerCase();}
+      rows.sort(function(a,b){var x=key(a),y=key(b);var c=x<y?-1:x>y?1:0;return down?-c:c;});
+      rows.forEach(function(tr){body.appendChild(tr);});});});
+})();
+"""
+
+_PAGE = string.Template(
+    """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="$policy">
+$refresh
+<title>$title</title>
+<style>$style</style>
+</head>
+<body>
+<header>
+<h1>Data jobs</h1>
+<p class="meta">$location · $period · generated $generated UTC</p>
+<nav>$nav</nav>
+</header>
+<main>
+$body
+</main>
+<script>$script</script>
+</body>
+</html>
+"""
+)
