@@ -80,7 +80,7 @@ def render(snapshot: Snapshot | None, charts: Charts, options: PageOptions) -> s
         generated=escape(_when(generated)),
         body=body,
         script=_SCRIPT,
-        policy=_POLICY,
+        policy=CONTENT_SECURITY_POLICY,
         nav="".join(f'<a href="#{section}">{section.title()}</a>' for section in _SECTIONS),
     )
 
@@ -488,7 +488,7 @@ def _raw(value: Any) -> str:
     return "" if value is None else f"{value:g}"
 
 
-_POLICY = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
+CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
 """Nothing but the page itself: a browser refuses any request to elsewhere, were one ever written in."""
 _SECTIONS = ("overview", "jobs", "failures", "datasets")
 

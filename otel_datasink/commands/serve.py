@@ -1,0 +1,176 @@
+"""Serve the dashboards of ``otel-datasink report`` over HTTP, live from ``--location``: the same page, rebuilt
+every ``--refresh`` seconds (and reloaded as often by the browser), read-only (GET and HEAD of / only).
+
+Bound to loopback by default (``--listen 127.0.0.1:8080``). Any other address (``--listen 0.0.0.0:8080``)
+requires a bearer token (``--token``, ``--token-file`` or their environment variables), as the collector's:
+every request must then carry ``Authorization: Bearer <token>``. A location that does not exist is an error
+(exit status 2) before anything is bound; a rebuild that fails later keeps the last page and says why on
+stderr. SIGTERM or Ctrl-C stops it (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from otel_datasink.cli import EXIT_OK, CommandError, describe, store_options
+from otel_datasink.commands.report import add_page_arguments, check_trace_url
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_REFRESH = 60.0
+TOKEN_VARIABLE = "OTEL_EXPORTER_DATASINK_SERVE_TOKEN"
+"""The bearer token ``serve`` requires, as ``--token``."""
+TOKEN_FILE_VARIABLE = "OTEL_EXPORTER_DATASINK_SERVE_TOKEN_FILE"
+"""A file holding that token, as ``--token-file``."""
+
+
+def _refresh_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 1 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, not {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``otel-datasink serve``."""
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        default=DEFAULT_LISTEN,
+        help=f"address to serve on (default {DEFAULT_LISTEN}); a non-loopback address requires a token",
+    )
+    parser.add_argument(
+        "--token", help=f"bearer token readers must send; shown by ps: prefer --token-file (env {TOKEN_VARIABLE})"
+    )
+    parser.add_argument(
+        "--token-file", metavar="FILE", help=f"read the bearer token from FILE (env {TOKEN_FILE_VARIABLE})"
+    )
+    parser.add_argument(
+        "--refresh",
+        metavar="SECONDS",
+        type=_refresh_seconds,
+        default=DEFAULT_REFRESH,
+        help=f"rebuild the page this often (default {DEFAULT_REFRESH:g})",
+    )
+    add_page_arguments(parser)
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``--listen`` as (host, port); ValueError naming the flag when it is no ``HOST:PORT``."""
+    from otel_datasink.collector.settings import parse_endpoint
+
+    try:
+        address = parse_endpoint(value)
+    except ValueError:
+        address = None
+    if address is None:
+        raise ValueError(f"--listen: not a HOST:PORT address: {value!r}")
+    return address
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is only reachable from this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def token(args: argparse.Namespace) -> str | None:
+    """The token of ``--token``, ``--token-file`` or their variables (flags first); ValueError when both of one
+    kind are given, or the file is empty or unreadable."""
+    from otel_datasink.collector.settings import read_token_file
+
+    given, path = args.token, args.token_file
+    if given is not None and path is not None:
+        raise ValueError("give --token or --token-file, not both")
+    if given is None and path is None:
+        given = os.environ.get(TOKEN_VARIABLE, "").strip() or None
+        path = os.environ.get(TOKEN_FILE_VARIABLE, "").strip() or None
+        if given is not None and path is not None:
+            raise ValueError(f"set {TOKEN_VARIABLE} or {TOKEN_FILE_VARIABLE}, not both")
+    if path is not None:
+        return read_token_file(path)
+    if given is not None and not given.strip():
+        raise ValueError("--token is empty")
+    return given
+
+
+def run(args: argparse.Namespace) -> int:
+    """Builds the page, serves it and rebuilds it every ``--refresh`` seconds until SIGTERM or Ctrl-C (0)."""
+    from otel_datasink.report import LocationMissingError, build
+    from otel_datasink.report.server import PageServer
+
+    check_trace_url(args.trace_url)
+    host, port = listen_address(args.listen)
+    secret = token(args)
+    if secret is None and not is_loopback(host):
+        raise CommandError(
+            f"--listen {args.listen} is not a loopback address: give --token or --token-file (env {TOKEN_VARIABLE}) "
+            "so that only those who hold it read the dashboards"
+        )
+    options = store_options(args)
+    refresh = max(1, round(args.refresh))
+
+    def page() -> str:
+        return build(options, days=args.days, now=args.now, trace_url=args.trace_url, refresh_seconds=refresh).html
+
+    try:
+        first = page()
+    except LocationMissingError as error:
+        raise CommandError(str(error)) from error
+    try:
+        server = PageServer((host, port), first, secret)
+    except OSError as error:
+        raise CommandError(f"cannot listen on {args.listen}: {error.strerror or error}") from error
+    stop = threading.Event()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="serve-http")
+    with server, _stopped_by_signals(stop):
+        thread.start()
+        protected = ", bearer token required" if secret else ""
+        print(f"serving {server.url} ({options.location}, rebuilt every {args.refresh:g}s{protected})", flush=True)
+        try:
+            _refresh_until(stop, args.refresh, page, server.publish)
+        finally:
+            server.shutdown()
+            thread.join()
+    print("stopped", flush=True)
+    return EXIT_OK
+
+
+def _refresh_until(
+    stop: threading.Event, every: float, page: Callable[[], str], publish: Callable[[str], None]
+) -> None:
+    """Rebuilds and publishes the page every ``every`` seconds until ``stop``; a failed rebuild keeps the last page."""
+    while not stop.wait(every):
+        try:
+            publish(page())
+        except Exception as error:  # noqa: BLE001 - the next rebuild may succeed; the server must outlive this one
+            print(f"otel-datasink serve: rebuild failed, serving the last page: {describe(error)}", file=sys.stderr)
+
+
+@contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` while inside (the server shuts down cleanly); handlers restored after."""
+
+    def handle(number: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {number: signal.signal(number, handle) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
