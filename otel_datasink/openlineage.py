@@ -506,24 +506,31 @@ def _cap(text: str) -> str:
     return f"{text[:half]}\n... [{len(text) - 2 * half} characters cut] ...\n{text[-half:]}"
 
 
-_EXCEPTION_LINE = re.compile(r'(?:Exception in thread "[^"]*" )?([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)(?::|$)')
+_EXCEPTION_LINE = re.compile(r'(?:Exception in thread "[^"]*" )?([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)(?::\s|:?$)')
 
 
 def _exception_type(stack: str | None, language: str | None) -> str | None:
-    """The exception's type named by a stack trace: the last line of a Python traceback, the first of a JVM one."""
+    """The exception's type named by a stack trace: in a Python traceback the last unindented ``Type: message``
+    line (the message may span lines, and a chained traceback names the exception that escaped last), in a JVM
+    one the first line."""
     if not stack:
         return None
-    lines = [line.strip() for line in stack.strip().splitlines() if line.strip()]
+    lines = [line.rstrip() for line in stack.strip().splitlines() if line.strip()]
     if not lines:
         return None
     python = (language or "").lower() == "python" or lines[0].startswith("Traceback")
-    line = lines[-1] if python else lines[0]
-    match = _EXCEPTION_LINE.match(line)
-    if match is None or line.startswith(("at ", "File ")):
-        return None
-    name = match.group(1)
-    # A bare word ending a message ("failed") is no type: a type is qualified or named like one.
-    return name if "." in name or name.endswith(("Error", "Exception", "Interrupt", "Exit")) else None
+    candidates = reversed(lines) if python else iter(lines[:1])
+    for line in candidates:
+        if line[:1].isspace() or line.startswith(("Traceback", "During handling", "The above exception")):
+            continue
+        match = _EXCEPTION_LINE.match(line)
+        if match is None:
+            continue
+        name = match.group(1)
+        # A bare word ("failed") is no type: a type is qualified, or named like one.
+        if "." in name or name.endswith(("Error", "Exception", "Interrupt", "Exit")):
+            return name
+    return None
 
 
 def summary_of(types: Sequence[str]) -> dict[str, int]:
