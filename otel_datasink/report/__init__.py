@@ -4,12 +4,12 @@ same page served live (``otel-datasink serve``).
 - :mod:`~otel_datasink.report.data`: what the page shows, read from the views;
 - :mod:`~otel_datasink.report.charts`: Vega-Lite specs rendered to SVG with vl-convert at build time;
 - :mod:`~otel_datasink.report.page`: the HTML page;
-- :mod:`~otel_datasink.report.build`: the three together (:func:`build`);
+- :mod:`~otel_datasink.report.builder`: the three together (:func:`build`);
 - :mod:`~otel_datasink.report.server`: the read-only HTTP server of ``serve``.
 """
 
 from __future__ import annotations
 
-from otel_datasink.report.build import LocationMissingError, Report, build
+from otel_datasink.report.builder import LocationMissingError, Report, build
 
 __all__ = ["LocationMissingError", "Report", "build"]

@@ -1,0 +1,280 @@
+"""``otel-datasink report`` and ``serve`` without a browser: the page's numbers are the views' answers, every
+string is escaped, caps are kept and said, and bad input fails as every command does."""
+
+from __future__ import annotations
+
+import datetime
+import html
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from browser import HOSTILE_JOB, HOSTILE_MESSAGE, seed
+from job_spans import MINUTE_NS, job_span, write_spans
+
+from otel_datasink import cli, local
+from otel_datasink.alerts.conditions import pin_time
+from otel_datasink.config import Options
+from otel_datasink.report import builder as build_module
+from otel_datasink.report import data, page
+from otel_datasink.report.server import authorized
+
+pytest.importorskip("vl_convert", reason="the report extra (vl-convert-python) is not installed")
+
+DAYS = 30
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    """The seeded location, its instant, and the page built of it with ``--trace-url``."""
+    folder = tmp_path_factory.mktemp("report")
+    location = str(folder / "datasink")
+    now = seed(location)
+    out = folder / "report.html"
+    code = cli.main(
+        [
+            "report",
+            "--location",
+            location,
+            "--out",
+            str(out),
+            "--now",
+            now.isoformat(),
+            "--trace-url",
+            "https://traces.example/t/{trace_id}?job={job_name}",
+        ]
+    )
+    assert code == 0
+    return location, now, out.read_text(encoding="utf-8")
+
+
+def views(location: str, now: datetime.datetime):
+    """The views as the report reads them: its parameters, pinned at its instant."""
+    parameters = data.view_parameters(DAYS)
+    con = local.connect(location, parameters=parameters)
+    pin_time(con, now, parameters)
+    return con
+
+
+def figure(page_html: str, name: str) -> float | None:
+    found = re.search(rf'data-figure="{re.escape(name)}" data-value="([^"]*)"', page_html)
+    assert found, f"no figure {name!r}"
+    return float(found.group(1)) if found.group(1) else None
+
+
+def test_the_overview_figures_are_the_views_answers(scenario):
+    location, now, text = scenario
+    con = views(location, now)
+    start = data.period_start(now, DAYS)
+    runs, failures = con.execute(
+        "SELECT sum(runs), sum(failures) FROM runtime_trend WHERE run_date >= ? AND run_date <= ?", [start, now.date()]
+    ).fetchone()
+    assert figure(text, "runs") == runs
+    assert figure(text, "success rate") == pytest.approx(100.0 * (runs - failures) / runs, abs=1e-6)
+    failing = con.execute("SELECT count(*) FROM recurring_failures WHERE current_streak > 0").fetchone()[0]
+    assert figure(text, "failing jobs") == failing == 2  # broken, and the job with the HTML name
+    assert figure(text, "stale datasets") == con.execute("SELECT count(*) FROM stale_datasets").fetchone()[0] == 1
+    assert figure(text, "hung runs") == con.execute("SELECT count(*) FROM hung_runs").fetchone()[0] == 1
+    assert 'data-figure="open alerts"' not in text  # no alerts table at this location
+
+
+def test_the_previous_period_is_the_views_of_the_days_before(scenario):
+    location, now, text = scenario
+    con = views(location, now)
+    start = data.period_start(now, DAYS)
+    runs, failures = con.execute(
+        "SELECT sum(runs), sum(failures) FROM runtime_trend WHERE run_date >= ? AND run_date < ?",
+        [start - datetime.timedelta(days=DAYS), start],
+    ).fetchone()
+    assert (runs, failures) == (11, 1)  # steady's runs 31 to 40 days ago, one failed
+    assert f"{runs:,} in the previous {DAYS} days" in text
+    assert f"{100.0 * (runs - failures) / runs:.1f}% in the previous {DAYS} days" in text
+    # Thirty days ago nothing was failing, stale or hung: the seeded trouble is all recent.
+    assert text.count(f"▲ 1, vs 0 {DAYS} days ago") == 2  # stale datasets, hung runs
+    assert f"▲ 2, vs 0 {DAYS} days ago" in text  # failing jobs
+
+
+def test_each_job_line_shows_the_views_streak_and_runs(scenario):
+    location, now, text = scenario
+    con = views(location, now)
+    streaks = dict(con.execute("SELECT job_name, current_streak FROM recurring_failures").fetchall())
+    jobs = [row[0] for row in con.execute("SELECT DISTINCT job_name FROM job_runs_latest ORDER BY 1").fetchall()]
+    lines = re.findall(r'<tr data-name="[^"]*"><td data-value="([^"]*)">.*?</td>.*?<td data-value="(\d+)"', text)
+    assert [html.unescape(name) for name, _ in lines] == jobs
+    assert {html.unescape(name): int(streak) for name, streak in lines} == {j: streaks.get(j, 0) for j in jobs}
+    assert streaks["broken"] == 3
+
+
+def test_a_jobs_page_lists_its_failures_with_error_attempt_and_trace_link(scenario):
+    location, now, text = scenario
+    section = _section(text, "job", "broken")
+    assert section.count("broken broke") == 3
+    assert section.count("<td>KeyError</td>") == 3
+    trace_ids = [
+        row[0]
+        for row in views(location, now)
+        .execute("SELECT trace_id FROM job_runs_latest WHERE job_name = 'broken' AND status = 'FAILED'")
+        .fetchall()
+    ]
+    for trace_id in trace_ids:
+        assert f'href="https://traces.example/t/{trace_id}?job=broken"' in section
+
+
+def test_backfills_are_shown_apart_and_anomalies_marked(scenario):
+    _, _, text = scenario
+    section = _section(text, "job", "ingest")
+    assert "Backfills" in section and "ingest-backfill" in section
+    assert "Volume anomalies" in section and "ingest-spike" in section and "spike" in section
+
+
+def test_every_string_from_the_data_is_escaped(scenario):
+    _, _, text = scenario
+    assert HOSTILE_JOB not in text and HOSTILE_MESSAGE not in text
+    assert html.escape(HOSTILE_JOB) in text
+    assert html.escape(HOSTILE_MESSAGE) in _section(text, "job", HOSTILE_JOB)
+    # The only script is our own; the charts' text is escaped by vl-convert.
+    assert text.count("<script") == 1
+    assert "<b>" not in text
+
+
+def test_the_page_refers_to_nothing_outside_itself(scenario):
+    _, _, text = scenario
+    links = re.findall(r'(?:src|href)="([^"#][^"]*)"', text)
+    assert all(link.startswith("https://traces.example/") for link in links), links
+    assert "@import" not in text
+    assert set(re.findall(r"url\(([^)]*)\)", text)) <= {"#gradient_0"}  # the heat map legend's own gradient
+    assert "default-src 'none'" in text
+
+
+def test_a_chart_per_job_and_dataset_is_drawn_and_the_page_says_what_is_capped(scenario, monkeypatch, tmp_path):
+    location, now, text = scenario
+    assert "No chart for this job" not in text
+    monkeypatch.setattr(build_module, "JOB_CHARTS", 1)
+    capped = build_module.build(Options.resolve(location), days=DAYS, now=now).html
+    charted = re.findall(r'class="detail job" id="[^"]*" data-job="([^"]*)">.*?<figure', capped, re.S)
+    assert capped.count("No chart for this job in this file: charts are drawn for 1 jobs") == 6
+    assert "broken" in capped.split("No chart for this job")[0]  # the job failing longest is the one charted
+    assert len(charted) >= 1
+
+
+def test_recent_runs_are_capped_per_job(tmp_path, monkeypatch):
+    location = str(tmp_path / "datasink")
+    end = int(time.time()) * 1_000_000_000
+    write_spans(
+        location, [job_span("busy", end - i * 10 * MINUTE_NS - MINUTE_NS, end - i * 10 * MINUTE_NS) for i in range(80)]
+    )
+    monkeypatch.setattr(data, "RECENT_RUNS", 20)
+    now = datetime.datetime.fromtimestamp(end / 1e9, tz=datetime.timezone.utc)
+    snapshot_html = build_module.build(Options.resolve(location), days=DAYS, now=now).html
+    strip = re.search(r'<span class="strip">(.*?)</span>', snapshot_html).group(1)
+    assert strip.count("<i ") == 20 <= page.STRIP_RUNS
+    assert "most recent 20 runs one by one" in snapshot_html
+    assert 'data-figure="runs" data-value="80"' in snapshot_html  # the figures count every run
+
+
+def test_an_empty_location_renders_a_page_that_says_so(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "report.html"
+    assert cli.main(["report", "--location", str(tmp_path / "empty"), "--out", str(out)]) == 0
+    assert "No data yet" in out.read_text()
+    assert "holds no job run" in out.read_text()
+
+
+def test_a_location_that_does_not_exist_is_an_error(tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert cli.main(["report", "--location", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("otel-datasink report: ") and "does not exist" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "--out", "x.html", "--trace-url", "https://t/{nope}"], "unknown field {nope}"),
+        (["serve", "--listen", "0.0.0.0:8080"], "is not a loopback address: give --token"),
+        (["serve", "--listen", "nowhere"], "not a HOST:PORT"),
+        (["serve", "--token", "a", "--token-file", "b"], "not both"),
+    ],
+)
+def test_bad_options_fail_on_one_line(argv, message, tmp_path, capsys):
+    assert cli.main([*argv, "--location", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith(f"otel-datasink {argv[0]}: ")
+
+
+def test_days_must_be_positive(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["report", "--out", "x.html", "--days", "0", "--location", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--days: must be 1 to 400" in capsys.readouterr().err
+
+
+def test_the_token_is_a_bearer_header_compared_in_full():
+    assert authorized(None, None) and authorized("anything", None)
+    assert authorized("Bearer s3cret", "s3cret")
+    for header in (None, "", "Bearer s3cre", "Bearer s3cret ", "bearer s3cret", "s3cret", "Bearer \udcff"):
+        assert not authorized(header, "s3cret")
+
+
+def test_serve_on_another_address_requires_the_token_and_refuses_writes(scenario, tmp_path):
+    location, _, _ = scenario
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "otel_datasink.cli",
+            "serve",
+            "--location",
+            location,
+            "--listen",
+            "0.0.0.0:0",
+            "--token-file",
+            str(token_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert "bearer token required" in line, process.stderr.read() if process.poll() is not None else line
+        url = re.search(r"http://\S+", line).group(0).replace("0.0.0.0", "127.0.0.1")
+        assert _status(url) == 401
+        assert _status(url, {"Authorization": "Bearer wrong"}) == 401
+        assert _status(url, {"Authorization": "Bearer s3cret"}) == 200
+        assert _status(url + "other", {"Authorization": "Bearer s3cret"}) == 404
+        assert _status(url, {"Authorization": "Bearer s3cret"}, method="POST") == 405
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+
+
+def _status(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> int:
+    request = urllib.request.Request(url, headers=headers or {}, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _section(text: str, kind: str, name: str) -> str:
+    start = text.index(f'id="{page.anchor(kind, name)}"')
+    return text[start : text.index("</section>", start)]
+
+
+def test_listen_addresses():
+    from otel_datasink.commands.serve import is_loopback, listen_address
+
+    assert listen_address("127.0.0.1:8080") == ("127.0.0.1", 8080)
+    assert listen_address("[::1]:9") == ("::1", 9)
+    assert listen_address(":8080") == ("0.0.0.0", 8080)
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1") and not is_loopback("example.com")
