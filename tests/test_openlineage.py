@@ -54,7 +54,12 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(hours=1)
 
 
-def event(
+def event(*args, **kwargs) -> dict:
+    """:func:`run_event` as its transports send it (JSON), to edit or write to files."""
+    return json.loads(Serde.to_json(run_event(*args, **kwargs)))
+
+
+def run_event(
     kind: RunState,
     when: dt.datetime,
     run_id: str,
@@ -64,8 +69,8 @@ def event(
     error: str | None = None,
     parent: str | None = None,
     outputs: bool = True,
-) -> dict:
-    """A RunEvent made by openlineage-python's classes and serialised as its transports send it."""
+) -> RunEvent:
+    """A RunEvent made by openlineage-python's classes."""
     facets: dict = {
         "nominalTime": nominal_time_run.NominalTimeRunFacet(nominalStartTime="2026-11-27T00:00:00Z"),
         "processing_engine": processing_engine_run.ProcessingEngineRunFacet(version="1.2.3", name="etl-runner"),
@@ -85,7 +90,7 @@ def event(
         statistics["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
             rowCount=rows
         )
-    run_event = RunEvent(
+    return RunEvent(
         eventType=kind,
         eventTime=iso(when),
         run=Run(runId=run_id, facets=facets),
@@ -100,7 +105,6 @@ def event(
         else [],
         producer=PRODUCER,
     )
-    return json.loads(Serde.to_json(run_event))
 
 
 def rows_of(*events: dict, **options) -> dict[str, list[dict]]:
