@@ -89,17 +89,21 @@ def dbt_venv() -> Path:
     return venv
 
 
+def otel_datasink_command() -> list[str]:
+    """The ``otel-datasink`` command of this environment (its script, else the module)."""
+    script = Path(sys.executable).with_name("otel-datasink")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "otel_datasink.cli"]
+
+
 class Collector:
     """``otel-datasink collector`` as a user starts it, on free ports; its output goes to ``log``."""
 
     def __init__(self, location: str, tmp_path: Path) -> None:
         self.port = free_port()
         self.log = tmp_path / "collector.log"
-        script = Path(sys.executable).with_name("otel-datasink")
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "otel_datasink.cli"]
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
-                [*command, "collector", "--location", location]
+                [*otel_datasink_command(), "collector", "--location", location]
                 + ["--http", f"127.0.0.1:{self.port}", "--grpc", f"127.0.0.1:{free_port()}"]
                 + ["--spool-dir", str(tmp_path / "spool"), "--flush-age", "0.2"],
                 stdout=out,
@@ -130,7 +134,7 @@ class Collector:
         return self.process.wait(timeout=30)
 
 
-def run_dbt_ol(venv: Path, project: Path, *args: str) -> subprocess.CompletedProcess:
+def run_dbt_ol(venv: Path, project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``dbt-ol run ...`` in ``project`` as a user runs it, with only the venv's ``bin`` put first on PATH (dbt-ol
     starts ``dbt`` from there) and no OpenLineage or dbt setting inherited from this environment."""
     inherited = {
@@ -138,11 +142,11 @@ def run_dbt_ol(venv: Path, project: Path, *args: str) -> subprocess.CompletedPro
         for name, value in os.environ.items()
         if not name.startswith(("OPENLINEAGE", "DBT_")) and name not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
     }
-    env = {**inherited, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "DO_NOT_TRACK": "1"}
+    path = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
     return subprocess.run(
         [str(venv / "bin" / "dbt-ol"), "run", *args],
         cwd=project,
-        env=env,
+        env={**inherited, "PATH": path, "DO_NOT_TRACK": "1", **(env or {})},
         capture_output=True,
         text=True,
         timeout=300,
@@ -172,16 +176,63 @@ def query(location: str, sql: str) -> list[dict]:
         return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
-@pytest.mark.parametrize(
-    ("flags", "model_job"),
-    [
-        # Events sent while dbt runs, from its structured logs: models named by dbt's unique id, error text sent.
-        (("--consume-structured-logs",), "model.shop.{}"),
-        # The default: events sent once dbt has ended, from target/run_results.json; no error text is sent.
-        ((), "shop.main.shop.{}"),
-    ],
-    ids=["structured-logs", "run-results"],
-)
+# The two ways dbt-ol reports a run: the flags, and how it names a model's job.
+STRUCTURED_LOGS = (("--consume-structured-logs",), "model.shop.{}")
+"""Events sent while dbt runs, read from its structured logs: models named by dbt's unique id, FAIL events carry
+dbt's error message, and each SQL statement of a model is a child job of its own (``model.shop.orders.sql.1``)."""
+RUN_RESULTS = ((), "shop.main.shop.{}")
+"""The default: events sent once dbt has ended, read from ``target/run_results.json``; no error message is sent,
+and the failed model's FAIL event names no output."""
+
+DUCKDB = "duckdb://target/shop.duckdb"
+"""The datasets' namespace: dbt-duckdb's database file, as profiles.yml gives it."""
+
+
+def assert_dbt_ran_with_one_failure(dbt: subprocess.CompletedProcess, output: str) -> None:
+    # dbt ran all three models, and order_status failed at run time (a parse error would run none).
+    assert dbt.returncode == 1, output
+    assert "PASS=2 WARN=0 ERROR=1" in dbt.stdout, output
+    assert "Could not convert string 'n/a' to INT32" in dbt.stdout, output
+    # Every event was emitted without error (the HTTP transport logs a refused POST and goes on).
+    assert "Emitted 0 OpenLineage events" not in dbt.stdout, output
+    assert "failed to emit" not in dbt.stdout + dbt.stderr, output
+
+
+def assert_rows(location: str, flags: tuple[str, ...], model_job: str) -> None:
+    """job_runs_latest has the dbt invocation and each model; dataset_status_latest the models' tables."""
+    runs = {row["job_name"]: row for row in query(location, "select * from job_runs_latest")}
+    dbt_run = runs["dbt-run-shop"]
+    orders, daily_revenue, order_status = (runs[model_job.format(name)] for name in MODELS)
+    statuses = [run["status"] for run in (dbt_run, orders, daily_revenue, order_status)]
+    assert statuses == ["FAILED", "SUCCESS", "SUCCESS", "FAILED"], runs
+    if flags:
+        assert order_status["error_message"].startswith("Runtime Error in model order_status"), order_status
+        assert "Could not convert string 'n/a' to INT32" in order_status["error_message"], order_status
+        assert dbt_run["error_message"].startswith("Command `dbt run` failed"), dbt_run
+    else:
+        assert not order_status["error_message"], order_status  # dbt-ol sends none in this mode
+    for model in (orders, daily_revenue, order_status):
+        # One trace per dbt invocation, each model a child of the dbt run.
+        assert (model["trace_id"], model["parent_span_id"]) == (dbt_run["trace_id"], dbt_run["span_id"]), model
+        assert model["service_name"] == "dbt" and model["job_type"] == "batch", model
+        assert dbt_run["start_time"] <= model["start_time"] <= model["end_time"] <= dbt_run["end_time"], model
+        assert model["attributes"]["openlineage.job.type"] == "MODEL", model
+    assert orders["dataset"] == f"{DUCKDB}/shop.main.orders", orders
+
+    datasets = {row["dataset"]: row for row in query(location, "select * from dataset_status_latest")}
+    for model in ("orders", "daily_revenue"):
+        dataset = datasets[f"{DUCKDB}/shop.main.{model}"]
+        assert (dataset["last_status"], dataset["last_job_name"]) == ("SUCCESS", model_job.format(model)), dataset
+        assert dataset["last_success_at"] is not None and not dataset["is_stale"], dataset
+    failed = datasets.get(f"{DUCKDB}/shop.main.order_status")
+    if flags:  # the failed model's FAIL event names its output: a failed update, the table never built
+        assert failed is not None and (failed["last_status"], failed["last_success_at"]) == ("FAILED", None), failed
+    else:
+        assert failed is None, datasets
+    assert len(datasets) == (3 if flags else 2), datasets
+
+
+@pytest.mark.parametrize(("flags", "model_job"), [STRUCTURED_LOGS, RUN_RESULTS], ids=["structured-logs", "run-results"])
 def test_dbt_ol_run_reaches_the_collector_with_the_failed_model(venv, tmp_path, flags, model_job):
     location = str(tmp_path / "datasink")
     collector = Collector(location, tmp_path)
@@ -194,28 +245,27 @@ def test_dbt_ol_run_reaches_the_collector_with_the_failed_model(venv, tmp_path, 
         exit_code = collector.stop()
     output = f"dbt-ol exited {dbt.returncode}\n{dbt.stdout}\n{dbt.stderr}\ncollector:\n{collector.log.read_text()}"
     assert exit_code == 0, output
-    # dbt ran all three models, and order_status failed at run time, not at parse.
-    assert dbt.returncode == 1, output
-    assert "PASS=2 WARN=0 ERROR=1" in dbt.stdout, output
-    assert "Could not convert string 'n/a' to INT32" in dbt.stdout, output
-    # Every event reached the collector (the HTTP transport logs a failed POST and goes on).
-    assert "Emitted 0 OpenLineage events" not in dbt.stdout, output
-    assert "failed to emit" not in dbt.stdout + dbt.stderr, output
+    assert_dbt_ran_with_one_failure(dbt, output)
+    assert_rows(location, flags, model_job)
 
-    runs = {row["job_name"]: row for row in query(location, "select * from job_runs_latest")}
-    dbt_run = runs["dbt-run-shop"]
-    assert dbt_run["status"] == "FAILED", runs
-    orders, daily_revenue, order_status = (runs[model_job.format(name)] for name in MODELS)
-    assert (orders["status"], daily_revenue["status"], order_status["status"]) == ("SUCCESS", "SUCCESS", "FAILED")
-    if flags:
-        assert "Could not convert string 'n/a' to INT32" in order_status["error_message"], order_status
-        assert "failed" in dbt_run["error_message"], dbt_run
-    for model in (orders, daily_revenue, order_status):
-        assert model["start_time"] is not None and model["end_time"] is not None, model
-        assert dbt_run["start_time"] <= model["start_time"] <= model["end_time"] <= dbt_run["end_time"], model
 
-    datasets = {row["dataset"]: row for row in query(location, "select * from dataset_status_latest")}
-    for model in ("orders", "daily_revenue"):
-        [dataset] = [row for name, row in datasets.items() if name.endswith(f"shop.main.{model}")]
-        assert dataset["last_status"] == "SUCCESS", datasets
-        assert dataset["last_success_at"] is not None, datasets
+def test_dbt_ol_events_in_a_file_replay_to_the_same_rows(venv, tmp_path):
+    """The file transport (named by OPENLINEAGE_CONFIG, which wins over the project's openlineage.yml), then
+    ``otel-datasink replay`` of what it wrote: the rows the collector makes."""
+    project = example_project(tmp_path, "http://127.0.0.1:9")  # nothing listens there: only the file is used
+    events = tmp_path / "events.jsonl"
+    config = tmp_path / "file-transport.yml"
+    config.write_text(f"transport:\n  type: file\n  log_file_path: {events}\n  append: true\n")
+    dbt = run_dbt_ol(venv, project, *STRUCTURED_LOGS[0], env={"OPENLINEAGE_CONFIG": str(config)})
+    assert_dbt_ran_with_one_failure(dbt, f"dbt-ol exited {dbt.returncode}\n{dbt.stdout}\n{dbt.stderr}")
+    assert len(events.read_text().splitlines()) >= 8
+
+    location = str(tmp_path / "datasink")
+    replay = subprocess.run(
+        [*otel_datasink_command(), "replay", "--location", location, "--no-progress", str(events)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert_rows(location, *STRUCTURED_LOGS)
