@@ -40,6 +40,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -47,6 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -487,6 +489,137 @@ def load_times(page: Path, repeat: int) -> list[tuple[float, float]]:
     return timings
 
 
+class TimedConnection:
+    """A DuckDB connection that logs each statement's seconds (execute, then fetch) for ``--breakdown``."""
+
+    def __init__(self, con: Any, label: str, log: list[list]) -> None:
+        self._con = con
+        self._label = label
+        self._log = log
+        self._last: list | None = None
+
+    def execute(self, sql: str, *parameters: Any) -> TimedConnection:
+        started = time.perf_counter()
+        self._con.execute(sql, *parameters)
+        self._last = [self._label, " ".join(sql.split())[:110], time.perf_counter() - started]
+        self._log.append(self._last)
+        return self
+
+    def fetchall(self) -> list:
+        started = time.perf_counter()
+        found = self._con.fetchall()
+        if self._last is not None:
+            self._last[2] += time.perf_counter() - started
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+def breakdown(location: Path, days: int, page: Path) -> None:
+    """Where one report's time goes (in this process): each SQL statement, each kind of chart, the phases of
+    ``otel_datasink.report.builder.build``; and the page's bytes by section. It wraps the report's internals
+    (``local.connect``, the ``charts`` module's spec functions and ``svg``, ``builder.draw`` and ``render``):
+    when they change, this changes with them."""
+    from otel_datasink import local
+    from otel_datasink.config import Options
+    from otel_datasink.report import builder, charts
+
+    statements: list[list] = []
+    phases: dict[str, float] = {}
+    drawn: dict[str, list[float]] = {}
+    kinds: dict[int, str] = {}
+    patched: list[tuple[Any, str, Any]] = []
+
+    def patch(owner: Any, name: str, wrapper: Any) -> None:
+        patched.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, wrapper)
+
+    def timed_phase(name: str, function: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                phases[name] = phases.get(name, 0.0) + time.perf_counter() - started
+
+        return wrapper
+
+    def connect(*args: Any, **kwargs: Any) -> TimedConnection:
+        # build() connects for the period's end first, then for the state at its start.
+        label = "previous period" if any(name.startswith("connect") for name in phases) else "now"
+        con = timed_phase(f"connect ({label})", original_connect)(*args, **kwargs)
+        return TimedConnection(con, label, statements)
+
+    def tagged(kind: str, function: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            spec = function(*args, **kwargs)
+            if spec is not None:
+                kinds[id(spec)] = kind
+            return spec
+
+        return wrapper
+
+    def svg(spec: dict) -> str:
+        started = time.perf_counter()
+        text = original_svg(spec)
+        drawn.setdefault(kinds.get(id(spec), "other"), []).extend((time.perf_counter() - started, len(text)))
+        return text
+
+    original_connect, original_svg = local.connect, charts.svg
+    patch(local, "connect", connect)
+    patch(charts, "svg", svg)
+    for name, function in list(vars(charts).items()):
+        if callable(function) and getattr(function, "__module__", None) == charts.__name__ and name != "svg":
+            if not name.startswith("_"):
+                patch(charts, name, tagged(name, function))
+    patch(builder, "draw", timed_phase("draw the charts (wall)", builder.draw))
+    patch(builder, "render", timed_phase("render the HTML", builder.render))
+    try:
+        started = time.perf_counter()
+        report = builder.build(Options.resolve(str(location)), days=days)
+        total = time.perf_counter() - started
+    finally:
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
+
+    print(f"\n  breakdown of one report --days {days} in this process: {total:.1f}s, {report.charts} charts")
+    for name, seconds in phases.items():
+        print(f"    {name:<40} {seconds:7.2f}s")
+    for label in ("now", "previous period"):
+        sql = sum(row[2] for row in statements if row[0] == label)
+        print(f"    {f'SQL of the connection for {label}':<40} {sql:7.2f}s")
+    print("    slowest statements:")
+    for label, text, seconds in sorted(statements, key=lambda row: -row[2])[:12]:
+        print(f"      {seconds:6.2f}s  [{label}] {text}")
+    print("    charts by kind: count, render seconds summed over the threads, KB each, MB in all:")
+    for kind, values in sorted(drawn.items(), key=lambda item: -sum(item[1][::2])):
+        seconds, sizes = values[::2], values[1::2]
+        print(
+            f"      {kind:<18} {len(seconds):4}  {sum(seconds):6.2f}s  {statistics.mean(sizes) / 1e3:6.1f} KB  "
+            f"{sum(sizes) / 1e6:5.2f} MB"
+        )
+    print("    the page by section (<section id=...>; job-* and dataset-* are the pages of each job/dataset):")
+    for kind, (count, size, svg_size, svgs) in page_sections(page.read_text()).items():
+        print(
+            f"      {kind:<18} {count:4} section(s) {size / 1e6:5.2f} MB, "
+            f"of which {svg_size / 1e6:5.2f} MB in {svgs} SVG"
+        )
+
+
+def page_sections(html: str) -> dict[str, tuple[int, int, int, int]]:
+    """Per kind of section (ids with a hash suffix grouped): sections, bytes, SVG bytes, SVGs; head first."""
+    starts = [(match.start(), match.group(1)) for match in re.finditer(r'<section[^>]*\bid="([^"]+)"', html)]
+    found: dict[str, list[int]] = {"(head, style)": [1, starts[0][0] if starts else len(html), 0, 0]}
+    for (start, name), (end, _) in zip(starts, starts[1:] + [(len(html), "")], strict=True):
+        part = html[start:end]
+        svgs = re.findall(r"<svg.*?</svg>", part, re.S)
+        totals = found.setdefault(re.sub(r"-[0-9a-f]{6,}$", "-*", name), [0, 0, 0, 0])
+        for index, value in enumerate((1, len(part.encode()), sum(len(svg.encode()) for svg in svgs), len(svgs))):
+            totals[index] += value
+    return {kind: (values[0], values[1], values[2], values[3]) for kind, values in found.items()}
+
+
 @dataclasses.dataclass
 class Scenario:
     history_days: int
@@ -584,6 +717,12 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=12, help="random seed of the generated data (default 12)")
     parser.add_argument("--keep-html", type=Path, metavar="DIR", help="keep the report pages in DIR")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="after each scenario, one more report in this process: seconds per SQL statement, per kind of chart "
+        "and per phase, and the page's bytes by section",
+    )
     args = parser.parse_args()
     if 24 % args.flushes_per_day and args.flushes_per_day % 24:
         parser.error("--flushes-per-day must divide 24 or be a multiple of it (windows within one UTC day)")
@@ -606,6 +745,8 @@ def main() -> None:
                     print(f"  {history} days of history, report --days {report_days}: {seconds[-1]:.1f}s", flush=True)
                 html_mb = out.stat().st_size / 1e6
                 load_ms = load_times(out, args.repeat)
+                if args.breakdown:
+                    breakdown(location, report_days, out)
                 scenarios.append(
                     Scenario(history, report_days, info["runs"], files, size / 1e6, seconds, html_mb, load_ms)
                 )
