@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 
@@ -348,3 +349,20 @@ def test_alerts_open_lists_incidents_whose_latest_state_is_firing(local_location
     assert reminded["summary"] == f"reminded at {n - hour}"
     assert (reminded["target_count"], reminded["undelivered_targets"], reminded["all_delivered"]) == (2, 1, False)
     assert (retried["target_count"], retried["undelivered_targets"], retried["all_delivered"]) == (2, 0, True)
+
+
+def test_a_run_reported_in_separate_start_and_end_events_gets_its_duration_from_them(tmp_path):
+    # OpenLineage's START and COMPLETE: the terminal record knows no start, so its row carries no duration.
+    location = str(tmp_path / "datasink")
+    noon = now_ns() // DAY_NS * DAY_NS - 12 * HOUR_NS  # yesterday's, so both runs share a day whenever this runs
+    both = job_span("two_events", noon - 7 * MINUTE_NS, noon, run_id="r-both")
+    alone = job_span("two_events", noon - 3 * MINUTE_NS, noon - MINUTE_NS, run_id="r-end-only")
+    write_spans(location, [dataclasses.replace(both, start_time_ns=None), started(both)])
+    write_spans(location, [dataclasses.replace(alone, start_time_ns=None)])
+    con = local.connect(location)
+    durations = dict(con.sql("SELECT run_id, duration_ms FROM job_runs_latest ORDER BY run_id").fetchall())
+    assert durations == {"r-both": 7 * 60_000, "r-end-only": None}  # no start seen: no duration guessed
+    # The run with no start is counted on the day it ended.
+    trend = con.sql("SELECT run_date, runs, p50_duration_ms FROM runtime_trend WHERE job_name = 'two_events'")
+    yesterday = datetime.datetime.fromtimestamp(noon / 1e9, tz=datetime.timezone.utc).date()
+    assert trend.fetchall() == [(yesterday, 2, 7 * 60_000)]

@@ -19,6 +19,8 @@
 
 -- One row per run (job_name, run_id, attempt): its latest state (a terminal state beats STARTED, the latest
 -- terminal wins), with the earliest start seen for the run. event_time is the time of that latest state.
+-- duration_ms is the terminal row's, or from the run's start to its end when that row has none (a producer that
+-- reports a run's start and end in separate events, as OpenLineage's START and COMPLETE).
 -- attempt is 1 when a row carries none, as the span conventions say. Two terminal rows of one run in one
 -- millisecond (one attempt reported twice) are told apart by their content (FAILED first, then trace and span
 -- id); ingested_at only picks between copies of one row.
@@ -50,7 +52,7 @@ SELECT
     event_time,
     first_start_time AS start_time,
     end_time,
-    duration_ms,
+    coalesce(duration_ms, date_diff('millisecond', first_start_time, end_time)) AS duration_ms,
     records_processed,
     error_type,
     error_message,
@@ -261,12 +263,12 @@ WHERE
         OR (baseline_stddev = 0 AND records_processed <> baseline_mean)
     );
 
--- Per job, per UTC day the run started, backfills apart (is_backfill): finished runs, failures, and the
--- p50 and p95 duration of the successful ones.
+-- Per job, per UTC day the run started (the day it ended for a run whose start no row gave), backfills apart
+-- (is_backfill): finished runs, failures, and the p50 and p95 duration of the successful ones.
 CREATE OR REPLACE VIEW runtime_trend AS
 SELECT
     job_name,
-    CAST(start_time AS date) AS run_date,
+    CAST(coalesce(start_time, end_time) AS date) AS run_date,
     coalesce(run_type, '') = 'backfill' AS is_backfill,
     count(*) AS runs,
     count(*) FILTER (WHERE status = 'FAILED') AS failures,
@@ -276,7 +278,7 @@ SELECT
     CAST(sum(records_processed) AS bigint) AS records_processed
 FROM job_runs_latest
 WHERE status IN ('SUCCESS', 'FAILED')
-GROUP BY job_name, CAST(start_time AS date), coalesce(run_type, '') = 'backfill';
+GROUP BY job_name, CAST(coalesce(start_time, end_time) AS date), coalesce(run_type, '') = 'backfill';
 
 -- Runs whose latest state is STARTED for longer than max(${hung_floor_minutes} minutes, ${hung_factor} x the
 -- p95 duration of the job's successful runs in the window); the floor alone when the job has no history.
