@@ -485,14 +485,16 @@ def test_out_of_order_and_duplicate_start_and_complete_collapse_in_the_views(tmp
 
     with local.connect(location) as con:
         runs = con.execute(
-            "select job_name, run_id, attempt, status, start_time, end_time from job_runs_latest order by job_name"
+            "select job_name, run_id, attempt, status, start_time, end_time, duration_ms from job_runs_latest "
+            "order by job_name, attempt"
         ).fetchall()
         datasets = con.execute("select dataset, last_status, last_run_id from dataset_status_latest").fetchall()
         failures = con.execute("select job_name, current_streak from recurring_failures").fetchall()
     assert runs == [
-        ("flaky", first, 1, "FAILED", None, started),
-        ("flaky", second, 2, "SUCCESS", None, started + dt.timedelta(minutes=5)),
-        ("load_orders", run_id, 1, "SUCCESS", started, started + dt.timedelta(minutes=2)),
+        ("flaky", first, 1, "FAILED", None, started, None),
+        ("flaky", second, 2, "SUCCESS", None, started + dt.timedelta(minutes=5), None),
+        # The start from START, the end from COMPLETE, the duration from both.
+        ("load_orders", run_id, 1, "SUCCESS", started, started + dt.timedelta(minutes=2), 120_000),
     ]
     assert datasets == [(f"{WAREHOUSE}/shop.public.orders", "SUCCESS", second)]
     assert failures == [("flaky", 0)]  # the retry succeeded
