@@ -202,8 +202,8 @@ def test_exporter_counts_exported_spans_and_those_after_shutdown(local_location,
 # --- the collector ----------------------------------------------------------------------------------------------
 
 BEFORE = {
-    # Every metric of the hand-written text that prometheus_client replaced: name (without a counter's _total, as
-    # the parser gives it) -> type.
+    # Every metric of the hand-written text that prometheus_client replaced, and the OpenLineage counters added
+    # since: name (without a counter's _total, as the parser gives it) -> type.
     "otel_datasink_collector_requests": "counter",
     "otel_datasink_collector_bytes_received": "counter",
     "otel_datasink_collector_spans_received": "counter",
@@ -218,6 +218,8 @@ BEFORE = {
     "otel_datasink_collector_grpc_on_http_port": "counter",
     "otel_datasink_collector_timeouts": "counter",
     "otel_datasink_collector_rows_written": "counter",
+    "otel_datasink_collector_openlineage_events": "counter",
+    "otel_datasink_collector_openlineage_runs": "counter",
     "otel_datasink_collector_backlogged": "gauge",
     "otel_datasink_collector_http_connections": "gauge",
     "otel_datasink_collector_inflight_bytes": "gauge",
