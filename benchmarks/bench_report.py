@@ -526,6 +526,7 @@ def breakdown(location: Path, days: int, page: Path) -> None:
     from otel_datasink.report import builder, charts
 
     statements: list[list] = []
+    labels: list[str] = []
     phases: dict[str, float] = {}
     drawn: dict[str, list[float]] = {}
     kinds: dict[int, str] = {}
@@ -546,8 +547,11 @@ def breakdown(location: Path, days: int, page: Path) -> None:
         return wrapper
 
     def connect(*args: Any, **kwargs: Any) -> TimedConnection:
-        # build() connects for the period's end first, then for the state at its start.
-        label = "previous period" if any(name.startswith("connect") for name in phases) else "now"
+        # Told apart by order and by the views' run window (build() may open one per set of view parameters).
+        parameters = kwargs.get("parameters")
+        window = f", window_days={parameters.window_days}" if parameters is not None else ""
+        label = f"connection {len(labels) + 1}{window}"
+        labels.append(label)
         con = timed_phase(f"connect ({label})", original_connect)(*args, **kwargs)
         return TimedConnection(con, label, statements)
 
@@ -585,10 +589,10 @@ def breakdown(location: Path, days: int, page: Path) -> None:
 
     print(f"\n  breakdown of one report --days {days} in this process: {total:.1f}s, {report.charts} charts")
     for name, seconds in phases.items():
-        print(f"    {name:<40} {seconds:7.2f}s")
-    for label in ("now", "previous period"):
+        print(f"    {name:<50} {seconds:7.2f}s")
+    for label in labels:
         sql = sum(row[2] for row in statements if row[0] == label)
-        print(f"    {f'SQL of the connection for {label}':<40} {sql:7.2f}s")
+        print(f"    {f'SQL of {label}':<50} {sql:7.2f}s")
     print("    slowest statements:")
     for label, text, seconds in sorted(statements, key=lambda row: -row[2])[:12]:
         print(f"      {seconds:6.2f}s  [{label}] {text}")
@@ -670,6 +674,19 @@ def print_table(scenarios: list[Scenario]) -> None:
             print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
 
 
+def code_state() -> str:
+    """The commit measured, and whether the package had uncommitted changes (several people work in one tree)."""
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "otel_datasink").splitlines()
+    return f"commit {git('rev-parse', '--short', 'HEAD') or '?'}" + (
+        f" + uncommitted changes to {len(changed)} file(s) of otel_datasink/" if changed else ""
+    )
+
+
 def day_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -727,7 +744,9 @@ def main() -> None:
     if 24 % args.flushes_per_day and args.flushes_per_day % 24:
         parser.error("--flushes-per-day must divide 24 or be a multiple of it (windows within one UTC day)")
 
-    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpu(s) (nproc)")
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpu(s) (nproc); {code_state()}"
+    )
     locations = {days: ensure_location(args.data, args.jobs, days, args) for days in args.days_of_history}
     if args.generate_only:
         return
