@@ -52,12 +52,16 @@ def scenario(tmp_path_factory):
     return location, now, out.read_text(encoding="utf-8")
 
 
-def views(location: str, now: datetime.datetime):
-    """The views as the report reads them: its parameters, pinned at its instant."""
-    parameters = data.view_parameters(DAYS)
+def views(location: str, now: datetime.datetime, parameters=data.STATE_PARAMETERS):
+    """The views as the report reads them: its parameters (the defaults for states, a longer window for the
+    period's aggregates), pinned at its instant."""
     con = local.connect(location, parameters=parameters)
     pin_time(con, now, parameters)
     return con
+
+
+def trend(location: str, now: datetime.datetime):
+    return views(location, now, data.trend_parameters(DAYS))
 
 
 def figure(page_html: str, name: str) -> float | None:
@@ -70,9 +74,14 @@ def test_the_overview_figures_are_the_views_answers(scenario):
     location, now, text = scenario
     con = views(location, now)
     start = data.period_start(now, DAYS)
-    runs, failures = con.execute(
-        "SELECT sum(runs), sum(failures) FROM runtime_trend WHERE run_date >= ? AND run_date <= ?", [start, now.date()]
-    ).fetchone()
+    runs, failures = (
+        trend(location, now)
+        .execute(
+            "SELECT sum(runs), sum(failures) FROM runtime_trend WHERE run_date >= ? AND run_date <= ?",
+            [start, now.date()],
+        )
+        .fetchone()
+    )
     assert figure(text, "runs") == runs
     assert figure(text, "success rate") == pytest.approx(100.0 * (runs - failures) / runs, abs=1e-6)
     failing = con.execute("SELECT count(*) FROM recurring_failures WHERE current_streak > 0").fetchone()[0]
@@ -84,12 +93,15 @@ def test_the_overview_figures_are_the_views_answers(scenario):
 
 def test_the_previous_period_is_the_views_of_the_days_before(scenario):
     location, now, text = scenario
-    con = views(location, now)
     start = data.period_start(now, DAYS)
-    runs, failures = con.execute(
-        "SELECT sum(runs), sum(failures) FROM runtime_trend WHERE run_date >= ? AND run_date < ?",
-        [start - datetime.timedelta(days=DAYS), start],
-    ).fetchone()
+    runs, failures = (
+        trend(location, now)
+        .execute(
+            "SELECT sum(runs), sum(failures) FROM runtime_trend WHERE run_date >= ? AND run_date < ?",
+            [start - datetime.timedelta(days=DAYS), start],
+        )
+        .fetchone()
+    )
     assert (runs, failures) == (11, 1)  # steady's runs 31 to 40 days ago, one failed
     assert f"{runs:,} in the previous {DAYS} days" in text
     assert f"{100.0 * (runs - failures) / runs:.1f}% in the previous {DAYS} days" in text

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -23,9 +25,9 @@ from otel_datasink.schema import TABLES
 if TYPE_CHECKING:
     import duckdb
 
-JOB_CHARTS = 40
-"""Jobs whose page gets its chart (about 40 KB and 60 ms each): those needing attention first, then the busiest."""
-DATASET_CHARTS = 40
+JOB_CHARTS = 20
+"""Jobs whose page gets its chart (about 30 KB and 60 ms each): those needing attention first, then the busiest."""
+DATASET_CHARTS = 20
 """Datasets whose page gets its chart: stale ones first."""
 HEATMAP_JOBS = 30
 """Jobs in the failures heat map: those with the most failures."""
@@ -34,6 +36,8 @@ FRESHNESS_DATASETS = 40
 
 Progress = Callable[[int], object]
 """Told how many charts were just drawn (a progress bar's ``update``)."""
+Drawn = dict[tuple[str, str], str]
+"""SVGs by (kind, name): ("overview", "runs" | "failures" | "freshness"), ("spark" | "job" | "dataset", name)."""
 
 
 class LocationMissingError(FileNotFoundError):
@@ -63,7 +67,7 @@ def build(
     """The report of ``options.location`` for the ``days`` days up to ``now`` (default: the clock).
 
     A location that exists but holds no table yet gives a page that says so; one that does not exist raises
-    :class:`LocationMissingError`. ``on_total`` is told the number of charts to draw once it is known.
+    :class:`LocationMissingError`. ``on_total`` is told the number of charts to draw, as it grows.
     """
     from otel_datasink import local
 
@@ -71,31 +75,31 @@ def build(
     now = (now or datetime.datetime.now(datetime.timezone.utc)).astimezone(datetime.timezone.utc)
     generated = datetime.datetime.now(datetime.timezone.utc)
     page = PageOptions(options.location, trace_url, refresh_seconds, generated)
-    parameters = data.view_parameters(days)
     try:
-        con = local.connect(
-            options.location, parameters=parameters, must_exist=True, s3_endpoint_url=options.s3_endpoint_url
-        )
+        con = _connect(options, data.STATE_PARAMETERS, must_exist=True)
     except local.NoTablesError as error:
         if not _is_folder(options):
             raise LocationMissingError(str(error)) from error
         return Report(render(None, Charts(), page), time.monotonic() - started, 0, 0, 0)
-    try:
-        has_alerts = _has_table(options, "alerts")
-        previous = _state_as_of(options, parameters, now - datetime.timedelta(days=days), has_alerts)
-        _pin(con, now, parameters)
-        snapshot = data.snapshot(con, now, days, has_alerts, previous)
-    finally:
-        con.close()
-    drawn = draw(snapshot, progress, on_total)
-    html = render(snapshot, drawn, page)
-    count = (
-        len(drawn.sparklines)
-        + len(drawn.jobs)
-        + len(drawn.datasets)
-        + sum(1 for svg in (drawn.runs_per_day, drawn.failures, drawn.freshness) if svg)
-    )
-    return Report(html, time.monotonic() - started, count, len(snapshot.jobs), len(snapshot.datasets))
+    has_alerts = _has_table(options, "alerts")
+    counter = _Counter(progress, on_total)
+    # Three evaluations of the views, each on a connection of its own, overlapping (DuckDB and vl-convert release
+    # the GIL, and neither a view's ranking nor vl-convert's one renderer keeps every core busy): the states now
+    # (here), the states at the period's start, and the period's aggregates, whose charts are drawn as soon as
+    # they are read, while the states are still being computed.
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="report") as pool:
+        previous = pool.submit(_state_as_of, options, now - datetime.timedelta(days=days), has_alerts)
+        trends = pool.submit(_trends, options, now, days)
+        trend_charts = pool.submit(lambda: _draw(_trend_specs(trends.result(), now, days), counter))
+        try:
+            _pin(con, now, data.STATE_PARAMETERS)
+            snapshot = data.snapshot(con, trends.result(), now, days, has_alerts, previous.result())
+        finally:
+            con.close()
+        drawn = _draw(_state_specs(snapshot), counter)
+        drawn.update(trend_charts.result())
+    html = render(snapshot, _charts(drawn, snapshot), page)
+    return Report(html, time.monotonic() - started, len(drawn), len(snapshot.jobs), len(snapshot.datasets))
 
 
 def _is_folder(options: Options) -> bool:
@@ -112,18 +116,24 @@ def _has_table(options: Options, table: str) -> bool:
     return bool(fs.isdir(f"{root}/{table}"))
 
 
+def _connect(options: Options, parameters: ViewParameters, must_exist: bool = False) -> duckdb.DuckDBPyConnection:
+    from otel_datasink import local
+
+    return local.connect(
+        options.location, parameters=parameters, must_exist=must_exist, s3_endpoint_url=options.s3_endpoint_url
+    )
+
+
 def _pin(con: duckdb.DuckDBPyConnection, now: datetime.datetime, parameters: ViewParameters) -> None:
     from otel_datasink.alerts.conditions import pin_time
 
     pin_time(con, now, parameters)
 
 
-def _state_as_of(options: Options, parameters: ViewParameters, then: datetime.datetime, has_alerts: bool) -> data.Row:
+def _state_as_of(options: Options, then: datetime.datetime, has_alerts: bool) -> data.Row:
     """:func:`data.state` as the views would have answered at ``then``: over the rows whose ``event_time`` is not
     later (a run still going then is the STARTED row it had), the views pinned at ``then``."""
-    from otel_datasink import local
-
-    con = local.connect(options.location, parameters=parameters, s3_endpoint_url=options.s3_endpoint_url)
+    con = _connect(options, data.STATE_PARAMETERS)
     try:
         instant = then.strftime("%Y-%m-%d %H:%M:%S.%f")
         for table in TABLES:
@@ -132,64 +142,121 @@ def _state_as_of(options: Options, parameters: ViewParameters, then: datetime.da
                 f"CREATE VIEW {table} AS SELECT * FROM _{table}_all "
                 f"WHERE event_time <= CAST('{instant}+00' AS TIMESTAMPTZ)"
             )
-        _pin(con, then, parameters)
+        _pin(con, then, data.STATE_PARAMETERS)
         return data.state(con, has_alerts)
     finally:
         con.close()
 
 
-def draw(
-    snapshot: data.Snapshot, progress: Progress | None = None, on_total: Callable[[int], object] | None = None
-) -> Charts:
-    """Renders the page's charts, a few at once (vl-convert renders in threads of its own)."""
-    charts = Charts(job_chart_cap=JOB_CHARTS, dataset_chart_cap=DATASET_CHARTS)
-    tasks: dict[tuple[str, str], chart_specs.Spec] = {}
-    if snapshot.daily_runs:
-        tasks["overview", "runs"] = chart_specs.runs_per_day(
-            snapshot.daily_runs, snapshot.period_start, snapshot.now.date()
-        )
-    heat_jobs = _most_failing(snapshot)
+def _trends(options: Options, now: datetime.datetime, days: int) -> data.Trends:
+    """The period's aggregates (:func:`data.trends`) from a connection whose views read the period and the one
+    before (:func:`data.trend_parameters`), pinned at ``now``.
+
+    Only the views are pinned, as :func:`otel_datasink.alerts.conditions.pin_time` pins them, without its
+    materialized ``dataset_status_latest``, which the aggregates do not read; ``runtime_trend`` is computed once.
+    """
+    from otel_datasink.catalog import duckdb_views
+
+    parameters = data.trend_parameters(days)
+    con = _connect(options, parameters)
+    try:
+        instant = now.strftime("%Y-%m-%d %H:%M:%S.%f")
+        for statement in duckdb_views(parameters):
+            statement = re.sub(r"\bCURRENT_TIMESTAMP\b", f"CAST('{instant}+00' AS TIMESTAMPTZ)", statement)
+            con.execute(re.sub(r"\bCURRENT_DATE\b", f"CAST('{instant[:10]}' AS DATE)", statement))
+        con.execute("CREATE TEMP TABLE _runtime_trend AS SELECT * FROM runtime_trend")
+        con.execute("CREATE OR REPLACE VIEW runtime_trend AS SELECT * FROM _runtime_trend")
+        return data.trends(con, now, days)
+    finally:
+        con.close()
+
+
+# --- the charts -----------------------------------------------------------------------------------------------
+
+
+class _Counter:
+    """Tells the progress bar of the charts to draw (as they become known) and of those drawn, from any thread."""
+
+    def __init__(self, progress: Progress | None, on_total: Callable[[int], object] | None) -> None:
+        self.progress, self.on_total = progress, on_total
+        self.total = 0
+        self.lock = threading.Lock()
+
+    def add(self, count: int) -> None:
+        with self.lock:
+            self.total += count
+            if self.on_total is not None:
+                self.on_total(self.total)
+
+    def done(self) -> None:
+        if self.progress is not None:
+            with self.lock:
+                self.progress(1)
+
+
+def _draw(specs: dict[tuple[str, str], chart_specs.Spec], counter: _Counter) -> Drawn:
+    counter.add(len(specs))
+    drawn: Drawn = {}
+    for key, spec in specs.items():
+        drawn[key] = chart_specs.svg(spec)
+        counter.done()
+    return drawn
+
+
+def _trend_specs(trends: data.Trends, now: datetime.datetime, days: int) -> dict[tuple[str, str], chart_specs.Spec]:
+    """The charts of the period's aggregates: runs per day, the failures heat map, each job's sparkline."""
+    start, end = data.period_start(now, days), now.date()
+    specs: dict[tuple[str, str], chart_specs.Spec] = {}
+    if trends.daily_runs:
+        specs["overview", "runs"] = chart_specs.runs_per_day(trends.daily_runs, start, end)
+    heat_jobs = _most_failing(trends.failures_by_day)
     if heat_jobs:
-        cells = [row for row in snapshot.failures_by_day if row["job_name"] in set(heat_jobs)]
-        end = snapshot.now.date()
-        tasks["overview", "failures"] = chart_specs.failure_heatmap(cells, heat_jobs, snapshot.period_start, end)
-        charts.failures_jobs = len(heat_jobs)
+        cells = [row for row in trends.failures_by_day if row["job_name"] in set(heat_jobs)]
+        specs["overview", "failures"] = chart_specs.failure_heatmap(cells, heat_jobs, start, end)
+    by_job: dict[str, list[data.Row]] = {}
+    for row in trends.daily:
+        by_job.setdefault(row["job_name"], []).append(row)
+    for name, daily in by_job.items():
+        if any(not d["is_backfill"] and d["p50_duration_ms"] is not None for d in daily):
+            specs["spark", name] = chart_specs.sparkline(daily)
+    return specs
+
+
+def _state_specs(snapshot: data.Snapshot) -> dict[tuple[str, str], chart_specs.Spec]:
+    """The charts of the states: freshness, the pages of the jobs that need attention most, of the stalest
+    datasets."""
+    specs: dict[tuple[str, str], chart_specs.Spec] = {}
     fresh = _stalest(snapshot)
     if fresh:
-        tasks["overview", "freshness"] = chart_specs.freshness(fresh)
-        charts.freshness_datasets = len(fresh)
-    for job in snapshot.jobs:
-        if any(not d["is_backfill"] and d["p50_duration_ms"] is not None for d in job.daily):
-            tasks["spark", job.name] = chart_specs.sparkline(job.daily)
+        specs["overview", "freshness"] = chart_specs.freshness(fresh)
     for job in _charted_jobs(snapshot):
         spec = chart_specs.job_detail(job.recent, job.daily, job.anomalies)
         if spec is not None:
-            tasks["job", job.name] = spec
+            specs["job", job.name] = spec
     for dataset in [d for d in snapshot.datasets if d.updates][:DATASET_CHARTS]:
-        tasks["dataset", dataset.name] = chart_specs.dataset_updates(dataset.updates)
-    if on_total is not None:
-        on_total(len(tasks))
-    for (kind, name), svg in _render_all(tasks, progress):
-        if kind == "overview":
-            setattr(charts, {"runs": "runs_per_day"}.get(name, name), svg)
-        else:
-            {"spark": charts.sparklines, "job": charts.jobs, "dataset": charts.datasets}[kind][name] = svg
-    return charts
+        specs["dataset", dataset.name] = chart_specs.dataset_updates(dataset.updates)
+    return specs
 
 
-def _render_all(
-    tasks: dict[tuple[str, str], chart_specs.Spec], progress: Progress | None
-) -> Iterator[tuple[tuple[str, str], str]]:
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="report-chart") as pool:
-        for key, svg in zip(tasks, pool.map(chart_specs.svg, tasks.values()), strict=True):
-            if progress is not None:
-                progress(1)
-            yield key, svg
+def _charts(drawn: Drawn, snapshot: data.Snapshot) -> Charts:
+    overview = {name: svg for (kind, name), svg in drawn.items() if kind == "overview"}
+    return Charts(
+        runs_per_day=overview.get("runs", ""),
+        failures=overview.get("failures", ""),
+        failures_jobs=len(_most_failing(snapshot.failures_by_day)),
+        freshness=overview.get("freshness", ""),
+        freshness_datasets=min(len(snapshot.datasets), FRESHNESS_DATASETS),
+        sparklines={name: svg for (kind, name), svg in drawn.items() if kind == "spark"},
+        jobs={name: svg for (kind, name), svg in drawn.items() if kind == "job"},
+        datasets={name: svg for (kind, name), svg in drawn.items() if kind == "dataset"},
+        job_chart_cap=JOB_CHARTS,
+        dataset_chart_cap=DATASET_CHARTS,
+    )
 
 
-def _most_failing(snapshot: data.Snapshot) -> list[str]:
+def _most_failing(failures_by_day: list[data.Row]) -> list[str]:
     totals: dict[str, int] = {}
-    for row in snapshot.failures_by_day:
+    for row in failures_by_day:
         totals[row["job_name"]] = totals.get(row["job_name"], 0) + row["failures"]
     return sorted(totals, key=lambda name: (-totals[name], name))[:HEATMAP_JOBS]
 

@@ -9,6 +9,7 @@ and every chart of the page has its numbers in a table or a caption next to it.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ _SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
 """Only a name: vl-convert bundles Vega-Lite and never fetches it."""
 _CONFIG = {
     "aria": False,
-    "font": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif",
+    "font": "sans-serif",  # short: it is repeated on every text; the page's style sets the one shown
     "view": {"stroke": None},
     "axis": {"labelFontSize": 10, "titleFontSize": 11, "titleFontWeight": "normal", "gridColor": "#eee"},
     "legend": {"labelFontSize": 10, "titleFontSize": 11, "orient": "top"},
@@ -33,11 +34,24 @@ _UTC = {"type": "utc"}
 
 
 def svg(spec: Spec) -> str:
-    """The SVG of a Vega-Lite spec (the ``<svg>`` element, to be placed in the page as it is)."""
+    """The SVG of a Vega-Lite spec (the ``<svg>`` element, to be placed in the page as it is), made smaller:
+    coordinates to a tenth of a pixel, and without the axis labels Vega hid for overlapping."""
     import vl_convert
 
     text: str = vl_convert.vegalite_to_svg(spec)
-    return text
+    text = _HIDDEN_TEXT.sub("", text)
+    return _GEOMETRY.sub(_shorter, text)
+
+
+def _shorter(match: re.Match[str]) -> str:
+    return f'{match.group(1)}="{_DIGITS.sub(_ONE_DECIMAL, match.group(2))}"'
+
+
+_GEOMETRY = re.compile(r'\b(d|transform|x|y|x1|x2|y1|y2|width|height)="([^"]*)"')
+_DIGITS = re.compile(r"(\.\d)\d+")
+"""Vega writes coordinates to 15 digits: a chart of a few hundred marks is a third smaller with one decimal."""
+_ONE_DECIMAL = r"\1"
+_HIDDEN_TEXT = re.compile(r'<text[^>]*\bopacity="0"[^>]*>[^<]*</text>')
 
 
 def _spec(data: Iterable[Row], **body: Any) -> Spec:
@@ -60,6 +74,7 @@ def _json(value: Any) -> Any:
 def sparkline(daily: Sequence[Row], width: int = 90, height: int = 18) -> Spec:
     """A job's p50 duration per day (backfills left out), as a line with no axes: its line in the jobs list."""
     points = [row for row in daily if not row["is_backfill"] and row["p50_duration_ms"] is not None]
+    points = points[-SPARKLINE_DAYS:]
     return _spec(
         ({"day": row["run_date"], "minutes": row["p50_duration_ms"] / 60000} for row in points),
         mark={"type": "line", "strokeWidth": 1.2, "point": {"size": 6} if len(points) == 1 else False},
@@ -73,13 +88,51 @@ def sparkline(daily: Sequence[Row], width: int = 90, height: int = 18) -> Spec:
     )
 
 
+WEEKLY_AFTER_DAYS = 62
+"""A longer period is drawn by week (its first day) in the runs and failures charts: a column per day of a year
+would be 5000 pixels wide."""
+JOB_TREND_DAYS = 90
+"""A job's page shows its duration percentiles of its last days only (its figures count the whole period)."""
+SPARKLINE_DAYS = 30
+"""A job's line in the jobs list shows its last days only (a year of points per job would weigh megabytes)."""
+
+
+def bucket_days(start: datetime.date, end: datetime.date) -> int:
+    """The days per column of the period charts: 1, or 7 for a period longer than :data:`WEEKLY_AFTER_DAYS`."""
+    return 7 if (end - start).days + 1 > WEEKLY_AFTER_DAYS else 1
+
+
+def _bucket(day: datetime.date, start: datetime.date, size: int) -> str:
+    return (start + datetime.timedelta(days=(day - start).days // size * size)).isoformat()
+
+
+def _buckets(start: datetime.date, end: datetime.date, size: int) -> list[str]:
+    return [(start + datetime.timedelta(days=i)).isoformat() for i in range(0, (end - start).days + 1, size)]
+
+
+def _summed(rows: Iterable[Row], keys: Sequence[str], values: Sequence[str]) -> list[Row]:
+    totals: dict[tuple[Any, ...], Row] = {}
+    for row in rows:
+        key = tuple(row[k] for k in keys)
+        total = totals.setdefault(key, {**{k: row[k] for k in keys}, **{v: 0 for v in values}})
+        for v in values:
+            total[v] += row[v]
+    return list(totals.values())
+
+
 def runs_per_day(daily: Sequence[Row], start: datetime.date, end: datetime.date) -> Spec:
-    """Finished runs per day (every day from ``start`` to ``end``), stacked by status: the period at a glance."""
+    """Finished runs per day (per week over a long period), every one from ``start`` to ``end``, stacked by
+    status: the period at a glance."""
+    size = bucket_days(start, end)
+    rows = _summed(
+        ({"day": _bucket(r["run_date"], start, size), "runs": r["runs"], "failures": r["failures"]} for r in daily),
+        ["day"],
+        ["runs", "failures"],
+    )
     values = []
-    for row in daily:
-        day = row["run_date"].isoformat()
-        values.append({"day": day, "status": "SUCCESS", "runs": row["runs"] - row["failures"]})
-        values.append({"day": day, "status": "FAILED", "runs": row["failures"]})
+    for row in rows:
+        values.append({"day": row["day"], "status": "SUCCESS", "runs": row["runs"] - row["failures"]})
+        values.append({"day": row["day"], "status": "FAILED", "runs": row["failures"]})
     finished = {"domain": ["SUCCESS", "FAILED"], "range": [STATUS_COLORS["SUCCESS"], STATUS_COLORS["FAILED"]]}
     return _spec(
         values,
@@ -88,8 +141,8 @@ def runs_per_day(daily: Sequence[Row], start: datetime.date, end: datetime.date)
             "x": {
                 "field": "day",
                 "type": "ordinal",
-                "scale": {"domain": _days(start, end)},
-                "title": None,
+                "scale": {"domain": _buckets(start, end, size)},
+                "title": "week starting" if size > 1 else None,
                 "axis": {"labelAngle": -45, "labelExpr": "slice(datum.value, 5)", "labelOverlap": True},
             },
             "y": {"field": "runs", "type": "quantitative", "title": "finished runs"},
@@ -101,22 +154,24 @@ def runs_per_day(daily: Sequence[Row], start: datetime.date, end: datetime.date)
     )
 
 
-def _days(start: datetime.date, end: datetime.date) -> list[str]:
-    return [(start + datetime.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
-
-
 def failure_heatmap(cells: Sequence[Row], jobs: Sequence[str], start: datetime.date, end: datetime.date) -> Spec:
-    """Failures per job (rows, in the order of ``jobs``) and day (columns, every day from ``start`` to ``end``)."""
-    days = _days(start, end)
+    """Failures per job (rows, in the order of ``jobs``) and day (per week over a long period; columns, every one
+    from ``start`` to ``end``)."""
+    size = bucket_days(start, end)
+    values = _summed(
+        ({"job": r["job_name"], "day": _bucket(r["run_date"], start, size), "failures": r["failures"]} for r in cells),
+        ["job", "day"],
+        ["failures"],
+    )
     return _spec(
-        ({"job": row["job_name"], "day": row["run_date"].isoformat(), "failures": row["failures"]} for row in cells),
+        values,
         mark={"type": "rect", "stroke": "white", "strokeWidth": 1},
         encoding={
             "x": {
                 "field": "day",
                 "type": "ordinal",
-                "scale": {"domain": days},
-                "title": None,
+                "scale": {"domain": _buckets(start, end, size)},
+                "title": "week starting" if size > 1 else None,
                 "axis": {"labelAngle": -45, "labelExpr": "slice(datum.value, 5)"},
             },
             "y": {"field": "job", "type": "nominal", "sort": list(jobs), "title": None, "axis": {"labelLimit": 220}},
@@ -201,8 +256,9 @@ def job_detail(recent: Sequence[Row], daily: Sequence[Row], anomalies: Sequence[
             }
         )
     trend = []
+    last = max((row["run_date"] for row in daily), default=None)
     for row in daily:
-        if row["is_backfill"]:
+        if row["is_backfill"] or (last - row["run_date"]).days >= JOB_TREND_DAYS:
             continue
         for name in ("p50", "p95"):
             value = row[f"{name}_duration_ms"]
@@ -241,7 +297,7 @@ def job_detail(recent: Sequence[Row], daily: Sequence[Row], anomalies: Sequence[
                     "fontSize": 12,
                 },
                 "data": {"values": [_plain(t) for t in trend]},
-                "mark": {"type": "line", "point": {"size": 12}},
+                "mark": {"type": "line"},
                 "encoding": {
                     "x": {"field": "day", "type": "temporal", "scale": _UTC, "title": None},
                     "y": {"field": "minutes", "type": "quantitative", "title": "minutes"},

@@ -1,9 +1,12 @@
 """What the dashboards show, read from the views (never from view logic of its own) into plain Python values.
 
 Every figure is a view's answer, pinned at one instant (:func:`otel_datasink.alerts.conditions.pin_time`, as
-``otel-datasink alert`` does) so that the numbers of one page agree with each other. The previous period's
-figures are the same views pinned at the period's start over the rows whose ``event_time`` is not later: what
-the views would have answered then.
+``otel-datasink alert`` does) so that the numbers of one page agree with each other. States (failing jobs, stale
+datasets, hung runs, open alerts, recent runs) come from the views with their default parameters
+(:data:`STATE_PARAMETERS`, ``con``); the period's aggregates (runs, success rate, durations per day, the heat
+map) from ``runtime_trend`` over a window that covers the period and the one before (:func:`trend_parameters`,
+``trend``). The previous period's states are the same views pinned at the period's start over the rows whose
+``event_time`` is not later: what the views would have answered then.
 
 Large histories stay small here: per job, only the most recent :data:`RECENT_RUNS` runs, :data:`RECENT_FAILURES`
 failures and :data:`RECENT_BACKFILLS` backfills are read; everything older is in daily aggregates
@@ -34,10 +37,15 @@ RECENT_UPDATES = 50
 Row = dict[str, Any]
 
 
-def view_parameters(days: int) -> ViewParameters:
-    """The views' parameters for a report of ``days`` days: the run views read both the period and the previous
-    one (``window_days`` at least ``2 * days``), everything else as the views' defaults."""
-    return ViewParameters(window_days=max(ViewParameters().window_days, 2 * days))
+STATE_PARAMETERS = ViewParameters()
+"""The parameters of the views the states are read from (failing jobs, hung runs, anomalies, freshness, recent
+runs): the views' defaults, so that the page agrees with ``otel-datasink status`` and ``alert``."""
+
+
+def trend_parameters(days: int) -> ViewParameters:
+    """The parameters of the views the period's aggregates are read from (``runtime_trend``): ``window_days``
+    covers the period and the one before (``2 * days``), everything else as :data:`STATE_PARAMETERS`."""
+    return ViewParameters(window_days=max(STATE_PARAMETERS.window_days, 2 * days))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,17 +167,43 @@ def state(con: duckdb.DuckDBPyConnection, has_alerts: bool) -> Row:
     return found
 
 
-def figures(
-    con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int, current: Row, previous: Row | None
-) -> list[Figure]:
-    """The overview's numbers: runs and success rate of the period against the period before (from
-    ``runtime_trend``), and the states of ``current`` against those of ``previous``."""
+@dataclasses.dataclass
+class Trends:
+    """The period's aggregates, from ``runtime_trend`` over :func:`trend_parameters`' window."""
+
+    counts: Row
+    """Finished runs and failures of the period and of the one before."""
+    daily: list[Row]
+    """Per job and day of the period (backfills apart): runs, failures, p50 and p95 duration."""
+    daily_runs: list[Row]
+    """Per day of the period: finished runs, failed ones."""
+    failures_by_day: list[Row]
+    """Per job and day of the period with a failure: the failures."""
+
+
+_DAILY = """
+SELECT job_name, run_date, is_backfill, runs, failures, p50_duration_ms, p95_duration_ms, records_processed
+FROM runtime_trend
+WHERE run_date >= $start AND run_date <= $today
+ORDER BY job_name, run_date, is_backfill
+"""
+
+
+def trends(trend: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) -> Trends:
+    """The period's aggregates from the ``runtime_trend`` of ``trend`` (pinned at ``now``)."""
     start = period_start(now, days)
-    counts = rows(
-        con,
-        _PERIOD_RUNS,
-        {"start": start, "previous_start": start - datetime.timedelta(days=days), "today": now.date()},
-    )[0]
+    window = {"start": start, "today": now.date()}
+    return Trends(
+        counts=rows(trend, _PERIOD_RUNS, window | {"previous_start": start - datetime.timedelta(days=days)})[0],
+        daily=rows(trend, _DAILY, window),
+        daily_runs=rows(trend, _DAILY_RUNS, window),
+        failures_by_day=rows(trend, _FAILURES_BY_DAY, window),
+    )
+
+
+def figures(counts: Row, current: Row, previous: Row | None) -> list[Figure]:
+    """The overview's numbers: runs and success rate of the period against the period before (``counts`` of
+    :class:`Trends`), and the states of ``current`` against those of ``previous``."""
     found = [
         Figure("runs", counts["runs"], counts["previous_runs"], higher_is_better=True),
         Figure(
@@ -222,29 +256,23 @@ WHERE recency <= $cap
 ORDER BY job_name, recency
 """
 
-_DAILY = """
-SELECT job_name, run_date, is_backfill, runs, failures, p50_duration_ms, p95_duration_ms, records_processed
-FROM runtime_trend
-WHERE run_date >= $start AND run_date <= $today
-ORDER BY job_name, run_date, is_backfill
-"""
 
-
-def jobs(con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) -> list[Job]:
-    """Every job with a run in the views' window, by name, with what its line and its page show."""
-    start, today = period_start(now, days), now.date()
+def jobs(con: duckdb.DuckDBPyConnection, trends: Trends) -> list[Job]:
+    """Every job with a run in the state views' window or in the period, by name, with what its line and its page
+    show."""
     by_name: dict[str, Job] = {}
     for run in rows(con, _RECENT_RUNS, {"cap": RECENT_RUNS}):
         job = by_name.get(run["job_name"])
         if job is None:
             job = by_name[run["job_name"]] = Job(run["job_name"], run["status"], run["start_time"])
         job.recent.append(run)
-    for day in rows(con, _DAILY, {"start": start, "today": today}):
+    for day in trends.daily:
         job = by_name.get(day["job_name"])
-        if job is not None:
-            job.daily.append(day)
-            job.runs += day["runs"]
-            job.failures += day["failures"]
+        if job is None:  # no run in the state views' window: only its days of the period are known
+            job = by_name[day["job_name"]] = Job(day["job_name"], "", None)
+        job.daily.append(day)
+        job.runs += day["runs"]
+        job.failures += day["failures"]
     for failure in rows(con, "SELECT * FROM recurring_failures"):
         if failure["job_name"] in by_name:
             job = by_name[failure["job_name"]]
@@ -316,13 +344,20 @@ ORDER BY dataset, last_update_at DESC
 """
 
 
+def update_days(days: int) -> int:
+    """The days of a dataset's updates read one by one (its page): the period, at most the state views' window
+    (a year of hourly updates is millions of rows; the freshness is the view's, over its own window)."""
+    return min(days, STATE_PARAMETERS.window_days)
+
+
 def datasets(con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) -> list[Dataset]:
-    """Every dataset of ``dataset_status_latest``, stale ones first, with its updates and writers of the period."""
+    """Every dataset of ``dataset_status_latest``, stale ones first, with its updates and writers of the last
+    :func:`update_days` days."""
     found = {
         row["dataset"]: Dataset(row["dataset"], row)
         for row in rows(con, "SELECT * FROM dataset_status_latest ORDER BY is_stale DESC, dataset")
     }
-    start = period_start(now, days)
+    start = period_start(now, update_days(days))
     window = {"start_text": start.isoformat(), "start": start}
     for update in rows(con, _UPDATES, window | {"cap": RECENT_UPDATES}):
         if update["dataset"] in found:
@@ -338,23 +373,23 @@ def datasets(con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) 
 
 def snapshot(
     con: duckdb.DuckDBPyConnection,
+    trends: Trends,
     now: datetime.datetime,
     days: int,
     has_alerts: bool,
     previous: Row | None,
 ) -> Snapshot:
-    """What the report shows; ``con``'s views pinned at ``now``; ``previous`` the :func:`state` at the period's
-    start (None when unknown)."""
+    """What the report shows: the views of ``con`` (:data:`STATE_PARAMETERS`, pinned at ``now``) and the period's
+    ``trends``; ``previous`` the :func:`state` at the period's start (None when unknown)."""
     current = state(con, has_alerts)
-    window = {"start": period_start(now, days), "today": now.date()}
     return Snapshot(
         now=now,
         days=days,
-        figures=figures(con, now, days, current, previous),
-        jobs=jobs(con, now, days),
+        figures=figures(trends.counts, current, previous),
+        jobs=jobs(con, trends),
         datasets=datasets(con, now, days),
-        daily_runs=rows(con, _DAILY_RUNS, window),
-        failures_by_day=rows(con, _FAILURES_BY_DAY, window),
+        daily_runs=trends.daily_runs,
+        failures_by_day=trends.failures_by_day,
         hung=rows(con, "SELECT * FROM hung_runs ORDER BY start_time"),
         alerts=rows(con, "SELECT * FROM alerts_open ORDER BY opened_at DESC") if has_alerts else None,
     )

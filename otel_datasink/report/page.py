@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from otel_datasink.report import data
-from otel_datasink.report.charts import STATUS_COLORS
+from otel_datasink.report.charts import SPARKLINE_DAYS, STATUS_COLORS, bucket_days
 from otel_datasink.report.data import Dataset, Figure, Job, Row, Snapshot
 
 STRIP_RUNS = 30
@@ -113,7 +113,8 @@ def _overview(snapshot: Snapshot, charts: Charts) -> str:
     parts = [f'<section id="overview"><h2>Overview</h2><div class="tiles">{tiles}</div>']
     if charts.runs_per_day:
         parts.append(
-            f'<figure class="chart">{charts.runs_per_day}<figcaption>Finished runs per day.</figcaption></figure>'
+            f'<figure class="chart">{charts.runs_per_day}<figcaption>Finished runs per {_unit(snapshot)} '
+            "(the UTC day they started).</figcaption></figure>"
         )
     if snapshot.hung:
         parts.append("<h3>Hung runs</h3>")
@@ -156,6 +157,10 @@ def _overview(snapshot: Snapshot, charts: Charts) -> str:
     return "\n".join(parts)
 
 
+def _unit(snapshot: Snapshot) -> str:
+    return "week" if bucket_days(snapshot.period_start, snapshot.now.date()) > 1 else "day"
+
+
 def _tile(figure: Figure, days: int) -> str:
     value = _number(figure.value, figure.percent)
     periodic = figure.name in ("runs", "success rate")
@@ -191,7 +196,8 @@ def _jobs(snapshot: Snapshot, charts: Charts) -> str:
     header = (
         '<tr><th data-sort="text">job</th><th data-sort="text">last status</th>'
         '<th data-sort="num">failure streak</th><th data-sort="num">runs</th><th data-sort="num">failures</th>'
-        f"<th>p50 duration per day</th><th>last {STRIP_RUNS} runs (oldest left)</th></tr>"
+        f"<th>p50 duration per day (last {SPARKLINE_DAYS} days with runs)</th>"
+        f"<th>last {STRIP_RUNS} runs (oldest left)</th></tr>"
     )
     lines = [_job_line(job, charts) for job in snapshot.jobs]
     return (
@@ -224,13 +230,20 @@ def _strip(recent: Sequence[Row]) -> str:
     cells = []
     for run in reversed(recent):
         minutes = f" {run['duration_ms'] / 60000:.1f} min" if run["duration_ms"] is not None else ""
-        title = f"{_when(run['start_time'])} {run['status']}{minutes}"
-        cells.append(f'<i class="s-{escape(run["status"])}" title="{escape(title)}"></i>')
+        start = run["start_time"].astimezone(datetime.timezone.utc).strftime("%m-%d %H:%M") if run["start_time"] else ""
+        status = str(run["status"])
+        cells.append(f'<i class="{_STRIP_CLASS.get(status, "")}" title="{escape(f"{start} {status}{minutes}")}"></i>')
     return f'<span class="strip">{"".join(cells)}</span>'
 
 
+_STRIP_CLASS = {"SUCCESS": "S", "FAILED": "F", "STARTED": "R"}
+"""One letter: a strip is many cells, and a page many strips."""
+
+
 def _status(status: str | None) -> str:
-    text = escape(status or "–")
+    if not status:
+        return "–"
+    text = escape(status)
     return f'<span class="status s-{text}">{text}</span>'
 
 
@@ -256,7 +269,8 @@ def _failures(snapshot: Snapshot, charts: Charts) -> str:
     )
     return (
         '<section id="failures"><h2>Failures by job and day</h2>'
-        f'<figure class="chart">{charts.failures}<figcaption>Failed runs per job and UTC day they started.{shown}'
+        f'<figure class="chart">{charts.failures}<figcaption>Failed runs per job and {_unit(snapshot)} '
+        f"(the UTC day they started).{shown}"
         "</figcaption></figure></section>"
     )
 
@@ -492,7 +506,9 @@ CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; script
 """Nothing but the page itself: a browser refuses any request to elsewhere, were one ever written in."""
 _SECTIONS = ("overview", "jobs", "failures", "datasets")
 
-_STATUS_CSS = "".join(f".s-{status}{{background:{color}}}" for status, color in STATUS_COLORS.items())
+_STATUS_CSS = "".join(
+    f".s-{status},.strip i.{_STRIP_CLASS[status]}{{background:{color}}}" for status, color in STATUS_COLORS.items()
+)
 
 _STYLE = (
     """
@@ -517,7 +533,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}td.bad{color:var(--bad
 tr.stale td:first-child a{color:var(--bad);font-weight:700}
 .strip{display:inline-flex;gap:1px}.strip i{display:inline-block;width:5px;height:14px;border-radius:1px}
 .status{color:#fff;border-radius:3px;padding:0 5px;font-size:12px}
-.spark svg{display:block}
+.spark svg{display:block}.strip i{background:#9e9e9e}
+svg text{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 figure.chart{margin:8px 0;overflow-x:auto}figure.chart svg{max-width:none}
 figcaption,.note{color:var(--muted);font-size:12px}
 .message{white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
