@@ -34,24 +34,32 @@ _UTC = {"type": "utc"}
 
 
 def svg(spec: Spec) -> str:
-    """The SVG of a Vega-Lite spec (the ``<svg>`` element, to be placed in the page as it is), made smaller:
-    coordinates to a tenth of a pixel, and without the axis labels Vega hid for overlapping."""
+    """The SVG of a Vega-Lite spec (the ``<svg>`` element, to be placed in the page as it is), made smaller for a
+    page of hundreds of charts: coordinates to a tenth of a pixel, without Vega's class and role attributes (no
+    style or script of the page uses them) and without the axis labels Vega hid for overlapping."""
     import vl_convert
 
     text: str = vl_convert.vegalite_to_svg(spec)
-    text = _HIDDEN_TEXT.sub("", text)
-    return _GEOMETRY.sub(_shorter, text)
+    text = _HIDDEN.sub("", text)
+    return _TAG.sub(_smaller_tag, text)
 
 
-def _shorter(match: re.Match[str]) -> str:
-    return f'{match.group(1)}="{_DIGITS.sub(_ONE_DECIMAL, match.group(2))}"'
-
-
+_TAG = re.compile(r"<[^<>]+>")
+"""A tag: attributes are rewritten inside tags only, never in the text a chart shows."""
+_HIDDEN = re.compile(r'<text[^<>]*\bopacity="0"[^<>]*>[^<]*</text>|<path class="foreground"[^<>]*display="none"/>')
+_UNUSED = re.compile(r' (?:class|role|aria-roledescription|aria-hidden|xmlns:xlink|version)="[^"]*"')
 _GEOMETRY = re.compile(r'\b(d|transform|x|y|x1|x2|y1|y2|width|height)="([^"]*)"')
 _DIGITS = re.compile(r"(\.\d)\d+")
 """Vega writes coordinates to 15 digits: a chart of a few hundred marks is a third smaller with one decimal."""
 _ONE_DECIMAL = r"\1"
-_HIDDEN_TEXT = re.compile(r'<text[^>]*\bopacity="0"[^>]*>[^<]*</text>')
+
+
+def _smaller_tag(match: re.Match[str]) -> str:
+    return _GEOMETRY.sub(_shorter, _UNUSED.sub("", match.group(0)))
+
+
+def _shorter(match: re.Match[str]) -> str:
+    return f'{match.group(1)}="{_DIGITS.sub(_ONE_DECIMAL, match.group(2))}"'
 
 
 def _spec(data: Iterable[Row], **body: Any) -> Spec:

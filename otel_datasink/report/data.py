@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 RECENT_RUNS = 50
 """Runs per job read one by one (the job's timeline and records chart, the status strip); older ones are in the
 daily aggregates only."""
-RECENT_FAILURES = 10
+RECENT_FAILURES = 5
 """Failures per job listed with their error."""
 RECENT_BACKFILLS = 10
 """Backfill runs per job listed apart."""

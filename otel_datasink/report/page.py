@@ -22,7 +22,7 @@ from otel_datasink.report import data
 from otel_datasink.report.charts import SPARKLINE_DAYS, STATUS_COLORS, bucket_days
 from otel_datasink.report.data import Dataset, Figure, Job, Row, Snapshot
 
-STRIP_RUNS = 30
+STRIP_RUNS = 24
 """Runs in a job's status strip (of the :data:`otel_datasink.report.data.RECENT_RUNS` read)."""
 MESSAGE_CHARS = 400
 """An error message is cut to this on the page (the table keeps up to 32 KiB)."""
@@ -229,7 +229,7 @@ def _strip(recent: Sequence[Row]) -> str:
     """The recent runs as a row of coloured cells, oldest left (each says its run on hover)."""
     cells = []
     for run in reversed(recent):
-        minutes = f" {run['duration_ms'] / 60000:.1f} min" if run["duration_ms"] is not None else ""
+        minutes = f" {run['duration_ms'] / 60000:.1f}m" if run["duration_ms"] is not None else ""
         start = run["start_time"].astimezone(datetime.timezone.utc).strftime("%m-%d %H:%M") if run["start_time"] else ""
         status = str(run["status"])
         cells.append(f'<i class="{_STRIP_CLASS.get(status, "")}" title="{escape(f"{start} {status}{minutes}")}"></i>')
