@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -516,7 +517,7 @@ class TimedConnection:
         return getattr(self._con, name)
 
 
-def breakdown(location: Path, days: int, page: Path) -> None:
+def breakdown(location: Path, days: int) -> None:
     """Where one report's time goes (in this process): each SQL statement, each kind of chart, the phases of
     ``otel_datasink.report.builder.build``; and the page's bytes by section. It wraps the report's internals
     (``local.connect``, the ``charts`` module's spec functions and ``svg``, ``builder.draw`` and ``render``):
@@ -577,8 +578,11 @@ def breakdown(location: Path, days: int, page: Path) -> None:
         if callable(function) and getattr(function, "__module__", None) == charts.__name__ and name != "svg":
             if not name.startswith("_"):
                 patch(charts, name, tagged(name, function))
-    patch(builder, "draw", timed_phase("draw the charts (wall)", builder.draw))
-    patch(builder, "render", timed_phase("render the HTML", builder.render))
+    for name, function in list(vars(builder).items()):
+        # The builder's own steps (and what it imported from the report's modules), each timed as a phase.
+        if inspect.isfunction(function) and not inspect.isgeneratorfunction(function) and name != "build":
+            if function.__module__.startswith("otel_datasink.report"):
+                patch(builder, name, timed_phase(name, function))
     try:
         started = time.perf_counter()
         report = builder.build(Options.resolve(str(location)), days=days)
@@ -588,6 +592,9 @@ def breakdown(location: Path, days: int, page: Path) -> None:
             setattr(owner, name, original)
 
     print(f"\n  breakdown of one report --days {days} in this process: {total:.1f}s, {report.charts} charts")
+    print(
+        "    the builder's steps (wall; steps run in threads overlap, and a step's time includes the steps it calls):"
+    )
     for name, seconds in phases.items():
         print(f"    {name:<50} {seconds:7.2f}s")
     for label in labels:
@@ -603,8 +610,9 @@ def breakdown(location: Path, days: int, page: Path) -> None:
             f"      {kind:<18} {len(seconds):4}  {sum(seconds):6.2f}s  {statistics.mean(sizes) / 1e3:6.1f} KB  "
             f"{sum(sizes) / 1e6:5.2f} MB"
         )
-    print("    the page by section (<section id=...>; job-* and dataset-* are the pages of each job/dataset):")
-    for kind, (count, size, svg_size, svgs) in page_sections(page.read_text()).items():
+    size = len(report.html.encode()) / 1e6
+    print(f"    this page, {size:.2f} MB, by section (job-*, dataset-*: the page of each job, dataset):")
+    for kind, (count, size, svg_size, svgs) in page_sections(report.html).items():
         print(
             f"      {kind:<18} {count:4} section(s) {size / 1e6:5.2f} MB, "
             f"of which {svg_size / 1e6:5.2f} MB in {svgs} SVG"
@@ -765,7 +773,7 @@ def main() -> None:
                 html_mb = out.stat().st_size / 1e6
                 load_ms = load_times(out, args.repeat)
                 if args.breakdown:
-                    breakdown(location, report_days, out)
+                    breakdown(location, report_days)
                 scenarios.append(
                     Scenario(history, report_days, info["runs"], files, size / 1e6, seconds, html_mb, load_ms)
                 )
