@@ -25,7 +25,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-HOSTILE_JOB = "<b>x&amp;'\"</b>"
+HOSTILE_JOB = "z_<b>x&amp;'\"</b>"
 HOSTILE_MESSAGE = "<script>window.pwned=1</script> & more"
 
 
@@ -45,11 +45,14 @@ def seed(location: str) -> datetime.datetime:
         run("broken", n - hours * HOUR_NS, failed=failed, error="KeyError", run_id=f"broken-{hours}")
     # A hung run, with a usual duration of 10 minutes.
     for day in range(1, 6):
-        run("slow", n - day * DAY_NS, minutes=10, run_id=f"slow-{day}")
+        run("slow", n - day * DAY_NS, minutes=10 + day % 3, run_id=f"slow-{day}")
     spans.append(job_span("slow", n - 3 * HOUR_NS, None, run_id="slow-hung"))
     # A spike after two weeks of about 1000 records a day, and a backfill.
     for day in range(1, 15):
-        run("ingest", n - day * DAY_NS, records=1000 + (day % 3) * 10, run_id=f"ingest-{day}", dataset="events")
+        minutes = 5 + (day * 7 % 5) / 2
+        run(
+            "ingest", n - day * DAY_NS, minutes, records=1000 + (day % 3) * 10, run_id=f"ingest-{day}", dataset="events"
+        )
     run("ingest", n - 2 * HOUR_NS, records=50_000, run_id="ingest-spike", dataset="events")
     run("ingest", n - HOUR_NS, records=700, run_id="ingest-backfill", run_type="backfill", logical_date="2026-01-01")
     # The previous period: more runs, one failure that no longer counts.
@@ -57,7 +60,7 @@ def seed(location: str) -> datetime.datetime:
         run("steady", n - day * DAY_NS, minutes=2, run_id=f"steady-{day}")
     run("steady", n - 35 * DAY_NS - HOUR_NS, failed=True, run_id="steady-old-failure")
     for day in range(0, 3):
-        run("steady", n - day * DAY_NS - 30 * MINUTE_NS, minutes=2, run_id=f"steady-now-{day}")
+        run("steady", n - day * DAY_NS - 30 * MINUTE_NS, minutes=2 + day, run_id=f"steady-now-{day}")
     # Names and messages that are HTML.
     run(HOSTILE_JOB, n - 90 * MINUTE_NS, failed=True, error="ValueError", run_id="hostile-1")
     write_spans(location, spans)

@@ -1,0 +1,191 @@
+"""The report in a real browser (headless Chromium through Playwright): opened from ``file://`` it makes no
+request at all and logs no error, shows the views' numbers, and a job's page its failures; ``serve`` shows the
+same over HTTP and picks up a run written after it started.
+
+``OTEL_DATASINK_UPDATE_SCREENSHOT=1`` saves the overview as ``docs/dashboard.png`` (the README's picture).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from browser import HOSTILE_JOB, HOSTILE_MESSAGE, PageWatch, chromium, seed
+from job_spans import MINUTE_NS, job_span, write_spans
+
+from otel_datasink import cli, local
+from otel_datasink.alerts.conditions import pin_time
+from otel_datasink.report import data, page
+
+pytest.importorskip("vl_convert", reason="the report extra (vl-convert-python) is not installed")
+
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "dashboard.png"
+UPDATE_SCREENSHOT = "OTEL_DATASINK_UPDATE_SCREENSHOT"
+TRACE_URL = "https://traces.example/trace/{trace_id}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """The seeded location, its instant and the report file."""
+    folder = tmp_path_factory.mktemp("report_browser")
+    location = str(folder / "datasink")
+    now = seed(location)
+    out = folder / "report.html"
+    # Run from the folder, so that the page names the location as a user would give it (the README's picture).
+    argv = ["report", "--location", "datasink", "--out", str(out), "--now", now.isoformat(), "--trace-url", TRACE_URL]
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert cli.main(argv) == 0
+    finally:
+        os.chdir(cwd)
+    return location, now, out
+
+
+@pytest.fixture
+def watch(browser):
+    opened = PageWatch(browser)
+    yield opened
+    opened.close()
+
+
+def expected_figures(location, now) -> dict[str, str]:
+    """The overview's figures as the page must show them, from the views."""
+    con = local.connect(location, parameters=data.STATE_PARAMETERS)
+    pin_time(con, now, data.STATE_PARAMETERS)
+    trend = local.connect(location, parameters=data.trend_parameters(30))
+    pin_time(trend, now, data.trend_parameters(30))
+    start = data.period_start(now, 30)
+    runs, failures = trend.execute(
+        "SELECT sum(runs), sum(failures) FROM runtime_trend WHERE run_date BETWEEN ? AND ?", [start, now.date()]
+    ).fetchone()
+
+    def count(sql: str) -> str:
+        return f"{con.execute(sql).fetchone()[0]:,}"
+
+    return {
+        "runs": f"{runs:,}",
+        "success rate": f"{100 * (runs - failures) / runs:.1f}%",
+        "failing jobs": count("SELECT count(*) FROM recurring_failures WHERE current_streak > 0"),
+        "stale datasets": count("SELECT count(*) FROM stale_datasets"),
+        "hung runs": count("SELECT count(*) FROM hung_runs"),
+    }
+
+
+def shown_figures(browser_page) -> dict[str, str]:
+    tiles = browser_page.locator(".tile")
+    return {
+        tiles.nth(i).locator(".name").inner_text(): tiles.nth(i).locator(".value").inner_text()
+        for i in range(tiles.count())
+    }
+
+
+def test_the_file_opens_offline_and_shows_the_views_numbers(report, watch):
+    location, now, out = report
+    url = out.as_uri()
+    watch.page.goto(url, wait_until="load")
+    assert watch.requests == [url]  # the document, and nothing else: no font, script, style or image
+    assert watch.errors == []
+    assert shown_figures(watch.page) == expected_figures(location, now)
+    assert watch.page.evaluate("document.querySelectorAll('svg').length") > 5
+    # The stale dataset and the failing job stand out where a morning look goes.
+    assert watch.page.locator("#datasets-table tr.stale").inner_text().startswith("orders")
+    streaks = watch.page.locator("#jobs-table td.bad").all_inner_texts()
+    assert sorted(streaks) == ["2", "3"]
+
+
+def test_the_overview_screenshot_is_a_picture(report, watch):
+    _, _, out = report
+    watch.page.goto(out.as_uri(), wait_until="load")
+    shot = watch.page.screenshot(full_page=False)
+    drawn = "[...document.querySelectorAll('svg')].filter(s => s.getBoundingClientRect().width > 50).length"
+    assert watch.page.evaluate(drawn) >= 3
+    assert len(shot) > 40_000  # a blank or nearly blank page compresses to a few kilobytes
+    if os.environ.get(UPDATE_SCREENSHOT):
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        watch.page.set_viewport_size({"width": 1280, "height": 1000})
+        watch.page.screenshot(path=str(SCREENSHOT), full_page=False)
+
+
+def test_a_jobs_page_shows_its_failures_with_their_messages(report, watch):
+    location, now, out = report
+    watch.page.goto(out.as_uri(), wait_until="load")
+    watch.page.click("#jobs-table a:text-is('broken')")
+    section = watch.page.locator(f"#{page.anchor('job', 'broken')}")
+    assert section.is_visible()
+    assert not watch.page.locator("#overview").is_visible()  # the job's page alone
+    rows = section.locator("table.failures tbody tr")
+    assert rows.count() == 3
+    assert rows.nth(0).locator("td").nth(2).inner_text() == "broken broke"
+    assert rows.nth(0).locator("td").nth(1).inner_text() == "KeyError"
+    link = rows.nth(0).locator("a")
+    assert re.fullmatch(r"https://traces\.example/trace/[0-9a-f]{32}", link.get_attribute("href"))
+    assert section.locator("svg").count() == 1
+    assert watch.errors == [] and watch.requests == [out.as_uri()]
+
+
+def test_html_in_names_and_messages_is_shown_as_text(report, watch):
+    _, _, out = report
+    watch.page.goto(f"{out.as_uri()}#{page.anchor('job', HOSTILE_JOB)}", wait_until="load")
+    section = watch.page.locator(f"#{page.anchor('job', HOSTILE_JOB)}")
+    assert section.locator("h2").inner_text() == f"Job {HOSTILE_JOB}"
+    assert HOSTILE_MESSAGE in section.inner_text()
+    assert watch.page.evaluate("window.pwned") is None
+    assert watch.errors == []
+
+
+def test_the_jobs_list_filters_and_sorts(report, watch):
+    _, _, out = report
+    watch.page.goto(out.as_uri(), wait_until="load")
+    watch.page.fill("#job-filter", "ing")
+    visible = watch.page.locator("#jobs-table tbody tr:visible td:first-child").all_inner_texts()
+    assert visible == ["ingest"]
+    watch.page.fill("#job-filter", "")
+    watch.page.click("#jobs-table th:text-is('failure streak')")
+    first = watch.page.locator("#jobs-table tbody tr td:first-child").first.inner_text()
+    assert first == "broken"  # the longest streak first
+    assert watch.errors == []
+
+
+def test_serve_shows_the_page_over_http_and_picks_up_new_runs(report, watch):
+    location, _, _ = report
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otel_datasink.cli", "serve", "--location", location, "--listen", "127.0.0.1:0",
+         "--refresh", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("serving http://127.0.0.1:"), process.stderr.read() if process.poll() else line
+        url = re.search(r"http://\S+", line).group(0)
+        watch.page.goto(url, wait_until="load")
+        assert watch.requests == [url] and watch.errors == []
+        before = int(shown_figures(watch.page)["runs"].replace(",", ""))
+        end = time.time_ns()
+        write_spans(location, [job_span("late_job", end - MINUTE_NS, end)])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            watch.page.goto(url, wait_until="load")
+            if watch.page.locator("#jobs-table a:text-is('late_job')").count():
+                break
+        assert watch.page.locator("#jobs-table a:text-is('late_job')").count() == 1
+        assert int(shown_figures(watch.page)["runs"].replace(",", "")) == before + 1
+        assert watch.errors == []
+        assert all(request.startswith(url) for request in watch.requests)
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
