@@ -25,7 +25,8 @@ _SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
 """Only a name: vl-convert bundles Vega-Lite and never fetches it."""
 _CONFIG = {
     "aria": False,
-    "font": "sans-serif",  # short: it is repeated on every text; the page's style sets the one shown
+    # Short (it is repeated on every text), and the font vl-convert measures the labels with is the one shown.
+    "font": "sans-serif",
     "view": {"stroke": None},
     "axis": {"labelFontSize": 10, "titleFontSize": 11, "titleFontWeight": "normal", "gridColor": "#eee"},
     "legend": {"labelFontSize": 10, "titleFontSize": 11, "orient": "top"},
@@ -305,7 +306,7 @@ def job_detail(recent: Sequence[Row], daily: Sequence[Row], anomalies: Sequence[
                     "fontSize": 12,
                 },
                 "data": {"values": [_plain(t) for t in trend]},
-                "mark": {"type": "line"},
+                "mark": {"type": "line", "point": len(trend) <= 2 * 31},  # points only while they stay apart
                 "encoding": {
                     "x": {"field": "day", "type": "temporal", "scale": _UTC, "title": None},
                     "y": {"field": "minutes", "type": "quantitative", "title": "minutes"},

@@ -534,7 +534,6 @@ tr.stale td:first-child a{color:var(--bad);font-weight:700}
 .strip{display:inline-flex;gap:1px}.strip i{display:inline-block;width:5px;height:14px;border-radius:1px}
 .status{color:#fff;border-radius:3px;padding:0 5px;font-size:12px}
 .spark svg{display:block}.strip i{background:#9e9e9e}
-svg text{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 figure.chart{margin:8px 0;overflow-x:auto}figure.chart svg{max-width:none}
 figcaption,.note{color:var(--muted);font-size:12px}
 .message{white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
