@@ -6,14 +6,16 @@ Both ``otel-datasink report`` (one file) and ``otel-datasink serve`` (the same p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from otel_datasink.catalog import ViewParameters
 from otel_datasink.config import Options
@@ -25,6 +27,8 @@ from otel_datasink.schema import TABLES
 if TYPE_CHECKING:
     import duckdb
 
+_logger = logging.getLogger(__name__)
+
 JOB_CHARTS = 20
 """Jobs whose page gets its chart (about 30 KB and 60 ms each): those needing attention first, then the busiest."""
 DATASET_CHARTS = 20
@@ -34,6 +38,7 @@ HEATMAP_JOBS = 30
 FRESHNESS_DATASETS = 40
 """Datasets in the freshness chart: stale ones first, then those nearest their SLA."""
 
+_T = TypeVar("_T")
 Progress = Callable[[int], object]
 """Told how many charts were just drawn (a progress bar's ``update``)."""
 Drawn = dict[tuple[str, str], str]
@@ -87,19 +92,40 @@ def build(
     # the GIL, and neither a view's ranking nor vl-convert's one renderer keeps every core busy): the states now
     # (here), the states at the period's start, and the period's aggregates, whose charts are drawn as soon as
     # they are read, while the states are still being computed.
+    then = now - datetime.timedelta(days=days)
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="report") as pool:
-        previous = pool.submit(_state_as_of, options, now - datetime.timedelta(days=days), has_alerts)
-        trends = pool.submit(_trends, options, now, days)
-        trend_charts = pool.submit(lambda: _draw(_trend_specs(trends.result(), now, days), counter))
+        previous = pool.submit(_timed("previous states", _state_as_of), options, then, has_alerts)
+        trends = pool.submit(_timed("period aggregates", _trends), options, now, days)
+        trend_charts = pool.submit(
+            _timed("period charts", lambda: _draw(_trend_specs(trends.result(), now, days), counter))
+        )
         try:
-            _pin(con, now, data.STATE_PARAMETERS)
-            snapshot = data.snapshot(con, trends.result(), now, days, has_alerts, previous.result())
+            with _phase("states"):
+                _pin(con, now, data.STATE_PARAMETERS)
+                snapshot = data.snapshot(con, trends.result(), now, days, has_alerts, previous.result())
         finally:
             con.close()
-        drawn = _draw(_state_specs(snapshot), counter)
+        with _phase("state charts"):
+            drawn = _draw(_state_specs(snapshot), counter)
         drawn.update(trend_charts.result())
     html = render(snapshot, _charts(drawn, snapshot), page)
     return Report(html, time.monotonic() - started, len(drawn), len(snapshot.jobs), len(snapshot.datasets))
+
+
+@contextlib.contextmanager
+def _phase(name: str) -> Iterator[None]:
+    """Logs how long a part of the build took (``-v``): where the time of a slow report goes."""
+    started = time.monotonic()
+    yield
+    _logger.info("%s: %.1fs", name, time.monotonic() - started)
+
+
+def _timed(name: str, function: Callable[..., _T]) -> Callable[..., _T]:
+    def timed(*args: object) -> _T:
+        with _phase(name):
+            return function(*args)
+
+    return timed
 
 
 def _is_folder(options: Options) -> bool:

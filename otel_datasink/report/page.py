@@ -64,7 +64,7 @@ def anchor(kind: str, name: str) -> str:
 def render(snapshot: Snapshot | None, charts: Charts, options: PageOptions) -> str:
     """The page; ``snapshot`` None for a location that holds no table yet."""
     if snapshot is None or snapshot.empty:
-        body = _empty(options)
+        body = _empty(options, snapshot)
         period = ""
     else:
         body = _body(snapshot, charts, options)
@@ -85,11 +85,14 @@ def render(snapshot: Snapshot | None, charts: Charts, options: PageOptions) -> s
     )
 
 
-def _empty(options: PageOptions) -> str:
+def _empty(options: PageOptions, snapshot: Snapshot | None) -> str:
+    if snapshot is None:
+        what = "holds no job run and no dataset update yet"
+    else:  # tables, but nothing in the views' windows: the jobs stopped long ago, or the location is another's
+        what = f"holds no job run of the last {snapshot.days} days and no dataset update the views read"
     return (
-        '<section id="overview"><h2>No data yet</h2><p class="empty">'
-        f"{escape(options.location)} holds no job run and no dataset update yet: once a job has run with "
-        "otel-datasink configured, its runs show here.</p></section>"
+        f'<section id="overview"><h2>No data yet</h2><p class="empty">{escape(options.location)} {what}: once a '
+        "job has run with otel-datasink configured, its runs show here.</p></section>"
     )
 
 
@@ -423,7 +426,7 @@ def _trace_link(template: str | None, run: Row) -> str:
     if template is None:
         return escape(str(run.get("trace_id") or ""))
     fields = [name for _, name, _, _ in string.Formatter().parse(template) if name]
-    values = {name: run.get(name if name != "dataset" else "dataset") for name in fields}
+    values = {name: run.get(name) for name in fields}
     if any(value in (None, "") for value in values.values()):
         return ""
     url = template.format(**{name: quote(str(value), safe="") for name, value in values.items()})
