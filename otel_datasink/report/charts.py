@@ -9,6 +9,8 @@ and every chart of the page has its numbers in a table or a caption next to it.
 from __future__ import annotations
 
 import datetime
+import functools
+import json
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -40,9 +42,36 @@ def svg(spec: Spec) -> str:
     style or script of the page uses them) and without the axis labels Vega hid for overlapping."""
     import vl_convert
 
-    text: str = vl_convert.vegalite_to_svg(spec)
+    text: str = vl_convert.vega_to_svg(_vega(spec))
     text = _HIDDEN.sub("", text)
     return _TAG.sub(_smaller_tag, text)
+
+
+def _vega(spec: Spec) -> Spec:
+    """The Vega spec of a Vega-Lite spec. Compiling does not read the data, so a spec whose data is one list of
+    values is compiled once per shape and its values put in the compiled spec: the jobs list's hundreds of
+    sparklines are compiled once."""
+    import vl_convert
+
+    values = spec.get("data", {}).get("values")
+    if values is None:
+        compiled: Spec = vl_convert.vegalite_to_vega(spec)
+        return compiled
+    shape = json.dumps({**spec, "data": {"values": []}}, sort_keys=True)
+    vega = json.loads(_compiled(shape))
+    sources = [d for d in vega.get("data", ()) if d.get("name") == "source_0" and "values" in d]
+    if len(sources) != 1:  # not the one inline data set expected: compile this one as it is
+        compiled = vl_convert.vegalite_to_vega(spec)
+        return compiled
+    sources[0]["values"] = values
+    return vega
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(shape: str) -> str:
+    import vl_convert
+
+    return json.dumps(vl_convert.vegalite_to_vega(json.loads(shape)))
 
 
 _TAG = re.compile(r"<[^<>]+>")
