@@ -88,21 +88,24 @@ def build(
         return Report(render(None, Charts(), page), time.monotonic() - started, 0, 0, 0)
     has_alerts = _has_table(options, "alerts")
     counter = _Counter(progress, on_total)
-    # Three evaluations of the views, each on a connection of its own, overlapping (DuckDB and vl-convert release
-    # the GIL, and neither a view's ranking nor vl-convert's one renderer keeps every core busy): the states now
-    # (here), the states at the period's start, and the period's aggregates, whose charts are drawn as soon as
-    # they are read, while the states are still being computed.
+    # Four evaluations of the views, each on a connection of its own, overlapping (DuckDB and vl-convert release
+    # the GIL, and a view's ranking keeps one core busy, not all): the jobs' states now (here), the datasets'
+    # (dataset_status_latest is the costliest view), the states at the period's start, and the period's
+    # aggregates, whose charts are drawn as soon as they are read, while the states are still being computed.
     then = now - datetime.timedelta(days=days)
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="report") as pool:
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="report") as pool:
         previous = pool.submit(_timed("previous states", _state_as_of), options, then, has_alerts)
         trends = pool.submit(_timed("period aggregates", _trends), options, now, days)
+        found_datasets = pool.submit(_timed("datasets", _datasets), options, now, days)
         trend_charts = pool.submit(
             _timed("period charts", lambda: _draw(_trend_specs(trends.result(), now, days), counter))
         )
         try:
-            with _phase("states"):
-                _pin(con, now, data.STATE_PARAMETERS)
-                snapshot = data.snapshot(con, trends.result(), now, days, has_alerts, previous.result())
+            with _phase("jobs"):
+                _pin(con, now, data.STATE_PARAMETERS, ("job_runs_latest",))
+                snapshot = data.snapshot(
+                    con, trends.result(), found_datasets.result(), now, days, has_alerts, previous.result()
+                )
         finally:
             con.close()
         with _phase("state charts"):
@@ -150,10 +153,24 @@ def _connect(options: Options, parameters: ViewParameters, must_exist: bool = Fa
     )
 
 
-def _pin(con: duckdb.DuckDBPyConnection, now: datetime.datetime, parameters: ViewParameters) -> None:
-    from otel_datasink.alerts.conditions import pin_time
+def _pin(
+    con: duckdb.DuckDBPyConnection,
+    now: datetime.datetime,
+    parameters: ViewParameters,
+    computed_once: tuple[str, ...] = (),
+) -> None:
+    """Redefines the views of ``con`` as seen at ``now``, as :func:`otel_datasink.alerts.conditions.pin_time`
+    does, and computes the views of ``computed_once`` once, as temporary tables the views of the same names read
+    (pin_time computes both latest views; each evaluation here needs one of them, or the other)."""
+    from otel_datasink.catalog import duckdb_views
 
-    pin_time(con, now, parameters)
+    instant = now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    for statement in duckdb_views(parameters):
+        statement = re.sub(r"\bCURRENT_TIMESTAMP\b", f"CAST('{instant}+00' AS TIMESTAMPTZ)", statement)
+        con.execute(re.sub(r"\bCURRENT_DATE\b", f"CAST('{instant[:10]}' AS DATE)", statement))
+    for view in computed_once:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _{view} AS SELECT * FROM {view}")
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM _{view}")
 
 
 def _state_as_of(options: Options, then: datetime.datetime, has_alerts: bool) -> data.Row:
@@ -168,30 +185,29 @@ def _state_as_of(options: Options, then: datetime.datetime, has_alerts: bool) ->
                 f"CREATE VIEW {table} AS SELECT * FROM _{table}_all "
                 f"WHERE event_time <= CAST('{instant}+00' AS TIMESTAMPTZ)"
             )
-        _pin(con, then, data.STATE_PARAMETERS)
+        _pin(con, then, data.STATE_PARAMETERS, ("job_runs_latest",))
         return data.state(con, has_alerts)
+    finally:
+        con.close()
+
+
+def _datasets(options: Options, now: datetime.datetime, days: int) -> tuple[data.Row, list[data.Dataset]]:
+    """:func:`data.dataset_state` and :func:`data.datasets` at ``now``, ``dataset_status_latest`` computed once."""
+    con = _connect(options, data.STATE_PARAMETERS)
+    try:
+        _pin(con, now, data.STATE_PARAMETERS, ("dataset_status_latest",))
+        return data.dataset_state(con), data.datasets(con, now, days)
     finally:
         con.close()
 
 
 def _trends(options: Options, now: datetime.datetime, days: int) -> data.Trends:
     """The period's aggregates (:func:`data.trends`) from a connection whose views read the period and the one
-    before (:func:`data.trend_parameters`), pinned at ``now``.
-
-    Only the views are pinned, as :func:`otel_datasink.alerts.conditions.pin_time` pins them, without its
-    materialized ``dataset_status_latest``, which the aggregates do not read; ``runtime_trend`` is computed once.
-    """
-    from otel_datasink.catalog import duckdb_views
-
+    before (:func:`data.trend_parameters`), pinned at ``now``, ``runtime_trend`` computed once."""
     parameters = data.trend_parameters(days)
     con = _connect(options, parameters)
     try:
-        instant = now.strftime("%Y-%m-%d %H:%M:%S.%f")
-        for statement in duckdb_views(parameters):
-            statement = re.sub(r"\bCURRENT_TIMESTAMP\b", f"CAST('{instant}+00' AS TIMESTAMPTZ)", statement)
-            con.execute(re.sub(r"\bCURRENT_DATE\b", f"CAST('{instant[:10]}' AS DATE)", statement))
-        con.execute("CREATE TEMP TABLE _runtime_trend AS SELECT * FROM runtime_trend")
-        con.execute("CREATE OR REPLACE VIEW runtime_trend AS SELECT * FROM _runtime_trend")
+        _pin(con, now, parameters, ("runtime_trend",))
         return data.trends(con, now, days)
     finally:
         con.close()

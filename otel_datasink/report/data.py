@@ -150,21 +150,28 @@ FROM runtime_trend
 WHERE run_date >= $previous_start AND run_date <= $today
 """
 
-_STATE = """
-SELECT
-    (SELECT count(*) FROM recurring_failures WHERE current_streak > 0) AS failing_jobs,
-    (SELECT count(*) FROM stale_datasets) AS stale_datasets,
-    (SELECT count(*) FROM hung_runs) AS hung_runs
-"""
 
-
-def state(con: duckdb.DuckDBPyConnection, has_alerts: bool) -> Row:
-    """The figures that are a state at an instant (the views' now): failing jobs (a current failure streak),
-    stale datasets, hung runs and, with an alerts table, open alerts."""
-    found = rows(con, _STATE)[0]
+def job_state(con: duckdb.DuckDBPyConnection, has_alerts: bool) -> Row:
+    """The states of the jobs at the views' now: failing jobs (a current failure streak), hung runs and, with an
+    alerts table, open alerts."""
+    found = rows(
+        con,
+        "SELECT (SELECT count(*) FROM recurring_failures WHERE current_streak > 0) AS failing_jobs, "
+        "(SELECT count(*) FROM hung_runs) AS hung_runs",
+    )[0]
     if has_alerts:
         found["open_alerts"] = rows(con, "SELECT count(*) AS n FROM alerts_open")[0]["n"]
     return found
+
+
+def dataset_state(con: duckdb.DuckDBPyConnection) -> Row:
+    """The state of the datasets at the views' now: stale datasets."""
+    return rows(con, "SELECT count(*) AS stale_datasets FROM stale_datasets")[0]
+
+
+def state(con: duckdb.DuckDBPyConnection, has_alerts: bool) -> Row:
+    """The figures that are a state at an instant (the views' now): :func:`job_state` and :func:`dataset_state`."""
+    return job_state(con, has_alerts) | dataset_state(con)
 
 
 @dataclasses.dataclass
@@ -374,20 +381,22 @@ def datasets(con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) 
 def snapshot(
     con: duckdb.DuckDBPyConnection,
     trends: Trends,
+    found_datasets: tuple[Row, list[Dataset]],
     now: datetime.datetime,
     days: int,
     has_alerts: bool,
     previous: Row | None,
 ) -> Snapshot:
-    """What the report shows: the views of ``con`` (:data:`STATE_PARAMETERS`, pinned at ``now``) and the period's
-    ``trends``; ``previous`` the :func:`state` at the period's start (None when unknown)."""
-    current = state(con, has_alerts)
+    """What the report shows: the jobs' views of ``con`` (:data:`STATE_PARAMETERS`, pinned at ``now``), the
+    period's ``trends``, and the :func:`dataset_state` and :func:`datasets` read on a connection of their own
+    (``found_datasets``); ``previous`` the :func:`state` at the period's start (None when unknown)."""
+    current = job_state(con, has_alerts) | found_datasets[0]
     return Snapshot(
         now=now,
         days=days,
         figures=figures(trends.counts, current, previous),
         jobs=jobs(con, trends),
-        datasets=datasets(con, now, days),
+        datasets=found_datasets[1],
         daily_runs=trends.daily_runs,
         failures_by_day=trends.failures_by_day,
         hung=rows(con, "SELECT * FROM hung_runs ORDER BY start_time"),
