@@ -169,7 +169,7 @@ def test_a_chart_per_job_and_dataset_is_drawn_and_the_page_says_what_is_capped(s
     monkeypatch.setattr(build_module, "JOB_CHARTS", 1)
     capped = build_module.build(Options.resolve(location), days=DAYS, now=now).html
     charted = re.findall(r'class="detail job" id="[^"]*" data-job="([^"]*)">.*?<figure', capped, re.S)
-    assert capped.count("No chart for this job in this file: charts are drawn for 1 jobs") == 6
+    assert capped.count("No chart for this job in this file (drawn for 1 jobs: failing, anomalies") == 6
     assert "broken" in capped.split("No chart for this job")[0]  # the job failing longest is the one charted
     assert len(charted) >= 1
 

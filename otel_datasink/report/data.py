@@ -29,7 +29,7 @@ RECENT_RUNS = 50
 daily aggregates only."""
 RECENT_FAILURES = 5
 """Failures per job listed with their error."""
-RECENT_BACKFILLS = 10
+RECENT_BACKFILLS = 5
 """Backfill runs per job listed apart."""
 RECENT_UPDATES = 50
 """Updates per dataset read one by one (its chart)."""

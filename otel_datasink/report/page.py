@@ -337,8 +337,8 @@ def _job_page(job: Job, snapshot: Snapshot, charts: Charts, options: PageOptions
         )
     else:
         parts.append(
-            f'<p class="note">No chart for this job in this file: charts are drawn for {charts.job_chart_cap} jobs, '
-            "those needing attention (failing, anomalies, hung runs) first, then the busiest.</p>"
+            f'<p class="note">No chart for this job in this file (drawn for {charts.job_chart_cap} jobs: failing, '
+            "anomalies, hung runs first).</p>"
         )
     parts.append(f"<h3>Recent failures <small>(at most {data.RECENT_FAILURES})</small></h3>")
     parts.append(_runs_table(job.failed_runs, options, failures=True) if job.failed_runs else "<p>None.</p>")
