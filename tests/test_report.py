@@ -291,3 +291,21 @@ def test_listen_addresses():
     assert listen_address(":8080") == ("0.0.0.0", 8080)
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1") and not is_loopback("example.com")
+
+
+def test_open_alerts_are_a_figure_once_the_location_has_an_alerts_table(tmp_path, capsys):
+    location = str(tmp_path / "datasink")
+    now = seed(location)
+    # An evaluation whose target refuses the connection: its incidents are recorded, FIRING, undelivered.
+    argv = ["alert", "--location", location, "--now", now.isoformat(), "--notify", "json://127.0.0.1:1/"]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    out = tmp_path / "report.html"
+    assert cli.main(["report", "--location", location, "--out", str(out), "--now", now.isoformat()]) == 0
+    text = out.read_text()
+    con = views(location, now)
+    open_alerts = con.execute("SELECT count(*) FROM alerts_open").fetchone()[0]
+    assert open_alerts >= 3  # the stale dataset, the failing job, the hung run (and the spike)
+    assert figure(text, "open alerts") == open_alerts
+    assert f"{open_alerts}, vs 0 {DAYS} days ago" in text
+    assert "<h3>Open alerts" in text and "stale_dataset" in text

@@ -24,6 +24,8 @@ from otel_datasink.report.data import Dataset, Figure, Job, Row, Snapshot
 
 STRIP_RUNS = 24
 """Runs in a job's status strip (of the :data:`otel_datasink.report.data.RECENT_RUNS` read)."""
+OVERVIEW_ROWS = 20
+"""Hung runs and open alerts listed on the overview (the longest-running, the latest); each job's page has its own."""
 MESSAGE_CHARS = 400
 """An error message is cut to this on the page (the table keeps up to 32 KiB)."""
 
@@ -120,7 +122,8 @@ def _overview(snapshot: Snapshot, charts: Charts) -> str:
             "(the UTC day they started).</figcaption></figure>"
         )
     if snapshot.hung:
-        parts.append("<h3>Hung runs</h3>")
+        longest = f"(the {OVERVIEW_ROWS} longest of {len(snapshot.hung)})" if len(snapshot.hung) > OVERVIEW_ROWS else ""
+        parts.append(f"<h3>Hung runs <small>{longest}</small></h3>")
         parts.append(
             _table(
                 ("job", "run", "attempt", "started", "running", "threshold"),
@@ -133,13 +136,16 @@ def _overview(snapshot: Snapshot, charts: Charts) -> str:
                         f"{row['running_minutes']} min",
                         f"{row['threshold_minutes']:.0f} min",
                     )
-                    for row in snapshot.hung
+                    for row in snapshot.hung[:OVERVIEW_ROWS]
                 ),
                 css="hung",
             )
         )
     if snapshot.alerts:
-        parts.append("<h3>Open alerts</h3>")
+        latest = (
+            f"(the {OVERVIEW_ROWS} latest of {len(snapshot.alerts)})" if len(snapshot.alerts) > OVERVIEW_ROWS else ""
+        )
+        parts.append(f"<h3>Open alerts <small>{latest}</small></h3>")
         parts.append(
             _table(
                 ("kind", "subject", "severity", "opened", "summary"),
@@ -151,7 +157,7 @@ def _overview(snapshot: Snapshot, charts: Charts) -> str:
                         _when(row["opened_at"]),
                         escape(str(row["summary"] or "")),
                     )
-                    for row in snapshot.alerts
+                    for row in snapshot.alerts[:OVERVIEW_ROWS]
                 ),
                 css="alerts",
             )
@@ -174,7 +180,7 @@ def _tile(figure: Figure, days: int) -> str:
         versus = f"{before} in the previous {days} days" if periodic else f"{before} {days} days ago"
         delta = figure.value - figure.previous
         sign = "▲" if delta > 0 else "▼" if delta < 0 else "="
-        amount = f"{abs(delta):.1f} pts" if figure.percent else f"{abs(delta):,.0f}"
+        amount = f"{abs(delta):.{1 if abs(delta) >= 0.1 else 2}f} pts" if figure.percent else f"{abs(delta):,.0f}"
         change = f"{sign} {amount}, vs {versus}" if delta else f"= vs {versus}"
         better = (delta > 0) == figure.higher_is_better
         css = "same" if not delta else "better" if better else "worse"
@@ -271,7 +277,7 @@ def _failures(snapshot: Snapshot, charts: Charts) -> str:
         else ""
     )
     return (
-        '<section id="failures"><h2>Failures by job and day</h2>'
+        f'<section id="failures"><h2>Failures by job and {_unit(snapshot)}</h2>'
         f'<figure class="chart">{charts.failures}<figcaption>Failed runs per job and {_unit(snapshot)} '
         f"(the UTC day they started).{shown}"
         "</figcaption></figure></section>"
