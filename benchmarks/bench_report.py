@@ -599,7 +599,8 @@ def breakdown(location: Path, days: int) -> None:
         "    the builder's steps (wall; steps run in threads overlap, and a step's time includes the steps it calls):"
     )
     for name, seconds in phases.items():
-        print(f"    {name:<50} {seconds:7.2f}s")
+        if seconds >= 0.01:
+            print(f"    {name:<50} {seconds:7.2f}s")
     for label in labels:
         sql = sum(row[2] for row in statements if row[0] == label)
         print(f"    {f'SQL of {label}':<50} {sql:7.2f}s")
