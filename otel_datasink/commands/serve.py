@@ -1,5 +1,6 @@
 """Serve the dashboards of ``otel-datasink report`` over HTTP, live from ``--location``: the same page, rebuilt
-every ``--refresh`` seconds (and reloaded as often by the browser), read-only (GET and HEAD of / only).
+every ``--refresh`` seconds while someone reads it (and reloaded as often by the browser), read-only (GET and
+HEAD of / only).
 
 Bound to loopback by default (``--listen 127.0.0.1:8080``). Any other address (``--listen 0.0.0.0:8080``)
 requires a bearer token (``--token``, ``--token-file`` or their environment variables), as the collector's:
@@ -18,10 +19,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otel_datasink.cli import EXIT_OK, CommandError, describe, store_options
 from otel_datasink.commands.report import add_page_arguments, check_trace_url
+
+if TYPE_CHECKING:
+    from otel_datasink.report.server import PageServer
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_REFRESH = 60.0
@@ -142,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         protected = ", bearer token required" if secret else ""
         print(f"serving {server.url} ({options.location}, rebuilt every {args.refresh:g}s{protected})", flush=True)
         try:
-            _refresh_until(stop, args.refresh, page, server.publish)
+            _refresh_until(stop, args.refresh, page, server)
         finally:
             server.shutdown()
             thread.join()
@@ -150,13 +154,15 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _refresh_until(
-    stop: threading.Event, every: float, page: Callable[[], str], publish: Callable[[str], None]
-) -> None:
-    """Rebuilds and publishes the page every ``every`` seconds until ``stop``; a failed rebuild keeps the last page."""
+def _refresh_until(stop: threading.Event, every: float, page: Callable[[], str], server: PageServer) -> None:
+    """Rebuilds and publishes the page every ``every`` seconds while it is read, until ``stop``: a page nobody
+    asked for since it was built is not built again (a year of history costs seconds of CPU each time). A failed
+    rebuild keeps the last page."""
     while not stop.wait(every):
+        if not server.read_since_published():
+            continue
         try:
-            publish(page())
+            server.publish(page())
         except Exception as error:  # noqa: BLE001 - the next rebuild may succeed; the server must outlive this one
             print(f"otel-datasink serve: rebuild failed, serving the last page: {describe(error)}", file=sys.stderr)
 

@@ -42,18 +42,26 @@ class PageServer(ThreadingHTTPServer):
         self.token = token
         self._lock = threading.Lock()
         self._page = page.encode("utf-8")
+        self._read = False
 
     def publish(self, page: str) -> None:
         """Serves ``page`` from now on (requests under way finish with the previous one)."""
         encoded = page.encode("utf-8")
         with self._lock:
             self._page = encoded
+            self._read = False
 
     @property
     def page(self) -> bytes:
-        """The page served now."""
+        """The page served now (a request for it marks it read: see :meth:`read_since_published`)."""
         with self._lock:
+            self._read = True
             return self._page
+
+    def read_since_published(self) -> bool:
+        """Whether the page was served since it was published: no reader, no need to rebuild it."""
+        with self._lock:
+            return self._read
 
     @property
     def url(self) -> str:
