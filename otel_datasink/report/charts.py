@@ -34,6 +34,11 @@ _CONFIG = {
     "legend": {"labelFontSize": 10, "titleFontSize": 11, "orient": "top"},
 }
 _UTC = {"type": "utc"}
+_INSTANTS = {"format": "%b %d %H:%M", "labelOverlap": True}
+"""An axis of instants: Vega's own labels go down to milliseconds (".134") over a short or one-point range. (A
+utc scale formats in UTC; ``formatType: utc`` would drop the format.)"""
+_DAYS = {"format": "%b %d", "labelOverlap": True}
+_FINISHED = {"domain": ["SUCCESS", "FAILED"], "range": [STATUS_COLORS["SUCCESS"], STATUS_COLORS["FAILED"]]}
 
 
 def svg(spec: Spec) -> str:
@@ -171,7 +176,6 @@ def runs_per_day(daily: Sequence[Row], start: datetime.date, end: datetime.date)
     for row in rows:
         values.append({"day": row["day"], "status": "SUCCESS", "runs": row["runs"] - row["failures"]})
         values.append({"day": row["day"], "status": "FAILED", "runs": row["failures"]})
-    finished = {"domain": ["SUCCESS", "FAILED"], "range": [STATUS_COLORS["SUCCESS"], STATUS_COLORS["FAILED"]]}
     return _spec(
         values,
         mark={"type": "bar"},
@@ -184,7 +188,7 @@ def runs_per_day(daily: Sequence[Row], start: datetime.date, end: datetime.date)
                 "axis": {"labelAngle": -45, "labelExpr": "slice(datum.value, 5)", "labelOverlap": True},
             },
             "y": {"field": "runs", "type": "quantitative", "title": "finished runs"},
-            "color": {"field": "status", "type": "nominal", "scale": finished, "title": None},
+            "color": {"field": "status", "type": "nominal", "scale": _FINISHED, "title": None},
             "order": {"field": "status", "sort": "descending"},
         },
         width={"step": 14},
@@ -302,7 +306,7 @@ def job_detail(recent: Sequence[Row], daily: Sequence[Row], anomalies: Sequence[
             value = row[f"{name}_duration_ms"]
             if value is not None:
                 trend.append({"day": row["run_date"], "percentile": name, "minutes": value / 60000})
-    x = {"field": "start", "type": "temporal", "scale": _UTC, "title": None}
+    x = {"field": "start", "type": "temporal", "scale": _UTC, "title": None, "axis": _INSTANTS}
     timed = [_plain(r) for r in runs if r["minutes"] is not None]
     panels: list[Spec] = []
     if timed:
@@ -337,7 +341,7 @@ def job_detail(recent: Sequence[Row], daily: Sequence[Row], anomalies: Sequence[
                 "data": {"values": [_plain(t) for t in trend]},
                 "mark": {"type": "line", "point": len(trend) <= 2 * 31},  # points only while they stay apart
                 "encoding": {
-                    "x": {"field": "day", "type": "temporal", "scale": _UTC, "title": None},
+                    "x": {"field": "day", "type": "temporal", "scale": _UTC, "title": None, "axis": _DAYS},
                     "y": {"field": "minutes", "type": "quantitative", "title": "minutes"},
                     "strokeDash": {"field": "percentile", "type": "nominal", "title": None},
                     "color": {"value": "#455a64"},
@@ -385,9 +389,9 @@ def dataset_updates(updates: Sequence[Row]) -> Spec:
         ),
         mark={"type": "point", "filled": True, "size": 40},
         encoding={
-            "x": {"field": "at", "type": "temporal", "scale": _UTC, "title": None},
+            "x": {"field": "at", "type": "temporal", "scale": _UTC, "title": None, "axis": _INSTANTS},
             "y": {"field": "records", "type": "quantitative", "title": "records written"},
-            "color": {"field": "status", "type": "nominal", "scale": _STATUS_SCALE, "title": None},
+            "color": {"field": "status", "type": "nominal", "scale": _FINISHED, "title": None},
         },
         width=560,
         height=110,

@@ -106,7 +106,7 @@ def _body(snapshot: Snapshot, charts: Charts, options: PageOptions) -> str:
         _datasets(snapshot, charts),
     ]
     parts.extend(_job_page(job, snapshot, charts, options) for job in snapshot.jobs)
-    parts.extend(_dataset_page(dataset, charts) for dataset in snapshot.datasets)
+    parts.extend(_dataset_page(dataset, charts, snapshot.days) for dataset in snapshot.datasets)
     return "\n".join(parts)
 
 
@@ -439,7 +439,7 @@ def _trace_link(template: str | None, run: Row) -> str:
     return f'<a href="{escape(url)}" rel="noreferrer">trace</a>'
 
 
-def _dataset_page(dataset: Dataset, charts: Charts) -> str:
+def _dataset_page(dataset: Dataset, charts: Charts, days: int) -> str:
     row = dataset.status
     facts = _facts(
         ("stale", "yes" if row["is_stale"] else "no"),
@@ -457,14 +457,15 @@ def _dataset_page(dataset: Dataset, charts: Charts) -> str:
     if dataset.name in charts.datasets:
         parts.append(
             f'<figure class="chart">{charts.datasets[dataset.name]}<figcaption>Its {len(dataset.updates)} most '
-            f"recent updates of the period (at most {data.RECENT_UPDATES}).</figcaption></figure>"
+            f"recent updates of the last {data.update_days(days)} days (at most {data.RECENT_UPDATES})."
+            "</figcaption></figure>"
         )
     elif dataset.updates:
         parts.append(
             f'<p class="note">No chart for this dataset in this file: charts are drawn for '
             f"{charts.dataset_chart_cap} datasets, stale ones first.</p>"
         )
-    parts.append("<h3>Jobs that wrote it (in the period)</h3>")
+    parts.append(f"<h3>Jobs that wrote it <small>(in the last {data.update_days(days)} days)</small></h3>")
     parts.append(
         _table(
             ("job", "updates", "last update"),
@@ -475,7 +476,7 @@ def _dataset_page(dataset: Dataset, charts: Charts) -> str:
             css="writers",
         )
         if dataset.writers
-        else "<p>None in the period.</p>"
+        else f"<p>None in the last {data.update_days(days)} days.</p>"
     )
     parts.append("</section>")
     return "\n".join(parts)
