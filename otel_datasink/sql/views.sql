@@ -75,30 +75,18 @@ WHERE state_rank = 1;
 -- SLA given.
 -- last_status, record_count and freshness_sla_minutes are those of the latest update (carrying one); a tie on
 -- the millisecond goes to SUCCESS, then to the greater run_id, job_name, trace_id and span_id, never to
--- ingestion time, so a replay answers as the live path did (min_by over that order, not max_by over
--- updated_at, which leaves a tie to the engine).
+-- ingestion time, so a replay answers as the live path did.
 -- An update is one (dataset, updated_at) of one span: dataset_status has no attempt, and the span is what tells
 -- apart two jobs sharing a run id, or two attempts of one run, updating a dataset in one millisecond, while
--- every copy of an update (retries, replays) comes from the same span.
+-- every copy of an update (retries, replays) comes from the same span, with the same values, so copies change
+-- no answer (the latest ingested is taken).
+-- Cost: hourly jobs write millions of updates a year. The instants are found by grouping (cheap), and only the
+-- updates at each dataset's latest instants are ranked, never every update of the window.
 CREATE OR REPLACE VIEW dataset_status_latest AS
-WITH copies AS (
-    SELECT
-        *,
-        row_number() OVER (
-            PARTITION BY dataset, updated_at, trace_id, span_id ORDER BY ingested_at DESC, status
-        ) AS copy
+WITH recent AS (
+    SELECT *
     FROM dataset_status
     WHERE dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
-),
-updates AS (
-    SELECT
-        *,
-        row_number() OVER (
-            PARTITION BY dataset
-            ORDER BY updated_at DESC, status DESC, run_id DESC, job_name DESC, trace_id DESC, span_id DESC
-        ) AS recency
-    FROM copies
-    WHERE copy = 1
 ),
 summary AS (
     SELECT
@@ -106,30 +94,71 @@ summary AS (
         max(updated_at) FILTER (WHERE status = 'SUCCESS') AS last_success_at,
         max(coalesce(watermark, updated_at)) FILTER (WHERE status = 'SUCCESS') AS data_as_of,
         max(updated_at) AS last_update_at,
-        min_by(record_count, recency) FILTER (WHERE record_count IS NOT NULL) AS record_count,
-        min_by(freshness_sla_minutes, recency) FILTER (
-            WHERE freshness_sla_minutes IS NOT NULL
-        ) AS freshness_sla_minutes
-    FROM updates
+        max(updated_at) FILTER (WHERE record_count IS NOT NULL) AS counted_at,
+        max(updated_at) FILTER (WHERE freshness_sla_minutes IS NOT NULL) AS sla_at
+    FROM recent
     GROUP BY dataset
 ),
+at_latest AS (
+    SELECT
+        r.dataset,
+        r.status,
+        r.job_name,
+        r.run_id,
+        r.updated_at = s.last_update_at AS is_last,
+        CASE WHEN r.updated_at = s.counted_at THEN r.record_count END AS record_count,
+        CASE WHEN r.updated_at = s.sla_at THEN r.freshness_sla_minutes END AS freshness_sla_minutes,
+        r.trace_id,
+        r.span_id,
+        r.ingested_at
+    FROM recent AS r
+    JOIN summary AS s
+        ON
+            r.dataset = s.dataset
+            AND (r.updated_at = s.last_update_at OR r.updated_at = s.counted_at OR r.updated_at = s.sla_at)
+),
+ranked AS (
+    SELECT
+        *,
+        row_number() OVER (
+            PARTITION BY dataset, is_last
+            ORDER BY status DESC, run_id DESC, job_name DESC, trace_id DESC, span_id DESC, ingested_at DESC
+        ) AS last_rank,
+        row_number() OVER (
+            PARTITION BY dataset, record_count IS NULL
+            ORDER BY status DESC, run_id DESC, job_name DESC, trace_id DESC, span_id DESC, ingested_at DESC
+        ) AS counted_rank,
+        row_number() OVER (
+            PARTITION BY dataset, freshness_sla_minutes IS NULL
+            ORDER BY status DESC, run_id DESC, job_name DESC, trace_id DESC, span_id DESC, ingested_at DESC
+        ) AS sla_rank
+    FROM at_latest
+),
 latest AS (
-    SELECT dataset, status, job_name, run_id
-    FROM updates
-    WHERE recency = 1
+    SELECT
+        dataset,
+        max(status) FILTER (WHERE is_last AND last_rank = 1) AS last_status,
+        max(job_name) FILTER (WHERE is_last AND last_rank = 1) AS last_job_name,
+        max(run_id) FILTER (WHERE is_last AND last_rank = 1) AS last_run_id,
+        max(record_count) FILTER (WHERE record_count IS NOT NULL AND counted_rank = 1) AS record_count,
+        max(freshness_sla_minutes) FILTER (
+            WHERE freshness_sla_minutes IS NOT NULL AND sla_rank = 1
+        ) AS freshness_sla_minutes
+    FROM ranked
+    GROUP BY dataset
 ),
 measured AS (
     SELECT
         s.dataset,
-        l.status AS last_status,
+        l.last_status,
         s.last_success_at,
         s.data_as_of,
         date_diff('minute', s.data_as_of, current_timestamp) AS freshness_minutes,
-        s.freshness_sla_minutes,
-        s.record_count,
+        l.freshness_sla_minutes,
+        l.record_count,
         s.last_update_at,
-        l.job_name AS last_job_name,
-        l.run_id AS last_run_id
+        l.last_job_name,
+        l.last_run_id
     FROM summary AS s
     JOIN latest AS l ON l.dataset = s.dataset
 )
