@@ -91,26 +91,29 @@ def build(
     # Four evaluations of the views, each on a connection of its own, overlapping (DuckDB and vl-convert release
     # the GIL, and a view's ranking keeps one core busy, not all): the jobs' states now (here), the datasets'
     # (dataset_status_latest is the costliest view), the states at the period's start, and the period's
-    # aggregates, whose charts are drawn as soon as they are read, while the states are still being computed.
+    # aggregates. The charts of each part are drawn as soon as it is read, while the others are still computed.
     then = now - datetime.timedelta(days=days)
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="report") as pool:
+    with ThreadPoolExecutor(max_workers=5, thread_name_prefix="report") as pool:
         previous = pool.submit(_timed("previous states", _state_as_of), options, then, has_alerts)
         trends = pool.submit(_timed("period aggregates", _trends), options, now, days)
         found_datasets = pool.submit(_timed("datasets", _datasets), options, now, days)
         trend_charts = pool.submit(
             _timed("period charts", lambda: _draw(_trend_specs(trends.result(), now, days), counter))
         )
+        dataset_charts = pool.submit(
+            _timed("dataset charts", lambda: _draw(_dataset_specs(found_datasets.result()[1]), counter))
+        )
         try:
             with _phase("jobs"):
                 _pin(con, now, data.STATE_PARAMETERS, ("job_runs_latest",))
-                snapshot = data.snapshot(
-                    con, trends.result(), found_datasets.result(), now, days, has_alerts, previous.result()
-                )
+                states = data.job_states(con, has_alerts)
         finally:
             con.close()
-        with _phase("state charts"):
-            drawn = _draw(_state_specs(snapshot), counter)
+        snapshot = data.snapshot(states, trends.result(), found_datasets.result(), now, days, previous.result())
+        with _phase("job charts"):
+            drawn = _draw(_job_specs(snapshot), counter)
         drawn.update(trend_charts.result())
+        drawn.update(dataset_charts.result())
     html = render(snapshot, _charts(drawn, snapshot), page)
     return Report(html, time.monotonic() - started, len(drawn), len(snapshot.jobs), len(snapshot.datasets))
 
@@ -264,19 +267,24 @@ def _trend_specs(trends: data.Trends, now: datetime.datetime, days: int) -> dict
     return specs
 
 
-def _state_specs(snapshot: data.Snapshot) -> dict[tuple[str, str], chart_specs.Spec]:
-    """The charts of the states: freshness, the pages of the jobs that need attention most, of the stalest
-    datasets."""
+def _dataset_specs(datasets: list[data.Dataset]) -> dict[tuple[str, str], chart_specs.Spec]:
+    """The datasets' charts: freshness, and the pages of the stalest datasets."""
     specs: dict[tuple[str, str], chart_specs.Spec] = {}
-    fresh = _stalest(snapshot)
+    fresh = _stalest(datasets)
     if fresh:
         specs["overview", "freshness"] = chart_specs.freshness(fresh)
+    for dataset in [d for d in datasets if d.updates][:DATASET_CHARTS]:
+        specs["dataset", dataset.name] = chart_specs.dataset_updates(dataset.updates)
+    return specs
+
+
+def _job_specs(snapshot: data.Snapshot) -> dict[tuple[str, str], chart_specs.Spec]:
+    """The charts of the pages of the jobs that need attention most."""
+    specs: dict[tuple[str, str], chart_specs.Spec] = {}
     for job in _charted_jobs(snapshot):
         spec = chart_specs.job_detail(job.recent, job.daily, job.anomalies)
         if spec is not None:
             specs["job", job.name] = spec
-    for dataset in [d for d in snapshot.datasets if d.updates][:DATASET_CHARTS]:
-        specs["dataset", dataset.name] = chart_specs.dataset_updates(dataset.updates)
     return specs
 
 
@@ -303,13 +311,13 @@ def _most_failing(failures_by_day: list[data.Row]) -> list[str]:
     return sorted(totals, key=lambda name: (-totals[name], name))[:HEATMAP_JOBS]
 
 
-def _stalest(snapshot: data.Snapshot) -> list[data.Row]:
+def _stalest(datasets: list[data.Dataset]) -> list[data.Row]:
     def ratio(row: data.Row) -> float:
         if row["freshness_minutes"] is None or not row["freshness_sla_minutes"]:
             return 0.0
         return float(row["freshness_minutes"]) / float(row["freshness_sla_minutes"])
 
-    ranked = sorted((d.status for d in snapshot.datasets), key=lambda r: (not r["is_stale"], -ratio(r), r["dataset"]))
+    ranked = sorted((d.status for d in datasets), key=lambda r: (not r["is_stale"], -ratio(r), r["dataset"]))
     return ranked[:FRESHNESS_DATASETS]
 
 

@@ -264,11 +264,41 @@ ORDER BY job_name, recency
 """
 
 
-def jobs(con: duckdb.DuckDBPyConnection, trends: Trends) -> list[Job]:
+@dataclasses.dataclass
+class JobStates:
+    """What the jobs' views say now, read once: the rows :func:`jobs` and :func:`snapshot` put together."""
+
+    state: Row
+    recent: list[Row]
+    recurring: list[Row]
+    failed: list[Row]
+    backfills: list[Row]
+    anomalies: list[Row]
+    hung: list[Row]
+    alerts: list[Row] | None
+
+
+def job_states(con: duckdb.DuckDBPyConnection, has_alerts: bool) -> JobStates:
+    """The jobs' views of ``con`` (:data:`STATE_PARAMETERS`, pinned): states, recent runs, failures, backfills,
+    anomalies, hung runs and, with an alerts table, the open alerts."""
+    backfill = "coalesce(run_type, '') = 'backfill'"
+    return JobStates(
+        state=job_state(con, has_alerts),
+        recent=rows(con, _RECENT_RUNS, {"cap": RECENT_RUNS}),
+        recurring=rows(con, "SELECT * FROM recurring_failures"),
+        failed=rows(con, _RECENT_OF_KIND.format(condition="status = 'FAILED'"), {"cap": RECENT_FAILURES}),
+        backfills=rows(con, _RECENT_OF_KIND.format(condition=backfill), {"cap": RECENT_BACKFILLS}),
+        anomalies=rows(con, "SELECT * FROM volume_anomalies ORDER BY job_name, end_time DESC"),
+        hung=rows(con, "SELECT * FROM hung_runs ORDER BY start_time"),
+        alerts=rows(con, "SELECT * FROM alerts_open ORDER BY opened_at DESC") if has_alerts else None,
+    )
+
+
+def jobs(states: JobStates, trends: Trends) -> list[Job]:
     """Every job with a run in the state views' window or in the period, by name, with what its line and its page
     show."""
     by_name: dict[str, Job] = {}
-    for run in rows(con, _RECENT_RUNS, {"cap": RECENT_RUNS}):
+    for run in states.recent:
         job = by_name.get(run["job_name"])
         if job is None:
             job = by_name[run["job_name"]] = Job(run["job_name"], run["status"], run["start_time"])
@@ -280,21 +310,16 @@ def jobs(con: duckdb.DuckDBPyConnection, trends: Trends) -> list[Job]:
         job.daily.append(day)
         job.runs += day["runs"]
         job.failures += day["failures"]
-    for failure in rows(con, "SELECT * FROM recurring_failures"):
+    for failure in states.recurring:
         if failure["job_name"] in by_name:
             job = by_name[failure["job_name"]]
             job.current_streak = failure["current_streak"]
             job.last_error_type = failure["last_error_type"]
             job.last_error_message = failure["last_error_message"]
-    _attach(
-        by_name,
-        rows(con, _RECENT_OF_KIND.format(condition="status = 'FAILED'"), {"cap": RECENT_FAILURES}),
-        "failed_runs",
-    )
-    backfill = "coalesce(run_type, '') = 'backfill'"
-    _attach(by_name, rows(con, _RECENT_OF_KIND.format(condition=backfill), {"cap": RECENT_BACKFILLS}), "backfills")
-    _attach(by_name, rows(con, "SELECT * FROM volume_anomalies ORDER BY job_name, end_time DESC"), "anomalies")
-    _attach(by_name, rows(con, "SELECT * FROM hung_runs ORDER BY job_name, start_time"), "hung")
+    _attach(by_name, states.failed, "failed_runs")
+    _attach(by_name, states.backfills, "backfills")
+    _attach(by_name, states.anomalies, "anomalies")
+    _attach(by_name, sorted(states.hung, key=lambda row: (row["job_name"], row["start_time"])), "hung")
     return [by_name[name] for name in sorted(by_name)]
 
 
@@ -379,26 +404,26 @@ def datasets(con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) 
 
 
 def snapshot(
-    con: duckdb.DuckDBPyConnection,
+    states: JobStates,
     trends: Trends,
     found_datasets: tuple[Row, list[Dataset]],
     now: datetime.datetime,
     days: int,
-    has_alerts: bool,
     previous: Row | None,
 ) -> Snapshot:
-    """What the report shows: the jobs' views of ``con`` (:data:`STATE_PARAMETERS`, pinned at ``now``), the
-    period's ``trends``, and the :func:`dataset_state` and :func:`datasets` read on a connection of their own
-    (``found_datasets``); ``previous`` the :func:`state` at the period's start (None when unknown)."""
-    current = job_state(con, has_alerts) | found_datasets[0]
+    """What the report shows, put together from what the views said: the jobs' ``states`` (:func:`job_states`),
+    the period's ``trends`` (:func:`trends`), the :func:`dataset_state` and :func:`datasets` (``found_datasets``),
+    each read on a connection of its own; ``previous`` the :func:`state` at the period's start (None when
+    unknown)."""
+    current = states.state | found_datasets[0]
     return Snapshot(
         now=now,
         days=days,
         figures=figures(trends.counts, current, previous),
-        jobs=jobs(con, trends),
+        jobs=jobs(states, trends),
         datasets=found_datasets[1],
         daily_runs=trends.daily_runs,
         failures_by_day=trends.failures_by_day,
-        hung=rows(con, "SELECT * FROM hung_runs ORDER BY start_time"),
-        alerts=rows(con, "SELECT * FROM alerts_open ORDER BY opened_at DESC") if has_alerts else None,
+        hung=states.hung,
+        alerts=states.alerts,
     )
