@@ -528,8 +528,8 @@ class TimedConnection:
 def breakdown(location: Path, days: int) -> None:
     """Where one report's time goes (in this process): each SQL statement, each kind of chart, the phases of
     ``otel_datasink.report.builder.build``; and the page's bytes by section. It wraps the report's internals
-    (``local.connect``, the ``charts`` module's spec functions and ``svg``, ``builder.draw`` and ``render``):
-    when they change, this changes with them."""
+    (``local.connect``, the ``charts`` module's spec functions and ``svg``, each function of ``builder`` but
+    ``build``): when they change, this changes with them."""
     from otel_datasink import local
     from otel_datasink.config import Options
     from otel_datasink.report import builder, charts
