@@ -196,8 +196,12 @@ def _rewrite(writer: Writer, item: Bin) -> bytes:
         pending: list[pa.Table] = []
         rows = 0
         for path in item.inputs:
-            with writer.fs.open(path, "rb") as handle:
-                table = pq.read_table(handle)
+            # Read on this thread only: Arrow's worker threads (read_table's read-ahead, a threaded decode) may
+            # drop their last hold of buffers read from this Python file after the read returned; if that is
+            # while the interpreter exits, the process aborts ("terminate called without an active exception",
+            # seen under load). The files are a flush's worth each: one thread decodes them fast enough.
+            with writer.fs.open(path, "rb") as handle, pq.ParquetFile(handle) as parquet:
+                table = parquet.read(use_threads=False)
             pending.append(_conform(table, schema))
             rows += table.num_rows
             if rows >= _ROW_GROUP_ROWS:
