@@ -3,6 +3,7 @@ string is escaped, caps are kept and said, and bad input fails as every command 
 
 from __future__ import annotations
 
+import base64
 import datetime
 import html
 import re
@@ -227,10 +228,14 @@ def test_days_must_be_positive(tmp_path, capsys):
     assert "--days: must be 1 to 400" in capsys.readouterr().err
 
 
-def test_the_token_is_a_bearer_header_compared_in_full():
+def test_the_token_is_a_bearer_header_or_a_browser_logins_password_compared_in_full():
     assert authorized(None, None) and authorized("anything", None)
     assert authorized("Bearer s3cret", "s3cret")
+    assert authorized("Basic " + base64.b64encode(b"anyone:s3cret").decode(), "s3cret")
+    wrong_logins = [base64.b64encode(login).decode() for login in (b"s3cret", b"s3cret:", b"a:s3cre", b"a:s3cret ")]
     for header in (None, "", "Bearer s3cre", "Bearer s3cret ", "bearer s3cret", "s3cret", "Bearer \udcff"):
+        assert not authorized(header, "s3cret")
+    for header in ["Basic " + login for login in wrong_logins] + ["Basic !!!", "Basic \udcff"]:
         assert not authorized(header, "s3cret")
 
 
@@ -262,6 +267,8 @@ def test_serve_on_another_address_requires_the_token_and_refuses_writes(scenario
         assert _status(url) == 401
         assert _status(url, {"Authorization": "Bearer wrong"}) == 401
         assert _status(url, {"Authorization": "Bearer s3cret"}) == 200
+        login = base64.b64encode(b"me:s3cret").decode()
+        assert _status(url, {"Authorization": f"Basic {login}"}) == 200  # what a browser sends once asked
         assert _status(url + "other", {"Authorization": "Bearer s3cret"}) == 404
         assert _status(url, {"Authorization": "Bearer s3cret"}, method="POST") == 405
     finally:

@@ -158,6 +158,18 @@ def test_the_jobs_list_filters_and_sorts(report, watch):
     assert watch.errors == []
 
 
+def open_page(browser_page, url: str) -> None:
+    """Opens ``url``, again if the page's own refresh (every second here) cut the navigation short."""
+    for _ in range(5):
+        try:
+            browser_page.goto(url, wait_until="load")
+            return
+        except Exception as error:  # Playwright's Error; the refresh's navigation aborts the test's
+            if "ERR_ABORTED" not in str(error):
+                raise
+    browser_page.goto(url, wait_until="load")
+
+
 def test_serve_shows_the_page_over_http_and_picks_up_new_runs(report, watch):
     location, _, _ = report
     process = subprocess.Popen(
@@ -171,21 +183,54 @@ def test_serve_shows_the_page_over_http_and_picks_up_new_runs(report, watch):
         line = process.stdout.readline()
         assert line.startswith("serving http://127.0.0.1:"), process.stderr.read() if process.poll() else line
         url = re.search(r"http://\S+", line).group(0)
-        watch.page.goto(url, wait_until="load")
-        assert watch.requests == [url] and watch.errors == []
+        open_page(watch.page, url)
+        assert watch.requests[-1] == url and set(watch.requests) == {url} and watch.errors == []
         before = int(shown_figures(watch.page)["runs"].replace(",", ""))
         end = time.time_ns()
         write_spans(location, [job_span("late_job", end - MINUTE_NS, end)])
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            watch.page.goto(url, wait_until="load")
+            open_page(watch.page, url)
             if watch.page.locator("#jobs-table a:text-is('late_job')").count():
                 break
         assert watch.page.locator("#jobs-table a:text-is('late_job')").count() == 1
         assert int(shown_figures(watch.page)["runs"].replace(",", "")) == before + 1
         assert watch.errors == []
         assert all(request.startswith(url) for request in watch.requests)
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+
+
+def test_a_served_page_behind_a_token_opens_in_a_browser_with_the_token_as_password(report, browser, tmp_path):
+    location, _, _ = report
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otel_datasink.cli", "serve", "--location", location, "--listen", "127.0.0.1:0",
+         "--token-file", str(token_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://\S+", line).group(0)
+        # Without the token, or with a wrong one, the server keeps answering 401: the (headless) browser shows that
+        # answer or gives up on the credentials, as Chromium decides.
+        for credentials in (None, {"username": "me", "password": "guess"}):
+            refused = browser.new_context(http_credentials=credentials)
+            try:
+                assert refused.new_page().goto(url).status == 401
+            except Exception as error:  # Playwright's Error
+                assert "ERR_INVALID_AUTH_CREDENTIALS" in str(error)
+            refused.close()
+        reader = browser.new_context(http_credentials={"username": "me", "password": "s3cret"})
+        page_ = reader.new_page()
+        assert page_.goto(url).status == 200
+        assert shown_figures(page_)["runs"]  # the page itself, not an error text
+        reader.close()
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0

@@ -22,9 +22,9 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from otel_datasink.collector import responses
-from otel_datasink.collector.http import authorized
 from otel_datasink.collector.ingest import UndecodableError
 from otel_datasink.collector.spool import KIND_PROTOBUF
+from otel_datasink.tokens import authorized, bearer
 
 if TYPE_CHECKING:  # server.py imports this module
     from otel_datasink.collector.metrics import Metrics
@@ -67,7 +67,7 @@ class _TokenCheck(grpc.aio.ServerInterceptor):
     """Refuses calls without the bearer token on their metadata, before their message is read."""
 
     def __init__(self, token: str, metrics: Metrics) -> None:
-        self._expected = f"Bearer {token}".encode()
+        self._expected = bearer(token)
         self._metrics = metrics
 
         async def refuse(requests: object, context: grpc.aio.ServicerContext) -> bytes:

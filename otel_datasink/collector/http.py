@@ -20,7 +20,6 @@ away gRPC clients (the HTTP/2 preface) with one clear log line instead of an HTT
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import resource
@@ -35,6 +34,7 @@ from otel_datasink.collector import responses
 from otel_datasink.collector.ingest import UndecodableError
 from otel_datasink.collector.metrics import Throttled
 from otel_datasink.collector.spool import KIND_JSON, KIND_OPENLINEAGE, KIND_PROTOBUF
+from otel_datasink.tokens import authorized, bearer
 
 if TYPE_CHECKING:  # server.py imports this module
     from otel_datasink.collector.metrics import Metrics
@@ -337,22 +337,8 @@ def _peer(transport: asyncio.BaseTransport | None) -> str:
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
 
 
-def authorized(header: str | None, expected: bytes | None) -> bool:
-    """Whether an ``Authorization`` header carries the expected ``Bearer <token>`` (False without a token to expect).
-
-    Header bytes that are not UTF-8 (aiohttp keeps them as surrogates) are a wrong token, not an error.
-    """
-    if expected is None or header is None:
-        return False
-    try:
-        given = header.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return False
-    return hmac.compare_digest(given, expected)
-
-
 def _expected_auth(settings: CollectorSettings) -> bytes | None:
-    return f"Bearer {settings.token}".encode() if settings.token else None
+    return bearer(settings.token) if settings.token else None
 
 
 def _traces_handler(receiver: Collector) -> Handler:

@@ -4,9 +4,9 @@ HEAD of / only).
 
 Bound to loopback by default (``--listen 127.0.0.1:8080``). Any other address (``--listen 0.0.0.0:8080``)
 requires a bearer token (``--token``, ``--token-file`` or their environment variables), as the collector's:
-every request must then carry ``Authorization: Bearer <token>``. A location that does not exist is an error
-(exit status 2) before anything is bound; a rebuild that fails later keeps the last page and says why on
-stderr. SIGTERM or Ctrl-C stops it (exit 0).
+every request must then carry ``Authorization: Bearer <token>``, or a browser's login (any user name, the token
+as password). A location that does not exist is an error (exit status 2) before anything is bound; a rebuild that
+fails later keeps the last page and says why on stderr. SIGTERM or Ctrl-C stops it (exit 0).
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"address to serve on (default {DEFAULT_LISTEN}); a non-loopback address requires a token",
     )
     parser.add_argument(
-        "--token", help=f"bearer token readers must send; shown by ps: prefer --token-file (env {TOKEN_VARIABLE})"
+        "--token",
+        help=f"token readers must send (as a bearer token, or a browser login's password); shown by ps: prefer "
+        f"--token-file (env {TOKEN_VARIABLE})",
     )
     parser.add_argument(
         "--token-file", metavar="FILE", help=f"read the bearer token from FILE (env {TOKEN_FILE_VARIABLE})"

@@ -2,19 +2,20 @@
 
 Only ``GET`` and ``HEAD`` of ``/`` (or ``/index.html``) are answered; any other path is 404 and any other method
 405: nothing can be changed through it. With a token, every request must carry ``Authorization: Bearer <token>``
-(compared in constant time, as the collector compares its token), else 401. The page is rebuilt by the caller
-(:meth:`PageServer.publish`), never on a request: a slow store delays no reader.
+(compared in constant time, as the collector compares its token), or Basic credentials with the token as password,
+which is what a browser sends once the 401 answer's ``WWW-Authenticate: Basic`` made it ask its reader. The page
+is rebuilt by the caller (:meth:`PageServer.publish`), never on a request: a slow store delays no reader.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from otel_datasink import tokens
 from otel_datasink.report.page import CONTENT_SECURITY_POLICY
 
 _logger = logging.getLogger(__name__)
@@ -23,13 +24,11 @@ PAGE_PATHS = ("/", "/index.html")
 
 
 def authorized(header: str | None, token: str | None) -> bool:
-    """Whether ``header`` (an ``Authorization`` value) is ``Bearer <token>``; True when no token is required."""
+    """Whether ``header`` (an ``Authorization`` value) carries ``token``: ``Bearer <token>``, or Basic credentials
+    with the token as password (how a browser's login prompt sends it); True when no token is required."""
     if token is None:
         return True
-    if header is None:
-        return False
-    given = header.encode("utf-8", "surrogateescape")
-    return hmac.compare_digest(given, f"Bearer {token}".encode())
+    return tokens.authorized(header, tokens.bearer(token)) or tokens.basic_password_is(header, token)
 
 
 class PageServer(ThreadingHTTPServer):
@@ -91,9 +90,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not authorized(self.headers.get("Authorization"), self.server.token):
             self._send(
                 HTTPStatus.UNAUTHORIZED,
-                b"missing or wrong bearer token\n",
+                b"missing or wrong token\n",
                 "text/plain",
-                {"WWW-Authenticate": "Bearer"},
+                # Basic makes a browser ask for it (user name: anything, password: the token).
+                {"WWW-Authenticate": 'Basic realm="otel-datasink", charset="UTF-8"'},
                 body,
             )
             return
