@@ -213,3 +213,19 @@ OTEL_EXPORTER_DATASINK_COLLECTOR_FLUSH_AGE = "OTEL_EXPORTER_DATASINK_COLLECTOR_F
 Milliseconds after its first row at which the collector rolls its current batch into files. More than 0.
 Default: 30000.
 """
+
+OTEL_EXPORTER_DATASINK_SERVE_TOKEN = "OTEL_EXPORTER_DATASINK_SERVE_TOKEN"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_SERVE_TOKEN
+
+Token ``otel-datasink serve`` requires of every reader: ``Authorization: Bearer <token>``, or a browser's login
+with the token as password (any user name). Required to listen on an address other than loopback. Default: none.
+"""
+
+OTEL_EXPORTER_DATASINK_SERVE_TOKEN_FILE = "OTEL_EXPORTER_DATASINK_SERVE_TOKEN_FILE"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_SERVE_TOKEN_FILE
+
+A file holding that token (so that it is not visible in ``ps``). Not together with
+``OTEL_EXPORTER_DATASINK_SERVE_TOKEN``; an empty or unreadable file is an error. Default: none.
+"""

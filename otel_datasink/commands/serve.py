@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from otel_datasink import environment_variables as env
 from otel_datasink.cli import EXIT_OK, CommandError, describe, store_options
 from otel_datasink.commands.report import add_page_arguments, check_trace_url
 
@@ -29,10 +30,8 @@ if TYPE_CHECKING:
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_REFRESH = 60.0
-TOKEN_VARIABLE = "OTEL_EXPORTER_DATASINK_SERVE_TOKEN"
-"""The bearer token ``serve`` requires, as ``--token``."""
-TOKEN_FILE_VARIABLE = "OTEL_EXPORTER_DATASINK_SERVE_TOKEN_FILE"
-"""A file holding that token, as ``--token-file``."""
+TOKEN_VARIABLE = env.OTEL_EXPORTER_DATASINK_SERVE_TOKEN
+TOKEN_FILE_VARIABLE = env.OTEL_EXPORTER_DATASINK_SERVE_TOKEN_FILE
 
 
 def _refresh_seconds(text: str) -> float:
