@@ -40,14 +40,24 @@ def check_template(template: str | None, flag: str) -> None:
         raise ValueError(f"{flag}: unknown field {{{unknown[0]}}} (expected {', '.join(LINK_FIELDS)})")
 
 
-def pin_time(con: duckdb.DuckDBPyConnection, now: datetime.datetime, parameters: ViewParameters | None) -> None:
-    """Redefines the views of ``con`` as seen at ``now`` instead of the clock, and computes the two views every
-    other reads once for the evaluation.
+COMPUTED_ONCE = ("job_runs_latest", "dataset_status_latest")
+"""The views every other reads: :func:`pin_time` computes them once by default."""
+
+
+def pin_time(
+    con: duckdb.DuckDBPyConnection,
+    now: datetime.datetime,
+    parameters: ViewParameters | None,
+    computed_once: tuple[str, ...] = COMPUTED_ONCE,
+) -> None:
+    """Redefines the views of ``con`` as seen at ``now`` instead of the clock, and computes the views of
+    ``computed_once`` once.
 
     Pinned, the views, the missing runs and the incidents agree on one instant (and a test or a replay of an
-    evaluation chooses it). ``job_runs_latest`` and ``dataset_status_latest`` are then kept as temporary tables
-    that the views of the same names read: each condition and gauge reads them again, and ranking a month of
-    runs once instead of six times is most of an evaluation's cost (``benchmarks/bench_alert.py``).
+    evaluation chooses it). The views of ``computed_once`` (``job_runs_latest`` and ``dataset_status_latest`` by
+    default) are then kept as temporary tables that the views of the same names read: each condition and gauge
+    reads them again, and ranking a month of runs once instead of six times is most of an evaluation's cost
+    (``benchmarks/bench_alert.py``). A reader of only some views (the report's connections) names those.
     """
     from otel_datasink.catalog import duckdb_views
 
@@ -56,12 +66,9 @@ def pin_time(con: duckdb.DuckDBPyConnection, now: datetime.datetime, parameters:
         statement = re.sub(r"\bCURRENT_TIMESTAMP\b", f"CAST('{instant}+00' AS TIMESTAMPTZ)", statement)
         statement = re.sub(r"\bCURRENT_DATE\b", f"CAST('{instant[:10]}' AS DATE)", statement)
         con.execute(statement)
-    for view in _COMPUTED_ONCE:
+    for view in computed_once:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _{view} AS SELECT * FROM {view}")
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM _{view}")
-
-
-_COMPUTED_ONCE = ("job_runs_latest", "dataset_status_latest")
 
 
 def evaluate(

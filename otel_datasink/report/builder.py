@@ -10,13 +10,13 @@ import contextlib
 import dataclasses
 import datetime
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
+from otel_datasink.alerts.conditions import pin_time
 from otel_datasink.catalog import ViewParameters
 from otel_datasink.config import Options
 from otel_datasink.report import charts as chart_specs
@@ -105,7 +105,7 @@ def build(
         )
         try:
             with _phase("jobs"):
-                _pin(con, now, data.STATE_PARAMETERS, ("job_runs_latest",))
+                pin_time(con, now, data.STATE_PARAMETERS, ("job_runs_latest",))
                 states = data.job_states(con, has_alerts)
         finally:
             con.close()
@@ -156,26 +156,6 @@ def _connect(options: Options, parameters: ViewParameters, must_exist: bool = Fa
     )
 
 
-def _pin(
-    con: duckdb.DuckDBPyConnection,
-    now: datetime.datetime,
-    parameters: ViewParameters,
-    computed_once: tuple[str, ...] = (),
-) -> None:
-    """Redefines the views of ``con`` as seen at ``now``, as :func:`otel_datasink.alerts.conditions.pin_time`
-    does, and computes the views of ``computed_once`` once, as temporary tables the views of the same names read
-    (pin_time computes both latest views; each evaluation here needs one of them, or the other)."""
-    from otel_datasink.catalog import duckdb_views
-
-    instant = now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-    for statement in duckdb_views(parameters):
-        statement = re.sub(r"\bCURRENT_TIMESTAMP\b", f"CAST('{instant}+00' AS TIMESTAMPTZ)", statement)
-        con.execute(re.sub(r"\bCURRENT_DATE\b", f"CAST('{instant[:10]}' AS DATE)", statement))
-    for view in computed_once:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _{view} AS SELECT * FROM {view}")
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM _{view}")
-
-
 def _state_as_of(options: Options, then: datetime.datetime, has_alerts: bool) -> data.Row:
     """:func:`data.state` as the views would have answered at ``then``: over the rows whose ``event_time`` is not
     later (a run still going then is the STARTED row it had), the views pinned at ``then``."""
@@ -188,7 +168,7 @@ def _state_as_of(options: Options, then: datetime.datetime, has_alerts: bool) ->
                 f"CREATE VIEW {table} AS SELECT * FROM _{table}_all "
                 f"WHERE event_time <= CAST('{instant}+00' AS TIMESTAMPTZ)"
             )
-        _pin(con, then, data.STATE_PARAMETERS, ("job_runs_latest",))
+        pin_time(con, then, data.STATE_PARAMETERS, ("job_runs_latest",))
         return data.state(con, has_alerts)
     finally:
         con.close()
@@ -198,7 +178,7 @@ def _datasets(options: Options, now: datetime.datetime, days: int) -> tuple[data
     """:func:`data.dataset_state` and :func:`data.datasets` at ``now``, ``dataset_status_latest`` computed once."""
     con = _connect(options, data.STATE_PARAMETERS)
     try:
-        _pin(con, now, data.STATE_PARAMETERS, ("dataset_status_latest",))
+        pin_time(con, now, data.STATE_PARAMETERS, ("dataset_status_latest",))
         return data.dataset_state(con), data.datasets(con, now, days)
     finally:
         con.close()
@@ -210,7 +190,7 @@ def _trends(options: Options, now: datetime.datetime, days: int) -> data.Trends:
     parameters = data.trend_parameters(days)
     con = _connect(options, parameters)
     try:
-        _pin(con, now, parameters, ("runtime_trend",))
+        pin_time(con, now, parameters, ("runtime_trend",))
         return data.trends(con, now, days)
     finally:
         con.close()
