@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import importlib
 import logging
 import os
@@ -125,6 +126,15 @@ def store_options(args: argparse.Namespace, **options: Any) -> Options:
     for name in ("s3_endpoint_url", "profile"):
         options.setdefault(name, getattr(args, name, None))
     return Options.resolve(args.location, **options)
+
+
+def instant(text: str) -> datetime.datetime:
+    """The type of a ``--now`` option (``alert``, ``report``): an ISO 8601 instant, UTC when it names no offset."""
+    try:
+        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from None
+    return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from otel_datasink.alerts import conditions as conditions_module
 from otel_datasink.alerts.model import DeliveryError
 from otel_datasink.alerts.rules import Rules, RulesError, load_rules
-from otel_datasink.cli import EXIT_FOUND, EXIT_OK, CommandError, store_options
+from otel_datasink.cli import EXIT_FOUND, EXIT_OK, CommandError, instant, store_options
 from otel_datasink.commands.ddl import add_view_arguments, view_parameters
 from otel_datasink.commands.query import add_allow_empty_argument
 
@@ -63,14 +63,6 @@ def _positive_seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be above zero, not {text}")
     return value
-
-
-def _instant(text: str) -> datetime.datetime:
-    try:
-        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from None
-    return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"per delivery (default {DEFAULT_TIMEOUT:g})",
     )
     now = os.environ.get(NOW_VARIABLE)
-    parser.add_argument("--now", type=_instant, default=_instant(now) if now else None, help=argparse.SUPPRESS)
+    parser.add_argument("--now", type=instant, default=instant(now) if now else None, help=argparse.SUPPRESS)
     add_allow_empty_argument(parser)
     add_view_arguments(parser)
 

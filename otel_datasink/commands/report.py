@@ -14,12 +14,11 @@ A location that exists but holds no table yet gives a page that says so; one tha
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 from pathlib import Path
 
-from otel_datasink.cli import CommandError, store_options
+from otel_datasink.cli import CommandError, instant, store_options
 from otel_datasink.commands._output import human_size
 from otel_datasink.commands.replay import add_progress_argument
 
@@ -38,15 +37,6 @@ def positive_days(text: str) -> int:
     if not 1 <= value <= MAX_DAYS:
         raise argparse.ArgumentTypeError(f"must be 1 to {MAX_DAYS}, not {text}")
     return value
-
-
-def instant(text: str) -> datetime.datetime:
-    """``--now``: an ISO 8601 instant, UTC when it names no offset."""
-    try:
-        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from None
-    return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
 
 
 def add_page_arguments(parser: argparse.ArgumentParser) -> None:
