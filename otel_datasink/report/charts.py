@@ -149,6 +149,17 @@ def _bucket(day: datetime.date, start: datetime.date, size: int) -> str:
     return (start + datetime.timedelta(days=(day - start).days // size * size)).isoformat()
 
 
+def _day_axis(start: datetime.date, end: datetime.date, size: int, **axis: Any) -> dict[str, Any]:
+    """An x encoding of every day (or week, by ``size``) from ``start`` to ``end``, labelled MM-DD."""
+    return {
+        "field": "day",
+        "type": "ordinal",
+        "scale": {"domain": _buckets(start, end, size)},
+        "title": "week starting" if size > 1 else None,
+        "axis": {"labelAngle": -45, "labelExpr": "slice(datum.value, 5)", **axis},
+    }
+
+
 def _buckets(start: datetime.date, end: datetime.date, size: int) -> list[str]:
     return [(start + datetime.timedelta(days=i)).isoformat() for i in range(0, (end - start).days + 1, size)]
 
@@ -180,13 +191,7 @@ def runs_per_day(daily: Sequence[Row], start: datetime.date, end: datetime.date)
         values,
         mark={"type": "bar"},
         encoding={
-            "x": {
-                "field": "day",
-                "type": "ordinal",
-                "scale": {"domain": _buckets(start, end, size)},
-                "title": "week starting" if size > 1 else None,
-                "axis": {"labelAngle": -45, "labelExpr": "slice(datum.value, 5)", "labelOverlap": True},
-            },
+            "x": _day_axis(start, end, size, labelOverlap=True),
             "y": {"field": "runs", "type": "quantitative", "title": "finished runs"},
             "color": {"field": "status", "type": "nominal", "scale": _FINISHED, "title": None},
             "order": {"field": "status", "sort": "descending"},
@@ -209,13 +214,7 @@ def failure_heatmap(cells: Sequence[Row], jobs: Sequence[str], start: datetime.d
         values,
         mark={"type": "rect", "stroke": "white", "strokeWidth": 1},
         encoding={
-            "x": {
-                "field": "day",
-                "type": "ordinal",
-                "scale": {"domain": _buckets(start, end, size)},
-                "title": "week starting" if size > 1 else None,
-                "axis": {"labelAngle": -45, "labelExpr": "slice(datum.value, 5)"},
-            },
+            "x": _day_axis(start, end, size),
             "y": {"field": "job", "type": "nominal", "sort": list(jobs), "title": None, "axis": {"labelLimit": 220}},
             "color": {
                 "field": "failures",
