@@ -164,6 +164,21 @@ def test_the_page_refers_to_nothing_outside_itself(scenario):
     assert "default-src 'none'" in text
 
 
+def test_a_job_with_successful_runs_in_the_last_30_days_has_a_sparkline_in_its_line(scenario):
+    location, now, text = scenario
+    trend = views(location, now)  # runtime_trend over the state views' 30 days
+    expected = {
+        row[0]
+        for row in trend.execute(
+            "SELECT job_name FROM runtime_trend WHERE NOT is_backfill AND p50_duration_ms IS NOT NULL"
+        ).fetchall()
+    }
+    lines = re.findall(r'<tr data-name="[^"]*"><td data-value="([^"]*)">.*?</tr>', text, re.S)
+    spark = re.findall(r'<tr data-name="[^"]*"><td data-value="([^"]*)">(?:(?!</tr>).)*?class="spark"><svg', text, re.S)
+    assert expected and {html.unescape(name) for name in spark} == expected
+    assert len(lines) > len(spark)  # a job that only failed has none
+
+
 def test_a_chart_per_job_and_dataset_is_drawn_and_the_page_says_what_is_capped(scenario, monkeypatch, tmp_path):
     location, now, text = scenario
     assert "No chart for this job" not in text

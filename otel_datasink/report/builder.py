@@ -107,11 +107,16 @@ def build(
             with _phase("jobs"):
                 pin_time(con, now, data.STATE_PARAMETERS, ("job_runs_latest",))
                 states = data.job_states(con, has_alerts)
+                daily = data.recent_days(con, now, chart_specs.SPARKLINE_DAYS)
         finally:
             con.close()
+        # The jobs' sparklines need only the last days, which the states' connection has: drawn while the period's
+        # aggregates (a year's, for --days 365) are still computed, not after them.
+        with _phase("sparklines"):
+            drawn = _draw(_spark_specs(daily), counter)
         snapshot = data.snapshot(states, trends.result(), found_datasets.result(), now, days, previous.result())
         with _phase("job charts"):
-            drawn = _draw(_job_specs(snapshot), counter)
+            drawn.update(_draw(_job_specs(snapshot), counter))
         drawn.update(trend_charts.result())
         drawn.update(dataset_charts.result())
     html = render(snapshot, _charts(drawn, snapshot), page)
@@ -229,7 +234,7 @@ def _draw(specs: dict[tuple[str, str], chart_specs.Spec], counter: _Counter) -> 
 
 
 def _trend_specs(trends: data.Trends, now: datetime.datetime, days: int) -> dict[tuple[str, str], chart_specs.Spec]:
-    """The charts of the period's aggregates: runs per day, the failures heat map, each job's sparkline."""
+    """The charts of the period's aggregates: runs per day, the failures heat map."""
     start, end = data.period_start(now, days), now.date()
     specs: dict[tuple[str, str], chart_specs.Spec] = {}
     if trends.daily_runs:
@@ -238,13 +243,19 @@ def _trend_specs(trends: data.Trends, now: datetime.datetime, days: int) -> dict
     if heat_jobs:
         cells = [row for row in trends.failures_by_day if row["job_name"] in set(heat_jobs)]
         specs["overview", "failures"] = chart_specs.failure_heatmap(cells, heat_jobs, start, end)
-    by_job: dict[str, list[data.Row]] = {}
-    for row in trends.daily:
-        by_job.setdefault(row["job_name"], []).append(row)
-    for name, daily in by_job.items():
-        if any(not d["is_backfill"] and d["p50_duration_ms"] is not None for d in daily):
-            specs["spark", name] = chart_specs.sparkline(daily)
     return specs
+
+
+def _spark_specs(daily: list[data.Row]) -> dict[tuple[str, str], chart_specs.Spec]:
+    """Each job's sparkline (p50 duration per day), from its rows of ``daily``; none for a job with no point."""
+    by_job: dict[str, list[data.Row]] = {}
+    for row in daily:
+        by_job.setdefault(row["job_name"], []).append(row)
+    return {
+        ("spark", name): chart_specs.sparkline(rows)
+        for name, rows in by_job.items()
+        if any(not row["is_backfill"] and row["p50_duration_ms"] is not None for row in rows)
+    }
 
 
 def _dataset_specs(datasets: list[data.Dataset]) -> dict[tuple[str, str], chart_specs.Spec]:

@@ -196,6 +196,12 @@ ORDER BY job_name, run_date, is_backfill
 """
 
 
+def recent_days(con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) -> list[Row]:
+    """Per job and day of the last ``days`` days up to ``now``, from the ``runtime_trend`` of ``con`` (the state
+    views' connection: its ``job_runs_latest`` is computed once already), as :attr:`Trends.daily` has them."""
+    return rows(con, _DAILY, {"start": now.date() - datetime.timedelta(days=days - 1), "today": now.date()})
+
+
 def trends(trend: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) -> Trends:
     """The period's aggregates from the ``runtime_trend`` of ``trend`` (pinned at ``now``)."""
     start = period_start(now, days)

@@ -205,7 +205,7 @@ def _jobs(snapshot: Snapshot, charts: Charts) -> str:
     header = (
         '<tr><th data-sort="text">job</th><th data-sort="text">last status</th>'
         '<th data-sort="num">failure streak</th><th data-sort="num">runs</th><th data-sort="num">failures</th>'
-        f"<th>p50 duration per day (last {SPARKLINE_DAYS} days with runs)</th>"
+        f"<th>p50 duration per day (last {SPARKLINE_DAYS} days)</th>"
         f"<th>last {STRIP_RUNS} runs (oldest left)</th></tr>"
     )
     lines = [_job_line(job, charts) for job in snapshot.jobs]
