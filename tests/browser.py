@@ -1,4 +1,5 @@
-"""The report tests' scenario (written by the real pipeline) and their headless Chromium (Playwright).
+"""The report tests' scenario (written by the real pipeline), their headless Chromium (Playwright) and their
+``otel-datasink serve`` process.
 
 The scenario: a stale dataset (``orders``), a job failing three times in a row (``broken``), a hung run
 (``slow``), a volume spike (``ingest``), a backfill, healthy neighbours, runs of the previous period, and a job
@@ -10,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,6 +89,25 @@ def seed(location: str) -> datetime.datetime:
         ],
     )
     return datetime.datetime.fromtimestamp(n / 1e9, tz=datetime.timezone.utc)
+
+
+@contextlib.contextmanager
+def serving(location: str, *flags: str) -> Iterator[str]:
+    """``otel-datasink serve --location LOCATION FLAGS...`` as a process; yields the line it prints once serving,
+    then stops it with SIGTERM, which must end it with exit status 0."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otel_datasink.cli", "serve", "--location", location, *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line, process.stderr.read()  # it ended before serving: its one line says why
+        yield line
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
 
 
 @contextlib.contextmanager

@@ -7,14 +7,12 @@ import base64
 import datetime
 import html
 import re
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 
 import pytest
-from browser import HOSTILE_JOB, HOSTILE_MESSAGE, seed
+from browser import HOSTILE_JOB, HOSTILE_MESSAGE, seed, serving
 from job_spans import MINUTE_NS, job_span, write_spans
 
 from otel_datasink import cli, local
@@ -258,26 +256,8 @@ def test_serve_on_another_address_requires_the_token_and_refuses_writes(scenario
     location, _, _ = scenario
     token_file = tmp_path / "token"
     token_file.write_text("s3cret\n")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "otel_datasink.cli",
-            "serve",
-            "--location",
-            location,
-            "--listen",
-            "0.0.0.0:0",
-            "--token-file",
-            str(token_file),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stdout.readline()
-        assert "bearer token required" in line, process.stderr.read() if process.poll() is not None else line
+    with serving(location, "--listen", "0.0.0.0:0", "--token-file", str(token_file)) as line:
+        assert "bearer token required" in line, line
         url = re.search(r"http://\S+", line).group(0).replace("0.0.0.0", "127.0.0.1")
         assert _status(url) == 401
         assert _status(url, {"Authorization": "Bearer wrong"}) == 401
@@ -286,9 +266,6 @@ def test_serve_on_another_address_requires_the_token_and_refuses_writes(scenario
         assert _status(url, {"Authorization": f"Basic {login}"}) == 200  # what a browser sends once asked
         assert _status(url + "other", {"Authorization": "Bearer s3cret"}) == 404
         assert _status(url, {"Authorization": "Bearer s3cret"}, method="POST") == 405
-    finally:
-        process.terminate()
-        assert process.wait(timeout=10) == 0
 
 
 def _status(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> int:

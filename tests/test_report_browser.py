@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from browser import HOSTILE_JOB, HOSTILE_MESSAGE, PageWatch, chromium, seed
+from browser import HOSTILE_JOB, HOSTILE_MESSAGE, PageWatch, chromium, seed, serving
 from job_spans import MINUTE_NS, job_span, write_spans
 
 from otel_datasink import cli, local
@@ -172,16 +170,8 @@ def open_page(browser_page, url: str) -> None:
 
 def test_serve_shows_the_page_over_http_and_picks_up_new_runs(report, watch):
     location, _, _ = report
-    process = subprocess.Popen(
-        [sys.executable, "-m", "otel_datasink.cli", "serve", "--location", location, "--listen", "127.0.0.1:0",
-         "--refresh", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        line = process.stdout.readline()
-        assert line.startswith("serving http://127.0.0.1:"), process.stderr.read() if process.poll() else line
+    with serving(location, "--listen", "127.0.0.1:0", "--refresh", "1") as line:
+        assert line.startswith("serving http://127.0.0.1:"), line
         url = re.search(r"http://\S+", line).group(0)
         open_page(watch.page, url)
         assert watch.requests[-1] == url and set(watch.requests) == {url} and watch.errors == []
@@ -198,24 +188,13 @@ def test_serve_shows_the_page_over_http_and_picks_up_new_runs(report, watch):
         assert int(shown_figures(watch.page)["runs"].replace(",", "")) == before + 1
         assert watch.errors == []
         assert all(request.startswith(url) for request in watch.requests)
-    finally:
-        process.terminate()
-        assert process.wait(timeout=10) == 0
 
 
 def test_a_served_page_behind_a_token_opens_in_a_browser_with_the_token_as_password(report, browser, tmp_path):
     location, _, _ = report
     token_file = tmp_path / "token"
     token_file.write_text("s3cret\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "otel_datasink.cli", "serve", "--location", location, "--listen", "127.0.0.1:0",
-         "--token-file", str(token_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        line = process.stdout.readline()
+    with serving(location, "--listen", "127.0.0.1:0", "--token-file", str(token_file)) as line:
         url = re.search(r"http://\S+", line).group(0)
         # Without the token, or with a wrong one, the server keeps answering 401: the (headless) browser shows that
         # answer or gives up on the credentials, as Chromium decides.
@@ -231,6 +210,3 @@ def test_a_served_page_behind_a_token_opens_in_a_browser_with_the_token_as_passw
         assert page_.goto(url).status == 200
         assert shown_figures(page_)["runs"]  # the page itself, not an error text
         reader.close()
-    finally:
-        process.terminate()
-        assert process.wait(timeout=10) == 0
