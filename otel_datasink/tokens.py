@@ -1,4 +1,5 @@
-"""Checking the ``Authorization`` header of a request against a token, for the collector and ``serve``.
+"""The token of the collector and ``serve``: where it is given (a flag or a variable, itself or a file holding
+it), and checking the ``Authorization`` header of a request against it.
 
 Comparisons are constant-time (``hmac.compare_digest``), so a wrong token's answer takes as long whatever part of
 it was right. Header bytes that are not UTF-8 (servers keep them as surrogates) are a wrong token, not an error.
@@ -9,6 +10,33 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import os
+from pathlib import Path
+
+
+def given_token(token: str | None, token_file: str | None, variable: str, file_variable: str) -> str | None:
+    """The token of the flags ``token`` or ``token_file`` (None: not given), else of the environment variables
+    ``variable`` or ``file_variable``; a file is read (:func:`read_token_file`). The token and its file are one
+    setting given two ways: both at the same level (two flags, or two variables) is a ValueError."""
+    if token is not None and token_file is not None:
+        raise ValueError("give --token or --token-file, not both")
+    if token is None and token_file is None:
+        token = os.environ.get(variable, "").strip() or None
+        token_file = os.environ.get(file_variable, "").strip() or None
+        if token is not None and token_file is not None:
+            raise ValueError(f"set {variable} or {file_variable}, not both")
+    return read_token_file(token_file) if token_file is not None else token
+
+
+def read_token_file(path: str | os.PathLike) -> str:
+    """The token in a file (surrounding whitespace and the final newline dropped); ValueError if unreadable or empty."""
+    try:
+        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read the token file {os.fspath(path)!r}: {error}") from None
+    if not token:
+        raise ValueError(f"the token file {os.fspath(path)!r} is empty")
+    return token
 
 
 def bearer(token: str) -> bytes:

@@ -29,6 +29,7 @@ from otel_datasink.config import (
     text,
     with_environment,
 )
+from otel_datasink.tokens import given_token
 
 DISABLED = "none"
 """The endpoint value that turns a receiver off."""
@@ -52,17 +53,6 @@ def default_spool_dir(location: str) -> Path:
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     digest = hashlib.sha256(location.encode()).hexdigest()[:16]
     return Path(cache) / "otel-datasink" / "spool" / digest
-
-
-def read_token_file(path: str | os.PathLike) -> str:
-    """The token in a file (surrounding whitespace and the final newline dropped); ValueError if unreadable or empty."""
-    try:
-        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read the token file {os.fspath(path)!r}: {error}") from None
-    if not token:
-        raise ValueError(f"the token file {os.fspath(path)!r} is empty")
-    return token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,13 +104,14 @@ class CollectorSettings:
         so giving both at the same level (two flags, or two variables) is an error.
         """
         given = {k: v for k, v in values.items() if v is not None}
-        if "token" in given and "token_file" in given:
-            raise ValueError("give --token or --token-file, not both")
-        if "token" not in given and "token_file" not in given:
-            given |= _token_from_environment()
-        token_file = given.pop("token_file", None)
-        if token_file is not None:
-            given["token"] = read_token_file(token_file)
+        token = given_token(
+            given.pop("token", None),
+            given.pop("token_file", None),
+            env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN,
+            env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE,
+        )
+        if token is not None:
+            given["token"] = token
         # Checked before the environment is read, so that the order of the two sizes below compares numbers.
         given = {name: checked_flag(name, value) for name, value in given.items()}
         values, sources = with_environment(given, SETTINGS)
@@ -132,17 +123,6 @@ class CollectorSettings:
             if not ignore_from_environment(values, sources, "max_inflight_bytes", reason):
                 ignore_from_environment(values, sources, "max_body_bytes", reason)
         return cls(**values)
-
-
-def _token_from_environment() -> dict[str, str]:
-    token = os.environ.get(env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN, "").strip()
-    token_file = os.environ.get(env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE, "").strip()
-    if token and token_file:
-        raise ValueError(
-            f"set {env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN} or {env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE}, "
-            "not both"
-        )
-    return {"token": token} if token else {"token_file": token_file} if token_file else {}
 
 
 def _endpoint(value: Any) -> tuple[str, int] | None:
@@ -163,7 +143,7 @@ def _folder(value: Any) -> Path:
 SETTINGS: dict[str, Setting] = {
     "http": Setting(_endpoint, env.OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT),
     "grpc": Setting(_endpoint, env.OTEL_EXPORTER_DATASINK_COLLECTOR_GRPC_ENDPOINT),
-    # Its two variables (the token, or a file holding it) are read by _token_from_environment.
+    # Its two variables (the token, or a file holding it) are read by tokens.given_token.
     "token": Setting(text),
     "max_body_bytes": Setting(count, env.OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_BODY_BYTES, int),
     "max_inflight_bytes": Setting(count, env.OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES, int),

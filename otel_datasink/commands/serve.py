@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import signal
 import sys
 import threading
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from otel_datasink import environment_variables as env
 from otel_datasink.cli import EXIT_OK, CommandError, describe, store_options
 from otel_datasink.commands.report import add_page_arguments, check_trace_url
+from otel_datasink.tokens import given_token
 
 if TYPE_CHECKING:
     from otel_datasink.report.server import PageServer
@@ -96,18 +96,7 @@ def is_loopback(host: str) -> bool:
 def token(args: argparse.Namespace) -> str | None:
     """The token of ``--token``, ``--token-file`` or their variables (flags first); ValueError when both of one
     kind are given, or the file is empty or unreadable."""
-    from otel_datasink.collector.settings import read_token_file
-
-    given, path = args.token, args.token_file
-    if given is not None and path is not None:
-        raise ValueError("give --token or --token-file, not both")
-    if given is None and path is None:
-        given = os.environ.get(TOKEN_VARIABLE, "").strip() or None
-        path = os.environ.get(TOKEN_FILE_VARIABLE, "").strip() or None
-        if given is not None and path is not None:
-            raise ValueError(f"set {TOKEN_VARIABLE} or {TOKEN_FILE_VARIABLE}, not both")
-    if path is not None:
-        return read_token_file(path)
+    given = given_token(args.token, args.token_file, TOKEN_VARIABLE, TOKEN_FILE_VARIABLE)
     if given is not None and not given.strip():
         raise ValueError("--token is empty")
     return given
