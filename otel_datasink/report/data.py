@@ -154,13 +154,22 @@ WHERE run_date >= $previous_start AND run_date <= $today
 def job_state(con: duckdb.DuckDBPyConnection, has_alerts: bool) -> Row:
     """The states of the jobs at the views' now: failing jobs (a current failure streak), hung runs and, with an
     alerts table, open alerts."""
-    found = rows(
-        con,
-        "SELECT (SELECT count(*) FROM recurring_failures WHERE current_streak > 0) AS failing_jobs, "
-        "(SELECT count(*) FROM hung_runs) AS hung_runs",
-    )[0]
-    if has_alerts:
-        found["open_alerts"] = rows(con, "SELECT count(*) AS n FROM alerts_open")[0]["n"]
+    return _job_counts(*_job_views(con, has_alerts))
+
+
+def _job_views(con: duckdb.DuckDBPyConnection, has_alerts: bool) -> tuple[list[Row], list[Row], list[Row] | None]:
+    """The rows of ``recurring_failures``, ``hung_runs`` and (with an alerts table) ``alerts_open``."""
+    return (
+        rows(con, "SELECT * FROM recurring_failures"),
+        rows(con, "SELECT * FROM hung_runs ORDER BY start_time"),
+        rows(con, "SELECT * FROM alerts_open ORDER BY opened_at DESC") if has_alerts else None,
+    )
+
+
+def _job_counts(recurring: list[Row], hung: list[Row], alerts: list[Row] | None) -> Row:
+    found: Row = {"failing_jobs": sum(1 for row in recurring if row["current_streak"] > 0), "hung_runs": len(hung)}
+    if alerts is not None:
+        found["open_alerts"] = len(alerts)
     return found
 
 
@@ -288,15 +297,17 @@ def job_states(con: duckdb.DuckDBPyConnection, has_alerts: bool) -> JobStates:
     """The jobs' views of ``con`` (:data:`STATE_PARAMETERS`, pinned): states, recent runs, failures, backfills,
     anomalies, hung runs and, with an alerts table, the open alerts."""
     backfill = "coalesce(run_type, '') = 'backfill'"
+    # Each view read once: the counts of the overview are those of the rows the pages list.
+    recurring, hung, alerts = _job_views(con, has_alerts)
     return JobStates(
-        state=job_state(con, has_alerts),
+        state=_job_counts(recurring, hung, alerts),
         recent=rows(con, _RECENT_RUNS, {"cap": RECENT_RUNS}),
-        recurring=rows(con, "SELECT * FROM recurring_failures"),
+        recurring=recurring,
         failed=rows(con, _RECENT_OF_KIND.format(condition="status = 'FAILED'"), {"cap": RECENT_FAILURES}),
         backfills=rows(con, _RECENT_OF_KIND.format(condition=backfill), {"cap": RECENT_BACKFILLS}),
         anomalies=rows(con, "SELECT * FROM volume_anomalies ORDER BY job_name, end_time DESC"),
-        hung=rows(con, "SELECT * FROM hung_runs ORDER BY start_time"),
-        alerts=rows(con, "SELECT * FROM alerts_open ORDER BY opened_at DESC") if has_alerts else None,
+        hung=hung,
+        alerts=alerts,
     )
 
 
