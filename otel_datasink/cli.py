@@ -20,6 +20,7 @@ aiohttp, tqdm) is imported only when that command is dispatched, so ``otel-datas
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import importlib
@@ -28,7 +29,8 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from otel_datasink import environment_variables as env
@@ -243,19 +245,49 @@ def main(argv: list[str] | None = None) -> int:
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        with needs(COMMANDS[args.command].extra):
-            code = args.run(args) or EXIT_OK
-        # Flushed here, not at exit: a closed pipe must raise where it is handled below.
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return _stdout_closed()
-    except KeyboardInterrupt:
-        return _report(args.command, interrupted())
-    except Exception as error:  # noqa: BLE001 - the one place a command's failure becomes a message
-        logging.getLogger(__name__).debug("otel-datasink %s failed", args.command, exc_info=True)
-        return _report(args.command, error)
+    with _ctrl_c_noted() as ctrl_c:
+        try:
+            with needs(COMMANDS[args.command].extra):
+                code = args.run(args) or EXIT_OK
+            # Flushed here, not at exit: a closed pipe must raise where it is handled below.
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return _stdout_closed()
+        except KeyboardInterrupt:
+            return _report(args.command, interrupted())
+        except Exception as error:  # noqa: BLE001 - the one place a command's failure becomes a message
+            if ctrl_c() and not isinstance(error, CommandError):  # a command's own words stand
+                return _report(args.command, interrupted())
+            logging.getLogger(__name__).debug("otel-datasink %s failed", args.command, exc_info=True)
+            return _report(args.command, error)
     return code
+
+
+@contextlib.contextmanager
+def _ctrl_c_noted() -> Iterator[Callable[[], bool]]:
+    """Whether Ctrl-C came, noted before Python's own handler raises KeyboardInterrupt.
+
+    A library may catch that exception and raise its own: DuckDB ends a query it runs with
+    ``RuntimeError('Query interrupted')``, so that ``query``, ``status``, ``report`` or ``alert`` stopped mid-query
+    would fail as any error (exit 2) instead of as interrupted (130). A SIGINT that is ignored (a background job's)
+    stays ignored; Python's handler is back afterwards (unless :func:`interrupted` has set the default action).
+    """
+    seen = threading.Event()
+
+    def note(signum: int, frame: Any) -> None:
+        seen.set()
+        signal.default_int_handler(signum, frame)
+
+    watching = threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+    if watching:
+        signal.signal(signal.SIGINT, note)
+    try:
+        yield seen.is_set
+    finally:
+        if watching and signal.getsignal(signal.SIGINT) is note:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _report(command: str, error: Exception) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from job_spans import MINUTE_NS, job_span, now_ns, write_spans
 from test_cli_errors import command, environment
 from test_replay import job_spans, otlp_json_line
 
@@ -58,3 +60,39 @@ def test_ctrl_c_during_replay_prints_what_was_written_and_exits_130(tmp_path):
     assert rows <= sum(pq.read_metadata(path).num_rows for path in stored)
     assert f"wrote {rows} row(s) in {files} file(s)" in line
     assert not list(location.glob("*/dt=*/.*.tmp"))  # no half-written file left behind
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_ctrl_c_during_a_duckdb_query_exits_130_as_interrupted(tmp_path):
+    # DuckDB turns the KeyboardInterrupt of a query it runs into RuntimeError('Query interrupted'), raised when it
+    # next looks (often only as the query ends: a few seconds of CPU here).
+    location = tmp_path / "datasink"
+    write_spans(str(location), [job_span("load", now_ns() - MINUTE_NS, now_ns(), dataset="orders")])
+    long = "SELECT count(*) FROM range(1000000000) AS t(i) WHERE i % 7 = 3"
+    process = subprocess.Popen(
+        command("-v", "query", "--location", str(location), long),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+        # local.connect logs its last step (the alerts table has no files yet); the query follows. Once the
+        # process has burnt 0.3 s more, it is inside the query, not before it.
+        first = process.stderr.readline()
+        assert "alerts" in first, first
+        busy = cpu_seconds(process.pid) + 0.3
+        wait_for(lambda: cpu_seconds(process.pid) > busy)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()  # a query left running would outlive the test
+        process.wait()
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert stderr.splitlines() == ["otel-datasink query: interrupted"]
+    assert stdout == ""
