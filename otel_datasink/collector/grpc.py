@@ -9,7 +9,8 @@ is backlogged or too many request bodies are held (retried by the exporters).
 Nothing is read of a call before it is admitted: the token is checked on the call's metadata by an interceptor,
 and Export is registered as a client-streaming method, so that grpcio hands over the call before its message and
 the handler reads the message only once the call holds ``max_body_bytes`` of the memory budget (given back down
-to the message's size once it is read).
+to the message's size once it is read). What grpcio buffers of a call's message ahead of that is bounded by
+a fixed HTTP/2 window (:data:`STREAM_WINDOW_BYTES`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ _logger = logging.getLogger(__name__)
 SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
 MAX_CALLS = 256
 """Calls grpcio takes at once (more get RESOURCE_EXHAUSTED): admitted ones hold the budget, the rest wait unread."""
+STREAM_WINDOW_BYTES = 1024 * 1024
+"""The HTTP/2 window of each call, fixed: what a client can make grpcio buffer of a message nobody reads yet.
+
+With grpcio's default BDP probing the window grows towards the link's bandwidth-delay product, several MiB a
+call, so 30 refused calls of 15 MiB held 200 MiB for a moment. 1 MiB is still 50 MiB/s a call at 20 ms RTT."""
 ADMISSION_WAIT_SECONDS = 2.0
 """How long a call may wait for its share of the memory budget (its message unread) before UNAVAILABLE."""
 
@@ -48,6 +54,8 @@ def build_server(receiver: Collector, host: str, port: int) -> tuple[grpc.aio.Se
         options=[
             ("grpc.max_receive_message_length", settings.max_body_bytes),
             ("grpc.so_reuseport", 0),
+            ("grpc.http2.bdp_probe", 0),
+            ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
             ("grpc.max_connection_idle_ms", int(settings.idle_timeout * 1000)),
         ],
         maximum_concurrent_rpcs=MAX_CALLS,
