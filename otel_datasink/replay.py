@@ -78,7 +78,7 @@ class Summary:
     lineage_events: int = 0
     """OpenLineage events read (RUNNING, OTHER, job and dataset events included: they make no row)."""
     job_runs: int = 0
-    """Job spans, each one ``job_runs`` row."""
+    """``job_runs`` rows: one per job span, so one per OpenLineage START and one per COMPLETE of the same run."""
     dataset_updates: int = 0
     files_written: int = 0
     bad_lines: list[BadLine] = dataclasses.field(default_factory=list)
@@ -94,8 +94,7 @@ class Summary:
         if self.lineage_events:
             read += f" and {self.lineage_events} OpenLineage event(s)"
         text = (
-            f"read {read} from {self.lines} line(s) of {self.files} file(s); "
-            f"{self.job_runs} job run(s); wrote {self.rows_written} row(s) "
+            f"read {read} from {self.lines} line(s) of {self.files} file(s); wrote {self.rows_written} row(s) "
             f"({self.job_runs} job_runs, {self.dataset_updates} dataset_status) in {self.files_written} file(s)"
         )
         if self.rejected_spans:

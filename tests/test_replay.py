@@ -117,7 +117,7 @@ def test_replay_twice_with_corrupt_lines_gives_the_live_paths_views(tmp_path, ca
     assert main(["replay", "--location", replayed, "--no-progress", str(path)]) == 0
     summary = capsys.readouterr().out
     # 4 batches of 3 spans (2 job spans, 1 dataset update each); lines 3 and 5 are bad.
-    assert "read 12 span(s) from 6 line(s) of 1 file(s); 8 job run(s); wrote 12 row(s)" in summary
+    assert "read 12 span(s) from 6 line(s) of 1 file(s); wrote 12 row(s) (8 job_runs, 4 dataset_status)" in summary
     assert "2 bad line(s) skipped" in summary
     assert f"{path}:3: not JSON" in summary
     assert f"{path}:5: not OTLP trace data" in summary
@@ -129,7 +129,7 @@ def test_replay_twice_with_corrupt_lines_gives_the_live_paths_views(tmp_path, ca
     assert_same_views(live, replayed)
 
     assert main(["replay", "--location", replayed, "--no-progress", str(path)]) == 0
-    assert "8 job run(s)" in capsys.readouterr().out
+    assert "(8 job_runs," in capsys.readouterr().out
     assert_same_views(live, replayed)
 
 
@@ -162,7 +162,7 @@ def test_replay_with_a_profile_and_run_type(tmp_path, capsys, read_tables):
     location = str(tmp_path / "tables")
 
     assert main(["replay", "--location", location, "--no-progress", str(path)]) == 0
-    assert "0 job run(s)" in capsys.readouterr().out  # the default profile does not know Airflow's spans
+    assert "(0 job_runs," in capsys.readouterr().out  # the default profile does not know Airflow's spans
 
     assert main(["replay", "--location", location, "--no-progress", "--profile", "airflow", str(path)]) == 0
     [run] = read_tables(location).rows("job_runs")
@@ -227,7 +227,7 @@ def test_replay_reads_many_files_in_batches(tmp_path, capsys, read_tables):
     location = str(tmp_path / "tables")
     assert main(["replay", "--location", location, "--no-progress", "--batch-spans", "5", *paths]) == 0
     out = capsys.readouterr().out
-    assert "read 27 span(s) from 9 line(s) of 3 file(s); 18 job run(s)" in out
+    assert "read 27 span(s) from 9 line(s) of 3 file(s); wrote 27 row(s) (18 job_runs," in out
     assert len(read_tables(location).rows("job_runs")) == 18
 
 
@@ -238,7 +238,7 @@ def test_the_example_file_replays_as_its_readme_says(tmp_path, capsys, read_tabl
     location = str(tmp_path / "tables")
     assert main(["replay", "--location", location, "--no-progress", str(sample)]) == 0
     out = capsys.readouterr().out
-    assert "read 6 span(s) from 4 line(s) of 1 file(s); 3 job run(s); wrote 6 row(s)" in out
+    assert "read 6 span(s) from 4 line(s) of 1 file(s); wrote 6 row(s) (3 job_runs," in out
     assert f"{sample}:3: not JSON" in out
     runs = sorted(read_tables(location).rows("job_runs"), key=lambda row: row["start_time"])
     assert [(r["status"], r["error_type"]) for r in runs] == [
