@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from opentelemetry.trace import StatusCode
@@ -183,18 +184,21 @@ def to_millis(value: Any) -> int | None:
     """Epoch milliseconds from an ISO 8601 string or an epoch number.
 
     The contract says epoch nanoseconds; seconds, milliseconds and microseconds are told apart by magnitude
-    (a date after 1973 in each unit) because users pass all of them.
+    (a date after 1973 in each unit) because users pass all of them. Strings are read by :func:`parse_time`
+    (what OpenLineage producers write, on every Python), then as ``datetime.fromisoformat`` reads them (a date
+    alone), then as a number.
     """
     if isinstance(value, str):
+        nanos = parse_time(value)
+        if nanos is not None:
+            return nanos // 1_000_000
         text = value.strip()
         try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+            parsed = datetime.fromisoformat(text)
         except ValueError:
             number = to_int(text)
             return None if number is None else to_millis(number)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return int(parsed.timestamp() * 1000)
+        return _epoch_nanos(parsed) // 1_000_000
     number = to_int(value)
     if number is None:
         return None
@@ -206,6 +210,58 @@ def to_millis(value: Any) -> int | None:
     if magnitude >= 10**11:
         return number
     return number * 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?"
+)
+
+
+def parse_time(value: Any) -> int | None:
+    """Epoch nanoseconds (to the microsecond) of an ISO 8601 date-time; None if it is not one.
+
+    Written out rather than ``datetime.fromisoformat``, which on Python 3.10 refuses ``Z`` and fractions of other
+    than 3 or 6 digits, both of which OpenLineage producers send (the Java client writes nanoseconds). A time
+    without an offset is UTC.
+    """
+    if not isinstance(value, str):
+        return None
+    match = _ISO.fullmatch(value.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        instant = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second or 0),
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=_offset(offset),
+        )
+    except ValueError:  # month 13, hour 25, an offset over a day
+        return None
+    return _epoch_nanos(instant)
+
+
+def _offset(text: str | None) -> timezone:
+    if text is None or text in ("Z", "z"):
+        return timezone.utc
+    digits = text[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + int(digits[2:4] or 0)
+    return timezone(timedelta(minutes=-minutes if text[0] == "-" else minutes))
+
+
+def _epoch_nanos(instant: datetime) -> int:
+    # Integer arithmetic: ``instant.timestamp() * 1000`` is a float that lands a millisecond short for about one
+    # time in 150 (2038-05-27T15:37:30.226Z gave ...225).
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=timezone.utc)
+    delta = instant - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def _hex_span(span_id: int | None) -> str | None:

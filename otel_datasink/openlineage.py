@@ -46,7 +46,6 @@ import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from otel_datasink import semconv
@@ -56,6 +55,7 @@ from otel_datasink.mapping import (
     Event,
     SpanRecord,
     clean_str,
+    parse_time,
     to_int,
 )
 
@@ -313,49 +313,6 @@ def _text(parent: Mapping[str, Any], key: str, path: str) -> str:
     if not isinstance(value, str):
         raise OpenLineageError(f"{path}: must be a string, not {_kind(value)}")
     return value
-
-
-_ISO = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?"
-)
-
-
-def parse_time(value: Any) -> int | None:
-    """Epoch nanoseconds (to the microsecond) of an ISO 8601 date-time; None if it is not one.
-
-    Written out rather than ``datetime.fromisoformat``, which on Python 3.10 refuses ``Z`` and fractions of other
-    than 3 or 6 digits, both of which OpenLineage producers send (the Java client writes nanoseconds). A time
-    without an offset is UTC.
-    """
-    if not isinstance(value, str):
-        return None
-    match = _ISO.fullmatch(value.strip())
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, offset = match.groups()
-    try:
-        instant = datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second or 0),
-            int((fraction or "0")[:6].ljust(6, "0")),
-            tzinfo=_offset(offset),
-        )
-    except ValueError:  # month 13, hour 25, an offset over a day
-        return None
-    delta = instant - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
-def _offset(text: str | None) -> timezone:
-    if text is None or text in ("Z", "z"):
-        return timezone.utc
-    digits = text[1:].replace(":", "")
-    minutes = int(digits[:2]) * 60 + int(digits[2:4] or 0)
-    return timezone(timedelta(minutes=-minutes if text[0] == "-" else minutes))
 
 
 def _time(event: Mapping[str, Any], key: str) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -202,6 +202,8 @@ def test_logical_date_reads_iso_8601_and_epoch_ns_alike():
         ("2026-11-01T07:00:00+01:00", 1_793_512_800_000),
         ("2026-11-01T06:00:00", 1_793_512_800_000),  # naive: read as UTC
         ("2026-11-01", 1_793_491_200_000),
+        ("2026-11-01T06:00:00.123456789Z", 1_793_512_800_123),  # nanoseconds, as Java's clients write them
+        ("2038-05-27T15:37:30.226Z", 2_158_587_450_226),  # a float timestamp() * 1000 gave ...225
         (1_793_512_800_000_000_000, 1_793_512_800_000),  # ns, as the contract says
         (1_793_512_800_000_000, 1_793_512_800_000),  # us
         (1_793_512_800_000, 1_793_512_800_000),  # ms
@@ -215,7 +217,16 @@ def test_logical_date_reads_iso_8601_and_epoch_ns_alike():
 def test_to_millis_reads_the_instants_users_pass(value, expected):
     assert to_millis(value) == expected
     if expected is not None:
-        assert datetime.fromtimestamp(expected / 1000, tz=timezone.utc).year == 2026
+        assert datetime.fromtimestamp(expected / 1000, tz=timezone.utc).year in (2026, 2038)
+
+
+def test_iso_times_keep_their_exact_millisecond():
+    # 3000 instants from 1970 to 2093; float arithmetic got 18 of them a millisecond short.
+    for step in range(3000):
+        millis = step * 1_300_003_000 + step % 1000
+        instant = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=millis)
+        text = instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert to_millis(text) == millis, text
 
 
 @pytest.mark.parametrize(
