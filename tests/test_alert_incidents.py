@@ -17,7 +17,7 @@ from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
 
 from otel_datasink import local
 from otel_datasink.alerts import incidents
-from otel_datasink.alerts.incidents import EvaluationBusy, Send, evaluation_lock, plan, rows
+from otel_datasink.alerts.incidents import EvaluationBusy, LeaseLost, Send, evaluation_lock, plan, rows
 from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, DeliveryError
 from otel_datasink.config import Options
 from otel_datasink.schema import ALERTS
@@ -35,8 +35,11 @@ class Receiver:
     def __init__(self) -> None:
         self.got: list[tuple[str, str, str, bool]] = []
         self.down: set[str] = set()
+        self.tried: list[tuple[str, str]] = []
+        """(target, state) of every attempt, taken or refused."""
 
     def send(self, target: str, send: Send) -> None:
+        self.tried.append((target, send.notification.state))
         if target in self.down:
             raise DeliveryError(f"{target} refused")
         n = send.notification
@@ -177,6 +180,94 @@ def test_a_resolved_that_a_target_refused_is_retried(local_location):
     assert evaluate(local_location, [], T0 + 3 * HOUR, receiver) == []
 
 
+MINUTE = datetime.timedelta(minutes=1)
+
+
+def attempts_each_minute(
+    location: str, conditions: Sequence[Condition], minutes: range, receiver: Receiver, target: str
+) -> list[int]:
+    """Evaluates at ``T0 + m`` minutes for each m of ``minutes``; the minutes at which ``target`` was tried."""
+    tried = []
+    for minute in minutes:
+        before = len(receiver.tried)
+        evaluate(location, conditions, T0 + minute * MINUTE, receiver)
+        if any(t == target for t, _ in receiver.tried[before:]):
+            tried.append(minute)
+    return tried
+
+
+def test_a_target_that_stays_down_is_tried_at_growing_intervals_up_to_the_suppression(local_location):
+    receiver = Receiver()
+    receiver.down.add(SLACK)
+    condition = Condition(
+        "failing_job", "etl", "critical", None, "etl failed", targets=(SLACK, WEBHOOK), suppress=6 * MINUTE
+    )
+    # Waits of 1, 2, 4 min after each failure, then capped at the 6 min suppression: not every evaluation.
+    assert attempts_each_minute(local_location, [condition], range(20), receiver, SLACK) == [0, 1, 3, 7, 13, 19]
+    # The other target, never held back: told at once, then reminded every 6 min.
+    assert [(target, reminder) for target, _, _, reminder in receiver.got] == [(WEBHOOK, False)] + 3 * [(WEBHOOK, True)]
+    con = local.connect(local_location)
+    assert con.execute("SELECT count(*) FROM alerts WHERE NOT delivered").fetchone() == (6,)  # a row per attempt
+    con.close()
+
+    receiver.down.clear()  # back up: told at its next attempt, and the backoff is over
+    assert attempts_each_minute(local_location, [condition], range(20, 26), receiver, SLACK) == [25]
+    assert receiver.got[-1] == (SLACK, "etl", FIRING, False)
+    receiver.down.add(SLACK)  # down again at its reminder: the waits start again from a minute
+    assert attempts_each_minute(local_location, [condition], range(26, 35), receiver, SLACK) == [31, 32, 34]
+
+
+def test_a_restarted_evaluator_keeps_the_backoff_of_the_rows(local_location):
+    # Nothing is remembered between evaluations but the alerts rows: a new process reads the same failures.
+    receiver = Receiver()
+    receiver.down.add(SLACK)
+    condition = Condition("failing_job", "etl", "critical", None, "etl failed", targets=(SLACK,))
+    for minute in (0, 1, 3, 7):
+        evaluate(local_location, [condition], T0 + minute * MINUTE, receiver)
+    with local.connect(local_location) as con:
+        assert plan([condition], con, T0 + 14 * MINUTE) == []  # 4 failures: 8 min after the last one
+        assert [send.target for send in plan([condition], con, T0 + 15 * MINUTE)] == [SLACK]
+
+
+def test_a_refused_resolved_is_retried_with_the_same_backoff(local_location):
+    receiver = Receiver()
+    condition = Condition("failing_job", "etl", "critical", None, "etl failed", targets=(SLACK, WEBHOOK))
+    evaluate(local_location, [condition], T0, receiver)
+    receiver.down.add(WEBHOOK)
+    # The condition cleared at minute 1: its first RESOLVED, then retries 1, 2, 4, 8 min after each failure.
+    assert attempts_each_minute(local_location, [], range(1, 15), receiver, WEBHOOK) == [1, 2, 4, 8]
+    receiver.down.clear()
+    assert attempts_each_minute(local_location, [], range(15, 18), receiver, WEBHOOK) == [16]
+    assert receiver.got[-1] == (WEBHOOK, "etl", RESOLVED, False)
+    assert [t for t, state in receiver.tried if state == RESOLVED].count(SLACK) == 1
+
+
+def test_an_alertmanager_down_backs_off_to_five_minutes_and_back_up_gets_every_evaluation(local_location):
+    alertmanager = "alertmanager://127.0.0.1:9093"
+    receiver = Receiver()
+    receiver.down.add(alertmanager)
+    condition = Condition("hung_run", "etl", "warning", None, "etl running 90 min", targets=(alertmanager, SLACK))
+    assert attempts_each_minute(local_location, [condition], range(23), receiver, alertmanager) == [
+        0,
+        1,
+        3,
+        7,
+        12,
+        17,
+        22,
+    ]
+    receiver.down.clear()
+    assert attempts_each_minute(local_location, [condition], range(23, 30), receiver, alertmanager) == [27, 28, 29]
+    assert [target for target, *_ in receiver.got].count(SLACK) == 1
+
+
+def test_retry_delay_doubles_from_a_minute_to_its_cap():
+    assert incidents.retry_delay(0) == datetime.timedelta(0)
+    assert [incidents.retry_delay(n) / MINUTE for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert incidents.retry_delay(10**6) == incidents.BACKOFF_MAX  # months of failures: no overflow
+    assert incidents.retry_delay(3, cap=3 * MINUTE) == 3 * MINUTE
+
+
 def test_two_kinds_on_one_subject_are_two_incidents(local_location):
     receiver = Receiver()
     conditions = [
@@ -315,6 +406,54 @@ def test_an_expired_s3_lease_is_taken_over_and_a_live_one_is_not(s3_location, mo
     assert not writer.fs.exists(f"{bucket}/{key}")
     # The lock object is not a table's: readers do not see it.
     assert local.connect(s3_location, **options).execute("SELECT count(*) FROM alerts").fetchone() == (0,)
+
+
+def test_an_s3_lease_is_renewed_while_a_long_evaluation_runs_and_free_after_it(s3_location, moto_server):
+    options = {"s3_endpoint_url": moto_server.endpoint_url}
+    lease = datetime.timedelta(seconds=2)
+    with evaluation_lock(s3_location, lease=lease, **options) as held:
+        # Another evaluator tries for 2.5 leases, every 0.2 s: had ours lapsed once, it would have taken it over.
+        started = time.monotonic()
+        with pytest.raises(EvaluationBusy):
+            with evaluation_lock(s3_location, wait=2.5 * lease.total_seconds(), lease=lease, **options):
+                pass
+        assert time.monotonic() - started >= 2 * lease.total_seconds()  # the block outlived its lease
+        assert held.held()
+        held.check()
+    with evaluation_lock(s3_location, lease=lease, **options) as held:  # released: the next one takes it at once
+        assert held.held()
+
+
+def _wait_until(predicate: Callable[[], bool], seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_an_evaluation_whose_s3_lease_was_taken_over_learns_it_and_leaves_the_new_one(s3_location, moto_server, caplog):
+    options = {"s3_endpoint_url": moto_server.endpoint_url}
+    writer = Writer(Options.resolve(s3_location, **options))
+    bucket, key = f"{writer.root}/{incidents.LOCK_NAME}".split("/", 1)
+    with evaluation_lock(s3_location, lease=datetime.timedelta(seconds=1), **options) as held:
+        # Another evaluator's lease in place of ours, as if ours had lapsed (S3 unreachable) and it took it over.
+        body = json.dumps({"owner": "another", "expires": time.time() + 600}).encode()
+        writer.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=body)
+        assert _wait_until(lambda: not held.held())  # the next renewal finds it
+        with pytest.raises(LeaseLost):
+            held.check()
+    assert "taken over by another evaluator" in caplog.text
+    # Leaving the block did not delete the other evaluator's lease, nor did a renewal overwrite it.
+    with pytest.raises(EvaluationBusy):
+        with evaluation_lock(s3_location, **options):
+            pass
+    assert json.loads(writer.fs.cat_file(f"{bucket}/{key}"))["owner"] == "another"
+
+
+def test_a_local_lock_is_held_for_the_whole_block(local_location):
+    with evaluation_lock(local_location) as held:
+        held.check()
+        assert held.held()
 
 
 def test_a_target_named_twice_is_told_once(local_location):

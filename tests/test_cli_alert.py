@@ -31,6 +31,7 @@ class Receiver:
     def __init__(self) -> None:
         self.bodies: list[dict] = []
         self.refuse = False
+        self.refused = 0
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -38,6 +39,7 @@ class Receiver:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
                 if receiver.refuse:
+                    receiver.refused += 1
                     self.send_response(500)
                 else:
                     receiver.bodies.append(json.loads(body))
@@ -137,6 +139,43 @@ def test_a_refusing_target_is_retried_and_never_stops_the_other(stale, receiver)
     finally:
         down.server.shutdown()
         down.server.server_close()
+
+
+def test_a_target_that_stays_down_is_retried_after_a_growing_wait_not_at_every_evaluation(stale, receiver, capsys):
+    location, now = stale
+    down = Receiver()
+    down.refuse = True
+    try:
+        targets = ["--notify", receiver.url, "--notify", down.url]
+
+        def evaluate_at(seconds: int) -> tuple[int, str]:
+            """(requests ``down`` refused so far, the count line) after an evaluation ``seconds`` after ``now``."""
+            assert _alert(location, now + datetime.timedelta(seconds=seconds), *targets) == 0
+            return down.refused, capsys.readouterr().out.splitlines()[-1].split("notifications: ")[1]
+
+        assert evaluate_at(0) == (1, "1 sent, 1 failed")
+        assert evaluate_at(30) == (1, "0 sent, 0 failed")  # within a minute of its failure: not tried
+        assert evaluate_at(61) == (2, "0 sent, 1 failed")
+        assert evaluate_at(150) == (2, "0 sent, 0 failed")  # two failures: two minutes from the last
+        down.refuse = False
+        assert evaluate_at(182) == (2, "1 sent, 0 failed")
+        assert len(receiver.take()) == 1 and len(down.take()) == 1
+    finally:
+        down.server.shutdown()
+        down.server.server_close()
+
+
+def test_deliver_sends_nothing_once_the_evaluation_lost_its_lock(receiver):
+    from otel_datasink.alerts.incidents import Send
+    from otel_datasink.alerts.model import Notification
+    from otel_datasink.commands.alert import deliver
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    send = Send(Notification("3f2a9c", "failing_job", "etl", "critical", "FIRING", now, "etl failed"), receiver.url)
+    assert deliver([send], lambda s: "incident", 5, holding=lambda: False) == []
+    assert receiver.take() == []
+    assert deliver([send], lambda s: "incident", 5, holding=lambda: True) == [(send, True, None)]
+    assert len(receiver.take()) == 1
 
 
 def test_an_evaluation_while_another_holds_the_lock_skips_its_round(stale, receiver, capsys):

@@ -8,14 +8,19 @@ The state of every incident is the ``alerts`` table itself, one row per notifica
 - it is FIRING to each of its condition's targets once, then again (a reminder) only once its suppression
   interval has passed since the last message that target took; Alertmanager targets
   (:func:`.delivery.wants_every_evaluation`) get it at every evaluation, as they expect;
-- a message a target did not take (``delivered`` false) is retried at the next evaluation, target by target,
-  so one target down never holds back the others;
+- a message a target did not take (``delivered`` false) is retried, target by target (one target down never holds
+  back the others), with a backoff (:func:`retry_delay`): the wait after the last failed attempt doubles with each
+  consecutive failure of that incident and target, from :data:`BACKOFF_FIRST` up to :data:`BACKOFF_MAX` (or the
+  suppression interval, or :data:`ALERTMANAGER_BACKOFF_MAX` for an Alertmanager), so a dead target costs a failed
+  attempt and a row now and then, not at every evaluation. The failures counted are the rows themselves, so the
+  backoff survives restarts and holds across evaluator processes;
 - it is RESOLVED, to the targets it was told of, when its condition no longer holds; a RESOLVED a target did not
-  take is retried too.
+  take is retried too, with the same backoff.
 
 :func:`plan` decides (pure but for reading the history through DuckDB), the caller delivers, :func:`rows` turns
 the outcomes into rows for :meth:`Writer.write`, all at one ``now`` passed in. :func:`evaluation_lock` keeps two
-evaluations of one location from running at once (so from notifying twice).
+evaluations of one location from running at once (so from notifying twice); the :class:`Held` it yields tells the
+evaluation whether it still holds it (an S3 lease another evaluator took over) before it sends.
 
 A target is stored redacted (:func:`.delivery.redact`); ``details.target_id`` is a fingerprint (a truncated
 SHA-256) of the whole target, which tells apart targets that redact alike (two Slack webhooks). The raw target
@@ -32,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -54,7 +60,26 @@ HISTORY_DAYS = 400
 LOCK_NAME = "_alerts.lock"
 """The lock file (local) or lease object (S3) under the location; a leading ``_`` hides it from readers."""
 DEFAULT_LEASE = datetime.timedelta(minutes=10)
-"""How long an S3 lease holds unless released: a crashed evaluator blocks the next ones at most this long."""
+"""How long an S3 lease holds unless renewed or released: a crashed evaluator blocks the next ones at most this
+long. A live evaluator renews it every :data:`RENEWALS_PER_LEASE`-th of it, however long it runs."""
+RENEWALS_PER_LEASE = 3
+"""An S3 lease is renewed every ``lease / 3``: a renewal that fails once (a network blip) still leaves a third of
+the lease for the next one."""
+BACKOFF_FIRST = datetime.timedelta(minutes=1)
+"""The wait before the first retry of a message a target did not take; it doubles with each further consecutive
+failure. A minute: under ``--watch 60`` (or cron every few minutes) the first retries are at the next evaluations,
+as before, so a brief outage costs nothing; a target that stays down is tried ever more rarely."""
+BACKOFF_MAX = datetime.timedelta(hours=1)
+"""The longest wait between two attempts to a target that stays down (no longer than the rule's ``suppress`` for a
+FIRING, when that is shorter: its reminder would be due by then): a dead webhook costs a failed attempt and a row
+per incident an hour, and a target back up hears of its incidents within the hour."""
+ALERTMANAGER_BACKOFF_MAX = datetime.timedelta(minutes=5)
+"""The longest wait for an Alertmanager that stays down. Alertmanager is posted every evaluation because it resolves
+an alert not posted again; one back up (empty after a restart) must hear of the open incidents soon, since it pages
+for them: five minutes, Alertmanager's default ``resolve_timeout``. Still a row per incident every 5 min, not every
+evaluation."""
+_BACKOFF_DOUBLINGS = 32
+"""Enough doublings to pass any cap; bounds the loop for a target failing for months."""
 _BOOKKEEPING = ("target_id", "reminder", "error", "since", "owners", "links", "resolved_at")
 """Keys of the ``details`` JSON that record the notification, not facts of the condition."""
 
@@ -109,6 +134,10 @@ class _Told:
     """Whether the latest message took (no later delivered one means a retry is due)."""
     last_delivered_at: datetime.datetime | None
     """The latest message it took."""
+    failures: int = 0
+    """Its messages that failed since the latest it took: the consecutive failures the backoff counts."""
+    last_attempt_at: datetime.datetime | None = None
+    """The latest message, taken or not: the backoff's wait runs from it."""
 
 
 _INCIDENTS_SQL = """
@@ -139,7 +168,10 @@ WITH events AS (
         row_number() OVER (
             PARTITION BY incident_id, coalesce(details ->> '$.target_id', targets), state
             ORDER BY event_time DESC, CASE WHEN delivered THEN 0 ELSE 1 END
-        ) AS recency
+        ) AS recency,
+        max(CASE WHEN delivered THEN notified_at END) OVER (
+            PARTITION BY incident_id, coalesce(details ->> '$.target_id', targets), state
+        ) AS delivered_at
     FROM alerts
     WHERE dt >= ?
 )
@@ -148,11 +180,16 @@ SELECT
     target_key,
     state,
     bool_or(coalesce(delivered, FALSE)) FILTER (WHERE recency = 1) AS delivered,
-    max(notified_at) FILTER (WHERE delivered) AS last_delivered_at
+    max(delivered_at) AS last_delivered_at,
+    count(*) FILTER (
+        WHERE NOT coalesce(delivered, FALSE) AND (delivered_at IS NULL OR notified_at > delivered_at)
+    ) AS failures,
+    max(notified_at) AS last_attempt_at
 FROM events
 GROUP BY incident_id, target_key, state
 """
-"""Per incident, target and state: whether the latest message took, and when the latest that took was sent."""
+"""Per incident, target and state: whether the latest message took, when the latest that took was sent, how many
+failed since, and when the latest was sent."""
 
 
 def _history(
@@ -174,7 +211,10 @@ def _history(
         )
         for row in con.execute(_INCIDENTS_SQL, [since]).fetchall()
     ]
-    told = {(row[0], row[1], row[2]): _Told(bool(row[3]), row[4]) for row in con.execute(_TOLD_SQL, [since]).fetchall()}
+    told = {
+        (row[0], row[1], row[2]): _Told(bool(row[3]), row[4], int(row[5] or 0), row[6])
+        for row in con.execute(_TOLD_SQL, [since]).fetchall()
+    }
     return incidents, told
 
 
@@ -236,20 +276,62 @@ def _firing(
     sends = []
     for target in targets:
         state = told.get((incident.incident_id, target_id(target), FIRING))
-        if _due(target, state, condition.suppress, now):
+        if _due(target, state, condition.suppress, now, incident.incident_id):
             reminder = state is not None and state.last_delivered_at is not None
             notification = _notification(condition, incident.incident_id, incident.opened_at, reminder=reminder)
             sends.append(Send(notification, target))
     return sends
 
 
-def _due(target: str, state: _Told | None, suppress: datetime.timedelta, now: datetime.datetime) -> bool:
+def _due(target: str, state: _Told | None, suppress: datetime.timedelta, now: datetime.datetime, incident: str) -> bool:
     """Whether a target is to be told of an open incident now."""
-    if state is None or not state.delivered:  # never told (a target added since), or the last message failed
+    if state is None:  # never told (a target added since)
         return True
+    if not state.delivered:  # the last message failed: again once its backoff has passed
+        return _retry_due(target, state, now, incident, suppress)
     if delivery.wants_every_evaluation(target):  # Alertmanager resolves an alert not posted again
         return True
     return state.last_delivered_at is None or now - state.last_delivered_at >= suppress
+
+
+def retry_delay(failures: int, cap: datetime.timedelta = BACKOFF_MAX) -> datetime.timedelta:
+    """The wait after ``failures`` consecutive failed attempts before the next one: :data:`BACKOFF_FIRST`, doubled
+    for each failure after the first, at most ``cap`` (1, 2, 4, 8, 16, 32, 60, 60... minutes by default)."""
+    if failures <= 0:
+        return datetime.timedelta(0)
+    delay = BACKOFF_FIRST
+    for _ in range(min(failures - 1, _BACKOFF_DOUBLINGS)):
+        if delay >= cap:
+            break
+        delay *= 2
+    return min(delay, cap)
+
+
+def _backoff_cap(target: str, suppress: datetime.timedelta | None) -> datetime.timedelta:
+    """The longest wait between two attempts to ``target`` (:data:`BACKOFF_MAX`, :data:`ALERTMANAGER_BACKOFF_MAX`)."""
+    if delivery.wants_every_evaluation(target):
+        return ALERTMANAGER_BACKOFF_MAX
+    return BACKOFF_MAX if suppress is None else min(BACKOFF_MAX, suppress)
+
+
+def _retry_due(
+    target: str, state: _Told, now: datetime.datetime, incident: str, suppress: datetime.timedelta | None = None
+) -> bool:
+    """Whether a message ``target`` did not take is to be tried again now: its backoff has passed since the last
+    attempt (a clock behind the last attempt's waits too, rather than retrying at once)."""
+    if state.last_attempt_at is None:
+        return True
+    delay = retry_delay(state.failures, _backoff_cap(target, suppress))
+    if now - state.last_attempt_at >= delay:
+        return True
+    _logger.info(
+        "%s did not take incident %s's last %d message(s): next attempt after %s",
+        delivery.redact(target),
+        incident,
+        state.failures,
+        _iso(state.last_attempt_at + delay),
+    )
+    return False
 
 
 def _resolving(
@@ -262,9 +344,15 @@ def _resolving(
 ) -> list[Send]:
     """The RESOLVED messages of an incident, given what its targets were told ((target, state) -> what): to every
     target sent its FIRING, delivered or not (so the incident closes even if none took it); ``retry``: to those
-    that did not take its RESOLVED."""
+    that did not take its RESOLVED, once their backoff has passed."""
     if retry:
-        keys = [key for (key, state), what in told.items() if state == RESOLVED and not what.delivered]
+        keys = [
+            key
+            for (key, state), what in told.items()
+            if state == RESOLVED
+            and not what.delivered
+            and _retry_due(known.get(key, key), what, now, incident.incident_id)
+        ]
         resolved_at = incident.resolved_at or now
     else:
         keys = [key for (key, state) in told if state == FIRING]
@@ -379,6 +467,33 @@ class EvaluationBusy(RuntimeError):
     """Another evaluation holds the location's lock: this one must not plan or send (it would notify twice)."""
 
 
+class LeaseLost(EvaluationBusy):
+    """Another evaluator took over this evaluation's S3 lease while it ran: it must send no more (the other one
+    plans and sends now)."""
+
+
+class Held:
+    """The evaluation lock as its block holds it: a local flock holds until the block ends; an S3 lease may be lost
+    (taken over by another evaluator after a renewal failed to reach S3 for a whole lease)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self._lost = threading.Event()
+
+    def held(self) -> bool:
+        """Whether the lock is still ours: check it before sending anything."""
+        return not self._lost.is_set()
+
+    def check(self) -> None:
+        """Raises :class:`LeaseLost` when the lock is no longer ours."""
+        if self._lost.is_set():
+            raise LeaseLost(f"another evaluation took over the lease {self.where} while this one ran")
+
+    def lose(self) -> None:
+        """Marks the lock as lost (by the S3 lease's renewal, when it finds another evaluator's lease)."""
+        self._lost.set()
+
+
 @contextlib.contextmanager
 def evaluation_lock(
     where: Writer | Options | str | os.PathLike,
@@ -386,23 +501,27 @@ def evaluation_lock(
     wait: float = 0.0,
     lease: datetime.timedelta = DEFAULT_LEASE,
     **options: Any,
-) -> Iterator[None]:
+) -> Iterator[Held]:
     """Holds the location's evaluation lock for the block; raises :class:`EvaluationBusy` when another evaluation
     holds it for longer than ``wait`` seconds (0 by default: ``otel-datasink alert`` under cron skips a round,
     it does not queue behind a slow one).
 
     Plan, send and write the rows inside the block: the next evaluation then reads this one's rows, so two
-    evaluations never tell a target of one event twice.
+    evaluations never tell a target of one event twice. The block gets a :class:`Held`: call its
+    :meth:`~Held.check` (or :meth:`~Held.held`) before sending.
 
     - A local folder: an exclusive ``fcntl.flock`` on ``<location>/_alerts.lock`` (the kernel releases it when the
       process dies, so a crash never leaves it held).
     - S3 (any fsspec store but a local folder): a lease object ``<location>/_alerts.lock`` created with a
       conditional PUT (``If-None-Match: *``: of two evaluators, S3 lets one create it) holding its expiry; a
       lease past it (its evaluator crashed) is taken over with a PUT conditional on its ETag (``If-Match``), and
-      released with a DELETE conditional on ours. AWS S3 and moto honour both; an endpoint that ignores the
-      conditions (some S3-compatible stores) gets a best-effort lease: the lease is read back after the PUT and
-      only its last writer proceeds, which narrows the race to the time between the two requests but does not
-      close it. ``lease`` is how long it holds: keep it above an evaluation's duration.
+      released with a DELETE conditional on ours. While the block runs, a daemon thread renews it every
+      ``lease / 3`` (a PUT with a new expiry, conditional on its ETag), so an evaluation longer than ``lease`` is
+      not taken over; a renewal that finds another evaluator's lease logs a warning and marks the :class:`Held`
+      lost. AWS S3 and moto honour the conditions; an endpoint that ignores them (some S3-compatible stores) gets
+      a best-effort lease: the lease is read back after the PUT and only its last writer proceeds, which narrows
+      the race to the time between the two requests but does not close it. ``lease`` is how long a crashed
+      evaluator's lease blocks the next ones.
 
     ``where`` is the location (with ``options`` of :class:`~otel_datasink.config.Options`), its Options, or a
     Writer of it. Names starting with ``_`` are hidden from the tables' readers.
@@ -410,10 +529,10 @@ def evaluation_lock(
     fs, root = _open(where, options)
     if isinstance(fs, LocalFileSystem):
         with _flock(f"{root}/{LOCK_NAME}", wait):
-            yield
+            yield Held(f"{root}/{LOCK_NAME}")
     else:
-        with _s3_lease(fs, f"{root}/{LOCK_NAME}", wait, lease):
-            yield
+        with _s3_lease(fs, f"{root}/{LOCK_NAME}", wait, lease) as held:
+            yield held
 
 
 def _open(where: Writer | Options | str | os.PathLike, options: dict[str, Any]) -> tuple[AbstractFileSystem, str]:
@@ -451,8 +570,9 @@ def _flock(path: str, wait: float) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _s3_lease(fs: AbstractFileSystem, path: str, wait: float, lease: datetime.timedelta) -> Iterator[None]:
-    """A lease object at ``path`` (``bucket/key``) for the block, tried until ``wait`` seconds have passed."""
+def _s3_lease(fs: AbstractFileSystem, path: str, wait: float, lease: datetime.timedelta) -> Iterator[Held]:
+    """A lease object at ``path`` (``bucket/key``) for the block, tried until ``wait`` seconds have passed, and
+    renewed while the block runs."""
     bucket, key = path.split("/", 1)
     owner = uuid.uuid4().hex
     deadline = time.monotonic() + wait
@@ -464,10 +584,70 @@ def _s3_lease(fs: AbstractFileSystem, path: str, wait: float, lease: datetime.ti
             _logger.info("another evaluation holds the lease s3://%s: skipping this one", path)
             raise EvaluationBusy(f"another evaluation holds the lease s3://{path}")
         time.sleep(0.2)
+    keeper = _LeaseKeeper(fs, bucket, key, owner, etag, lease)
+    keeper.start()
     try:
-        yield
+        yield keeper.held
     finally:
-        _release_lease(fs, bucket, key, owner, etag)
+        # Stopped (and joined) first: a renewal in flight would otherwise change the ETag the release is on.
+        _release_lease(fs, bucket, key, owner, keeper.stop())
+
+
+class _LeaseKeeper:
+    """Renews an S3 lease every ``lease / RENEWALS_PER_LEASE`` in a daemon thread until :meth:`stop`; marks its
+    :class:`Held` lost, and stops renewing, when another evaluator holds the lease."""
+
+    def __init__(self, fs: Any, bucket: str, key: str, owner: str, etag: str, lease: datetime.timedelta) -> None:
+        self.fs, self.bucket, self.key, self.owner, self.lease = fs, bucket, key, owner, lease
+        self.etag = etag
+        self.held = Held(f"s3://{bucket}/{key}")
+        self._stop = threading.Event()
+        # A daemon: a process that exits without leaving the block (os._exit, a crash) is not kept alive by it.
+        self._thread = threading.Thread(target=self._run, name="alert-lease", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> str:
+        """Stops renewing; the lease's latest ETag (what the release is conditional on)."""
+        self._stop.set()
+        self._thread.join()
+        return self.etag
+
+    def _run(self) -> None:
+        period = self.lease.total_seconds() / RENEWALS_PER_LEASE
+        while not self._stop.wait(period):
+            try:
+                if not self._renew():
+                    return
+            except Exception as error:  # noqa: BLE001 - S3 unreachable for now: the lease has time left, try again
+                _logger.warning("could not renew the evaluation lease s3://%s/%s: %s", self.bucket, self.key, error)
+
+    def _renew(self) -> bool:
+        """Extends the lease by ``lease`` from now; False (and the Held lost) when another evaluator holds it."""
+        # Read first: an endpoint ignoring If-Match would otherwise let us overwrite a lease taken over from us.
+        # The ETag read (not the one we kept) is the condition: a renewal whose answer was lost changed it.
+        holder, etag = _read_lease(self.fs, self.bucket, self.key)
+        if holder is None or holder.get("owner") != self.owner:
+            return self._lost()
+        body = _lease_body(self.owner, self.lease)
+        try:
+            self.etag = self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.key, Body=body, IfMatch=etag)["ETag"]
+        except OSError as error:
+            if _precondition_failed(error):  # taken over between our read and our PUT
+                return self._lost()
+            raise
+        return True
+
+    def _lost(self) -> bool:
+        _logger.warning(
+            "the evaluation lease s3://%s/%s was taken over by another evaluator while this one ran "
+            "(it expired before a renewal reached S3): this evaluation sends no more",
+            self.bucket,
+            self.key,
+        )
+        self.held.lose()
+        return False
 
 
 def _lease_body(owner: str, lease: datetime.timedelta) -> bytes:

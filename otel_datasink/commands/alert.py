@@ -4,8 +4,9 @@ One evaluation (for cron, a Kubernetes CronJob or an Airflow task): the conditio
 datasets, failing jobs, hung runs, volume anomalies, missing runs) open incidents, notified once to their targets
 (``--notify`` and the rules file's), again after their suppression interval, and resolved when they clear. Every
 notification event is a row of the ``alerts`` table at the location (view ``alerts_open``); a target that does not
-take a notification is retried at the next evaluation, and never stops the others. Evaluations of one location
-take a lock, so two at once never both notify.
+take a notification is retried, waiting longer after each consecutive failure (1 min doubling to 1 h; 5 min at most
+for an Alertmanager), and never stops the others. Evaluations of one location take a lock, so two at once never both
+notify.
 
 ``--watch SECONDS`` evaluates in a loop until SIGTERM or Ctrl-C (the current evaluation finishes; exit 0), and
 records the gauges datasink.dataset.freshness, datasink.dataset.stale, datasink.job.failure_streak,
@@ -41,7 +42,7 @@ from otel_datasink.commands.ddl import add_view_arguments, view_parameters
 from otel_datasink.commands.query import add_allow_empty_argument
 
 if TYPE_CHECKING:
-    from otel_datasink.alerts.incidents import Send
+    from otel_datasink.alerts.incidents import Held, Send
     from otel_datasink.alerts.metrics import HealthGauges
     from otel_datasink.alerts.model import Condition
     from otel_datasink.config import Options
@@ -175,11 +176,13 @@ def evaluate(context: Context, now: datetime.datetime) -> Evaluation:
         return _evaluate_unlocked(context, now)
     from otel_datasink.alerts import incidents
 
-    with incidents.evaluation_lock(context.options):
-        return _evaluate_unlocked(context, now)
+    with incidents.evaluation_lock(context.options) as held:
+        return _evaluate_unlocked(context, now, held)
 
 
-def _evaluate_unlocked(context: Context, now: datetime.datetime) -> Evaluation:
+def _evaluate_unlocked(context: Context, now: datetime.datetime, held: Held | None = None) -> Evaluation:
+    """One evaluation; ``held``: the lock, checked before sending (an S3 lease taken over while the conditions were
+    read means another evaluator sends this round: :class:`~otel_datasink.alerts.incidents.LeaseLost`)."""
     from otel_datasink import local
     from otel_datasink.alerts import incidents
 
@@ -207,7 +210,12 @@ def _evaluate_unlocked(context: Context, now: datetime.datetime) -> Evaluation:
     evaluation = Evaluation(now, found, sends)
     if not args.dry_run and sends:
         repeat = datetime.timedelta(seconds=args.watch) if args.watch is not None else None
-        evaluation.outcomes = deliver(sends, _grouping(found, context.rules), args.timeout, repeat)
+        if held is not None:
+            held.check()  # lost: nothing sent, nothing written; the evaluator that holds the lease sends
+        holding = held.held if held is not None else _always
+        evaluation.outcomes = deliver(sends, _grouping(found, context.rules), args.timeout, repeat, holding)
+        # Written even if the lease was lost meanwhile: these messages went out, and a history without them would
+        # have the next evaluation send them again.
         _write(context.options, incidents.rows(evaluation.outcomes, now))
     return evaluation
 
@@ -224,26 +232,39 @@ def _grouping(found: Sequence[Condition], rules: Rules) -> Callable[[Send], str]
     return group
 
 
+def _always() -> bool:
+    return True
+
+
 def deliver(
     sends: Sequence[Send],
     group: Callable[[Send], str],
     timeout: float,
     repeat: datetime.timedelta | None = None,
+    holding: Callable[[], bool] = _always,
 ) -> list[Outcome]:
     """Sends each target its notifications, targets in parallel (a slow one delays no other): one send per
     incident, and one for all of a target's ``digest`` notifications. A :class:`DeliveryError` fails only
     the notifications of that send. ``repeat``: the time to the next evaluation (``--watch``), so that
-    Alertmanager keeps a firing alert until it is posted again."""
+    Alertmanager keeps a firing alert until it is posted again. ``holding``: whether the evaluation still holds
+    its lock, asked before each send; once it does not, what is left is not sent (and has no outcome)."""
     by_target: dict[str, list[Send]] = {}
     for send in sends:
         by_target.setdefault(send.target, []).append(send)
     with ThreadPoolExecutor(max_workers=min(8, len(by_target)) or 1, thread_name_prefix="alert-send") as pool:
-        results = pool.map(lambda item: _deliver_to(item[0], item[1], group, timeout, repeat), by_target.items())
+        results = pool.map(
+            lambda item: _deliver_to(item[0], item[1], group, timeout, repeat, holding), by_target.items()
+        )
         return [outcome for outcomes in results for outcome in outcomes]
 
 
 def _deliver_to(
-    target: str, sends: list[Send], group: Callable[[Send], str], timeout: float, repeat: datetime.timedelta | None
+    target: str,
+    sends: list[Send],
+    group: Callable[[Send], str],
+    timeout: float,
+    repeat: datetime.timedelta | None,
+    holding: Callable[[], bool],
 ) -> list[Outcome]:
     from otel_datasink.alerts import delivery
 
@@ -251,6 +272,11 @@ def _deliver_to(
     batches = [[send] for send in sends if group(send) != "digest"] + ([digest] if digest else [])
     outcomes: list[Outcome] = []
     for batch in batches:
+        if not holding():  # another evaluator took the lock over: it sends these now
+            _logger.warning(
+                "lost the evaluation lock: %d notification(s) to %s not sent", len(batch), delivery.redact(target)
+            )
+            continue
         try:
             delivery.send(target, [send.notification for send in batch], timeout=timeout, repeat=repeat)
         except DeliveryError as error:
