@@ -31,11 +31,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otel_datasink import environment_variables as env
 from otel_datasink.config import DEFAULT_LOCATION, Options
 from otel_datasink.extras import MissingExtraError, needs
+
+if TYPE_CHECKING:
+    import socket
 
 EXIT_OK = 0
 EXIT_FOUND = 1
@@ -245,21 +248,30 @@ def main(argv: list[str] | None = None) -> int:
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    with _ctrl_c_noted() as ctrl_c:
-        try:
-            with needs(COMMANDS[args.command].extra):
-                code = args.run(args) or EXIT_OK
-            # Flushed here, not at exit: a closed pipe must raise where it is handled below.
-            sys.stdout.flush()
-        except BrokenPipeError:
-            return _stdout_closed()
-        except KeyboardInterrupt:
+    try:
+        with _ctrl_c_noted() as ctrl_c:
+            return _run(args, ctrl_c)
+    except KeyboardInterrupt:
+        # Also Ctrl-C's exception raised late, while the error of a query it interrupted is reported (Python runs
+        # the handler at the main thread's next call after the query: see _duckdb_interrupted_on_ctrl_c), or
+        # while the watching of Ctrl-C is set up or ended.
+        return _report(args.command, interrupted())
+
+
+def _run(args: argparse.Namespace, ctrl_c: Callable[[], bool]) -> int:
+    """The command's exit status, or that of the one line its failure is reported as."""
+    try:
+        with needs(COMMANDS[args.command].extra):
+            code = args.run(args) or EXIT_OK
+        # Flushed here, not at exit: a closed pipe must raise where it is handled below.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
+    except Exception as error:  # noqa: BLE001 - the one place a command's failure becomes a message
+        if ctrl_c() and not isinstance(error, CommandError):  # a command's own words stand
             return _report(args.command, interrupted())
-        except Exception as error:  # noqa: BLE001 - the one place a command's failure becomes a message
-            if ctrl_c() and not isinstance(error, CommandError):  # a command's own words stand
-                return _report(args.command, interrupted())
-            logging.getLogger(__name__).debug("otel-datasink %s failed", args.command, exc_info=True)
-            return _report(args.command, error)
+        logging.getLogger(__name__).debug("otel-datasink %s failed", args.command, exc_info=True)
+        return _report(args.command, error)
     return code
 
 
@@ -269,8 +281,9 @@ def _ctrl_c_noted() -> Iterator[Callable[[], bool]]:
 
     A library may catch that exception and raise its own: DuckDB ends a query it runs with
     ``RuntimeError('Query interrupted')``, so that ``query``, ``status``, ``report`` or ``alert`` stopped mid-query
-    would fail as any error (exit 2) instead of as interrupted (130). A SIGINT that is ignored (a background job's)
-    stays ignored; Python's handler is back afterwards (unless :func:`interrupted` has set the default action).
+    would fail as any error (exit 2) instead of as interrupted (130). Ctrl-C also interrupts the command's DuckDB
+    queries at once (:func:`_duckdb_interrupted_on_ctrl_c`). A SIGINT that is ignored (a background job's) stays
+    ignored; Python's handler is back afterwards (unless :func:`interrupted` has set the default action).
     """
     seen = threading.Event()
 
@@ -281,13 +294,87 @@ def _ctrl_c_noted() -> Iterator[Callable[[], bool]]:
     watching = threading.current_thread() is threading.main_thread() and (
         signal.getsignal(signal.SIGINT) is signal.default_int_handler
     )
-    if watching:
-        signal.signal(signal.SIGINT, note)
-    try:
+    if not watching:
         yield seen.is_set
+        return
+    with _duckdb_interrupted_on_ctrl_c(lambda: signal.getsignal(signal.SIGINT) is note, seen):
+        signal.signal(signal.SIGINT, note)  # once the watcher is ready: no KeyboardInterrupt while it is set up
+        try:
+            yield seen.is_set
+        finally:
+            if signal.getsignal(signal.SIGINT) is note:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+_REINTERRUPT_SECONDS = 0.05
+"""How often the DuckDB queries are interrupted again after Ctrl-C: DuckDB forgets an interrupt that comes
+before its query starts, and a command may start another before the KeyboardInterrupt reaches it."""
+
+
+@contextlib.contextmanager
+def _duckdb_interrupted_on_ctrl_c(ours: Callable[[], bool], seen: threading.Event) -> Iterator[None]:
+    """While inside, SIGINT interrupts the DuckDB queries of :func:`otel_datasink.local.connect`'s connections at
+    once, those running and those started until the command returns, and notes itself in ``seen``.
+
+    Python runs a signal's handler in the main thread between two bytecodes: not while DuckDB runs a query there
+    (DuckDB looks for the signal between tasks, often only as the query ends), and a query in another thread
+    (``report`` evaluates the views in a thread pool) never sees it. Python's C-level handler, though, writes the
+    signal's number to the wakeup fd at once, and a thread reading it interrupts the queries. Only while
+    ``ours()``: ``alert --watch`` and ``serve`` set their own SIGINT handler, which lets the current evaluation
+    finish.
+    """
+    import socket  # not for --help: imported once a command runs
+
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)  # set_wakeup_fd's condition: the C-level handler must never block
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    done = threading.Event()
+    watcher = threading.Thread(
+        target=_interrupt_on_ctrl_c, args=(reader, ours, seen, done), name="otel-datasink-ctrl-c", daemon=True
+    )
+    watcher.start()
+    try:
+        yield
     finally:
-        if watching and signal.getsignal(signal.SIGINT) is note:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        current = signal.set_wakeup_fd(previous)
+        if current != writer.fileno():  # the command set its own (asyncio's loop does): not ours to undo
+            signal.set_wakeup_fd(current)
+        done.set()
+        writer.close()  # the watcher's wait for a signal ends: the socket's other end is closed
+        watcher.join()
+        reader.close()
+
+
+def _interrupt_on_ctrl_c(
+    wakeups: socket.socket, ours: Callable[[], bool], seen: threading.Event, done: threading.Event
+) -> None:
+    """The watcher thread: reads signal numbers from ``wakeups`` until a SIGINT while ``ours()`` (or until the
+    writing end closes), then interrupts the DuckDB queries every :data:`_REINTERRUPT_SECONDS` until ``done``."""
+    while True:
+        received = wakeups.recv(64)
+        if not received:
+            return
+        if signal.SIGINT in received and ours():
+            break
+    seen.set()  # before the queries fail: their errors, in whichever thread, find Ctrl-C noted
+    while True:
+        _interrupt_duckdb_queries()
+        if done.wait(_REINTERRUPT_SECONDS):
+            return
+
+
+def _interrupt_duckdb_queries() -> None:
+    # Looked up, not imported: a command that has not imported it opened no connection. Any failure is logged,
+    # not raised: a traceback from this thread would break Ctrl-C's one line, and the KeyboardInterrupt still
+    # stops the command as it did before.
+    local = sys.modules.get("otel_datasink.local")
+    interrupt_queries = getattr(local, "interrupt_queries", None)  # None while the module is still importing
+    if interrupt_queries is None:
+        return
+    try:
+        interrupt_queries()
+    except Exception:  # noqa: BLE001 - see above
+        logging.getLogger(__name__).debug("cannot interrupt the DuckDB queries", exc_info=True)
 
 
 def _report(command: str, error: Exception) -> int:

@@ -10,8 +10,11 @@ A location with no table yet opens as empty tables (a test, a job that has not r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
+import weakref
 from typing import Any
 
 from fsspec import AbstractFileSystem
@@ -28,6 +31,10 @@ with needs("query"):  # without duckdb or sqlglot: "duckdb is not installed: pip
     from otel_datasink.catalog import ViewParameters, duckdb_views
 
 _logger = logging.getLogger(__name__)
+
+_opened: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+"""The connections :func:`connect` made that are still referenced: those :func:`interrupt_queries` interrupts."""
+_opened_lock = threading.Lock()
 
 
 class NoTablesError(FileNotFoundError):
@@ -57,6 +64,8 @@ def connect(
         raise _missing(fs, root, resolved.location)
     # Never download an extension (offline use); everything needed (parquet, icu) is built in.
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    with _opened_lock:  # from here: creating the views globs the store, which a Ctrl-C interrupts too
+        _opened.add(con)
     con.execute("SET TimeZone = 'UTC'")
     if isinstance(fs, LocalFileSystem):
         base = root
@@ -70,6 +79,20 @@ def connect(
     for statement in duckdb_views(parameters):
         con.execute(statement)
     return con
+
+
+def interrupt_queries() -> None:
+    """Interrupts the query each connection of :func:`connect` runs now (it raises ``duckdb.InterruptException``);
+    safe from any thread, one that is in no query is left as it is.
+
+    For Ctrl-C (:func:`otel_datasink.cli.main`): DuckDB, left alone, notices the KeyboardInterrupt of a query only
+    when the query ends, and a thread's query not at all.
+    """
+    with _opened_lock:
+        connections = list(_opened)
+    for con in connections:
+        with contextlib.suppress(duckdb.ConnectionException):  # closed since: it runs nothing
+            con.interrupt()
 
 
 def _missing(fs: AbstractFileSystem, root: str, shown: str) -> NoTablesError | FileNotFoundError:

@@ -6,15 +6,23 @@ import os
 import re
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
 from test_cli_errors import command, environment
 from test_replay import job_spans, otlp_json_line
 
 EXIT_INTERRUPTED = 130
+ENDLESS = "SELECT count(*) FROM range(10000000000000) AS t(i) WHERE i % 7 = 3"
+"""A query of hours on any machine (10^13 rows, about 5 * 10^9 a second on 2 cores here), in constant memory:
+one Ctrl-C ends it at once, or the test fails."""
+PROMPT_SECONDS = 15.0
+"""The most a Ctrl-C'd command may take to exit: generous (it is well under a second), as CI may be loaded."""
 SUMMARY_LINE = r"wrote (\d+) row\(s\) \(\d+ job_runs, \d+ dataset_status\) in (\d+) file\(s\)"
 
 
@@ -96,3 +104,97 @@ def test_ctrl_c_during_a_duckdb_query_exits_130_as_interrupted(tmp_path):
     assert process.returncode == EXIT_INTERRUPTED, stderr
     assert stderr.splitlines() == ["otel-datasink query: interrupted"]
     assert stdout == ""
+
+
+def wait_in_query(process: subprocess.Popen, started: str) -> None:
+    """Returns once ``process`` has written the stderr line ``started`` (what it says just before its long query)
+    and burnt 0.3 s of CPU more: it is inside the query, not before it."""
+    first = process.stderr.readline()
+    assert started in first, first
+    busy = cpu_seconds(process.pid) + 0.3
+    wait_for(lambda: cpu_seconds(process.pid) > busy)
+
+
+def interrupt(process: subprocess.Popen) -> tuple[float, str, str]:
+    """Sends SIGINT to ``process``: the seconds it took to exit, its stdout and its stderr (all of it). A process
+    still running after :data:`PROMPT_SECONDS` fails the test (the queries it runs take hours)."""
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    try:
+        stdout, stderr = process.communicate(timeout=PROMPT_SECONDS)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {PROMPT_SECONDS:g}s after Ctrl-C: its DuckDB queries were not interrupted")
+    return time.monotonic() - sent, stdout, stderr
+
+
+def test_ctrl_c_interrupts_a_long_duckdb_query_at_once(tmp_path):
+    # DuckDB alone notices the KeyboardInterrupt only when the query ends; the query here would take hours.
+    location = tmp_path / "datasink"
+    write_spans(str(location), [job_span("load", now_ns() - MINUTE_NS, now_ns(), dataset="orders")])
+    process = subprocess.Popen(
+        command("-v", "query", "--location", str(location), ENDLESS),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+        wait_in_query(process, "alerts")  # local.connect logs its last step (no alerts yet); the query follows
+        seconds, stdout, stderr = interrupt(process)
+    finally:
+        process.kill()  # a query left running would outlive the test
+        process.wait()
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert stderr.splitlines() == ["otel-datasink query: interrupted"]
+    assert stdout == ""
+    assert seconds < PROMPT_SECONDS
+
+
+SLOW_REPORT = """
+import sys
+
+from otel_datasink import cli
+from otel_datasink.report import data
+
+def slowly(evaluate):
+    # A view evaluation of hours, on the report's own connection, in the builder's thread.
+    def slow(con, *args):
+        print(evaluate.__name__, "running", file=sys.stderr, flush=True)
+        con.execute({endless!r}).fetchall()
+        return evaluate(con, *args)
+    return slow
+
+data.trends, data.datasets = slowly(data.trends), slowly(data.datasets)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_interrupts_the_queries_of_the_reports_threads(tmp_path):
+    # The report evaluates the views on four connections, three in a thread pool: the main thread stops at
+    # once on Ctrl-C, then waits for the pool, whose queries DuckDB alone would let run to their end.
+    location = tmp_path / "datasink"
+    write_spans(str(location), [job_span("load", now_ns() - MINUTE_NS, now_ns(), dataset="orders")])
+    script = textwrap.dedent(SLOW_REPORT).format(endless=ENDLESS)
+    out = tmp_path / "report.html"
+    args = ("report", "--location", str(location), "--out", str(out), "--no-progress")
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+        wait_in_query(process, "running")
+        second = process.stderr.readline()  # both threads' queries run
+        assert "running" in second, second
+        seconds, stdout, stderr = interrupt(process)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines() == ["otel-datasink report: interrupted"]
+    assert stdout == ""
+    assert not out.exists()
+    assert seconds < PROMPT_SECONDS
