@@ -6,11 +6,15 @@ in a Parquet file. Prints spans/s end to end, the collector's CPU time per span 
 ``/proc/<pid>/stat``), and, beside them, the cost of only decoding the same requests with protobuf.
 
     python benchmarks/bench_collector.py [--requests 600] [--distinct 600] [--connections 4] [--protocol http|grpc]
-        [--location DIR] [--idle 200 --slow 50]
+        [--location DIR] [--idle 200 --slow 50] [--big 150000]
 
 ``--idle N --slow M`` hold N idle connections and M slow ones (half send their headers a byte at a time, half
 their body) open on the OTLP/HTTP port beside the load, reopening those the collector closes, as a hostile or
 broken client would: the figures should stay within ~10% of a run without them.
+
+``--big N`` then sends one OTLP/HTTP request of about N spans (the 512-span requests concatenated: protobuf merges
+them) and asks ``GET /health`` again and again while the collector takes it, printing the slowest answer: how long
+the event loop stalls on a big request (it should be a small fraction of the request's time).
 """
 
 from __future__ import annotations
@@ -89,6 +93,35 @@ def make_request(seed: int) -> bytes:
         resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=spans)])]
     )
     return request.SerializeToString()
+
+
+def _health_during_big_request(port: int, body: bytes) -> tuple[float, int, float]:
+    """Posts ``body`` while asking /health in a loop: (slowest /health answer, answers, seconds the post took)."""
+    outcome = []
+
+    def post() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        connection.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
+        outcome.append(connection.getresponse().status)
+        connection.close()
+
+    sender = threading.Thread(target=post)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    slowest, answers = 0.0, 0
+    started = time.perf_counter()
+    sender.start()
+    while sender.is_alive():
+        asked = time.perf_counter()
+        connection.request("GET", "/health")
+        connection.getresponse().read()
+        slowest = max(slowest, time.perf_counter() - asked)
+        answers += 1
+        time.sleep(0.005)
+    took = time.perf_counter() - started
+    connection.close()
+    if outcome != [200]:
+        raise SystemExit(f"the big request was answered {outcome}")
+    return slowest, answers, took
 
 
 def _send(protocol: str, port: int, bodies: list[bytes], connections: int, ready, go) -> None:
@@ -257,6 +290,7 @@ def main() -> None:
     parser.add_argument("--flush-age", type=float, default=0.5, help="seconds (the tail after the last request)")
     parser.add_argument("--idle", type=int, default=0, help="idle connections held open beside the load")
     parser.add_argument("--slow", type=int, default=0, help="slow connections (headers or body) held open beside it")
+    parser.add_argument("--big", type=int, default=0, help="then one request of ~N spans, timing /health meanwhile")
     args = parser.parse_args()
 
     # Distinct requests by default: job.records_processed and dataset.records_written then take new values in
@@ -270,6 +304,11 @@ def main() -> None:
         ExportTraceServiceRequest.FromString(body)
     decode_seconds = time.perf_counter() - started
 
+    # The big request repeats the distinct ones: serialized protobuf messages concatenated are one, merged.
+    big_parts = -(-args.big // SPANS_PER_REQUEST)
+    big_body = b"".join(unique[i % len(unique)] for i in range(big_parts))
+    big_limits = ["--max-body-bytes", str(len(big_body)), "--max-inflight-bytes", str(2 * len(big_body))]
+
     work = Path(tempfile.mkdtemp(prefix="bench-collector-"))
     location = args.location or str(work / "datasink")
     port, grpc_port = _free_port(), _free_port()
@@ -277,7 +316,8 @@ def main() -> None:
     collector = subprocess.Popen(
         [sys.executable, "-m", "otel_datasink.cli", "collector", "--location", location]
         + ["--http", f"127.0.0.1:{port}", "--grpc", grpc_endpoint, "--spool-dir", str(work / "spool")]
-        + ["--flush-rows", str(args.flush_rows), "--flush-age", str(args.flush_age), "--max-pending-batches", "8"],
+        + ["--flush-rows", str(args.flush_rows), "--flush-age", str(args.flush_age), "--max-pending-batches", "8"]
+        + (big_limits if args.big else []),
         stderr=open(work / "collector.log", "wb"),  # noqa: SIM115 - closed with the process
     )
     try:
@@ -316,6 +356,8 @@ def main() -> None:
             threads_after = _thread_cpu_seconds(collector.pid)
             loop_cpu = threads_after[collector.pid] - threads_before[collector.pid]
             peak_rss = _peak_rss_mib(collector.pid)
+        if args.big:
+            stall = _health_during_big_request(port, big_body)
     finally:
         collector.send_signal(signal.SIGTERM)
         collector.wait(timeout=30)
@@ -348,6 +390,13 @@ def main() -> None:
         print(
             f"beside the load: {args.idle} idle and {args.slow} slow connections held open "
             f"({pests.reopened} reopened after the collector closed them)"
+        )
+    if args.big:
+        slowest, answers, took = stall
+        print(
+            f"/health during one request of {big_parts * SPANS_PER_REQUEST} spans "
+            f"({len(big_body) / 2**20:.0f} MiB, acknowledged in {took:.2f} s): slowest answer {slowest:.3f} s "
+            f"of {answers} answers"
         )
 
 
