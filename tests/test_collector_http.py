@@ -10,6 +10,7 @@ import json
 import time
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from google.rpc import status_pb2
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -25,11 +26,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 from test_otlp import SPEC_EXAMPLE
 
+from otel_datasink.collector import batcher, server
+from otel_datasink.collector.ingest import Ingest
+from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.server import BackgroundCollector
 from otel_datasink.collector.settings import CollectorSettings
-from otel_datasink.collector.spool import SpoolLockedError
+from otel_datasink.collector.spool import KIND_PROTOBUF, SpoolLockedError
 from otel_datasink.config import Options
 from otel_datasink.local import connect
+from otel_datasink.profiles import default_profile
 
 TOKEN = "s3cret"
 
@@ -154,6 +159,43 @@ def test_requests_are_batched_across_requests_into_one_file_per_table(local_loca
 
     assert len(runs) == 10
     assert len(job_runs_files(local_location)) == 1
+
+
+def test_requests_decoded_and_converted_off_the_loop_keep_their_rows_order_in_one_file(
+    local_location, tmp_path, monkeypatch
+):
+    # Every request on the decoding thread (offload_bytes=1), its 5 runs converted in chunks of 3 and 2 rows.
+    monkeypatch.setattr(batcher, "_CONVERT_CHUNK_ROWS", 3)
+    settings = {"flush_age": 60.0, "flush_rows": 40, "offload_bytes": 1}
+    with start_collector(local_location, tmp_path / "spool", **settings) as collector:
+        for _ in range(4):  # 4 requests x 5 job spans x (1 run + 1 update) = 40 rows: one batch
+            assert post(collector.http_port, good_request(5))[0] == 200
+        rows(local_location, expect=20)
+        metrics = get(collector.http_port, "/metrics")[1]
+        (file,) = job_runs_files(local_location)
+
+    # In the order sent, request after request and chunk after chunk.
+    assert pq.read_table(file[0]).column("job_name").to_pylist() == [f"job_{i}" for i in range(5)] * 4
+    assert metric_samples(metrics)["otel_datasink_collector_job_spans_total"] == 20
+
+
+def test_convert_splits_each_table_into_chunks_in_order(monkeypatch):
+    monkeypatch.setattr(batcher, "_CONVERT_CHUNK_ROWS", 3)
+    rows = Ingest(default_profile, Metrics()).decode(KIND_PROTOBUF, good_request(7)).rows
+
+    parts = batcher.Batch.convert(rows)
+
+    assert [(table, part.num_rows) for (table, _), part in parts] == [("job_runs", n) for n in (3, 3, 1)] + [
+        ("dataset_status", n) for n in (3, 3, 1)
+    ]
+    names = [name for (table, _), part in parts if table == "job_runs" for name in part.column("job_name").to_pylist()]
+    assert names == [f"job_{i}" for i in range(7)]
+
+
+def test_release_empties_the_rows_a_chunk_at_a_time():
+    rows = {"job_runs": [{"n": i} for i in range(12_001)], "dataset_status": []}
+    server._release(rows)
+    assert rows == {"job_runs": [], "dataset_status": []}
 
 
 def test_a_batch_rolls_on_spooled_bytes_before_its_age(local_location, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import gc
 import logging
 import signal
@@ -16,13 +17,14 @@ from aiohttp import web
 
 from otel_datasink.collector import grpc as grpc_receiver
 from otel_datasink.collector import http as http_receiver
-from otel_datasink.collector.batcher import Batch, Batcher
-from otel_datasink.collector.ingest import Ingest, UndecodableError
+from otel_datasink.collector.batcher import Batch, Batcher, Parts
+from otel_datasink.collector.ingest import Ingest, Result, UndecodableError
 from otel_datasink.collector.metrics import Metrics, Throttled
 from otel_datasink.collector.settings import CollectorSettings, default_spool_dir
 from otel_datasink.collector.spool import Spool, read_segment
 from otel_datasink.config import Options
 from otel_datasink.pipeline import Pipeline
+from otel_datasink.schema import Rows
 
 _logger = logging.getLogger(__name__)
 
@@ -169,19 +171,34 @@ class Collector:
         ``kind`` is a spool kind (``KIND_PROTOBUF``, ``KIND_JSON``, ``KIND_OPENLINEAGE``). Raises
         :class:`UndecodableError` for a body that is not what ``kind`` says, OSError when the spool cannot take it.
         """
-        if len(body) >= self.settings.offload_bytes:
-            # Decoding and mapping a big request takes seconds of CPU: on a thread, the loop keeps serving the
-            # others (it gets the GIL back at least every switch interval, 5 ms).
+        offload = len(body) >= self.settings.offload_bytes
+        if offload:
+            # Decoding, mapping and converting a big request take seconds of CPU: on a thread, the loop keeps
+            # serving the others (it gets the GIL back at least every switch interval, 5 ms, and between the
+            # conversion's chunks). Small requests stay on the loop: the hop would cost more than they take.
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._decoder, self.ingest.decode, kind, body)
+            result, parts = await loop.run_in_executor(self._decoder, self._rows_of, kind, body)
         else:
-            result = self.ingest.decode(kind, body)
+            result, parts = self._rows_of(kind, body)
         self.ingest.count(result)
         if result.row_count:
             batcher = self.batcher
             assert batcher is not None, "requests come in only through the receivers, which start() opens after it"
-            await batcher.add(result.rows, kind, body)
+            # Spooled and batched on the loop, in the order the requests get here: the batch's rows and its
+            # segment's frames stay the same requests, and the 200 waits for the fsync as before.
+            await batcher.add(parts, kind, body)
+        if offload:
+            # The batch holds the rows as Arrow now. Their dicts, dropped here at once, would be one long
+            # deallocation on the loop: the thread frees them a chunk at a time instead. Once stop() has shut
+            # the thread down, they are freed here: the request is spooled, and must still be answered 200.
+            with contextlib.suppress(RuntimeError):
+                self._decoder.submit(_release, result.rows)
         return result.rejected
+
+    def _rows_of(self, kind: int, body: bytes) -> tuple[Result, Parts]:
+        """A request body's rows, and them converted to Arrow for the batch (safe on the decoding thread)."""
+        result = self.ingest.decode(kind, body)
+        return result, Batch.convert(result.rows) if result.row_count else []
 
     async def start(self) -> None:
         """Locks the spool, queues what an earlier run left in it, and starts listening."""
@@ -257,6 +274,16 @@ class Collector:
             depth = spool.depth if spool is not None else 0
             _logger.warning("collector stopped with %d spool segment(s) left for the next start", depth)
         return done
+
+
+_RELEASE_CHUNK_ROWS = 5_000
+
+
+def _release(rows: Rows) -> None:
+    """Empties the row lists a chunk at a time, so that freeing them lets other threads in between chunks."""
+    for table_rows in rows.values():
+        while table_rows:
+            del table_rows[-_RELEASE_CHUNK_ROWS:]
 
 
 def _address(address: tuple) -> str:
