@@ -54,6 +54,14 @@ LINGER_SECONDS = 2.0
 client gets the answer rather than a reset; then the connection is closed."""
 _FD_RESERVE = 128
 """File descriptors kept for everything but OTLP/HTTP connections (spool, store, gRPC, logs)."""
+ACCEPT_BATCH = 32
+"""How many connections asyncio accepts in one loop turn, each a file opened before the cap can refuse it (and
+closed a turn later): two batches and the process's own files (about 20, more while writing) must fit in the
+reserve. With aiohttp's 128, accept() at the cap under ``ulimit -n 256`` still failed with EMFILE on a loaded
+machine now and then."""
+LISTEN_BACKLOG = 128
+"""Connections the kernel queues until they are accepted (aiohttp's default): asyncio's one ``backlog`` is both
+this and the batch, and a queue of 32 dropped the SYNs of a burst of connections (clients waited 1 s each)."""
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -145,8 +153,11 @@ class _GuardedSite(web.TCPSite):
         await web.BaseSite.start(self)
         self._guard.factory = self._runner.server
         self._server = await asyncio.get_running_loop().create_server(
-            self._guard, self._host, self._port, backlog=self._backlog, reuse_address=self._reuse_address
+            self._guard, self._host, self._port, backlog=ACCEPT_BATCH, reuse_address=self._reuse_address
         )
+        for listening in self._server.sockets:
+            with listening.dup() as same:  # the same socket: a longer queue, the batch unchanged
+                same.listen(LISTEN_BACKLOG)
         self._bound_port = self._server.sockets[0].getsockname()[1]
 
 
