@@ -244,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(argv)
     except MissingExtraError as error:  # the command's module could not even be imported for its options
         return _report(_command_in(argv) or "", error)
+    except KeyboardInterrupt:  # while the command's module imports (DuckDB, pyarrow, sqlglot: most of a second)
+        return _report(_command_in(argv) or "", interrupted())
     logging.basicConfig(
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -379,7 +381,7 @@ def _interrupt_duckdb_queries() -> None:
 
 def _report(command: str, error: Exception) -> int:
     try:
-        print(f"otel-datasink {command}: {describe(error)}", file=sys.stderr)
+        print(f"{' '.join(('otel-datasink', command)).rstrip()}: {describe(error)}", file=sys.stderr)
         sys.stdout.flush()
     except BrokenPipeError:
         return _stdout_closed()

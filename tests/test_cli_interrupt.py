@@ -168,3 +168,27 @@ def test_ctrl_c_interrupts_the_queries_of_the_reports_threads(tmp_path):
     assert stdout == ""
     assert not out.exists()
     assert seconds < PROMPT_SECONDS
+
+
+def test_ctrl_c_while_the_commands_modules_import_exits_130_in_one_line(tmp_path):
+    # Most of a command's first second goes on importing its modules (pyarrow, sqlglot, DuckDB) while its options
+    # are parsed: a real SIGINT is sent to the process as sqlglot starts importing.
+    script = textwrap.dedent(
+        f"""
+        import builtins, os, signal, sys
+        from otel_datasink.cli import main
+
+        real_import = builtins.__import__
+
+        def import_(name, *args, **kwargs):
+            if name == "sqlglot" and "sqlglot" not in sys.modules:
+                os.kill(os.getpid(), signal.SIGINT)
+            return real_import(name, *args, **kwargs)
+
+        builtins.__import__ = import_
+        sys.exit(main(["query", "--location", {str(tmp_path)!r}, "SELECT 1"]))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=environment())
+    assert done.returncode == EXIT_INTERRUPTED, done.stderr
+    assert done.stderr.splitlines() == ["otel-datasink query: interrupted"]
