@@ -150,6 +150,16 @@ def test_a_reminder_and_a_resolved_say_so(receiver: Receiver) -> None:
     assert "Resolved: " in str(resolved["message"])
 
 
+def test_a_resolved_closed_for_another_reason_than_its_condition_says_why(receiver: Receiver) -> None:
+    from otel_datasink.alerts.incidents import UNROUTED
+
+    closed = notification(RESOLVED)
+    closed = dataclasses.replace(closed, details={**closed.details, "closed": UNROUTED})
+    send(receiver.url("json"), [closed], timeout=5)
+    (body,) = receiver.json_bodies()
+    assert f"Closed: {UNROUTED}" in str(body["message"])
+
+
 def test_a_slack_shaped_webhook_gets_the_text(receiver: Receiver) -> None:
     # Mattermost's incoming webhooks are Slack's ({"text": ...} to /hooks/TOKEN); Apprise lets them be local.
     token = "yobjmukpaw3r3urc5h6i369yima"

@@ -3,6 +3,7 @@ the real Writer and read back with local.connect, at controlled evaluation times
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import subprocess
@@ -51,15 +52,19 @@ def evaluate(
     conditions: Sequence[Condition],
     now: datetime.datetime,
     receiver: Receiver,
+    configured: Sequence[str] = (SLACK, WEBHOOK),
     **options,
 ) -> list[Send]:
-    """One evaluation as the alert command makes it: under the lock, plan, deliver, write the rows."""
+    """One evaluation as the alert command makes it: under the lock, plan, deliver, write the rows.
+    ``configured``: every target the configuration names."""
     with evaluation_lock(location, **options):
         con = local.connect(location, **options)
-        sends = plan(conditions, con, now, targets=(SLACK, WEBHOOK))
+        sends = plan(conditions, con, now, targets=configured)
         con.close()
-        outcomes = []
+        outcomes = incidents.to_nobody(sends)  # closings: written, never sent
         for send in sends:
+            if send.target is None:
+                continue
             try:
                 receiver.send(send.target, send)
             except DeliveryError as error:
@@ -500,5 +505,86 @@ def test_a_resolution_for_a_target_no_longer_configured_is_not_sent_and_says_so(
     condition = Condition("failing_job", "etl", "critical", None, "etl failed", targets=(SLACK,))
     evaluate(local_location, [condition], T0, Receiver())
     with local.connect(local_location) as con:
-        assert plan([], con, T0 + HOUR, targets=(WEBHOOK,)) == []  # SLACK is gone from the configuration
+        # SLACK is gone from the configuration: nothing to deliver, only the row that closes the incident.
+        assert [send.target for send in plan([], con, T0 + HOUR, targets=(WEBHOOK,))] == [None]
     assert "no longer configured" in caplog.text
+
+
+# --- routing changed: incidents nobody configured can be told of ---------------------------------------------------
+
+
+def alert_rows(location: str, subject: str) -> list[tuple]:
+    """(state, targets, delivered, notified_at is null, details) of ``subject``'s alerts rows, oldest first."""
+    with local.connect(location) as con:
+        found = con.execute(
+            "SELECT state, targets, delivered, notified_at IS NULL, details FROM alerts WHERE subject = ? "
+            "ORDER BY event_time, state",
+            [subject],
+        ).fetchall()
+    return [(*row[:4], json.loads(row[4])) for row in found]
+
+
+def test_an_incident_whose_targets_were_all_removed_closes_when_it_clears_and_tells_nobody(local_location, caplog):
+    receiver = Receiver()
+    condition = Condition("failing_job", "etl", "critical", None, "etl failed", targets=(SLACK,))
+    evaluate(local_location, [condition], T0, receiver, configured=(SLACK,))
+    assert open_incidents(local_location) == [("failing_job", "etl", "critical", 1, 0, True)]
+
+    # SLACK removed from the configuration (now WEBHOOK only), then the condition clears.
+    receiver.tried.clear()
+    sends = evaluate(local_location, [], T0 + HOUR, receiver, configured=(WEBHOOK,))
+    assert [send.target for send in sends] == [None]
+    assert receiver.tried == []  # nobody told
+    assert open_incidents(local_location) == []
+    state, targets, delivered, unnotified, details = alert_rows(local_location, "etl")[-1]
+    assert (state, targets, delivered, unnotified) == (RESOLVED, None, None, True)
+    assert details["closed"] == incidents.NOBODY_TOLD and "target_id" not in details
+    assert "closed: " + incidents.NOBODY_TOLD in caplog.text
+    # Closed for good: nothing to retry, nothing written at the next evaluations.
+    assert evaluate(local_location, [], T0 + 2 * HOUR, receiver, configured=(WEBHOOK,)) == []
+    assert len(alert_rows(local_location, "etl")) == 2
+
+    # The condition back: a new incident, told to the targets configured now.
+    again = Condition("failing_job", "etl", "critical", None, "etl failed", targets=(WEBHOOK,))
+    evaluate(local_location, [again], T0 + 3 * HOUR, receiver, configured=(WEBHOOK,))
+    assert receiver.got[-1:] == [(WEBHOOK, "etl", FIRING, False)] and receiver.tried == [(WEBHOOK, FIRING)]
+    assert open_incidents(local_location) == [("failing_job", "etl", "critical", 1, 0, True)]
+    with local.connect(local_location) as con:
+        assert con.execute("SELECT count(DISTINCT incident_id) FROM alerts").fetchone() == (2,)
+
+
+def test_an_open_incident_whose_condition_now_routes_nowhere_closes_while_it_holds(local_location):
+    receiver = Receiver()
+    routed = Condition("stale_dataset", "orders", "warning", None, "orders is stale", targets=(SLACK,))
+    evaluate(local_location, [routed], T0, receiver, configured=(SLACK,))
+    receiver.tried.clear()
+
+    # The rule (or --notify) that routed it is gone: the condition holds, with no target, and nothing configured.
+    unrouted = dataclasses.replace(routed, targets=())
+    sends = evaluate(local_location, [unrouted], T0 + HOUR, receiver, configured=())
+    assert [send.target for send in sends] == [None] and receiver.tried == []
+    assert open_incidents(local_location) == []
+    *_, details = alert_rows(local_location, "orders")[-1]
+    assert details["closed"] == f"{incidents.UNROUTED}; {incidents.NOBODY_TOLD}"
+    # Still holding, still routed nowhere: no incident reopens, nothing is written.
+    assert evaluate(local_location, [unrouted], T0 + 2 * HOUR, receiver, configured=()) == []
+    assert len(alert_rows(local_location, "orders")) == 2
+
+    # Routed again (to WEBHOOK): a new incident opens and is told.
+    rerouted = dataclasses.replace(routed, targets=(WEBHOOK,))
+    evaluate(local_location, [rerouted], T0 + 3 * HOUR, receiver, configured=(WEBHOOK,))
+    assert receiver.tried == [(WEBHOOK, FIRING)]
+    assert open_incidents(local_location) == [("stale_dataset", "orders", "warning", 1, 0, True)]
+
+
+def test_a_target_still_configured_elsewhere_is_told_the_unrouted_incident_closed(local_location):
+    receiver = Receiver()
+    routed = Condition("stale_dataset", "orders", "warning", None, "orders is stale", targets=(SLACK,))
+    evaluate(local_location, [routed], T0, receiver)
+    # orders routed nowhere now, SLACK still named by the configuration (another rule's): told it is closed, why.
+    sends = evaluate(local_location, [dataclasses.replace(routed, targets=())], T0 + HOUR, receiver)
+    assert receiver.got[-1] == (SLACK, "orders", RESOLVED, False)
+    assert sends[0].notification.details["closed"] == incidents.UNROUTED
+    assert open_incidents(local_location) == []
+    state, targets, delivered, _, details = alert_rows(local_location, "orders")[-1]
+    assert (state, delivered, details["closed"]) == (RESOLVED, True, incidents.UNROUTED) and "***" in targets

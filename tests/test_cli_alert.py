@@ -338,3 +338,53 @@ def test_the_gauges_report_the_last_evaluation(stale):
     assert points[("datasink.runs.hung", ())] == 0
     assert points[("datasink.alerts.open", (("kind", "stale_dataset"),))] == 1
     assert points[("datasink.alerts.open", (("kind", "failing_job"),))] == 0
+
+
+def _open_incidents(location):
+    with local.connect(location) as con:
+        return con.execute("SELECT kind, subject FROM alerts_open").fetchall()
+
+
+@pytest.fixture
+def second_receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        pytest.param('[[rule]]\ndataset = "refunds"\nowners = ["@payments"]\n', id="rule-removed"),
+        pytest.param('[[rule]]\ndataset = "orders"\nenabled = false\n', id="rule-disabled"),
+    ],
+)
+def test_an_incident_whose_rule_went_away_closes_tells_nobody_and_reopens_when_routed_again(
+    stale, receiver, second_receiver, tmp_path, capsys, changed
+):
+    location, now = stale
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f'[[rule]]\ndataset = "orders"\nnotify = ["{receiver.url}"]\n')
+    assert _alert(location, now, "--rules", str(rules)) == 0
+    assert len(receiver.take()) == 1 and _open_incidents(location) == [("stale_dataset", "orders")]
+    capsys.readouterr()
+
+    # The rule routing orders to ``receiver`` removed (or disabled, its notify gone): nobody left for the incident.
+    rules.write_text(changed)
+    assert _alert(location, now + datetime.timedelta(minutes=10), "--rules", str(rules)) == 0
+    out = capsys.readouterr().out
+    assert "closed: stale_dataset orders: " in out and "0 sent, 0 failed, 1 closed with no target to tell" in out
+    assert _open_incidents(location) == []
+    assert _alert(location, now + datetime.timedelta(minutes=20), "--rules", str(rules)) == 0
+    assert receiver.take() == [] and second_receiver.take() == []  # nobody told, then or after
+    with local.connect(location) as con:
+        row = con.execute("SELECT state, targets, delivered, details FROM alerts ORDER BY event_time DESC").fetchone()
+    assert row[:3] == ("RESOLVED", None, None) and "nobody told" in json.loads(row[3])["closed"]
+
+    # Routed again, to another target: a new incident, told to it.
+    rules.write_text(f'[[rule]]\ndataset = "orders"\nnotify = ["{second_receiver.url}"]\n')
+    assert _alert(location, now + datetime.timedelta(minutes=30), "--rules", str(rules)) == 0
+    (fired,) = _texts(second_receiver.take())
+    assert "[FIRING] stale_dataset orders" in fired and receiver.take() == []
+    assert _open_incidents(location) == [("stale_dataset", "orders")]

@@ -262,6 +262,8 @@ def body(notification: Notification, now: datetime.datetime | None = None) -> st
     lines.append(f"Since: {_when(notification.opened_at, now)}")
     if notification.state == RESOLVED:
         lines.append(f"Resolved: {_when(notification.resolved_at or now, now)}")
+        if notification.details.get("closed"):  # closed for another reason than its condition clearing
+            lines.append(f"Closed: {notification.details['closed']}")
     measures = how_bad(notification.details)
     if measures:
         lines.append(f"How bad: {measures}")

@@ -14,8 +14,14 @@ The state of every incident is the ``alerts`` table itself, one row per notifica
   suppression interval, or :data:`ALERTMANAGER_BACKOFF_MAX` for an Alertmanager), so a dead target costs a failed
   attempt and a row now and then, not at every evaluation. The failures counted are the rows themselves, so the
   backoff survives restarts and holds across evaluator processes;
-- it is RESOLVED, to the targets it was told of, when its condition no longer holds; a RESOLVED a target did not
-  take is retried too, with the same backoff.
+- it is RESOLVED, to the targets it was told of, when its condition no longer holds (its rule disabled or removed
+  included: a muted condition is not found), or when it holds but no target is configured for it any more (the
+  routing changed: an incident nobody is told of is no incident, as one with no target never opens); a RESOLVED a
+  target did not take is retried too, with the same backoff;
+- when none of the targets it was told of is configured any more, nobody can be told: a RESOLVED row of its own,
+  with no target (``targets`` and ``delivered`` null) and ``details.closed`` saying why, closes it, or
+  ``alerts_open`` (an incident's latest row FIRING) would list it forever. A later condition of the same (kind,
+  subject) opens a new incident, told to the targets configured then.
 
 :func:`plan` decides (pure but for reading the history through DuckDB), the caller delivers, :func:`rows` turns
 the outcomes into rows for :meth:`Writer.write`, all at one ``now`` passed in. :func:`evaluation_lock` keeps two
@@ -81,7 +87,12 @@ evaluation."""
 _BACKOFF_DOUBLINGS = 32
 """Enough doublings to pass any cap; bounds the loop for a target failing for months."""
 _BOOKKEEPING = ("target_id", "reminder", "error", "since", "owners", "links", "resolved_at")
-"""Keys of the ``details`` JSON that record the notification, not facts of the condition."""
+"""Keys of the ``details`` JSON that record the notification, not facts of the condition. (``closed``, why an
+incident was closed, is not one: a retried RESOLVED says it again.)"""
+UNROUTED = "no target configured for it any more (its condition still holds)"
+"""``details.closed`` of an incident closed because the configuration routes its condition nowhere now."""
+NOBODY_TOLD = "none of the targets it was told of is configured any more: nobody told"
+"""``details.closed`` of the target-less RESOLVED row that closes an incident nobody configured can be told of."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,12 +100,19 @@ class Send:
     """One message to one target."""
 
     notification: Notification
-    target: str
-    """The target as configured (with its secrets): what :func:`.delivery.send` takes."""
+    target: str | None
+    """The target as configured (with its secrets): what :func:`.delivery.send` takes. None: nobody to tell, the
+    RESOLVED row that closes an incident none of whose targets is configured any more, written and not sent."""
 
 
-Outcome = tuple[Send, bool, "str | None"]
-"""A send, whether the target took it, and why not (a :class:`~.model.DeliveryError`'s message) when not."""
+Outcome = tuple[Send, "bool | None", "str | None"]
+"""A send, whether the target took it (None for a send with no target: nothing was sent), and why not (a
+:class:`~.model.DeliveryError`'s message) when not."""
+
+
+def to_nobody(sends: Iterable[Send]) -> list[Outcome]:
+    """The outcomes of the sends with no target (closings: written, never delivered): nothing sent, no error."""
+    return [(send, None, None) for send in sends if send.target is None]
 
 
 def target_id(target: str) -> str:
@@ -242,7 +260,9 @@ def plan(
     ``con`` is a connection with the ``alerts`` table (:func:`otel_datasink.local.connect`, opened after the
     last write). ``targets``: every target the configuration names (``--notify``, the rules file), so that the
     RESOLVED of an incident whose condition cleared reaches targets that no condition names now; a target of an
-    incident that is no longer configured is skipped, with a warning.
+    incident that is no longer configured is skipped, with a warning. A condition with no target closes its open
+    incident (the routing changed). An incident with nobody left to tell gets a send with no target (``target``
+    None): not to deliver, only its row to write (:func:`to_nobody`).
     """
     incidents, told = _history(con, now)
     open_by_key = {(i.kind, i.subject): i for i in incidents if i.state == FIRING}  # the latest opened wins
@@ -252,14 +272,17 @@ def plan(
     for (incident_key, target_key, state), what in told.items():
         told_of.setdefault(incident_key, {})[(target_key, state)] = what
     sends: list[Send] = []
-    held = set()
+    # Held: a condition with a target. One with none (the routing changed) holds, but is no one's incident.
+    held = {condition.key for condition in conditions if condition.targets}
+    unrouted = {condition.key for condition in conditions if not condition.targets}
     for condition in conditions:
-        held.add(condition.key)
         incident = open_by_key.get(condition.key)
         sends += _firing(condition, incident, told, now)
     for incident in incidents:
-        if incident.state == FIRING and (incident.kind, incident.subject) not in held:
-            sends += _resolving(incident, told_of.get(incident.incident_id, {}), known, now, retry=False)
+        key = (incident.kind, incident.subject)
+        if incident.state == FIRING and key not in held:
+            reason = UNROUTED if key in unrouted else None
+            sends += _resolving(incident, told_of.get(incident.incident_id, {}), known, now, retry=False, reason=reason)
         elif incident.state == RESOLVED:
             sends += _resolving(incident, told_of.get(incident.incident_id, {}), known, now, retry=True)
     return sends
@@ -341,15 +364,20 @@ def _resolving(
     now: datetime.datetime,
     *,
     retry: bool,
+    reason: str | None = None,
 ) -> list[Send]:
     """The RESOLVED messages of an incident, given what its targets were told ((target, state) -> what): to every
-    target sent its FIRING, delivered or not (so the incident closes even if none took it); ``retry``: to those
-    that did not take its RESOLVED, once their backoff has passed."""
+    target sent its FIRING, delivered or not (so the incident closes even if none took it), or, when none of them
+    is configured any more, one with no target (its row closes the incident); ``retry``: to those that did not take
+    its RESOLVED, once their backoff has passed. ``reason``: why it closes (``details.closed``), when not because its
+    condition cleared."""
     if retry:
         keys = [
             key
             for (key, state), what in told.items()
+            # A key of None: the target-less row of a closing, which nobody is to be told of.
             if state == RESOLVED
+            and key is not None
             and not what.delivered
             and _retry_due(known.get(key, key), what, now, incident.incident_id)
         ]
@@ -365,10 +393,10 @@ def _resolving(
         state=RESOLVED,
         opened_at=incident.opened_at,
         summary=incident.summary,
-        details=incident.details,
+        details=incident.details if reason is None else {**incident.details, "closed": reason},
         resolved_at=resolved_at,
     )
-    sends = []
+    sends: list[Send] = []
     for key in sorted(keys):
         if key in known:
             sends.append(Send(notification, known[key]))
@@ -380,7 +408,20 @@ def _resolving(
                 incident.kind,
                 incident.subject,
             )
+    if not sends and not retry:
+        sends.append(_closing(notification))
     return sends
+
+
+def _closing(notification: Notification) -> Send:
+    """The send with no target that closes an incident nobody configured can be told of: its RESOLVED row is the
+    incident's latest, so ``alerts_open`` no longer lists it."""
+    why = notification.details.get("closed")
+    closed = f"{why}; {NOBODY_TOLD}" if why else NOBODY_TOLD
+    _logger.warning(
+        "incident %s (%s of %s) closed: %s", notification.incident_id, notification.kind, notification.subject, closed
+    )
+    return Send(dataclasses.replace(notification, details={**notification.details, "closed": closed}), None)
 
 
 def _notification(
@@ -410,13 +451,16 @@ def _notification(
 
 def rows(outcomes: Sequence[Outcome], now: datetime.datetime) -> Rows:
     """The ``alerts`` rows of what was sent at ``now``: one per message (delivered or not, the error in
-    ``details.error``), for :meth:`otel_datasink.writer.Writer.write`."""
+    ``details.error``), and one per closing with no target (:func:`to_nobody`), for
+    :meth:`otel_datasink.writer.Writer.write`."""
     return {ALERTS_TABLE: [_row(send, delivered, error, now) for send, delivered, error in outcomes]}
 
 
-def _row(send: Send, delivered: bool, error: str | None, now: datetime.datetime) -> dict[str, Any]:
+def _row(send: Send, delivered: bool | None, error: str | None, now: datetime.datetime) -> dict[str, Any]:
     notification = send.notification
-    details: dict[str, Any] = {**notification.details, "target_id": target_id(send.target)}
+    details: dict[str, Any] = dict(notification.details)
+    if send.target is not None:
+        details["target_id"] = target_id(send.target)
     details["reminder"] = notification.reminder
     if notification.owners:
         details["owners"] = list(notification.owners)
@@ -434,9 +478,10 @@ def _row(send: Send, delivered: bool, error: str | None, now: datetime.datetime)
         "severity": notification.severity,
         "state": notification.state,
         "opened_at": _ms(notification.opened_at),
-        "notified_at": at,
-        "targets": delivery.redact(send.target),
-        "delivered": delivered,
+        # A closing with no target notified nobody: no time, no target, neither delivered nor not.
+        "notified_at": at if send.target is not None else None,
+        "targets": delivery.redact(send.target) if send.target is not None else None,
+        "delivered": delivered if send.target is not None else None,
         "summary": notification.summary,
         "details": json.dumps(details, sort_keys=True, default=str),
         "event_time": at,

@@ -53,7 +53,8 @@ NOW_VARIABLE = "OTEL_DATASINK_ALERT_NOW"
 """For tests and replays: the instant to evaluate at (ISO 8601), as ``--now``."""
 DEFAULT_TIMEOUT = 10.0
 
-Outcome = tuple["Send", bool, "str | None"]
+Outcome = tuple["Send", "bool | None", "str | None"]
+"""A send, whether its target took it (None: a closing with no target, nothing sent), why not."""
 
 
 def _positive_seconds(text: str) -> float:
@@ -214,6 +215,8 @@ def _evaluate_unlocked(context: Context, now: datetime.datetime, held: Held | No
             held.check()  # lost: nothing sent, nothing written; the evaluator that holds the lease sends
         holding = held.held if held is not None else _always
         evaluation.outcomes = deliver(sends, _grouping(found, context.rules), args.timeout, repeat, holding)
+        # Incidents none of whose targets is configured any more: their RESOLVED rows close them, nobody is told.
+        evaluation.outcomes += incidents.to_nobody(sends)
         # Written even if the lease was lost meanwhile: these messages went out, and a history without them would
         # have the next evaluation send them again.
         _write(context.options, incidents.rows(evaluation.outcomes, now))
@@ -247,10 +250,12 @@ def deliver(
     incident, and one for all of a target's ``digest`` notifications. A :class:`DeliveryError` fails only
     the notifications of that send. ``repeat``: the time to the next evaluation (``--watch``), so that
     Alertmanager keeps a firing alert until it is posted again. ``holding``: whether the evaluation still holds
-    its lock, asked before each send; once it does not, what is left is not sent (and has no outcome)."""
+    its lock, asked before each send; once it does not, what is left is not sent (and has no outcome). A send with
+    no target (a closing: :func:`~otel_datasink.alerts.incidents.to_nobody`) is not sent, and has no outcome here."""
     by_target: dict[str, list[Send]] = {}
     for send in sends:
-        by_target.setdefault(send.target, []).append(send)
+        if send.target is not None:
+            by_target.setdefault(send.target, []).append(send)
     with ThreadPoolExecutor(max_workers=min(8, len(by_target)) or 1, thread_name_prefix="alert-send") as pool:
         results = pool.map(
             lambda item: _deliver_to(item[0], item[1], group, timeout, repeat, holding), by_target.items()
@@ -307,14 +312,25 @@ def _print(evaluation: Evaluation, dry_run: bool) -> None:
     if dry_run:
         for send in evaluation.sends:
             n = send.notification
-            print(f"{stamp} would send {n.state} {n.kind} {n.subject} to {delivery.redact(send.target)}")
+            if send.target is None:
+                print(f"{stamp} would close {n.kind} {n.subject}: {n.details.get('closed')}")
+            else:
+                print(f"{stamp} would send {n.state} {n.kind} {n.subject} to {delivery.redact(send.target)}")
     for send, delivered, error in evaluation.outcomes:
         n = send.notification
+        if send.target is None:
+            print(f"{stamp} closed: {n.kind} {n.subject}: {n.details.get('closed')}")
+            continue
         outcome = "sent" if delivered else f"FAILED ({error})"
         print(f"{stamp} {outcome}: {n.state} {n.kind} {n.subject} to {delivery.redact(send.target)}")
-    failed = sum(1 for _, delivered, _ in evaluation.outcomes if not delivered)
-    sent = len(evaluation.outcomes) - failed
-    what = f"{len(evaluation.sends)} to send (dry run)" if dry_run else f"{sent} sent, {failed} failed"
+    sent = sum(1 for send, delivered, _ in evaluation.outcomes if send.target is not None and delivered)
+    failed = sum(1 for send, delivered, _ in evaluation.outcomes if send.target is not None and not delivered)
+    done = evaluation.sends if dry_run else [send for send, _, _ in evaluation.outcomes]
+    closed = sum(1 for send in done if send.target is None)
+    to_send = len(evaluation.sends) - closed
+    what = f"{to_send} to send (dry run)" if dry_run else f"{sent} sent, {failed} failed"
+    if closed:  # said only when there are some: the count line's usual form is unchanged
+        what += f", {closed} closed with no target to tell"
     print(f"{stamp} {len(evaluation.conditions)} open incident(s); notifications: {what}")
     sys.stdout.flush()
 
