@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import http.server
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -191,6 +192,21 @@ def test_a_closed_port_is_a_delivery_error_within_the_timeout() -> None:
     assert time.monotonic() - started < 3.5
     cause = str(caught.value)
     assert "\n" not in cause and cause, cause
+
+
+def test_a_closed_port_says_the_connection_was_refused_with_the_targets_secrets_masked(caplog) -> None:
+    # Apprise warns in general words ("A Connection error occurred ...") and logs the exception at DEBUG only.
+    apprise_logger = logging.getLogger("apprise")
+    level, filters = apprise_logger.level, list(apprise_logger.filters)
+    with pytest.raises(DeliveryError) as caught:
+        send(f"json://ana:sekrit12345@127.0.0.1:{closed_port()}/hook/{'x1' * 12}", [notification()], timeout=3)
+    cause = str(caught.value)
+    assert "Connection refused" in cause and "A Connection error occurred" in cause, cause
+    assert "sekrit12345" not in cause and "x1" * 12 not in cause and "\n" not in cause
+    # Apprise's DEBUG records reached the delivery only: not the application's handlers (caplog's takes every level
+    # that propagates), and the logger is left as it was.
+    assert "A Connection error occurred" in caplog.text and "Socket Exception" not in caplog.text
+    assert (apprise_logger.level, apprise_logger.filters) == (level, filters)
 
 
 def test_a_receiver_that_never_answers_is_given_up_after_the_timeout() -> None:

@@ -388,3 +388,18 @@ def test_an_incident_whose_rule_went_away_closes_tells_nobody_and_reopens_when_r
     (fired,) = _texts(second_receiver.take())
     assert "[FIRING] stale_dataset orders" in fired and receiver.take() == []
     assert _open_incidents(location) == [("stale_dataset", "orders")]
+
+
+def test_a_refused_target_is_recorded_with_the_connection_refused(stale, capsys):
+    import socket
+
+    with socket.socket() as sock:  # a port on 127.0.0.1 nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    location, now = stale
+    assert _alert(location, now, "--notify", f"json://127.0.0.1:{closed}/hook") == 0
+    assert "Connection refused" in capsys.readouterr().out  # the FAILED line
+    with local.connect(location) as con:
+        ((delivered, details),) = con.execute("SELECT delivered, details FROM alerts").fetchall()
+    assert delivered is False
+    assert "Connection refused" in json.loads(details)["error"]

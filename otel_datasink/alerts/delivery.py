@@ -12,7 +12,8 @@ A target is one string, as ``--notify`` and the rules file give it:
 - anything else: an Apprise URL (``slack://T/B/C``, ``msteams://...``, ``mailto://...``, ``json://host/path``);
   see https://github.com/caronc/apprise/wiki. Apprise comes with the ``alerts`` extra.
 
-:func:`send` raises :class:`~.model.DeliveryError` (one line) when a target does not take the notifications, and
+:func:`send` raises :class:`~.model.DeliveryError` (one line, saying what failed: for Apprise, its warning and the
+exception behind it, ``[Errno 111] Connection refused``) when a target does not take the notifications, and
 returns within ``timeout`` seconds whatever the target does. :func:`redact` is the target as it may be stored and
 logged; :func:`wants_every_evaluation` says whether a target must be told of a FIRING incident at every evaluation.
 """
@@ -20,6 +21,7 @@ logged; :func:`wants_every_evaluation` says whether a target must be told of a F
 from __future__ import annotations
 
 import base64
+import contextlib
 import contextvars
 import datetime
 import ipaddress
@@ -31,7 +33,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from ..extras import MissingExtraError, import_extra
@@ -340,15 +342,87 @@ with a copy of the caller's context: a thread id would not follow it, a context 
 
 class _DeliveryRecords(logging.Handler):
     """Keeps the messages Apprise logs for one delivery (warnings and errors: what it reports failures with), so
-    that concurrent deliveries do not read each other's failures."""
+    that concurrent deliveries do not read each other's failures; and the exceptions behind them (:data:`_CAUSE`),
+    which :class:`_Causes` hands over."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
+        self.causes: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if _capturing.get() is self:
             self.messages.append(record.getMessage())
+
+    def cause(self) -> str:
+        """What went wrong, in one string: the warnings, then the first exception behind them (its text without
+        Apprise's ``Socket Exception:`` prefix and the ``<... object at 0x...>`` reprs that differ every time)."""
+        said = "; ".join(dict.fromkeys(self.messages)) or "Apprise reported a failure and logged no cause"
+        if not self.causes:
+            return said
+        behind = _OBJECT_REPR.sub("", _CAUSE.sub("", self.causes[0], count=1)).strip()
+        # The OS's error, when there is one, is the point; urllib3 wraps it in a line that the cut would lose it in.
+        errno = _ERRNO.search(behind)
+        return f"{said} ({errno[0].strip() if errno else behind})"
+
+
+_CAUSE = re.compile(r"^[A-Za-z][A-Za-z/ ]{0,40} Exception: ")
+"""How Apprise's plugins log the exception behind a failure, at DEBUG level, after a warning in general words
+(``A Connection error occurred sending JSON notification to HOST.`` then ``Socket Exception: HTTPConnectionPool(...):
+... [Errno 111] Connection refused``; ``I/O Exception: ...``): the same prefix in every plugin."""
+_OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>:?\s*")
+_ERRNO = re.compile(r"\[Errno -?\d+\][^'\"()]*")
+"""``[Errno 111] Connection refused``, ``[Errno -2] Name or service not known``: in the exception's text."""
+
+
+class _Causes(logging.Filter):
+    """A filter of the ``apprise`` logger while deliveries run, which lets its DEBUG records be made (the logger's
+    level lowered) without anybody seeing them but the delivery: an exception line (:data:`_CAUSE`) goes to the
+    delivery's records, and a record below the level the logger had (its ``threshold``) goes no further, so the
+    application's handlers get what they got before, and no payload Apprise logs at DEBUG."""
+
+    def __init__(self, threshold: int) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        records = _capturing.get()
+        if records is not None and record.levelno < logging.WARNING:
+            message = record.getMessage()
+            if _CAUSE.match(message):
+                records.causes.append(message)
+        return record.levelno >= self.threshold
+
+
+_causes_lock = threading.Lock()
+_causes_users = 0
+_causes_installed: tuple[_Causes, int] | None = None
+"""The filter installed on the ``apprise`` logger, and the level it had before; shared by concurrent deliveries."""
+
+
+@contextlib.contextmanager
+def _apprise_causes(logger: logging.Logger) -> Iterator[None]:
+    """Makes Apprise's exception lines reach the delivery's records for the block (see :class:`_Causes`): the first
+    delivery lowers the logger's level to DEBUG and installs the filter, the last one restores them."""
+    global _causes_users, _causes_installed
+    with _causes_lock:
+        if _causes_users == 0:
+            causes = _Causes(threshold=logger.getEffectiveLevel())
+            _causes_installed = (causes, logger.level)
+            logger.addFilter(causes)
+            if logger.getEffectiveLevel() > logging.DEBUG:
+                logger.setLevel(logging.DEBUG)
+        _causes_users += 1
+    try:
+        yield
+    finally:
+        with _causes_lock:
+            _causes_users -= 1
+            if _causes_users == 0 and _causes_installed is not None:
+                causes, level = _causes_installed
+                logger.setLevel(level)
+                logger.removeFilter(causes)
+                _causes_installed = None
 
 
 def _notify_type(notifications: Sequence[Notification]) -> str:
@@ -394,12 +468,14 @@ def _send_apprise(target: str, notifications: Sequence[Notification], timeout: f
 
     logger.addHandler(records)
     try:
-        delivered = _within(timeout, deliver, "apprise")
+        # Apprise says what failed in general words ("A Connection error occurred ...") at WARNING, and the
+        # exception ("Connection refused", a TLS error) only at DEBUG: without it the alerts rows would not say why.
+        with _apprise_causes(logger):
+            delivered = _within(timeout, deliver, "apprise")
     finally:
         logger.removeHandler(records)
     if not delivered:
-        cause = "; ".join(dict.fromkeys(records.messages)) or "Apprise reported a failure and logged no cause"
-        raise DeliveryError(_one_line(cause, target))
+        raise DeliveryError(_one_line(records.cause(), target))
 
 
 # --- Alertmanager ----------------------------------------------------------------------------------------------
