@@ -110,7 +110,7 @@ def test_idle_slowloris_and_slow_body_connections_are_closed_while_a_normal_clie
     assert all(closed for outcomes in results.values() for closed, _ in outcomes)
     assert all(answer.startswith(b"HTTP/1.1 408") for _, answer in results["slowloris"])
     assert all(answer.startswith(b"HTTP/1.1 408") for _, answer in results["slow body"])
-    assert elapsed < 4.0  # 0.5-1 s timeouts (+2 s lingering for the bodies), not the minute they held before
+    assert elapsed < 8.0  # 0.5-1 s timeouts (+2 s lingering for the bodies), not the minute they held before
     assert metric(port, 'otel_datasink_collector_timeouts_total{phase="header"}') == 20
     assert metric(port, 'otel_datasink_collector_timeouts_total{phase="body"}') == 20
     assert post(port, good_request(1), **AUTH)[0] == 200
