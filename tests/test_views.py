@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import random
 
 import duckdb
 import pytest
@@ -157,6 +158,118 @@ def test_job_runs_latest_keeps_the_terminal_state_and_the_earliest_start(con, sc
     assert retried["status"] == "SUCCESS"
     assert retried["start_time"].timestamp() == pytest.approx(scenario["retry_start"] / 1e9, abs=0.001)
     assert retried["duration_ms"] == 30 * 60_000
+
+
+# job_runs_latest as it was written before it counted each run's rows to rank only the runs that need it: one
+# row_number() over every row of the window. Run over the window's rows copied to a table first, so that no
+# optimizer rewrite of the window can reach past the window's partitions.
+_RANKED_EVERY_ROW = """
+SELECT
+    run_id, job_name, job_type, status, dataset, event_time, first_start_time AS start_time, end_time,
+    coalesce(duration_ms, date_sub('millisecond', first_start_time, end_time)) AS duration_ms, records_processed,
+    error_type, error_message, run_attempt AS attempt, logical_date, run_type, trace_id, span_id, parent_span_id,
+    service_name, attributes, ingested_at
+FROM (
+    SELECT
+        *,
+        coalesce(attempt, 1) AS run_attempt,
+        row_number() OVER (
+            PARTITION BY job_name, run_id, coalesce(attempt, 1)
+            ORDER BY
+                CASE WHEN status = 'STARTED' THEN 0 ELSE 1 END DESC, event_time DESC, status, trace_id, span_id,
+                ingested_at DESC
+        ) AS state_rank,
+        min(start_time) OVER (PARTITION BY job_name, run_id, coalesce(attempt, 1)) AS first_start_time
+    FROM window_rows
+)
+WHERE state_rank = 1
+"""
+
+
+def test_job_runs_latest_is_the_ranking_of_every_row_of_the_window(local_location):
+    """Random rows crowded onto few runs (duplicates, several terminal rows, ties on the millisecond and on every
+    key, NULL keys, statuses and ids, STARTED-only runs, rows of a run on both sides of the window's edge) and
+    runs of one or two rows: the view counts the rows of each run and ranks only some; its answer must be the
+    ranking of every row's, column for column."""
+    rng = random.Random(12)
+    n = now_ns() // 1_000_000
+    minute, day = MINUTE_NS // 1_000_000, DAY_NS // 1_000_000
+
+    def row(job_name, run_id, attempt, status, event_ms, **columns) -> dict:
+        return {
+            "job_name": job_name,
+            "run_id": run_id,
+            "attempt": attempt,
+            "status": status,
+            "event_time": event_ms,
+            "ingested_at": event_ms + 1000,
+            **columns,
+        }
+
+    crowded = []
+    contents: dict[tuple, dict] = {}
+    for _ in range(400):
+        # A tenth of the rows are older than the 30-day window: their run's earliest start must not count.
+        event = n - rng.choice([minute, 2 * minute, 3 * minute, 40 * day])
+        keys = row(
+            rng.choice(["a", "b", None]),
+            rng.choice(["r1", "r2", "r3", None]),
+            rng.choice([None, 1, 2]),
+            rng.choice(["STARTED", "SUCCESS", "SUCCESS", "FAILED", "FAILED", None]),
+            event,
+            trace_id=rng.choice([None, "t1", "t2"]),
+            span_id=rng.choice([None, "s1", "s2"]),
+            ingested_at=event + rng.choice([0, 1000, 2000]),
+        )
+        # Rows alike in every ranked column are copies of one row (the views' premise): the same content.
+        content = contents.setdefault(
+            tuple(keys.values()),
+            {
+                "start_time": rng.choice([None, event - 5 * minute, event - 9 * minute, event - 50 * day]),
+                "end_time": rng.choice([None, event]),
+                "duration_ms": rng.choice([None, 60_000, 120_000]),
+                "records_processed": rng.choice([None, 10, 20]),
+                "error_type": rng.choice([None, "E1", "E2"]),
+                "attributes": rng.choice([None, {"k": "v"}, {"k": "w"}]),
+            },
+        )
+        crowded.append(keys | content)
+    plain = []
+    for i in range(100):
+        event = n - (i + 1) * 10 * minute
+        terminal = row("c", f"p{i}", 1, "FAILED" if i % 7 == 0 else "SUCCESS", event, start_time=event - 5 * minute)
+        terminal |= {"end_time": event, "duration_ms": None if i % 5 == 0 else 300_000, "trace_id": f"t{i}"}
+        plain.append(terminal)
+        if i % 2:  # the processor's STARTED row too
+            plain.append(row("c", f"p{i}", 1, "STARTED", event - 5 * minute, start_time=event - 6 * minute))
+        if i % 10 == 3:  # still going: STARTED only
+            plain.append(row("c", f"q{i}", 2, "STARTED", event, start_time=event))
+    write = Writer(Options.resolve(local_location)).write
+    write({"job_runs": crowded[:200] + plain[:100]})
+    write({"job_runs": crowded[200:] + plain[100:]})
+    write({"job_runs": rng.sample(crowded, 40) + plain[::9]})  # copies of rows
+    con = local.connect(local_location)
+    con.execute(
+        "CREATE TEMP TABLE window_rows AS SELECT * FROM job_runs "
+        "WHERE dt >= strftime(current_date - INTERVAL 30 DAY, '%Y-%m-%d')"
+    )
+    expected = con.execute(_RANKED_EVERY_ROW).fetchall()
+    assert len(expected) == 3 * 4 * 2 + 100 + 10  # the crowded runs (attempt NULL is 1), the plain ones
+    different = f"SELECT count(*) FROM (SELECT * FROM job_runs_latest EXCEPT ALL {_RANKED_EVERY_ROW})"
+    assert con.execute(different).fetchone() == (0,)
+    different = f"SELECT count(*) FROM ({_RANKED_EVERY_ROW} EXCEPT ALL SELECT * FROM job_runs_latest)"
+    assert con.execute(different).fetchone() == (0,)
+    assert con.execute("SELECT count(*) FROM job_runs_latest").fetchone() == (len(expected),)
+    # Runs with rows on both sides of the window's edge are there, started earlier outside it than inside.
+    edge = """
+        SELECT count(*)
+        FROM job_runs AS old
+        JOIN job_runs_latest AS run
+            ON old.job_name IS NOT DISTINCT FROM run.job_name AND old.run_id IS NOT DISTINCT FROM run.run_id
+            AND coalesce(old.attempt, 1) = run.attempt
+        WHERE old.dt NOT IN (SELECT dt FROM window_rows) AND old.start_time < run.start_time
+    """
+    assert con.execute(edge).fetchone()[0] > 0
 
 
 def test_run_views_read_window_days_and_dataset_views_dataset_window_days(con):
