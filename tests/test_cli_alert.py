@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,12 +59,15 @@ class Receiver:
         return bodies
 
 
-@pytest.fixture
-def receiver():
+def _serving() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.server.shutdown()
     r.server.server_close()
+
+
+receiver = pytest.fixture(_serving, name="receiver")
+second_receiver = pytest.fixture(_serving, name="second_receiver")
 
 
 @pytest.fixture
@@ -343,14 +347,6 @@ def test_the_gauges_report_the_last_evaluation(stale):
 def _open_incidents(location):
     with local.connect(location) as con:
         return con.execute("SELECT kind, subject FROM alerts_open").fetchall()
-
-
-@pytest.fixture
-def second_receiver():
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 @pytest.mark.parametrize(
