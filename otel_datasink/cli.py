@@ -469,4 +469,9 @@ def _stdout_closed() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m otel_datasink.cli``: this file runs as ``__main__``, and the commands import it again as
+    # ``otel_datasink.cli``; the main of that one module must run, or its CommandError is not ours (a command's own
+    # words, such as replay's "interrupted; wrote ...", were taken for any error).
+    from otel_datasink.cli import main as _main
+
+    sys.exit(_main())

@@ -42,12 +42,16 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-def test_ctrl_c_during_replay_prints_what_was_written_and_exits_130(tmp_path):
+@pytest.mark.parametrize("launcher", ["script", "module"])
+def test_ctrl_c_during_replay_prints_what_was_written_and_exits_130(tmp_path, launcher):
+    # Also as `python -m otel_datasink.cli`, where cli.py runs as __main__ and is imported again by the commands:
+    # replay's own "interrupted; wrote ..." was taken for any error there, and said only "interrupted".
     source = big_jsonl(tmp_path / "big.jsonl", 50_000)
     location = tmp_path / "datasink"
     args = ("replay", "--location", str(location), "--batch-spans", "20", "--no-progress", str(source))
+    launch = command(*args) if launcher == "script" else [sys.executable, "-m", "otel_datasink.cli", *args]
     with subprocess.Popen(
-        command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment()
+        launch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment()
     ) as process:
         # Once a first batch is written and counted: its file and the next batch's (batches are written one
         # after the other, so the second file means the first write returned), not a fixed sleep.
