@@ -381,7 +381,8 @@ def _interrupt_duckdb_queries() -> None:
 
 def _report(command: str, error: Exception) -> int:
     try:
-        print(f"{' '.join(('otel-datasink', command)).rstrip()}: {describe(error)}", file=sys.stderr)
+        who = f"otel-datasink {command}".rstrip()  # no command: "otel-datasink: ..."
+        print(f"{who}: {describe(error)}", file=sys.stderr)
         sys.stdout.flush()
     except BrokenPipeError:
         return _stdout_closed()
