@@ -23,6 +23,7 @@ import pytest
 from conftest import free_port, tmpfs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from test_cli_errors import assert_one_line_failure, cli
 from test_collector_http import get, job_spans, post, rows
 
 from otel_datasink.local import connect
@@ -156,6 +157,31 @@ def send_until_full(collector: CollectorProcess, disk: Path, rejections: int = 3
 def span_id_counts(location: str, expect: int) -> collections.Counter:
     """span_id -> rows of it in job_runs (waiting up to 15 s for ``expect`` rows)."""
     return collections.Counter(row["span_id"] for row in rows(location, expect=expect, timeout=15))
+
+
+def test_a_tmp_cleaner_cannot_unlock_the_spool_a_second_collector_is_refused_and_nothing_is_lost(
+    local_location, tmp_path
+):
+    spool = tmp_path / "spool"
+    log = tmp_path / "log"
+    first = CollectorProcess(local_location, spool, log, "--flush-age", "3600")
+    try:
+        acknowledged = first.export(3)  # in a live segment of the spool only
+        # A tmp cleaner removes what it finds old: every file but the live segment (a lock file, say).
+        for path in spool.iterdir():
+            if path.suffix != ".seg":
+                path.unlink()
+        flags = ("--http", f"127.0.0.1:{free_port()}", "--grpc", "none", "--spool-dir", str(spool))
+        second = cli("collector", "--location", local_location, *flags)
+        assert_one_line_failure(second, "collector", f"spool {spool} is in use by another collector")
+        acknowledged |= first.export(2)  # the first goes on as before
+    finally:
+        assert first.stop() == 0, log.read_text()
+
+    written = span_id_counts(local_location, expect=len(acknowledged))
+    assert set(written) == acknowledged
+    assert set(written.values()) == {1}  # written by the first only: the second replayed nothing
+    assert not list(spool.glob("*.seg"))
 
 
 def test_a_full_spool_disk_then_sigkill_loses_no_acknowledged_span_and_writes_no_rejected_one(local_location, tmp_path):

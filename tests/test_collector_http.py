@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import functools
 import gzip
 import http.client
@@ -317,6 +318,14 @@ def test_spans_sent_to_a_collector_on_s3_are_in_the_views_after_it_stops(s3_loca
 
 def test_a_second_collector_on_the_same_spool_is_refused(local_location, tmp_path):
     with start_collector(local_location, tmp_path / "spool"):
+        with pytest.raises(SpoolLockedError, match="in use"):
+            start_collector(local_location, tmp_path / "spool")
+
+
+def test_a_spool_whose_lock_file_a_collector_of_an_earlier_version_holds_is_refused(local_location, tmp_path):
+    (tmp_path / "spool").mkdir()
+    with open(tmp_path / "spool" / "lock", "a+") as earlier:  # all that collectors before the folder lock lock
+        fcntl.flock(earlier, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(SpoolLockedError, match="in use"):
             start_collector(local_location, tmp_path / "spool")
 

@@ -197,10 +197,10 @@ def test_an_unexpected_error_in_the_spool_thread_fails_its_requests_and_the_thre
 def test_a_segment_that_cannot_be_created_is_not_counted(spool, monkeypatch):
     real_open = os.open
 
-    def no_segments(path, *args):
+    def no_segments(path, *args, **kwargs):
         if str(path).endswith(".seg"):
             raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
-        return real_open(path, *args)
+        return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", no_segments)
     for _ in range(3):

@@ -14,11 +14,15 @@ Replay still resynchronises past a torn or corrupt frame (segments of older vers
 Appends and fsyncs run on one thread, so that the requests that arrive while an fsync runs share the next one
 (group commit) and the event loop never waits on the disk. That thread never dies on an error: every request
 waiting on it gets an answer.
+
+One collector at a time uses a spool folder: it holds an exclusive lock on the folder itself, which deleting a
+file cannot release (see :func:`_lock`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import logging
@@ -29,6 +33,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 _logger = logging.getLogger(__name__)
 
@@ -47,6 +52,32 @@ _SUFFIX = ".seg"
 
 class SpoolLockedError(RuntimeError):
     """Another collector already uses the spool folder."""
+
+
+def _lock(directory: Path) -> tuple[int, IO[str]]:
+    """Locks a spool folder for this process: (a descriptor of the folder, its lock file), to hold until it stops.
+
+    Raises :class:`SpoolLockedError` when another collector holds the folder.
+
+    The lock that counts is an exclusive ``flock`` on the folder's own descriptor. A lock on a file in the folder
+    is lost once the file is deleted (a tmp cleaner removing an old file), however long its descriptor is held:
+    the next collector creates a new file of that name, locks it, and replays, appends to and removes this one's
+    segments. No deletion of a file releases the folder's lock: its inode lives as long as the descriptor, a
+    cleaner cannot remove the folder while it holds a segment (rmdir fails), and systemd-tmpfiles leaves alone a
+    folder it cannot lock, segments and all.
+    The file ``lock`` is locked as well, for collectors of earlier versions, which lock only it.
+    """
+    with contextlib.ExitStack() as undo:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        undo.callback(os.close, fd)
+        lock_file = undo.enter_context(open(directory / "lock", "a+"))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise SpoolLockedError(f"spool {directory} is in use by another collector") from error
+        undo.pop_all()  # held until Spool.close
+    return fd, lock_file
 
 
 class Segment:
@@ -148,12 +179,7 @@ class Spool:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.directory / "lock", "a+")  # noqa: SIM115 - held for the spool's life
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            self._lock_file.close()
-            raise SpoolLockedError(f"spool {self.directory} is in use by another collector") from error
+        self._directory_fd, self._lock_file = _lock(self.directory)
         self.leftover = sorted(self.directory.glob(f"*{_SUFFIX}"))
         """Segments of an earlier run, to replay before they are removed."""
         self.errors = 0
@@ -186,9 +212,12 @@ class Spool:
         """A new, empty segment, its file created at once; raises OSError (and records nothing) when it cannot."""
         path = self.directory / f"{time.time_ns():020d}-{os.getpid()}{_SUFFIX}"
         # Opened before it is counted: a creation that fails leaves no phantom segment behind. Opened at once, so
-        # that a segment removed before its first frame is written is not created again.
+        # that a segment removed before its first frame is written is not created again. Created in the folder
+        # this process holds locked, not by its path: should the folder be removed and made again (by another
+        # collector), creations fail rather than add segments to another collector's spool.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         try:
-            segment = Segment(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            segment = Segment(path, os.open(path.name, flags, 0o600, dir_fd=self._directory_fd))
         except OSError as error:
             self._count_error(f"cannot create a spool segment: {error}")
             raise
@@ -228,6 +257,7 @@ class Spool:
         self._wake.set()
         self._thread.join()
         self._lock_file.close()
+        os.close(self._directory_fd)
 
     def _submit(self, op: tuple) -> None:
         with self._ops_lock:
@@ -316,11 +346,7 @@ class Spool:
             os.fsync(fd)
             if not segment._entry_synced:
                 # The file's directory entry must survive a crash as well as its content.
-                directory = os.open(self.directory, os.O_RDONLY)
-                try:
-                    os.fsync(directory)
-                finally:
-                    os.close(directory)
+                os.fsync(self._directory_fd)
                 segment._entry_synced = True
         except OSError as error:
             self._count_error(f"cannot fsync spool segment {segment.path.name}: {error}")
