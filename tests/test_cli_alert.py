@@ -4,6 +4,7 @@ SIGTERM, and the gauges read back from the SDK's in-memory reader."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import http.server
 import json
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -399,3 +401,60 @@ def test_a_refused_target_is_recorded_with_the_connection_refused(stale, capsys)
         ((delivered, details),) = con.execute("SELECT delivered, details FROM alerts").fetchall()
     assert delivered is False
     assert "Connection refused" in json.loads(details)["error"]
+
+
+# --- hostile names and errors: what a receiver gets stays inert ----------------------------------------------------
+
+HOSTILE_JOB = "x/../../../evil?y=#frag"
+
+
+def _seed_failures(tmp_path, *failures):
+    """A location where each (job, run id, error message) of ``failures`` failed once, an hour before the returned
+    instant; the error message is the span's status description (``None``: the span's own)."""
+    location = str(tmp_path / "datasink")
+    n = now_ns() // 1_000_000 * 1_000_000
+    spans = []
+    for job, run_id, message in failures:
+        span = job_span(job, n - HOUR_NS, n - HOUR_NS + MINUTE_NS, failed=True, run_id=run_id)
+        spans.append(dataclasses.replace(span, status_message=message) if message is not None else span)
+    write_spans(location, spans)
+    return location, datetime.datetime.fromtimestamp(n / 1e9, tz=datetime.timezone.utc)
+
+
+def _message_of(bodies, subject):
+    """The message of the one body whose title names ``subject``."""
+    (body,) = [body for body in bodies if f" {subject} (" in body["title"]]
+    return body["message"]
+
+
+def _link(message, name):
+    """The URL of the ``name: URL`` line of a message, or None."""
+    found = [line.split(": ", 1)[1] for line in message.splitlines() if line.startswith(f"{name}: ")]
+    return found[0] if found else None
+
+
+def test_a_job_name_or_run_id_cannot_move_a_link_off_the_templates_host_and_path(tmp_path, receiver):
+    location, now = _seed_failures(
+        tmp_path, (HOSTILE_JOB, "7/../../admin?x=1#y", None), ("..", "..", None), ("ingest orders", "r 1", None)
+    )
+    run_url = "https://airflow.example/dags/{job_name}/runs/{run_id}"
+    trace_url = "https://grafana.example/explore?traceId={trace_id}&job={job_name}"
+    assert _alert(location, now, "--notify", receiver.url, "--run-url", run_url, "--trace-url", trace_url) == 0
+    bodies = receiver.take()
+
+    hostile = _message_of(bodies, HOSTILE_JOB)
+    run = urllib.parse.urlsplit(_link(hostile, "run"))
+    # Every field percent-encoded, "/" included: one path segment each, no query, no fragment of their own.
+    assert (run.scheme, run.netloc, run.query, run.fragment) == ("https", "airflow.example", "", "")
+    assert run.path == "/dags/x%2F..%2F..%2F..%2Fevil%3Fy%3D%23frag/runs/7%2F..%2F..%2Fadmin%3Fx%3D1%23y"
+    trace = urllib.parse.urlsplit(_link(hostile, "trace"))
+    assert (trace.netloc, trace.path, trace.fragment) == ("grafana.example", "/explore", "")
+    assert urllib.parse.parse_qs(trace.query)["job"] == [HOSTILE_JOB]  # a query value, decoded back to the name
+
+    # ".." as a whole segment would be resolved (by browsers, even as %2e%2e): that link is not made at all; the
+    # trace link, where ".." is a query value, is.
+    dots = _message_of(bodies, "..")
+    assert _link(dots, "run") is None
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(_link(dots, "trace")).query)["job"] == [".."]
+
+    assert _link(_message_of(bodies, "ingest orders"), "run").endswith("/dags/ingest%20orders/runs/r%201")
