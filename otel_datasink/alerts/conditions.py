@@ -283,8 +283,11 @@ def _minutes(value: float) -> str:
 
 
 def _error(facts: Facts) -> str:
+    """``; last error Type: message`` with the message's first line that says something: the summary is one line
+    (all of the message's lines are the notification's ``Last error``)."""
     kind, message = facts.get("last_error_type"), facts.get("last_error_message")
-    text = ": ".join(str(part) for part in (kind, message) if part)
+    first = next((line for line in str(message or "").splitlines() if line.strip()), None)
+    text = ": ".join(str(part) for part in (kind, first) if part)
     return f"; last error {text}" if text else ""
 
 
