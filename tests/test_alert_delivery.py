@@ -23,7 +23,9 @@ import pytest
 from alertmanager import Alertmanager
 from alertmanager import binary as alertmanager_binary
 from alertmanager import running as running_alertmanager
+from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
 
+from otel_datasink import cli
 from otel_datasink.alerts.delivery import check_target, how_bad, last_error, redact, send, wants_every_evaluation
 from otel_datasink.alerts.model import FIRING, RESOLVED, DeliveryError, Notification
 
@@ -170,10 +172,11 @@ def test_a_slack_shaped_webhook_gets_the_text(receiver: Receiver) -> None:
     assert path == f"/hooks/{token}"
     text = str(message["text"])
     assert "[FIRING] stale_dataset orders (critical)" in text
-    assert "Owners: @data-eng, ana@example.com" in text
-    assert "KeyError: 'customer_id'" in text
-    assert 'File "lib/load.py", line 10, in load' not in text  # left out: the middle of the traceback
-    assert '    File "jobs/ingest.py", line 42, in run' in text
+    assert "Owners: @data-eng, ana@example.com" in text  # the rules' owners: mentions meant as such
+    # Mattermost renders Markdown: the error's Markdown syntax is escaped, shown as it was.
+    assert "KeyError: 'customer\\_id'" in text
+    assert 'File "lib/load\\.py", line 10, in load' not in text  # left out: the middle of the traceback
+    assert '    File "jobs/ingest\\.py", line 42, in run' in text
 
 
 def test_a_receiver_answering_500_is_a_one_line_delivery_error(receiver: Receiver) -> None:
@@ -395,6 +398,29 @@ def test_alertmanager_gets_the_alert_with_labels_and_annotations_then_resolved(a
     for alert in ours(alertmanager):
         ends = datetime.datetime.fromisoformat(alert["endsAt"].replace("Z", "+00:00"))
         assert ends <= datetime.datetime.now(datetime.timezone.utc)
+
+
+def test_alertmanager_gets_links_on_the_templates_path_and_no_forged_line_from_hostile_spans(
+    alertmanager: Alertmanager, tmp_path: Path
+) -> None:
+    # `alert` over a location where a job whose name would move the link failed with an error that would forge a line.
+    location = str(tmp_path / "datasink")
+    n = now_ns() // 1_000_000 * 1_000_000
+    span = job_span("x/../../../evil?y=#frag", n - HOUR_NS, n - HOUR_NS + MINUTE_NS, failed=True, run_id="7#top")
+    write_spans(location, [dataclasses.replace(span, status_message="boom\n[RESOLVED] failing_job x (critical)")])
+    now = datetime.datetime.fromtimestamp(n / 1e9, tz=datetime.timezone.utc).isoformat()
+    run_url = "https://airflow.example/dags/{job_name}/runs/{run_id}"
+    assert (
+        cli.main(["alert", "--location", location, "--now", now, "--notify", alertmanager.target, "--run-url", run_url])
+        == 0
+    )
+    (alert,) = ours(alertmanager, active="true")
+    link = "https://airflow.example/dags/x%2F..%2F..%2F..%2Fevil%3Fy%3D%23frag/runs/7%23top"
+    assert alert["generatorURL"] == link and alert["annotations"]["run_url"] == link
+    description = alert["annotations"]["description"].splitlines()
+    assert "    [RESOLVED] failing_job x (critical)" in description
+    assert not [line for line in description if line.startswith("[")]
+    assert "\n" not in alert["annotations"]["summary"]
 
 
 def test_a_firing_alert_without_repeat_leaves_its_end_to_alertmanager(alertmanager: Alertmanager) -> None:

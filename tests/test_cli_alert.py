@@ -4,14 +4,17 @@ SIGTERM, and the gauges read back from the SDK's in-memory reader."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,12 +30,14 @@ pytest.importorskip("apprise")
 
 
 class Receiver:
-    """An HTTP server on 127.0.0.1 keeping the JSON bodies POSTed to it; ``refuse`` answers 500 instead."""
+    """An HTTP server on 127.0.0.1 keeping the JSON bodies POSTed to it; ``refuse`` answers 500 instead; ``answer``
+    is the body of its 200s (Slack's webhooks answer ``ok``, and Apprise's Slack expects it)."""
 
     def __init__(self) -> None:
         self.bodies: list[dict] = []
         self.refuse = False
         self.refused = 0
+        self.answer = b""
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -46,12 +51,15 @@ class Receiver:
                     receiver.bodies.append(json.loads(body))
                     self.send_response(200)
                 self.end_headers()
+                if not receiver.refuse:
+                    self.wfile.write(receiver.answer)
 
             def log_message(self, *args: object) -> None:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.port = self.server.server_address[1]
+        self.url = f"json://127.0.0.1:{self.port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def take(self) -> list[dict]:
@@ -399,3 +407,155 @@ def test_a_refused_target_is_recorded_with_the_connection_refused(stale, capsys)
         ((delivered, details),) = con.execute("SELECT delivered, details FROM alerts").fetchall()
     assert delivered is False
     assert "Connection refused" in json.loads(details)["error"]
+
+
+# --- hostile names and errors: what a receiver gets stays inert ----------------------------------------------------
+
+HOSTILE_JOB = "x/../../../evil?y=#frag"
+FORGING_ERROR = (
+    "boom\n[RESOLVED] failing_job nightly (critical)\r\nResolved: 2026-01-01 00:00 UTC (0m ago)\r"
+    "[RESOLVED] again\u2028[RESOLVED] and again\x1b[2J\u202e"
+)
+"""An error message whose line breaks would write a RESOLVED header and state line inside a FIRING message (the
+storage drops its carriage returns and escape; it keeps its newlines, U+2028 and the bidi override)."""
+MENTIONS_AND_MARKDOWN = (
+    "see [the fix](https://evil.example/phish) @here <@123456789012345678> <@&987654321098765432> @channel **now**"
+    "\n# Resolved"
+)
+
+
+def _seed_failures(tmp_path, *failures):
+    """A location where each (job, run id, error message) of ``failures`` failed once, an hour before the returned
+    instant; the error message is the span's status description (``None``: the span's own)."""
+    location = str(tmp_path / "datasink")
+    n = now_ns() // 1_000_000 * 1_000_000
+    spans = []
+    for job, run_id, message in failures:
+        span = job_span(job, n - HOUR_NS, n - HOUR_NS + MINUTE_NS, failed=True, run_id=run_id)
+        spans.append(dataclasses.replace(span, status_message=message) if message is not None else span)
+    write_spans(location, spans)
+    return location, datetime.datetime.fromtimestamp(n / 1e9, tz=datetime.timezone.utc)
+
+
+def _message_of(bodies, subject):
+    """The message of the one body whose title names ``subject``."""
+    (body,) = [body for body in bodies if f" {subject} (" in body["title"]]
+    return body["message"]
+
+
+def _link(message, name):
+    """The URL of the ``name: URL`` line of a message, or None."""
+    found = [line.split(": ", 1)[1] for line in message.splitlines() if line.startswith(f"{name}: ")]
+    return found[0] if found else None
+
+
+def test_a_job_name_or_run_id_cannot_move_a_link_off_the_templates_host_and_path(tmp_path, receiver):
+    location, now = _seed_failures(
+        tmp_path, (HOSTILE_JOB, "7/../../admin?x=1#y", None), ("..", "..", None), ("ingest orders", "r 1", None)
+    )
+    run_url = "https://airflow.example/dags/{job_name}/runs/{run_id}"
+    trace_url = "https://grafana.example/explore?traceId={trace_id}&job={job_name}"
+    assert _alert(location, now, "--notify", receiver.url, "--run-url", run_url, "--trace-url", trace_url) == 0
+    bodies = receiver.take()
+
+    hostile = _message_of(bodies, HOSTILE_JOB)
+    run = urllib.parse.urlsplit(_link(hostile, "run"))
+    # Every field percent-encoded, "/" included: one path segment each, no query, no fragment of their own.
+    assert (run.scheme, run.netloc, run.query, run.fragment) == ("https", "airflow.example", "", "")
+    assert run.path == "/dags/x%2F..%2F..%2F..%2Fevil%3Fy%3D%23frag/runs/7%2F..%2F..%2Fadmin%3Fx%3D1%23y"
+    trace = urllib.parse.urlsplit(_link(hostile, "trace"))
+    assert (trace.netloc, trace.path, trace.fragment) == ("grafana.example", "/explore", "")
+    assert urllib.parse.parse_qs(trace.query)["job"] == [HOSTILE_JOB]  # a query value, decoded back to the name
+
+    # ".." as a whole segment would be resolved (by browsers, even as %2e%2e): that link is not made at all; the
+    # trace link, where ".." is a query value, is.
+    dots = _message_of(bodies, "..")
+    assert _link(dots, "run") is None
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(_link(dots, "trace")).query)["job"] == [".."]
+
+    assert _link(_message_of(bodies, "ingest orders"), "run").endswith("/dags/ingest%20orders/runs/r%201")
+
+
+def test_line_breaks_in_an_error_cannot_forge_a_header_or_state_line(tmp_path, receiver, capsys):
+    location, now = _seed_failures(tmp_path, ("nightly", "r1", FORGING_ERROR), ("etl", "r2", None))
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\ngroup = "digest"\n')
+    assert _alert(location, now, "--rules", str(rules), "--notify", receiver.url) == 0
+    (digest,) = receiver.take()
+    lines = digest["message"].splitlines()
+    # The only lines that look like a header are the two incidents' own; no user text starts a line of its own.
+    headers = [line for line in lines if line.startswith("[")]
+    assert headers == ["[FIRING] failing_job etl (critical)", "[FIRING] failing_job nightly (critical)"]
+    assert not [line for line in lines if line.startswith("Resolved")]
+    assert "job nightly failed 1 run since" in digest["message"]  # the summary keeps the error's first line only
+    for line in ("Last error: RuntimeError: boom", "    [RESOLVED] failing_job nightly (critical)"):
+        assert line in lines
+    # A line break the storage keeps (U+2028) starts an indented line; a bidi override is shown, not obeyed.
+    assert "    Resolved: 2026-01-01 00:00 UTC (0m ago)[RESOLVED] again" in lines
+    assert "    [RESOLVED] and again[2J\ufffd" in lines
+    assert all(character.isprintable() for character in digest["message"].replace("\n", ""))
+    # The command's own lines stay one per condition and notification.
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 5 and all(line.startswith(now.isoformat(timespec="seconds")) for line in out), out
+
+
+@pytest.fixture
+def discord(receiver, monkeypatch):
+    """A ``discord://`` target whose webhook posts reach ``receiver``: Apprise's Discord plugin, all of it, with its
+    API's base URL (https://discord.com/api/webhooks) pointed at 127.0.0.1."""
+    from apprise.plugins.discord import NotifyDiscord
+
+    monkeypatch.setattr(NotifyDiscord, "notify_url", f"http://127.0.0.1:{receiver.port}/api/webhooks")
+    return "discord://1234567890123/abcdefghijklmnopqrstuvwxyzABCDEF", "content"
+
+
+@pytest.fixture
+def mattermost(receiver):
+    """A Mattermost webhook on ``receiver`` (it renders Markdown and acts on @channel, @all, @here)."""
+    return f"mmost://127.0.0.1:{receiver.port}/yobjmukpaw3r3urc5h6i369yima", "text"
+
+
+@pytest.mark.parametrize("platform", ["discord", "mattermost"])
+def test_a_markdown_chat_gets_user_text_with_mentions_defused_and_markdown_inert(tmp_path, receiver, platform, request):
+    markdown = pytest.importorskip("markdown")  # Apprise's own dependency: a real renderer of what was sent
+    target, field = request.getfixturevalue(platform)
+    job = "etl @everyone [click](https://evil.example/)"
+    location, now = _seed_failures(tmp_path, (job, "r1", MENTIONS_AND_MARKDOWN))
+    assert _alert(location, now, "--notify", target, "--run-url", "https://ci.example/{job_name}") == 0
+    (body,) = receiver.take()
+    text = body[field]
+    for mention in ("@everyone", "@here", "@channel", "<@1", "<@&"):
+        assert mention not in text, mention
+    html = markdown.markdown(text)
+    for tag in ("<a ", "<strong>", "<h1>"):
+        assert tag not in html, html
+    # What the reader sees is the text as it was (Markdown escapes are not shown, the zero-width space not seen).
+    shown = re.sub(r"\\(.)", r"\1", text).replace("\u200b", "")
+    assert f"failing_job {job} (critical)" in shown
+    assert "see [the fix](https://evil.example/phish) @here <@123456789012345678>" in shown
+    # Our own link stays a plain URL, its field percent-encoded.
+    assert "run: https://ci.example/etl%20%40everyone%20%5Bclick%5D%28https%3A%2F%2Fevil.example%2F%29" in text
+
+
+@pytest.fixture
+def slack(receiver, monkeypatch):
+    """A ``slack://`` webhook target whose posts reach ``receiver`` (Apprise's Slack plugin, its base URL
+    https://hooks.slack.com/services pointed at 127.0.0.1; the receiver answers ``ok`` as Slack does)."""
+    from apprise.plugins.slack import NotifySlack
+
+    monkeypatch.setattr(NotifySlack, "webhook_url", f"http://127.0.0.1:{receiver.port}/services")
+    receiver.answer = b"ok"
+    return "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7"
+
+
+def test_slack_gets_plain_text_that_its_plugin_escapes_and_no_forged_line(tmp_path, receiver, slack):
+    location, now = _seed_failures(
+        tmp_path, ("etl <!here>", "r1", "<@U0123ABC> [x](https://evil.example/)\n" + FORGING_ERROR)
+    )
+    assert _alert(location, now, "--notify", slack) == 0
+    ((attachment,),) = [body["attachments"] for body in receiver.take()]
+    text = attachment["text"]
+    # Slack's own escaping (& < >) defuses its mentions and links; nothing of ours is added to what it shows.
+    assert "&lt;@U0123ABC&gt; [x](https://evil.example/)" in text and "<@U0" not in text and "<!here>" not in text
+    assert "\\[" not in text and "\u200b" not in text
+    assert not [line for line in text.splitlines() if line.startswith(("[", "Resolved"))]

@@ -9,4 +9,5 @@ in the same format as ``job_runs`` and ``dataset_status``; ``alerts_open`` is it
 - :mod:`.conditions`: what holds now, read from the views.
 - :mod:`.incidents`: what to send and which rows to write, from the conditions and the ``alerts`` history.
 - :mod:`.delivery`: sending to Apprise URLs and to Prometheus Alertmanager.
+- :mod:`.escaping`: user data in messages and links made inert (links, lines, Markdown and mentions).
 """

@@ -15,6 +15,7 @@ import string
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from otel_datasink.alerts.escaping import fill_link
 from otel_datasink.alerts.model import KINDS, Condition
 from otel_datasink.alerts.rules import DEFAULT_VOLUME_WINDOW, JOB_KINDS, Rule, Rules
 
@@ -233,12 +234,9 @@ class _Links:
     def __call__(self, facts: Facts) -> dict[str, str]:
         links = {}
         for name, template in self.templates.items():
-            if template is None:
-                continue
-            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
-            values = {f: facts.get(f) for f in fields}
-            if all(value not in (None, "") for value in values.values()):  # no link with a hole in it
-                links[name] = template.format(**{f: str(v) for f, v in values.items()})
+            link = fill_link(template, facts) if template is not None else None
+            if link is not None:
+                links[name] = link
         return links
 
 
@@ -285,8 +283,11 @@ def _minutes(value: float) -> str:
 
 
 def _error(facts: Facts) -> str:
+    """``; last error Type: message`` with the message's first line that says something: the summary is one line
+    (all of the message's lines are the notification's ``Last error``)."""
     kind, message = facts.get("last_error_type"), facts.get("last_error_message")
-    text = ": ".join(str(part) for part in (kind, message) if part)
+    first = next((line for line in str(message or "").splitlines() if line.strip()), None)
+    text = ": ".join(str(part) for part in (kind, first) if part)
     return f"; last error {text}" if text else ""
 
 

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from ..extras import MissingExtraError, import_extra
+from .escaping import TEXT, Format, format_of, one_line, text_lines
 from .model import FIRING, RESOLVED, DeliveryError, Notification
 
 SOURCE = "otel-datasink"
@@ -196,9 +197,11 @@ def _when(moment: datetime.datetime, now: datetime.datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC ({age} ago)"
 
 
-def title(notification: Notification) -> str:
-    """``[FIRING] stale_dataset orders (critical)``, with ``reminder`` after it when the incident was told before."""
-    line = f"[{notification.state}] {notification.kind} {notification.subject} ({notification.severity})"
+def title(notification: Notification, form: Format = TEXT) -> str:
+    """``[FIRING] stale_dataset orders (critical)``, with ``reminder`` after it when the incident was told before;
+    the subject on this line, escaped for ``form`` (see :mod:`.escaping`)."""
+    subject = form.inline(notification.subject)
+    line = f"[{notification.state}] {notification.kind} {subject} ({notification.severity})"
     return f"{line} reminder" if notification.reminder else line
 
 
@@ -244,23 +247,29 @@ def how_bad(details: dict[str, Any]) -> str:
 def last_error(details: dict[str, Any]) -> str:
     """The last error as ``Type: message``, its lines kept as lines: the first :data:`ERROR_HEAD` and the last
     :data:`ERROR_TAIL` (a traceback's head says where it started, its tail what went wrong), each cut to
-    :data:`LINE_CHARS`, saying how many were left out."""
+    :data:`LINE_CHARS`, saying how many were left out. Each line is :func:`~.escaping.one_line` (its control
+    characters shown as such): a line break of any kind starts a line here, which :func:`body` indents."""
     kind = details.get("last_error_type") or details.get("error_type")
     message = details.get("last_error_message") or details.get("error_message")
     if not kind and not message:
         return ""
     text = f"{kind}: {message}" if kind and message else str(kind or message)
-    lines = [line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…" for line in text.splitlines()]
+    lines = [line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…" for line in text_lines(text)]
     if len(lines) > ERROR_HEAD + ERROR_TAIL:
         cut = len(lines) - ERROR_HEAD - ERROR_TAIL
         lines = [*lines[:ERROR_HEAD], f"… ({cut} lines left out)", *lines[-ERROR_TAIL:]]
     return "\n".join(lines)
 
 
-def body(notification: Notification, now: datetime.datetime | None = None) -> str:
-    """The text of one notification: summary, since when, how bad, last error, owners, links."""
+def body(notification: Notification, now: datetime.datetime | None = None, form: Format = TEXT) -> str:
+    """The text of one notification: summary, since when, how bad, last error, owners, links.
+
+    Every line starts with words of ours; user text (the summary, the error, ids) is escaped for ``form`` and kept
+    on its line, the error's further lines indented (see :mod:`.escaping`). Owners and links are the operator's
+    (the rules, the templates, whose fields are encoded) and go as they are: an owner may be a mention.
+    """
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    lines = [notification.summary]
+    lines = [form.inline(notification.summary)]
     lines.append(f"Since: {_when(notification.opened_at, now)}")
     if notification.state == RESOLVED:
         lines.append(f"Resolved: {_when(notification.resolved_at or now, now)}")
@@ -271,12 +280,12 @@ def body(notification: Notification, now: datetime.datetime | None = None) -> st
         lines.append(f"How bad: {measures}")
     error = last_error(notification.details)
     if error:
-        error_lines = error.splitlines()
+        error_lines = [form.escape(line) for line in error.splitlines()]
         lines.append(f"Last error: {error_lines[0]}")
         lines += [f"    {line}" for line in error_lines[1:]]
     for name in ("run_id", "trace_id"):
         if notification.details.get(name):
-            lines.append(f"{name}: {notification.details[name]}")
+            lines.append(f"{name}: {form.inline(notification.details[name])}")
     if notification.owners:
         lines.append(f"Owners: {', '.join(notification.owners)}")
     lines += [f"{name}: {url}" for name, url in notification.links.items()]
@@ -293,9 +302,11 @@ def digest_title(notifications: Sequence[Notification]) -> str:
     return f"[{SOURCE}] {len(notifications)} alerts: {', '.join(counts)}"
 
 
-def digest_body(notifications: Sequence[Notification], now: datetime.datetime | None = None) -> str:
+def digest_body(
+    notifications: Sequence[Notification], now: datetime.datetime | None = None, form: Format = TEXT
+) -> str:
     """One section per notification: its title, then its body."""
-    return "\n\n".join(f"{title(n)}\n{body(n, now)}" for n in notifications)
+    return "\n\n".join(f"{title(n, form)}\n{body(n, now, form)}" for n in notifications)
 
 
 # --- running within a deadline ---------------------------------------------------------------------------------
@@ -434,13 +445,14 @@ def _notify_type(notifications: Sequence[Notification]) -> str:
     return "warning"
 
 
-def _apprise_messages(notifications: Sequence[Notification]) -> list[tuple[str, str, str]]:
-    """(title, body, notify type) of each message: one per notification, or one digest for several."""
+def _apprise_messages(notifications: Sequence[Notification], form: Format) -> list[tuple[str, str, str]]:
+    """(title, body, notify type) of each message, written in ``form``: one per notification, or one digest for
+    several."""
     now = datetime.datetime.now(datetime.timezone.utc)
     if len(notifications) == 1:
         (only,) = notifications
-        return [(title(only), body(only, now), _notify_type(notifications))]
-    return [(digest_title(notifications), digest_body(notifications, now), _notify_type(notifications))]
+        return [(title(only, form), body(only, now, form), _notify_type(notifications))]
+    return [(digest_title(notifications), digest_body(notifications, now, form), _notify_type(notifications))]
 
 
 def _send_apprise(target: str, notifications: Sequence[Notification], timeout: float) -> None:
@@ -461,8 +473,13 @@ def _send_apprise(target: str, notifications: Sequence[Notification], timeout: f
             # Each socket operation within the timeout; _within bounds the whole.
             service.socket_connect_timeout = min(float(service.socket_connect_timeout), timeout)
             service.socket_read_timeout = min(float(service.socket_read_timeout), timeout)
-        for message_title, message_body, notify_type in _apprise_messages(notifications):
-            if not notifier.notify(body=message_body, title=message_title, notify_type=notify_type, body_format="text"):
+        # Written in the format the target shows (Markdown escaped for a chat that renders it), and declared as
+        # such: Apprise then converts it only where the target needs (text to HTML, with HTML escaping).
+        form = format_of(notifier)
+        for message_title, message_body, notify_type in _apprise_messages(notifications, form):
+            if not notifier.notify(
+                body=message_body, title=message_title, notify_type=notify_type, body_format=form.name
+            ):
                 return False
         return True
 
@@ -497,14 +514,15 @@ def alertmanager_alert(
     condition was seen to clear.
     """
     links = notification.links
-    annotations = {"summary": notification.summary, "description": body(notification, now)}
+    # Alertmanager's templates put these in messages of their own: one-line text stays on one line there too.
+    annotations = {"summary": one_line(notification.summary), "description": body(notification, now)}
     if notification.owners:
         annotations["owners"] = ", ".join(notification.owners)
     annotations |= {f"{name}_url": url for name, url in links.items()}
     alert: dict[str, Any] = {
         "labels": {
             "alertname": notification.kind,
-            "subject": notification.subject,
+            "subject": one_line(notification.subject),
             "severity": notification.severity,
             "incident_id": notification.incident_id,
             "source": SOURCE,

@@ -302,27 +302,30 @@ def _write(options: Options, rows: Any) -> None:
 
 
 def _print(evaluation: Evaluation, dry_run: bool) -> None:
-    """One line per condition, one per notification (sent, failed, or would be sent), then a count line."""
+    """One line per condition, one per notification (sent, failed, or would be sent), then a count line: a subject
+    or summary with line breaks or terminal escapes in it stays on its line, inert (:func:`.escaping.one_line`)."""
     from otel_datasink.alerts import delivery
+    from otel_datasink.alerts.escaping import one_line
 
     stamp = evaluation.now.isoformat(timespec="seconds")
     for condition in evaluation.conditions:
         owners = f" (owners {', '.join(condition.owners)})" if condition.owners else ""
-        print(f"{stamp} {condition.severity.upper()} {condition.kind} {condition.subject}: {condition.summary}{owners}")
+        what = f"{condition.kind} {one_line(condition.subject)}: {one_line(condition.summary)}"
+        print(f"{stamp} {condition.severity.upper()} {what}{owners}")
     if dry_run:
         for send in evaluation.sends:
             n = send.notification
             if send.target is None:
-                print(f"{stamp} would close {n.kind} {n.subject}: {n.details.get('closed')}")
+                print(f"{stamp} would close {n.kind} {one_line(n.subject)}: {n.details.get('closed')}")
             else:
-                print(f"{stamp} would send {n.state} {n.kind} {n.subject} to {delivery.redact(send.target)}")
+                print(f"{stamp} would send {n.state} {n.kind} {one_line(n.subject)} to {delivery.redact(send.target)}")
     for send, delivered, error in evaluation.outcomes:
         n = send.notification
         if send.target is None:
-            print(f"{stamp} closed: {n.kind} {n.subject}: {n.details.get('closed')}")
+            print(f"{stamp} closed: {n.kind} {one_line(n.subject)}: {n.details.get('closed')}")
             continue
         outcome = "sent" if delivered else f"FAILED ({error})"
-        print(f"{stamp} {outcome}: {n.state} {n.kind} {n.subject} to {delivery.redact(send.target)}")
+        print(f"{stamp} {outcome}: {n.state} {n.kind} {one_line(n.subject)} to {delivery.redact(send.target)}")
     sent = sum(1 for send, delivered, _ in evaluation.outcomes if send.target is not None and delivered)
     failed = sum(1 for send, delivered, _ in evaluation.outcomes if send.target is not None and not delivered)
     done = evaluation.sends if dry_run else [send for send, _, _ in evaluation.outcomes]

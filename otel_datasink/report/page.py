@@ -16,8 +16,8 @@ import string
 from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
-from urllib.parse import quote
 
+from otel_datasink.alerts.escaping import fill_link
 from otel_datasink.report import data
 from otel_datasink.report.charts import SPARKLINE_DAYS, STATUS_COLORS, bucket_days
 from otel_datasink.report.data import Dataset, Figure, Job, Row, Snapshot
@@ -428,15 +428,12 @@ def _message(message: str | None) -> str:
 
 
 def _trace_link(template: str | None, run: Row) -> str:
-    """The ``--trace-url`` template filled from the run (as the alerts fill it); nothing when a field is empty."""
+    """The ``--trace-url`` template filled from the run as the alerts fill it (fields percent-encoded); nothing when
+    a field is empty or would take the link up its path."""
     if template is None:
         return escape(str(run.get("trace_id") or ""))
-    fields = [name for _, name, _, _ in string.Formatter().parse(template) if name]
-    values = {name: run.get(name) for name in fields}
-    if any(value in (None, "") for value in values.values()):
-        return ""
-    url = template.format(**{name: quote(str(value), safe="") for name, value in values.items()})
-    return f'<a href="{escape(url)}" rel="noreferrer">trace</a>'
+    url = fill_link(template, run)
+    return f'<a href="{escape(url)}" rel="noreferrer">trace</a>' if url is not None else ""
 
 
 def _dataset_page(dataset: Dataset, charts: Charts, days: int) -> str:
