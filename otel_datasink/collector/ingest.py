@@ -19,7 +19,7 @@ from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.spool import KIND_JSON, KIND_OPENLINEAGE, KIND_PROTOBUF
 from otel_datasink.mapping import map_records
 from otel_datasink.openlineage import OpenLineageError, records_of, summary_of
-from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_protobuf
+from otel_datasink.otlp import OtlpDecodeError, Rejections, records_from_json, records_from_protobuf
 from otel_datasink.profiles import Profile, default_profile, job_keys_of
 from otel_datasink.schema import JOB_RUNS_TABLE, Rows
 
@@ -38,7 +38,7 @@ class Result:
     rows: Rows
     spans: int
     job_spans: int
-    rejected: int
+    rejected: Rejections
     lineage_events: dict[str, int] = dataclasses.field(default_factory=dict)
     """OpenLineage events of the request per event type (``START`` ... ``OTHER``, ``static``)."""
 
@@ -92,7 +92,7 @@ class Ingest:
         except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise UndecodableError(f"undecodable OpenLineage JSON: {error}") from None
         rows = map_records(_consumed(records), default_profile)
-        return Result(rows, 0, 0, 0, summary_of(types))
+        return Result(rows, 0, 0, Rejections(), summary_of(types))
 
     def count(self, result: Result) -> None:
         """Adds a request's spans to the counters (on the event loop: the counters are not locked)."""
