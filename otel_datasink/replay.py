@@ -43,7 +43,7 @@ from otel_datasink.openlineage import OpenLineageError, looks_like_openlineage, 
 from otel_datasink.otlp import OtlpDecodeError, Rejections, records_from_json
 from otel_datasink.pipeline import Pipeline
 from otel_datasink.profiles import Profile, default_profile
-from otel_datasink.schema import DATASET_STATUS_TABLE, JOB_RUNS_TABLE
+from otel_datasink.schema import DATASET_STATUS_TABLE, FUTURE_TOLERANCE_DAYS, JOB_RUNS_TABLE, count_future_dated
 from otel_datasink.writer import Writer
 
 _logger = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ class Summary:
     """Spans read (those rejected as unidentifiable included)."""
     rejections: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     """Reason (:data:`otel_datasink.otlp.INVALID_ID` ...) -> spans that cannot be recorded for it."""
+    future_dated_rows: int = 0
+    """Rows written with a time too far ahead of the clock (:func:`~otel_datasink.schema.count_future_dated`)."""
     lineage_events: int = 0
     """OpenLineage events read (RUNNING, OTHER, job and dataset events included: they make no row)."""
     job_runs: int = 0
@@ -105,6 +107,11 @@ class Summary:
         )
         if self.rejected_spans:
             text += f"; {Rejections(self.rejections).describe()} skipped"
+        if self.future_dated_rows:
+            text += (
+                f"; {self.future_dated_rows} row(s) dated more than {FUTURE_TOLERANCE_DAYS} day(s) ahead of now "
+                "(kept, never a latest state: see the view future_dated_rows)"
+            )
         text += f"; {len(self.bad_lines)} bad line(s) skipped"
         shown = [f"  {bad.path}:{bad.line}: {bad.reason}" for bad in self.bad_lines[:max_bad_lines]]
         if len(self.bad_lines) > max_bad_lines:
@@ -271,6 +278,7 @@ def _flush(
     # Counted once written: the summary of a replay that failed or was interrupted says what is stored.
     summary.job_runs += len(rows[JOB_RUNS_TABLE])
     summary.dataset_updates += len(rows[DATASET_STATUS_TABLE])
+    summary.future_dated_rows += sum(count_future_dated(rows).values())
 
 
 def _short(error: Exception, limit: int = 120) -> str:
