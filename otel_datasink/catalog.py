@@ -26,11 +26,14 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from otel_datasink.schema import PARTITION_COLUMN, TABLES
+from otel_datasink.schema import FUTURE_TOLERANCE_DAYS, PARTITION_COLUMN, TABLES
 
 DEFAULT_DATABASE = "monitoring"
 PROJECTION_START = "2020-01-01"
-"""First day of the ``dt`` partition projection (the range ends at ``NOW``)."""
+"""First day of the ``dt`` partition projection."""
+PROJECTION_END = f"NOW+{FUTURE_TOLERANCE_DAYS}DAYS"
+"""Last day of the ``dt`` partition projection: a row may be filed up to the tolerance of the receiver's clock ahead
+of today (:func:`otel_datasink.schema.filed_time`), and the views read as far (``sql/views.sql``)."""
 
 VIEWS = (
     "job_runs_latest",
@@ -41,6 +44,7 @@ VIEWS = (
     "runtime_trend",
     "hung_runs",
     "alerts_open",
+    "future_dated_rows",
 )
 """The views of ``sql/views.sql``, each after the views it reads."""
 
@@ -160,7 +164,7 @@ def athena_tables(location: str, database: str = DEFAULT_DATABASE) -> list[str]:
             "projection.enabled": "true",
             f"projection.{PARTITION_COLUMN}.type": "date",
             f"projection.{PARTITION_COLUMN}.format": "yyyy-MM-dd",
-            f"projection.{PARTITION_COLUMN}.range": f"{PROJECTION_START},NOW",
+            f"projection.{PARTITION_COLUMN}.range": f"{PROJECTION_START},{PROJECTION_END}",
             f"projection.{PARTITION_COLUMN}.interval": "1",
             f"projection.{PARTITION_COLUMN}.interval.unit": "DAYS",
             "storage.location.template": f"{root}/{table}/{PARTITION_COLUMN}=${{{PARTITION_COLUMN}}}",
@@ -257,7 +261,10 @@ def _source() -> str:
 
 
 def _view_statements(parameters: ViewParameters) -> list[exp.Create]:
-    text = string.Template(_source()).substitute(dataclasses.asdict(parameters))
+    # The tolerance is the writer's too (where it files rows), not a knob of the views alone.
+    text = string.Template(_source()).substitute(
+        dataclasses.asdict(parameters), future_tolerance_days=FUTURE_TOLERANCE_DAYS
+    )
     statements = [s for s in sqlglot.parse(text, read="trino") if s is not None]
     views = [s for s in statements if isinstance(s, exp.Create)]
     names = tuple(s.this.name for s in views)

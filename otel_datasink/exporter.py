@@ -29,7 +29,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_datasink.at_exit import track_for_exit
 from otel_datasink.mapping import from_readable_span, map_records
 from otel_datasink.pipeline import Pipeline
-from otel_datasink.selfmetrics import Instrument, Reading, error_type, observe
+from otel_datasink.schema import count_future_dated
+from otel_datasink.selfmetrics import FUTURE_DATED_ROWS, Instrument, Reading, error_type, observe, per_table
 
 _SHUT_DOWN = "already_shutdown"
 """``error.type`` of spans exported after ``shutdown`` (the value the SDK's own processors use)."""
@@ -58,6 +59,8 @@ class DatasinkSpanExporter(SpanExporter):
         self._exported: collections.Counter[str] = collections.Counter()
         """``error.type`` ("" for none) -> spans whose export ended so: one bump per export, in the caller's thread
         (a BatchSpanProcessor's worker, not the job's)."""
+        self._future_dated_rows: collections.Counter[str] = collections.Counter()
+        """table -> rows mapped with a time too far ahead of the clock (schema.count_future_dated)."""
         track_for_exit(self, exporter=True)
         observe(self, EXPORTER_INSTRUMENTS, meter_provider)
 
@@ -71,6 +74,7 @@ class DatasinkSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         try:
             rows = map_records((from_readable_span(span) for span in spans), self._profile)
+            self._future_dated_rows.update(count_future_dated(rows))
             if any(rows.values()):
                 timeout = self.options.exit_timeout if self._exiting else self.options.timeout
                 deadline = min(time.monotonic() + timeout, self._exit_deadline)
@@ -130,6 +134,13 @@ EXPORTER_INSTRUMENTS: tuple[Instrument, ...] = (
         "Spans whose export has ended: written (or not a job's: nothing to write; no error.type), or failed "
         "(error.type: the exception's type, or already_shutdown).",
         _exported_spans,
+    ),
+    Instrument(
+        "otel_datasink.exporter.future_dated_rows",
+        "counter",
+        "{row}",
+        FUTURE_DATED_ROWS,
+        lambda exporter: per_table(exporter._future_dated_rows.copy()),
     ),
 )
 """What a :class:`DatasinkSpanExporter` reports."""

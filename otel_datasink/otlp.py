@@ -6,15 +6,17 @@ the same rows either way. Values are converted to what the SDK would hold for th
 tuples, key-value lists as dicts, bytes as bytes), so the coercions in :mod:`otel_datasink.mapping` see the
 same Python values.
 
-A span whose trace id or span id is missing, all zero or of the wrong length cannot be identified and is
-rejected (counted, for OTLP's ``partial_success``); everything else is taken as sent. A span without an end
-time (``end_time_unix_nano`` 0) has started but not ended, and maps to a STARTED row.
+A span whose trace id or span id is missing, all zero or of the wrong length cannot be identified, and one without
+an end time (``end_time_unix_nano`` 0, which OTLP requires: exporters send spans once they end) is no run's state:
+both are rejected, and so is a JSON span with a malformed field. Rejections are counted by reason
+(:class:`Rejections`, for OTLP's ``partial_success``); everything else is taken as sent.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import math
 import string
 from collections.abc import Iterable, Mapping
@@ -33,6 +35,39 @@ _SCALAR_KINDS = frozenset(("string_value", "bool_value", "int_value", "double_va
 
 class OtlpDecodeError(ValueError):
     """Data that is not OTLP trace data at all (as opposed to single spans that are rejected)."""
+
+
+INVALID_ID = "without a valid trace or span id"
+NO_END_TIME = "without an end time"
+INVALID_TIME = "with a time that is not a fixed64 count of nanoseconds"
+MALFORMED = "with a malformed field"
+"""Why a span is rejected (:attr:`Rejections.reasons`): read as ``"<count> span(s) <reason>"``."""
+
+
+class Rejections(int):
+    """How many spans of a request were rejected (an int: OTLP's ``rejected_spans``), and why."""
+
+    reasons: dict[str, int]
+    """Reason (:data:`INVALID_ID`, :data:`NO_END_TIME`, :data:`INVALID_TIME`, :data:`MALFORMED`) -> spans."""
+
+    def __new__(cls, reasons: Mapping[str, int] | None = None) -> Rejections:
+        """The rejections of ``reasons`` (reason -> spans)."""
+        counts = {reason: count for reason, count in (reasons or {}).items() if count}
+        rejections = super().__new__(cls, sum(counts.values()))
+        rejections.reasons = counts
+        return rejections
+
+    def describe(self) -> str:
+        """``"2 span(s) without an end time; 1 span(s) with a malformed field"``: what each reason cost."""
+        return "; ".join(f"{count} span(s) {reason}" for reason, count in self.reasons.items())
+
+
+class _Rejected(Exception):
+    """A JSON span rejected for ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 # --- protobuf ----------------------------------------------------------------------------------------
@@ -113,7 +148,9 @@ class _Decoded(dict):
 _decoded = _Decoded().__getitem__
 
 
-def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None) -> tuple[list[SpanRecord], int, int]:
+def records_from_protobuf(
+    body: bytes, *, job_keys: frozenset[str] | None = None
+) -> tuple[list[SpanRecord], Rejections, int]:
     """The spans of an encoded ``ExportTraceServiceRequest`` or ``TracesData``: records, rejected, all spans.
 
     With ``job_keys`` (a profile's, :func:`otel_datasink.profiles.job_keys_of`), a span without any of these
@@ -126,7 +163,8 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
     message: Any = _WireTracesData.FromString(body)  # a class built at run time: its fields are not typed
     records: list[SpanRecord] = []
     append = records.append
-    rejected = spans = 0
+    rejected: collections.Counter[str] = collections.Counter()
+    spans = 0
     from_bytes = int.from_bytes
     decoded = _decoded  # dict(map(decoded, key_values)): a span's attribute dict, built in C when all hit
     for resource_spans in message.resource_spans:
@@ -141,11 +179,14 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
                 raw_span_id = span.span_id
                 trace_id = from_bytes(raw_trace_id, "big")
                 span_id = from_bytes(raw_span_id, "big")
+                end_time = span.end_time_unix_nano
                 skipped = job_keys is not None and job_keys.isdisjoint(attributes)
-                if skipped or not trace_id or not span_id or len(raw_trace_id) != 16 or len(raw_span_id) != 8:
+                valid_ids = trace_id and span_id and len(raw_trace_id) == 16 and len(raw_span_id) == 8
+                if skipped or not valid_ids or not end_time:
                     for event in events:  # decoded only to fail the request on a malformed attribute
                         dict(map(decoded, event.attributes))
-                    rejected += not skipped
+                    if not skipped:
+                        rejected[NO_END_TIME if valid_ids else INVALID_ID] += 1
                     continue
                 parent = span.parent_span_id
                 status = span.status
@@ -156,7 +197,7 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
                         span_id,
                         (from_bytes(parent, "big") or None) if len(parent) == 8 else None,
                         span.start_time_unix_nano,
-                        span.end_time_unix_nano or None,
+                        end_time,
                         status.code,
                         status.message,
                         attributes,
@@ -166,7 +207,7 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
                         resource,
                     )
                 )
-    return records, rejected, spans
+    return records, Rejections(rejected), spans
 
 
 # --- JSON --------------------------------------------------------------------------------------------
@@ -195,9 +236,12 @@ def _json_int(value: Any) -> int:
 
 def _json_time(value: Any) -> int:
     # A fixed64 on the wire: a JSON number outside it is no time (it would overflow the tables' timestamps).
-    time_ns = _json_int(value)
+    try:
+        time_ns = _json_int(value)
+    except ValueError:
+        raise _Rejected(INVALID_TIME) from None
     if not 0 <= time_ns < 2**64:
-        raise ValueError(f"not a fixed64 time: {value!r}")
+        raise _Rejected(INVALID_TIME)
     return time_ns
 
 
@@ -259,11 +303,16 @@ def _json_status_code(value: Any) -> int:
     return _json_int(value)
 
 
-def _json_span(span: Mapping[str, Any], resource: Mapping[str, Any]) -> SpanRecord | None:
+def _json_span(span: Mapping[str, Any], resource: Mapping[str, Any]) -> SpanRecord:
+    # Raises _Rejected (or the ValueError, TypeError... of a malformed field) for a span that cannot be taken.
     trace_id = _json_id(_field(span, "traceId", "trace_id"), 16)
     span_id = _json_id(_field(span, "spanId", "span_id"), 8)
     if trace_id is None or span_id is None:
-        return None
+        raise _Rejected(INVALID_ID)
+    start_time_ns = _json_time(_field(span, "startTimeUnixNano", "start_time_unix_nano", 0))
+    end_time_ns = _json_time(_field(span, "endTimeUnixNano", "end_time_unix_nano", 0))
+    if not end_time_ns:
+        raise _Rejected(NO_END_TIME)
     status = _field(span, "status", "status", {})
     events: list[Event] = [
         (
@@ -279,8 +328,8 @@ def _json_span(span: Mapping[str, Any], resource: Mapping[str, Any]) -> SpanReco
         trace_id=trace_id,
         span_id=span_id,
         parent_span_id=_json_id(_field(span, "parentSpanId", "parent_span_id"), 8),
-        start_time_ns=_json_time(_field(span, "startTimeUnixNano", "start_time_unix_nano", 0)),
-        end_time_ns=_json_time(_field(span, "endTimeUnixNano", "end_time_unix_nano", 0)) or None,
+        start_time_ns=start_time_ns,
+        end_time_ns=end_time_ns,
         status_code=_json_status_code(_field(status, "code", "code", 0)),
         status_message=str(_field(status, "message", "message", "")),
         attributes=_json_attributes(_field(span, "attributes", "attributes", ())),
@@ -289,8 +338,8 @@ def _json_span(span: Mapping[str, Any], resource: Mapping[str, Any]) -> SpanReco
     )
 
 
-def records_from_json(obj: Mapping[str, Any]) -> tuple[list[SpanRecord], int]:
-    """The spans of an OTLP JSON ``ExportTraceServiceRequest``/``TracesData`` object, and how many were rejected.
+def records_from_json(obj: Mapping[str, Any]) -> tuple[list[SpanRecord], Rejections]:
+    """The spans of an OTLP JSON ``ExportTraceServiceRequest``/``TracesData`` object, and those rejected.
 
     Raises :class:`OtlpDecodeError` when the object does not have the shape of OTLP trace data. A span
     with a malformed field (an id that is not hex, a time that is not an integer, ...) is rejected alone.
@@ -301,7 +350,7 @@ def records_from_json(obj: Mapping[str, Any]) -> tuple[list[SpanRecord], int]:
     if not isinstance(resource_spans_list, list):
         raise OtlpDecodeError("resourceSpans must be an array")
     records: list[SpanRecord] = []
-    rejected = 0
+    rejected: collections.Counter[str] = collections.Counter()
     try:
         for resource_spans in resource_spans_list:
             resource_obj = _field(resource_spans, "resource", "resource", {})
@@ -309,13 +358,13 @@ def records_from_json(obj: Mapping[str, Any]) -> tuple[list[SpanRecord], int]:
             for scope_spans in _field(resource_spans, "scopeSpans", "scope_spans", ()):
                 for span in _field(scope_spans, "spans", "spans", ()):
                     try:
-                        record = _json_span(span, resource) if isinstance(span, Mapping) else None
+                        if not isinstance(span, Mapping):
+                            raise _Rejected(MALFORMED)
+                        records.append(_json_span(span, resource))
+                    except _Rejected as rejection:
+                        rejected[rejection.reason] += 1
                     except (ValueError, TypeError, KeyError, binascii.Error):
-                        record = None
-                    if record is None:
-                        rejected += 1
-                    else:
-                        records.append(record)
+                        rejected[MALFORMED] += 1
     except (AttributeError, TypeError) as error:
         raise OtlpDecodeError(f"not OTLP trace data: {error}") from error
-    return records, rejected
+    return records, Rejections(rejected)

@@ -33,8 +33,17 @@ from otel_datasink import sdk
 from otel_datasink.at_exit import track_for_exit
 from otel_datasink.mapping import SpanRecord, from_readable_span, map_records
 from otel_datasink.pipeline import Pipeline
-from otel_datasink.schema import Rows
-from otel_datasink.selfmetrics import QUEUE_FULL, Instrument, Reading, error_counts, error_type, observe
+from otel_datasink.schema import Rows, count_future_dated
+from otel_datasink.selfmetrics import (
+    FUTURE_DATED_ROWS,
+    QUEUE_FULL,
+    Instrument,
+    Reading,
+    error_counts,
+    error_type,
+    observe,
+    per_table,
+)
 from otel_datasink.writer import WriteError
 
 _logger = logging.getLogger(__name__)
@@ -75,6 +84,8 @@ class DatasinkSpanProcessor(SpanProcessor):
         self._dropped_rows_by_cause: collections.Counter[str] = collections.Counter()
         self._rows_written: collections.Counter[str] = collections.Counter()
         """table -> rows written."""
+        self._future_dated_rows: collections.Counter[str] = collections.Counter()
+        """table -> rows mapped with a time too far ahead of the clock (schema.count_future_dated)."""
         self._init_worker()
         if hasattr(os, "register_at_fork"):
             after_fork = weakref.WeakMethod(self._after_fork)
@@ -195,6 +206,7 @@ class DatasinkSpanProcessor(SpanProcessor):
                 _logger.exception("could not map %d span(s): dropped", len(batch))
                 continue
             self._mapped_spans += len(batch)
+            self._future_dated_rows.update(count_future_dated(rows))
             if not failed and self._would_overflow(rows):
                 # Written before the bound would trim them: pending rows are only dropped when the store fails.
                 failed = not self._write(deadline)
@@ -386,7 +398,14 @@ PROCESSOR_INSTRUMENTS: tuple[Instrument, ...] = (
         "counter",
         "{row}",
         "Rows written to the store, per table.",
-        lambda processor: [(count, {"table": table}) for table, count in processor._rows_written.copy().items()],
+        lambda processor: per_table(processor._rows_written.copy()),
+    ),
+    Instrument(
+        "otel_datasink.processor.future_dated_rows",
+        "counter",
+        "{row}",
+        FUTURE_DATED_ROWS,
+        lambda processor: per_table(processor._future_dated_rows.copy()),
     ),
     Instrument(
         "otel_datasink.processor.rows_dropped",

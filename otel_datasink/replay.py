@@ -24,6 +24,7 @@ collapse: no view's answer changes.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import gzip
 import json
@@ -39,10 +40,10 @@ from otel_datasink import semconv
 from otel_datasink.config import Options
 from otel_datasink.mapping import SpanRecord, map_records
 from otel_datasink.openlineage import OpenLineageError, looks_like_openlineage, records_of
-from otel_datasink.otlp import OtlpDecodeError, records_from_json
+from otel_datasink.otlp import OtlpDecodeError, Rejections, records_from_json
 from otel_datasink.pipeline import Pipeline
 from otel_datasink.profiles import Profile, default_profile
-from otel_datasink.schema import DATASET_STATUS_TABLE, JOB_RUNS_TABLE
+from otel_datasink.schema import DATASET_STATUS_TABLE, FUTURE_TOLERANCE_DAYS, JOB_RUNS_TABLE, count_future_dated
 from otel_datasink.writer import Writer
 
 _logger = logging.getLogger(__name__)
@@ -73,8 +74,10 @@ class Summary:
     lines: int = 0
     spans: int = 0
     """Spans read (those rejected as unidentifiable included)."""
-    rejected_spans: int = 0
-    """Spans without a valid trace or span id, which cannot be recorded."""
+    rejections: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    """Reason (:data:`otel_datasink.otlp.INVALID_ID` ...) -> spans that cannot be recorded for it."""
+    future_dated_rows: int = 0
+    """Rows written with a time too far ahead of the clock (:func:`~otel_datasink.schema.count_future_dated`)."""
     lineage_events: int = 0
     """OpenLineage events read (RUNNING, OTHER, job and dataset events included: they make no row)."""
     job_runs: int = 0
@@ -82,6 +85,11 @@ class Summary:
     dataset_updates: int = 0
     files_written: int = 0
     bad_lines: list[BadLine] = dataclasses.field(default_factory=list)
+
+    @property
+    def rejected_spans(self) -> int:
+        """Spans that cannot be recorded (without a valid trace or span id, without an end time, malformed)."""
+        return sum(self.rejections.values())
 
     @property
     def rows_written(self) -> int:
@@ -98,7 +106,12 @@ class Summary:
             f"({self.job_runs} job_runs, {self.dataset_updates} dataset_status) in {self.files_written} file(s)"
         )
         if self.rejected_spans:
-            text += f"; {self.rejected_spans} span(s) without valid ids skipped"
+            text += f"; {Rejections(self.rejections).describe()} skipped"
+        if self.future_dated_rows:
+            text += (
+                f"; {self.future_dated_rows} row(s) dated more than {FUTURE_TOLERANCE_DAYS} day(s) ahead of now "
+                "(kept, never a latest state: see the view future_dated_rows)"
+            )
         text += f"; {len(self.bad_lines)} bad line(s) skipped"
         shown = [f"  {bad.path}:{bad.line}: {bad.reason}" for bad in self.bad_lines[:max_bad_lines]]
         if len(self.bad_lines) > max_bad_lines:
@@ -221,7 +234,7 @@ def replay(
                     else:
                         records, rejected = records_from_json(document)
                         summary.spans += len(records) + rejected
-                        summary.rejected_spans += rejected
+                        summary.rejections.update(rejected.reasons)
                         batch.extend(records)
                 except (ValueError, RecursionError) as error:  # JSONDecodeError, OtlpDecodeError: ValueErrors
                     if isinstance(error, OtlpDecodeError):
@@ -265,6 +278,7 @@ def _flush(
     # Counted once written: the summary of a replay that failed or was interrupted says what is stored.
     summary.job_runs += len(rows[JOB_RUNS_TABLE])
     summary.dataset_updates += len(rows[DATASET_STATUS_TABLE])
+    summary.future_dated_rows += sum(count_future_dated(rows).values())
 
 
 def _short(error: Exception, limit: int = 120) -> str:

@@ -30,6 +30,12 @@ _logger = logging.getLogger(__name__)
 _METER_NAME = "otel_datasink"
 QUEUE_FULL = "queue_full"
 """``error.type`` of spans and rows dropped because their bound was reached (the conventions' value)."""
+FUTURE_DATED_ROWS = (
+    "Rows mapped with a time further ahead of this component's clock than the tolerance (a day), per table: a sender's "
+    "broken clock or a bad value. Written as received; never a latest state in the views (view future_dated_rows)."
+)
+"""The description of every component's count of future-dated rows
+(:func:`~otel_datasink.schema.count_future_dated`)."""
 _ERROR_TYPE = "error.type"
 _COMPONENT_TYPE = "otel.component.type"
 _COMPONENT_NAME = "otel.component.name"
@@ -140,6 +146,11 @@ def error_type(error: BaseException) -> str:
     """``error.type`` of an exception: its type's qualified name, as the conventions ask."""
     cls = type(error)
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def per_table(counts: Mapping[str, int]) -> Reading:
+    """One observation per table (attribute ``table``) of a table -> count mapping."""
+    return [(count, {"table": table}) for table, count in counts.items()]
 
 
 def error_counts(counts: Mapping[str, int]) -> Reading:

@@ -34,7 +34,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from otel_datasink.config import Options
 from otel_datasink.extras import import_extra
-from otel_datasink.schema import PARTITION_COLUMN, TABLES, Rows, to_arrow
+from otel_datasink.schema import FUTURE_TOLERANCE_MS, INGESTED_AT, PARTITION_COLUMN, TABLES, Rows, filed_time, to_arrow
 
 _logger = logging.getLogger(__name__)
 
@@ -358,10 +358,14 @@ def _is_permanent(error: BaseException) -> bool:
 
 
 def by_partition(rows: list[dict]) -> list[tuple[str, list[dict]]]:
-    """Rows grouped by the ``dt`` partition of their ``event_time``, in date order."""
+    """Rows grouped by their ``dt`` partition, in date order: the date of their ``event_time``, or of their
+    ``ingested_at`` for a row whose event time is too far ahead of it (:func:`~otel_datasink.schema.filed_time`)."""
     if not rows:
         return []
     times = [row["event_time"] for row in rows]
+    received = [instant for row in rows if (instant := row.get(INGESTED_AT)) is not None]
+    if received and max(times) > min(received) + FUTURE_TOLERANCE_MS:
+        times = [filed_time(row) for row in rows]
     # A batch nearly always falls on one UTC day: check that with min/max before grouping row by row.
     if min(times) // _DAY_MS == max(times) // _DAY_MS:
         return [(partition_of(times[0]), rows)]

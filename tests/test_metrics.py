@@ -199,6 +199,28 @@ def test_exporter_counts_exported_spans_and_those_after_shutdown(local_location,
     assert points[("otel.sdk.exporter.span.exported", frozenset({("error.type", "already_shutdown")}))] == 1
 
 
+def test_processor_and_exporter_count_rows_dated_too_far_ahead_per_table(local_location, reader, meter_provider):
+    """A span ending (and updating its dataset) in 2554, and one ending now: one row of each table counted."""
+    processor = DatasinkSpanProcessor(local_location, meter_provider=meter_provider)
+    finished = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    provider.add_span_processor(SimpleSpanProcessor(finished))
+    tracer = provider.get_tracer("job")
+    for end_time in (2**64 - 1, None):
+        span = tracer.start_span("job", attributes={"job.name": "job", "dataset.name": "d"})
+        span.end(end_time=end_time)
+    assert processor.force_flush(WAIT_MILLIS)
+    exporter = DatasinkSpanExporter(local_location, meter_provider=meter_provider)
+    assert exporter.export(finished.get_finished_spans()).name == "SUCCESS"
+
+    for component in ("processor", "exporter"):
+        name = f"otel_datasink.{component}.future_dated_rows"
+        counted = {attributes: value for (metric, attributes), value in collect(reader).items() if metric == name}
+        assert counted == {frozenset({("table", "job_runs")}): 1, frozenset({("table", "dataset_status")}): 1}
+    provider.shutdown()
+
+
 # --- the collector ----------------------------------------------------------------------------------------------
 
 BEFORE = {
@@ -229,6 +251,11 @@ BEFORE = {
     "otel_datasink_collector_spool_segments": "gauge",
     "otel_datasink_collector_spool_unremoved_segments": "gauge",
 }
+SINCE = {
+    # Added with prometheus_client: name -> type.
+    "otel_datasink_collector_spool_errors": "counter",
+    "otel_datasink_collector_future_dated_rows": "counter",
+}
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -246,7 +273,7 @@ def test_metrics_text_has_every_metric_it_had_and_spool_errors(local_location, t
         samples = scrape(collector.http_port)
 
     families = {family.name: family.type for family in text_string_to_metric_families(text)}
-    assert families == {**BEFORE, "otel_datasink_collector_spool_errors": "counter"}
+    assert families == {**BEFORE, **SINCE}
     # The names as exposed: prometheus_client adds _total to counters once, as the hand-written text did.
     assert "# TYPE otel_datasink_collector_requests_total counter" in text
     assert "# TYPE otel_datasink_collector_inflight_bytes gauge" in text
@@ -318,4 +345,4 @@ def test_collector_metric_names_are_not_in_the_global_registry(local_location, t
 
 def test_render_of_a_fresh_metrics_parses():
     families = {family.name for family in text_string_to_metric_families(Metrics().render())}
-    assert families == {*BEFORE, "otel_datasink_collector_spool_errors"}
+    assert families == {*BEFORE, *SINCE}

@@ -17,7 +17,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 from otel_datasink.mapping import from_readable_span, map_records
-from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_protobuf
+from otel_datasink.otlp import (
+    INVALID_ID,
+    INVALID_TIME,
+    NO_END_TIME,
+    OtlpDecodeError,
+    records_from_json,
+    records_from_protobuf,
+)
 from otel_datasink.profiles import load_profile
 
 INGESTED_AT = 1_700_000_000_000
@@ -114,8 +121,26 @@ def test_spans_with_invalid_ids_are_rejected_and_counted():
     records, rejected, _ = records_from_protobuf(request.SerializeToString())
     json_records, json_rejected = records_from_json(obj)
 
-    assert (len(records), rejected) == (1, 2)
+    assert (len(records), rejected, rejected.reasons) == (1, 2, {INVALID_ID: 2})
     assert (len(json_records), json_rejected) == (1, 2)
+    assert json_rejected.reasons == {INVALID_ID: 1, INVALID_TIME: 1}  # a bad time is no bad id
+    assert json_rejected.describe() == f"1 span(s) {INVALID_ID}; 1 span(s) {INVALID_TIME}"
+
+
+def test_a_span_without_an_end_time_is_rejected_as_such_not_read_as_started():
+    request = encode_spans(_sdk_spans())
+    request.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = 0
+    obj = _otlp_json(encode_spans(_sdk_spans()))
+    json_spans = obj["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    json_spans[0]["endTimeUnixNano"] = "0"
+    del json_spans[1]["endTimeUnixNano"]
+
+    records, rejected, _ = records_from_protobuf(request.SerializeToString())
+    json_records, json_rejected = records_from_json(obj)
+
+    assert (len(records), rejected.reasons) == (2, {NO_END_TIME: 1})
+    assert (len(json_records), json_rejected.reasons) == (1, {NO_END_TIME: 2})
+    assert all(record.end_time_ns for record in records + json_records)
 
 
 @pytest.mark.parametrize("field", ["startTimeUnixNano", "endTimeUnixNano", "event"])
@@ -130,7 +155,7 @@ def test_a_json_time_beyond_fixed64_rejects_its_span_and_the_others_map(field):
 
     records, rejected = records_from_json(obj)
 
-    assert (len(records), rejected) == (2, 1)  # the other two spans of the request are kept
+    assert (len(records), rejected, rejected.reasons) == (2, 1, {INVALID_TIME: 1})  # the other two spans are kept
     assert map_records(records, load_profile("default"))["job_runs"]
 
 

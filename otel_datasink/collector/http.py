@@ -34,6 +34,7 @@ from otel_datasink.collector import responses
 from otel_datasink.collector.ingest import UndecodableError
 from otel_datasink.collector.metrics import Throttled
 from otel_datasink.collector.spool import KIND_JSON, KIND_OPENLINEAGE, KIND_PROTOBUF
+from otel_datasink.otlp import Rejections
 from otel_datasink.tokens import authorized, bearer
 
 if TYPE_CHECKING:  # server.py imports this module
@@ -365,7 +366,7 @@ def _lineage_handler(receiver: Collector) -> Handler:
     return _receiver_handler(receiver, "openlineage", {JSON: KIND_OPENLINEAGE}, _lineage_response, "OpenLineage")
 
 
-def _lineage_response(rejected: int, as_json: bool) -> bytes:
+def _lineage_response(rejected: Rejections, as_json: bool) -> bytes:
     # OpenLineage clients read only the status (any 2xx); an empty object, as OTLP JSON answers a full success.
     return b"{}"
 
@@ -374,7 +375,7 @@ def _receiver_handler(
     receiver: Collector,
     protocol: str,
     kinds: dict[str, int],
-    success: Callable[[int, bool], bytes],
+    success: Callable[[Rejections, bool], bytes],
     label: str,
 ) -> Handler:
     """A POST route taking bodies of the content types of ``kinds`` (content type -> spool kind), counted in

@@ -8,6 +8,7 @@ in the contract's terms already, and a profile written for some tracer's spans h
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 from collections.abc import Iterator
@@ -19,9 +20,9 @@ from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.spool import KIND_JSON, KIND_OPENLINEAGE, KIND_PROTOBUF
 from otel_datasink.mapping import map_records
 from otel_datasink.openlineage import OpenLineageError, records_of, summary_of
-from otel_datasink.otlp import OtlpDecodeError, records_from_json, records_from_protobuf
+from otel_datasink.otlp import OtlpDecodeError, Rejections, records_from_json, records_from_protobuf
 from otel_datasink.profiles import Profile, default_profile, job_keys_of
-from otel_datasink.schema import JOB_RUNS_TABLE, Rows
+from otel_datasink.schema import JOB_RUNS_TABLE, Rows, count_future_dated
 
 T = TypeVar("T")
 
@@ -38,9 +39,12 @@ class Result:
     rows: Rows
     spans: int
     job_spans: int
-    rejected: int
+    rejected: Rejections
     lineage_events: dict[str, int] = dataclasses.field(default_factory=dict)
     """OpenLineage events of the request per event type (``START`` ... ``OTHER``, ``static``)."""
+    future_dated: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    """Table -> rows with a time too far ahead of the collector's clock
+    (:func:`~otel_datasink.schema.count_future_dated`): written as received, never a latest state in the views."""
 
     @property
     def row_count(self) -> int:
@@ -81,7 +85,7 @@ class Ingest:
         except (DecodeError, OtlpDecodeError, ValueError, RecursionError) as error:
             raise UndecodableError(f"undecodable OTLP {'JSON' if kind == KIND_JSON else 'protobuf'}: {error}") from None
         rows = map_records(_consumed(records), self.profile)
-        return Result(rows, spans, len(rows[JOB_RUNS_TABLE]), rejected)
+        return Result(rows, spans, len(rows[JOB_RUNS_TABLE]), rejected, future_dated=count_future_dated(rows))
 
     def _decode_openlineage(self, body: bytes) -> Result:
         try:
@@ -92,7 +96,7 @@ class Ingest:
         except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise UndecodableError(f"undecodable OpenLineage JSON: {error}") from None
         rows = map_records(_consumed(records), default_profile)
-        return Result(rows, 0, 0, 0, summary_of(types))
+        return Result(rows, 0, 0, Rejections(), summary_of(types), count_future_dated(rows))
 
     def count(self, result: Result) -> None:
         """Adds a request's spans to the counters (on the event loop: the counters are not locked)."""
@@ -101,6 +105,7 @@ class Ingest:
         metrics.job_spans += result.job_spans
         metrics.non_job_spans += result.spans - result.rejected - result.job_spans
         metrics.rejected_spans += result.rejected
+        metrics.future_dated_rows.update(result.future_dated)
         if result.lineage_events:
             metrics.openlineage_events.update(result.lineage_events)
             metrics.openlineage_runs += len(result.rows[JOB_RUNS_TABLE])

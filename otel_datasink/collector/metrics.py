@@ -26,7 +26,7 @@ from opentelemetry.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from otel_datasink.selfmetrics import Instrument, observe
+from otel_datasink.selfmetrics import FUTURE_DATED_ROWS, Instrument, observe
 
 PREFIX = "otel_datasink_collector"
 """The Prometheus name of every metric starts so."""
@@ -55,6 +55,8 @@ class Metrics:
     """OpenLineage events that made a ``job_runs`` row (START, COMPLETE, FAIL, ABORT)."""
     rows_written: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     """table -> rows written to the store."""
+    future_dated_rows: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    """table -> rows taken with a time too far ahead of the collector's clock (schema.count_future_dated)."""
     files_written: int = 0
     write_errors: int = 0
     spool_replayed_segments: int = 0
@@ -181,6 +183,13 @@ FAMILIES: tuple[Family, ...] = (
         "Rows written to the store, per table.",
         ("table",),
         lambda metrics: [((table,), metrics.rows_written[table]) for table in sorted(metrics.rows_written)],
+    ),
+    Family(
+        "future_dated_rows",
+        "counter",
+        FUTURE_DATED_ROWS,
+        ("table",),
+        lambda metrics: [((table,), count) for table, count in sorted(metrics.future_dated_rows.items())],
     ),
     _gauge("backlogged", "1 while max_pending_batches batches or more wait for the store (requests get 503), else 0."),
     _gauge("http_connections", "OTLP/HTTP connections open."),

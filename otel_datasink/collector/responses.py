@@ -9,6 +9,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from otel_datasink.otlp import Rejections
+
 # google.rpc.Code values used by OTLP/HTTP error bodies.
 INVALID_ARGUMENT = 3
 DEADLINE_EXCEEDED = 4
@@ -17,9 +19,9 @@ UNAUTHENTICATED = 16
 UNAVAILABLE = 14
 
 
-def export_response(rejected: int, as_json: bool) -> bytes:
-    """A success body, with ``partial_success`` when spans were rejected."""
-    message = f"{rejected} span(s) without a valid trace or span id"
+def export_response(rejected: Rejections, as_json: bool) -> bytes:
+    """A success body, with ``partial_success`` when spans were rejected (its message: how many, and why)."""
+    message = rejected.describe()
     if as_json:
         obj = {"partialSuccess": {"rejectedSpans": str(rejected), "errorMessage": message}} if rejected else {}
         return json.dumps(obj).encode()

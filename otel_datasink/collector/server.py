@@ -23,6 +23,7 @@ from otel_datasink.collector.metrics import Metrics, Throttled
 from otel_datasink.collector.settings import CollectorSettings, default_spool_dir
 from otel_datasink.collector.spool import Spool, read_segment
 from otel_datasink.config import Options
+from otel_datasink.otlp import Rejections
 from otel_datasink.pipeline import Pipeline
 from otel_datasink.schema import Rows
 
@@ -165,8 +166,8 @@ class Collector:
             state["spool_segments"] = self.spool.depth if self.spool is not None else 0
         return state["status"] == "ok", state
 
-    async def accept(self, kind: int, body: bytes) -> int:
-        """Maps a request body, batches its rows and returns once it is spooled; returns the rejected span count.
+    async def accept(self, kind: int, body: bytes) -> Rejections:
+        """Maps a request body, batches its rows and returns once it is spooled; returns the rejected spans.
 
         ``kind`` is a spool kind (``KIND_PROTOBUF``, ``KIND_JSON``, ``KIND_OPENLINEAGE``). Raises
         :class:`UndecodableError` for a body that is not what ``kind`` says, OSError when the spool cannot take it.

@@ -5,7 +5,18 @@
 -- where the engines differ in meaning, either avoid the construct or fix it in otel_datasink.catalog (date_diff
 -- and approx_percentile are rewritten there). Every view reads a bounded window of dt partitions, compared as
 -- strings so Athena's partition projection prunes: the last window_days of job_runs, and the last
--- dataset_window_days of dataset_status (longer, so that a dataset that stopped updating stays in sight).
+-- dataset_window_days of dataset_status (longer, so that a dataset that stopped updating stays in sight), up to
+-- future_tolerance_days ahead of today.
+--
+-- Times are judged against the receiver's clock, ingested_at (set when a front door maps the row): a run's
+-- event_time, start_time, end_time or logical_date, or an update's updated_at, further ahead of it than
+-- future_tolerance_days (otel_datasink.schema.FUTURE_TOLERANCE_DAYS) is a broken clock or a bad value, and one
+-- such row would otherwise be a job's latest run, or a dataset's latest update, for centuries (silencing every
+-- alert on it). The row is kept as received, and filed under its ingested_at's date when its event_time is that
+-- far ahead (otel_datasink.schema.filed_time), so it stays within the windows; but it is never a run's state nor a
+-- dataset's update here, and a watermark that far ahead is never a data_as_of (its update's time is).
+-- future_dated_rows lists them. Every view reads job_runs_latest or dataset_status_latest, or bounds its own
+-- window, so no view holds a time further ahead than that.
 --
 -- A run is (job_name, run_id, attempt): orchestrators give one run id to many jobs (every task of an Airflow
 -- DAG run) and keep it across retries, raising the attempt. A run's STARTED row and its terminal row share all
@@ -19,6 +30,8 @@
 
 -- One row per run (job_name, run_id, attempt): its latest state (a terminal state beats STARTED, the latest
 -- terminal wins), with the earliest start seen for the run. event_time is the time of that latest state.
+-- Future-dated rows (see the header) are left out: a run whose end came dated year 2554 is STARTED here if its
+-- start came in a row of its own (the processor's, OpenLineage's START), else not here at all.
 -- duration_ms is the terminal row's, or from the run's start to its end when that row has none (a producer that
 -- reports a run's start and end in separate events, as OpenLineage's START and COMPLETE).
 -- attempt is 1 when a row carries none, as the span conventions say. Two terminal rows of one run in one
@@ -34,7 +47,18 @@ CREATE OR REPLACE VIEW job_runs_latest AS
 WITH recent AS (
     SELECT *, coalesce(attempt, 1) AS run_attempt, CASE WHEN status = 'STARTED' THEN 0 ELSE 1 END AS is_terminal
     FROM job_runs
-    WHERE dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+        AND NOT coalesce(
+            greatest(
+                event_time,
+                coalesce(start_time, event_time),
+                coalesce(end_time, event_time),
+                coalesce(logical_date, event_time)
+            ) > ingested_at + INTERVAL '${future_tolerance_days}' DAY,
+            FALSE
+        )
 ),
 runs AS (
     SELECT
@@ -97,7 +121,9 @@ WHERE state_rank = 1;
 
 -- One row per dataset. data_as_of is the newest data the successful updates brought: their watermark, or the
 -- update time when they carry none (a backfill without a watermark carries its logical date, so a backfill of
--- old data does not make the dataset look fresh). freshness_minutes = whole minutes from data_as_of to now.
+-- old data does not make the dataset look fresh), or the update time when the watermark is too far ahead of the
+-- receiver's clock (see the header); an update whose updated_at is that far ahead is left out altogether.
+-- freshness_minutes = whole minutes from data_as_of to now.
 -- is_stale: no successful update in the last ${dataset_window_days} days, or freshness_minutes above the latest
 -- SLA given.
 -- last_status, record_count and freshness_sla_minutes are those of the latest update (carrying one); a tie on
@@ -113,13 +139,21 @@ CREATE OR REPLACE VIEW dataset_status_latest AS
 WITH recent AS (
     SELECT *
     FROM dataset_status
-    WHERE dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+        AND NOT coalesce(updated_at > ingested_at + INTERVAL '${future_tolerance_days}' DAY, FALSE)
 ),
 summary AS (
     SELECT
         dataset,
         max(updated_at) FILTER (WHERE status = 'SUCCESS') AS last_success_at,
-        max(coalesce(watermark, updated_at)) FILTER (WHERE status = 'SUCCESS') AS data_as_of,
+        max(
+            CASE
+                WHEN watermark > ingested_at + INTERVAL '${future_tolerance_days}' DAY THEN updated_at
+                ELSE coalesce(watermark, updated_at)
+            END
+        ) FILTER (WHERE status = 'SUCCESS') AS data_as_of,
         max(updated_at) AS last_update_at,
         max(updated_at) FILTER (WHERE record_count IS NOT NULL) AS counted_at,
         max(updated_at) FILTER (WHERE freshness_sla_minutes IS NOT NULL) AS sla_at
@@ -402,7 +436,9 @@ CREATE OR REPLACE VIEW alerts_open AS
 WITH rows AS (
     SELECT *, coalesce(json_extract_scalar(details, '$$.target_id'), targets) AS target_id
     FROM alerts
-    WHERE dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
 ),
 events AS (
     SELECT
@@ -442,3 +478,66 @@ SELECT
 FROM events AS e
 JOIN per_incident AS p ON p.incident_id = e.incident_id
 WHERE e.recency = 1 AND e.state = 'FIRING';
+
+-- The future-dated rows of the last ${window_days} days (see the header), for the operator: rows of job_runs
+-- and dataset_status with a time further ahead of the receiver's clock (ingested_at) than
+-- ${future_tolerance_days} day(s). They are kept as received, but no view takes them as a run's state, a
+-- dataset's update or (a watermark) its data_as_of. time_column names the time furthest ahead, reported_time is
+-- its value, ahead_by_minutes how far past ingested_at it is; service_name tells whose clock to mend.
+CREATE OR REPLACE VIEW future_dated_rows AS
+WITH runs AS (
+    SELECT
+        *,
+        greatest(
+            event_time,
+            coalesce(start_time, event_time),
+            coalesce(end_time, event_time),
+            coalesce(logical_date, event_time)
+        ) AS reported_time
+    FROM job_runs
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+),
+received AS (
+    SELECT
+        'job_runs' AS table_name,
+        job_name,
+        run_id,
+        coalesce(attempt, 1) AS attempt,
+        dataset,
+        status,
+        service_name,
+        trace_id,
+        span_id,
+        CASE reported_time
+            WHEN end_time THEN 'end_time'
+            WHEN start_time THEN 'start_time'
+            WHEN logical_date THEN 'logical_date'
+            ELSE 'event_time'
+        END AS time_column,
+        reported_time,
+        ingested_at
+    FROM runs
+    UNION ALL
+    SELECT
+        'dataset_status' AS table_name,
+        job_name,
+        run_id,
+        CAST(NULL AS bigint) AS attempt,
+        dataset,
+        status,
+        service_name,
+        trace_id,
+        span_id,
+        CASE WHEN watermark > updated_at THEN 'watermark' ELSE 'updated_at' END AS time_column,
+        greatest(updated_at, coalesce(watermark, updated_at)) AS reported_time,
+        ingested_at
+    FROM dataset_status
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+)
+SELECT *, date_diff('minute', ingested_at, reported_time) AS ahead_by_minutes
+FROM received
+WHERE reported_time > ingested_at + INTERVAL '${future_tolerance_days}' DAY;
