@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 from browser import HOSTILE_JOB, HOSTILE_MESSAGE, seed, serving
-from job_spans import MINUTE_NS, job_span, write_spans
+from job_spans import MINUTE_NS, job_span, now_ns, write_spans
 
 from otel_datasink import cli, local
 from otel_datasink.alerts.conditions import pin_time
@@ -308,3 +308,21 @@ def test_open_alerts_are_a_figure_once_the_location_has_an_alerts_table(tmp_path
     assert figure(text, "open alerts") == open_alerts
     assert f"{open_alerts}, vs 0 {DAYS} days ago" in text
     assert "<h3>Open alerts" in text and "stale_dataset" in text
+
+
+def test_an_update_dated_far_ahead_of_its_receipt_is_not_a_datasets_latest_update_on_its_page(tmp_path):
+    location = str(tmp_path / "datasink")
+    end = now_ns()
+    year_2554 = 2**64 - 1
+    write_spans(
+        location,
+        [
+            job_span("load", end - 2 * MINUTE_NS, end - MINUTE_NS, dataset="orders"),
+            job_span("clock_broken", end - MINUTE_NS, end, updates=[{"name": "orders", "at_ns": year_2554}]),
+        ],
+    )
+    now = datetime.datetime.fromtimestamp(end / 1e9, tz=datetime.timezone.utc)
+    con = local.connect(location)
+    (orders,) = data.datasets(con, now, DAYS)
+    assert [update["job_name"] for update in orders.updates] == ["load"]
+    assert [writer["job_name"] for writer in orders.writers] == ["load"]

@@ -20,6 +20,7 @@ import datetime
 from typing import TYPE_CHECKING, Any
 
 from otel_datasink.catalog import ViewParameters
+from otel_datasink.schema import FUTURE_TOLERANCE_DAYS
 
 if TYPE_CHECKING:
     import duckdb
@@ -366,7 +367,9 @@ ORDER BY job_name, run_date
 
 # --- datasets -------------------------------------------------------------------------------------------------
 
-# An update is one (dataset, updated_at) of one span, as in dataset_status_latest: copies count once.
+# An update is one (dataset, updated_at) of one span, as in dataset_status_latest: copies count once, and an update
+# dated further ahead of its ingested_at than schema.FUTURE_TOLERANCE_DAYS is not one (a broken clock; the view
+# future_dated_rows lists it).
 _UPDATES = """
 SELECT *
 FROM (
@@ -374,7 +377,7 @@ FROM (
     FROM (
         SELECT DISTINCT dataset, updated_at, status, records_written, record_count, job_name, run_id, trace_id, span_id
         FROM dataset_status
-        WHERE dt >= $start_text AND updated_at >= $start
+        WHERE dt >= $start_text AND updated_at >= $start AND updated_at <= ingested_at + to_days($tolerance_days)
     )
 )
 WHERE recency <= $cap
@@ -386,7 +389,7 @@ SELECT dataset, job_name, count(*) AS updates, max(updated_at) AS last_update_at
 FROM (
     SELECT DISTINCT dataset, updated_at, job_name, trace_id, span_id
     FROM dataset_status
-    WHERE dt >= $start_text AND updated_at >= $start
+    WHERE dt >= $start_text AND updated_at >= $start AND updated_at <= ingested_at + to_days($tolerance_days)
 )
 GROUP BY dataset, job_name
 ORDER BY dataset, last_update_at DESC
@@ -407,7 +410,7 @@ def datasets(con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) 
         for row in rows(con, "SELECT * FROM dataset_status_latest ORDER BY is_stale DESC, dataset")
     }
     start = period_start(now, update_days(days))
-    window = {"start_text": start.isoformat(), "start": start}
+    window = {"start_text": start.isoformat(), "start": start, "tolerance_days": FUTURE_TOLERANCE_DAYS}
     for update in rows(con, _UPDATES, window | {"cap": RECENT_UPDATES}):
         if update["dataset"] in found:
             found[update["dataset"]].updates.append(update)
