@@ -132,8 +132,11 @@ def _flock(path: str, lock: Lock, wait: float) -> Iterator[None]:
     """An exclusive flock on ``path`` (created with its folder), tried until ``wait`` seconds have passed."""
     import fcntl  # POSIX only; imported here so that the module loads elsewhere
 
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:  # a read-only disk, a folder not ours: say which file, in words
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from error
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -294,6 +297,9 @@ def _take_over(fs: Any, bucket: str, key: str, owner: str, lock: Lock, lease: da
 
 def _read_lease(fs: Any, bucket: str, key: str) -> tuple[dict[str, Any] | None, str | None]:
     """The lease's content and ETag, or (None, None) when there is none."""
+    # s3fs's cat_file sizes the object from its cached listings first: one listed before the lease was created
+    # (compaction lists the location before it locks) would say the lease does not exist.
+    fs.invalidate_cache(f"{bucket}/{key}")
     try:
         head = fs.call_s3("head_object", Bucket=bucket, Key=key)
         body = fs.cat_file(f"{bucket}/{key}")
