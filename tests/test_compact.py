@@ -21,8 +21,9 @@ import otel_datasink.compact as compact_module
 from otel_datasink import local
 from otel_datasink.catalog import VIEWS
 from otel_datasink.cli import main
-from otel_datasink.compact import MANIFEST_PREFIX, TEMPORARY_MAX_AGE, compact, plan
+from otel_datasink.compact import MANIFEST_PREFIX, TEMPORARY_MAX_AGE, compact, compact_bin, partitions, plan
 from otel_datasink.config import Options
+from otel_datasink.lease import Held
 from otel_datasink.mapping import STATUS_CODE_ERROR, SpanRecord, map_records
 from otel_datasink.profiles import DEFAULT_PROFILE
 from otel_datasink.schema import TABLES
@@ -410,6 +411,23 @@ def test_compactions_started_at_once_store_every_row_once(store, read_tables):
     assert not manifests(writer)
 
 
+def test_the_same_files_compacted_twice_at_once_are_stored_once(local_location):
+    # Should two compactions of one bin overlap despite the lock (one went on after its S3 lease was taken over),
+    # both write the one object named after the inputs: each row stays once.
+    writer = Writer(Options.resolve(local_location))
+    write_history(writer, runs=6)
+    rows = table_rows(writer)
+    item = plan(writer, partitions(writer, TABLES), compact_module.DEFAULT_TARGET_SIZE).bins[0]
+
+    def the_other_one(step: str) -> None:
+        if step == "output_written":  # its inputs are still there: the other compaction rewrites them too
+            compact_bin(writer, item, held=Held("another lease", "compaction"), deadline_s=30)
+
+    compact_bin(writer, item, held=Held("a lease", "compaction"), deadline_s=30, hook=the_other_one)
+
+    assert table_rows(writer) == rows and not manifests(writer)
+
+
 def write_large_files(writer: Writer, files: int, size: int) -> None:
     """``files`` files of one job_runs row each, whose error message is ``size`` random characters: a compaction
     of them writes one large file (a temporary file for a while) in one partition."""
@@ -475,7 +493,7 @@ def test_a_temporary_file_left_for_an_hour_is_removed_and_a_fresh_one_kept(local
             out.write(b"PAR1 half a file")
     an_hour_ago = time.time() - TEMPORARY_MAX_AGE - 60
     os.utime(killed, (an_hour_ago, an_hour_ago))  # a writer killed an hour ago; the other one is writing now
-    parts = compact_module.partitions(writer, TABLES)
+    parts = partitions(writer, TABLES)
     assert "1 leftover temporary file(s) to remove" in plan(writer, parts, 1 << 30).describe()
 
     result = compact(writer)
