@@ -9,6 +9,8 @@ traceback too). Exit statuses, the same for every command:
 1      the check ran and found something (``status --fail-on-stale``: a dataset is stale)
 2      the command could not do its job: bad command line or option, a location with no table, a store
        that cannot be read or written, bad SQL, an unknown profile
+75     another process holds the location's lock for this job (a second ``compact``): try again once it is
+       done (``EX_TEMPFAIL`` of sysexits.h)
 130    interrupted (Ctrl-C); what was done is said first
 141    stdout closed by its reader (``| head``): nothing more to show, nothing reported
 =====  ==========================================================================================
@@ -46,6 +48,9 @@ EXIT_FOUND = 1
 the one status a cron job or CI step acts on without it being a failure of the tool."""
 EXIT_FAILURE = 2
 """The exit status of a command that could not do its job (as argparse's for a bad command line)."""
+EXIT_BUSY = 75
+"""Another process holds the location's lock for the command's job (a second ``compact``): nothing is wrong, try
+again later; sysexits.h's ``EX_TEMPFAIL``, which cron wrappers and schedulers know as "retry"."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C: 128 + SIGINT, what a shell reports for any other tool stopped that way."""
 EXIT_STDOUT_CLOSED = 141
@@ -148,7 +153,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         prog="otel-datasink",
         description="OpenTelemetry traces of data jobs as queryable job_runs and dataset_status tables.",
         epilog="exit status: 0 done, 1 a check found something (status --fail-on-stale), 2 the command failed "
-        "(one line on stderr), 130 interrupted, 141 stdout closed (| head)",
+        "(one line on stderr), 75 another process holds the location's lock (compact), 130 interrupted, "
+        "141 stdout closed (| head)",
     )
     parser.add_argument("--version", action=_VersionAction)
     _add_verbose(parser, dest="verbose", default=0)

@@ -287,9 +287,10 @@ class Writer:
     def _put_once(self, path: str, data: bytes, *, deadline: float, stop: threading.Event | None) -> None:
         fs = self.fs
         if self._local:
-            folder = path.rsplit("/", 1)[0]
+            folder, name = path.rsplit("/", 1)
             fs.makedirs(folder, exist_ok=True)
-            temporary = f"{folder}/.{uuid.uuid4().hex}.tmp"
+            # Hidden (a leading dot), and named after its file: a compaction knows its own by its output's name.
+            temporary = f"{folder}/.{name}.{uuid.uuid4().hex[:12]}.tmp"
             try:
                 with open(temporary, "wb") as out:
                     out.write(data)

@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import shutil
+import signal
+import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 
 import fsspec
 import pytest
+from test_cli_errors import command, environment
 
 import otel_datasink.compact as compact_module
 from otel_datasink import local
 from otel_datasink.catalog import VIEWS
 from otel_datasink.cli import main
-from otel_datasink.compact import MANIFEST_PREFIX, compact
+from otel_datasink.compact import MANIFEST_PREFIX, TEMPORARY_MAX_AGE, compact, compact_bin, partitions, plan
 from otel_datasink.config import Options
+from otel_datasink.lease import Held
 from otel_datasink.mapping import STATUS_CODE_ERROR, SpanRecord, map_records
 from otel_datasink.profiles import DEFAULT_PROFILE
 from otel_datasink.schema import TABLES
-from otel_datasink.writer import Writer
+from otel_datasink.writer import Writer, file_name
 
 DAY_NS = 86_400 * 10**9
+EXIT_FAILURE = 2
+EXIT_BUSY = 75
 
 
 class Crash(Exception):
@@ -88,6 +98,12 @@ def table_rows(writer: Writer) -> dict[str, list[str]]:
         data = ds.dataset(writer.path(table), filesystem=writer.fs, format="parquet", partitioning="hive")
         out[table] = sorted(json.dumps(row, default=str, sort_keys=True) for row in data.to_table().to_pylist())
     return out
+
+
+def manifests(writer: Writer) -> list[str]:
+    """The compaction manifests in storage now."""
+    writer.fs.invalidate_cache()
+    return [p for p in writer.fs.find(writer.root) if os.path.basename(p).startswith(MANIFEST_PREFIX)]
 
 
 def data_files(writer: Writer) -> list[str]:
@@ -171,15 +187,14 @@ def test_compaction_interrupted_after_the_output_landed_shows_no_duplicates_and_
 
     # The output landed beside its inputs: rows are twice in storage, the views collapse them.
     assert sum(map(len, table_rows(writer).values())) > sum(map(len, rows_before.values()))
-    manifests = [p for p in writer.fs.find(writer.root) if os.path.basename(p).startswith(MANIFEST_PREFIX)]
-    assert len(manifests) == 1
+    assert len(manifests(writer)) == 1
     assert_views_equal(snapshot, writer, tmp_path)
 
     result = compact(writer)
 
     assert result.resumed == 1
     assert table_rows(writer) == rows_before  # neither loss nor duplicate
-    assert not [p for p in writer.fs.find(writer.root) if os.path.basename(p).startswith(MANIFEST_PREFIX)]
+    assert not manifests(writer)
     assert_views_equal(snapshot, writer, tmp_path)
 
 
@@ -296,3 +311,208 @@ def test_cli_ctrl_c_says_what_was_done_and_exits_130_and_the_next_run_finishes(l
     monkeypatch.setattr(compact_module, "compact_bin", real)
     assert main(["compact", "--location", local_location, "--no-progress"]) == 0
     assert table_rows(writer) == rows  # the same rows, each once
+
+
+# --- two compactions at once, a killed one, a store that fails under one -----------------------------------
+
+
+def start_compact(location: str, options: dict, *args: str) -> subprocess.Popen:
+    """A real ``otel-datasink compact`` process on the location (the moto endpoint of ``options``, if any)."""
+    endpoint = ["--s3-endpoint-url", options["s3_endpoint_url"]] if options else []
+    return subprocess.Popen(
+        command("compact", "--location", location, "--no-progress", *endpoint, *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+
+
+def finished(process: subprocess.Popen) -> tuple[int, str, str]:
+    """The process's exit status, stdout and stderr, once it is done."""
+    out, err = process.communicate(timeout=300)
+    return process.returncode, out, err
+
+
+def small_bins(writer: Writer) -> str:
+    """A ``--target-size`` that makes a bin of every two files: many bins, so a compaction runs a while."""
+    writer.fs.invalidate_cache()
+    return str(2 * max(int(writer.fs.size(p)) for p in data_files(writer)) + 1)
+
+
+@contextlib.contextmanager
+def stopped_mid_compaction(location: str, options: dict, writer: Writer, *args: str) -> Iterator[subprocess.Popen]:
+    """A compact process frozen (SIGSTOP) half-way, as a loaded machine or a long GC pause leaves one: it holds the
+    lock and has a bin in flight. It goes on (SIGCONT) when the block ends."""
+    process = start_compact(location, options, *args)
+    try:
+        deadline = time.monotonic() + 120
+        while not manifests(writer) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process.poll() is None, "the compaction ended before it was seen half-way"
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            yield process
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+    except BaseException:
+        process.kill()
+        process.communicate()
+        raise
+
+
+def assert_each_row_once(writer: Writer, rows_before: dict[str, list[str]], read_tables) -> None:
+    """Every row of before is in storage once, none more, read back with pyarrow and with DuckDB."""
+    assert table_rows(writer) == rows_before
+    reader = read_tables(writer.options.location, writer.options.s3_endpoint_url)
+    for table in ("job_runs", "dataset_status"):
+        assert len(reader.rows(table)) == len(rows_before[table]), table
+
+
+def assert_busy(status: int, err: str) -> None:
+    """A compaction refused because another holds the lock: exit status 75 and one line that says so."""
+    assert status == EXIT_BUSY, err
+    (line,) = err.splitlines()
+    assert line.startswith("otel-datasink compact: another compaction holds "), line
+    assert "_compaction.lock" in line and line.endswith("; try again once it is done"), line
+
+
+def test_a_compaction_started_while_another_runs_exits_75_and_every_row_stays_once(store, read_tables):
+    location, options = store
+    writer = Writer(Options.resolve(location, **options))
+    write_history(writer, runs=48)
+    rows_before = table_rows(writer)
+
+    with stopped_mid_compaction(location, options, writer, "--target-size", small_bins(writer)) as first:
+        status, _, err = finished(start_compact(location, options))
+        assert_busy(status, err)
+
+    status, _, err = finished(first)
+    assert (status, err) == (0, ""), err
+    assert_each_row_once(writer, rows_before, read_tables)
+    assert not manifests(writer)
+
+
+def test_compactions_started_at_once_store_every_row_once(store, read_tables):
+    location, options = store
+    writer = Writer(Options.resolve(location, **options))
+    write_history(writer, runs=48)
+    rows_before = table_rows(writer)
+    target = small_bins(writer)
+
+    processes = [start_compact(location, options, "--target-size", target) for _ in range(3)]
+    outcomes = [finished(process) for process in processes]
+
+    assert [status for status, _, _ in outcomes].count(0) >= 1, outcomes
+    for status, _, err in outcomes:
+        if status != 0:
+            assert_busy(status, err)
+    assert_each_row_once(writer, rows_before, read_tables)
+    assert not manifests(writer)
+
+
+def test_the_same_files_compacted_twice_at_once_are_stored_once(local_location):
+    # Should two compactions of one bin overlap despite the lock (one went on after its S3 lease was taken over),
+    # both write the one object named after the inputs: each row stays once.
+    writer = Writer(Options.resolve(local_location))
+    write_history(writer, runs=6)
+    rows = table_rows(writer)
+    item = plan(writer, partitions(writer, TABLES), compact_module.DEFAULT_TARGET_SIZE).bins[0]
+
+    def the_other_one(step: str) -> None:
+        if step == "output_written":  # its inputs are still there: the other compaction rewrites them too
+            compact_bin(writer, item, held=Held("another lease", "compaction"), deadline_s=30)
+
+    compact_bin(writer, item, held=Held("a lease", "compaction"), deadline_s=30, hook=the_other_one)
+
+    assert table_rows(writer) == rows and not manifests(writer)
+
+
+def write_large_files(writer: Writer, files: int, size: int) -> None:
+    """``files`` files of one job_runs row each, whose error message is ``size`` random characters: a compaction
+    of them writes one large file (a temporary file for a while) in one partition."""
+    for i in range(files):
+        now = time.time_ns()
+        record = SpanRecord("big", 0xB16000 + i, 0x100 + i, None, now, now, STATUS_CODE_ERROR, "", {"job.name": "big"})
+        rows = map_records([record], DEFAULT_PROFILE)
+        for row in rows["job_runs"]:
+            row["error_message"] = os.urandom(size // 2).hex()
+        writer.write({"job_runs": rows["job_runs"]})
+
+
+def temporaries(writer: Writer) -> list[str]:
+    """The hidden temporary files in the location's partitions."""
+    return sorted(p for table in TABLES for p in writer.fs.glob(f"{writer.path(table)}/dt=*/.*.tmp"))
+
+
+def kill_while_writing(location: str) -> str | None:
+    """Starts a compaction and SIGKILLs it as soon as one of its temporary files appears (its output's, nearly
+    always: the one written for long); the temporary left behind, or None when the kill came too late (the
+    compaction had renamed it, or was done)."""
+    process = start_compact(location, {})
+    try:
+        while process.poll() is None:
+            for path in glob.glob(f"{location}/job_runs/dt=*/.*.tmp"):
+                process.kill()
+                process.communicate()
+                return path if os.path.exists(path) else None
+            time.sleep(0.001)
+        return None
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+def test_the_next_compaction_removes_the_temporary_file_of_a_killed_one(local_location, capsys):
+    writer = Writer(Options.resolve(local_location))
+    leftover = None
+    for _ in range(10):  # each try adds files; the kill lands while the output is written nearly every time
+        write_large_files(writer, files=24, size=1 << 20)
+        leftover = kill_while_writing(local_location)
+        if leftover is not None:
+            break
+    assert leftover is not None, "no compaction was caught writing its output"
+    # Each row once: a try killed after its output landed left rows twice, which the next run mends.
+    rows_before = {table: sorted(set(rows)) for table, rows in table_rows(writer).items()}
+
+    assert main(["compact", "--location", local_location, "--no-progress"]) == 0
+
+    assert "removed 1 leftover temporary file(s)" in capsys.readouterr().out
+    assert not os.path.exists(leftover) and temporaries(writer) == []
+    assert table_rows(writer) == rows_before  # the killed compaction lost nothing, and stored nothing twice
+
+
+def test_a_temporary_file_left_for_an_hour_is_removed_and_a_fresh_one_kept(local_location):
+    writer = Writer(Options.resolve(local_location))
+    write_history(writer, runs=3)
+    folder = os.path.dirname(data_files(writer)[0])
+    killed, writing = (os.path.join(folder, f".{file_name()}.{uuid.uuid4().hex[:12]}.tmp") for _ in range(2))
+    for path in (killed, writing):
+        with open(path, "wb") as out:
+            out.write(b"PAR1 half a file")
+    an_hour_ago = time.time() - TEMPORARY_MAX_AGE - 60
+    os.utime(killed, (an_hour_ago, an_hour_ago))  # a writer killed an hour ago; the other one is writing now
+    parts = partitions(writer, TABLES)
+    assert "1 leftover temporary file(s) to remove" in plan(writer, parts, 1 << 30).describe()
+
+    result = compact(writer)
+
+    assert result.temporaries_removed == 1
+    assert not os.path.exists(killed) and os.path.exists(writing)
+
+
+def test_an_input_removed_under_a_compaction_on_s3_fails_in_one_line_naming_it_and_why(s3_location, moto_server):
+    options = {"s3_endpoint_url": moto_server.endpoint_url}
+    writer = Writer(Options.resolve(s3_location, **options))
+    write_history(writer, runs=24)
+
+    with stopped_mid_compaction(s3_location, options, writer, "--target-size", small_bins(writer)) as first:
+        # Another process (a retention job, someone's "aws s3 rm") removes the files the compaction planned.
+        writer.fs.rm(data_files(writer))
+
+    status, _, err = finished(first)
+    assert status == EXIT_FAILURE, err
+    (line,) = err.splitlines()
+    assert line.startswith("otel-datasink compact: ") and "cannot read " in line, line
+    assert f"{writer.root}/" in line and ".parquet: it no longer exists (removed since" in line, line

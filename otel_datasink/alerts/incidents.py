@@ -43,21 +43,17 @@ import hashlib
 import json
 import logging
 import os
-import threading
-import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import duckdb
-from fsspec import AbstractFileSystem
-from fsspec.implementations.local import LocalFileSystem
 
+from otel_datasink import lease as leases
 from otel_datasink.alerts import delivery
 from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, Notification
 from otel_datasink.config import Options
 from otel_datasink.schema import ALERTS_TABLE, Rows
-from otel_datasink.writer import Writer, open_location
+from otel_datasink.writer import Writer
 
 _logger = logging.getLogger(__name__)
 
@@ -65,12 +61,9 @@ HISTORY_DAYS = 400
 """Days of ``alerts`` partitions read for the history: those ``alerts_open`` reads (``dataset_window_days``)."""
 LOCK_NAME = "_alerts.lock"
 """The lock file (local) or lease object (S3) under the location; a leading ``_`` hides it from readers."""
-DEFAULT_LEASE = datetime.timedelta(minutes=10)
+DEFAULT_LEASE = leases.DEFAULT_LEASE
 """How long an S3 lease holds unless renewed or released: a crashed evaluator blocks the next ones at most this
-long. A live evaluator renews it every :data:`RENEWALS_PER_LEASE`-th of it, however long it runs."""
-RENEWALS_PER_LEASE = 3
-"""An S3 lease is renewed every ``lease / 3``: a renewal that fails once (a network blip) still leaves a third of
-the lease for the next one."""
+long (a live one renews it)."""
 BACKOFF_FIRST = datetime.timedelta(minutes=1)
 """The wait before the first retry of a message a target did not take; it doubles with each further consecutive
 failure. A minute: under ``--watch 60`` (or cron every few minutes) the first retries are at the next evaluations,
@@ -507,264 +500,34 @@ def _iso(moment: datetime.datetime) -> str:
 
 # --- one evaluation at a time ----------------------------------------------------------------------------------
 
-
-class EvaluationBusy(RuntimeError):
-    """Another evaluation holds the location's lock: this one must not plan or send (it would notify twice)."""
-
-
-class LeaseLost(EvaluationBusy):
-    """Another evaluator took over this evaluation's S3 lease while it ran: it must send no more (the other one
-    plans and sends now)."""
-
-
-class Held:
-    """The evaluation lock as its block holds it: a local flock holds until the block ends; an S3 lease may be lost
-    (taken over by another evaluator after a renewal failed to reach S3 for a whole lease)."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self._lost = threading.Event()
-
-    def held(self) -> bool:
-        """Whether the lock is still ours: check it before sending anything."""
-        return not self._lost.is_set()
-
-    def check(self) -> None:
-        """Raises :class:`LeaseLost` when the lock is no longer ours."""
-        if self._lost.is_set():
-            raise LeaseLost(f"another evaluation took over the lease {self.where} while this one ran")
-
-    def lose(self) -> None:
-        """Marks the lock as lost (by the S3 lease's renewal, when it finds another evaluator's lease)."""
-        self._lost.set()
+EvaluationBusy = leases.Busy
+"""Another evaluation holds the location's lock: this one must not plan or send (it would notify twice)."""
+LeaseLost = leases.LeaseLost
+"""Another evaluator took over this evaluation's S3 lease while it ran: it must send no more (the other one plans
+and sends now)."""
+Held = leases.Held
+"""The evaluation lock as its block holds it: see :class:`otel_datasink.lease.Held`."""
+EVALUATION_LOCK = leases.Lock(LOCK_NAME, what="evaluation", who="evaluator")
 
 
-@contextlib.contextmanager
 def evaluation_lock(
     where: Writer | Options | str | os.PathLike,
     *,
     wait: float = 0.0,
     lease: datetime.timedelta = DEFAULT_LEASE,
     **options: Any,
-) -> Iterator[Held]:
-    """Holds the location's evaluation lock for the block; raises :class:`EvaluationBusy` when another evaluation
-    holds it for longer than ``wait`` seconds (0 by default: ``otel-datasink alert`` under cron skips a round,
-    it does not queue behind a slow one).
+) -> contextlib.AbstractContextManager[Held]:
+    """Holds the location's evaluation lock for the block (:func:`otel_datasink.lease.hold`: a flock on a local
+    folder, a renewed lease object on S3); raises :class:`EvaluationBusy` when another evaluation holds it for
+    longer than ``wait`` seconds (0 by default: ``otel-datasink alert`` under cron skips a round, it does not queue
+    behind a slow one).
 
     Plan, send and write the rows inside the block: the next evaluation then reads this one's rows, so two
     evaluations never tell a target of one event twice. The block gets a :class:`Held`: call its
-    :meth:`~Held.check` (or :meth:`~Held.held`) before sending.
-
-    - A local folder: an exclusive ``fcntl.flock`` on ``<location>/_alerts.lock`` (the kernel releases it when the
-      process dies, so a crash never leaves it held).
-    - S3 (any fsspec store but a local folder): a lease object ``<location>/_alerts.lock`` created with a
-      conditional PUT (``If-None-Match: *``: of two evaluators, S3 lets one create it) holding its expiry; a
-      lease past it (its evaluator crashed) is taken over with a PUT conditional on its ETag (``If-Match``), and
-      released with a DELETE conditional on ours. While the block runs, a daemon thread renews it every
-      ``lease / 3`` (a PUT with a new expiry, conditional on its ETag), so an evaluation longer than ``lease`` is
-      not taken over; a renewal that finds another evaluator's lease logs a warning and marks the :class:`Held`
-      lost. AWS S3 and moto honour the conditions; an endpoint that ignores them (some S3-compatible stores) gets
-      a best-effort lease: the lease is read back after the PUT and only its last writer proceeds, which narrows
-      the race to the time between the two requests but does not close it. ``lease`` is how long a crashed
-      evaluator's lease blocks the next ones.
+    :meth:`~Held.check` (or :meth:`~Held.held`) before sending. ``lease`` is how long a crashed evaluator's S3
+    lease blocks the next ones.
 
     ``where`` is the location (with ``options`` of :class:`~otel_datasink.config.Options`), its Options, or a
-    Writer of it. Names starting with ``_`` are hidden from the tables' readers.
+    Writer of it.
     """
-    fs, root = _open(where, options)
-    if isinstance(fs, LocalFileSystem):
-        with _flock(f"{root}/{LOCK_NAME}", wait):
-            yield Held(f"{root}/{LOCK_NAME}")
-    else:
-        with _s3_lease(fs, f"{root}/{LOCK_NAME}", wait, lease) as held:
-            yield held
-
-
-def _open(where: Writer | Options | str | os.PathLike, options: dict[str, Any]) -> tuple[AbstractFileSystem, str]:
-    if isinstance(where, Writer):
-        return where.fs, where.root
-    resolved = where if isinstance(where, Options) else Options.resolve(os.fspath(where), **options)
-    return open_location(resolved)
-
-
-@contextlib.contextmanager
-def _flock(path: str, wait: float) -> Iterator[None]:
-    """An exclusive flock on ``path`` (created with its folder), tried until ``wait`` seconds have passed."""
-    import fcntl  # POSIX only; imported here so that the module loads elsewhere for plan() and rows()
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    _logger.info("another evaluation holds %s: skipping this one", path)
-                    raise EvaluationBusy(f"another evaluation holds {path}") from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        # The file stays: removing it would let a third evaluator lock a new file while the second holds the old.
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _s3_lease(fs: AbstractFileSystem, path: str, wait: float, lease: datetime.timedelta) -> Iterator[Held]:
-    """A lease object at ``path`` (``bucket/key``) for the block, tried until ``wait`` seconds have passed, and
-    renewed while the block runs."""
-    bucket, key = path.split("/", 1)
-    owner = uuid.uuid4().hex
-    deadline = time.monotonic() + wait
-    while True:
-        etag = _take_lease(fs, bucket, key, owner, lease)
-        if etag is not None:
-            break
-        if time.monotonic() >= deadline:
-            _logger.info("another evaluation holds the lease s3://%s: skipping this one", path)
-            raise EvaluationBusy(f"another evaluation holds the lease s3://{path}")
-        time.sleep(0.2)
-    keeper = _LeaseKeeper(fs, bucket, key, owner, etag, lease)
-    keeper.start()
-    try:
-        yield keeper.held
-    finally:
-        # Stopped (and joined) first: a renewal in flight would otherwise change the ETag the release is on.
-        _release_lease(fs, bucket, key, owner, keeper.stop())
-
-
-class _LeaseKeeper:
-    """Renews an S3 lease every ``lease / RENEWALS_PER_LEASE`` in a daemon thread until :meth:`stop`; marks its
-    :class:`Held` lost, and stops renewing, when another evaluator holds the lease."""
-
-    def __init__(self, fs: Any, bucket: str, key: str, owner: str, etag: str, lease: datetime.timedelta) -> None:
-        self.fs, self.bucket, self.key, self.owner, self.lease = fs, bucket, key, owner, lease
-        self.etag = etag
-        self.held = Held(f"s3://{bucket}/{key}")
-        self._stop = threading.Event()
-        # A daemon: a process that exits without leaving the block (os._exit, a crash) is not kept alive by it.
-        self._thread = threading.Thread(target=self._run, name="alert-lease", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> str:
-        """Stops renewing; the lease's latest ETag (what the release is conditional on)."""
-        self._stop.set()
-        self._thread.join()
-        return self.etag
-
-    def _run(self) -> None:
-        period = self.lease.total_seconds() / RENEWALS_PER_LEASE
-        while not self._stop.wait(period):
-            try:
-                if not self._renew():
-                    return
-            except Exception as error:  # noqa: BLE001 - S3 unreachable for now: the lease has time left, try again
-                _logger.warning("could not renew the evaluation lease s3://%s/%s: %s", self.bucket, self.key, error)
-
-    def _renew(self) -> bool:
-        """Extends the lease by ``lease`` from now; False (and the Held lost) when another evaluator holds it."""
-        # Read first: an endpoint ignoring If-Match would otherwise let us overwrite a lease taken over from us.
-        # The ETag read (not the one we kept) is the condition: a renewal whose answer was lost changed it.
-        holder, etag = _read_lease(self.fs, self.bucket, self.key)
-        if holder is None or holder.get("owner") != self.owner:
-            return self._lost()
-        body = _lease_body(self.owner, self.lease)
-        try:
-            self.etag = self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.key, Body=body, IfMatch=etag)["ETag"]
-        except OSError as error:
-            if _precondition_failed(error):  # taken over between our read and our PUT
-                return self._lost()
-            raise
-        return True
-
-    def _lost(self) -> bool:
-        _logger.warning(
-            "the evaluation lease s3://%s/%s was taken over by another evaluator while this one ran "
-            "(it expired before a renewal reached S3): this evaluation sends no more",
-            self.bucket,
-            self.key,
-        )
-        self.held.lose()
-        return False
-
-
-def _lease_body(owner: str, lease: datetime.timedelta) -> bytes:
-    expires = time.time() + lease.total_seconds()
-    return json.dumps({"owner": owner, "expires": expires, "pid": os.getpid()}).encode()
-
-
-def _take_lease(fs: Any, bucket: str, key: str, owner: str, lease: datetime.timedelta) -> str | None:
-    """Creates the lease, or takes over an expired one; its ETag, or None when another evaluator holds it."""
-    try:
-        etag = fs.call_s3("put_object", Bucket=bucket, Key=key, Body=_lease_body(owner, lease), IfNoneMatch="*")["ETag"]
-    except OSError as error:
-        if not _precondition_failed(error):
-            raise
-        etag = _take_over(fs, bucket, key, owner, lease)
-        if etag is None:
-            return None
-    # Read back: an endpoint that ignored the condition let every writer "create" it; the last one holds it.
-    holder, _ = _read_lease(fs, bucket, key)
-    return etag if holder is not None and holder.get("owner") == owner else None
-
-
-def _take_over(fs: Any, bucket: str, key: str, owner: str, lease: datetime.timedelta) -> str | None:
-    """Takes over an expired lease (its evaluator crashed) with a PUT on its ETag; None while it holds."""
-    holder, etag = _read_lease(fs, bucket, key)
-    if holder is None:  # released between our PUT and this read: try again at the next round
-        return None
-    if float(holder.get("expires", 0)) > time.time():
-        return None
-    _logger.warning("the evaluation lease s3://%s/%s expired (its evaluator died?): taking it over", bucket, key)
-    try:
-        return fs.call_s3("put_object", Bucket=bucket, Key=key, Body=_lease_body(owner, lease), IfMatch=etag)["ETag"]
-    except OSError as error:
-        if _precondition_failed(error):  # another evaluator took it over first
-            return None
-        raise
-
-
-def _read_lease(fs: Any, bucket: str, key: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The lease's content and ETag, or (None, None) when there is none."""
-    try:
-        head = fs.call_s3("head_object", Bucket=bucket, Key=key)
-        body = fs.cat_file(f"{bucket}/{key}")
-    except FileNotFoundError:
-        return None, None
-    try:
-        content = json.loads(body)
-    except ValueError:
-        content = {}  # not ours to read: treated as expired
-    return (content if isinstance(content, dict) else {}), head["ETag"]
-
-
-def _release_lease(fs: Any, bucket: str, key: str, owner: str, etag: str) -> None:
-    """Deletes our lease, unless another evaluator took it over (ours expired while we ran)."""
-    try:
-        fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=etag)
-    except OSError as error:
-        if _precondition_failed(error):
-            _logger.warning("the evaluation lease s3://%s/%s expired while this evaluation ran", bucket, key)
-            return
-        # An endpoint without conditional deletes: delete it if it is still ours.
-        holder, _ = _read_lease(fs, bucket, key)
-        if holder is not None and holder.get("owner") == owner:
-            fs.call_s3("delete_object", Bucket=bucket, Key=key)
-    finally:
-        fs.invalidate_cache(f"{bucket}/{key}")
-
-
-def _precondition_failed(error: OSError) -> bool:
-    """Whether S3 refused a conditional request (412 PreconditionFailed, or 409 ConditionalRequestConflict when
-    two conditional writes race): s3fs raises FileExistsError for some, a plain OSError for others."""
-    if isinstance(error, FileExistsError):
-        return True
-    text = f"{error} {error.__cause__!r}"
-    return any(code in text for code in ("PreconditionFailed", "pre-condition", "ConditionalRequestConflict"))
+    return leases.hold(where, EVALUATION_LOCK, wait=wait, lease=lease, **options)

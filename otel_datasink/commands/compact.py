@@ -2,8 +2,10 @@
 
 Safe while jobs write and queries read: the new file lands before the old ones are removed, only the files
 listed when the compaction started are removed, and the views ignore the duplicates in between. A compaction
-stopped half-way (Ctrl-C, a crash) is finished by the next one. Today's partition is compacted too unless
---older-than is given. A location with no table (a typo) is an error, as for query and status.
+stopped half-way (Ctrl-C, a crash) is finished by the next one, which also removes its half-written temporary
+file. One compaction at a time per location: another one started meanwhile exits with status 75 and changes
+nothing. Today's partition is compacted too unless --older-than is given. A location with no table (a typo) is
+an error, as for query and status.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import re
 from typing import TYPE_CHECKING
 
-from otel_datasink.cli import CommandError, describe, interrupted, store_options
+from otel_datasink.cli import EXIT_BUSY, CommandError, describe, interrupted, store_options
 from otel_datasink.commands._output import human_size
 from otel_datasink.commands.replay import add_progress_argument, progress_bar
 
@@ -64,30 +66,38 @@ def _day(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Plans, then compacts (or prints the plan with ``--dry-run``); 0. A location with no table or a store that
-    fails raise (exit status 2); Ctrl-C prints what was done, then exit status 130."""
-    from otel_datasink.compact import Result, compact, partitions, plan
+    fails raise (exit status 2); another compaction holding the location's lock, exit status 75; Ctrl-C prints
+    what was done, then exit status 130."""
+    from otel_datasink.compact import Result, compact, compaction_lock, partitions, plan
+    from otel_datasink.lease import Busy, LeaseLost
     from otel_datasink.writer import Writer
 
     writer = Writer(store_options(args))
     _must_hold_tables(writer, args.location)
     tables = [args.table] if args.table else list(TABLE_NAMES)
-    parts = partitions(writer, tables, args.dt, args.older_than)
-    work = plan(writer, parts, args.target_size)
     if args.dry_run:
-        print(work.describe())
+        print(plan(writer, partitions(writer, tables, args.dt, args.older_than), args.target_size).describe())
         return 0
     result = Result()
     try:
-        with progress_bar(args, sum(item.size for item in work.bins), "compact") as bar:
-            compact(
-                writer,
-                tables=tables,
-                dt=args.dt,
-                older_than_days=args.older_than,
-                target_size=args.target_size,
-                progress=bar.update,
-                result=result,
-            )
+        # Held from the plan on: a plan listed while another compaction runs is out of date at once.
+        with compaction_lock(writer) as held:
+            parts = partitions(writer, tables, args.dt, args.older_than)
+            work = plan(writer, parts, args.target_size)
+            with progress_bar(args, sum(item.size for item in work.bins), "compact") as bar:
+                compact(
+                    writer,
+                    tables=tables,
+                    dt=args.dt,
+                    older_than_days=args.older_than,
+                    target_size=args.target_size,
+                    progress=bar.update,
+                    result=result,
+                    held=held,
+                )
+    except Busy as error:
+        done = f"{_done(result)}, then: " if isinstance(error, LeaseLost) else ""
+        raise CommandError(f"{done}{error}; try again once it is done", EXIT_BUSY) from None
     except KeyboardInterrupt:
         raise interrupted(f"{_done(result)}; the next compaction finishes the one in flight") from None
     except Exception as error:
@@ -101,9 +111,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _done(result: Result) -> str:
+    leftovers = result.temporaries_removed
     return (
         f"wrote {result.files_written} file(s) ({human_size(result.bytes_written)}) from {result.files_removed} "
         f"removed; finished {result.resumed} interrupted compaction(s)"
+        + (f"; removed {leftovers} leftover temporary file(s)" if leftovers else "")
     )
 
 
