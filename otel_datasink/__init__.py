@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from otel_datasink.processor import DatasinkSpanProcessor
 
 __all__ = ["DatasinkSpanExporter", "DatasinkSpanProcessor", "JobRun", "configure", "job_run"]
-__version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
     "JobRun": "otel_datasink.api",
@@ -31,7 +30,12 @@ _LAZY: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
-    """Imports a public name's module on first access (``from otel_datasink import configure``)."""
+    """Imports a public name's module on first access (``from otel_datasink import configure``); ``__version__``
+    is the installed distribution's (:func:`otel_datasink.version.version`)."""
+    if name == "__version__":
+        from otel_datasink.version import version
+
+        return version()
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
+from otel_datasink.version import version
+
 _logger = logging.getLogger(__name__)
 
 # --- self-metrics ----------------------------------------------------------------------------------------
@@ -125,21 +127,15 @@ def observe(
             if instruments not in per_kind:
                 per_kind[instruments] = _Instruments()
                 if meter_provider is None:
-                    meter = metrics.get_meter(_METER_NAME, _version())
+                    meter = metrics.get_meter(_METER_NAME, version())
                 else:
-                    meter = meter_provider.get_meter(_METER_NAME, _version())
+                    meter = meter_provider.get_meter(_METER_NAME, version())
                 per_kind[instruments].create(meter, instruments)
             number = _STARTED[kind]
             _STARTED[kind] += 1
         per_kind[instruments].components[component] = {_COMPONENT_TYPE: kind, _COMPONENT_NAME: f"{kind}/{number}"}
     except Exception:  # noqa: BLE001 - see above
         _logger.warning("cannot report metrics of %r", component, exc_info=True)
-
-
-def _version() -> str:
-    from otel_datasink import __version__
-
-    return __version__
 
 
 def error_type(error: BaseException) -> str:

@@ -25,6 +25,13 @@ def test_version_prints_the_installed_distributions_version():
     assert (done.returncode, done.stdout, done.stderr) == (0, f"otel-datasink {version('otel-datasink')}\n", "")
 
 
+def test_the_package_version_is_the_installed_distributions_one_source():
+    import otel_datasink
+
+    assert otel_datasink.__version__ == version("otel-datasink")
+    assert "__version__" not in vars(otel_datasink)  # not a second copy kept beside pyproject.toml's
+
+
 @pytest.mark.parametrize(
     "flags", [("-v", "query"), ("query", "-v"), ("-vv", "query"), ("query", "-vv"), ("-v", "query", "-v")]
 )
