@@ -95,6 +95,13 @@ def seed(location: str) -> datetime.datetime:
 def serving(location: str, *flags: str) -> Iterator[str]:
     """``otel-datasink serve --location LOCATION FLAGS...`` as a process; yields the line it prints once serving,
     then stops it with SIGTERM, which must end it with exit status 0."""
+    with serve_process(location, *flags) as (_, line):
+        yield line
+
+
+@contextlib.contextmanager
+def serve_process(location: str, *flags: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """:func:`serving`, yielding the process too (to watch its threads)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "otel_datasink.cli", "serve", "--location", location, *flags],
         stdout=subprocess.PIPE,
@@ -104,7 +111,7 @@ def serving(location: str, *flags: str) -> Iterator[str]:
     try:
         line = process.stdout.readline()
         assert line, process.stderr.read()  # it ended before serving: its one line says why
-        yield line
+        yield process, line
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0

@@ -190,6 +190,18 @@ def test_serve_shows_the_page_over_http_and_picks_up_new_runs(report, watch):
         assert all(request.startswith(url) for request in watch.requests)
 
 
+def test_the_served_page_runs_its_own_script_and_no_other_under_the_servers_policy(report, watch):
+    location, _, _ = report
+    with serving(location, "--listen", "127.0.0.1:0") as line:
+        url = re.search(r"http://\S+", line).group(0)
+        policy = watch.page.goto(url, wait_until="load").headers["content-security-policy"]
+        assert re.search(r"script-src 'sha256-[A-Za-z0-9+/=]+';", policy), policy  # no 'unsafe-inline'
+        watch.page.fill("#job-filter", "ing")  # the page's script filters the jobs
+        assert watch.page.locator("#jobs-table tbody tr:visible td:first-child").all_inner_texts() == ["ingest"]
+        assert watch.page.evaluate("window.pwned") is None  # the message's <script> is text
+        assert watch.errors == []  # Chromium logs each refusal of the policy as an error
+
+
 def test_a_served_page_behind_a_token_opens_in_a_browser_with_the_token_as_password(report, browser, tmp_path):
     location, _, _ = report
     token_file = tmp_path / "token"

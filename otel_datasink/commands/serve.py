@@ -5,8 +5,11 @@ HEAD of / only).
 Bound to loopback by default (``--listen 127.0.0.1:8080``). Any other address (``--listen 0.0.0.0:8080``)
 requires a bearer token (``--token``, ``--token-file`` or their environment variables), as the collector's:
 every request must then carry ``Authorization: Bearer <token>``, or a browser's login (any user name, the token
-as password). A location that does not exist is an error (exit status 2) before anything is bound; a rebuild that
-fails later keeps the last page and says why on stderr. SIGTERM or Ctrl-C stops it (exit 0).
+as password). Only requests whose ``Host`` names the listen address (on loopback also ``localhost``,
+``127.0.0.1`` and ``::1``; on every interface those and any IP address) or an ``--allowed-host`` are answered, so
+that a web page elsewhere cannot read the dashboards by making its own name resolve to this server. A location
+that does not exist is an error (exit status 2) before anything is bound; a rebuild that fails later keeps the
+last page and says why on stderr. SIGTERM or Ctrl-C stops it (exit 0).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import ipaddress
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +29,11 @@ from otel_datasink.commands.report import add_page_arguments, check_trace_url
 from otel_datasink.tokens import given_token
 
 if TYPE_CHECKING:
-    from otel_datasink.report.server import PageServer
+    from otel_datasink.report.server import HostAllowList, PageServer
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_REFRESH = 60.0
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 TOKEN_VARIABLE = env.OTEL_EXPORTER_DATASINK_SERVE_TOKEN
 TOKEN_FILE_VARIABLE = env.OTEL_EXPORTER_DATASINK_SERVE_TOKEN_FILE
 
@@ -42,6 +46,15 @@ def _refresh_seconds(text: str) -> float:
     if not 1 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be at least 1 second, not {text}")
     return value
+
+
+def _allowed_host(text: str) -> str:
+    from otel_datasink.report.server import host_name
+
+    name = host_name(text)
+    if name is None:
+        raise argparse.ArgumentTypeError(f"not a host name or IP address (no scheme, port or path): {text!r}")
+    return name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +72,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--token-file", metavar="FILE", help=f"read the bearer token from FILE (env {TOKEN_FILE_VARIABLE})"
+    )
+    parser.add_argument(
+        "--allowed-host",
+        metavar="NAME",
+        type=_allowed_host,
+        action="append",
+        default=[],
+        help="a host name readers use besides the listen address, such as a proxy's or a DNS name of this machine "
+        "(repeatable; any port); other Host headers are refused (403)",
     )
     parser.add_argument(
         "--refresh",
@@ -93,6 +115,16 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
+def allowed_hosts(host: str, extra: Sequence[str]) -> HostAllowList:
+    """The hosts served when listening on ``host``: itself and ``extra`` (``--allowed-host``), the loopback names
+    when it is loopback or every interface (``0.0.0.0``, ``::``), then any IP address too."""
+    from otel_datasink.report.server import HostAllowList
+
+    every = host in ("", "0.0.0.0", "::")
+    loopback = LOOPBACK_HOSTS if every or is_loopback(host) else ()
+    return HostAllowList.of([host, *loopback, *extra], any_address=every)
+
+
 def token(args: argparse.Namespace) -> str | None:
     """The token of ``--token``, ``--token-file`` or their variables (flags first); ValueError when both of one
     kind are given, or the file is empty or unreadable."""
@@ -109,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_trace_url(args.trace_url)
     host, port = listen_address(args.listen)
+    hosts = allowed_hosts(host, args.allowed_host)
     secret = token(args)
     if secret is None and not is_loopback(host):
         raise CommandError(
@@ -126,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     except LocationMissingError as error:
         raise CommandError(str(error)) from error
     try:
-        server = PageServer((host, port), first, secret)
+        server = PageServer((host, port), first, hosts, secret)
     except OSError as error:
         raise CommandError(f"cannot listen on {args.listen}: {error.strerror or error}") from error
     stop = threading.Event()
