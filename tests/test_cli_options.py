@@ -10,7 +10,8 @@ import sys
 from importlib.metadata import version
 
 import pytest
-from test_cli_errors import cli, environment
+from job_spans import MINUTE_NS, job_span, now_ns, write_spans
+from test_cli_errors import assert_one_line_failure, cli, environment
 
 from otel_datasink import cli as cli_module
 from otel_datasink import compact, replay, schema
@@ -80,13 +81,21 @@ def test_every_usage_error_is_one_line_without_the_usage_block(args, what):
     assert len(done.stderr.splitlines()) == 1 and what in done.stderr, done.stderr
 
 
-def test_a_bad_dt_is_a_usage_error_of_compact(tmp_path):
-    done = cli("compact", "--location", str(tmp_path), "--dt", "27-05-2026")
-    assert done.returncode == 2
-    assert (
-        done.stderr.splitlines()[-1]
-        == "otel-datasink compact: error: argument --dt: must be YYYY-MM-DD, not '27-05-2026'"
-    )
+@pytest.mark.parametrize(
+    ("dt", "cause"),
+    [
+        ("27-05-2026", "argument --dt: must be YYYY-MM-DD, not '27-05-2026'"),
+        ("2026-13-01", "argument --dt: not a date: '2026-13-01' (month must be in 1..12)"),
+        ("2026-02-30", "argument --dt: not a date: '2026-02-30' (day is out of range for month)"),
+    ],
+)
+def test_a_dt_that_is_no_date_is_a_one_line_usage_error_of_compact_not_zero_partitions(tmp_path, dt, cause):
+    location = str(tmp_path / "datasink")
+    n = now_ns()
+    write_spans(location, [job_span("load", n - 2 * MINUTE_NS, n - MINUTE_NS)])
+    done = cli("compact", "--location", location, "--dt", dt)
+    assert_one_line_failure(done, "compact", f"error: {cause}")
+    assert done.stdout == ""
 
 
 @pytest.mark.parametrize("name", ["demo", "query", "status", "replay", "compact", "collector"])
