@@ -128,10 +128,27 @@ def interrupted(what_was_done: str | None = None) -> CommandError:
 
 def store_options(args: argparse.Namespace, **options: Any) -> Options:
     """The :class:`Options` of the shared flags (``--location``, ``--s3-endpoint-url``, ``--profile``), each
-    falling back to its environment variable."""
+    falling back to its environment variable; :class:`CommandError` for a location that is a file."""
     for name in ("s3_endpoint_url", "profile"):
         options.setdefault(name, getattr(args, name, None))
-    return Options.resolve(args.location, **options)
+    resolved = Options.resolve(args.location, **options)
+    _refuse_a_file(resolved)
+    return resolved
+
+
+def _refuse_a_file(options: Options) -> None:
+    """Raises :class:`CommandError` when the location is a local file: read, it was empty tables (``query
+    --allow-empty``), written, a failure at each write. Only a local one: on an object store a prefix may be an
+    object's name and still have the tables' objects under it."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from otel_datasink.writer import open_location
+
+    fs, root = open_location(options)
+    if isinstance(fs, LocalFileSystem) and fs.isfile(root):
+        raise CommandError(
+            f"{options.location} is a file, not a folder of tables (a location is a folder or a URL prefix)"
+        )
 
 
 def instant(text: str) -> datetime.datetime:

@@ -90,7 +90,7 @@ def _unrelated_files(tmp_path: Path) -> tuple[str, str]:
     return str(folder), "holds no job_runs or dataset_status files"
 
 
-LOCAL_CASES = [_missing, _a_file, _under_a_file, _empty_folder, _unrelated_files]
+LOCAL_CASES = [_missing, _under_a_file, _empty_folder, _unrelated_files]
 
 
 @pytest.mark.parametrize("args", [STATUS, QUERY], ids=["status", "query"])
@@ -160,6 +160,35 @@ def test_a_bad_query_on_a_real_location_fails_in_one_line(tmp_path):
     assert_one_line_failure(done, "query", 'Binder Error: Referenced column "nope" not found')
 
 
+# --- a file as the location: every command that reads or writes one -------------------------------------
+
+EXAMPLE_SPANS = Path(__file__).resolve().parent.parent / "examples" / "replay_jsonl" / "traces.jsonl"
+ON_A_LOCATION = {
+    "query": ("--allow-empty", "SELECT count(*) FROM job_runs"),
+    "status": ("--allow-empty",),
+    "alert": ("--allow-empty", "--dry-run"),
+    "report": ("--out", "{folder}/report.html"),
+    "serve": ("--listen", "127.0.0.1:0"),
+    "demo": (),
+    "replay": (str(EXAMPLE_SPANS),),
+    "compact": (),
+    "collector": ("--http", "127.0.0.1:0", "--grpc", "none", "--spool-dir", "{folder}/spool"),
+}
+"""Each command that reads or writes ``--location``, with what it needs besides; served or read as empty tables,
+a file location would not fail (``--allow-empty``), or only at each write."""
+
+
+@pytest.mark.parametrize("name", ON_A_LOCATION)
+@pytest.mark.parametrize("url", [False, True], ids=["path", "file_url"])
+def test_a_file_as_the_location_is_refused_in_one_line_by_every_command(tmp_path, name, url):
+    (tmp_path / "plain").write_text("not tables\n")
+    location = (tmp_path / "plain").as_uri() if url else str(tmp_path / "plain")
+    args = [arg.format(folder=tmp_path) for arg in ON_A_LOCATION[name]]
+    done = cli(name, "--location", location, *args)
+    assert_one_line_failure(done, name, f"{location} is a file, not a folder of tables")
+    assert done.stdout == "" and (tmp_path / "plain").read_text() == "not tables\n"
+
+
 # --- a closed stdout: query | head ---------------------------------------------------------------------
 
 
@@ -192,13 +221,6 @@ def test_demo_into_a_folder_under_a_file_fails(tmp_path):
     (tmp_path / "plain").write_text("x")
     location = str(tmp_path / "plain" / "datasink")
     assert_demo_failed(cli("demo", "--location", location), location, "Not a directory")
-
-
-def test_demo_into_a_plain_file_fails(tmp_path):
-    (tmp_path / "plain").write_text("x")
-    location = str(tmp_path / "plain")
-    assert_demo_failed(cli("demo", "--location", location), location, "Not a directory")
-    assert (tmp_path / "plain").read_text() == "x"
 
 
 def test_demo_into_a_location_that_cannot_be_a_folder_fails_at_once_not_after_the_write_timeout(tmp_path):
