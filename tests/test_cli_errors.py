@@ -160,7 +160,7 @@ def test_a_bad_query_on_a_real_location_fails_in_one_line(tmp_path):
     assert_one_line_failure(done, "query", 'Binder Error: Referenced column "nope" not found')
 
 
-# --- a file as the location: every command that reads or writes one -------------------------------------
+# --- a file as the location: every command that reads or writes one ---------------------------------------
 
 EXAMPLE_SPANS = Path(__file__).resolve().parent.parent / "examples" / "replay_jsonl" / "traces.jsonl"
 ON_A_LOCATION = {
@@ -189,7 +189,7 @@ def test_a_file_as_the_location_is_refused_in_one_line_by_every_command(tmp_path
     assert done.stdout == "" and (tmp_path / "plain").read_text() == "not tables\n"
 
 
-# --- a closed stdout: query | head ---------------------------------------------------------------------
+# --- a closed stdout: query | head, report --out - | head -c 100 ------------------------------------------
 
 
 def test_query_into_a_pipe_closed_early_exits_quietly(tmp_path):
@@ -206,6 +206,22 @@ def test_query_into_a_pipe_closed_early_exits_quietly(tmp_path):
         stderr = process.stderr.read().decode()
         assert process.wait(timeout=60) == EXIT_STDOUT_CLOSED
     assert stderr == ""
+
+
+def test_a_report_to_stdout_into_a_pipe_closed_early_exits_quietly(tmp_path):
+    location = str(tmp_path / "datasink")
+    n = now_ns()
+    # A dozen jobs and datasets: a page of over 100 KiB, more than a pipe holds.
+    write_spans(
+        location, [job_span(f"job_{i}", n - (i + 2) * MINUTE_NS, n - MINUTE_NS, dataset=f"d{i}") for i in range(12)]
+    )
+    report = command("report", "--location", location, "--out", "-", "--no-progress")
+    with subprocess.Popen(report, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment()) as process:
+        assert process.stdout.read(100).startswith(b"<!DOCTYPE html>")
+        process.stdout.close()  # what `| head -c 100` does once it has its bytes
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=60) == EXIT_STDOUT_CLOSED
+    assert stderr == ""  # and no "wrote -: ..." line
 
 
 # --- demo on a location it cannot write -------------------------------------------------------------------
