@@ -118,6 +118,29 @@ class DatasinkSpanExporter(SpanExporter):
             _logger.warning("process exit: spans still queued for the exporter are not written (no flush %s)", bound)
 
 
+class ZeroCodeSpanExporter(SpanExporter):
+    """What ``OTEL_TRACES_EXPORTER=datasink`` makes (entry point ``datasink`` of ``opentelemetry_traces_exporter``):
+    a :class:`DatasinkSpanExporter` configured by the ``OTEL_EXPORTER_DATASINK_*`` variables.
+
+    When they cannot make one (an unknown profile, a mapping file with a mistake, a file as the location), the SDK
+    gets one logged line and this exporter, which writes nothing: the job and the rest of its telemetry run as if
+    ``datasink`` had not been named. Raised to the SDK, the error made it give up its whole configuration (no
+    tracer provider, no other exporter) and print two tracebacks of 30 lines.
+    """
+
+    def __new__(cls, **options: Any) -> Any:
+        """A :class:`DatasinkSpanExporter`, or, when it cannot be made, an instance of this class."""
+        try:
+            return DatasinkSpanExporter(**options)
+        except Exception as error:  # noqa: BLE001 - whatever it is, the SDK would drop every exporter with ours
+            _logger.error("OTEL_TRACES_EXPORTER=datasink: no span is written: %s", error)
+            return super().__new__(cls)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Writes nothing: the exporter could not be configured (said once, when the SDK made it)."""
+        return SpanExportResult.FAILURE
+
+
 def _exported_spans(exporter: DatasinkSpanExporter) -> Reading:
     return [(count, {"error.type": error} if error else {}) for error, count in exporter._exported.copy().items()]
 

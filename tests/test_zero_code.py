@@ -24,17 +24,16 @@ pytestmark = pytest.mark.skipif(INSTRUMENT is None, reason="opentelemetry-distro
 
 
 def _instrument(script: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("OTEL_", "AWS_ENDPOINT")) and key != "PYTHONPATH"
-    }
+    # PYTHONPATH stays: with it, a checkout's own code is what the job imports (as every other subprocess test).
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "AWS_ENDPOINT"))}
     environment.update(
-        OTEL_TRACES_EXPORTER="datasink",
-        OTEL_METRICS_EXPORTER="none",
-        OTEL_LOGS_EXPORTER="none",
-        OTEL_SERVICE_NAME="zero-code-job",
-        **env,
+        {
+            "OTEL_TRACES_EXPORTER": "datasink",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+            "OTEL_SERVICE_NAME": "zero-code-job",
+            **env,
+        }
     )
     return subprocess.run(
         [INSTRUMENT, sys.executable, str(EXAMPLES / script), *args],
@@ -122,12 +121,23 @@ def test_opentelemetry_instrument_flag_sets_the_location(tmp_path, read_tables):
     assert [r["job_name"] for r in read_tables(location).rows("job_runs")] == ["ingest_orders"]
 
 
-def test_a_bad_profile_is_reported_when_instrumentation_starts_and_the_job_still_runs(tmp_path):
+@pytest.mark.parametrize(
+    ("profile", "cause"),
+    [("airflw", "unknown mapping profile 'airflw'"), ("nope.toml", "cannot read mapping file nope.toml")],
+)
+def test_a_bad_profile_is_one_logged_line_and_the_job_runs_with_its_other_exporters(tmp_path, profile, cause):
+    # Raised to the SDK, it was two 30-line tracebacks and no tracing at all: the console exporter exported nothing.
     done = _instrument(
         "backfill_job.py",
         ["--start", "2026-01-01", "--end", "2026-01-01"],
-        {"OTEL_EXPORTER_DATASINK_LOCATION": str(tmp_path / "t"), "OTEL_EXPORTER_DATASINK_PROFILE": "nope.toml"},
+        {
+            "OTEL_TRACES_EXPORTER": "console,datasink",
+            "OTEL_EXPORTER_DATASINK_LOCATION": str(tmp_path / "t"),
+            "OTEL_EXPORTER_DATASINK_PROFILE": profile,
+        },
     )
     assert done.returncode == 0
-    assert "cannot read mapping file nope.toml" in done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("OTEL_TRACES_EXPORTER=datasink: no span is written: ") and cause in line, line
+    assert '"job.name": "ingest_orders"' in done.stdout  # the console exporter's span
     assert not (tmp_path / "t").exists()
