@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -130,6 +130,7 @@ class ZeroCodeSpanExporter(SpanExporter):
 
     def __new__(cls, **options: Any) -> Any:
         """A :class:`DatasinkSpanExporter`, or, when it cannot be made, an instance of this class."""
+        options.setdefault("meter_provider", _meter_provider_of_sdk_components())
         try:
             return DatasinkSpanExporter(**options)
         except Exception as error:  # noqa: BLE001 - whatever it is, the SDK would drop every exporter with ours
@@ -139,6 +140,19 @@ class ZeroCodeSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Writes nothing: the exporter could not be configured (said once, when the SDK made it)."""
         return SpanExportResult.FAILURE
+
+
+SDK_INTERNAL_METRICS = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+"""The SDK's switch for the metrics of its own processors and exporters (``true``; off by default)."""
+
+
+def _meter_provider_of_sdk_components() -> MeterProvider | None:
+    """The global MeterProvider (None) when :data:`SDK_INTERNAL_METRICS` is on, else a no-op one: the zero-code
+    exporter reports as the SDK's own components beside it do. Reporting alone, it made the distro's default
+    metrics exporter send to an OTLP collector at localhost:4317 at exit, 8 s of retries when there is none."""
+    if os.environ.get(SDK_INTERNAL_METRICS, "").strip().lower() == "true":
+        return None
+    return NoOpMeterProvider()
 
 
 def _exported_spans(exporter: DatasinkSpanExporter) -> Reading:
