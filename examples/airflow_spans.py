@@ -21,7 +21,7 @@ Run it as is::
 or, as an Airflow deployment would, zero-code with the profile chosen by environment::
 
     OTEL_TRACES_EXPORTER=datasink OTEL_EXPORTER_DATASINK_PROFILE=airflow OTEL_EXPORTER_DATASINK_LOCATION=./datasink \\
-    OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none opentelemetry-instrument python examples/airflow_spans.py
+        opentelemetry-instrument python examples/airflow_spans.py
 
 Then::
 

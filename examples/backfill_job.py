@@ -17,7 +17,6 @@ The job is plain OpenTelemetry. Run it as is (it then adds otel-datasink's proce
 or with no otel-datasink code at all, zero-code, through the SDK's exporter path::
 
     OTEL_TRACES_EXPORTER=datasink OTEL_EXPORTER_DATASINK_LOCATION=./datasink \\
-    OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none \\
         opentelemetry-instrument python examples/backfill_job.py --start 2026-01-01 --end 2026-01-07
 
 Then: ``otel-datasink query --location ./datasink "SELECT * FROM runtime_trend"``.

@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import difflib
 import importlib
 import logging
 import os
@@ -33,7 +34,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from otel_datasink import environment_variables as env
 from otel_datasink.config import DEFAULT_LOCATION, Options
@@ -132,10 +133,27 @@ def interrupted(what_was_done: str | None = None) -> CommandError:
 
 def store_options(args: argparse.Namespace, **options: Any) -> Options:
     """The :class:`Options` of the shared flags (``--location``, ``--s3-endpoint-url``, ``--profile``), each
-    falling back to its environment variable."""
+    falling back to its environment variable; :class:`CommandError` for a location that is a file."""
     for name in ("s3_endpoint_url", "profile"):
         options.setdefault(name, getattr(args, name, None))
-    return Options.resolve(args.location, **options)
+    resolved = Options.resolve(args.location, **options)
+    _refuse_a_file(resolved)
+    return resolved
+
+
+def _refuse_a_file(options: Options) -> None:
+    """Raises :class:`CommandError` when the location is a local file: read, it was empty tables (``query
+    --allow-empty``), written, a failure at each write. Only a local one: on an object store a prefix may be an
+    object's name and still have the tables' objects under it."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from otel_datasink.writer import open_location
+
+    fs, root = open_location(options)
+    if isinstance(fs, LocalFileSystem) and fs.isfile(root):
+        raise CommandError(
+            f"{options.location} is a file, not a folder of tables (a location is a folder or a URL prefix)"
+        )
 
 
 def instant(text: str) -> datetime.datetime:
@@ -147,9 +165,18 @@ def instant(text: str) -> datetime.datetime:
     return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but a usage error is one line ``otel-datasink <command>: error: <what>`` (exit status 2),
+    like every other failure: the usage block argparse prints before it buried it (``--help`` shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Prints ``message`` on one line and exits with :data:`EXIT_FAILURE`."""
+        self.exit(EXIT_FAILURE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The top-level parser; only the command named in ``argv`` gets its options (and its module imported)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="otel-datasink",
         description="OpenTelemetry traces of data jobs as queryable job_runs and dataset_status tables.",
         epilog="exit status: 0 done, 1 a check found something (status --fail-on-stale), 2 the command failed "
@@ -226,15 +253,36 @@ class _VersionAction(argparse.Action):
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    """The parsed command line; argparse's usage error (exit 2) with the command's own usage for a flag it does
-    not know (``otel-datasink query --locaton x``), not the top level's."""
+    """The parsed command line; a usage error (exit 2) in the command's name for an option it does not know
+    (``otel-datasink query --fromat json``), not the top level's."""
     parser = build_parser(argv)
     args, extras = parser.parse_known_args(argv)
     if extras:
         subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
-        subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
+        command = subparsers.choices[args.command]
+        command.error(_unrecognized(command, extras))
     args.verbose += getattr(args, "verbose_after", 0)
     return args
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extras: Sequence[str]) -> str:
+    """What ``parser`` did not take, said by its first unknown option and the closest one it knows.
+
+    The words after that option are not named: its value may have been taken for another argument (in
+    ``query --fromat json "SELECT 1"`` the SQL is ``json``), and the option is the mistake to fix.
+    """
+    option = next((word.split("=", 1)[0] for word in extras if word.startswith("-")), None)
+    if option is None:
+        return f"unrecognized arguments: {' '.join(extras)}"
+    known = [
+        name
+        for action in parser._actions  # noqa: SLF001
+        if action.help != argparse.SUPPRESS
+        for name in action.option_strings
+        if name.startswith("--")
+    ]
+    close = difflib.get_close_matches(option, known, n=1)
+    return f"unknown option {option}" + (f" (did you mean {close[0]}?)" if close else "")
 
 
 def main(argv: list[str] | None = None) -> int:

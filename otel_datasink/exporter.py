@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -120,6 +120,43 @@ class DatasinkSpanExporter(SpanExporter):
         elif not flushed:
             # Nothing of ours failed: the spans still wait in a span processor that did not flush in time.
             _logger.warning("process exit: spans still queued for the exporter are not written (no flush %s)", bound)
+
+
+class ZeroCodeSpanExporter(SpanExporter):
+    """What ``OTEL_TRACES_EXPORTER=datasink`` makes (entry point ``datasink`` of ``opentelemetry_traces_exporter``):
+    a :class:`DatasinkSpanExporter` configured by the ``OTEL_EXPORTER_DATASINK_*`` variables.
+
+    When they cannot make one (an unknown profile, a mapping file with a mistake, a file as the location), the SDK
+    gets one logged line and this exporter, which writes nothing: the job and the rest of its telemetry run as if
+    ``datasink`` had not been named. Raised to the SDK, the error made it give up its whole configuration (no
+    tracer provider, no other exporter) and print two tracebacks of 30 lines.
+    """
+
+    def __new__(cls, **options: Any) -> Any:
+        """A :class:`DatasinkSpanExporter`, or, when it cannot be made, an instance of this class."""
+        options.setdefault("meter_provider", _meter_provider_of_sdk_components())
+        try:
+            return DatasinkSpanExporter(**options)
+        except Exception as error:  # noqa: BLE001 - whatever it is, the SDK would drop every exporter with ours
+            _logger.error("OTEL_TRACES_EXPORTER=datasink: no span is written: %s", error)
+            return super().__new__(cls)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Writes nothing: the exporter could not be configured (said once, when the SDK made it)."""
+        return SpanExportResult.FAILURE
+
+
+SDK_INTERNAL_METRICS = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+"""The SDK's switch for the metrics of its own processors and exporters (``true``; off by default)."""
+
+
+def _meter_provider_of_sdk_components() -> MeterProvider | None:
+    """The global MeterProvider (None) when :data:`SDK_INTERNAL_METRICS` is on, else a no-op one: the zero-code
+    exporter reports as the SDK's own components beside it do. Reporting alone, it made the distro's default
+    metrics exporter send to an OTLP collector at localhost:4317 at exit, 8 s of retries when there is none."""
+    if os.environ.get(SDK_INTERNAL_METRICS, "").strip().lower() == "true":
+        return None
+    return NoOpMeterProvider()
 
 
 def _exported_spans(exporter: DatasinkSpanExporter) -> Reading:

@@ -32,8 +32,11 @@ HOSTILE_JOB = "z_<b>x&amp;'\"</b>"
 HOSTILE_MESSAGE = "<script>window.pwned=1</script> & more"
 
 
-def seed(location: str) -> datetime.datetime:
-    """Writes the scenario; returns the instant it is about (whole milliseconds, as the tables keep them)."""
+def seed(location: str, hostile: bool = True) -> datetime.datetime:
+    """Writes the scenario; returns the instant it is about (whole milliseconds, as the tables keep them).
+
+    ``hostile=False`` leaves out the job and the message full of HTML: for a picture of the page, not a test of it.
+    """
     n = now_ns() // 1_000_000 * 1_000_000
     spans = []
 
@@ -65,8 +68,12 @@ def seed(location: str) -> datetime.datetime:
     for day in range(0, 3):
         run("steady", n - day * DAY_NS - 30 * MINUTE_NS, minutes=2 + day, run_id=f"steady-now-{day}")
     # Names and messages that are HTML.
-    run(HOSTILE_JOB, n - 90 * MINUTE_NS, failed=True, error="ValueError", run_id="hostile-1")
+    if hostile:
+        run(HOSTILE_JOB, n - 90 * MINUTE_NS, failed=True, error="ValueError", run_id="hostile-1")
     write_spans(location, spans)
+    seeded = datetime.datetime.fromtimestamp(n / 1e9, tz=datetime.timezone.utc)
+    if not hostile:
+        return seeded
     # The exception message is "<job> broke"; one run says more, in HTML.
     from otel_datasink.mapping import STATUS_CODE_ERROR, SpanRecord
 
@@ -88,7 +95,7 @@ def seed(location: str) -> datetime.datetime:
             )
         ],
     )
-    return datetime.datetime.fromtimestamp(n / 1e9, tz=datetime.timezone.utc)
+    return seeded
 
 
 @contextlib.contextmanager

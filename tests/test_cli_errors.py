@@ -90,7 +90,7 @@ def _unrelated_files(tmp_path: Path) -> tuple[str, str]:
     return str(folder), "holds no job_runs or dataset_status files"
 
 
-LOCAL_CASES = [_missing, _a_file, _under_a_file, _empty_folder, _unrelated_files]
+LOCAL_CASES = [_missing, _under_a_file, _empty_folder, _unrelated_files]
 
 
 @pytest.mark.parametrize("args", [STATUS, QUERY], ids=["status", "query"])
@@ -160,7 +160,36 @@ def test_a_bad_query_on_a_real_location_fails_in_one_line(tmp_path):
     assert_one_line_failure(done, "query", 'Binder Error: Referenced column "nope" not found')
 
 
-# --- a closed stdout: query | head ---------------------------------------------------------------------
+# --- a file as the location: every command that reads or writes one ---------------------------------------
+
+EXAMPLE_SPANS = Path(__file__).resolve().parent.parent / "examples" / "replay_jsonl" / "traces.jsonl"
+ON_A_LOCATION = {
+    "query": ("--allow-empty", "SELECT count(*) FROM job_runs"),
+    "status": ("--allow-empty",),
+    "alert": ("--allow-empty", "--dry-run"),
+    "report": ("--out", "{folder}/report.html"),
+    "serve": ("--listen", "127.0.0.1:0"),
+    "demo": (),
+    "replay": (str(EXAMPLE_SPANS),),
+    "compact": (),
+    "collector": ("--http", "127.0.0.1:0", "--grpc", "none", "--spool-dir", "{folder}/spool"),
+}
+"""Each command that reads or writes ``--location``, with what it needs besides; served or read as empty tables,
+a file location would not fail (``--allow-empty``), or only at each write."""
+
+
+@pytest.mark.parametrize("name", ON_A_LOCATION)
+@pytest.mark.parametrize("url", [False, True], ids=["path", "file_url"])
+def test_a_file_as_the_location_is_refused_in_one_line_by_every_command(tmp_path, name, url):
+    (tmp_path / "plain").write_text("not tables\n")
+    location = (tmp_path / "plain").as_uri() if url else str(tmp_path / "plain")
+    args = [arg.format(folder=tmp_path) for arg in ON_A_LOCATION[name]]
+    done = cli(name, "--location", location, *args)
+    assert_one_line_failure(done, name, f"{location} is a file, not a folder of tables")
+    assert done.stdout == "" and (tmp_path / "plain").read_text() == "not tables\n"
+
+
+# --- a closed stdout: query | head, report --out - | head -c 100 ------------------------------------------
 
 
 def test_query_into_a_pipe_closed_early_exits_quietly(tmp_path):
@@ -179,6 +208,22 @@ def test_query_into_a_pipe_closed_early_exits_quietly(tmp_path):
     assert stderr == ""
 
 
+def test_a_report_to_stdout_into_a_pipe_closed_early_exits_quietly(tmp_path):
+    location = str(tmp_path / "datasink")
+    n = now_ns()
+    # A dozen jobs and datasets: a page of over 100 KiB, more than a pipe holds.
+    write_spans(
+        location, [job_span(f"job_{i}", n - (i + 2) * MINUTE_NS, n - MINUTE_NS, dataset=f"d{i}") for i in range(12)]
+    )
+    report = command("report", "--location", location, "--out", "-", "--no-progress")
+    with subprocess.Popen(report, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment()) as process:
+        assert process.stdout.read(100).startswith(b"<!DOCTYPE html>")
+        process.stdout.close()  # what `| head -c 100` does once it has its bytes
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=60) == EXIT_STDOUT_CLOSED
+    assert stderr == ""  # and no "wrote -: ..." line
+
+
 # --- demo on a location it cannot write -------------------------------------------------------------------
 
 
@@ -192,13 +237,6 @@ def test_demo_into_a_folder_under_a_file_fails(tmp_path):
     (tmp_path / "plain").write_text("x")
     location = str(tmp_path / "plain" / "datasink")
     assert_demo_failed(cli("demo", "--location", location), location, "Not a directory")
-
-
-def test_demo_into_a_plain_file_fails(tmp_path):
-    (tmp_path / "plain").write_text("x")
-    location = str(tmp_path / "plain")
-    assert_demo_failed(cli("demo", "--location", location), location, "Not a directory")
-    assert (tmp_path / "plain").read_text() == "x"
 
 
 def test_demo_into_a_location_that_cannot_be_a_folder_fails_at_once_not_after_the_write_timeout(tmp_path):

@@ -1,6 +1,6 @@
 """The command line itself, as a shell user meets it: ``--version``, ``-v`` before or after the command, usage
-errors with the command's own usage, the shared location options and their help, and what ``--help`` imports.
-Each runs the real console script in a subprocess."""
+errors on one line (an unknown option with the one meant), the shared location options and their help, and what
+``--help`` imports. Each runs the real console script in a subprocess."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import sys
 from importlib.metadata import version
 
 import pytest
-from test_cli_errors import cli, environment
+from job_spans import MINUTE_NS, job_span, now_ns, write_spans
+from test_cli_errors import assert_one_line_failure, cli, environment
 
 from otel_datasink import cli as cli_module
 from otel_datasink import compact, replay, schema
@@ -44,21 +45,64 @@ def test_verbose_is_taken_before_or_after_the_command(tmp_path, flags):
     assert ("Traceback" in done.stderr) == (verbosity >= 2)
 
 
-def test_a_mistyped_flag_shows_the_commands_usage_not_the_top_levels(tmp_path):
-    done = cli("query", "--locaton", str(tmp_path), "SELECT 1")
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.startswith("usage: otel-datasink query ")
-    # argparse took the folder for the SQL: the flag and the extra word are what it does not know.
-    assert done.stderr.splitlines()[-1] == "otel-datasink query: error: unrecognized arguments: --locaton SELECT 1"
+# One mistyped option per command, with the option it is closest to (the words after it included: argparse may take
+# them for another argument, as query's SQL).
+MISTYPED = [
+    (("query", "--fromat", "json", "SELECT 1"), "--fromat", "--format"),
+    (("status", "--fromat=json"), "--fromat", "--format"),
+    (("demo", "--micro-bathces", "2"), "--micro-bathces", "--micro-batches"),
+    (("ddl", "--locatoin", "s3://bucket/prefix"), "--locatoin", "--location"),
+    (("collector", "--htp", "127.0.0.1:0"), "--htp", "--http"),
+    (("replay", "--locaton", "x", "spans.jsonl"), "--locaton", "--location"),
+    (("compact", "--dry-rn"), "--dry-rn", "--dry-run"),
+    (("alert", "--dryrun"), "--dryrun", "--dry-run"),
+    (("report", "--out", "x.html", "--dasy", "3"), "--dasy", "--days"),
+    (("serve", "--lisen", "127.0.0.1:0"), "--lisen", "--listen"),
+]
 
 
-def test_a_bad_dt_is_a_usage_error_of_compact(tmp_path):
-    done = cli("compact", "--location", str(tmp_path), "--dt", "27-05-2026")
-    assert done.returncode == 2
-    assert (
-        done.stderr.splitlines()[-1]
-        == "otel-datasink compact: error: argument --dt: must be YYYY-MM-DD, not '27-05-2026'"
-    )
+@pytest.mark.parametrize(("args", "typo", "meant"), MISTYPED, ids=[args[0] for args, _, _ in MISTYPED])
+def test_an_unknown_option_is_one_line_naming_it_and_the_option_meant(tmp_path, args, typo, meant):
+    done = cli(*args, "--location", str(tmp_path / "datasink"))
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"otel-datasink {args[0]}: error: unknown option {typo} (did you mean {meant}?)\n"
+
+
+def test_an_unknown_option_close_to_none_is_named_alone(tmp_path):
+    done = cli("query", "--xyz", "SELECT 1", "--location", str(tmp_path))
+    assert (done.returncode, done.stderr) == (2, "otel-datasink query: error: unknown option --xyz\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (("query",), "the following arguments are required: sql"),
+        (("query", "--format", "jsno", "SELECT 1"), "argument --format: invalid choice: 'jsno'"),
+        (("report", "--days", "0", "--out", "x.html"), "argument --days: must be 1 to 400, not 0"),
+        (("qurey",), "argument COMMAND: invalid choice: 'qurey'"),
+    ],
+)
+def test_every_usage_error_is_one_line_without_the_usage_block(args, what):
+    done = cli(*args)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert len(done.stderr.splitlines()) == 1 and what in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("dt", "cause"),
+    [
+        ("27-05-2026", "argument --dt: must be YYYY-MM-DD, not '27-05-2026'"),
+        ("2026-13-01", "argument --dt: not a date: '2026-13-01' (month must be in 1..12)"),
+        ("2026-02-30", "argument --dt: not a date: '2026-02-30' (day is out of range for month)"),
+    ],
+)
+def test_a_dt_that_is_no_date_is_a_one_line_usage_error_of_compact_not_zero_partitions(tmp_path, dt, cause):
+    location = str(tmp_path / "datasink")
+    n = now_ns()
+    write_spans(location, [job_span("load", n - 2 * MINUTE_NS, n - MINUTE_NS)])
+    done = cli("compact", "--location", location, "--dt", dt)
+    assert_one_line_failure(done, "compact", f"error: {cause}")
+    assert done.stdout == ""
 
 
 @pytest.mark.parametrize("name", ["demo", "query", "status", "replay", "compact", "collector"])

@@ -47,6 +47,27 @@ def test_a_wide_table_is_fitted_to_the_terminal_with_a_hint(location):
     assert "more column(s) not shown: " in lines[-1] and "use --format csv for every column and value" in lines[-1]
 
 
+def test_status_on_a_narrow_terminal_keeps_the_freshness_and_its_sla_and_leaves_the_instants_out(tmp_path):
+    location = str(tmp_path / "datasink")
+    n = now_ns()
+    for job, dataset, hours in (("load_orders", "warehouse.orders", 3), ("load_customers", "warehouse.customers", 0)):
+        update = dict(name=dataset, freshness_sla_minutes=60, record_count=120_000)
+        write_spans(
+            location,
+            [job_span(job, n - hours * 60 * MINUTE_NS - 2 * MINUTE_NS, n - hours * 60 * MINUTE_NS, updates=[update])],
+        )
+    done = cli("status", "--location", location, COLUMNS="100")
+    assert done.returncode == 0, done.stderr
+    *table, footer = done.stdout.splitlines()
+    assert all(len(line) <= 100 for line in table), table
+    shown = table[0].split()
+    assert shown[:2] == ["dataset", "is_stale"]
+    assert {"freshness_minutes", "freshness_sla_minutes"} <= set(shown)
+    assert not TIMESTAMP.search(done.stdout)
+    assert "not shown: last_success_at, data_as_of" in footer
+    assert table[2].split()[:2] == ["warehouse.orders", "true"]
+
+
 def test_a_pipe_gets_every_column(location):
     # No terminal and no COLUMNS: a script reading the table sees all of it.
     done = cli("query", "--location", location, "SELECT * FROM job_runs")

@@ -6,10 +6,15 @@ environment variables only, as a fleet already running it would be.
 
 from __future__ import annotations
 
+import ast
+import itertools
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,17 +29,16 @@ pytestmark = pytest.mark.skipif(INSTRUMENT is None, reason="opentelemetry-distro
 
 
 def _instrument(script: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("OTEL_", "AWS_ENDPOINT")) and key != "PYTHONPATH"
-    }
+    # PYTHONPATH stays: with it, a checkout's own code is what the job imports (as every other subprocess test).
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "AWS_ENDPOINT"))}
     environment.update(
-        OTEL_TRACES_EXPORTER="datasink",
-        OTEL_METRICS_EXPORTER="none",
-        OTEL_LOGS_EXPORTER="none",
-        OTEL_SERVICE_NAME="zero-code-job",
-        **env,
+        {
+            "OTEL_TRACES_EXPORTER": "datasink",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+            "OTEL_SERVICE_NAME": "zero-code-job",
+            **env,
+        }
     )
     return subprocess.run(
         [INSTRUMENT, sys.executable, str(EXAMPLES / script), *args],
@@ -64,6 +68,40 @@ def test_opentelemetry_instrument_with_datasink_exporter_writes_the_jobs_runs(lo
     }
     updates = read_tables(local_location).rows("dataset_status")
     assert sorted(u["watermark"] for u in updates) == [datetime(2026, 1, day, tzinfo=timezone.utc) for day in (1, 2, 3)]
+
+
+def _documented(script: str) -> tuple[dict[str, str], list[str]]:
+    """The environment and the command of the zero-code line in ``script``'s docstring, as a reader copies it."""
+    doc = ast.get_docstring(ast.parse((EXAMPLES / script).read_text())) or ""
+    [line] = [line for line in doc.replace("\\\n", " ").splitlines() if "opentelemetry-instrument" in line]
+    words = shlex.split(line)
+    assignments = list(itertools.takewhile(lambda word: re.match(r"[A-Z_]+=", word), words))
+    return dict(word.split("=", 1) for word in assignments), words[len(assignments) :]
+
+
+@pytest.mark.parametrize(
+    ("script", "jobs"),
+    [
+        ("backfill_job.py", {"ingest_orders"}),
+        ("airflow_spans.py", {"ingest_orders", "ingest_orders.extract", "ingest_orders.load"}),
+    ],
+)
+def test_the_zero_code_examples_run_as_documented_with_no_collector_to_send_metrics_to(
+    tmp_path, read_tables, script, jobs
+):
+    # Nothing listens on localhost:4317, where the distro's default metrics exporter sends: the exporter's own
+    # metrics made it retry there for 8 s at exit, unless OTEL_METRICS_EXPORTER=none was added.
+    documented, command = _documented(script)
+    assert command[:3] == ["opentelemetry-instrument", "python", f"examples/{script}"]
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    run = [INSTRUMENT, sys.executable, str(EXAMPLES / script), *command[3:]]
+    started = time.monotonic()
+    done = subprocess.run(
+        run, env={**environment, **documented}, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert time.monotonic() - started < 30
+    assert {row["job_name"] for row in read_tables(str(tmp_path / "datasink")).rows("job_runs")} == jobs
 
 
 def test_opentelemetry_instrument_honours_the_profile_variable(tmp_path, read_tables):
@@ -122,12 +160,23 @@ def test_opentelemetry_instrument_flag_sets_the_location(tmp_path, read_tables):
     assert [r["job_name"] for r in read_tables(location).rows("job_runs")] == ["ingest_orders"]
 
 
-def test_a_bad_profile_is_reported_when_instrumentation_starts_and_the_job_still_runs(tmp_path):
+@pytest.mark.parametrize(
+    ("profile", "cause"),
+    [("airflw", "unknown mapping profile 'airflw'"), ("nope.toml", "cannot read mapping file nope.toml")],
+)
+def test_a_bad_profile_is_one_logged_line_and_the_job_runs_with_its_other_exporters(tmp_path, profile, cause):
+    # Raised to the SDK, it was two 30-line tracebacks and no tracing at all: the console exporter exported nothing.
     done = _instrument(
         "backfill_job.py",
         ["--start", "2026-01-01", "--end", "2026-01-01"],
-        {"OTEL_EXPORTER_DATASINK_LOCATION": str(tmp_path / "t"), "OTEL_EXPORTER_DATASINK_PROFILE": "nope.toml"},
+        {
+            "OTEL_TRACES_EXPORTER": "console,datasink",
+            "OTEL_EXPORTER_DATASINK_LOCATION": str(tmp_path / "t"),
+            "OTEL_EXPORTER_DATASINK_PROFILE": profile,
+        },
     )
     assert done.returncode == 0
-    assert "cannot read mapping file nope.toml" in done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("OTEL_TRACES_EXPORTER=datasink: no span is written: ") and cause in line, line
+    assert '"job.name": "ingest_orders"' in done.stdout  # the console exporter's span
     assert not (tmp_path / "t").exists()

@@ -36,11 +36,13 @@ def print_rows(
     out: TextIO | None = None,
     width: int | None = None,
     hint: str = FULL_OUTPUT_HINT,
+    drop_first: Sequence[str] = (),
 ) -> None:
     """Prints a result as an aligned text table, a JSON array of objects or CSV with a header.
 
-    A table wider than ``width`` (default: the terminal's, see :func:`terminal_width`) has its widest values cut
-    and then its last columns left out, and says so under the row count with ``hint``.
+    A table wider than ``width`` (default: the terminal's, see :func:`terminal_width`) has its widest values cut,
+    then the columns of ``drop_first`` left out (in that order, as many as it takes), then its last columns, and
+    says so under the row count with ``hint``.
     """
     out = out or sys.stdout
     if fmt == "json":
@@ -52,7 +54,8 @@ def print_rows(
         writer.writerow(columns)
         writer.writerows([text(v, null="") for v in row] for row in rows)
     else:
-        for line in table_lines(columns, rows, terminal_width(out) if width is None else width, hint):
+        fitted_to = terminal_width(out) if width is None else width
+        for line in table_lines(columns, rows, fitted_to, hint, drop_first):
             print(line, file=out)
 
 
@@ -70,31 +73,38 @@ def terminal_width(out: TextIO) -> int | None:
 
 
 def table_lines(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = None, hint: str = FULL_OUTPUT_HINT
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    width: int | None = None,
+    hint: str = FULL_OUTPUT_HINT,
+    drop_first: Sequence[str] = (),
 ) -> list[str]:
     """The lines of an aligned text table (numbers right-aligned), its row count last; fitted to ``width``: long
-    values cut to :data:`_MAX_CELL`, then as many leading columns as fit (the last one cut to fit). The footer
-    then says what is not shown, and ``hint`` how to see it."""
+    values cut to :data:`_MAX_CELL`, then the columns of ``drop_first`` left out until it fits, then as many
+    leading columns as fit (the last one cut to fit). The footer then says what is not shown, and ``hint`` how to
+    see it."""
     cells = [[text(v) for v in row] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     numeric = [bool(rows) and all(_is_number(r[i]) or r[i] is None for r in rows) for i in range(len(columns))]
-    shown = len(columns)
+    shown = list(range(len(columns)))
     if width is not None and _total(widths) > width:
         widths = [min(w, max(_MAX_CELL, len(c))) for w, c in zip(widths, columns, strict=True)]
-        shown = _columns_that_fit(widths, width)
-        widths[shown - 1] = max(_MIN_COLUMN, min(widths[shown - 1], width - _total(widths[: shown - 1]) - len(_GAP)))
+        shown = _columns_that_fit(widths, _kept(columns, widths, width, drop_first), width)
+        last = shown[-1]
+        widths[last] = max(_MIN_COLUMN, min(widths[last], width - _total([widths[i] for i in shown[:-1]]) - len(_GAP)))
+
+    def cell(value: str, i: int) -> str:
+        value = _cut(value, widths[i])
+        return value.rjust(widths[i]) if numeric[i] else value.ljust(widths[i])
 
     def line(values: Sequence[str]) -> str:
-        parts = [
-            _cut(v, w).rjust(w) if right else _cut(v, w).ljust(w)
-            for v, w, right in zip(values[:shown], widths[:shown], numeric[:shown], strict=True)
-        ]
-        return _GAP.join(parts).rstrip()
+        return _GAP.join(cell(values[i], i) for i in shown).rstrip()
 
     lines = [line(list(columns)), line(["-" * w for w in widths])]
     lines.extend(line(row) for row in cells)
-    cut = any(len(r[i]) > widths[i] for r in cells for i in range(shown))
-    return [*lines, _footer(len(rows), columns[shown:], cut, hint)]
+    cut = any(len(r[i]) > widths[i] for r in cells for i in shown)
+    hidden = [name for i, name in enumerate(columns) if i not in shown]
+    return [*lines, _footer(len(rows), hidden, cut, hint)]
 
 
 def _footer(rows: int, hidden: Sequence[str], cut: bool, hint: str) -> str:
@@ -109,12 +119,25 @@ def _footer(rows: int, hidden: Sequence[str], cut: bool, hint: str) -> str:
     return footer + ")"
 
 
-def _columns_that_fit(widths: list[int], width: int) -> int:
-    """How many leading columns fit in ``width``, the last possibly cut to :data:`_MIN_COLUMN` (at least one)."""
+def _kept(columns: Sequence[str], widths: list[int], width: int, drop_first: Sequence[str]) -> list[int]:
+    """The indexes of ``columns`` left once those of ``drop_first`` are left out, in order, until they fit."""
+    kept = list(range(len(columns)))
+    for name in drop_first:
+        if _total([widths[i] for i in kept]) <= width:
+            break
+        kept.remove(columns.index(name))
+    return kept
+
+
+def _columns_that_fit(widths: list[int], candidates: list[int], width: int) -> list[int]:
+    """The leading ``candidates`` (column indexes) that fit in ``width``, the last possibly cut to
+    :data:`_MIN_COLUMN` (at least one)."""
     shown = 1
-    while shown < len(widths) and _total(widths[:shown]) + len(_GAP) + _MIN_COLUMN <= width:
+    while (
+        shown < len(candidates) and _total([widths[i] for i in candidates[:shown]]) + len(_GAP) + _MIN_COLUMN <= width
+    ):
         shown += 1
-    return shown
+    return candidates[:shown]
 
 
 def _total(widths: Sequence[int]) -> int:

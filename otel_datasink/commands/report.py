@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from otel_datasink.cli import CommandError, instant, store_options
 from otel_datasink.commands._output import human_size
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 def _write(out: str, html: str) -> int:
     encoded = html.encode("utf-8")
     if out == "-":
-        sys.stdout.buffer.write(encoded)
+        _write_all(sys.stdout.buffer, encoded)
         return len(encoded)
     path = Path(out)
     partial = path.with_name(f".{path.name}.partial")
@@ -114,3 +115,12 @@ def _write(out: str, html: str) -> int:
         partial.unlink(missing_ok=True)
         raise CommandError(f"cannot write {out}: {error.strerror or error}") from error
     return len(encoded)
+
+
+def _write_all(stream: BinaryIO, data: bytes) -> None:
+    """Writes every byte of ``data``, raising BrokenPipeError when the reader has gone (``| head``: exit status
+    141, as ``query``). One ``write`` of more than a pipe holds can return having written only part, silently,
+    when the reader goes meanwhile: the page was reported written, exit status 0."""
+    view = memoryview(data)
+    while view:
+        view = view[stream.write(view) :]
