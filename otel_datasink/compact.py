@@ -44,9 +44,9 @@ from datetime import date, datetime, timedelta, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from otel_datasink.commands._output import human_size
 from otel_datasink.lease import Held, Lock, hold
 from otel_datasink.schema import PARTITION_COLUMN, TABLES
+from otel_datasink.sizes import human_size
 from otel_datasink.writer import Writer
 
 _logger = logging.getLogger(__name__)

@@ -7,9 +7,10 @@ import re
 
 import pytest
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
-from test_cli_errors import cli
+from test_cli_errors import assert_one_line_failure, cli
 
-from otel_datasink.commands._output import human_size, table_lines
+from otel_datasink.commands._output import table_lines
+from otel_datasink.sizes import human_size, parse_size
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\+00:00")
 
@@ -93,6 +94,18 @@ def test_table_lines_cut_long_values_before_leaving_columns_out():
 )
 def test_sizes_are_for_humans(size, text):
     assert human_size(size) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("4096", 4096), ("1.5K", 1536), ("128MB", 128 * 1024**2), ("128 MiB", 128 * 1024**2)]
+)
+def test_sizes_are_read_in_binary_units(text, size):
+    assert parse_size(text) == size
+
+
+def test_a_target_size_that_is_no_size_is_a_usage_error_saying_why(location):
+    done = cli("compact", "--location", location, "--target-size", "12X")
+    assert_one_line_failure(done, "compact", "argument --target-size: not a size: '12X' (e.g. 128MB, 1GB)")
 
 
 def test_compact_prints_sizes_for_humans(location):

@@ -1,4 +1,4 @@
-"""What the commands print: one renderer of result rows (``demo``, ``query``, ``status``) and sizes for humans.
+"""What the commands print: one renderer of result rows (``demo``, ``query``, ``status``).
 
 A value prints the same in every table and CSV: booleans ``true``/``false`` and timestamps
 ``2026-05-27 06:00:00.000+00:00`` (UTC, milliseconds), as DuckDB and Athena write them; JSON keeps its own types.
@@ -178,15 +178,3 @@ def text(value: Any, null: str = "NULL") -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(json_value(value))
     return str(value)
-
-
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
-
-
-def human_size(size: float) -> str:
-    """``25436648`` as ``24.3 MiB``: binary units, as ``--target-size`` reads them."""
-    for unit in _UNITS[:-1]:
-        if abs(size) < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} {_UNITS[-1]}"

@@ -16,8 +16,8 @@ import re
 from typing import TYPE_CHECKING
 
 from otel_datasink.cli import EXIT_BUSY, CommandError, describe, interrupted, store_options
-from otel_datasink.commands._output import human_size
 from otel_datasink.commands.replay import add_progress_argument, progress_bar
+from otel_datasink.sizes import human_size, parse_size
 
 if TYPE_CHECKING:
     from otel_datasink.compact import Result
@@ -28,18 +28,13 @@ DEFAULT_TARGET_SIZE = 128 * 1024**2
 TABLE_NAMES = ("alerts", "dataset_status", "job_runs")
 """The tables of :data:`otel_datasink.schema.TABLES` (pinned by a test), which imports pyarrow."""
 
-_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
-
-def parse_size(text: str) -> int:
-    """Bytes of a size such as ``128MB``, ``128MiB``, ``1G`` or ``4096`` (binary units: 1MB = 1024 KiB)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([KMG]?)I?B?)\s*", text.upper())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 128MB, 1GB)")
-    size = int(float(match.group(1)) * _UNITS[match.group(2)])
-    if size <= 0:
-        raise argparse.ArgumentTypeError("the size must be positive")
-    return size
+def _target_size(text: str) -> int:
+    # Raised as argparse's own error, whose words are kept: a ValueError it words "invalid _target_size value".
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     when.add_argument("--older-than", type=int, metavar="DAYS", help="only partitions older than DAYS days")
     parser.add_argument(
         "--target-size",
-        type=parse_size,
+        type=_target_size,
         default=DEFAULT_TARGET_SIZE,
         help=f"size of the files written (default {human_size(DEFAULT_TARGET_SIZE)})",
     )

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from otel_datasink.cli import CommandError, instant, store_options
-from otel_datasink.commands._output import human_size
 from otel_datasink.commands.replay import add_progress_argument
+from otel_datasink.sizes import human_size
 
 NOW_VARIABLE = "OTEL_DATASINK_REPORT_NOW"
 """For tests and benchmarks: the instant the report is as of (ISO 8601), as ``--now``."""
