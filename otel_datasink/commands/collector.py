@@ -12,8 +12,9 @@ import asyncio
 import logging
 
 from otel_datasink import environment_variables as env
-from otel_datasink.cli import CommandError, store_options
 from otel_datasink.collector.settings import CollectorSettings, flag_type
+from otel_datasink.commands._args import store_options
+from otel_datasink.commands._errors import CommandError
 
 _logger = logging.getLogger(__name__)
 

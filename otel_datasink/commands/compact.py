@@ -15,8 +15,8 @@ import datetime
 import re
 from typing import TYPE_CHECKING
 
-from otel_datasink.cli import EXIT_BUSY, CommandError, describe, interrupted, store_options
-from otel_datasink.commands.replay import add_progress_argument, progress_bar
+from otel_datasink.commands._args import add_progress_argument, progress_bar, store_options
+from otel_datasink.commands._errors import EXIT_BUSY, CommandError, describe, interrupted
 from otel_datasink.sizes import human_size, parse_size
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from otel_datasink.cli import CommandError, store_options
+from otel_datasink.commands._args import store_options
+from otel_datasink.commands._errors import CommandError
 from otel_datasink.commands._output import print_rows
 
 if TYPE_CHECKING:

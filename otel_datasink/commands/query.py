@@ -13,28 +13,12 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from otel_datasink.cli import CommandError, store_options
-from otel_datasink.commands._output import FORMATS, print_rows
-from otel_datasink.commands.ddl import add_view_arguments, view_parameters
+from otel_datasink.commands._args import add_allow_empty_argument, add_format_argument, add_view_arguments, fetch
+from otel_datasink.commands._errors import CommandError
+from otel_datasink.commands._output import print_rows
 
 if TYPE_CHECKING:
     import sqlglot.errors
-
-__all__ = ["FORMATS", "add_allow_empty_argument", "add_format_argument", "fetch", "print_rows"]
-
-
-def add_format_argument(parser: argparse.ArgumentParser) -> None:
-    """``--format table|json|csv``, table by default."""
-    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
-
-
-def add_allow_empty_argument(parser: argparse.ArgumentParser) -> None:
-    """``--allow-empty``: a location with no table (missing, empty) is empty tables rather than an error."""
-    parser.add_argument(
-        "--allow-empty",
-        action="store_true",
-        help="accept a location that does not exist or holds no table yet (empty tables) instead of failing",
-    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,29 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SQL dialect of the query (default duckdb; athena is transpiled to DuckDB)",
     )
     add_view_arguments(parser)
-
-
-def fetch(args: argparse.Namespace, sql: str) -> tuple[list[str], list[tuple]]:
-    """Columns and rows of ``sql`` (DuckDB) over ``--location`` with the views of the parsed view options;
-    no columns and no rows for a statement that returns none.
-
-    Raises :class:`CommandError` when the location holds no table, unless ``--allow-empty``.
-    """
-    from otel_datasink import local  # DuckDB: imported by the commands that query, not by every --help
-
-    options = store_options(args)
-    try:
-        con = local.connect(
-            options.location,
-            parameters=view_parameters(args),
-            must_exist=not args.allow_empty,
-            s3_endpoint_url=options.s3_endpoint_url,
-        )
-    except local.NoTablesError as error:
-        raise CommandError(f"{error} (--allow-empty accepts a location with no tables)") from error
-    cursor = con.execute(sql)
-    columns = [d[0] for d in cursor.description] if cursor.description else []
-    return columns, cursor.fetchall() if columns else []
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,15 +9,13 @@ changes no view's answer: the rows are the same, and the views collapse duplicat
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING
 
 from otel_datasink import semconv
-from otel_datasink.cli import CommandError, describe, interrupted, store_options
+from otel_datasink.commands._args import add_progress_argument, progress_bar, store_options
+from otel_datasink.commands._errors import CommandError, describe, interrupted
 
 if TYPE_CHECKING:
-    from tqdm import tqdm
-
     from otel_datasink.replay import Summary
 
 FORMATS = ("auto", "otlp", "openlineage")
@@ -63,26 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"spans written together (one file per table and day per batch; default {DEFAULT_BATCH_SPANS})",
     )
     add_progress_argument(parser)
-
-
-def add_progress_argument(parser: argparse.ArgumentParser) -> None:
-    """``--no-progress``: no progress bar (there is none either when stderr is not a terminal)."""
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def progress_bar(args: argparse.Namespace, total: int | None, desc: str) -> tqdm:
-    """A progress bar in bytes on stderr, shown only on a terminal and without ``--no-progress``."""
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=desc,
-        file=sys.stderr,
-        disable=args.no_progress or not sys.stderr.isatty(),
-    )
 
 
 def run(args: argparse.Namespace) -> int:

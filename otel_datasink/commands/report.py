@@ -19,50 +19,9 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from otel_datasink.cli import CommandError, instant, store_options
-from otel_datasink.commands.replay import add_progress_argument
+from otel_datasink.commands._args import add_page_arguments, add_progress_argument, check_trace_url, store_options
+from otel_datasink.commands._errors import CommandError
 from otel_datasink.sizes import human_size
-
-NOW_VARIABLE = "OTEL_DATASINK_REPORT_NOW"
-"""For tests and benchmarks: the instant the report is as of (ISO 8601), as ``--now``."""
-DEFAULT_DAYS = 30
-MAX_DAYS = 400
-
-
-def positive_days(text: str) -> int:
-    """``--days``: a whole number of days, 1 to :data:`MAX_DAYS`."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
-    if not 1 <= value <= MAX_DAYS:
-        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_DAYS}, not {text}")
-    return value
-
-
-def add_page_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options ``report`` and ``serve`` share: ``--days``, ``--trace-url`` and the hidden ``--now``."""
-    parser.add_argument(
-        "--days",
-        type=positive_days,
-        default=DEFAULT_DAYS,
-        metavar="N",
-        help=f"days shown, today included, compared with the N days before (default {DEFAULT_DAYS})",
-    )
-    parser.add_argument(
-        "--trace-url",
-        metavar="TEMPLATE",
-        help="trace link of a failed run, e.g. https://grafana/explore?traceId={trace_id}",
-    )
-    now = os.environ.get(NOW_VARIABLE)
-    parser.add_argument("--now", type=instant, default=instant(now) if now else None, help=argparse.SUPPRESS)
-
-
-def check_trace_url(template: str | None) -> None:
-    """A ``--trace-url`` with an unknown field fails the command at once (the fields of ``alert --trace-url``)."""
-    from otel_datasink.alerts.conditions import check_template
-
-    check_template(template, "--trace-url")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

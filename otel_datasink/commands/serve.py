@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from otel_datasink import environment_variables as env
-from otel_datasink.cli import EXIT_OK, CommandError, describe, store_options
-from otel_datasink.commands.report import add_page_arguments, check_trace_url
+from otel_datasink.commands._args import add_page_arguments, check_trace_url, store_options
+from otel_datasink.commands._errors import EXIT_OK, CommandError, describe
 from otel_datasink.tokens import given_token
 
 if TYPE_CHECKING:
