@@ -2,7 +2,7 @@
 
 A command reports its own outcome through its exit status (``run(args)`` returns it); any exception it lets
 escape is reported here, in one place, as one line ``otel-datasink <command>: <cause>`` (``-vv`` logs the
-traceback too). Exit statuses, the same for every command:
+traceback too). Exit statuses (:mod:`otel_datasink.commands._errors`), the same for every command:
 
 =====  ==========================================================================================
 0      done
@@ -16,7 +16,8 @@ traceback too). Exit statuses, the same for every command:
 =====  ==========================================================================================
 
 The parser is built for the one command being run: a command's module (and what it imports: DuckDB, gRPC,
-aiohttp, tqdm) is imported only when that command is dispatched, so ``otel-datasink --help`` stays quick.
+aiohttp, tqdm) is imported only when that command is dispatched, so ``otel-datasink --help`` stays quick. Nothing
+imports this module back: what the commands share is in ``commands/_*.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from otel_datasink import environment_variables as env
+from otel_datasink.commands._args import add_location_arguments
 from otel_datasink.commands._args import instant as instant
 from otel_datasink.commands._args import store_options as store_options
 from otel_datasink.commands._errors import (
@@ -46,7 +47,6 @@ from otel_datasink.commands._errors import (
     interrupted,
 )
 from otel_datasink.commands._errors import EXIT_FOUND as EXIT_FOUND
-from otel_datasink.config import DEFAULT_LOCATION
 from otel_datasink.extras import MissingExtraError, needs
 
 if TYPE_CHECKING:
@@ -102,13 +102,6 @@ COMMANDS: dict[str, Command] = {
 }
 """Each names a module of otel_datasink.commands with ``add_arguments(parser)`` and ``run(args)``."""
 
-_STORE_HELP = (
-    "S3 credentials come from the standard AWS chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n"
-    "(and AWS_SESSION_TOKEN), then AWS_PROFILE with ~/.aws/credentials and ~/.aws/config, then the\n"
-    f"instance or task role; the region from AWS_REGION or {env.OTEL_EXPORTER_DATASINK_S3_REGION}."
-)
-"""Lines broken here: the help keeps the commands' docstrings as written (RawDescriptionHelpFormatter)."""
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, but a usage error is one line ``otel-datasink <command>: error: <what>`` (exit status 2),
@@ -149,25 +142,7 @@ def _define(sub: argparse.ArgumentParser, name: str, command: Command) -> None:
     # -v after the command too (`otel-datasink query -v ...`); its own dest, as a subparser's value would replace
     # the one given before the command instead of adding to it.
     _add_verbose(sub, dest="verbose_after", default=argparse.SUPPRESS)
-    store = sub.add_argument_group("location", _STORE_HELP if command.store else None)
-    store.add_argument(
-        "--location",
-        default=os.environ.get(env.OTEL_EXPORTER_DATASINK_LOCATION) or DEFAULT_LOCATION,
-        help=f"{command.location_help} (env {env.OTEL_EXPORTER_DATASINK_LOCATION}; default {DEFAULT_LOCATION})",
-    )
-    if command.store:
-        store.add_argument(
-            "--s3-endpoint-url",
-            metavar="URL",
-            help=f"an S3-compatible endpoint such as MinIO's (env {env.OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL}; "
-            "default AWS)",
-        )
-    if command.maps_spans:
-        store.add_argument(
-            "--profile",
-            help="mapping profile: default, airflow, cicd or a .toml mapping file "
-            f"(env {env.OTEL_EXPORTER_DATASINK_PROFILE}; default 'default')",
-        )
+    add_location_arguments(sub, command.location_help, store=command.store, maps_spans=command.maps_spans)
     module.add_arguments(sub)
     sub.set_defaults(run=module.run)
 

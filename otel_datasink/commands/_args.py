@@ -1,6 +1,6 @@
-"""The options several commands share, each defined and read here once: the location's (read by
-:func:`store_options`), the view parameters, ``--format``, ``--allow-empty``, ``--no-progress``, and the pages'
-``--days``, ``--trace-url`` and ``--now``.
+"""The options several commands share, each defined and read here once: the location's (added to every command
+by :mod:`otel_datasink.cli`, read by :func:`store_options`), the view parameters, ``--format``,
+``--allow-empty``, ``--no-progress``, and the pages' ``--days``, ``--trace-url`` and ``--now``.
 
 Imported for ``otel-datasink --help`` too: what only a running command needs (DuckDB, sqlglot, pyarrow, tqdm) is
 imported inside the function that uses it.
@@ -15,9 +15,9 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from otel_datasink import environment_variables as env
 from otel_datasink.commands._errors import CommandError
-from otel_datasink.commands._output import FORMATS
-from otel_datasink.config import Options
+from otel_datasink.config import DEFAULT_LOCATION, Options
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -28,6 +28,40 @@ NOW_VARIABLE = "OTEL_DATASINK_REPORT_NOW"
 """For tests and benchmarks: the instant the pages are as of (ISO 8601), as ``--now``."""
 DEFAULT_DAYS = 30
 MAX_DAYS = 400
+
+_STORE_HELP = (
+    "S3 credentials come from the standard AWS chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n"
+    "(and AWS_SESSION_TOKEN), then AWS_PROFILE with ~/.aws/credentials and ~/.aws/config, then the\n"
+    f"instance or task role; the region from AWS_REGION or {env.OTEL_EXPORTER_DATASINK_S3_REGION}."
+)
+"""Lines broken here: the help keeps the commands' docstrings as written (RawDescriptionHelpFormatter)."""
+
+
+def add_location_arguments(
+    parser: argparse.ArgumentParser, location_help: str, *, store: bool, maps_spans: bool
+) -> None:
+    """The location's options, read by :func:`store_options`: ``--location``; for a command that reads or writes
+    the tables (``store``) ``--s3-endpoint-url`` and how S3 credentials are found; for one that turns spans into
+    rows (``maps_spans``) ``--profile``."""
+    group = parser.add_argument_group("location", _STORE_HELP if store else None)
+    group.add_argument(
+        "--location",
+        default=os.environ.get(env.OTEL_EXPORTER_DATASINK_LOCATION) or DEFAULT_LOCATION,
+        help=f"{location_help} (env {env.OTEL_EXPORTER_DATASINK_LOCATION}; default {DEFAULT_LOCATION})",
+    )
+    if store:
+        group.add_argument(
+            "--s3-endpoint-url",
+            metavar="URL",
+            help=f"an S3-compatible endpoint such as MinIO's (env {env.OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL}; "
+            "default AWS)",
+        )
+    if maps_spans:
+        group.add_argument(
+            "--profile",
+            help="mapping profile: default, airflow, cicd or a .toml mapping file "
+            f"(env {env.OTEL_EXPORTER_DATASINK_PROFILE}; default 'default')",
+        )
 
 
 def store_options(args: argparse.Namespace, **options: Any) -> Options:
@@ -89,6 +123,8 @@ def view_parameters(args: argparse.Namespace) -> ViewParameters:
 
 def add_format_argument(parser: argparse.ArgumentParser) -> None:
     """``--format table|json|csv``, table by default."""
+    from otel_datasink.commands._output import FORMATS  # csv and json: not for every --help
+
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
 
 
