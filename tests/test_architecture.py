@@ -1,0 +1,86 @@
+"""The package's rooms and which may use which, read from the source with :mod:`ast` (every ``import``, at the
+top, in a function or under ``TYPE_CHECKING``).
+
+The command line is one-way: ``cli.py`` is the entry, which loads a command's module when it is dispatched; a
+command uses the shared helpers of ``commands/_*.py`` and the library; the library knows nothing of either.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import otel_datasink
+
+PACKAGE = Path(otel_datasink.__file__).parent
+CLI = "otel_datasink.cli"
+COMMANDS = "otel_datasink.commands"
+
+PENDING = {"otel_datasink.commands.alert"}
+"""Being rewritten (issue 17's alert engine): it still imports ``cli`` and other commands. Remove it from here
+once it imports ``commands/_*.py`` instead."""
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package by dotted name."""
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    return modules
+
+
+def _imported(name: str, path: Path, modules: dict[str, Path]) -> Iterator[str]:
+    """The modules of the package that module ``name`` imports: ``from a import b`` is module ``a.b`` when there
+    is one, else ``a``; relative imports resolved."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names if alias.name in modules)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            for alias in node.names:
+                yield f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+
+
+def _is_command_side(name: str) -> bool:
+    return name == CLI or name == COMMANDS or name.startswith(COMMANDS + ".")
+
+
+def _is_command(name: str) -> bool:
+    """A command's own module (``commands/query.py``), not a shared helper (``commands/_args.py``)."""
+    return name.startswith(COMMANDS + ".") and not name.rpartition(".")[2].startswith("_")
+
+
+def _forbidden(importer: str, imported: str) -> str | None:
+    """Why ``importer`` may not import ``imported``, or None."""
+    if imported == CLI and importer != CLI:
+        return "only the console script and python -m load cli.py: shared helpers live in commands/_*.py"
+    if not _is_command_side(importer) and _is_command_side(imported):
+        return "the library imports nothing of the command line"
+    if _is_command_side(importer) and _is_command(imported) and imported != importer:
+        return "only cli.py loads a command's module (when dispatched): what commands share goes in commands/_*.py"
+    return None
+
+
+def _violations() -> list[str]:
+    modules = _modules()
+    found = []
+    for name, path in modules.items():
+        for imported in sorted(set(_imported(name, path, modules))):
+            why = _forbidden(name, imported)
+            if why:
+                found.append(f"{name} imports {imported}: {why}")
+    return found
+
+
+def test_the_cli_is_one_way():
+    violations = _violations()
+    pending = {line.split(" ", 1)[0] for line in violations} & PENDING
+    assert [line for line in violations if line.split(" ", 1)[0] not in PENDING] == []
+    assert pending == PENDING, "a PENDING module now follows the rules: remove it from PENDING"
