@@ -90,14 +90,14 @@ def evaluate(location: str, now: str, dataset_window_days: int) -> dict:
     from otel_datasink import local
     from otel_datasink.alerts import conditions
     from otel_datasink.alerts.rules import Rule, Rules
-    from otel_datasink.catalog import ViewParameters
+    from otel_datasink.catalog import ViewParameters, pin_time
 
     instant = datetime.datetime.fromisoformat(now)
     rules = Rules((Rule(job="*", expected_every=datetime.timedelta(hours=2)),), ("json://example/",))
     started = time.perf_counter()
     parameters = ViewParameters(dataset_window_days=dataset_window_days)
     con = local.connect(location, must_exist=True, parameters=parameters)
-    conditions.pin_time(con, instant, parameters)
+    pin_time(con, instant, parameters)
     found = conditions.evaluate(con, rules, instant)
     evaluated = time.perf_counter()
     try:

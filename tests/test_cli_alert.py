@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
 
-from otel_datasink import cli, local
+from otel_datasink import catalog, cli, local
 from otel_datasink.alerts import conditions, metrics
 from otel_datasink.alerts.rules import Rules
 
@@ -336,7 +336,7 @@ def test_the_gauges_report_the_last_evaluation(stale):
     reader = InMemoryMetricReader()
     gauges = metrics.HealthGauges(MeterProvider(metric_readers=[reader]))
     con = local.connect(location)
-    conditions.pin_time(con, now, None)
+    catalog.pin_time(con, now, None)
     found = conditions.evaluate(con, Rules(), now)
     gauges.update(metrics.read_health(con, found))
     points = {}

@@ -186,6 +186,7 @@ def _evaluate_unlocked(context: Context, now: datetime.datetime, held: Held | No
     read means another evaluator sends this round: :class:`~otel_datasink.alerts.incidents.LeaseLost`)."""
     from otel_datasink import local
     from otel_datasink.alerts import incidents
+    from otel_datasink.catalog import pin_time
 
     args = context.args
     parameters = view_parameters(args)
@@ -199,7 +200,7 @@ def _evaluate_unlocked(context: Context, now: datetime.datetime, held: Held | No
     except local.NoTablesError as error:
         raise CommandError(f"{error} (--allow-empty accepts a location with no tables)") from error
     try:
-        conditions_module.pin_time(con, now, parameters)
+        pin_time(con, now, parameters)
         found = conditions_module.evaluate(con, context.rules, now, trace_url=args.trace_url, run_url=args.run_url)
         sends = incidents.plan(found, con, now, targets=context.rules.all_targets())
         if context.gauges is not None:
