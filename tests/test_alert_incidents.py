@@ -18,8 +18,8 @@ from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
 
 from otel_datasink import local
 from otel_datasink.alerts import incidents
-from otel_datasink.alerts.incidents import EvaluationBusy, LeaseLost, Send, evaluation_lock, plan, rows
-from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, DeliveryError
+from otel_datasink.alerts.incidents import EvaluationBusy, LeaseLost, evaluation_lock, plan, rows
+from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, DeliveryError, Send
 from otel_datasink.config import Options
 from otel_datasink.schema import ALERTS
 from otel_datasink.writer import Writer

@@ -178,8 +178,7 @@ def test_a_target_that_stays_down_is_retried_after_a_growing_wait_not_at_every_e
 
 
 def test_deliver_sends_nothing_once_the_evaluation_lost_its_lock(receiver):
-    from otel_datasink.alerts.incidents import Send
-    from otel_datasink.alerts.model import Notification
+    from otel_datasink.alerts.model import Notification, Send
     from otel_datasink.commands.alert import deliver
 
     now = datetime.datetime.now(datetime.timezone.utc)

@@ -50,7 +50,7 @@ import duckdb
 
 from otel_datasink import lease as leases
 from otel_datasink.alerts import delivery
-from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, Notification
+from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, Notification, Outcome, Send
 from otel_datasink.config import Options
 from otel_datasink.schema import ALERTS_TABLE, Rows
 from otel_datasink.writer import Writer
@@ -88,24 +88,9 @@ NOBODY_TOLD = "none of the targets it was told of is configured any more: nobody
 """``details.closed`` of the target-less RESOLVED row that closes an incident nobody configured can be told of."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Send:
-    """One message to one target."""
-
-    notification: Notification
-    target: str | None
-    """The target as configured (with its secrets): what :func:`.delivery.send` takes. None: nobody to tell, the
-    RESOLVED row that closes an incident none of whose targets is configured any more, written and not sent."""
-
-
-Outcome = tuple[Send, "bool | None", "str | None"]
-"""A send, whether the target took it (None for a send with no target: nothing was sent), and why not (a
-:class:`~.model.DeliveryError`'s message) when not."""
-
-
 def to_nobody(sends: Iterable[Send]) -> list[Outcome]:
     """The outcomes of the sends with no target (closings: written, never delivered): nothing sent, no error."""
-    return [(send, None, None) for send in sends if send.target is None]
+    return [Outcome(send, None, None) for send in sends if send.target is None]
 
 
 def target_id(target: str) -> str:
@@ -120,21 +105,6 @@ def incident_id(kind: str, subject: str, opened_at: datetime.datetime) -> str:
 
 
 # --- the history -----------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Incident:
-    """An incident as its latest row tells it."""
-
-    incident_id: str
-    kind: str
-    subject: str
-    severity: str
-    state: str
-    opened_at: datetime.datetime
-    summary: str
-    details: dict[str, Any]
-    resolved_at: datetime.datetime | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,11 +175,12 @@ failed since, and when the latest was sent."""
 
 def _history(
     con: duckdb.DuckDBPyConnection, now: datetime.datetime
-) -> tuple[list[_Incident], dict[tuple[str, str, str], _Told]]:
-    """The incidents of the ``alerts`` table and what each target was told, over :data:`HISTORY_DAYS`."""
+) -> tuple[list[Notification], dict[tuple[str, str, str], _Told]]:
+    """The incidents of the ``alerts`` table, each as the notification of its latest event (its facts, without
+    what records the sending), and what each target was told, over :data:`HISTORY_DAYS`."""
     since = (now - datetime.timedelta(days=HISTORY_DAYS)).astimezone(datetime.timezone.utc).strftime("%Y-%m-%d")
     incidents = [
-        _Incident(
+        Notification(
             incident_id=row[0],
             kind=row[1],
             subject=row[2],
@@ -282,7 +253,10 @@ def plan(
 
 
 def _firing(
-    condition: Condition, incident: _Incident | None, told: dict[tuple[str, str, str], _Told], now: datetime.datetime
+    condition: Condition,
+    incident: Notification | None,
+    told: dict[tuple[str, str, str], _Told],
+    now: datetime.datetime,
 ) -> list[Send]:
     """The FIRING messages of a condition that holds: all of them for a new incident, else per target those due."""
     targets = dict.fromkeys(condition.targets)  # a target named twice (a rule and --notify) is told once
@@ -351,7 +325,7 @@ def _retry_due(
 
 
 def _resolving(
-    incident: _Incident,
+    incident: Notification,
     told: dict[tuple[str, str], _Told],
     known: dict[str, str],
     now: datetime.datetime,
@@ -378,17 +352,8 @@ def _resolving(
     else:
         keys = [key for (key, state) in told if state == FIRING]
         resolved_at = now
-    notification = Notification(
-        incident_id=incident.incident_id,
-        kind=incident.kind,
-        subject=incident.subject,
-        severity=incident.severity,
-        state=RESOLVED,
-        opened_at=incident.opened_at,
-        summary=incident.summary,
-        details=incident.details if reason is None else {**incident.details, "closed": reason},
-        resolved_at=resolved_at,
-    )
+    details = incident.details if reason is None else {**incident.details, "closed": reason}
+    notification = dataclasses.replace(incident, state=RESOLVED, details=details, resolved_at=resolved_at)
     sends: list[Send] = []
     for key in sorted(keys):
         if key in known:

@@ -35,16 +35,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from otel_datasink.alerts import conditions as conditions_module
-from otel_datasink.alerts.model import DeliveryError
+from otel_datasink.alerts.model import DeliveryError, Outcome
 from otel_datasink.alerts.rules import Rules, RulesError, load_rules
 from otel_datasink.cli import EXIT_FOUND, EXIT_OK, CommandError, instant, store_options
 from otel_datasink.commands.ddl import add_view_arguments, view_parameters
 from otel_datasink.commands.query import add_allow_empty_argument
 
 if TYPE_CHECKING:
-    from otel_datasink.alerts.incidents import Held, Send
+    from otel_datasink.alerts.incidents import Held
     from otel_datasink.alerts.metrics import HealthGauges
-    from otel_datasink.alerts.model import Condition
+    from otel_datasink.alerts.model import Condition, Send
     from otel_datasink.config import Options
 
 _logger = logging.getLogger(__name__)
@@ -52,9 +52,6 @@ _logger = logging.getLogger(__name__)
 NOW_VARIABLE = "OTEL_DATASINK_ALERT_NOW"
 """For tests and replays: the instant to evaluate at (ISO 8601), as ``--now``."""
 DEFAULT_TIMEOUT = 10.0
-
-Outcome = tuple["Send", "bool | None", "str | None"]
-"""A send, whether its target took it (None: a closing with no target, nothing sent), why not."""
 
 
 def _positive_seconds(text: str) -> float:
@@ -287,9 +284,9 @@ def _deliver_to(
             delivery.send(target, [send.notification for send in batch], timeout=timeout, repeat=repeat)
         except DeliveryError as error:
             _logger.warning("%s did not take %d notification(s): %s", delivery.redact(target), len(batch), error)
-            outcomes.extend((send, False, str(error)) for send in batch)
+            outcomes.extend(Outcome(send, False, str(error)) for send in batch)
         else:
-            outcomes.extend((send, True, None) for send in batch)
+            outcomes.extend(Outcome(send, True, None) for send in batch)
     return outcomes
 
 
