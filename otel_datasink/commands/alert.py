@@ -38,8 +38,7 @@ from otel_datasink.alerts import conditions as conditions_module
 from otel_datasink.alerts.model import DeliveryError, Outcome
 from otel_datasink.alerts.rules import Rules, RulesError, load_rules
 from otel_datasink.cli import EXIT_FOUND, EXIT_OK, CommandError, instant, store_options
-from otel_datasink.commands.ddl import add_view_arguments, view_parameters
-from otel_datasink.commands.query import add_allow_empty_argument
+from otel_datasink.commands._args import ALLOW_EMPTY_HINT, add_allow_empty_argument, add_view_arguments, view_parameters
 
 if TYPE_CHECKING:
     from otel_datasink.alerts.incidents import Held
@@ -195,7 +194,7 @@ def _evaluate_unlocked(context: Context, now: datetime.datetime, held: Held | No
             s3_endpoint_url=context.options.s3_endpoint_url,
         )
     except local.NoTablesError as error:
-        raise CommandError(f"{error} (--allow-empty accepts a location with no tables)") from error
+        raise CommandError(f"{error} ({ALLOW_EMPTY_HINT})") from error
     try:
         pin_time(con, now, parameters)
         found = conditions_module.evaluate(con, context.rules, now, trace_url=args.trace_url, run_url=args.run_url)

@@ -9,28 +9,9 @@ is refused with a one-line message and exit status 2, before any SQL is printed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from otel_datasink.catalog import DEFAULT_DATABASE, ViewParameters, athena_ddl
-
-
-def add_view_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per :class:`ViewParameters` field, e.g. ``--window-days 30``."""
-    group = parser.add_argument_group("view parameters")
-    for field in dataclasses.fields(ViewParameters):
-        group.add_argument(
-            "--" + field.name.replace("_", "-"),
-            type=int if field.type == "int" else float,
-            default=field.default,
-            metavar="N",
-            help=f"{field.metadata['help']} (default {field.default})",
-        )
-
-
-def view_parameters(args: argparse.Namespace) -> ViewParameters:
-    """The :class:`ViewParameters` of parsed options; ValueError when they do not hold together (the command
-    line's :func:`otel_datasink.cli.main` reports it on one line)."""
-    return ViewParameters(**{field.name: getattr(args, field.name) for field in dataclasses.fields(ViewParameters)})
+from otel_datasink.catalog import DEFAULT_DATABASE, athena_ddl
+from otel_datasink.commands._args import add_view_arguments, view_parameters
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

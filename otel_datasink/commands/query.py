@@ -14,27 +14,18 @@ import argparse
 from typing import TYPE_CHECKING
 
 from otel_datasink.cli import CommandError, store_options
+from otel_datasink.commands._args import ALLOW_EMPTY_HINT, add_allow_empty_argument, add_view_arguments, view_parameters
 from otel_datasink.commands._output import FORMATS, print_rows
-from otel_datasink.commands.ddl import add_view_arguments, view_parameters
 
 if TYPE_CHECKING:
     import sqlglot.errors
 
-__all__ = ["FORMATS", "add_allow_empty_argument", "add_format_argument", "fetch", "print_rows"]
+__all__ = ["FORMATS", "add_format_argument", "fetch", "print_rows"]
 
 
 def add_format_argument(parser: argparse.ArgumentParser) -> None:
     """``--format table|json|csv``, table by default."""
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
-
-
-def add_allow_empty_argument(parser: argparse.ArgumentParser) -> None:
-    """``--allow-empty``: a location with no table (missing, empty) is empty tables rather than an error."""
-    parser.add_argument(
-        "--allow-empty",
-        action="store_true",
-        help="accept a location that does not exist or holds no table yet (empty tables) instead of failing",
-    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +59,7 @@ def fetch(args: argparse.Namespace, sql: str) -> tuple[list[str], list[tuple]]:
             s3_endpoint_url=options.s3_endpoint_url,
         )
     except local.NoTablesError as error:
-        raise CommandError(f"{error} (--allow-empty accepts a location with no tables)") from error
+        raise CommandError(f"{error} ({ALLOW_EMPTY_HINT})") from error
     cursor = con.execute(sql)
     columns = [d[0] for d in cursor.description] if cursor.description else []
     return columns, cursor.fetchall() if columns else []

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from otel_datasink.commands._args import add_allow_empty_argument, add_view_arguments
 from otel_datasink.commands._output import print_rows
-from otel_datasink.commands.ddl import add_view_arguments
-from otel_datasink.commands.query import add_allow_empty_argument, add_format_argument, fetch
+from otel_datasink.commands.query import add_format_argument, fetch
 
 QUERY = """
 SELECT dataset, is_stale, last_status, last_success_at, data_as_of, freshness_minutes, freshness_sla_minutes,
