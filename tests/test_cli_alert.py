@@ -178,8 +178,8 @@ def test_a_target_that_stays_down_is_retried_after_a_growing_wait_not_at_every_e
 
 
 def test_deliver_sends_nothing_once_the_evaluation_lost_its_lock(receiver):
+    from otel_datasink.alerts.engine import deliver
     from otel_datasink.alerts.model import Notification, Send
-    from otel_datasink.commands.alert import deliver
 
     now = datetime.datetime.now(datetime.timezone.utc)
     send = Send(Notification("3f2a9c", "failing_job", "etl", "critical", "FIRING", now, "etl failed"), receiver.url)
@@ -190,10 +190,10 @@ def test_deliver_sends_nothing_once_the_evaluation_lost_its_lock(receiver):
 
 
 def test_an_evaluation_while_another_holds_the_lock_skips_its_round(stale, receiver, capsys):
-    from otel_datasink.alerts import incidents
+    from otel_datasink.alerts.engine import evaluation_lock
 
     location, now = stale
-    with incidents.evaluation_lock(location):
+    with evaluation_lock(location):
         assert _alert(location, now, "--notify", receiver.url) == 0
     assert "skipped" in capsys.readouterr().err and receiver.take() == []
     assert _alert(location, now, "--notify", receiver.url) == 0
@@ -287,6 +287,23 @@ def test_watch_stops_on_sigterm_after_its_evaluation_with_status_0(stale):
     status, out, err = _watch_until_evaluated(location, "--dry-run")
     assert status == 0, err
     assert "stale_dataset orders" in out and out.rstrip().endswith("stopped")
+
+
+def test_watch_with_view_parameters_that_do_not_hold_together_fails_at_once_in_one_line(stale):
+    # They were read at each evaluation: the loop said "evaluation failed: ..." every --watch seconds, for ever.
+    location, _ = stale
+    done = subprocess.run(
+        [sys.executable, "-m", "otel_datasink.cli", "alert", "--location", location, "--watch", "0.2", "--dry-run"]
+        + ["--window-days", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "otel-datasink alert: window_days must cover anomaly_lookback_days + anomaly_baseline_days"
+    ]
+    assert done.stdout == ""
 
 
 def test_watch_exports_the_gauges_with_the_exporter_otel_metrics_exporter_names(stale):

@@ -24,9 +24,8 @@ The state of every incident is the ``alerts`` table itself, one row per notifica
   subject) opens a new incident, told to the targets configured then.
 
 :func:`plan` decides (pure but for reading the history through DuckDB), the caller delivers, :func:`rows` turns
-the outcomes into rows for :meth:`Writer.write`, all at one ``now`` passed in. :func:`evaluation_lock` keeps two
-evaluations of one location from running at once (so from notifying twice); the :class:`Held` it yields tells the
-evaluation whether it still holds it (an S3 lease another evaluator took over) before it sends.
+the outcomes into rows for :meth:`~otel_datasink.writer.Writer.write`, all at one ``now`` passed in
+(:mod:`.engine` runs them in turn, under the location's lock).
 
 A target is stored redacted (:func:`.delivery.redact`); ``details.target_id`` is a fingerprint (a truncated
 SHA-256) of the whole target, which tells apart targets that redact alike (two Slack webhooks). The raw target
@@ -36,34 +35,24 @@ to :func:`plan` (every target the configuration names): the table never holds a 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import duckdb
 
-from otel_datasink import lease as leases
 from otel_datasink.alerts import delivery
 from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, Notification, Outcome, Send
-from otel_datasink.config import Options
 from otel_datasink.schema import ALERTS_TABLE, Rows
-from otel_datasink.writer import Writer
 
 _logger = logging.getLogger(__name__)
 
 HISTORY_DAYS = 400
 """Days of ``alerts`` partitions read for the history: those ``alerts_open`` reads (``dataset_window_days``)."""
-LOCK_NAME = "_alerts.lock"
-"""The lock file (local) or lease object (S3) under the location; a leading ``_`` hides it from readers."""
-DEFAULT_LEASE = leases.DEFAULT_LEASE
-"""How long an S3 lease holds unless renewed or released: a crashed evaluator blocks the next ones at most this
-long (a live one renews it)."""
 BACKOFF_FIRST = datetime.timedelta(minutes=1)
 """The wait before the first retry of a message a target did not take; it doubles with each further consecutive
 failure. A minute: under ``--watch 60`` (or cron every few minutes) the first retries are at the next evaluations,
@@ -461,38 +450,3 @@ def _iso(moment: datetime.datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.astimezone(datetime.timezone.utc).isoformat()
-
-
-# --- one evaluation at a time ----------------------------------------------------------------------------------
-
-EvaluationBusy = leases.Busy
-"""Another evaluation holds the location's lock: this one must not plan or send (it would notify twice)."""
-LeaseLost = leases.LeaseLost
-"""Another evaluator took over this evaluation's S3 lease while it ran: it must send no more (the other one plans
-and sends now)."""
-Held = leases.Held
-"""The evaluation lock as its block holds it: see :class:`otel_datasink.lease.Held`."""
-EVALUATION_LOCK = leases.Lock(LOCK_NAME, what="evaluation", who="evaluator")
-
-
-def evaluation_lock(
-    where: Writer | Options | str | os.PathLike,
-    *,
-    wait: float = 0.0,
-    lease: datetime.timedelta = DEFAULT_LEASE,
-    **options: Any,
-) -> contextlib.AbstractContextManager[Held]:
-    """Holds the location's evaluation lock for the block (:func:`otel_datasink.lease.hold`: a flock on a local
-    folder, a renewed lease object on S3); raises :class:`EvaluationBusy` when another evaluation holds it for
-    longer than ``wait`` seconds (0 by default: ``otel-datasink alert`` under cron skips a round, it does not queue
-    behind a slow one).
-
-    Plan, send and write the rows inside the block: the next evaluation then reads this one's rows, so two
-    evaluations never tell a target of one event twice. The block gets a :class:`Held`: call its
-    :meth:`~Held.check` (or :meth:`~Held.held`) before sending. ``lease`` is how long a crashed evaluator's S3
-    lease blocks the next ones.
-
-    ``where`` is the location (with ``options`` of :class:`~otel_datasink.config.Options`), its Options, or a
-    Writer of it.
-    """
-    return leases.hold(where, EVALUATION_LOCK, wait=wait, lease=lease, **options)
