@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluator(args: argparse.Namespace) -> Evaluator:
     """The evaluator of the command line; a mistyped ``--notify``, rule target or link template fails here."""
-    from otel_datasink.alerts.engine import Evaluator  # DuckDB, pyarrow: imported to evaluate, not for --help
+    from otel_datasink.alerts.engine import Evaluator  # DuckDB: imported to evaluate, not for --help
 
     options = store_options(args)
     rules = load_rules(args.rules, args.notify) if args.rules is not None else Rules(default_targets=tuple(args.notify))
