@@ -2,9 +2,10 @@
 
 Generates N jobs running hourly for D days (one dataset each, SLA 2 h; 2 % of runs fail) with the real pipeline
 (``map_records`` then ``Writer.write``, one write per day, as a collector's flushes), compacts it with
-``otel_datasink.compact``, then times evaluations in a fresh process each (so its peak RSS is the evaluation's):
-connect, views pinned to the evaluation's instant, the five conditions (every job with ``expected_every = "2h"``),
-and ``incidents.plan`` when it is installed (a dry run: nothing is sent or written).
+``otel_datasink.compact``, then times evaluations as ``alert --dry-run`` runs them
+(:meth:`otel_datasink.alerts.engine.Evaluator.evaluate`), each in a fresh process (so its peak RSS is the
+evaluation's): connect, views pinned to the evaluation's instant, the five conditions (every job with
+``expected_every = "2h"``) and the incidents' plan (nothing is sent or written).
 
 The views read bounded windows of ``dt`` partitions (30 days of job_runs, 400 of dataset_status): the cost should
 follow the windows, not the history. Compare::
@@ -86,36 +87,23 @@ def generate(location: str, jobs: int, days: int, now_ns: int) -> int:
 
 
 def evaluate(location: str, now: str, dataset_window_days: int) -> dict:
-    """One evaluation as ``alert --dry-run`` does it; runs in the child process."""
-    from otel_datasink import local
-    from otel_datasink.alerts import conditions
+    """One evaluation as ``alert --dry-run`` does it (:meth:`Evaluator.evaluate`); runs in the child process."""
+    from otel_datasink.alerts.engine import Evaluator
     from otel_datasink.alerts.rules import Rule, Rules
     from otel_datasink.catalog import ViewParameters
+    from otel_datasink.config import Options
 
     instant = datetime.datetime.fromisoformat(now)
     rules = Rules((Rule(job="*", expected_every=datetime.timedelta(hours=2)),), ("json://example/",))
-    started = time.perf_counter()
     parameters = ViewParameters(dataset_window_days=dataset_window_days)
-    con = local.connect(location, must_exist=True, parameters=parameters)
-    conditions.pin_time(con, instant, parameters)
-    found = conditions.evaluate(con, rules, instant)
-    evaluated = time.perf_counter()
-    try:
-        from otel_datasink.alerts import incidents
-    except ImportError:
-        sends = None
-    else:
-        sends = len(incidents.plan(found, con, instant, targets=rules.all_targets()))
+    evaluator = Evaluator(Options.resolve(location), rules, parameters, dry_run=True)
+    started = time.perf_counter()
+    evaluation = evaluator.evaluate(instant)
     done = time.perf_counter()
     kinds: dict[str, int] = {}
-    for condition in found:
+    for condition in evaluation.conditions:
         kinds[condition.kind] = kinds.get(condition.kind, 0) + 1
-    return {
-        "conditions_s": evaluated - started,
-        "total_s": done - started,
-        "conditions": kinds,
-        "sends": sends,
-    }
+    return {"total_s": done - started, "conditions": kinds, "sends": len(evaluation.sends)}
 
 
 def measure(location: str, now: datetime.datetime, repeat: int, dataset_window_days: int) -> list[dict]:
@@ -196,8 +184,7 @@ def report(results: list[dict], window: int) -> None:
     """The best and median time of an evaluation, and the highest peak RSS."""
     best = min(results, key=lambda r: r["total_s"])
     print(
-        f"  evaluation (dataset_window_days={window}): best {best['total_s']:.2f}s "
-        f"(conditions {best['conditions_s']:.2f}s), "
+        f"  evaluation (dataset_window_days={window}): best {best['total_s']:.2f}s, "
         f"median {sorted(r['total_s'] for r in results)[len(results) // 2]:.2f}s, "
         f"peak RSS {max(r['peak_rss_mib'] for r in results):.0f} MiB; "
         f"conditions {best['conditions']}, sends {best['sends']}"

@@ -1,5 +1,6 @@
 """The tables and views as SQL: Athena DDL from :data:`otel_datasink.schema.TABLES`, and the views of
-``sql/views.sql`` (the one SQL source, in Athena's Trino dialect) for Athena and, transpiled by sqlglot, DuckDB.
+``sql/views.sql`` (the one SQL source, in Athena's Trino dialect) for Athena and, transpiled by sqlglot, DuckDB;
+:func:`pin_time` redefines a DuckDB connection's views as seen at one instant (alert evaluations, the report).
 
 Where DuckDB and Trino give one function different meanings, the transpile step rewrites it:
 
@@ -15,18 +16,22 @@ NULLs; ``min_by`` is only used with a ``FILTER`` on its value, since DuckDB's ``
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import importlib.resources
 import math
 import re
 import string
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
 from otel_datasink.schema import FUTURE_TOLERANCE_DAYS, PARTITION_COLUMN, TABLES
+
+if TYPE_CHECKING:
+    import duckdb
 
 DEFAULT_DATABASE = "monitoring"
 PROJECTION_START = "2020-01-01"
@@ -202,6 +207,35 @@ def athena_ddl(location: str, database: str = DEFAULT_DATABASE, parameters: View
 def duckdb_views(parameters: ViewParameters | None = None) -> list[str]:
     """``CREATE OR REPLACE VIEW`` statements for DuckDB over the unqualified tables."""
     return [to_duckdb_expression(s).sql(dialect="duckdb") for s in _view_statements(parameters or ViewParameters())]
+
+
+COMPUTED_ONCE = ("job_runs_latest", "dataset_status_latest")
+"""The views every other reads: :func:`pin_time` computes them once by default."""
+
+
+def pin_time(
+    con: duckdb.DuckDBPyConnection,
+    now: datetime.datetime,
+    parameters: ViewParameters | None,
+    computed_once: tuple[str, ...] = COMPUTED_ONCE,
+) -> None:
+    """Redefines the views of ``con`` as seen at ``now`` instead of the clock, and computes the views of
+    ``computed_once`` once.
+
+    Pinned, the views, the missing runs and the incidents agree on one instant (and a test or a replay of an
+    evaluation chooses it). The views of ``computed_once`` (``job_runs_latest`` and ``dataset_status_latest`` by
+    default) are then kept as temporary tables that the views of the same names read: each condition and gauge
+    reads them again, and ranking a month of runs once instead of six times is most of an evaluation's cost
+    (``benchmarks/bench_alert.py``). A reader of only some views (the report's connections) names those.
+    """
+    instant = now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    for statement in duckdb_views(parameters):
+        statement = re.sub(r"\bCURRENT_TIMESTAMP\b", f"CAST('{instant}+00' AS TIMESTAMPTZ)", statement)
+        statement = re.sub(r"\bCURRENT_DATE\b", f"CAST('{instant[:10]}' AS DATE)", statement)
+        con.execute(statement)
+    for view in computed_once:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _{view} AS SELECT * FROM {view}")
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM _{view}")
 
 
 def to_duckdb(sql: str, read: str = "trino") -> str:

@@ -36,8 +36,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from otel_datasink.commands._args import add_location_arguments
-from otel_datasink.commands._args import instant as instant
-from otel_datasink.commands._args import store_options as store_options
 from otel_datasink.commands._errors import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -46,15 +44,10 @@ from otel_datasink.commands._errors import (
     describe,
     interrupted,
 )
-from otel_datasink.commands._errors import EXIT_FOUND as EXIT_FOUND
 from otel_datasink.extras import MissingExtraError, needs
 
 if TYPE_CHECKING:
     import socket
-
-# The "X as X" imports above are for commands/alert.py alone, which is being rewritten (issue 17) and imports them
-# from here still; every other command imports them from commands/_args.py and commands/_errors.py. They go when
-# it does too (tests/test_architecture.py's PENDING).
 
 
 @dataclasses.dataclass(frozen=True)

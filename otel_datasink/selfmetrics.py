@@ -114,28 +114,40 @@ def observe(
     meter_provider: MeterProvider | None,
     *,
     component_type: str | None = None,
+    meter_name: str = _METER_NAME,
+    attributes: Mapping[str, str] | None = None,
 ) -> None:
     """Reports ``component`` through ``instruments`` of ``meter_provider`` (the global one when None) from now on.
 
-    ``component_type``: its ``otel.component.type``, when not its own class's (see :func:`type_name`). Never raises:
+    ``component_type``: its ``otel.component.type``, when not its own class's (see :func:`type_name`).
+    ``meter_name``: the instrumentation scope of the instruments (``otel_datasink``, but for those of something
+    else than our components' work). ``attributes``: those of each of its observations beside the instrument's
+    own: by default its ``otel.component.type`` and ``otel.component.name`` (which instance counted), ``{}`` for
+    instruments of what a component reads rather than of the component (alerting's health gauges). Never raises:
     a metrics pipeline that fails must not keep a job from writing its rows.
     """
     try:
-        kind = component_type or type_name(component)
         with _OBSERVE_LOCK:
             per_kind = _PROVIDERS.setdefault(_GLOBAL if meter_provider is None else meter_provider, {})
             if instruments not in per_kind:
                 per_kind[instruments] = _Instruments()
                 if meter_provider is None:
-                    meter = metrics.get_meter(_METER_NAME, version())
+                    meter = metrics.get_meter(meter_name, version())
                 else:
-                    meter = meter_provider.get_meter(_METER_NAME, version())
+                    meter = meter_provider.get_meter(meter_name, version())
                 per_kind[instruments].create(meter, instruments)
-            number = _STARTED[kind]
-            _STARTED[kind] += 1
-        per_kind[instruments].components[component] = {_COMPONENT_TYPE: kind, _COMPONENT_NAME: f"{kind}/{number}"}
+            if attributes is None:
+                attributes = _identity(component_type or type_name(component))
+        per_kind[instruments].components[component] = dict(attributes)
     except Exception:  # noqa: BLE001 - see above
         _logger.warning("cannot report metrics of %r", component, exc_info=True)
+
+
+def _identity(kind: str) -> dict[str, str]:
+    """The ``otel.component.*`` attributes of the next component of type ``kind`` started in this process."""
+    number = _STARTED[kind]
+    _STARTED[kind] += 1
+    return {_COMPONENT_TYPE: kind, _COMPONENT_NAME: f"{kind}/{number}"}
 
 
 def error_type(error: BaseException) -> str:

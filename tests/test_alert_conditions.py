@@ -7,7 +7,7 @@ import datetime
 import pytest
 from job_spans import DAY_NS, HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
 
-from otel_datasink import local
+from otel_datasink import catalog, local
 from otel_datasink.alerts import conditions
 from otel_datasink.alerts.rules import Rule, Rules
 
@@ -58,7 +58,7 @@ RULES = Rules(
 def _evaluate(scenario, rules=RULES, **kwargs):
     location, now = scenario
     con = local.connect(location)
-    conditions.pin_time(con, now, None)
+    catalog.pin_time(con, now, None)
     return {c.key: c for c in conditions.evaluate(con, rules, now, **kwargs)}
 
 

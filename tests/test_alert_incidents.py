@@ -18,9 +18,12 @@ from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
 
 from otel_datasink import local
 from otel_datasink.alerts import incidents
-from otel_datasink.alerts.incidents import EvaluationBusy, LeaseLost, Send, evaluation_lock, plan, rows
-from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, DeliveryError
+from otel_datasink.alerts.engine import LOCK_NAME, evaluation_lock
+from otel_datasink.alerts.incidents import plan, rows
+from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, DeliveryError, Send
 from otel_datasink.config import Options
+from otel_datasink.lease import Busy as EvaluationBusy
+from otel_datasink.lease import LeaseLost
 from otel_datasink.schema import ALERTS
 from otel_datasink.writer import Writer
 
@@ -402,7 +405,7 @@ def test_an_expired_s3_lease_is_taken_over_and_a_live_one_is_not(s3_location, mo
                 pass
     # A crashed evaluator's lease: left behind, expired.
     writer = Writer(Options.resolve(s3_location, **options))
-    bucket, key = f"{writer.root}/{incidents.LOCK_NAME}".split("/", 1)
+    bucket, key = f"{writer.root}/{LOCK_NAME}".split("/", 1)
     body = json.dumps({"owner": "dead", "expires": time.time() - 1}).encode()
     writer.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=body)
     with evaluation_lock(s3_location, **options):
@@ -439,7 +442,7 @@ def _wait_until(predicate: Callable[[], bool], seconds: float = 30) -> bool:
 def test_an_evaluation_whose_s3_lease_was_taken_over_learns_it_and_leaves_the_new_one(s3_location, moto_server, caplog):
     options = {"s3_endpoint_url": moto_server.endpoint_url}
     writer = Writer(Options.resolve(s3_location, **options))
-    bucket, key = f"{writer.root}/{incidents.LOCK_NAME}".split("/", 1)
+    bucket, key = f"{writer.root}/{LOCK_NAME}".split("/", 1)
     with evaluation_lock(s3_location, lease=datetime.timedelta(seconds=1), **options) as held:
         # Another evaluator's lease in place of ours, as if ours had lapsed (S3 unreachable) and it took it over.
         body = json.dumps({"owner": "another", "expires": time.time() + 600}).encode()
@@ -480,7 +483,7 @@ def test_an_evaluation_in_another_process_holds_the_local_lock(local_location):
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from otel_datasink.alerts.incidents import evaluation_lock\n"
+            "from otel_datasink.alerts.engine import evaluation_lock\n"
             "with evaluation_lock(sys.argv[1]):\n"
             "    print('held', flush=True)\n"
             "    sys.stdin.readline()\n",

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
 
-from otel_datasink import cli, local
+from otel_datasink import catalog, cli, local
 from otel_datasink.alerts import conditions, metrics
 from otel_datasink.alerts.rules import Rules
 
@@ -178,9 +178,8 @@ def test_a_target_that_stays_down_is_retried_after_a_growing_wait_not_at_every_e
 
 
 def test_deliver_sends_nothing_once_the_evaluation_lost_its_lock(receiver):
-    from otel_datasink.alerts.incidents import Send
-    from otel_datasink.alerts.model import Notification
-    from otel_datasink.commands.alert import deliver
+    from otel_datasink.alerts.engine import deliver
+    from otel_datasink.alerts.model import Notification, Send
 
     now = datetime.datetime.now(datetime.timezone.utc)
     send = Send(Notification("3f2a9c", "failing_job", "etl", "critical", "FIRING", now, "etl failed"), receiver.url)
@@ -191,10 +190,10 @@ def test_deliver_sends_nothing_once_the_evaluation_lost_its_lock(receiver):
 
 
 def test_an_evaluation_while_another_holds_the_lock_skips_its_round(stale, receiver, capsys):
-    from otel_datasink.alerts import incidents
+    from otel_datasink.alerts.engine import evaluation_lock
 
     location, now = stale
-    with incidents.evaluation_lock(location):
+    with evaluation_lock(location):
         assert _alert(location, now, "--notify", receiver.url) == 0
     assert "skipped" in capsys.readouterr().err and receiver.take() == []
     assert _alert(location, now, "--notify", receiver.url) == 0
@@ -290,6 +289,23 @@ def test_watch_stops_on_sigterm_after_its_evaluation_with_status_0(stale):
     assert "stale_dataset orders" in out and out.rstrip().endswith("stopped")
 
 
+def test_watch_with_view_parameters_that_do_not_hold_together_fails_at_once_in_one_line(stale):
+    # They were read at each evaluation: the loop said "evaluation failed: ..." every --watch seconds, for ever.
+    location, _ = stale
+    done = subprocess.run(
+        [sys.executable, "-m", "otel_datasink.cli", "alert", "--location", location, "--watch", "0.2", "--dry-run"]
+        + ["--window-days", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "otel-datasink alert: window_days must cover anomaly_lookback_days + anomaly_baseline_days"
+    ]
+    assert done.stdout == ""
+
+
 def test_watch_exports_the_gauges_with_the_exporter_otel_metrics_exporter_names(stale):
     location, _ = stale
     status, out, err = _watch_until_evaluated(location, "--dry-run", env={"OTEL_METRICS_EXPORTER": "console"})
@@ -336,7 +352,7 @@ def test_the_gauges_report_the_last_evaluation(stale):
     reader = InMemoryMetricReader()
     gauges = metrics.HealthGauges(MeterProvider(metric_readers=[reader]))
     con = local.connect(location)
-    conditions.pin_time(con, now, None)
+    catalog.pin_time(con, now, None)
     found = conditions.evaluate(con, Rules(), now)
     gauges.update(metrics.read_health(con, found))
     points = {}

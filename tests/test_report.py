@@ -16,7 +16,7 @@ from browser import HOSTILE_JOB, HOSTILE_MESSAGE, seed, serving
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
 
 from otel_datasink import cli, local
-from otel_datasink.alerts.conditions import pin_time
+from otel_datasink.catalog import pin_time
 from otel_datasink.config import Options
 from otel_datasink.report import builder as build_module
 from otel_datasink.report import data, page

@@ -19,7 +19,7 @@ from browser import HOSTILE_JOB, HOSTILE_MESSAGE, PageWatch, chromium, seed, ser
 from job_spans import MINUTE_NS, job_span, write_spans
 
 from otel_datasink import cli, local
-from otel_datasink.alerts.conditions import pin_time
+from otel_datasink.catalog import pin_time
 from otel_datasink.report import data, page
 
 pytest.importorskip("vl_convert", reason="the report extra (vl-convert-python) is not installed")

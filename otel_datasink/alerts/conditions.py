@@ -10,7 +10,6 @@ never started, when its rule names it without a glob). One condition per (kind, 
 from __future__ import annotations
 
 import datetime
-import re
 import string
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -21,8 +20,6 @@ from otel_datasink.alerts.rules import DEFAULT_VOLUME_WINDOW, JOB_KINDS, Rule, R
 
 if TYPE_CHECKING:
     import duckdb
-
-    from otel_datasink.catalog import ViewParameters
 
 LINK_FIELDS = ("trace_id", "run_id", "job_name", "span_id", "dataset")
 """The fields a ``--trace-url`` or ``--run-url`` template may use."""
@@ -39,37 +36,6 @@ def check_template(template: str | None, flag: str) -> None:
     unknown = [name for name in fields if name not in LINK_FIELDS]
     if unknown:
         raise ValueError(f"{flag}: unknown field {{{unknown[0]}}} (expected {', '.join(LINK_FIELDS)})")
-
-
-COMPUTED_ONCE = ("job_runs_latest", "dataset_status_latest")
-"""The views every other reads: :func:`pin_time` computes them once by default."""
-
-
-def pin_time(
-    con: duckdb.DuckDBPyConnection,
-    now: datetime.datetime,
-    parameters: ViewParameters | None,
-    computed_once: tuple[str, ...] = COMPUTED_ONCE,
-) -> None:
-    """Redefines the views of ``con`` as seen at ``now`` instead of the clock, and computes the views of
-    ``computed_once`` once.
-
-    Pinned, the views, the missing runs and the incidents agree on one instant (and a test or a replay of an
-    evaluation chooses it). The views of ``computed_once`` (``job_runs_latest`` and ``dataset_status_latest`` by
-    default) are then kept as temporary tables that the views of the same names read: each condition and gauge
-    reads them again, and ranking a month of runs once instead of six times is most of an evaluation's cost
-    (``benchmarks/bench_alert.py``). A reader of only some views (the report's connections) names those.
-    """
-    from otel_datasink.catalog import duckdb_views
-
-    instant = now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-    for statement in duckdb_views(parameters):
-        statement = re.sub(r"\bCURRENT_TIMESTAMP\b", f"CAST('{instant}+00' AS TIMESTAMPTZ)", statement)
-        statement = re.sub(r"\bCURRENT_DATE\b", f"CAST('{instant[:10]}' AS DATE)", statement)
-        con.execute(statement)
-    for view in computed_once:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _{view} AS SELECT * FROM {view}")
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM _{view}")
 
 
 def evaluate(
@@ -355,4 +321,4 @@ _SUMMARIES: Mapping[str, Callable[[str, Facts], Summary]] = {
     "missing_run": _missing_summary,
 }
 
-__all__ = ["JOB_KINDS", "LINK_FIELDS", "check_template", "evaluate", "pin_time"]
+__all__ = ["JOB_KINDS", "LINK_FIELDS", "check_template", "evaluate"]

@@ -50,6 +50,8 @@ MASK = "***"
 ERROR_HEAD = 4
 ERROR_TAIL = 8
 """Lines of a last error message a message keeps: the first ones and the last ones (see :func:`last_error`)."""
+DEFAULT_TIMEOUT = 10.0
+"""Seconds a delivery to one target may take, unless told otherwise (``alert --timeout``)."""
 LINE_CHARS = 300
 CAUSE_CHARS = 300
 """A DeliveryError message is cut here: it goes into logs and the alerts table."""
@@ -651,7 +653,7 @@ def send(
     target: str,
     notifications: Sequence[Notification],
     *,
-    timeout: float = 10.0,
+    timeout: float = DEFAULT_TIMEOUT,
     repeat: datetime.timedelta | None = None,
 ) -> None:
     """Delivers ``notifications`` to one target, or raises :class:`DeliveryError` saying why not, in one line.

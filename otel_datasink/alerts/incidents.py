@@ -24,9 +24,8 @@ The state of every incident is the ``alerts`` table itself, one row per notifica
   subject) opens a new incident, told to the targets configured then.
 
 :func:`plan` decides (pure but for reading the history through DuckDB), the caller delivers, :func:`rows` turns
-the outcomes into rows for :meth:`Writer.write`, all at one ``now`` passed in. :func:`evaluation_lock` keeps two
-evaluations of one location from running at once (so from notifying twice); the :class:`Held` it yields tells the
-evaluation whether it still holds it (an S3 lease another evaluator took over) before it sends.
+the outcomes into rows for :meth:`~otel_datasink.writer.Writer.write`, all at one ``now`` passed in
+(:mod:`.engine` runs them in turn, under the location's lock).
 
 A target is stored redacted (:func:`.delivery.redact`); ``details.target_id`` is a fingerprint (a truncated
 SHA-256) of the whole target, which tells apart targets that redact alike (two Slack webhooks). The raw target
@@ -36,34 +35,24 @@ to :func:`plan` (every target the configuration names): the table never holds a 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import duckdb
 
-from otel_datasink import lease as leases
 from otel_datasink.alerts import delivery
-from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, Notification
-from otel_datasink.config import Options
+from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, Notification, Outcome, Send
 from otel_datasink.schema import ALERTS_TABLE, Rows
-from otel_datasink.writer import Writer
 
 _logger = logging.getLogger(__name__)
 
 HISTORY_DAYS = 400
 """Days of ``alerts`` partitions read for the history: those ``alerts_open`` reads (``dataset_window_days``)."""
-LOCK_NAME = "_alerts.lock"
-"""The lock file (local) or lease object (S3) under the location; a leading ``_`` hides it from readers."""
-DEFAULT_LEASE = leases.DEFAULT_LEASE
-"""How long an S3 lease holds unless renewed or released: a crashed evaluator blocks the next ones at most this
-long (a live one renews it)."""
 BACKOFF_FIRST = datetime.timedelta(minutes=1)
 """The wait before the first retry of a message a target did not take; it doubles with each further consecutive
 failure. A minute: under ``--watch 60`` (or cron every few minutes) the first retries are at the next evaluations,
@@ -88,24 +77,9 @@ NOBODY_TOLD = "none of the targets it was told of is configured any more: nobody
 """``details.closed`` of the target-less RESOLVED row that closes an incident nobody configured can be told of."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Send:
-    """One message to one target."""
-
-    notification: Notification
-    target: str | None
-    """The target as configured (with its secrets): what :func:`.delivery.send` takes. None: nobody to tell, the
-    RESOLVED row that closes an incident none of whose targets is configured any more, written and not sent."""
-
-
-Outcome = tuple[Send, "bool | None", "str | None"]
-"""A send, whether the target took it (None for a send with no target: nothing was sent), and why not (a
-:class:`~.model.DeliveryError`'s message) when not."""
-
-
 def to_nobody(sends: Iterable[Send]) -> list[Outcome]:
     """The outcomes of the sends with no target (closings: written, never delivered): nothing sent, no error."""
-    return [(send, None, None) for send in sends if send.target is None]
+    return [Outcome(send, None, None) for send in sends if send.target is None]
 
 
 def target_id(target: str) -> str:
@@ -120,21 +94,6 @@ def incident_id(kind: str, subject: str, opened_at: datetime.datetime) -> str:
 
 
 # --- the history -----------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Incident:
-    """An incident as its latest row tells it."""
-
-    incident_id: str
-    kind: str
-    subject: str
-    severity: str
-    state: str
-    opened_at: datetime.datetime
-    summary: str
-    details: dict[str, Any]
-    resolved_at: datetime.datetime | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,11 +164,12 @@ failed since, and when the latest was sent."""
 
 def _history(
     con: duckdb.DuckDBPyConnection, now: datetime.datetime
-) -> tuple[list[_Incident], dict[tuple[str, str, str], _Told]]:
-    """The incidents of the ``alerts`` table and what each target was told, over :data:`HISTORY_DAYS`."""
+) -> tuple[list[Notification], dict[tuple[str, str, str], _Told]]:
+    """The incidents of the ``alerts`` table, each as the notification of its latest event (its facts, without
+    what records the sending), and what each target was told, over :data:`HISTORY_DAYS`."""
     since = (now - datetime.timedelta(days=HISTORY_DAYS)).astimezone(datetime.timezone.utc).strftime("%Y-%m-%d")
     incidents = [
-        _Incident(
+        Notification(
             incident_id=row[0],
             kind=row[1],
             subject=row[2],
@@ -282,7 +242,10 @@ def plan(
 
 
 def _firing(
-    condition: Condition, incident: _Incident | None, told: dict[tuple[str, str, str], _Told], now: datetime.datetime
+    condition: Condition,
+    incident: Notification | None,
+    told: dict[tuple[str, str, str], _Told],
+    now: datetime.datetime,
 ) -> list[Send]:
     """The FIRING messages of a condition that holds: all of them for a new incident, else per target those due."""
     targets = dict.fromkeys(condition.targets)  # a target named twice (a rule and --notify) is told once
@@ -351,7 +314,7 @@ def _retry_due(
 
 
 def _resolving(
-    incident: _Incident,
+    incident: Notification,
     told: dict[tuple[str, str], _Told],
     known: dict[str, str],
     now: datetime.datetime,
@@ -378,17 +341,8 @@ def _resolving(
     else:
         keys = [key for (key, state) in told if state == FIRING]
         resolved_at = now
-    notification = Notification(
-        incident_id=incident.incident_id,
-        kind=incident.kind,
-        subject=incident.subject,
-        severity=incident.severity,
-        state=RESOLVED,
-        opened_at=incident.opened_at,
-        summary=incident.summary,
-        details=incident.details if reason is None else {**incident.details, "closed": reason},
-        resolved_at=resolved_at,
-    )
+    details = incident.details if reason is None else {**incident.details, "closed": reason}
+    notification = dataclasses.replace(incident, state=RESOLVED, details=details, resolved_at=resolved_at)
     sends: list[Send] = []
     for key in sorted(keys):
         if key in known:
@@ -496,38 +450,3 @@ def _iso(moment: datetime.datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.astimezone(datetime.timezone.utc).isoformat()
-
-
-# --- one evaluation at a time ----------------------------------------------------------------------------------
-
-EvaluationBusy = leases.Busy
-"""Another evaluation holds the location's lock: this one must not plan or send (it would notify twice)."""
-LeaseLost = leases.LeaseLost
-"""Another evaluator took over this evaluation's S3 lease while it ran: it must send no more (the other one plans
-and sends now)."""
-Held = leases.Held
-"""The evaluation lock as its block holds it: see :class:`otel_datasink.lease.Held`."""
-EVALUATION_LOCK = leases.Lock(LOCK_NAME, what="evaluation", who="evaluator")
-
-
-def evaluation_lock(
-    where: Writer | Options | str | os.PathLike,
-    *,
-    wait: float = 0.0,
-    lease: datetime.timedelta = DEFAULT_LEASE,
-    **options: Any,
-) -> contextlib.AbstractContextManager[Held]:
-    """Holds the location's evaluation lock for the block (:func:`otel_datasink.lease.hold`: a flock on a local
-    folder, a renewed lease object on S3); raises :class:`EvaluationBusy` when another evaluation holds it for
-    longer than ``wait`` seconds (0 by default: ``otel-datasink alert`` under cron skips a round, it does not queue
-    behind a slow one).
-
-    Plan, send and write the rows inside the block: the next evaluation then reads this one's rows, so two
-    evaluations never tell a target of one event twice. The block gets a :class:`Held`: call its
-    :meth:`~Held.check` (or :meth:`~Held.held`) before sending. ``lease`` is how long a crashed evaluator's S3
-    lease blocks the next ones.
-
-    ``where`` is the location (with ``options`` of :class:`~otel_datasink.config.Options`), its Options, or a
-    Writer of it.
-    """
-    return leases.hold(where, EVALUATION_LOCK, wait=wait, lease=lease, **options)

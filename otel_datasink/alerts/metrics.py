@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import threading
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics
 
 from otel_datasink.alerts.model import KINDS, Condition
+from otel_datasink.selfmetrics import Instrument, Reading, observe
 
 if TYPE_CHECKING:
     import duckdb
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 METER_NAME = "otel_datasink.alerts"
+"""The gauges' instrumentation scope: theirs, not our components' (``otel_datasink``): they measure the data."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,57 +63,64 @@ def read_health(con: duckdb.DuckDBPyConnection, conditions: Sequence[Condition])
     )
 
 
+def _per(attribute: str, values: Mapping[str, float]) -> Reading:
+    """One observation per name of ``values``, the name as ``attribute``."""
+    return [(value, {attribute: name}) for name, value in values.items()]
+
+
+INSTRUMENTS = (
+    Instrument(
+        "datasink.dataset.freshness",
+        "gauge",
+        "min",
+        "minutes since the dataset's newest data",
+        lambda gauges: _per("dataset", gauges.health.freshness),
+    ),
+    Instrument(
+        "datasink.dataset.stale",
+        "gauge",
+        "1",
+        "1 when the dataset is stale",
+        lambda gauges: _per("dataset", {name: int(stale) for name, stale in gauges.health.stale.items()}),
+    ),
+    Instrument(
+        "datasink.job.failure_streak",
+        "gauge",
+        "{run}",
+        "consecutive failed runs of the job",
+        lambda gauges: _per("job", gauges.health.failure_streak),
+    ),
+    Instrument(
+        "datasink.runs.hung",
+        "gauge",
+        "{run}",
+        "runs started long past their usual time",
+        lambda gauges: [(gauges.health.hung_runs, {})],
+    ),
+    Instrument(
+        "datasink.alerts.open",
+        "gauge",
+        "{incident}",
+        "incidents open, per kind",
+        lambda gauges: _per("kind", gauges.health.open_by_kind),
+    ),
+)
+"""The gauges, each reading the :class:`Health` of the last evaluation from :class:`HealthGauges`."""
+
+
 class HealthGauges:
-    """The observable gauges, fed by :meth:`update` after each evaluation."""
+    """The observable gauges (:data:`INSTRUMENTS`, through :func:`otel_datasink.selfmetrics.observe`), fed by
+    :meth:`update` after each evaluation."""
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
-        self._health = Health()
-        self._lock = threading.Lock()  # the SDK collects on its own thread
-        meter = (meter_provider or metrics.get_meter_provider()).get_meter(METER_NAME)
-        meter.create_observable_gauge(
-            "datasink.dataset.freshness",
-            [self._freshness],
-            unit="min",
-            description="minutes since the dataset's newest data",
-        )
-        meter.create_observable_gauge(
-            "datasink.dataset.stale", [self._stale], unit="1", description="1 when the dataset is stale"
-        )
-        meter.create_observable_gauge(
-            "datasink.job.failure_streak",
-            [self._streak],
-            unit="{run}",
-            description="consecutive failed runs of the job",
-        )
-        meter.create_observable_gauge(
-            "datasink.runs.hung", [self._hung], unit="{run}", description="runs started long past their usual time"
-        )
-        meter.create_observable_gauge(
-            "datasink.alerts.open", [self._open], unit="{incident}", description="incidents open, per kind"
-        )
+        self.health = Health()
+        # The gauges say how the data is, not which evaluator saw it: no otel.component.* attributes.
+        observe(self, INSTRUMENTS, meter_provider, meter_name=METER_NAME, attributes={})
 
     def update(self, health: Health) -> None:
-        with self._lock:
-            self._health = health
-
-    def _read(self) -> Health:
-        with self._lock:
-            return self._health
-
-    def _freshness(self, options: Any) -> Iterable[metrics.Observation]:
-        return [metrics.Observation(v, {"dataset": k}) for k, v in self._read().freshness.items()]
-
-    def _stale(self, options: Any) -> Iterable[metrics.Observation]:
-        return [metrics.Observation(int(v), {"dataset": k}) for k, v in self._read().stale.items()]
-
-    def _streak(self, options: Any) -> Iterable[metrics.Observation]:
-        return [metrics.Observation(v, {"job": k}) for k, v in self._read().failure_streak.items()]
-
-    def _hung(self, options: Any) -> Iterable[metrics.Observation]:
-        return [metrics.Observation(self._read().hung_runs)]
-
-    def _open(self, options: Any) -> Iterable[metrics.Observation]:
-        return [metrics.Observation(v, {"kind": k}) for k, v in self._read().open_by_kind.items()]
+        """What the gauges report from now on. (One assignment: the SDK's collecting thread reads either the old
+        Health or the new one, never a mix.)"""
+        self.health = health
 
 
 def configure_from_environment() -> MeterProvider | None:

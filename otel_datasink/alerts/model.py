@@ -1,10 +1,11 @@
-"""The types passed between the parts of alerting: a condition that holds now, and a notification to send."""
+"""The types passed between the parts of alerting: a condition that holds now, a notification, a send of it to one
+target, and what became of that send."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 KINDS = ("stale_dataset", "failing_job", "hung_run", "volume_anomaly", "missing_run")
 """Condition kinds, as the ``alerts.kind`` column names them."""
@@ -67,6 +68,26 @@ class Notification:
     """When the condition was seen to clear (RESOLVED only)."""
     reminder: bool = False
     """A FIRING notification of an incident already notified (its suppression interval passed)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Send:
+    """One message to one target."""
+
+    notification: Notification
+    target: str | None
+    """The target as configured (with its secrets): what :func:`.delivery.send` takes. None: nobody to tell, the
+    RESOLVED row that closes an incident none of whose targets is configured any more, written and not sent."""
+
+
+class Outcome(NamedTuple):
+    """What became of one send: the row that records it (:func:`.incidents.rows`) and the line that reports it."""
+
+    send: Send
+    delivered: bool | None
+    """Whether the target took it; None for a send with no target (nothing was sent)."""
+    error: str | None
+    """Why not (a :class:`DeliveryError`'s message), when not."""
 
 
 class DeliveryError(Exception):

@@ -128,6 +128,10 @@ def add_format_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
 
 
+ALLOW_EMPTY_HINT = "--allow-empty accepts a location with no tables"
+"""Said after the error of a location with no table (:class:`otel_datasink.local.NoTablesError`)."""
+
+
 def add_allow_empty_argument(parser: argparse.ArgumentParser) -> None:
     """``--allow-empty``: a location with no table (missing, empty) is empty tables rather than an error."""
     parser.add_argument(
@@ -154,7 +158,7 @@ def fetch(args: argparse.Namespace, sql: str) -> tuple[list[str], list[tuple]]:
             s3_endpoint_url=options.s3_endpoint_url,
         )
     except local.NoTablesError as error:
-        raise CommandError(f"{error} (--allow-empty accepts a location with no tables)") from error
+        raise CommandError(f"{error} ({ALLOW_EMPTY_HINT})") from error
     cursor = con.execute(sql)
     columns = [d[0] for d in cursor.description] if cursor.description else []
     return columns, cursor.fetchall() if columns else []

@@ -23,38 +23,35 @@ Targets: Apprise URLs (slack://..., msteams://..., mailto://..., json://host/pat
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from otel_datasink.alerts import conditions as conditions_module
-from otel_datasink.alerts.model import DeliveryError
-from otel_datasink.alerts.rules import Rules, RulesError, load_rules
-from otel_datasink.cli import EXIT_FOUND, EXIT_OK, CommandError, instant, store_options
-from otel_datasink.commands.ddl import add_view_arguments, view_parameters
-from otel_datasink.commands.query import add_allow_empty_argument
+from otel_datasink.alerts import delivery
+from otel_datasink.alerts.escaping import one_line
+from otel_datasink.alerts.rules import Rules, load_rules
+from otel_datasink.commands._args import (
+    ALLOW_EMPTY_HINT,
+    add_allow_empty_argument,
+    add_view_arguments,
+    instant,
+    store_options,
+    view_parameters,
+)
+from otel_datasink.commands._errors import EXIT_FOUND, EXIT_OK, CommandError, describe
 
 if TYPE_CHECKING:
-    from otel_datasink.alerts.incidents import Held, Send
+    from otel_datasink.alerts.engine import Evaluation, Evaluator
     from otel_datasink.alerts.metrics import HealthGauges
-    from otel_datasink.alerts.model import Condition
-    from otel_datasink.config import Options
 
 _logger = logging.getLogger(__name__)
 
 NOW_VARIABLE = "OTEL_DATASINK_ALERT_NOW"
 """For tests and replays: the instant to evaluate at (ISO 8601), as ``--now``."""
-DEFAULT_TIMEOUT = 10.0
-
-Outcome = tuple["Send", "bool | None", "str | None"]
-"""A send, whether its target took it (None: a closing with no target, nothing sent), why not."""
 
 
 def _positive_seconds(text: str) -> float:
@@ -91,8 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout",
         metavar="SECONDS",
         type=_positive_seconds,
-        default=DEFAULT_TIMEOUT,
-        help=f"per delivery (default {DEFAULT_TIMEOUT:g})",
+        default=delivery.DEFAULT_TIMEOUT,
+        help=f"per delivery (default {delivery.DEFAULT_TIMEOUT:g})",
     )
     now = os.environ.get(NOW_VARIABLE)
     parser.add_argument("--now", type=instant, default=instant(now) if now else None, help=argparse.SUPPRESS)
@@ -100,202 +97,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_view_arguments(parser)
 
 
-@dataclasses.dataclass
-class Evaluation:
-    """What one evaluation found and did."""
-
-    now: datetime.datetime
-    conditions: list[Condition]
-    sends: list[Send]
-    outcomes: list[Outcome] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass(frozen=True)
-class Context:
-    """What every evaluation of one command line uses."""
-
-    options: Options
-    args: argparse.Namespace
-    rules: Rules
-    gauges: HealthGauges | None = None
-
-
 def run(args: argparse.Namespace) -> int:
     """One evaluation, or a loop of them with ``--watch``; see the module's docstring for the exit status."""
-    context = Context(store_options(args), args, _rules(args))
-    _check_targets(context.rules)
-    conditions_module.check_template(args.trace_url, "--trace-url")
-    conditions_module.check_template(args.run_url, "--run-url")
+    evaluator = _evaluator(args)
     if args.watch is not None:
         if args.now is not None:
             raise CommandError("--now is for one evaluation, not --watch")
-        return _watch(context)
-    try:
-        evaluation = evaluate(context, args.now or _utcnow())
-    except _busy() as error:
-        # Another evaluation of the location is under way and notifies what holds: this round is not needed.
-        print(f"otel-datasink alert: skipped: {error}", file=sys.stderr)
+        return _watch(evaluator, args.watch)
+    evaluation = _evaluate(evaluator, args.now or _utcnow())
+    if evaluation is None:
         return EXIT_OK
-    _print(evaluation, args.dry_run)
-    return EXIT_FOUND if args.dry_run and evaluation.conditions else EXIT_OK
+    _print(evaluation, evaluator.dry_run)
+    return EXIT_FOUND if evaluator.dry_run and evaluation.conditions else EXIT_OK
 
 
-def _rules(args: argparse.Namespace) -> Rules:
-    if args.rules is None:
-        return Rules(default_targets=tuple(args.notify))
+def _evaluator(args: argparse.Namespace) -> Evaluator:
+    """The evaluator of the command line; a mistyped ``--notify``, rule target or link template fails here."""
+    from otel_datasink.alerts.engine import Evaluator  # DuckDB: imported to evaluate, not for --help
+
+    options = store_options(args)
+    rules = load_rules(args.rules, args.notify) if args.rules is not None else Rules(default_targets=tuple(args.notify))
+    return Evaluator(
+        options,
+        rules,
+        view_parameters(args),
+        trace_url=args.trace_url,
+        run_url=args.run_url,
+        timeout=args.timeout,
+        every=datetime.timedelta(seconds=args.watch) if args.watch is not None else None,
+        dry_run=args.dry_run,
+        allow_empty=args.allow_empty,
+    )
+
+
+def _evaluate(evaluator: Evaluator, now: datetime.datetime, gauges: HealthGauges | None = None) -> Evaluation | None:
+    """One evaluation, or None when another evaluation of the location is under way: it notifies what holds, this
+    round is not needed (said on stderr)."""
+    from otel_datasink.lease import Busy
+    from otel_datasink.local import NoTablesError
+
     try:
-        return load_rules(args.rules, args.notify)
-    except RulesError as error:
-        raise CommandError(str(error)) from error
-
-
-def _check_targets(rules: Rules) -> None:
-    """A mistyped ``--notify`` or ``notify`` fails the command at once, not every evaluation's delivery."""
-    from otel_datasink.alerts import delivery
-
-    for target in rules.all_targets():
-        try:
-            delivery.check_target(target)
-        except ValueError as error:
-            raise CommandError(str(error)) from error
-
-
-def _busy() -> type[Exception]:
-    from otel_datasink.alerts.incidents import EvaluationBusy
-
-    return EvaluationBusy
+        return evaluator.evaluate(now, gauges)
+    except Busy as error:
+        print(f"otel-datasink alert: skipped: {error}", file=sys.stderr, flush=True)
+        return None
+    except NoTablesError as error:
+        raise CommandError(f"{error} ({ALLOW_EMPTY_HINT})") from error
 
 
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
-
-
-def evaluate(context: Context, now: datetime.datetime) -> Evaluation:
-    """Conditions -> incidents -> deliveries -> rows, under the location's lock (not taken by a dry run, which
-    changes nothing)."""
-    if context.args.dry_run:
-        return _evaluate_unlocked(context, now)
-    from otel_datasink.alerts import incidents
-
-    with incidents.evaluation_lock(context.options) as held:
-        return _evaluate_unlocked(context, now, held)
-
-
-def _evaluate_unlocked(context: Context, now: datetime.datetime, held: Held | None = None) -> Evaluation:
-    """One evaluation; ``held``: the lock, checked before sending (an S3 lease taken over while the conditions were
-    read means another evaluator sends this round: :class:`~otel_datasink.alerts.incidents.LeaseLost`)."""
-    from otel_datasink import local
-    from otel_datasink.alerts import incidents
-
-    args = context.args
-    parameters = view_parameters(args)
-    try:
-        con = local.connect(
-            context.options.location,
-            parameters=parameters,
-            must_exist=not args.allow_empty,
-            s3_endpoint_url=context.options.s3_endpoint_url,
-        )
-    except local.NoTablesError as error:
-        raise CommandError(f"{error} (--allow-empty accepts a location with no tables)") from error
-    try:
-        conditions_module.pin_time(con, now, parameters)
-        found = conditions_module.evaluate(con, context.rules, now, trace_url=args.trace_url, run_url=args.run_url)
-        sends = incidents.plan(found, con, now, targets=context.rules.all_targets())
-        if context.gauges is not None:
-            from otel_datasink.alerts.metrics import read_health
-
-            context.gauges.update(read_health(con, found))
-    finally:
-        con.close()
-    evaluation = Evaluation(now, found, sends)
-    if not args.dry_run and sends:
-        repeat = datetime.timedelta(seconds=args.watch) if args.watch is not None else None
-        if held is not None:
-            held.check()  # lost: nothing sent, nothing written; the evaluator that holds the lease sends
-        holding = held.held if held is not None else _always
-        evaluation.outcomes = deliver(sends, _grouping(found, context.rules), args.timeout, repeat, holding)
-        # Incidents none of whose targets is configured any more: their RESOLVED rows close them, nobody is told.
-        evaluation.outcomes += incidents.to_nobody(sends)
-        # Written even if the lease was lost meanwhile: these messages went out, and a history without them would
-        # have the next evaluation send them again.
-        _write(context.options, incidents.rows(evaluation.outcomes, now))
-    return evaluation
-
-
-def _grouping(found: Sequence[Condition], rules: Rules) -> Callable[[Send], str]:
-    """A send's grouping: its condition's, or (a resolved incident, whose condition is gone) its rule's."""
-    groups = {condition.key: condition.group for condition in found}
-
-    def group(send: Send) -> str:
-        n = send.notification
-        job = n.details.get("job_name")
-        return groups.get((n.kind, n.subject)) or rules.rule_for(n.kind, n.subject, job).group
-
-    return group
-
-
-def _always() -> bool:
-    return True
-
-
-def deliver(
-    sends: Sequence[Send],
-    group: Callable[[Send], str],
-    timeout: float,
-    repeat: datetime.timedelta | None = None,
-    holding: Callable[[], bool] = _always,
-) -> list[Outcome]:
-    """Sends each target its notifications, targets in parallel (a slow one delays no other): one send per
-    incident, and one for all of a target's ``digest`` notifications. A :class:`DeliveryError` fails only
-    the notifications of that send. ``repeat``: the time to the next evaluation (``--watch``), so that
-    Alertmanager keeps a firing alert until it is posted again. ``holding``: whether the evaluation still holds
-    its lock, asked before each send; once it does not, what is left is not sent (and has no outcome). A send with
-    no target (a closing: :func:`~otel_datasink.alerts.incidents.to_nobody`) is not sent, and has no outcome here."""
-    by_target: dict[str, list[Send]] = {}
-    for send in sends:
-        if send.target is not None:
-            by_target.setdefault(send.target, []).append(send)
-    with ThreadPoolExecutor(max_workers=min(8, len(by_target)) or 1, thread_name_prefix="alert-send") as pool:
-        results = pool.map(
-            lambda item: _deliver_to(item[0], item[1], group, timeout, repeat, holding), by_target.items()
-        )
-        return [outcome for outcomes in results for outcome in outcomes]
-
-
-def _deliver_to(
-    target: str,
-    sends: list[Send],
-    group: Callable[[Send], str],
-    timeout: float,
-    repeat: datetime.timedelta | None,
-    holding: Callable[[], bool],
-) -> list[Outcome]:
-    from otel_datasink.alerts import delivery
-
-    digest = [send for send in sends if group(send) == "digest"]
-    batches = [[send] for send in sends if group(send) != "digest"] + ([digest] if digest else [])
-    outcomes: list[Outcome] = []
-    for batch in batches:
-        if not holding():  # another evaluator took the lock over: it sends these now
-            _logger.warning(
-                "lost the evaluation lock: %d notification(s) to %s not sent", len(batch), delivery.redact(target)
-            )
-            continue
-        try:
-            delivery.send(target, [send.notification for send in batch], timeout=timeout, repeat=repeat)
-        except DeliveryError as error:
-            _logger.warning("%s did not take %d notification(s): %s", delivery.redact(target), len(batch), error)
-            outcomes.extend((send, False, str(error)) for send in batch)
-        else:
-            outcomes.extend((send, True, None) for send in batch)
-    return outcomes
-
-
-def _write(options: Options, rows: Any) -> None:
-    from otel_datasink.writer import Writer
-
-    Writer(options).write(rows)
 
 
 # --- what is printed ---------------------------------------------------------------------------------------
@@ -304,9 +155,6 @@ def _write(options: Options, rows: Any) -> None:
 def _print(evaluation: Evaluation, dry_run: bool) -> None:
     """One line per condition, one per notification (sent, failed, or would be sent), then a count line: a subject
     or summary with line breaks or terminal escapes in it stays on its line, inert (:func:`.escaping.one_line`)."""
-    from otel_datasink.alerts import delivery
-    from otel_datasink.alerts.escaping import one_line
-
     stamp = evaluation.now.isoformat(timespec="seconds")
     for condition in evaluation.conditions:
         owners = f" (owners {', '.join(condition.owners)})" if condition.owners else ""
@@ -341,19 +189,19 @@ def _print(evaluation: Evaluation, dry_run: bool) -> None:
 # --- --watch -----------------------------------------------------------------------------------------------
 
 
-def _watch(context: Context) -> int:
-    """Evaluates every ``--watch`` seconds until SIGTERM or SIGINT, which let the current evaluation finish."""
+def _watch(evaluator: Evaluator, seconds: float) -> int:
+    """Evaluates every ``seconds`` until SIGTERM or SIGINT, which let the current evaluation finish."""
     from otel_datasink.alerts.metrics import HealthGauges, configure_from_environment
 
     provider = configure_from_environment()
-    context = dataclasses.replace(context, gauges=HealthGauges())
+    gauges = HealthGauges()
     stop = threading.Event()
     try:
         with _stopped_by_signals(stop):
-            print(f"watching {context.options.location} every {context.args.watch:g}s", flush=True)
+            print(f"watching {evaluator.options.location} every {seconds:g}s", flush=True)
             while not stop.is_set():
-                _evaluate_in_loop(context)
-                stop.wait(context.args.watch)
+                _evaluate_in_loop(evaluator, gauges)
+                stop.wait(seconds)
         print("stopped", flush=True)
     finally:
         if provider is not None:
@@ -361,15 +209,13 @@ def _watch(context: Context) -> int:
     return EXIT_OK
 
 
-def _evaluate_in_loop(context: Context) -> None:
+def _evaluate_in_loop(evaluator: Evaluator, gauges: HealthGauges) -> None:
     """One evaluation of the loop: a failure (a store briefly unreachable) is reported and the loop goes on."""
     try:
-        _print(evaluate(context, _utcnow()), context.args.dry_run)
-    except _busy() as error:  # another evaluator of the location notifies this round
-        print(f"otel-datasink alert: skipped: {error}", file=sys.stderr, flush=True)
+        evaluation = _evaluate(evaluator, _utcnow(), gauges)
+        if evaluation is not None:
+            _print(evaluation, evaluator.dry_run)
     except Exception as error:  # noqa: BLE001 - the next evaluation may succeed; the loop must outlive this one
-        from otel_datasink.cli import describe
-
         _logger.debug("evaluation failed", exc_info=True)
         print(f"otel-datasink alert: evaluation failed: {describe(error)}", file=sys.stderr, flush=True)
 

@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
-from otel_datasink.alerts.conditions import pin_time
-from otel_datasink.catalog import ViewParameters
+from otel_datasink.catalog import ViewParameters, pin_time
 from otel_datasink.config import Options
 from otel_datasink.report import charts as chart_specs
 from otel_datasink.report import data

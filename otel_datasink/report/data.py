@@ -1,6 +1,6 @@
 """What the dashboards show, read from the views (never from view logic of its own) into plain Python values.
 
-Every figure is a view's answer, pinned at one instant (:func:`otel_datasink.alerts.conditions.pin_time`, as
+Every figure is a view's answer, pinned at one instant (:func:`otel_datasink.catalog.pin_time`, as
 ``otel-datasink alert`` does) so that the numbers of one page agree with each other. States (failing jobs, stale
 datasets, hung runs, open alerts, recent runs) come from the views with their default parameters
 (:data:`STATE_PARAMETERS`, ``con``); the period's aggregates (runs, success rate, durations per day, the heat
