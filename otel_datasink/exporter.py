@@ -27,9 +27,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_datasink.at_exit import track_for_exit
-from otel_datasink.mapping import from_readable_span, map_records
+from otel_datasink.mapping import Truncation, from_readable_span, map_records
 from otel_datasink.pipeline import Pipeline
-from otel_datasink.selfmetrics import Instrument, Reading, error_type, observe
+from otel_datasink.selfmetrics import Instrument, Reading, error_type, observe, truncation_instruments
 
 _SHUT_DOWN = "already_shutdown"
 """``error.type`` of spans exported after ``shutdown`` (the value the SDK's own processors use)."""
@@ -58,6 +58,9 @@ class DatasinkSpanExporter(SpanExporter):
         self._exported: collections.Counter[str] = collections.Counter()
         """``error.type`` ("" for none) -> spans whose export ended so: one bump per export, in the caller's thread
         (a BatchSpanProcessor's worker, not the job's)."""
+        self._limits = self.options.span_limits
+        self._truncation = Truncation()
+        """What the span limits took from the rows."""
         track_for_exit(self, exporter=True)
         observe(self, EXPORTER_INSTRUMENTS, meter_provider)
 
@@ -70,7 +73,8 @@ class DatasinkSpanExporter(SpanExporter):
             self._exported[_SHUT_DOWN] += len(spans)
             return SpanExportResult.FAILURE
         try:
-            rows = map_records((from_readable_span(span) for span in spans), self._profile)
+            records = (from_readable_span(span) for span in spans)
+            rows = map_records(records, self._profile, limits=self._limits, counts=self._truncation)
             if any(rows.values()):
                 timeout = self.options.exit_timeout if self._exiting else self.options.timeout
                 deadline = min(time.monotonic() + timeout, self._exit_deadline)
@@ -131,5 +135,6 @@ EXPORTER_INSTRUMENTS: tuple[Instrument, ...] = (
         "(error.type: the exception's type, or already_shutdown).",
         _exported_spans,
     ),
+    *truncation_instruments("exporter", lambda exporter: exporter._truncation),
 )
 """What a :class:`DatasinkSpanExporter` reports."""

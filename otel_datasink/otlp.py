@@ -9,13 +9,22 @@ same Python values.
 A span whose trace id or span id is missing, all zero or of the wrong length cannot be identified and is
 rejected (counted, for OTLP's ``partial_success``); everything else is taken as sent. A span without an end
 time (``end_time_unix_nano`` 0) has started but not ended, and maps to a STARTED row.
+
+The protobuf decoding applies the span limits (:class:`~otel_datasink.config.SpanLimits`) as it reads, as
+:func:`~otel_datasink.mapping.map_records` would after it: the attributes and events a span drops are never held
+(a span of a million attributes is a dict of 128), and :func:`protobuf_shape` counts what a request holds, so that
+the collector knows what decoding it will cost before it does.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
+import dataclasses
+import itertools
 import math
+import operator
 import string
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -26,7 +35,8 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from otel_datasink.mapping import Event, SpanRecord
+from otel_datasink.config import SpanLimits
+from otel_datasink.mapping import DEFAULT_LIMITS, Event, SpanRecord, always_kept, kept_attributes
 
 _SCALAR_KINDS = frozenset(("string_value", "bool_value", "int_value", "double_value", "bytes_value"))
 
@@ -113,12 +123,17 @@ class _Decoded(dict):
 _decoded = _Decoded().__getitem__
 
 
-def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None) -> tuple[list[SpanRecord], int, int]:
+def records_from_protobuf(
+    body: bytes, *, job_keys: frozenset[str] | None = None, limits: SpanLimits = DEFAULT_LIMITS
+) -> tuple[list[SpanRecord], int, int]:
     """The spans of an encoded ``ExportTraceServiceRequest`` or ``TracesData``: records, rejected, all spans.
 
     With ``job_keys`` (a profile's, :func:`otel_datasink.profiles.job_keys_of`), a span without any of these
     attribute keys is skipped: the profile could not take it, so no record is built for it, and it is not
     counted as rejected. Its events are still decoded, only so that a malformed one fails the request.
+
+    Each record is within ``limits`` (:func:`otel_datasink.mapping.limited`, with the keys of ``job_keys`` always
+    kept): what it dropped is in its ``dropped_attributes`` and ``dropped_events``.
 
     Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever in it the
     fault is (as parsing it with OTLP's own messages would).
@@ -129,13 +144,19 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
     rejected = spans = 0
     from_bytes = int.from_bytes
     decoded = _decoded  # dict(map(decoded, key_values)): a span's attribute dict, built in C when all hit
+    max_attributes = limits.attributes
+    always = always_kept(job_keys)
     for resource_spans in message.resource_spans:
         resource = dict(map(decoded, resource_spans.resource.attributes))
         for scope_spans in resource_spans.scope_spans:
             scope_span_list = scope_spans.spans
             spans += len(scope_span_list)
             for span in scope_span_list:
-                attributes = dict(map(decoded, span.attributes))
+                key_values = span.attributes
+                if len(key_values) > max_attributes:
+                    attributes, dropped_attributes = kept_attributes(map(decoded, key_values), max_attributes, always)
+                else:
+                    attributes, dropped_attributes = dict(map(decoded, key_values)), 0
                 events = span.events
                 raw_trace_id = span.trace_id
                 raw_span_id = span.span_id
@@ -149,6 +170,7 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
                     continue
                 parent = span.parent_span_id
                 status = span.status
+                event_list, dropped_events, dropped = _events(events, limits, always) if events else ((), 0, 0)
                 append(
                     SpanRecord(
                         span.name,
@@ -160,13 +182,85 @@ def records_from_protobuf(body: bytes, *, job_keys: frozenset[str] | None = None
                         status.code,
                         status.message,
                         attributes,
-                        [(e.name, e.time_unix_nano, dict(map(decoded, e.attributes))) for e in events]
-                        if events
-                        else (),
+                        event_list,
                         resource,
+                        dropped_attributes + dropped,
+                        dropped_events,
                     )
                 )
     return records, rejected, spans
+
+
+def _events(events: Any, limits: SpanLimits, always: frozenset[str]) -> tuple[list[Event], int, int]:
+    """A span's events within ``limits``, decoded: the first ``limits.events``, each with its attributes within the
+    limit; and how many events and attributes were dropped. Dropped events are read only to fail the request on a
+    malformed attribute."""
+    max_attributes = limits.attributes
+    kept = events[: limits.events] if len(events) > limits.events else events
+    decoded_events: list[Event] = []
+    dropped_attributes = 0
+    for event in kept:
+        key_values = event.attributes
+        if len(key_values) > max_attributes:
+            attributes, dropped = kept_attributes(map(_decoded, key_values), max_attributes, always)
+            dropped_attributes += dropped
+        else:
+            attributes = dict(map(_decoded, key_values))
+        decoded_events.append((event.name, event.time_unix_nano, attributes))
+    for event in itertools.islice(events, len(kept), None):  # one at a time: a slice would hold them all
+        collections.deque(map(_decoded, event.attributes), maxlen=0)
+    return decoded_events, len(events) - len(kept), dropped_attributes
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """What an encoded request holds, counted on its parse (:func:`protobuf_shape`): what decoding it costs follows."""
+
+    spans: int
+    events: int
+    """Events of its spans, dropped ones too (the parse holds each)."""
+    kept_events: int
+    """Events within the event limit: those decoded."""
+    attributes: int
+    """Encoded attributes of its spans, events and resources, dropped ones too (the parse holds each)."""
+    kept_attributes: int
+    """Attributes within the attribute limit: those decoded (of every event, an upper bound)."""
+
+
+_ATTRIBUTES = operator.attrgetter("attributes")
+_EVENTS = operator.attrgetter("events")
+
+
+def protobuf_shape(body: bytes, limits: SpanLimits = DEFAULT_LIMITS) -> Shape:
+    """The :class:`Shape` of an encoded ``ExportTraceServiceRequest`` or ``TracesData``, counted without decoding a
+    span (the lengths of its repeated fields, taken in C); raises ``DecodeError`` as :func:`records_from_protobuf`."""
+    message: Any = _WireTracesData.FromString(body)
+    spans = events = kept_events = attributes = kept_attributes = 0
+    for resource_spans in message.resource_spans:
+        resource_attributes = len(resource_spans.resource.attributes)
+        attributes += resource_attributes
+        kept_attributes += resource_attributes
+        for scope_spans in resource_spans.scope_spans:
+            span_list = scope_spans.spans
+            spans += len(span_list)
+            total, kept = _lengths(map(_ATTRIBUTES, span_list), limits.attributes)
+            attributes += total
+            kept_attributes += kept
+            total, kept = _lengths(map(_EVENTS, span_list), limits.events)
+            events += total
+            kept_events += kept
+            if total:
+                event_list = itertools.chain.from_iterable(map(_EVENTS, span_list))
+                total, kept = _lengths(map(_ATTRIBUTES, event_list), limits.attributes)
+                attributes += total
+                kept_attributes += kept
+    return Shape(spans, events, kept_events, attributes, kept_attributes)
+
+
+def _lengths(containers: Iterable[Any], limit: int) -> tuple[int, int]:
+    """The sum of the lengths of ``containers``, and the sum of each capped at ``limit``."""
+    lengths = list(map(len, containers))
+    return sum(lengths), sum(map(min, lengths, itertools.repeat(limit)))
 
 
 # --- JSON --------------------------------------------------------------------------------------------

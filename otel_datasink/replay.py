@@ -37,7 +37,7 @@ import fsspec
 
 from otel_datasink import semconv
 from otel_datasink.config import Options
-from otel_datasink.mapping import SpanRecord, map_records
+from otel_datasink.mapping import SpanRecord, Truncation, map_records
 from otel_datasink.openlineage import OpenLineageError, looks_like_openlineage, records_of
 from otel_datasink.otlp import OtlpDecodeError, records_from_json
 from otel_datasink.pipeline import Pipeline
@@ -82,6 +82,8 @@ class Summary:
     dataset_updates: int = 0
     files_written: int = 0
     bad_lines: list[BadLine] = dataclasses.field(default_factory=list)
+    truncation: Truncation = dataclasses.field(default_factory=Truncation)
+    """What the span limits took from the rows (of those written, and of a batch whose write failed)."""
 
     @property
     def rows_written(self) -> int:
@@ -99,6 +101,12 @@ class Summary:
         )
         if self.rejected_spans:
             text += f"; {self.rejected_spans} span(s) without valid ids skipped"
+        cut = self.truncation
+        if cut.dropped_attributes or cut.dropped_events or cut.truncated_values:
+            text += (
+                f"; span limits dropped {cut.dropped_attributes} attribute(s) and {cut.dropped_events} event(s), "
+                f"cut {cut.truncated_values} value(s)"
+            )
         text += f"; {len(self.bad_lines)} bad line(s) skipped"
         shown = [f"  {bad.path}:{bad.line}: {bad.reason}" for bad in self.bad_lines[:max_bad_lines]]
         if len(self.bad_lines) > max_bad_lines:
@@ -254,10 +262,11 @@ def _flush(
 ) -> None:
     if not batch and not events:
         return
-    rows = map_records(batch, profile)
+    limits, counts = writer.options.span_limits, summary.truncation
+    rows = map_records(batch, profile, limits=limits, counts=counts)
     if events:
         # One write for both: spans and OpenLineage events of a batch share its files.
-        for table, more in map_records(events, lineage).items():
+        for table, more in map_records(events, lineage, limits=limits, counts=counts).items():
             rows[table].extend(more)
     if any(rows.values()):
         written = writer.write(rows, deadline=time.monotonic() + writer.options.timeout)
