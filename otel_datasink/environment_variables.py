@@ -179,10 +179,10 @@ OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES = "OTEL_EXPORTER_DATASINK_CO
 .. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES
 
 Memory the collector's requests hold at once, OTLP/HTTP and OTLP/gRPC together, in bytes: their bodies, and the
-estimated size of their decoding (about 2 KiB per span within the span limits: 15-25 times the size of small spans
-on the wire). A request whose body would pass it gets 503 (UNAVAILABLE) with Retry-After before its body is read,
-one whose decoding would, once its body is in; one whose decoding alone would pass it gets 413
-(RESOURCE_EXHAUSTED). At least the largest request. Default: 268435456 (256 MiB).
+estimated memory of their decoding (about 20 times the size of a request of small spans, 48 times a protobuf
+request under 1 MiB). A request whose body would pass it gets 503 (UNAVAILABLE) with Retry-After before its body is
+read, one whose decoding would, once its body is in (after waiting up to 2 s for room); one whose decoding alone
+would pass it gets 413 (RESOURCE_EXHAUSTED). At least the largest request. Default: 268435456 (256 MiB).
 """
 
 OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS = "OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS"
