@@ -276,8 +276,8 @@ class SpanLimits:
     """
 
     attributes: int = 128
-    """Attributes kept of a span, and of each of its events (``OTEL_ATTRIBUTE_COUNT_LIMIT``'s default): the first
-    ones, and any later one the mapping or the profile reads (``job.name``, ``dataset.name``, ...)."""
+    """Attributes kept of a span (``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``'s default): the first ones, and any later one
+    the mapping or the profile reads (``job.name``, ``dataset.name``, ...)."""
     events: int = 128
     """Events kept of a span, the first ones (``OTEL_SPAN_EVENT_COUNT_LIMIT``'s default)."""
     attribute_length: int = MAX_STRING

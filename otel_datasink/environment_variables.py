@@ -111,11 +111,11 @@ OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTES = "OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTES"
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTES
 
-Attributes a span keeps, and each of its events, when it is mapped (as ``OTEL_ATTRIBUTE_COUNT_LIMIT`` bounds them
-in the SDK): the first ones in order, and any later one the mapping or the profile reads (``job.name``,
-``dataset.name``, ...), so that a run is never lost to the limit. The others are dropped, counted in the row's
-``attributes`` as ``otel_datasink.dropped_attributes_count`` and in the front door's metrics. Applied alike by the
-span processor, the exporter, the collector (while it decodes a request) and ``replay``. At least 1. Default: 128.
+Attributes a span keeps when it is mapped (as ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`` bounds them in the SDK): the first
+ones in order, and any later one the mapping or the profile reads (``job.name``, ``dataset.name``, ...), so that a
+run is never lost to the limit. The others are dropped, counted in the row's ``attributes`` as
+``otel_datasink.dropped_attributes_count`` and in the front door's metrics. Applied alike by the span processor, the
+exporter, the collector (while it decodes a request) and ``replay``. At least 1. Default: 128.
 """
 
 OTEL_EXPORTER_DATASINK_MAX_EVENTS = "OTEL_EXPORTER_DATASINK_MAX_EVENTS"

@@ -62,8 +62,8 @@ class SpanRecord:
     events: Sequence[Event] = ()
     resource: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     dropped_attributes: int = 0
-    """Attributes of the span and of its events already dropped by the span limits (the OTLP decoding applies them
-    as it reads); :func:`limited` adds those it drops."""
+    """Attributes of the span already dropped by the span limits (the OTLP decoding applies them as it reads);
+    :func:`limited` adds those it drops."""
     dropped_events: int = 0
     """Events already dropped by the span limits, as :attr:`dropped_attributes`."""
 
@@ -314,19 +314,8 @@ _STR_COLUMNS = frozenset(key for key, coerce in _COLUMN_ATTRIBUTES.items() if co
 _INT_COLUMNS = frozenset(key for key, coerce in _COLUMN_ATTRIBUTES.items() if coerce is to_int)
 _INT64_DIGITS = len(str(_MIN_INT64))
 
-_READ_KEYS = frozenset(
-    (
-        *_COLUMN_ATTRIBUTES,
-        semconv.DATASET_RECORDS_WRITTEN,
-        semconv.DATASET_RECORD_COUNT,
-        semconv.DATASET_WATERMARK,
-        semconv.DATASET_FRESHNESS_SLA_MINUTES,
-        semconv.EXCEPTION_TYPE,
-        semconv.EXCEPTION_MESSAGE,
-        semconv.EXCEPTION_ESCAPED,
-    )
-)
-"""The attribute keys the mapping reads, of a span or of its events: never dropped by the attribute limit."""
+_READ_KEYS = frozenset(_COLUMN_ATTRIBUTES)
+"""The attribute keys the mapping reads of a span (into its columns): never dropped by the attribute limit."""
 
 
 def always_kept(job_keys: frozenset[str] | None) -> frozenset[str]:
@@ -336,7 +325,7 @@ def always_kept(job_keys: frozenset[str] | None) -> frozenset[str]:
 
 
 def kept_attributes(pairs: Iterable[tuple[str, Any]], limit: int, always: frozenset[str]) -> tuple[dict[str, Any], int]:
-    """The attributes of a span or an event within the attribute limit, and how many were dropped.
+    """The attributes of a span within the attribute limit, and how many were dropped.
 
     The first ``limit`` keys in order are kept (as the OpenTelemetry SDKs for Java, Go and JavaScript keep them: a
     new attribute past the limit is discarded), and any later attribute whose key is in ``always``
@@ -354,23 +343,16 @@ def kept_attributes(pairs: Iterable[tuple[str, Any]], limit: int, always: frozen
 
 
 def limited(record: SpanRecord, limits: SpanLimits, always: frozenset[str]) -> SpanRecord:
-    """``record`` within the attribute and event limits (itself when it is), its dropped counts raised by what
-    was dropped: the first ``limits.events`` events, each with its attributes within the limit, as the span's own
-    (:func:`kept_attributes`)."""
-    max_attributes = limits.attributes
+    """``record`` within the attribute and event limits (itself when it is): its attributes as
+    :func:`kept_attributes` keeps them, its first ``limits.events`` events; its dropped counts raised by what was
+    dropped. An event's own attributes are not limited: the rows keep none of them, only read a few by their keys."""
     attributes, events = record.attributes, record.events
     dropped_attributes = dropped_events = 0
-    if len(attributes) > max_attributes:
-        attributes, dropped_attributes = kept_attributes(attributes.items(), max_attributes, always)
-    if _over(events, limits.events, max_attributes):
-        kept_events: list[Event] = []
-        for name, time_ns, event_attributes in events[: limits.events]:
-            if len(event_attributes) > max_attributes:
-                event_attributes, dropped = kept_attributes(event_attributes.items(), max_attributes, always)
-                dropped_attributes += dropped
-            kept_events.append((name, time_ns, event_attributes))
-        dropped_events = len(events) - len(kept_events)
-        events = kept_events
+    if len(attributes) > limits.attributes:
+        attributes, dropped_attributes = kept_attributes(attributes.items(), limits.attributes, always)
+    if len(events) > limits.events:
+        dropped_events = len(events) - limits.events
+        events = events[: limits.events]
     if attributes is record.attributes and events is record.events:
         return record
     return dataclasses.replace(
@@ -565,10 +547,6 @@ def job_run_row(
     }
 
 
-def _over(events: Sequence[Event], max_events: int, max_attributes: int) -> bool:
-    return len(events) > max_events or any(len(event[2]) > max_attributes for event in events)
-
-
 def _run_type(value: str | None) -> str | None:
     # "Backfill" must count as a backfill (watermarks, baselines); values outside the contract's stay as given.
     if value is None or value in semconv.RUN_TYPES:
@@ -656,7 +634,7 @@ def map_records(
     runs: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for span in records:
-        if len(span.attributes) > max_attributes or (span.events and _over(span.events, max_events, max_attributes)):
+        if len(span.attributes) > max_attributes or len(span.events) > max_events:
             span = limited(span, limits, always)
         record = profile(span)
         if record is None:

@@ -26,7 +26,7 @@ import itertools
 import math
 import operator
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -144,7 +144,7 @@ def records_from_protobuf(
     rejected = spans = 0
     from_bytes = int.from_bytes
     decoded = _decoded  # dict(map(decoded, key_values)): a span's attribute dict, built in C when all hit
-    max_attributes = limits.attributes
+    max_attributes, max_events = limits.attributes, limits.events
     always = always_kept(job_keys)
     for resource_spans in message.resource_spans:
         resource = dict(map(decoded, resource_spans.resource.attributes))
@@ -170,7 +170,14 @@ def records_from_protobuf(
                     continue
                 parent = span.parent_span_id
                 status = span.status
-                event_list, dropped_events, dropped = _events(events, limits, always) if events else ((), 0, 0)
+                event_list: Sequence[Event]
+                if len(events) > max_events:
+                    event_list, dropped_events = _limited_events(events, max_events)
+                else:
+                    event_list = (
+                        [(e.name, e.time_unix_nano, dict(map(decoded, e.attributes))) for e in events] if events else ()
+                    )
+                    dropped_events = 0
                 append(
                     SpanRecord(
                         span.name,
@@ -184,32 +191,20 @@ def records_from_protobuf(
                         attributes,
                         event_list,
                         resource,
-                        dropped_attributes + dropped,
+                        dropped_attributes,
                         dropped_events,
                     )
                 )
     return records, rejected, spans
 
 
-def _events(events: Any, limits: SpanLimits, always: frozenset[str]) -> tuple[list[Event], int, int]:
-    """A span's events within ``limits``, decoded: the first ``limits.events``, each with its attributes within the
-    limit; and how many events and attributes were dropped. Dropped events are read only to fail the request on a
-    malformed attribute."""
-    max_attributes = limits.attributes
-    kept = events[: limits.events] if len(events) > limits.events else events
-    decoded_events: list[Event] = []
-    dropped_attributes = 0
-    for event in kept:
-        key_values = event.attributes
-        if len(key_values) > max_attributes:
-            attributes, dropped = kept_attributes(map(_decoded, key_values), max_attributes, always)
-            dropped_attributes += dropped
-        else:
-            attributes = dict(map(_decoded, key_values))
-        decoded_events.append((event.name, event.time_unix_nano, attributes))
-    for event in itertools.islice(events, len(kept), None):  # one at a time: a slice would hold them all
+def _limited_events(events: Any, limit: int) -> tuple[list[Event], int]:
+    """The first ``limit`` of a span's events, decoded, and how many were dropped. The others are read only to fail
+    the request on a malformed attribute, one at a time."""
+    kept: list[Event] = [(e.name, e.time_unix_nano, dict(map(_decoded, e.attributes))) for e in events[:limit]]
+    for event in itertools.islice(events, limit, None):
         collections.deque(map(_decoded, event.attributes), maxlen=0)
-    return decoded_events, len(events) - len(kept), dropped_attributes
+    return kept, len(events) - limit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +219,8 @@ class Shape:
     attributes: int
     """Encoded attributes of its spans, events and resources, dropped ones too (the parse holds each)."""
     kept_attributes: int
-    """Attributes within the attribute limit: those decoded (of every event, an upper bound)."""
+    """Attributes decoded: of its spans within the attribute limit, and all of its events and resources (those of
+    the events past the event limit too: an upper bound)."""
 
 
 _ATTRIBUTES = operator.attrgetter("attributes")
@@ -251,9 +247,9 @@ def protobuf_shape(body: bytes, limits: SpanLimits = DEFAULT_LIMITS) -> Shape:
             kept_events += kept
             if total:
                 event_list = itertools.chain.from_iterable(map(_EVENTS, span_list))
-                total, kept = _lengths(map(_ATTRIBUTES, event_list), limits.attributes)
+                total = sum(map(len, map(_ATTRIBUTES, event_list)))
                 attributes += total
-                kept_attributes += kept
+                kept_attributes += total
     return Shape(spans, events, kept_events, attributes, kept_attributes)
 
 
