@@ -1,6 +1,7 @@
 """The collector under wide spans and requests that decode to much more than they weigh: the span limits, and the
-decoded size counted in the in-flight budget. A collector in its own process, real requests on 127.0.0.1; memory
-measured as in test_collector_hostile (``/proc/<pid>/status``)."""
+decoded size counted in the in-flight budget. Real requests on 127.0.0.1, to a collector in its own process where
+its memory (measured as in test_collector_hostile, ``/proc/<pid>/status``) or its environment is under test, in
+this process otherwise."""
 
 from __future__ import annotations
 
