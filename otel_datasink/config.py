@@ -26,6 +26,9 @@ DEFAULT_LOCATION = "./datasink"
 COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
 """Parquet codecs the ``compression`` option takes (Athena reads each of them)."""
 
+MAX_STRING = 32 * 1024
+"""Longest string kept in any column or attribute value; longer ones are cut (Athena rows stay small)."""
+
 LONGEST_WAIT = threading.TIMEOUT_MAX
 """Longest duration an option takes, in seconds (about 292 years): a longer wait makes ``Event.wait`` raise
 OverflowError, in the processor's worker where nothing would report it."""
@@ -83,6 +86,14 @@ def text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be a non-empty string, not {value!r}")
     return value
+
+
+def _attribute_length(value: Any) -> int:
+    # Above MAX_STRING no value is kept longer (every string is cut there): a larger limit would promise more.
+    length = count(value)
+    if length > MAX_STRING:
+        raise ValueError(f"must be at most {MAX_STRING}, not {length}")
+    return length
 
 
 def _profile(value: Any) -> str:
@@ -248,8 +259,29 @@ SETTINGS: SettingTable = {
     "max_export_batch_size": Setting(count, env.OTEL_EXPORTER_DATASINK_MAX_EXPORT_BATCH_SIZE, int),
     "storage_options": Setting(_mapping),
     "openlineage_namespace_prefix": Setting(flag, env.OTEL_EXPORTER_DATASINK_OPENLINEAGE_NAMESPACE_PREFIX),
+    "max_attributes": Setting(count, env.OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTES, int),
+    "max_events": Setting(count, env.OTEL_EXPORTER_DATASINK_MAX_EVENTS, int),
+    "max_attribute_length": Setting(_attribute_length, env.OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTE_LENGTH, int),
 }
 """What each option of :class:`Options` accepts, and its environment variable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanLimits:
+    """What a span keeps when it is mapped, as the SDK's span limits bound what a span holds: the options
+    ``max_attributes``, ``max_events`` and ``max_attribute_length`` of :class:`Options`.
+
+    Every front door maps with them (:func:`otel_datasink.mapping.map_records`), and the collector's OTLP decoding
+    applies them as it reads, so that a span of a million attributes never becomes a million objects.
+    """
+
+    attributes: int = 128
+    """Attributes kept of a span (``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``'s default): the first ones, and any later one
+    the mapping or the profile reads (``job.name``, ``dataset.name``, ...)."""
+    events: int = 128
+    """Events kept of a span, the first ones (``OTEL_SPAN_EVENT_COUNT_LIMIT``'s default)."""
+    attribute_length: int = MAX_STRING
+    """Characters kept of a value in the ``attributes`` column; long enough for a traceback kept as an attribute."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,6 +314,12 @@ class Options:
     openlineage_namespace_prefix: bool = False
     """Whether an OpenLineage job's ``job_name`` is ``<job namespace>/<job name>`` rather than its name alone
     (:mod:`otel_datasink.openlineage`; the namespace is in the ``attributes`` column either way)."""
+    max_attributes: int = SpanLimits.attributes
+    """At least 1: see :attr:`SpanLimits.attributes`."""
+    max_events: int = SpanLimits.events
+    """At least 1: see :attr:`SpanLimits.events`."""
+    max_attribute_length: int = SpanLimits.attribute_length
+    """At least 1 and at most :data:`MAX_STRING`: see :attr:`SpanLimits.attribute_length`."""
 
     def __post_init__(self) -> None:
         check_fields(self, SETTINGS)
@@ -292,6 +330,11 @@ class Options:
                 f"max_export_batch_size ({self.max_export_batch_size}) must not exceed "
                 f"max_queue_size ({self.max_queue_size})"
             )
+
+    @property
+    def span_limits(self) -> SpanLimits:
+        """The span limits these options set."""
+        return SpanLimits(self.max_attributes, self.max_events, self.max_attribute_length)
 
     @classmethod
     def resolve(cls, location: str | os.PathLike | None = None, **options: Any) -> Options:

@@ -107,6 +107,36 @@ collector's ``POST /api/v1/lineage`` and by ``otel-datasink replay``. ``true``/`
 ``yes``/``no``, ``on``/``off``). Default: ``false``.
 """
 
+OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTES = "OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTES"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTES
+
+Attributes a span keeps when it is mapped (as ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`` bounds them in the SDK): the first
+ones in order, and any later one the mapping or the profile reads (``job.name``, ``dataset.name``, ...), so that a
+run is never lost to the limit. The others are dropped, counted in the row's ``attributes`` as
+``otel_datasink.dropped_attributes_count`` and in the front door's metrics. Applied alike by the span processor, the
+exporter, the collector (while it decodes a request) and ``replay``. At least 1. Default: 128.
+"""
+
+OTEL_EXPORTER_DATASINK_MAX_EVENTS = "OTEL_EXPORTER_DATASINK_MAX_EVENTS"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_MAX_EVENTS
+
+Events a span keeps when it is mapped, the first ones (as ``OTEL_SPAN_EVENT_COUNT_LIMIT`` in the SDK): a
+``dataset.update`` event past it makes no row. The others are dropped, counted in the row's ``attributes`` as
+``otel_datasink.dropped_events_count`` and in the front door's metrics. At least 1. Default: 128.
+"""
+
+OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTE_LENGTH = "OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTE_LENGTH"
+"""
+.. envvar:: OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTE_LENGTH
+
+Characters kept of a value in the ``attributes`` column (as ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` in the SDK); a
+longer value is cut, counted in the row's ``attributes`` as ``otel_datasink.truncated_values_count`` and in the
+front door's metrics. The columns (names, error messages) keep up to 32768 characters whatever this is. At least 1
+and at most 32768. Default: 32768.
+"""
+
 OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT = "OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT"
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT
@@ -148,9 +178,11 @@ OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES = "OTEL_EXPORTER_DATASINK_CO
 """
 .. envvar:: OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_INFLIGHT_BYTES
 
-Request bodies the collector holds at once, OTLP/HTTP and OTLP/gRPC together, in bytes: a request that would pass
-it gets 503 (UNAVAILABLE) with Retry-After before its body is read. At least the largest request. Default:
-67108864 (64 MiB).
+Memory the collector's requests hold at once, OTLP/HTTP and OTLP/gRPC together, in bytes: their bodies, and the
+estimated memory of their decoding (about 20 times the size of a request of small spans, 48 times a protobuf
+request under 1 MiB). A request whose body would pass it gets 503 (UNAVAILABLE) with Retry-After before its body is
+read, one whose decoding would, once its body is in (after waiting up to 2 s for room); one whose decoding alone
+would pass it gets 413 (RESOURCE_EXHAUSTED). At least the largest request. Default: 268435456 (256 MiB).
 """
 
 OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS = "OTEL_EXPORTER_DATASINK_COLLECTOR_MAX_CONNECTIONS"

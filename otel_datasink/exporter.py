@@ -27,10 +27,18 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_datasink.at_exit import track_for_exit
-from otel_datasink.mapping import from_readable_span, map_records
+from otel_datasink.mapping import Truncation, from_readable_span, map_records
 from otel_datasink.pipeline import Pipeline
 from otel_datasink.schema import count_future_dated
-from otel_datasink.selfmetrics import FUTURE_DATED_ROWS, Instrument, Reading, error_type, observe, per_table
+from otel_datasink.selfmetrics import (
+    FUTURE_DATED_ROWS,
+    Instrument,
+    Reading,
+    error_type,
+    observe,
+    per_table,
+    truncation_instruments,
+)
 
 _SHUT_DOWN = "already_shutdown"
 """``error.type`` of spans exported after ``shutdown`` (the value the SDK's own processors use)."""
@@ -61,6 +69,9 @@ class DatasinkSpanExporter(SpanExporter):
         (a BatchSpanProcessor's worker, not the job's)."""
         self._future_dated_rows: collections.Counter[str] = collections.Counter()
         """table -> rows mapped with a time too far ahead of the clock (schema.count_future_dated)."""
+        self._limits = self.options.span_limits
+        self._truncation = Truncation()
+        """What the span limits took from the rows."""
         track_for_exit(self, exporter=True)
         observe(self, EXPORTER_INSTRUMENTS, meter_provider)
 
@@ -73,7 +84,8 @@ class DatasinkSpanExporter(SpanExporter):
             self._exported[_SHUT_DOWN] += len(spans)
             return SpanExportResult.FAILURE
         try:
-            rows = map_records((from_readable_span(span) for span in spans), self._profile)
+            records = (from_readable_span(span) for span in spans)
+            rows = map_records(records, self._profile, limits=self._limits, counts=self._truncation)
             self._future_dated_rows.update(count_future_dated(rows))
             if any(rows.values()):
                 timeout = self.options.exit_timeout if self._exiting else self.options.timeout
@@ -179,5 +191,6 @@ EXPORTER_INSTRUMENTS: tuple[Instrument, ...] = (
         FUTURE_DATED_ROWS,
         lambda exporter: per_table(exporter._future_dated_rows.copy()),
     ),
+    *truncation_instruments("exporter", lambda exporter: exporter._truncation),
 )
 """What a :class:`DatasinkSpanExporter` reports."""

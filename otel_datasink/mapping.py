@@ -22,6 +22,7 @@ from typing import Any
 from opentelemetry.trace import StatusCode
 
 from otel_datasink import sdk, semconv
+from otel_datasink.config import MAX_STRING, SpanLimits
 from otel_datasink.schema import (
     DATASET_STATUS_TABLE,
     JOB_RUNS_TABLE,
@@ -35,9 +36,6 @@ from otel_datasink.schema import (
 STATUS_CODE_UNSET = 0
 STATUS_CODE_OK = 1
 STATUS_CODE_ERROR = 2
-
-MAX_STRING = 32 * 1024
-"""Longest string kept in any column or attribute value; longer ones are cut (Athena rows stay small)."""
 
 _MIN_INT64 = -(2**63)
 _MAX_INT64 = 2**63 - 1
@@ -63,6 +61,29 @@ class SpanRecord:
     attributes: Mapping[str, Any]
     events: Sequence[Event] = ()
     resource: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    dropped_attributes: int = 0
+    """Attributes of the span already dropped by the span limits (the OTLP decoding applies them as it reads);
+    :func:`limited` adds those it drops."""
+    dropped_events: int = 0
+    """Events already dropped by the span limits, as :attr:`dropped_attributes`."""
+
+
+DEFAULT_LIMITS = SpanLimits()
+
+
+@dataclasses.dataclass
+class Truncation:
+    """What the span limits took from the rows of a front door (:func:`map_records` adds to it): its metrics."""
+
+    dropped_attributes: int = 0
+    dropped_events: int = 0
+    truncated_values: int = 0
+
+    def add(self, other: Truncation) -> None:
+        """Adds the counts of ``other``."""
+        self.dropped_attributes += other.dropped_attributes
+        self.dropped_events += other.dropped_events
+        self.truncated_values += other.truncated_values
 
 
 _STATUS_CODES = {code: code.value for code in StatusCode}
@@ -109,6 +130,12 @@ def clean_str(value: Any) -> str | None:
     length capped."""
     if value.__class__ is str and len(value) <= MAX_STRING and value.isprintable():
         return value  # the common case, decided without further calls
+    text = _printable(value)
+    return text[:MAX_STRING] if text is not None and len(text) > MAX_STRING else text
+
+
+def _printable(value: Any) -> str | None:
+    """:func:`clean_str` before its length cap."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -123,7 +150,7 @@ def clean_str(value: Any) -> str | None:
             value = str(value)
     if not value.isprintable():
         value = "".join(c for c in value if c.isprintable() or c == " ")
-    return value[:MAX_STRING] if len(value) > MAX_STRING else value
+    return value
 
 
 _KEPT_IN_TEXT = frozenset("\n\t")
@@ -285,16 +312,70 @@ _COLUMN_ATTRIBUTES = {
 
 _STR_COLUMNS = frozenset(key for key, coerce in _COLUMN_ATTRIBUTES.items() if coerce is clean_str)
 _INT_COLUMNS = frozenset(key for key, coerce in _COLUMN_ATTRIBUTES.items() if coerce is to_int)
+_INT64_DIGITS = len(str(_MIN_INT64))
+
+_READ_KEYS = frozenset(_COLUMN_ATTRIBUTES)
+"""The attribute keys the mapping reads of a span (into its columns): never dropped by the attribute limit."""
 
 
-def _columns_and_rest(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def always_kept(job_keys: frozenset[str] | None) -> frozenset[str]:
+    """The attribute keys a span keeps past the attribute limit: those the mapping reads, and the profile's job keys
+    (:func:`otel_datasink.profiles.job_keys_of`), so that the limit never costs a span its run."""
+    return _READ_KEYS | job_keys if job_keys else _READ_KEYS
+
+
+def kept_attributes(pairs: Iterable[tuple[str, Any]], limit: int, always: frozenset[str]) -> tuple[dict[str, Any], int]:
+    """The attributes of a span within the attribute limit, and how many were dropped.
+
+    The first ``limit`` keys in order are kept (as the OpenTelemetry SDKs for Java, Go and JavaScript keep them: a
+    new attribute past the limit is discarded), and any later attribute whose key is in ``always``
+    (:func:`always_kept`).
+    ``pairs`` may be a lazy iterable: nothing of a dropped attribute is held.
+    """
+    kept: dict[str, Any] = {}
+    dropped = 0
+    for key, value in pairs:
+        if len(kept) < limit or key in always or key in kept:
+            kept[key] = value
+        else:
+            dropped += 1
+    return kept, dropped
+
+
+def limited(record: SpanRecord, limits: SpanLimits, always: frozenset[str]) -> SpanRecord:
+    """``record`` within the attribute and event limits (itself when it is): its attributes as
+    :func:`kept_attributes` keeps them, its first ``limits.events`` events; its dropped counts raised by what was
+    dropped. An event's own attributes are not limited: the rows keep none of them, only read a few by their keys."""
+    attributes, events = record.attributes, record.events
+    dropped_attributes = dropped_events = 0
+    if len(attributes) > limits.attributes:
+        attributes, dropped_attributes = kept_attributes(attributes.items(), limits.attributes, always)
+    if len(events) > limits.events:
+        dropped_events = len(events) - limits.events
+        events = events[: limits.events]
+    if attributes is record.attributes and events is record.events:
+        return record
+    return dataclasses.replace(
+        record,
+        attributes=attributes,
+        events=events,
+        dropped_attributes=record.dropped_attributes + dropped_attributes,
+        dropped_events=record.dropped_events + dropped_events,
+    )
+
+
+def _columns_and_rest(attributes: Mapping[str, Any], max_length: int) -> tuple[dict[str, Any], dict[str, str], int]:
+    """The column values of a span's attributes, the rest as text of at most ``max_length`` characters, and how many
+    of those were cut."""
     columns: dict[str, Any] = {}
     rest: dict[str, str] = {}
+    truncated = 0
+    ints_fit = max_length >= _INT64_DIGITS
     for key, value in attributes.items():
         # Inline fast paths, decided by the value's class first: clean strings and int64 values need no call.
         kind = value.__class__
         if kind is str:
-            if len(value) <= MAX_STRING and value.isprintable():
+            if len(value) <= max_length and value.isprintable():
                 if key in _STR_COLUMNS:
                     columns[key] = value
                     continue
@@ -305,7 +386,7 @@ def _columns_and_rest(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], di
             if key in _INT_COLUMNS:
                 columns[key] = value
                 continue
-            if key not in _COLUMN_ATTRIBUTES:
+            if key not in _COLUMN_ATTRIBUTES and ints_fit:
                 rest[key if key in _CLEAN_KEYS else _clean_key(key)] = str(value)  # clean_str's text of an int
                 continue
         coerce = _COLUMN_ATTRIBUTES.get(key)
@@ -314,10 +395,27 @@ def _columns_and_rest(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], di
             if coerced is not None:
                 columns[key] = coerced
                 continue
-        text = clean_str(value)
+        text = _printable(value)
         if text is not None:
+            if len(text) > max_length:
+                text = text[:max_length]
+                truncated += 1
             rest[key if key in _CLEAN_KEYS else _clean_key(key)] = text
-    return columns, rest
+    return columns, rest, truncated
+
+
+def _record_truncation(rest: dict[str, str], record: SpanRecord, truncated: int, counts: Truncation | None) -> None:
+    """Says in the row's ``attributes`` what the span limits took from it (reserved keys, set only then), and
+    counts it."""
+    for key, count in (
+        (semconv.DROPPED_ATTRIBUTES_COUNT, record.dropped_attributes),
+        (semconv.DROPPED_EVENTS_COUNT, record.dropped_events),
+        (semconv.TRUNCATED_VALUES_COUNT, truncated),
+    ):
+        if count:
+            rest[key] = str(count)
+    if counts is not None:
+        counts.add(Truncation(record.dropped_attributes, record.dropped_events, truncated))
 
 
 _CLEAN_KEYS: set[str] = set()
@@ -376,9 +474,17 @@ def is_job_span(record: SpanRecord) -> bool:
     return record.attributes.get(semconv.JOB_NAME) not in (None, "")
 
 
-def job_run_row(record: SpanRecord, ingested_at_ms: int) -> dict[str, Any]:
-    """The ``job_runs`` row of a job span: STARTED while ``end_time_ns`` is None, else SUCCESS or FAILED."""
-    columns, rest = _columns_and_rest(record.attributes)
+def job_run_row(
+    record: SpanRecord, ingested_at_ms: int, limits: SpanLimits = DEFAULT_LIMITS, counts: Truncation | None = None
+) -> dict[str, Any]:
+    """The ``job_runs`` row of a job span: STARTED while ``end_time_ns`` is None, else SUCCESS or FAILED.
+
+    Values of its ``attributes`` are cut to ``limits.attribute_length``; what the span limits took from the span is
+    recorded in them (:data:`otel_datasink.semconv.DROPPED_ATTRIBUTES_COUNT` ...) and added to ``counts``.
+    """
+    columns, rest, truncated = _columns_and_rest(record.attributes, limits.attribute_length)
+    if truncated or record.dropped_attributes or record.dropped_events:
+        _record_truncation(rest, record, truncated, counts)
     get = columns.get
     start_time_ns = record.start_time_ns
     start_ms = None if start_time_ns is None else start_time_ns // 1_000_000
@@ -514,16 +620,26 @@ def map_records(
     records: Iterable[SpanRecord],
     profile: Callable[[SpanRecord], SpanRecord | None],
     ingested_at_ms: int | None = None,
+    limits: SpanLimits = DEFAULT_LIMITS,
+    counts: Truncation | None = None,
 ) -> Rows:
-    """Rows of both tables for a batch of spans; spans the profile does not take as job runs are skipped."""
+    """Rows of both tables for a batch of spans; spans the profile does not take as job runs are skipped.
+
+    Each span is first brought within ``limits`` (:func:`limited`, before the profile reads it, as the SDK's
+    limits bound a span before any processor sees it); what they took from the rows is added to ``counts``.
+    """
     ingested = ingested_at_ms if ingested_at_ms is not None else time.time_ns() // 1_000_000
+    max_attributes, max_events = limits.attributes, limits.events
+    always = always_kept(getattr(profile, "job_keys", None))  # profiles.job_keys_of, which imports this module
     runs: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for span in records:
+        if len(span.attributes) > max_attributes or len(span.events) > max_events:
+            span = limited(span, limits, always)
         record = profile(span)
         if record is None:
             continue
-        run = job_run_row(record, ingested)
+        run = job_run_row(record, ingested, limits, counts)
         runs.append(run)
         if record.end_time_ns is not None:  # a STARTED row updates no dataset
             updates.extend(dataset_rows(record, run))

@@ -10,6 +10,11 @@ A span whose trace id or span id is missing, all zero or of the wrong length can
 an end time (``end_time_unix_nano`` 0, which OTLP requires: exporters send spans once they end) is no run's state:
 both are rejected, and so is a JSON span with a malformed field. Rejections are counted by reason
 (:class:`Rejections`, for OTLP's ``partial_success``); everything else is taken as sent.
+
+The protobuf decoding applies the span limits (:class:`~otel_datasink.config.SpanLimits`) as it reads, as
+:func:`~otel_datasink.mapping.map_records` would after it: the attributes and events a span drops are never held
+(a span of a million attributes is a dict of 128), and :func:`protobuf_shape` counts what a request holds, so that
+the collector knows what decoding it will cost before it does.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import dataclasses
+import itertools
 import math
+import operator
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -28,7 +36,8 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from otel_datasink.mapping import Event, SpanRecord
+from otel_datasink.config import SpanLimits
+from otel_datasink.mapping import DEFAULT_LIMITS, Event, SpanRecord, always_kept, kept_attributes
 
 _SCALAR_KINDS = frozenset(("string_value", "bool_value", "int_value", "double_value", "bytes_value"))
 
@@ -149,13 +158,16 @@ _decoded = _Decoded().__getitem__
 
 
 def records_from_protobuf(
-    body: bytes, *, job_keys: frozenset[str] | None = None
+    body: bytes, *, job_keys: frozenset[str] | None = None, limits: SpanLimits = DEFAULT_LIMITS
 ) -> tuple[list[SpanRecord], Rejections, int]:
     """The spans of an encoded ``ExportTraceServiceRequest`` or ``TracesData``: records, rejected, all spans.
 
     With ``job_keys`` (a profile's, :func:`otel_datasink.profiles.job_keys_of`), a span without any of these
     attribute keys is skipped: the profile could not take it, so no record is built for it, and it is not
     counted as rejected. Its events are still decoded, only so that a malformed one fails the request.
+
+    Each record is within ``limits`` (:func:`otel_datasink.mapping.limited`, with the keys of ``job_keys`` always
+    kept): what it dropped is in its ``dropped_attributes`` and ``dropped_events``.
 
     Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever in it the
     fault is (as parsing it with OTLP's own messages would).
@@ -167,13 +179,19 @@ def records_from_protobuf(
     spans = 0
     from_bytes = int.from_bytes
     decoded = _decoded  # dict(map(decoded, key_values)): a span's attribute dict, built in C when all hit
+    max_attributes, max_events = limits.attributes, limits.events
+    always = always_kept(job_keys)
     for resource_spans in message.resource_spans:
         resource = dict(map(decoded, resource_spans.resource.attributes))
         for scope_spans in resource_spans.scope_spans:
             scope_span_list = scope_spans.spans
             spans += len(scope_span_list)
             for span in scope_span_list:
-                attributes = dict(map(decoded, span.attributes))
+                key_values = span.attributes
+                if len(key_values) > max_attributes:
+                    attributes, dropped_attributes = kept_attributes(map(decoded, key_values), max_attributes, always)
+                else:
+                    attributes, dropped_attributes = dict(map(decoded, key_values)), 0
                 events = span.events
                 raw_trace_id = span.trace_id
                 raw_span_id = span.span_id
@@ -190,6 +208,14 @@ def records_from_protobuf(
                     continue
                 parent = span.parent_span_id
                 status = span.status
+                event_list: Sequence[Event]
+                if len(events) > max_events:
+                    event_list, dropped_events = _limited_events(events, max_events)
+                else:
+                    event_list = (
+                        [(e.name, e.time_unix_nano, dict(map(decoded, e.attributes))) for e in events] if events else ()
+                    )
+                    dropped_events = 0
                 append(
                     SpanRecord(
                         span.name,
@@ -201,13 +227,74 @@ def records_from_protobuf(
                         status.code,
                         status.message,
                         attributes,
-                        [(e.name, e.time_unix_nano, dict(map(decoded, e.attributes))) for e in events]
-                        if events
-                        else (),
+                        event_list,
                         resource,
+                        dropped_attributes,
+                        dropped_events,
                     )
                 )
     return records, Rejections(rejected), spans
+
+
+def _limited_events(events: Any, limit: int) -> tuple[list[Event], int]:
+    """The first ``limit`` of a span's events, decoded, and how many were dropped. The others are read only to fail
+    the request on a malformed attribute, one at a time."""
+    kept: list[Event] = [(e.name, e.time_unix_nano, dict(map(_decoded, e.attributes))) for e in events[:limit]]
+    for event in itertools.islice(events, limit, None):
+        collections.deque(map(_decoded, event.attributes), maxlen=0)
+    return kept, len(events) - limit
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """What an encoded request holds, counted on its parse (:func:`protobuf_shape`): what decoding it costs follows."""
+
+    spans: int
+    events: int
+    """Events of its spans, dropped ones too (the parse holds each)."""
+    kept_events: int
+    """Events within the event limit: those decoded."""
+    attributes: int
+    """Encoded attributes of its spans, events and resources, dropped ones too (the parse holds each)."""
+    kept_attributes: int
+    """Attributes decoded: of its spans within the attribute limit, and all of its events and resources (those of
+    the events past the event limit too: an upper bound)."""
+
+
+_ATTRIBUTES = operator.attrgetter("attributes")
+_EVENTS = operator.attrgetter("events")
+
+
+def protobuf_shape(body: bytes, limits: SpanLimits = DEFAULT_LIMITS) -> Shape:
+    """The :class:`Shape` of an encoded ``ExportTraceServiceRequest`` or ``TracesData``, counted without decoding a
+    span (the lengths of its repeated fields, taken in C); raises ``DecodeError`` as :func:`records_from_protobuf`."""
+    message: Any = _WireTracesData.FromString(body)
+    spans = events = kept_events = attributes = kept_attributes = 0
+    for resource_spans in message.resource_spans:
+        resource_attributes = len(resource_spans.resource.attributes)
+        attributes += resource_attributes
+        kept_attributes += resource_attributes
+        for scope_spans in resource_spans.scope_spans:
+            span_list = scope_spans.spans
+            spans += len(span_list)
+            total, kept = _lengths(map(_ATTRIBUTES, span_list), limits.attributes)
+            attributes += total
+            kept_attributes += kept
+            total, kept = _lengths(map(_EVENTS, span_list), limits.events)
+            events += total
+            kept_events += kept
+            if total:
+                event_list = itertools.chain.from_iterable(map(_EVENTS, span_list))
+                total = sum(map(len, map(_ATTRIBUTES, event_list)))
+                attributes += total
+                kept_attributes += total
+    return Shape(spans, events, kept_events, attributes, kept_attributes)
+
+
+def _lengths(containers: Iterable[Any], limit: int) -> tuple[int, int]:
+    """The sum of the lengths of ``containers``, and the sum of each capped at ``limit``."""
+    lengths = list(map(len, containers))
+    return sum(lengths), sum(map(min, lengths, itertools.repeat(limit)))
 
 
 # --- JSON --------------------------------------------------------------------------------------------

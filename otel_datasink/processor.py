@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_datasink import sdk
 from otel_datasink.at_exit import track_for_exit
-from otel_datasink.mapping import SpanRecord, from_readable_span, map_records
+from otel_datasink.mapping import SpanRecord, Truncation, from_readable_span, map_records
 from otel_datasink.pipeline import Pipeline
 from otel_datasink.schema import Rows, count_future_dated
 from otel_datasink.selfmetrics import (
@@ -43,6 +43,7 @@ from otel_datasink.selfmetrics import (
     error_type,
     observe,
     per_table,
+    truncation_instruments,
 )
 from otel_datasink.writer import WriteError
 
@@ -86,6 +87,9 @@ class DatasinkSpanProcessor(SpanProcessor):
         """table -> rows written."""
         self._future_dated_rows: collections.Counter[str] = collections.Counter()
         """table -> rows mapped with a time too far ahead of the clock (schema.count_future_dated)."""
+        self._limits = self.options.span_limits
+        self._truncation = Truncation()
+        """What the span limits took from the rows."""
         self._init_worker()
         if hasattr(os, "register_at_fork"):
             after_fork = weakref.WeakMethod(self._after_fork)
@@ -199,7 +203,7 @@ class DatasinkSpanProcessor(SpanProcessor):
             left -= count
             batch = [self._queue.popleft() for _ in range(count)]
             try:
-                rows = map_records(_records(batch), self._profile)
+                rows = map_records(_records(batch), self._profile, limits=self._limits, counts=self._truncation)
             except Exception as error:  # noqa: BLE001 - a profile's bug must not stop the worker for every later span
                 self.dropped_spans += len(batch)
                 self._unmapped_spans[error_type(error)] += len(batch)
@@ -422,6 +426,7 @@ PROCESSOR_INSTRUMENTS: tuple[Instrument, ...] = (
         "Writes that failed (the store was away or slow): their rows were kept and retried.",
         lambda processor: [(processor.write_errors, {})],
     ),
+    *truncation_instruments("processor", lambda processor: processor._truncation),
 )
 """What a :class:`DatasinkSpanProcessor` reports: a "span" here is a span's start or its end, as in
 ``dropped_spans`` (each is queued, and may be dropped, on its own)."""

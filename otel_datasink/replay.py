@@ -38,7 +38,7 @@ import fsspec
 
 from otel_datasink import semconv
 from otel_datasink.config import Options
-from otel_datasink.mapping import SpanRecord, map_records
+from otel_datasink.mapping import SpanRecord, Truncation, map_records
 from otel_datasink.openlineage import OpenLineageError, looks_like_openlineage, records_of
 from otel_datasink.otlp import OtlpDecodeError, Rejections, records_from_json
 from otel_datasink.pipeline import Pipeline
@@ -85,6 +85,8 @@ class Summary:
     dataset_updates: int = 0
     files_written: int = 0
     bad_lines: list[BadLine] = dataclasses.field(default_factory=list)
+    truncation: Truncation = dataclasses.field(default_factory=Truncation)
+    """What the span limits took from the rows (of those written, and of a batch whose write failed)."""
 
     @property
     def rejected_spans(self) -> int:
@@ -111,6 +113,12 @@ class Summary:
             text += (
                 f"; {self.future_dated_rows} row(s) dated more than {FUTURE_TOLERANCE_DAYS} day(s) ahead of now "
                 "(kept, never a latest state: see the view future_dated_rows)"
+            )
+        cut = self.truncation
+        if cut.dropped_attributes or cut.dropped_events or cut.truncated_values:
+            text += (
+                f"; span limits dropped {cut.dropped_attributes} attribute(s) and {cut.dropped_events} event(s), "
+                f"cut {cut.truncated_values} value(s)"
             )
         text += f"; {len(self.bad_lines)} bad line(s) skipped"
         shown = [f"  {bad.path}:{bad.line}: {bad.reason}" for bad in self.bad_lines[:max_bad_lines]]
@@ -267,10 +275,11 @@ def _flush(
 ) -> None:
     if not batch and not events:
         return
-    rows = map_records(batch, profile)
+    limits, counts = writer.options.span_limits, summary.truncation
+    rows = map_records(batch, profile, limits=limits, counts=counts)
     if events:
         # One write for both: spans and OpenLineage events of a batch share its files.
-        for table, more in map_records(events, lineage).items():
+        for table, more in map_records(events, lineage, limits=limits, counts=counts).items():
             rows[table].extend(more)
     if any(rows.values()):
         written = writer.write(rows, deadline=time.monotonic() + writer.options.timeout)

@@ -161,6 +161,35 @@ def per_table(counts: Mapping[str, int]) -> Reading:
     return [(count, {"table": table}) for table, count in counts.items()]
 
 
+def truncation_instruments(component: str, read: Callable[[Any], Any]) -> tuple[Instrument, ...]:
+    """The counters of what the span limits took from a component's rows (``read(component)``, a
+    :class:`~otel_datasink.mapping.Truncation`): ``otel_datasink.<component>.dropped_attributes``, ``.dropped_events``
+    and ``.truncated_values``, named as the collector's."""
+    return (
+        Instrument(
+            f"otel_datasink.{component}.dropped_attributes",
+            "counter",
+            "{attribute}",
+            "Attributes of spans and their events dropped past max_attributes (the rows say how many).",
+            lambda owner: [(read(owner).dropped_attributes, {})],
+        ),
+        Instrument(
+            f"otel_datasink.{component}.dropped_events",
+            "counter",
+            "{event}",
+            "Events of spans dropped past max_events (the rows say how many).",
+            lambda owner: [(read(owner).dropped_events, {})],
+        ),
+        Instrument(
+            f"otel_datasink.{component}.truncated_values",
+            "counter",
+            "{value}",
+            "Values of the rows' attributes cut to max_attribute_length characters (the rows say how many).",
+            lambda owner: [(read(owner).truncated_values, {})],
+        ),
+    )
+
+
 def error_counts(counts: Mapping[str, int]) -> Reading:
     """One observation per ``error.type`` that has happened (a type that never happened is no series)."""
     return [(count, {_ERROR_TYPE: error}) for error, count in counts.items() if count]

@@ -52,3 +52,12 @@ EXCEPTION_TYPE = "exception.type"
 EXCEPTION_MESSAGE = "exception.message"
 EXCEPTION_ESCAPED = "exception.escaped"
 SERVICE_NAME = "service.name"
+
+# Reserved keys of the ``attributes`` column: set by otel-datasink on a row whose span the span limits cut
+# (``max_attributes``, ``max_events``, ``max_attribute_length``), after OpenTelemetry's ``dropped_*_count``.
+DROPPED_ATTRIBUTES_COUNT = "otel_datasink.dropped_attributes_count"
+"""Attributes of the span dropped past ``max_attributes``."""
+DROPPED_EVENTS_COUNT = "otel_datasink.dropped_events_count"
+"""Events of the span dropped past ``max_events``."""
+TRUNCATED_VALUES_COUNT = "otel_datasink.truncated_values_count"
+"""Values of the row's ``attributes`` cut to ``max_attribute_length`` characters."""

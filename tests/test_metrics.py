@@ -221,6 +221,42 @@ def test_processor_and_exporter_count_rows_dated_too_far_ahead_per_table(local_l
     provider.shutdown()
 
 
+def test_processor_and_exporter_count_what_the_span_limits_take(local_location, reader, meter_provider, read_tables):
+    limits = {"max_attributes": 3, "max_events": 1, "max_attribute_length": 5}
+    finished = InMemorySpanExporter()
+    processor = DatasinkSpanProcessor(local_location, meter_provider=meter_provider, schedule_delay=0.1, **limits)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    provider.add_span_processor(SimpleSpanProcessor(finished))
+    attributes = {"job.name": "wide", "a": "long value", "b": 1, "c": 2, "d": 3}
+    with provider.get_tracer("job").start_as_current_span("job", attributes=attributes) as span:
+        span.add_event("first")
+        span.add_event("second")
+    assert provider.force_flush(WAIT_MILLIS)
+    exporter = DatasinkSpanExporter(local_location, meter_provider=meter_provider, **limits)
+    assert exporter.export(finished.get_finished_spans()).name == "SUCCESS"
+
+    points = collect(reader)
+    ended = [row for row in read_tables(local_location).rows("job_runs") if row["status"] != "STARTED"]
+    # Each of the 3 rows (the processor's start and end, the exporter's end): c and d dropped, "long value" cut.
+    assert points[("otel_datasink.processor.dropped_attributes", frozenset())] == 2 * 2
+    assert points[("otel_datasink.processor.truncated_values", frozenset())] == 2
+    assert points[("otel_datasink.processor.dropped_events", frozenset())] == 1  # the start row has no events
+    assert points[("otel_datasink.exporter.dropped_attributes", frozenset())] == 2
+    assert points[("otel_datasink.exporter.dropped_events", frozenset())] == 1
+    assert points[("otel_datasink.exporter.truncated_values", frozenset())] == 1
+    assert [row["attributes"] for row in ended] == 2 * [
+        {
+            "a": "long ",
+            "b": "1",
+            "otel_datasink.dropped_attributes_count": "2",
+            "otel_datasink.dropped_events_count": "1",
+            "otel_datasink.truncated_values_count": "1",
+        }
+    ]
+    provider.shutdown()
+
+
 # --- the collector ----------------------------------------------------------------------------------------------
 
 BEFORE = {
@@ -255,6 +291,10 @@ SINCE = {
     # Added with prometheus_client: name -> type.
     "otel_datasink_collector_spool_errors": "counter",
     "otel_datasink_collector_future_dated_rows": "counter",
+    # What the span limits took from the rows.
+    "otel_datasink_collector_dropped_attributes": "counter",
+    "otel_datasink_collector_dropped_events": "counter",
+    "otel_datasink_collector_truncated_values": "counter",
 }
 
 
@@ -265,7 +305,7 @@ def scrape(port: int) -> dict[str, float]:
     return metric_samples(text)
 
 
-def test_metrics_text_has_every_metric_it_had_and_spool_errors(local_location, tmp_path):
+def test_metrics_text_has_every_metric_it_had_and_those_added(local_location, tmp_path):
     with start_collector(local_location, tmp_path / "spool") as collector:
         assert post(collector.http_port, good_request(2))[0] == 200
         rows(local_location, expect=2)

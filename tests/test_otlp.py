@@ -11,7 +11,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
@@ -89,6 +89,45 @@ def test_sdk_span_and_otlp_span_give_identical_rows():
 
     assert (proto_rejected, json_rejected) == (0, 0)
     assert len(via_sdk["job_runs"]) == 2 and len(via_sdk["dataset_status"]) == 2
+    assert map_records(proto_records, profile, INGESTED_AT) == via_sdk
+    assert map_records(json_records, profile, INGESTED_AT) == via_sdk
+
+
+def _wide_sdk_span():
+    """One ended job span past the span limits: 300 attributes (the run's own set last) and 200 updates of 131
+    attributes each, made by an SDK whose own limits are raised above them."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(
+        span_limits=SpanLimits(max_span_attributes=1000, max_events=1000, max_event_attributes=1000)
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    attributes = {"job.name": "wide", **{f"extra.{i}": i for i in range(300)}}
+    with provider.get_tracer("test").start_as_current_span("wide", attributes=attributes) as span:
+        for i in range(200):
+            span.add_event("dataset.update", {**{f"note.{j}": j for j in range(130)}, "dataset.name": f"table_{i}"})
+        span.set_attributes({"job.records_processed": 7, "dataset.name": "orders"})
+    provider.shutdown()
+    return exporter.get_finished_spans()
+
+
+def test_the_span_limits_keep_the_same_attributes_and_events_from_the_sdk_protobuf_and_json():
+    spans = _wide_sdk_span()
+    profile = load_profile("default")
+    via_sdk = map_records([from_readable_span(s) for s in spans], profile, INGESTED_AT)
+    request = encode_spans(spans)
+    proto_records, _, _ = records_from_protobuf(request.SerializeToString(), job_keys=profile.job_keys)
+    json_records, _ = records_from_json(_otlp_json(request))
+
+    [run] = via_sdk["job_runs"]
+    # The first 128 attributes (job.name, extra.0 ... extra.126), and those the run is read from, wherever they are.
+    assert (run["records_processed"], run["dataset"]) == (7, "orders")
+    assert {key for key in run["attributes"] if key.startswith("extra.")} == {f"extra.{i}" for i in range(127)}
+    assert run["attributes"]["otel_datasink.dropped_attributes_count"] == str(300 - 127)
+    # The first 128 updates, with all their attributes (the rows keep none of an event's own, only read a few).
+    assert run["attributes"]["otel_datasink.dropped_events_count"] == "72"
+    assert [row["dataset"] for row in via_sdk["dataset_status"]] == [f"table_{i}" for i in range(128)]
+    # Dropped as the protobuf is decoded, or by the mapping: the same rows either way.
+    assert len(proto_records[0].attributes) == 130 and len(proto_records[0].events) == 128
     assert map_records(proto_records, profile, INGESTED_AT) == via_sdk
     assert map_records(json_records, profile, INGESTED_AT) == via_sdk
 

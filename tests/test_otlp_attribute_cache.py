@@ -24,6 +24,7 @@ from test_collector_http import post, rows, start_collector
 from test_otlp import _otlp_json
 
 from otel_datasink import otlp
+from otel_datasink.config import SpanLimits
 from otel_datasink.mapping import SpanRecord
 from otel_datasink.otlp import records_from_json, records_from_protobuf
 
@@ -378,8 +379,9 @@ def test_more_distinct_values_than_the_cache_holds_still_read_right():
         spans.append(span(f"job_{s}", values, s))
     body = message.SerializeToString()
 
+    unlimited = SpanLimits(attributes=2 * per_span)  # the cache is under test here, not the attribute limit
     for _ in range(2):  # the second time round the cache was cleared and refilled by the first
-        records, rejected, _ = records_from_protobuf(body)
+        records, rejected, _ = records_from_protobuf(body, limits=unlimited)
         assert rejected == 0 and len(records) == 40
         assert records[0].attributes["a0_0"] == f"{run}-0"
         assert records[0].attributes["a1_1"] == -19_999

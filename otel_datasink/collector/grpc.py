@@ -3,8 +3,9 @@
 The method is registered with a generic handler that hands over the request's bytes undecoded: the same bytes
 are decoded once by :mod:`otel_datasink.otlp` and spooled as they are, never serialised again. Statuses match
 the HTTP receiver: INVALID_ARGUMENT undecodable, UNAUTHENTICATED missing or wrong bearer token,
-RESOURCE_EXHAUSTED over the message limit (grpcio's own check, after decompression), UNAVAILABLE while the store
-is backlogged or too many request bodies are held (retried by the exporters).
+RESOURCE_EXHAUSTED over the message limit (grpcio's own check, after decompression) or when decoding the message
+would take more memory than the whole in-flight budget, UNAVAILABLE while the store is backlogged or the budget has
+no room for the message or its decoding (retried by the exporters).
 
 Nothing is read of a call before it is admitted: the token is checked on the call's metadata by an interceptor,
 and Export is registered as a client-streaming method, so that grpcio hands over the call before its message and
@@ -23,7 +24,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from otel_datasink.collector import responses
-from otel_datasink.collector.ingest import UndecodableError
+from otel_datasink.collector.ingest import OverBudgetError, TooLargeToDecodeError, UndecodableError
 from otel_datasink.collector.spool import KIND_PROTOBUF
 from otel_datasink.tokens import authorized, bearer
 
@@ -42,7 +43,8 @@ STREAM_WINDOW_BYTES = 1024 * 1024
 With grpcio's default BDP probing the window grows towards the link's bandwidth-delay product, several MiB a
 call, so 30 refused calls of 15 MiB held 200 MiB for a moment. 1 MiB is still 50 MiB/s a call at 20 ms RTT."""
 ADMISSION_WAIT_SECONDS = 2.0
-"""How long a call may wait for its share of the memory budget (its message unread) before UNAVAILABLE."""
+"""How long a request may wait for a share of the memory budget before UNAVAILABLE (or 503): a call for its
+message's, before the message is read; any request for its decoding's (:meth:`Collector.accept`)."""
 
 
 def build_server(receiver: Collector, host: str, port: int) -> tuple[grpc.aio.Server, int]:
@@ -123,6 +125,12 @@ def _export_handler(receiver: Collector) -> Callable[[object, grpc.aio.ServicerC
                 rejected = await receiver.accept(KIND_PROTOBUF, body)
             except UndecodableError as error:
                 code = grpc.StatusCode.INVALID_ARGUMENT
+                await context.abort(code, str(error))
+            except TooLargeToDecodeError as error:
+                code = grpc.StatusCode.RESOURCE_EXHAUSTED
+                await context.abort(code, str(error))
+            except OverBudgetError as error:
+                code = grpc.StatusCode.UNAVAILABLE
                 await context.abort(code, str(error))
             except OSError as error:
                 _logger.error("cannot spool a request: %s", error)

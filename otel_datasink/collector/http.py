@@ -8,9 +8,10 @@ are JSON, its requests counted as ``requests{protocol="openlineage"}``.
 Statuses follow the OTLP/HTTP specification: 200 with an ``ExportTraceServiceResponse`` (``partial_success``
 when spans were rejected), 400 undecodable, 401 missing or wrong bearer token, 408 a body slower than the body
 timeout, 413 over the body limit (compressed or decompressed: gzip is inflated in a stream with a cap, so a bomb
-costs at most the limit), 415 unsupported content type or encoding, 503 with ``Retry-After`` while the store is
-backlogged or the bodies held at once would pass ``max_inflight_bytes``. Error bodies are ``google.rpc.Status``;
-every body is in the request's content type.
+costs at most the limit) or when decoding the body would take more memory than ``max_inflight_bytes`` alone, 415
+unsupported content type or encoding, 503 with ``Retry-After`` while the store is backlogged or the memory held at
+once (bodies, and the estimated size of their decoding) would pass ``max_inflight_bytes``. Error bodies are
+``google.rpc.Status``; every body is in the request's content type.
 
 Connections go through :class:`_Guard` before aiohttp sees them: it caps how many are open, closes those whose
 request headers take longer than the header timeout (aiohttp's keep-alive timeout closes idle ones), and turns
@@ -31,7 +32,7 @@ from aiohttp import ClientPayloadError, StreamReader, web
 from aiohttp.web_protocol import RequestHandler
 
 from otel_datasink.collector import responses
-from otel_datasink.collector.ingest import UndecodableError
+from otel_datasink.collector.ingest import OverBudgetError, TooLargeToDecodeError, UndecodableError
 from otel_datasink.collector.metrics import Throttled
 from otel_datasink.collector.spool import KIND_JSON, KIND_OPENLINEAGE, KIND_PROTOBUF
 from otel_datasink.otlp import Rejections
@@ -408,6 +409,10 @@ def _receiver_handler(
                 rejected = await receiver.accept(kind, body)
             except UndecodableError as error:
                 raise _Reject(400, responses.INVALID_ARGUMENT, str(error)) from None
+            except TooLargeToDecodeError as error:
+                raise _Reject(413, responses.RESOURCE_EXHAUSTED, str(error)) from None
+            except OverBudgetError as error:
+                raise _Reject(503, responses.UNAVAILABLE, str(error)) from None
             except OSError as error:
                 _logger.error("cannot spool a request: %s", error)
                 raise _Reject(503, responses.UNAVAILABLE, "cannot spool the request; retry later") from None

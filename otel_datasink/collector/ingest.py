@@ -4,6 +4,16 @@ then `map_records`.
 HTTP, gRPC and the spool's replay all go through :class:`Ingest`, so a span maps the same whichever way it came.
 OpenLineage events are translated into the span conventions, then mapped by the default profile: they are job runs
 in the contract's terms already, and a profile written for some tracer's spans has nothing to rewrite in them.
+
+Before a body is decoded, :meth:`Ingest.decoded_size` estimates the memory its decoding takes, so that the collector
+counts it in its in-flight budget: a protobuf request of 1 MiB or more from the lengths of its repeated fields (its
+spans, events and attributes, within the span limits), a smaller one as 48 times its size, a JSON one from its
+punctuation (its objects, arrays, strings and items), before a single object is made. The costs below were measured
+(resident memory of the decoding, mapping and conversion to Arrow of requests of each shape: small spans, spans of
+128 attributes or events, of unique or repeated values, big values, a resource of 300,000 attributes, JSON spans,
+an OpenLineage event of 50,000 schema fields) and rounded up: each estimate was 1.3 to 5 times what decoding took.
+A protobuf estimate counts every span as a run, so a request of many spans that are not runs is estimated higher
+still (10 times).
 """
 
 from __future__ import annotations
@@ -18,9 +28,10 @@ from google.protobuf.message import DecodeError
 
 from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.spool import KIND_JSON, KIND_OPENLINEAGE, KIND_PROTOBUF
-from otel_datasink.mapping import map_records
+from otel_datasink.config import SpanLimits
+from otel_datasink.mapping import DEFAULT_LIMITS, Truncation, map_records
 from otel_datasink.openlineage import OpenLineageError, records_of, summary_of
-from otel_datasink.otlp import OtlpDecodeError, Rejections, records_from_json, records_from_protobuf
+from otel_datasink.otlp import OtlpDecodeError, Rejections, protobuf_shape, records_from_json, records_from_protobuf
 from otel_datasink.profiles import Profile, default_profile, job_keys_of
 from otel_datasink.schema import JOB_RUNS_TABLE, Rows, count_future_dated
 
@@ -30,6 +41,40 @@ T = TypeVar("T")
 class UndecodableError(ValueError):
     """A body that is not OTLP trace data (or OpenLineage run events) in the format it claims (answered 400, not
     retried)."""
+
+
+class TooLargeToDecodeError(ValueError):
+    """A body whose decoding would take more memory than the whole in-flight budget (answered 413 or
+    RESOURCE_EXHAUSTED, as a body over the size limit: it would never fit)."""
+
+
+class OverBudgetError(Exception):
+    """A body whose decoding does not fit in what is left of the in-flight budget (answered 503 with Retry-After, or
+    UNAVAILABLE, as a body that does not fit: retried later)."""
+
+
+_SMALL_PROTOBUF_FACTOR = 48
+"""A protobuf body under :data:`_COUNTED_FROM_BYTES` is estimated at this many times its size: the most decoding
+took for any shape measured was 34 times (400 KiB of spans of nothing but ids and a one-letter job name), and
+counting the spans of a small request costs a tenth of decoding them."""
+_COUNTED_FROM_BYTES = 1024 * 1024
+
+# What decoding costs, in bytes (see the module's docstring): of a protobuf request per span (its record, its row,
+# and the row in Arrow), per event kept (its dataset_status row) and per attribute kept (decoded, in the row's map,
+# in Arrow), and what its parse holds per event and per attribute, kept or not; of a JSON request per object (the
+# dict, and a third of a span's record and rows: a run takes three objects at least), array, string, and item after
+# a comma (a number, or a slot of a list or dict). Every request also counts twice its size, for the strings decoded
+# from it and their copies in Arrow.
+_SPAN_BYTES = 1_600
+_EVENT_BYTES = 1_000
+_ATTRIBUTE_BYTES = 384
+_PARSED_EVENT_BYTES = 200
+_PARSED_ATTRIBUTE_BYTES = 32
+_JSON_OBJECT_BYTES = 750
+_JSON_ARRAY_BYTES = 80
+_JSON_STRING_BYTES = 60
+_JSON_ITEM_BYTES = 32
+_TEXT_COPIES = 2
 
 
 @dataclasses.dataclass
@@ -45,6 +90,10 @@ class Result:
     future_dated: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     """Table -> rows with a time too far ahead of the collector's clock
     (:func:`~otel_datasink.schema.count_future_dated`): written as received, never a latest state in the views."""
+    truncation: Truncation = dataclasses.field(default_factory=Truncation)
+    """What the span limits took from the request's rows."""
+    runs: int = 0
+    """Its ``job_runs`` rows, counted when they are made (the collector frees the rows once they are Arrow)."""
 
     @property
     def row_count(self) -> int:
@@ -55,11 +104,14 @@ class Result:
 class Ingest:
     """Decodes and maps request bodies with one profile, counting what it sees."""
 
-    def __init__(self, profile: Profile, metrics: Metrics, *, namespace_prefix: bool = False) -> None:
+    def __init__(
+        self, profile: Profile, metrics: Metrics, *, namespace_prefix: bool = False, limits: SpanLimits = DEFAULT_LIMITS
+    ) -> None:
         self.profile = profile
         self.metrics = metrics
         self.namespace_prefix = namespace_prefix
         """The ``openlineage_namespace_prefix`` option: OpenLineage job names as ``<namespace>/<name>``."""
+        self.limits = limits
         # Spans the profile can never take get no record and no mapping (when it says which keys it needs).
         self.job_keys = job_keys_of(profile)
 
@@ -70,13 +122,36 @@ class Ingest:
             self.count(result)
         return result
 
+    def decoded_size(self, kind: int, body: bytes) -> int:
+        """An estimate of the memory decoding a body takes, its own bytes aside (see the module's docstring).
+
+        Reads only the body: safe on a worker thread. Raises :class:`UndecodableError` for a protobuf body that
+        does not parse.
+        """
+        if kind != KIND_PROTOBUF:
+            return _json_size(body)
+        if len(body) < _COUNTED_FROM_BYTES:
+            return _SMALL_PROTOBUF_FACTOR * len(body)
+        try:
+            shape = protobuf_shape(body, self.limits)
+        except DecodeError as error:
+            raise UndecodableError(f"undecodable OTLP protobuf: {error}") from None
+        return (
+            _TEXT_COPIES * len(body)
+            + _SPAN_BYTES * shape.spans
+            + _EVENT_BYTES * shape.kept_events
+            + _ATTRIBUTE_BYTES * shape.kept_attributes
+            + _PARSED_EVENT_BYTES * shape.events
+            + _PARSED_ATTRIBUTE_BYTES * shape.attributes
+        )
+
     def decode(self, kind: int, body: bytes) -> Result:
         """The rows of a request body, not counted: safe on a worker thread (it only reads the profile)."""
         if kind == KIND_OPENLINEAGE:
             return self._decode_openlineage(body)
         try:
             if kind == KIND_PROTOBUF:
-                records, rejected, spans = records_from_protobuf(body, job_keys=self.job_keys)
+                records, rejected, spans = records_from_protobuf(body, job_keys=self.job_keys, limits=self.limits)
             elif kind == KIND_JSON:
                 records, rejected = records_from_json(json.loads(body) if body.strip() else {})
                 spans = len(records) + rejected
@@ -84,8 +159,12 @@ class Ingest:
                 raise UndecodableError(f"unknown body kind {kind}")
         except (DecodeError, OtlpDecodeError, ValueError, RecursionError) as error:
             raise UndecodableError(f"undecodable OTLP {'JSON' if kind == KIND_JSON else 'protobuf'}: {error}") from None
-        rows = map_records(_consumed(records), self.profile)
-        return Result(rows, spans, len(rows[JOB_RUNS_TABLE]), rejected, future_dated=count_future_dated(rows))
+        truncation = Truncation()
+        rows = map_records(_consumed(records), self.profile, limits=self.limits, counts=truncation)
+        runs = len(rows[JOB_RUNS_TABLE])
+        return Result(
+            rows, spans, runs, rejected, future_dated=count_future_dated(rows), truncation=truncation, runs=runs
+        )
 
     def _decode_openlineage(self, body: bytes) -> Result:
         try:
@@ -95,8 +174,18 @@ class Ingest:
             raise UndecodableError(f"not an OpenLineage run event: {error}") from None
         except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise UndecodableError(f"undecodable OpenLineage JSON: {error}") from None
-        rows = map_records(_consumed(records), default_profile)
-        return Result(rows, 0, 0, Rejections(), summary_of(types), count_future_dated(rows))
+        truncation = Truncation()
+        rows = map_records(_consumed(records), default_profile, limits=self.limits, counts=truncation)
+        return Result(
+            rows,
+            0,
+            0,
+            Rejections(),
+            summary_of(types),
+            future_dated=count_future_dated(rows),
+            truncation=truncation,
+            runs=len(rows[JOB_RUNS_TABLE]),
+        )
 
     def count(self, result: Result) -> None:
         """Adds a request's spans to the counters (on the event loop: the counters are not locked)."""
@@ -106,9 +195,22 @@ class Ingest:
         metrics.non_job_spans += result.spans - result.rejected - result.job_spans
         metrics.rejected_spans += result.rejected
         metrics.future_dated_rows.update(result.future_dated)
+        metrics.truncation.add(result.truncation)
         if result.lineage_events:
             metrics.openlineage_events.update(result.lineage_events)
-            metrics.openlineage_runs += len(result.rows[JOB_RUNS_TABLE])
+            metrics.openlineage_runs += result.runs
+
+
+def _json_size(body: bytes) -> int:
+    # What json.loads makes, it makes for punctuation, which no escape can hide (a brace or quote inside a string
+    # only counts too much): counted in C.
+    return (
+        _TEXT_COPIES * len(body)
+        + _JSON_OBJECT_BYTES * body.count(b"{")
+        + _JSON_ARRAY_BYTES * body.count(b"[")
+        + _JSON_STRING_BYTES * (body.count(b'"') // 2)
+        + _JSON_ITEM_BYTES * body.count(b",")
+    )
 
 
 def _consumed(records: list[T]) -> Iterator[T]:

@@ -26,6 +26,7 @@ from opentelemetry.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from otel_datasink.mapping import Truncation
 from otel_datasink.selfmetrics import FUTURE_DATED_ROWS, Instrument, observe
 
 PREFIX = "otel_datasink_collector"
@@ -49,6 +50,8 @@ class Metrics:
     """Spans the profile did not take as job runs: ignored, not written."""
     rejected_spans: int = 0
     """Spans that could not be read (invalid ids, malformed fields), reported to clients as partial success."""
+    truncation: Truncation = dataclasses.field(default_factory=Truncation)
+    """What the span limits took from the rows (attributes and events dropped, values cut)."""
     openlineage_events: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     """OpenLineage event type (``START`` ... ``OTHER``, ``static``) -> events received in requests answered 200."""
     openlineage_runs: int = 0
@@ -149,6 +152,27 @@ FAMILIES: tuple[Family, ...] = (
     _counter("non_job_spans", "Spans the profile did not take as job runs: ignored, not written."),
     _counter("rejected_spans", "Spans that could not be read, reported to clients as partial success."),
     Family(
+        "dropped_attributes",
+        "counter",
+        "Attributes of spans and their events dropped past max_attributes (the rows say how many).",
+        (),
+        lambda metrics: [((), metrics.truncation.dropped_attributes)],
+    ),
+    Family(
+        "dropped_events",
+        "counter",
+        "Events of spans dropped past max_events (the rows say how many).",
+        (),
+        lambda metrics: [((), metrics.truncation.dropped_events)],
+    ),
+    Family(
+        "truncated_values",
+        "counter",
+        "Values of the rows' attributes cut to max_attribute_length characters (the rows say how many).",
+        (),
+        lambda metrics: [((), metrics.truncation.truncated_values)],
+    ),
+    Family(
         "openlineage_events",
         "counter",
         "OpenLineage events taken, per event type (START, RUNNING, COMPLETE, ABORT, FAIL, OTHER; static: job and "
@@ -193,7 +217,11 @@ FAMILIES: tuple[Family, ...] = (
     ),
     _gauge("backlogged", "1 while max_pending_batches batches or more wait for the store (requests get 503), else 0."),
     _gauge("http_connections", "OTLP/HTTP connections open."),
-    _gauge("inflight_bytes", "Request bytes held in memory (bounded by max_inflight_bytes)."),
+    _gauge(
+        "inflight_bytes",
+        "Memory held by requests: their bodies and the estimated size of their decoding (bounded by "
+        "max_inflight_bytes).",
+    ),
     _gauge("pending_batches", "Rolled batches waiting for the store."),
     _gauge("pending_rows", "Rows of the rolled batches and of the batch being filled."),
     _gauge("spool_bytes", "Bytes of the spool segments whose rows are not yet written (or whose removal failed)."),

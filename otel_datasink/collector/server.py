@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import contextlib
 import gc
 import logging
 import signal
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from otel_datasink.collector import grpc as grpc_receiver
 from otel_datasink.collector import http as http_receiver
 from otel_datasink.collector.batcher import Batch, Batcher, Parts
-from otel_datasink.collector.ingest import Ingest, Result, UndecodableError
+from otel_datasink.collector.ingest import Ingest, OverBudgetError, Result, TooLargeToDecodeError, UndecodableError
 from otel_datasink.collector.metrics import Metrics, Throttled
 from otel_datasink.collector.settings import CollectorSettings, default_spool_dir
 from otel_datasink.collector.spool import Spool, read_segment
@@ -28,13 +28,15 @@ from otel_datasink.pipeline import Pipeline
 from otel_datasink.schema import Rows
 
 _logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _AGE_CHECK_SECONDS = 0.2
 _ALL_INTERFACES = ("0.0.0.0", "::", "")
 
 
 class ByteBudget:
-    """Bytes of request bodies held at once, over both receivers: a request takes its share before its body is read.
+    """Memory held by requests at once, over both receivers: a request takes its body's share before its body is
+    read, and the estimated size of its decoding (:meth:`Collector.accept`) while it is decoded.
 
     Loop-only (no lock). Waiters are served in order, so a big request is not passed over for ever by small ones.
     """
@@ -128,7 +130,12 @@ class Collector:
         self.metrics = Metrics()
         self.metrics.report_to()  # the global MeterProvider's, if the process has one (opentelemetry-instrument)
         self.pipeline = Pipeline.open(options)
-        self.ingest = Ingest(self.pipeline.profile, self.metrics, namespace_prefix=options.openlineage_namespace_prefix)
+        self.ingest = Ingest(
+            self.pipeline.profile,
+            self.metrics,
+            namespace_prefix=options.openlineage_namespace_prefix,
+            limits=options.span_limits,
+        )
         self.budget = ByteBudget(settings.max_inflight_bytes)
         self.metrics.gauges["inflight_bytes"] = lambda: self.budget.used
         # One thread: big requests are decoded one at a time beside the loop (more would only share the GIL).
@@ -169,37 +176,59 @@ class Collector:
     async def accept(self, kind: int, body: bytes) -> Rejections:
         """Maps a request body, batches its rows and returns once it is spooled; returns the rejected spans.
 
-        ``kind`` is a spool kind (``KIND_PROTOBUF``, ``KIND_JSON``, ``KIND_OPENLINEAGE``). Raises
-        :class:`UndecodableError` for a body that is not what ``kind`` says, OSError when the spool cannot take it.
+        ``kind`` is a spool kind (``KIND_PROTOBUF``, ``KIND_JSON``, ``KIND_OPENLINEAGE``); the receiver holds the
+        body's share of the budget. The decoding holds its estimated size (:meth:`Ingest.decoded_size`) too, until
+        its rows are Arrow tables and their dicts are freed. Raises :class:`UndecodableError` for a body that is not
+        what ``kind`` says, :class:`TooLargeToDecodeError` when its decoding would pass the whole budget,
+        :class:`OverBudgetError` when it does not fit in what is left of it, OSError when the spool cannot take it.
         """
+        # Decoding, mapping and converting a big request take seconds of CPU: on a thread, the loop keeps serving
+        # the others (it gets the GIL back at least every switch interval, 5 ms, and between the conversion's
+        # chunks). Small requests stay on the loop: the hop would cost more than they take.
         offload = len(body) >= self.settings.offload_bytes
-        if offload:
-            # Decoding, mapping and converting a big request take seconds of CPU: on a thread, the loop keeps
-            # serving the others (it gets the GIL back at least every switch interval, 5 ms, and between the
-            # conversion's chunks). Small requests stay on the loop: the hop would cost more than they take.
-            loop = asyncio.get_running_loop()
-            result, parts = await loop.run_in_executor(self._decoder, self._rows_of, kind, body)
-        else:
-            result, parts = self._rows_of(kind, body)
+        size = await self._decoding(offload, self.ingest.decoded_size, kind, body)
+        hold = await self._hold_decoding(size, len(body))
+        try:
+            result, parts = await self._decoding(offload, self._rows_of, kind, body)
+        finally:
+            hold.release()
         self.ingest.count(result)
-        if result.row_count:
+        if parts:
             batcher = self.batcher
             assert batcher is not None, "requests come in only through the receivers, which start() opens after it"
             # Spooled and batched on the loop, in the order the requests get here: the batch's rows and its
             # segment's frames stay the same requests, and the 200 waits for the fsync as before.
             await batcher.add(parts, kind, body)
-        if offload:
-            # The batch holds the rows as Arrow now. Their dicts, dropped here at once, would be one long
-            # deallocation on the loop: the thread frees them a chunk at a time instead. Once stop() has shut
-            # the thread down, they are freed here: the request is spooled, and must still be answered 200.
-            with contextlib.suppress(RuntimeError):
-                self._decoder.submit(_release, result.rows)
         return result.rejected
 
+    async def _decoding(self, offload: bool, work: Callable[[int, bytes], T], kind: int, body: bytes) -> T:
+        """``work(kind, body)``, on the decoding thread when ``offload``."""
+        if not offload:
+            return work(kind, body)
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, work, kind, body)
+
+    async def _hold_decoding(self, size: int, body_size: int) -> Hold:
+        """The budget's share for a decoding of ``size`` bytes (the receiver holds the body's ``body_size``)."""
+        if body_size + size > self.budget.limit:
+            raise TooLargeToDecodeError(
+                f"decoding the request would take about {size} bytes of memory: with its {body_size} bytes, "
+                f"over the in-flight budget of {self.budget.limit} (max-inflight-bytes)"
+            )
+        hold = await self.budget.wait_hold(size, grpc_receiver.ADMISSION_WAIT_SECONDS)
+        if hold is None:
+            raise OverBudgetError("too much memory held by requests in flight; retry later")
+        return hold
+
     def _rows_of(self, kind: int, body: bytes) -> tuple[Result, Parts]:
-        """A request body's rows, and them converted to Arrow for the batch (safe on the decoding thread)."""
+        """A request body's rows converted to Arrow for the batch, their dicts freed (safe on the decoding thread).
+
+        Freed here, before the decoding's share of the budget is given back: on the decoding thread, a chunk at a
+        time, they do not stall the loop as one long deallocation would.
+        """
         result = self.ingest.decode(kind, body)
-        return result, Batch.convert(result.rows) if result.row_count else []
+        parts = Batch.convert(result.rows) if result.row_count else []
+        _release(result.rows)
+        return result, parts
 
     async def start(self) -> None:
         """Locks the spool, queues what an earlier run left in it, and starts listening."""

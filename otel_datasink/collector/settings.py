@@ -65,8 +65,11 @@ class CollectorSettings:
     """Bearer token required on every OTLP request; None accepts any request."""
     max_body_bytes: int = 16 * 1024 * 1024
     """Largest request, compressed and decompressed."""
-    max_inflight_bytes: int = 64 * 1024 * 1024
-    """Request bodies held at once (being received, decoded or spooled), summed over HTTP and gRPC."""
+    max_inflight_bytes: int = 256 * 1024 * 1024
+    """Memory held by requests at once, summed over HTTP and gRPC: their bodies (being received, decoded or
+    spooled) and the estimated memory of their decoding (:meth:`~otel_datasink.collector.ingest.Ingest.decoded_size`:
+    about 20 times the size of a request of small spans). A request whose decoding alone would pass it is refused
+    for good (413)."""
     max_connections: int = 1000
     """Open OTLP/HTTP connections; further ones are refused (503) until some close."""
     header_timeout: float = 10.0

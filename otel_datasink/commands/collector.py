@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--max-inflight-bytes",
         type=flag_type("max_inflight_bytes"),
-        help=f"request bodies held at once, HTTP and gRPC together; past it 503/UNAVAILABLE "
-        f"(env {_name('MAX_INFLIGHT_BYTES')}; default 64 MiB)",
+        help=f"memory requests hold at once, HTTP and gRPC together: bodies and their estimated decoding "
+        f"(~20x a body of small spans); past it 503/UNAVAILABLE (env {_name('MAX_INFLIGHT_BYTES')}; default 256 MiB)",
     )
     add(
         "--max-connections",
