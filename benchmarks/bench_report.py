@@ -360,7 +360,7 @@ def conform(columns: dict[str, pa.Array | pa.ChunkedArray], table_schema: pa.Sch
 
 def flush_files(table_name: str, rows: pa.Table, flushes_per_day: int) -> list[tuple[tuple[str, str], list[pa.Table]]]:
     """The rows in event-time order, cut into one file per flush window (each within one ``dt`` partition)."""
-    from otel_datasink.writer import partition_of
+    from otel_datasink.location import partition_of
 
     rows = rows.take(pc.sort_indices(rows["event_time"]))
     window_ms = DAY_MS // flushes_per_day

@@ -28,6 +28,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
+from otel_datasink.location import table_path
 from otel_datasink.schema import FUTURE_TOLERANCE_DAYS, PARTITION_COLUMN, TABLES
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ PROJECTION_START = "2020-01-01"
 """First day of the ``dt`` partition projection."""
 PROJECTION_END = f"NOW+{FUTURE_TOLERANCE_DAYS}DAYS"
 """Last day of the ``dt`` partition projection: a row may be filed up to the tolerance of the receiver's clock ahead
-of today (:func:`otel_datasink.schema.filed_time`), and the views read as far (``sql/views.sql``)."""
+of today (:func:`otel_datasink.location.filed_time`), and the views read as far (``sql/views.sql``)."""
 
 VIEWS = (
     "job_runs_latest",
@@ -172,14 +173,14 @@ def athena_tables(location: str, database: str = DEFAULT_DATABASE) -> list[str]:
             f"projection.{PARTITION_COLUMN}.range": f"{PROJECTION_START},{PROJECTION_END}",
             f"projection.{PARTITION_COLUMN}.interval": "1",
             f"projection.{PARTITION_COLUMN}.interval.unit": "DAYS",
-            "storage.location.template": f"{root}/{table}/{PARTITION_COLUMN}=${{{PARTITION_COLUMN}}}",
+            "storage.location.template": table_path(root, table, f"${{{PARTITION_COLUMN}}}"),
         }
         tblproperties = ",\n".join(f"  {_string(key)}={_string(value)}" for key, value in properties.items())
         statements.append(
             f"CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{table}` (\n{columns}\n)\n"
             f"PARTITIONED BY (`{PARTITION_COLUMN}` string)\n"
             f"STORED AS PARQUET\n"
-            f"LOCATION {_string(f'{root}/{table}/')}\n"
+            f"LOCATION {_string(table_path(root, table) + '/')}\n"
             f"TBLPROPERTIES (\n{tblproperties}\n)"
         )
     return statements

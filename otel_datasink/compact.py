@@ -35,7 +35,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -45,7 +44,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from otel_datasink.lease import Held, Lock, hold
-from otel_datasink.schema import PARTITION_COLUMN, TABLES
+from otel_datasink.location import file_stamp, is_data_file, partition_folder, partition_of_folder, temporary_target
+from otel_datasink.schema import TABLES
 from otel_datasink.sizes import human_size
 from otel_datasink.writer import Writer
 
@@ -59,10 +59,7 @@ TEMPORARY_MAX_AGE = 3600.0
 """Seconds after which a hidden temporary file (``.<name>.<id>.tmp``, local disk) is a killed writer's: a write's
 temporary lives for that write only (a flush's file is written in well under a second), so one left unchanged for
 an hour belongs to no live writer and a compaction removes it. A compaction's own are removed at once."""
-_STAMP = re.compile(r"\d{8}T\d{15}Z")
-"""The creation time that starts the writer's file names (:func:`otel_datasink.writer.file_name`)."""
 _ROW_GROUP_ROWS = 1_000_000
-_DT = re.compile(rf"{PARTITION_COLUMN}=(\d{{4}}-\d{{2}}-\d{{2}})$")
 
 
 @dataclasses.dataclass
@@ -103,7 +100,7 @@ class Plan:
             lines.append(f"  remove {temporary}")
         for item in self.bins:
             lines.append(
-                f"  {item.table}/{PARTITION_COLUMN}={item.dt}: {len(item.inputs)} files, {human_size(item.size)} -> 1"
+                f"  {item.table}/{partition_folder(item.dt)}: {len(item.inputs)} files, {human_size(item.size)} -> 1"
             )
         return "\n".join(lines)
 
@@ -137,10 +134,9 @@ def partitions(
         if not writer.fs.exists(folder):
             continue
         for entry in writer.fs.ls(folder, detail=False):
-            match = _DT.search(entry.rstrip("/"))
-            if match is None:
+            day = partition_of_folder(entry)
+            if day is None:
                 continue
-            day = match.group(1)
             if dt is not None and day != dt:
                 continue
             if cutoff is not None and day >= cutoff:
@@ -168,7 +164,7 @@ def plan(writer: Writer, parts: list[tuple[str, str]], target_size: int) -> Plan
         pending.extend(manifests)
         outputs = {record["output"] for record in (_read_manifest(writer, m) for m in manifests) if record}
         leftovers.extend(e["name"] for e in entries if _is_leftover(e, outputs, now))
-        parquet = [e for e in entries if _is_data_file(e["name"])]
+        parquet = [e for e in entries if is_data_file(e["name"])]
         files += len(parquet)
         current: list[dict] = []
         size = 0
@@ -190,10 +186,9 @@ def _is_leftover(entry: dict, outputs: set[str], now: float) -> bool:
     """Whether a listed file is a temporary (``.<file>.<id>.tmp``) no live write will finish: a compaction's, of
     its manifest or of an output a manifest names (the lock is held: no other compaction runs), or anyone's left
     unchanged for :data:`TEMPORARY_MAX_AGE`."""
-    name = _base(entry["name"])
-    if not (name.startswith(".") and name.endswith(".tmp")):
+    target = temporary_target(_base(entry["name"]))
+    if target is None:
         return False
-    target = name[1:].rsplit(".", 2)[0]
     mtime = entry.get("mtime")
     return (
         target.startswith(MANIFEST_PREFIX)
@@ -261,8 +256,7 @@ def output_name(inputs: Iterable[str]) -> str:
     """
     names = sorted(_base(path) for path in inputs)
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
-    stamp = _STAMP.match(names[-1])
-    return f"{stamp.group(0) if stamp else 'compacted'}-{digest}.parquet"
+    return f"{file_stamp(names[-1]) or 'compacted'}-{digest}.parquet"
 
 
 def _rewrite(writer: Writer, item: Bin) -> bytes:
@@ -331,15 +325,10 @@ def _base(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _is_data_file(path: str) -> bool:
-    base = _base(path)
-    return base.endswith(".parquet") and not base.startswith(("_", "."))
-
-
 def count_files(writer: Writer, parts: list[tuple[str, str]]) -> int:
     """The Parquet files in the given partitions now."""
     return sum(
-        1 for table, dt in parts for path in writer.fs.ls(writer.path(table, dt), detail=False) if _is_data_file(path)
+        1 for table, dt in parts for path in writer.fs.ls(writer.path(table, dt), detail=False) if is_data_file(path)
     )
 
 

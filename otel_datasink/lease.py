@@ -39,7 +39,8 @@ from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from otel_datasink.config import Options
-from otel_datasink.writer import Writer, open_location
+from otel_datasink.location import open_location
+from otel_datasink.writer import Writer
 
 _logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from otel_datasink.config import Options
 from otel_datasink.extras import needs
+from otel_datasink.location import files_glob, open_location
 from otel_datasink.schema import PARTITION_COLUMN, SPAN_TABLES, TABLES
-from otel_datasink.writer import open_location
 
 with needs("query"):  # without duckdb or sqlglot: "duckdb is not installed: pip install 'otel-datasink[query]'"
     import duckdb
@@ -72,7 +72,7 @@ def connect(
     else:
         con.register_filesystem(fs)
         base = fs.unstrip_protocol(root)
-    found = {table: _create_table(con, table, f"{base}/{table}/{PARTITION_COLUMN}=*/*.parquet") for table in TABLES}
+    found = {table: _create_table(con, table, files_glob(base, table)) for table in TABLES}
     if must_exist and not any(found[table] for table in SPAN_TABLES):
         con.close()
         raise NoTablesError(f"{resolved.location} holds no {' or '.join(SPAN_TABLES)} files")

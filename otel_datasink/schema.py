@@ -3,14 +3,13 @@
 Timestamps are UTC instants in milliseconds, written as Parquet INT64 ``TIMESTAMP(isAdjustedToUTC=true, MILLIS)``,
 which Athena engine v3 reads as ``timestamp`` (never INT96). The ``dt`` partition column is not stored in the
 files: it is the Hive folder ``dt=YYYY-MM-DD``, the UTC date of ``event_time`` (of ``ingested_at`` when the event
-time is too far ahead of it: see :func:`filed_time`).
+time is too far ahead of it: see :func:`otel_datasink.location.filed_time`).
 """
 
 from __future__ import annotations
 
 import collections
 import operator
-from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -20,7 +19,8 @@ import pyarrow as pa
 TIMESTAMP: pa.DataType = pa.timestamp("ms", tz="UTC")
 ATTRIBUTES: pa.DataType = pa.map_(pa.string(), pa.string())
 PARTITION_COLUMN = "dt"
-"""The Hive partition column: the UTC date (``YYYY-MM-DD``) of each row's :func:`filed_time` (its ``event_time``)."""
+"""The Hive partition column: the UTC date (``YYYY-MM-DD``) of each row's
+:func:`~otel_datasink.location.filed_time` (its ``event_time``)."""
 INGESTED_AT = "ingested_at"
 """The column every front door sets to its own clock when it maps a row: the receiver's clock."""
 
@@ -131,8 +131,9 @@ FUTURE_TOLERANCE_DAYS = 1
 """How far ahead of the receiver's clock (a row's ``ingested_at``) a row's times may be: clocks drift and time zones
 get mixed up by hours, never by more than a day. A time further ahead is a broken clock or a bad value (year 2554,
 9999-12-31): the row is kept as received (filed under its ``ingested_at``'s date if its event time is that far ahead:
-:func:`filed_time`), counted (:func:`count_future_dated`), and never a run's latest state, a dataset's latest update
-or a ``data_as_of`` in the views (``sql/views.sql``, which list such rows in the view ``future_dated_rows``)."""
+:func:`~otel_datasink.location.filed_time`), counted (:func:`count_future_dated`), and never a run's latest state, a
+dataset's latest update or a ``data_as_of`` in the views (``sql/views.sql``, which list such rows in the view
+``future_dated_rows``)."""
 FUTURE_TOLERANCE_MS = FUTURE_TOLERANCE_DAYS * 86_400_000
 
 RECEIVED_TIMES: dict[str, tuple[str, ...]] = {
@@ -141,15 +142,6 @@ RECEIVED_TIMES: dict[str, tuple[str, ...]] = {
 }
 """The times of a table's rows that come from the sender, and are judged against the receiver's clock
 (``alerts`` rows are made on the receiver's own clock: nothing to judge)."""
-
-
-def filed_time(row: Mapping[str, Any]) -> int:
-    """The instant whose UTC date is a row's ``dt`` partition: its ``event_time``, or its ``ingested_at`` when the
-    event time is further ahead of it than :data:`FUTURE_TOLERANCE_DAYS` (a row of year 2554 is filed today, where
-    the views' windows see it, rather than in a partition no window reaches)."""
-    event_time: int = row["event_time"]
-    ingested = row.get(INGESTED_AT)
-    return ingested if ingested is not None and event_time > ingested + FUTURE_TOLERANCE_MS else event_time
 
 
 def count_future_dated(rows: Rows) -> collections.Counter[str]:

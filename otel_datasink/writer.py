@@ -1,7 +1,8 @@
 """Rows to Hive-partitioned Parquet objects on any fsspec location, whole or not at all.
 
 Each :meth:`Writer.write` puts one file per table per ``dt`` partition; :meth:`Writer.write_files` does the same
-for rows already converted to Arrow tables (the collector converts each request's rows as they arrive). A file
+for rows already converted to Arrow tables (the collector converts each request's rows as they arrive). Where files
+go and what they are named is the location's (:mod:`otel_datasink.location`); this module batches and puts. A file
 is encoded in memory and put in one request (S3 PUT is atomic) or, on local disk, written beside its final name
 and renamed, so readers never see a partial Parquet file. Transient store errors are retried with jittered
 exponential backoff (:class:`Backoff`, the one retry policy of every write) until a deadline; a ``stop`` event
@@ -22,7 +23,6 @@ import os
 import random
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -33,8 +33,8 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from otel_datasink.config import Options
-from otel_datasink.extras import import_extra
-from otel_datasink.schema import FUTURE_TOLERANCE_MS, INGESTED_AT, PARTITION_COLUMN, TABLES, Rows, filed_time, to_arrow
+from otel_datasink.location import by_partition, file_name, open_location, table_path, temporary_name
+from otel_datasink.schema import TABLES, Rows, to_arrow
 
 _logger = logging.getLogger(__name__)
 
@@ -57,45 +57,6 @@ interpreter shutdown", or "... after shutdown" once the loop's executor is shut 
 used in a process forked after it was opened stays unusable there."""
 _POLL = 0.05
 """Seconds between checks of the stop event while a request is in flight."""
-
-
-def open_location(options: Options) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and root path of ``options.location`` (a local path or an fsspec URL)."""
-    storage_options: dict[str, Any] = dict(options.storage_options)
-    if options.location.startswith(("s3://", "s3a://")):
-        import_extra("s3fs", "s3")  # fsspec's own error ("Install s3fs to access S3") names no extra
-        client_kwargs = dict(storage_options.pop("client_kwargs", {}) or {})
-        if options.s3_endpoint_url:
-            client_kwargs.setdefault("endpoint_url", options.s3_endpoint_url)
-        if options.s3_region:
-            client_kwargs.setdefault("region_name", options.s3_region)
-        # One attempt per call with short socket timeouts: the writer retries under its own deadline, so
-        # a dead endpoint costs seconds, not botocore's minutes.
-        config_kwargs = {
-            "connect_timeout": min(5.0, options.timeout),
-            "read_timeout": max(1.0, options.timeout),
-            "retries": {"max_attempts": 1, "mode": "standard"},
-            **(storage_options.pop("config_kwargs", {}) or {}),
-        }
-        storage_options.update(client_kwargs=client_kwargs, config_kwargs=config_kwargs)
-    fs, root = fsspec.core.url_to_fs(options.location, **storage_options)
-    if getattr(fs, "retries", None) is not None:
-        fs.retries = 1
-    return fs, root.rstrip("/")
-
-
-_DAY_MS = 86_400_000
-
-
-def partition_of(epoch_ms: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - a deliberate memo
-    """The ``dt`` value (UTC date, ``YYYY-MM-DD``) of an instant in epoch milliseconds."""
-    day = epoch_ms // _DAY_MS
-    value = _cache.get(day)
-    if value is None:
-        value = time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
-        if len(_cache) < 10_000:
-            _cache[day] = value
-    return value
 
 
 Files = Iterable[tuple[tuple[str, str], Sequence[pa.Table]]]
@@ -142,13 +103,6 @@ class Backoff:
         self._next = self.initial
 
 
-def file_name(now_ns: int | None = None) -> str:
-    """A collision-free object name that sorts by creation time."""
-    now_ns = time.time_ns() if now_ns is None else now_ns
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_ns // 1_000_000_000))
-    return f"{stamp}{now_ns % 1_000_000_000:09d}Z-{uuid.uuid4().hex[:12]}.parquet"
-
-
 class WriteError(Exception):
     """A write that did not complete: the store refused it for good (bad path, missing bucket, denied access), or
     kept failing until the deadline or the stop event."""
@@ -184,9 +138,8 @@ class Writer:
         self._pid = os.getpid()
 
     def path(self, table: str, dt: str | None = None) -> str:
-        """The folder of a table, or of one of its partitions."""
-        base = f"{self.root}/{table}"
-        return base if dt is None else f"{base}/{PARTITION_COLUMN}={dt}"
+        """The folder of a table, or of one of its partitions (:func:`~otel_datasink.location.table_path`)."""
+        return table_path(self.root, table, dt)
 
     def parquet_options(self) -> dict[str, Any]:
         """Options of every Parquet file written here (compaction writes its files with them too)."""
@@ -289,8 +242,7 @@ class Writer:
         if self._local:
             folder, name = path.rsplit("/", 1)
             fs.makedirs(folder, exist_ok=True)
-            # Hidden (a leading dot), and named after its file: a compaction knows its own by its output's name.
-            temporary = f"{folder}/.{name}.{uuid.uuid4().hex[:12]}.tmp"
+            temporary = f"{folder}/{temporary_name(name)}"
             try:
                 with open(temporary, "wb") as out:
                     out.write(data)
@@ -356,21 +308,3 @@ def _is_permanent(error: BaseException) -> bool:
         current = wrapped if isinstance(wrapped, BaseException) else (current.__cause__ or current.__context__)
         seen += 1
     return False
-
-
-def by_partition(rows: list[dict]) -> list[tuple[str, list[dict]]]:
-    """Rows grouped by their ``dt`` partition, in date order: the date of their ``event_time``, or of their
-    ``ingested_at`` for a row whose event time is too far ahead of it (:func:`~otel_datasink.schema.filed_time`)."""
-    if not rows:
-        return []
-    times = [row["event_time"] for row in rows]
-    received = [instant for row in rows if (instant := row.get(INGESTED_AT)) is not None]
-    if received and max(times) > min(received) + FUTURE_TOLERANCE_MS:
-        times = [filed_time(row) for row in rows]
-    # A batch nearly always falls on one UTC day: check that with min/max before grouping row by row.
-    if min(times) // _DAY_MS == max(times) // _DAY_MS:
-        return [(partition_of(times[0]), rows)]
-    groups: dict[str, list[dict]] = {}
-    for row, time_ms in zip(rows, times, strict=True):
-        groups.setdefault(partition_of(time_ms), []).append(row)
-    return sorted(groups.items())

@@ -24,10 +24,11 @@ from otel_datasink.cli import main
 from otel_datasink.compact import MANIFEST_PREFIX, TEMPORARY_MAX_AGE, compact, compact_bin, partitions, plan
 from otel_datasink.config import Options
 from otel_datasink.lease import Held
+from otel_datasink.location import file_name
 from otel_datasink.mapping import STATUS_CODE_ERROR, SpanRecord, map_records
 from otel_datasink.profiles import DEFAULT_PROFILE
 from otel_datasink.schema import TABLES
-from otel_datasink.writer import Writer, file_name
+from otel_datasink.writer import Writer
 
 DAY_NS = 86_400 * 10**9
 EXIT_FAILURE = 2

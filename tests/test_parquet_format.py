@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from otel_datasink import DatasinkSpanExporter, DatasinkSpanProcessor
+from otel_datasink.location import file_name
 from otel_datasink.schema import SPAN_TABLES, TABLES
-from otel_datasink.writer import file_name
 
 
 def ns(*args) -> int:

@@ -80,7 +80,7 @@ def _refuse_a_file(options: Options) -> None:
     object's name and still have the tables' objects under it."""
     from fsspec.implementations.local import LocalFileSystem
 
-    from otel_datasink.writer import open_location
+    from otel_datasink.location import open_location
 
     fs, root = open_location(options)
     if isinstance(fs, LocalFileSystem) and fs.isfile(root):

@@ -139,17 +139,17 @@ def _timed(name: str, function: Callable[..., _T]) -> Callable[..., _T]:
 
 
 def _is_folder(options: Options) -> bool:
-    from otel_datasink.writer import open_location
+    from otel_datasink.location import open_location
 
     fs, root = open_location(options)
     return bool(fs.isdir(root))
 
 
 def _has_table(options: Options, table: str) -> bool:
-    from otel_datasink.writer import open_location
+    from otel_datasink.location import open_location, table_path
 
     fs, root = open_location(options)
-    return bool(fs.isdir(f"{root}/{table}"))
+    return bool(fs.isdir(table_path(root, table)))
 
 
 def _connect(options: Options, parameters: ViewParameters, must_exist: bool = False) -> duckdb.DuckDBPyConnection:
