@@ -44,10 +44,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import Status, StatusCode
 
 from otel_datasink.config import Options
-from otel_datasink.mapping import from_readable_span, map_records
+from otel_datasink.mapping import map_records
 from otel_datasink.processor import DatasinkSpanProcessor
 from otel_datasink.profiles import default_profile
 from otel_datasink.schema import to_arrow
+from otel_datasink.sdk import from_readable_span
 from otel_datasink.writer import Writer
 
 RESOURCE = Resource.create({"service.name": "orders-etl", "service.version": "1.4.2", "deployment.environment": "prod"})

@@ -27,9 +27,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_datasink.at_exit import track_for_exit
-from otel_datasink.mapping import Truncation, from_readable_span, map_records
+from otel_datasink.mapping import Truncation, map_records
 from otel_datasink.pipeline import Pipeline
 from otel_datasink.schema import count_future_dated
+from otel_datasink.sdk import from_readable_span
 from otel_datasink.selfmetrics import (
     FUTURE_DATED_ROWS,
     Instrument,

@@ -1,8 +1,9 @@
 """Pure functions from a span to table rows: the one mapping every front door uses.
 
-A span arrives as a :class:`SpanRecord` (built from an SDK ``ReadableSpan`` here, or from OTLP in
-:mod:`otel_datasink.otlp`), a mapping profile may rewrite it into the contract's conventions, and
-:func:`job_run_row` / :func:`dataset_rows` turn it into rows of ``job_runs`` and ``dataset_status``.
+A span arrives as a :class:`SpanRecord` (built from an SDK ``ReadableSpan`` by :mod:`otel_datasink.sdk`, from OTLP
+by :mod:`otel_datasink.otlp`, from an OpenLineage event by :mod:`otel_datasink.openlineage`), a mapping profile may
+rewrite it into the contract's conventions, and :func:`job_run_row` / :func:`dataset_rows` turn it into rows of
+``job_runs`` and ``dataset_status``. Nothing here knows the OpenTelemetry SDK.
 Nothing here raises on bad attribute values: they are coerced where meaningful and otherwise kept,
 as strings, in the ``attributes`` column.
 """
@@ -19,9 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from opentelemetry.trace import StatusCode
-
-from otel_datasink import sdk, semconv
+from otel_datasink import semconv
 from otel_datasink.config import MAX_STRING, SpanLimits
 from otel_datasink.schema import (
     DATASET_STATUS_TABLE,
@@ -84,42 +83,6 @@ class Truncation:
         self.dropped_attributes += other.dropped_attributes
         self.dropped_events += other.dropped_events
         self.truncated_values += other.truncated_values
-
-
-_STATUS_CODES = {code: code.value for code in StatusCode}
-
-
-def from_readable_span(span: Any, *, started_attributes: Mapping[str, Any] | None = None) -> SpanRecord:
-    """A :class:`SpanRecord` of an ended SDK span or, given the attributes it had then, of its start."""
-    ctx = span.context
-    parent = span.parent
-    status = span.status
-    resource = span.resource
-    if started_attributes is None:
-        # The SDK's own dict and deque, not the copies its public properties make (see otel_datasink.sdk).
-        attributes = sdk.span_attributes(span)
-        raw_events = sdk.span_events(span)
-        events: Sequence[Event] = (
-            [(e.name, e.timestamp, sdk.plain(e.attributes)) for e in raw_events] if raw_events else ()
-        )
-        end_time_ns = span.end_time
-    else:
-        attributes, events, end_time_ns = started_attributes, (), None
-    code = status.status_code
-    status_code = _STATUS_CODES.get(code)  # an Enum's .value is a descriptor call, 4x a dict lookup
-    return SpanRecord(
-        span.name,
-        ctx.trace_id,
-        ctx.span_id,
-        parent.span_id if parent is not None else None,
-        span.start_time or 0,
-        end_time_ns,
-        code.value if status_code is None else status_code,
-        status.description or "",
-        attributes,
-        events,
-        sdk.plain(resource.attributes) if resource is not None else {},
-    )
 
 
 # --- coercion: never raises, returns None when a value has no meaningful reading ---------------------

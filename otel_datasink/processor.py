@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_datasink import sdk
 from otel_datasink.at_exit import track_for_exit
-from otel_datasink.mapping import SpanRecord, Truncation, from_readable_span, map_records
+from otel_datasink.mapping import SpanRecord, Truncation, map_records
 from otel_datasink.pipeline import Pipeline
 from otel_datasink.schema import Rows, count_future_dated
 from otel_datasink.selfmetrics import (
@@ -361,7 +361,7 @@ def _records(batch: list[tuple[ReadableSpan, dict | None]]) -> list[SpanRecord]:
     records = []
     for span, started_attributes in batch:
         try:
-            records.append(from_readable_span(span, started_attributes=started_attributes))
+            records.append(sdk.from_readable_span(span, started_attributes=started_attributes))
         except Exception:  # noqa: BLE001 - a span mutated while we read it; its end row still comes
             _logger.debug("could not read span %r", getattr(span, "name", span), exc_info=True)
     return records

@@ -1,4 +1,5 @@
-"""The OpenTelemetry SDK's private fields that otel-datasink reads, in one place, each with a public fallback.
+"""The OpenTelemetry SDK adapter: SDK spans as :class:`~otel_datasink.mapping.SpanRecord` (:func:`from_readable_span`),
+and the SDK's private fields that otel-datasink reads, in one place, each with a public fallback.
 
 Why private fields at all: the public accessors copy, and they run where copies cost. ``span.attributes`` wraps
 the SDK's ``BoundedAttributes`` (a MutableMapping whose every lookup runs Python code) in a MappingProxyType,
@@ -21,6 +22,9 @@ from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import attach, detach, set_value
+from opentelemetry.trace import StatusCode
+
+from otel_datasink.mapping import Event, SpanRecord
 
 SUPPRESS_INSTRUMENTATION_KEY: str | None
 try:  # the key OpenTelemetry's instrumentations check before making spans of their own
@@ -85,6 +89,41 @@ def span_events(span: Any) -> Sequence[Any]:
     """An ended span's events, not copied (they no longer change): the SDK's deque, else ``span.events``."""
     events = event_deque(span)
     return events if events is not None else span.events
+
+
+_STATUS_CODES = {code: code.value for code in StatusCode}
+
+
+def from_readable_span(span: Any, *, started_attributes: Mapping[str, Any] | None = None) -> SpanRecord:
+    """A :class:`~otel_datasink.mapping.SpanRecord` of an ended SDK span or, given the attributes it had then, of its
+    start."""
+    ctx = span.context
+    parent = span.parent
+    status = span.status
+    resource = span.resource
+    if started_attributes is None:
+        # The SDK's own dict and deque, not the copies its public properties make (see the module's docstring).
+        attributes = span_attributes(span)
+        raw_events = span_events(span)
+        events: Sequence[Event] = [(e.name, e.timestamp, plain(e.attributes)) for e in raw_events] if raw_events else ()
+        end_time_ns = span.end_time
+    else:
+        attributes, events, end_time_ns = started_attributes, (), None
+    code = status.status_code
+    status_code = _STATUS_CODES.get(code)  # an Enum's .value is a descriptor call, 4x a dict lookup
+    return SpanRecord(
+        span.name,
+        ctx.trace_id,
+        ctx.span_id,
+        parent.span_id if parent is not None else None,
+        span.start_time or 0,
+        end_time_ns,
+        code.value if status_code is None else status_code,
+        status.description or "",
+        attributes,
+        events,
+        plain(resource.attributes) if resource is not None else {},
+    )
 
 
 def span_processors(provider: Any) -> tuple[Any, ...] | None:

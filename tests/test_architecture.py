@@ -3,6 +3,7 @@ top, in a function or under ``TYPE_CHECKING``).
 
 The command line is one-way: ``cli.py`` is the entry, which loads a command's module when it is dispatched; a
 command uses the shared helpers of ``commands/_*.py`` and the library; the library knows nothing of either.
+The mapping is pure: the OpenTelemetry SDK is adapted in ``sdk.py``, which the mapping does not reach.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import otel_datasink
 PACKAGE = Path(otel_datasink.__file__).parent
 CLI = "otel_datasink.cli"
 COMMANDS = "otel_datasink.commands"
+MAPPING = "otel_datasink.mapping"
+SDK_ADAPTER = "otel_datasink.sdk"
+SDK = "opentelemetry.sdk"
 
 
 def _modules() -> dict[str, Path]:
@@ -26,6 +30,29 @@ def _modules() -> dict[str, Path]:
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         modules[name] = path
     return modules
+
+
+def _import_names(path: Path) -> Iterator[str]:
+    """Every module an ``import`` of the file names, absolute (``from a import b`` names ``a``; relative imports
+    name a module of the package: these are :func:`_imported`'s)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            yield node.module
+
+
+def _reached(name: str, modules: dict[str, Path]) -> set[str]:
+    """The modules of the package that importing ``name`` may load: ``name`` and whatever it imports, in turn."""
+    reached = {name}
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        for imported in _imported(current, modules[current], modules):
+            if imported in modules and imported not in reached:
+                reached.add(imported)
+                pending.append(imported)
+    return reached
 
 
 def _imported(name: str, path: Path, modules: dict[str, Path]) -> Iterator[str]:
@@ -77,3 +104,16 @@ def _violations() -> list[str]:
 
 def test_the_cli_is_one_way():
     assert _violations() == []
+
+
+def test_the_mapping_reaches_no_sdk():
+    modules = _modules()
+    reached = _reached(MAPPING, modules)
+    assert SDK_ADAPTER not in reached, "SDK spans are adapted in sdk.py, which imports the mapping, not the reverse"
+    sdk_imports = [
+        f"{name} imports {imported}"
+        for name in sorted(reached)
+        for imported in _import_names(modules[name])
+        if imported == SDK or imported.startswith(SDK + ".")
+    ]
+    assert sdk_imports == []

@@ -14,9 +14,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 from otel_datasink import DatasinkSpanProcessor
-from otel_datasink.mapping import MAX_STRING, from_readable_span, map_records
+from otel_datasink.mapping import MAX_STRING, map_records
 from otel_datasink.otlp import records_from_json, records_from_protobuf
 from otel_datasink.profiles import DEFAULT_PROFILE
+from otel_datasink.sdk import from_readable_span
 
 MEGABYTE = 1024 * 1024
 

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from otel_datasink.mapping import from_readable_span, map_records
+from otel_datasink.mapping import map_records
 from otel_datasink.otlp import (
     INVALID_ID,
     INVALID_TIME,
@@ -26,6 +26,7 @@ from otel_datasink.otlp import (
     records_from_protobuf,
 )
 from otel_datasink.profiles import load_profile
+from otel_datasink.sdk import from_readable_span
 
 INGESTED_AT = 1_700_000_000_000
 

@@ -23,9 +23,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_datasink import local
 from otel_datasink.exporter import DatasinkSpanExporter
-from otel_datasink.mapping import from_readable_span, map_records
+from otel_datasink.mapping import map_records
 from otel_datasink.otlp import records_from_protobuf
 from otel_datasink.profiles import ProfileError, job_keys_of, load_profile
+from otel_datasink.sdk import from_readable_span
 
 T0 = 1_780_000_000_000_000_000  # ns, 2026-05-28
 INGESTED_AT = 1_780_000_100_000

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NoOpTracerProvider
 
 from otel_datasink import sdk
-from otel_datasink.mapping import from_readable_span
+from otel_datasink.sdk import from_readable_span
 
 
 @pytest.fixture
