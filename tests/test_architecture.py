@@ -3,12 +3,14 @@ top, in a function or under ``TYPE_CHECKING``).
 
 The command line is one-way: ``cli.py`` is the entry, which loads a command's module when it is dispatched; a
 command uses the shared helpers of ``commands/_*.py`` and the library; the library knows nothing of either.
-The mapping is pure: the OpenTelemetry SDK is adapted in ``sdk.py``, which the mapping does not reach.
+The mapping is pure: the OpenTelemetry SDK is adapted in ``sdk.py``, which the mapping does not reach. The
+tables' layout under a location (the ``dt=`` folders) is written down once, in ``location.py``.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,8 @@ COMMANDS = "otel_datasink.commands"
 MAPPING = "otel_datasink.mapping"
 SDK_ADAPTER = "otel_datasink.sdk"
 SDK = "opentelemetry.sdk"
+LOCATION = "otel_datasink.location"
+PARTITION_COLUMN = "PARTITION_COLUMN"
 
 
 def _modules() -> dict[str, Path]:
@@ -117,3 +121,33 @@ def test_the_mapping_reaches_no_sdk():
         if imported == SDK or imported.startswith(SDK + ".")
     ]
     assert sdk_imports == []
+
+
+def _partition_folders(path: Path) -> Iterator[str]:
+    """The code of the file that spells out a ``dt=`` folder: a string holding ``dt=``, or an f-string putting
+    ``=`` after the partition column's name. Documentation (a string standing as a statement) is not code."""
+    tree = ast.parse(path.read_text(), str(path))
+    documentation = {
+        id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in documentation:
+            if "dt=" in node.value:
+                yield f"line {node.lineno}: {node.value!r}"
+        elif isinstance(node, ast.JoinedStr):
+            for part, after in itertools.pairwise(node.values):
+                if (
+                    isinstance(part, ast.FormattedValue)
+                    and isinstance(part.value, ast.Name)
+                    and part.value.id == PARTITION_COLUMN
+                    and isinstance(after, ast.Constant)
+                    and str(after.value).startswith("=")
+                ):
+                    yield f"line {node.lineno}: an f-string of {PARTITION_COLUMN}="
+
+
+def test_only_the_location_lays_out_the_partition_folders():
+    found = [
+        f"{name} {where}" for name, path in _modules().items() if name != LOCATION for where in _partition_folders(path)
+    ]
+    assert found == [], "table_path, partition_folder and files_glob of otel_datasink.location say where files go"
