@@ -119,15 +119,6 @@ def events_of(document: Any) -> list[Any]:
     raise OpenLineageError(f"event: must be a JSON object (or an array of them), not {_kind(document)}")
 
 
-def looks_like_openlineage(document: Any) -> bool:
-    """Whether a parsed JSON line is OpenLineage rather than OTLP (which is an object with ``resourceSpans``)."""
-    if isinstance(document, list):
-        return True
-    if not isinstance(document, dict) or "resourceSpans" in document or "resource_spans" in document:
-        return False
-    return any(key in document for key in ("eventType", "eventTime", "run", "job", "dataset", "schemaURL"))
-
-
 def event_type_of(event: Mapping[str, Any]) -> str:
     """The event's type for counting: one of :data:`EVENT_TYPES`, or :data:`STATIC`; raises OpenLineageError."""
     if _is_static(event):

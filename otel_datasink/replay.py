@@ -2,11 +2,12 @@
 OpenLineage client's file transport) written to the tables.
 
 A line is OpenLineage when it is an object with OpenLineage's keys (``eventType``, ``eventTime``, ``run``, ``job``
-...) and no ``resourceSpans``, or an array of such objects (``--format auto``, the default: told line by line, so
-one file may hold both); ``--format otlp`` or ``--format openlineage`` reads every line as that. A file whose
-first line is a lone ``{`` or ``[`` (the file transport's ``debug_mode`` indents each event over many lines) is read
-as one JSON document. OpenLineage events are translated by :mod:`otel_datasink.openlineage` into the span
-conventions and mapped by the default profile (the ``--profile`` given is for spans).
+...) and no ``resourceSpans``, or an array of such objects (``--format auto``, the default: told line by line by
+:func:`otel_datasink.formats.format_of`, so one file may hold both); ``--format otlp`` or ``--format openlineage``
+reads every line as that. A file whose first line is a lone ``{`` or ``[`` (the file transport's ``debug_mode``
+indents each event over many lines) is read as one JSON document. OpenLineage events are translated by
+:mod:`otel_datasink.openlineage` into the span conventions and mapped by the default profile (the ``--profile``
+given is for spans).
 
 Each line is one OTLP ``TracesData`` / ``ExportTraceServiceRequest`` object in the OTLP JSON encoding; a file
 may be gzip-compressed (told by its first bytes, whatever its name). Lines are decoded by
@@ -38,9 +39,10 @@ import fsspec
 
 from otel_datasink import semconv
 from otel_datasink.config import Options
+from otel_datasink.formats import Format, decode_document, format_of
 from otel_datasink.mapping import SpanRecord, Truncation, map_records
-from otel_datasink.openlineage import OpenLineageError, looks_like_openlineage, records_of
-from otel_datasink.otlp import OtlpDecodeError, Rejections, records_from_json
+from otel_datasink.openlineage import OpenLineageError
+from otel_datasink.otlp import OtlpDecodeError, Rejections
 from otel_datasink.pipeline import Pipeline
 from otel_datasink.profiles import Profile, default_profile
 from otel_datasink.schema import DATASET_STATUS_TABLE, FUTURE_TOLERANCE_DAYS, JOB_RUNS_TABLE, count_future_dated
@@ -53,7 +55,8 @@ DEFAULT_BATCH_SPANS = 20_000
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
-FORMATS = ("auto", "otlp", "openlineage")
+_CLAIMED: dict[str, Format | None] = {"auto": None, "otlp": Format.OTLP_JSON, "openlineage": Format.OPENLINEAGE}
+FORMATS = tuple(_CLAIMED)
 """What ``replay`` reads a line as: told by its keys (``auto``), or every line as OTLP or as OpenLineage."""
 
 
@@ -222,6 +225,7 @@ def replay(
         raise ValueError(f"unknown format {input_format!r} (one of {', '.join(FORMATS)})")
     summary = Summary() if summary is None else summary
     lineage = default_profile if lineage is None else lineage
+    claimed = _CLAIMED[input_format]
     batch: list[SpanRecord] = []
     events: list[SpanRecord] = []
     for path in paths:
@@ -235,15 +239,7 @@ def replay(
                 summary.lines += 1
                 try:
                     document = json.loads(line)
-                    if input_format == "openlineage" or (input_format == "auto" and looks_like_openlineage(document)):
-                        records, types = records_of(document, namespace_prefix=namespace_prefix)
-                        summary.lineage_events += len(types)
-                        events.extend(records)
-                    else:
-                        records, rejected = records_from_json(document)
-                        summary.spans += len(records) + rejected
-                        summary.rejections.update(rejected.reasons)
-                        batch.extend(records)
+                    decoded = decode_document(format_of(document, claimed), document, namespace_prefix=namespace_prefix)
                 except (ValueError, RecursionError) as error:  # JSONDecodeError, OtlpDecodeError: ValueErrors
                     if isinstance(error, OtlpDecodeError):
                         reason = "not OTLP trace data"
@@ -253,6 +249,13 @@ def replay(
                         reason = "not JSON"
                     summary.bad_lines.append(BadLine(path, number, f"{reason}: {_short(error)}"))
                     continue
+                summary.spans += decoded.spans
+                summary.rejections.update(decoded.rejected.reasons)
+                summary.lineage_events += len(decoded.event_types)
+                if decoded.format == Format.OPENLINEAGE:
+                    events.extend(decoded.records)
+                else:
+                    batch.extend(decoded.records)
                 if len(batch) + len(events) >= batch_spans:
                     _flush(batch, events, writer, profile, lineage, summary)
                     batch, events = [], []

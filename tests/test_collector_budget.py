@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otel_datasink.collector.ingest import Ingest
 from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.server import _GC_THRESHOLD, ByteBudget, Collector
-from otel_datasink.collector.spool import KIND_JSON, KIND_PROTOBUF
+from otel_datasink.formats import Format
 from otel_datasink.profiles import default_profile
 
 
@@ -96,8 +96,9 @@ def _decoding_growth(kind: int, body: bytes) -> tuple[int, int]:
     collector = Collector.__new__(Collector)  # only its decoding step, not a running collector
     collector.ingest = ingest
     estimate = ingest.decoded_size(kind, body)
-    collector._rows_of(kind, body[:0] if kind == KIND_PROTOBUF else b"{}")  # what a running collector loaded already
-    collector._rows_of(KIND_PROTOBUF, _spans(10).SerializeToString())
+    # What a running collector loaded already.
+    collector._rows_of(kind, body[:0] if kind == Format.OTLP_PROTOBUF else b"{}")
+    collector._rows_of(Format.OTLP_PROTOBUF, _spans(10).SerializeToString())
     gc.collect()
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLD)  # the collector process's
@@ -142,11 +143,13 @@ def _otlp_json(request: ExportTraceServiceRequest) -> bytes:
 @pytest.mark.parametrize(
     ("kind", "make"),
     [
-        pytest.param(KIND_PROTOBUF, lambda: _spans(40_000).SerializeToString(), id="small spans, counted"),
-        pytest.param(KIND_PROTOBUF, lambda: _spans(8_000).SerializeToString(), id="small spans, under 1 MiB"),
-        pytest.param(KIND_PROTOBUF, lambda: _spans(1_000, attributes=127).SerializeToString(), id="127 attributes"),
-        pytest.param(KIND_PROTOBUF, lambda: _spans(500, events=127).SerializeToString(), id="127 events"),
-        pytest.param(KIND_JSON, lambda: _otlp_json(_spans(20_000)), id="small spans, OTLP JSON"),
+        pytest.param(Format.OTLP_PROTOBUF, lambda: _spans(40_000).SerializeToString(), id="small spans, counted"),
+        pytest.param(Format.OTLP_PROTOBUF, lambda: _spans(8_000).SerializeToString(), id="small spans, under 1 MiB"),
+        pytest.param(
+            Format.OTLP_PROTOBUF, lambda: _spans(1_000, attributes=127).SerializeToString(), id="127 attributes"
+        ),
+        pytest.param(Format.OTLP_PROTOBUF, lambda: _spans(500, events=127).SerializeToString(), id="127 events"),
+        pytest.param(Format.OTLP_JSON, lambda: _otlp_json(_spans(20_000)), id="small spans, OTLP JSON"),
     ],
 )
 def test_the_decoded_size_estimate_is_at_least_what_decoding_takes(kind, make):

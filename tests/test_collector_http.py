@@ -32,8 +32,9 @@ from otel_datasink.collector.ingest import Ingest
 from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.server import BackgroundCollector
 from otel_datasink.collector.settings import CollectorSettings
-from otel_datasink.collector.spool import KIND_PROTOBUF, SpoolLockedError
+from otel_datasink.collector.spool import SpoolLockedError
 from otel_datasink.config import Options
+from otel_datasink.formats import Format
 from otel_datasink.local import connect
 from otel_datasink.profiles import default_profile
 
@@ -182,7 +183,7 @@ def test_requests_decoded_and_converted_off_the_loop_keep_their_rows_order_in_on
 
 def test_convert_splits_each_table_into_chunks_in_order(monkeypatch):
     monkeypatch.setattr(batcher, "_CONVERT_CHUNK_ROWS", 3)
-    rows = Ingest(default_profile, Metrics()).decode(KIND_PROTOBUF, good_request(7)).rows
+    rows = Ingest(default_profile, Metrics()).decode(Format.OTLP_PROTOBUF, good_request(7)).rows
 
     parts = batcher.Batch.convert(rows)
 

@@ -24,11 +24,12 @@ from test_collector_http import job_spans, post, rows, start_collector
 
 from otel_datasink.collector import batcher as batcher_module
 from otel_datasink.collector import spool as spool_module
-from otel_datasink.collector.spool import KIND_JSON, KIND_PROTOBUF, Segment, Spool, read_segment
+from otel_datasink.collector.spool import Segment, Spool, read_segment
+from otel_datasink.formats import Format
 from otel_datasink.writer import WriteError, Writer
 
 
-def frame(payload: bytes, kind: int = KIND_PROTOBUF) -> bytes:
+def frame(payload: bytes, kind: int = Format.OTLP_PROTOBUF) -> bytes:
     """A spool frame as on disk: magic, kind, length, CRC-32 (big-endian), payload."""
     return struct.pack(">4sBII", b"ODS1", kind, len(payload), zlib.crc32(payload)) + payload
 
@@ -50,7 +51,7 @@ def append_all(spool: Spool, segment: Segment, payloads: list[bytes], before_eac
         for i, payload in enumerate(payloads):
             if before_each is not None:
                 before_each(i)
-            results.append(await outcome(spool.append(segment, KIND_PROTOBUF, payload)))
+            results.append(await outcome(spool.append(segment, Format.OTLP_PROTOBUF, payload)))
         return results
 
     return asyncio.run(go())
@@ -217,18 +218,30 @@ def test_replay_reads_on_past_garbage_in_the_middle(tmp_path, caplog):
     a, b, c, d = (bytes([i]) * (50 + i) for i in range(4))
     garbage = b"\x00" * 7 + frame(b)[:30] + b"ODS1\x01junk" + os.urandom(200).replace(b"ODS1", b"odsl")
     path = tmp_path / "1.seg"
-    path.write_bytes(frame(a) + garbage + frame(c) + frame(d, KIND_JSON))
+    path.write_bytes(frame(a) + garbage + frame(c) + frame(d, Format.OTLP_JSON))
 
     with caplog.at_level(logging.WARNING):
-        assert list(read_segment(path)) == [(KIND_PROTOBUF, a), (KIND_PROTOBUF, c), (KIND_JSON, d)]
+        assert list(read_segment(path)) == [(Format.OTLP_PROTOBUF, a), (Format.OTLP_PROTOBUF, c), (Format.OTLP_JSON, d)]
     assert f"{len(garbage)} corrupt bytes at byte {len(frame(a))} skipped" in caplog.text
+
+
+def test_the_frame_kinds_are_those_older_collectors_spooled(tmp_path):
+    # A segment left by an older collector is replayed by this one: its kind bytes keep their meaning.
+    path = tmp_path / "1.seg"
+    path.write_bytes(frame(b"p", 1) + frame(b"j", 2) + frame(b"o", 3))
+
+    assert list(read_segment(path)) == [
+        (Format.OTLP_PROTOBUF, b"p"),
+        (Format.OTLP_JSON, b"j"),
+        (Format.OPENLINEAGE, b"o"),
+    ]
 
 
 def test_replay_reads_on_past_a_frame_with_a_bad_checksum_or_a_length_past_the_end(tmp_path):
     a, b, c = b"a" * 80, b"b" * 80, b"c" * 80
     flipped = bytearray(frame(b))
     flipped[-1] ^= 1
-    too_long = struct.pack(">4sBII", b"ODS1", KIND_PROTOBUF, 1 << 30, 0) + b"short"
+    too_long = struct.pack(">4sBII", b"ODS1", Format.OTLP_PROTOBUF, 1 << 30, 0) + b"short"
     path = tmp_path / "1.seg"
     path.write_bytes(frame(a) + bytes(flipped) + too_long + frame(c))
 

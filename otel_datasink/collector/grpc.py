@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from otel_datasink.collector import responses
 from otel_datasink.collector.ingest import OverBudgetError, TooLargeToDecodeError, UndecodableError
-from otel_datasink.collector.spool import KIND_PROTOBUF
+from otel_datasink.formats import Format
 from otel_datasink.tokens import authorized, bearer
 
 if TYPE_CHECKING:  # server.py imports this module
@@ -122,7 +122,7 @@ def _export_handler(receiver: Collector) -> Callable[[object, grpc.aio.ServicerC
             hold.shrink_to(len(body))
             metrics.bytes_received += len(body)
             try:
-                rejected = await receiver.accept(KIND_PROTOBUF, body)
+                rejected = await receiver.accept(Format.OTLP_PROTOBUF, body)
             except UndecodableError as error:
                 code = grpc.StatusCode.INVALID_ARGUMENT
                 await context.abort(code, str(error))

@@ -34,7 +34,7 @@ from aiohttp.web_protocol import RequestHandler
 from otel_datasink.collector import responses
 from otel_datasink.collector.ingest import OverBudgetError, TooLargeToDecodeError, UndecodableError
 from otel_datasink.collector.metrics import Throttled
-from otel_datasink.collector.spool import KIND_JSON, KIND_OPENLINEAGE, KIND_PROTOBUF
+from otel_datasink.formats import Format
 from otel_datasink.otlp import Rejections
 from otel_datasink.tokens import authorized, bearer
 
@@ -357,14 +357,18 @@ def _expected_auth(settings: CollectorSettings) -> bytes | None:
 def _traces_handler(receiver: Collector) -> Handler:
     """``POST /v1/traces``: OTLP/HTTP, protobuf or JSON."""
     return _receiver_handler(
-        receiver, "http", {PROTOBUF: KIND_PROTOBUF, JSON: KIND_JSON}, responses.export_response, "OTLP/HTTP"
+        receiver,
+        "http",
+        {PROTOBUF: Format.OTLP_PROTOBUF, JSON: Format.OTLP_JSON},
+        responses.export_response,
+        "OTLP/HTTP",
     )
 
 
 def _lineage_handler(receiver: Collector) -> Handler:
     """``POST /api/v1/lineage``: OpenLineage's HTTP transport (one RunEvent, or an array of them, in JSON), with
     the OTLP route's token, limits, budget, spool-before-acknowledge and error answers (JSON ``code``/``message``)."""
-    return _receiver_handler(receiver, "openlineage", {JSON: KIND_OPENLINEAGE}, _lineage_response, "OpenLineage")
+    return _receiver_handler(receiver, "openlineage", {JSON: Format.OPENLINEAGE}, _lineage_response, "OpenLineage")
 
 
 def _lineage_response(rejected: Rejections, as_json: bool) -> bytes:
@@ -375,11 +379,11 @@ def _lineage_response(rejected: Rejections, as_json: bool) -> bytes:
 def _receiver_handler(
     receiver: Collector,
     protocol: str,
-    kinds: dict[str, int],
+    kinds: dict[str, Format],
     success: Callable[[Rejections, bool], bytes],
     label: str,
 ) -> Handler:
-    """A POST route taking bodies of the content types of ``kinds`` (content type -> spool kind), counted in
+    """A POST route taking bodies of the content types of ``kinds`` (content type -> what a body of it is), counted in
     ``requests{protocol=...}``."""
     settings = receiver.settings
     metrics = receiver.metrics

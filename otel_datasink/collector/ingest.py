@@ -1,5 +1,5 @@
-"""One request body to rows: decode (:mod:`otel_datasink.otlp`, or :mod:`otel_datasink.openlineage`), profile,
-then `map_records`.
+"""One request body to rows: decode (:func:`otel_datasink.formats.decode`: OTLP or OpenLineage, as the route and
+content type it came with say), profile, then `map_records`.
 
 HTTP, gRPC and the spool's replay all go through :class:`Ingest`, so a span maps the same whichever way it came.
 OpenLineage events are translated into the span conventions, then mapped by the default profile: they are job runs
@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 from collections.abc import Iterator
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 
 from otel_datasink.collector.metrics import Metrics
-from otel_datasink.collector.spool import KIND_JSON, KIND_OPENLINEAGE, KIND_PROTOBUF
 from otel_datasink.config import SpanLimits
+from otel_datasink.formats import Format, decode
 from otel_datasink.mapping import DEFAULT_LIMITS, Truncation, map_records
-from otel_datasink.openlineage import OpenLineageError, records_of, summary_of
-from otel_datasink.otlp import OtlpDecodeError, Rejections, protobuf_shape, records_from_json, records_from_protobuf
+from otel_datasink.openlineage import OpenLineageError, summary_of
+from otel_datasink.otlp import Rejections, protobuf_shape
 from otel_datasink.profiles import Profile, default_profile, job_keys_of
 from otel_datasink.schema import JOB_RUNS_TABLE, Rows, count_future_dated
 
@@ -116,7 +115,8 @@ class Ingest:
         self.job_keys = job_keys_of(profile)
 
     def __call__(self, kind: int, body: bytes, *, count: bool = True) -> Result:
-        """The rows of a request body of ``kind`` (spool.KIND_*), counted; raises :class:`UndecodableError`."""
+        """The rows of a request body of ``kind`` (a :class:`~otel_datasink.formats.Format`: the spool's frame
+        kind), counted; raises :class:`UndecodableError`."""
         result = self.decode(kind, body)
         if count:
             self.count(result)
@@ -128,7 +128,7 @@ class Ingest:
         Reads only the body: safe on a worker thread. Raises :class:`UndecodableError` for a protobuf body that
         does not parse.
         """
-        if kind != KIND_PROTOBUF:
+        if kind != Format.OTLP_PROTOBUF:
             return _json_size(body)
         if len(body) < _COUNTED_FROM_BYTES:
             return _SMALL_PROTOBUF_FACTOR * len(body)
@@ -147,44 +147,34 @@ class Ingest:
 
     def decode(self, kind: int, body: bytes) -> Result:
         """The rows of a request body, not counted: safe on a worker thread (it only reads the profile)."""
-        if kind == KIND_OPENLINEAGE:
-            return self._decode_openlineage(body)
         try:
-            if kind == KIND_PROTOBUF:
-                records, rejected, spans = records_from_protobuf(body, job_keys=self.job_keys, limits=self.limits)
-            elif kind == KIND_JSON:
-                records, rejected = records_from_json(json.loads(body) if body.strip() else {})
-                spans = len(records) + rejected
-            else:
-                raise UndecodableError(f"unknown body kind {kind}")
-        except (DecodeError, OtlpDecodeError, ValueError, RecursionError) as error:
-            raise UndecodableError(f"undecodable OTLP {'JSON' if kind == KIND_JSON else 'protobuf'}: {error}") from None
-        truncation = Truncation()
-        rows = map_records(_consumed(records), self.profile, limits=self.limits, counts=truncation)
-        runs = len(rows[JOB_RUNS_TABLE])
-        return Result(
-            rows, spans, runs, rejected, future_dated=count_future_dated(rows), truncation=truncation, runs=runs
-        )
-
-    def _decode_openlineage(self, body: bytes) -> Result:
+            fmt = Format(kind)
+        except ValueError:
+            raise UndecodableError(f"unknown body kind {kind}") from None
         try:
-            document = json.loads(body)
-            records, types = records_of(document, namespace_prefix=self.namespace_prefix)
+            decoded = decode(
+                fmt, body, job_keys=self.job_keys, limits=self.limits, namespace_prefix=self.namespace_prefix
+            )
         except OpenLineageError as error:
             raise UndecodableError(f"not an OpenLineage run event: {error}") from None
-        except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise UndecodableError(f"undecodable OpenLineage JSON: {error}") from None
+        # OtlpDecodeError, JSONDecodeError and UnicodeDecodeError are ValueErrors.
+        except (DecodeError, ValueError, RecursionError) as error:
+            raise UndecodableError(f"undecodable {fmt.label}: {error}") from None
+        lineage = fmt == Format.OPENLINEAGE
+        # OpenLineage events are in the span conventions once translated: a profile for spans has nothing to do.
+        profile = default_profile if lineage else self.profile
         truncation = Truncation()
-        rows = map_records(_consumed(records), default_profile, limits=self.limits, counts=truncation)
+        rows = map_records(_consumed(decoded.records), profile, limits=self.limits, counts=truncation)
+        runs = len(rows[JOB_RUNS_TABLE])
         return Result(
             rows,
-            0,
-            0,
-            Rejections(),
-            summary_of(types),
+            decoded.spans,
+            0 if lineage else runs,
+            decoded.rejected,
+            summary_of(decoded.event_types) if lineage else {},
             future_dated=count_future_dated(rows),
             truncation=truncation,
-            runs=len(rows[JOB_RUNS_TABLE]),
+            runs=runs,
         )
 
     def count(self, result: Result) -> None:

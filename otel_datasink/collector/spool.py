@@ -1,9 +1,10 @@
 """A write-ahead spool: acknowledged OTLP and OpenLineage requests on local disk until their rows are in the store.
 
 The spool is a folder of segment files, one per batch (:mod:`.batcher`). Each request of a batch is appended to
-its segment as one frame (magic, kind, length, CRC-32, payload: the request body as received, decompressed) and
-fsynced before the request is answered 200. A segment is removed only once its batch's rows are written; the
-segments a crashed collector left behind are replayed when it starts again.
+its segment as one frame (magic, kind: the body's :class:`~otel_datasink.formats.Format`, length, CRC-32, payload:
+the request body as received, decompressed) and fsynced before the request is answered 200. A segment is removed
+only once its batch's rows are written; the segments a crashed collector left behind are replayed when it starts
+again.
 
 A failed append (a full disk) must never leave bytes that later, acknowledged frames follow: the segment is
 truncated back to its last whole frame, and when even that fails, or an fsync failed (after which the kernel may
@@ -35,16 +36,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from otel_datasink.formats import Format
+
 _logger = logging.getLogger(__name__)
 
-KIND_PROTOBUF = 1
-"""A frame holding an ``ExportTraceServiceRequest`` in protobuf."""
-KIND_JSON = 2
-"""A frame holding an OTLP JSON request."""
-KIND_OPENLINEAGE = 3
-"""A frame holding an OpenLineage request (``POST /api/v1/lineage``: one RunEvent, or an array of them, in JSON)."""
-
-_KINDS = (KIND_PROTOBUF, KIND_JSON, KIND_OPENLINEAGE)
+_KINDS = frozenset(Format)
 _MAGIC = b"ODS1"
 _HEADER = struct.Struct(">4sBII")  # magic, kind, payload length, CRC-32 of the payload
 _SUFFIX = ".seg"
