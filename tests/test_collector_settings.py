@@ -14,7 +14,8 @@ import pytest
 
 from otel_datasink import config
 from otel_datasink.cli import main
-from otel_datasink.collector.settings import CollectorSettings, default_spool_dir, flag_type, parse_endpoint
+from otel_datasink.collector.settings import CollectorSettings, default_spool_dir, parse_endpoint
+from otel_datasink.commands.collector import add_arguments
 
 
 def test_environment_variables_set_what_flags_leave_unset(monkeypatch):
@@ -187,8 +188,7 @@ def test_a_bad_environment_value_is_warned_about_once_and_the_default_used(
 
 def test_flag_types_refuse_non_positive_values_with_the_flags_name(capsys):
     parser = argparse.ArgumentParser(prog="collector")
-    parser.add_argument("--max-pending-batches", type=flag_type("max_pending_batches"))
-    parser.add_argument("--flush-age", type=flag_type("flush_age"))
+    add_arguments(parser)
     assert parser.parse_args(["--max-pending-batches", "2", "--flush-age", "2.5"]).flush_age == 2.5
     for argv, message in (
         (["--max-pending-batches", "0"], "argument --max-pending-batches: must be at least 1, not 0"),
