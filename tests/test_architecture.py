@@ -77,3 +77,21 @@ def _violations() -> list[str]:
 
 def test_the_cli_is_one_way():
     assert _violations() == []
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """The top-level names of the absolute imports of a module (``argparse``, ``otel_datasink``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.partition(".")[0])
+    return names
+
+
+def test_the_library_reads_no_command_line():
+    # A setting's text is read and checked by the library (ValueError); making that an argparse error is the
+    # command's part (commands/collector.py's flags of the collector's settings).
+    readers = [name for name, path in _modules().items() if "argparse" in _top_level_imports(path)]
+    assert [name for name in readers if not _is_command_side(name)] == []
