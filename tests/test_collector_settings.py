@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import itertools
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,9 +16,12 @@ from pathlib import Path
 import pytest
 
 from otel_datasink import config
+from otel_datasink import environment_variables as env
 from otel_datasink.cli import main
-from otel_datasink.collector.settings import CollectorSettings, default_spool_dir, parse_endpoint
-from otel_datasink.commands.collector import add_arguments
+from otel_datasink.collector.settings import SETTINGS, CollectorSettings, default_spool_dir, flag_name, parse_endpoint
+from otel_datasink.commands.collector import FLAGS, add_arguments
+
+DEPLOY = Path(__file__).parent.parent / "deploy"
 
 
 def test_environment_variables_set_what_flags_leave_unset(monkeypatch):
@@ -207,3 +213,81 @@ def test_a_zero_pending_batches_flag_is_a_usage_error_naming_the_flag(tmp_path, 
     assert exited.value.code == 2
     last = capsys.readouterr().err.splitlines()[-1]
     assert last == "otel-datasink collector: error: argument --max-pending-batches: must be at least 1, not 0"
+
+
+# --- the docs of the settings, held to their one description (CollectorSettings' fields) ---------------------------
+
+
+def _readme_table() -> dict[str, tuple[str, str]]:
+    """The rows of deploy/README.md's settings table: for each flag, its variable's cell and its default's."""
+    section = (DEPLOY / "README.md").read_text().split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]  # a cell's "\|" is text
+        flag = re.match(r"`(--[a-z-]+)", cells[0]) if len(cells) == 3 else None
+        if flag:
+            rows[flag.group(1)] = (cells[1], cells[2])
+    return rows
+
+
+@pytest.mark.parametrize("name", list(FLAGS))
+def test_the_deploy_readme_gives_each_flag_its_variable_and_the_default_help_shows(name):
+    setting = FLAGS[name]
+    variable_cell, default_cell = _readme_table()[f"--{flag_name(name)}"]
+    assert re.findall(r"OTEL_\w+", variable_cell) == ([setting.variable] if setting.variable else [])
+    unit = setting.kind.variable_unit
+    if setting.variable:
+        assert (f"({unit})" in variable_cell) if unit else "(" not in variable_cell
+    shown = setting.describe_default()
+    assert re.match(re.escape(shown) + r"(?![\w.])", default_cell.replace("`", "")), (shown, default_cell)
+
+
+def _collector_env() -> dict[str, str]:
+    """deploy/collector.env's variables, set or commented out, and their values."""
+    return dict(re.findall(r"^#? ?(OTEL_EXPORTER_DATASINK_\w+)=(.*)$", (DEPLOY / "collector.env").read_text(), re.M))
+
+
+DEPLOYMENT_VALUES = {
+    env.OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT,  # every interface, in a container
+    env.OTEL_EXPORTER_DATASINK_COLLECTOR_GRPC_ENDPOINT,
+    env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN,  # change-me
+    env.OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR,  # on a volume
+}
+"""The variables deploy/collector.env sets otherwise than their defaults, on purpose."""
+
+
+@pytest.mark.parametrize("name", [name for name, setting in SETTINGS.items() if setting.variable])
+def test_collector_env_sets_each_variable_to_its_default_unless_a_deployment_changes_it(name):
+    setting = SETTINGS[name]
+    values = _collector_env()
+    assert setting.variable in values, f"deploy/collector.env lacks {setting.variable}"
+    value = setting.check(setting.parse(values[setting.variable]))  # as the collector reads it
+    if setting.variable not in DEPLOYMENT_VALUES:
+        assert value == setting.default, (setting.variable, values[setting.variable])
+
+
+def test_the_token_file_is_in_the_deploy_readme_and_collector_env():
+    variable = env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE
+    assert variable in _readme_table()["--token-file"][0] and variable in _collector_env()
+
+
+def _variable_docs() -> dict[str, str]:
+    """The docstring of each variable of otel_datasink/environment_variables.py."""
+    body = ast.parse(Path(env.__file__).read_text()).body
+    return {
+        node.targets[0].id: doc.value.value
+        for node, doc in itertools.pairwise(body)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(doc, ast.Expr)
+        and isinstance(doc.value, ast.Constant)
+    }
+
+
+@pytest.mark.parametrize("name", [name for name, setting in SETTINGS.items() if setting.variable])
+def test_each_collector_variable_is_documented_with_its_default(name):
+    setting = SETTINGS[name]
+    stated = re.search(r"Default: `*([^`\s(]+?)`*\.?(?:\s|$)", _variable_docs()[setting.variable])
+    assert stated, f"{setting.variable}'s docstring states no default"
+    if setting.default is not None:  # None: made at start (the spool folder), or not set (the token)
+        assert setting.check(setting.parse(stated.group(1))) == setting.default, (setting.variable, stated.group(1))
