@@ -215,6 +215,19 @@ def test_a_zero_pending_batches_flag_is_a_usage_error_naming_the_flag(tmp_path, 
     assert last == "otel-datasink collector: error: argument --max-pending-batches: must be at least 1, not 0"
 
 
+def test_the_help_of_each_flag_names_its_variable_and_the_default_of_its_setting(capsys):
+    with pytest.raises(SystemExit):
+        main(["collector", "--help"])
+    # One entry per option, each starting on a line of its own; argparse wraps the help.
+    entries = [" ".join(entry.split()) for entry in re.split(r"\n  (?=-)", capsys.readouterr().out)]
+    helps = {entry.split()[0]: entry for entry in entries}
+    for name, setting in FLAGS.items():
+        described = helps[f"--{flag_name(name)}"]
+        assert described.endswith(f"default {setting.describe_default()})"), described
+        assert (setting.variable or setting.help) in described, described
+    assert helps["--header-timeout"].endswith("(env OTEL_EXPORTER_DATASINK_COLLECTOR_HEADER_TIMEOUT in ms; default 10)")
+
+
 # --- the docs of the settings, held to their one description (CollectorSettings' fields) ---------------------------
 
 

@@ -59,7 +59,7 @@ def default_spool_dir(location: str) -> Path:
     return Path(cache) / "otel-datasink" / "spool" / digest
 
 
-def show_endpoint(endpoint: tuple[str, int] | None) -> str:
+def _show_endpoint(endpoint: tuple[str, int] | None) -> str:
     """An endpoint as ``HOST:PORT`` (``[::1]:4318``), the text :func:`parse_endpoint` reads; ``none`` for None."""
     if endpoint is None:
         return DISABLED
@@ -115,7 +115,7 @@ class Kind:
     """The flag's argument in ``--help``; None: the flag's name."""
 
 
-ENDPOINT = Kind(_endpoint, show=show_endpoint, metavar="HOST:PORT")
+ENDPOINT = Kind(_endpoint, show=_show_endpoint, metavar="HOST:PORT")
 TEXT = Kind(text)
 FOLDER = Kind(_folder)
 # 0 is refused: a limit of 0 refuses everything, 0 rows or bytes would roll every request into files of its own.
