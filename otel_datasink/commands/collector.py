@@ -16,7 +16,7 @@ from typing import Any
 from otel_datasink import environment_variables as env
 from otel_datasink.collector.settings import SETTINGS, CollectorSetting, CollectorSettings, flag_name
 from otel_datasink.commands._args import store_options
-from otel_datasink.commands._errors import CommandError
+from otel_datasink.commands._errors import CommandError, cannot_listen
 
 _logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     """Runs the collector until SIGTERM/SIGINT (0); 2 when it cannot start or its last flush left rows in the
     spool (they are written at the next start)."""
     # Imported here: aiohttp and grpcio load only when the collector runs, not for `collector --help`.
-    from otel_datasink.collector.server import Collector, serve
+    from otel_datasink.collector.server import Collector, ListenError, serve
     from otel_datasink.collector.spool import SpoolLockedError
 
     try:
@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("otel_datasink.collector").setLevel(logging.INFO)
     try:
         flushed = asyncio.run(serve(collector)) == 0
-    except (SpoolLockedError, OSError) as error:  # the spool is in use, a port is taken, a folder cannot be made
+    except ListenError as error:
+        raise cannot_listen(error.address, f"--{flag_name(error.setting)}", error) from None
+    except (SpoolLockedError, OSError) as error:  # the spool is in use, a folder cannot be made
         raise CommandError(str(error)) from None
     if not flushed:
         raise CommandError("stopped with batches left in the spool; they are written at the next start")

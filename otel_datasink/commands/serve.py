@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from otel_datasink import environment_variables as env
 from otel_datasink.commands._args import add_page_arguments, check_trace_url, store_options
-from otel_datasink.commands._errors import EXIT_OK, CommandError, describe
+from otel_datasink.commands._errors import EXIT_OK, CommandError, cannot_listen, describe
 from otel_datasink.tokens import given_token
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         server = PageServer((host, port), first, hosts, secret)
     except OSError as error:
-        raise CommandError(f"cannot listen on {args.listen}: {error.strerror or error}") from error
+        raise cannot_listen(args.listen, "--listen", error) from error
     stop = threading.Event()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="serve-http")
     with server, _stopped_by_signals(stop):
