@@ -1,4 +1,5 @@
-"""Ctrl-C: a command stopped by SIGINT says what it did, in one line, and exits 130, never with a traceback."""
+"""Ctrl-C: a command stopped by SIGINT says what it did, in one line, and exits 130, never with a traceback; a
+service (``serve``, ``collector``) first stops as cleanly as on SIGTERM."""
 
 from __future__ import annotations
 
@@ -196,3 +197,25 @@ def test_ctrl_c_while_the_commands_modules_import_exits_130_in_one_line(tmp_path
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=environment())
     assert done.returncode == EXIT_INTERRUPTED, done.stderr
     assert done.stderr.splitlines() == ["otel-datasink query: interrupted"]
+
+
+def test_ctrl_c_stops_serve_as_sigterm_does_then_exits_130_saying_so(tmp_path):
+    # It exited 0, as on SIGTERM: a shell or script could not tell a Ctrl-C'd serve from one that ended by itself.
+    pytest.importorskip("vl_convert", reason="the report extra (vl-convert-python) is not installed")
+    location = tmp_path / "datasink"
+    location.mkdir()  # empty: its page (which says so) is quick to build
+    with subprocess.Popen(
+        command("serve", "--location", str(location), "--listen", "127.0.0.1:0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    ) as process:
+        serving = process.stdout.readline()
+        assert serving.startswith("serving http://"), process.stderr.read()
+        url = serving.split()[1]
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert stderr.splitlines() == [f"otel-datasink serve: interrupted; stopped serving {url}"]
+    assert stdout == "stopped\n"  # the same clean stop as SIGTERM's
