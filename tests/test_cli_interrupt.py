@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
 from test_cli_errors import command, environment
+from test_collector_durability import CollectorProcess
+from test_collector_http import rows
 from test_replay import job_spans, otlp_json_line
 
 EXIT_INTERRUPTED = 130
@@ -219,3 +221,18 @@ def test_ctrl_c_stops_serve_as_sigterm_does_then_exits_130_saying_so(tmp_path):
     assert process.returncode == EXIT_INTERRUPTED, stderr
     assert stderr.splitlines() == [f"otel-datasink serve: interrupted; stopped serving {url}"]
     assert stdout == "stopped\n"  # the same clean stop as SIGTERM's
+
+
+def test_ctrl_c_on_the_collector_writes_every_batch_then_exits_130_saying_so(local_location, tmp_path):
+    # It exited 0, as on SIGTERM (what a service manager sends, which stays 0).
+    spool = tmp_path / "spool"
+    collector = CollectorProcess(local_location, spool, tmp_path / "log", "--flush-age", "3600")
+    sent = collector.export(4)  # held in the open batch: only the stop writes them
+    collector.process.send_signal(signal.SIGINT)
+    code = collector.process.wait(timeout=60)
+    log = (tmp_path / "log").read_text()
+    assert code == EXIT_INTERRUPTED, log
+    assert "Traceback" not in log
+    assert log.splitlines()[-1] == "otel-datasink collector: interrupted; every batch written"
+    assert {row["span_id"] for row in rows(local_location, timeout=0)} == sent
+    assert not list(spool.glob("*.seg"))

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from aiohttp import web
 
@@ -413,18 +413,27 @@ def _tune_gc() -> None:
     gc.set_threshold(*_GC_THRESHOLD)
 
 
-async def serve(collector: Collector) -> int:
-    """Runs a collector until SIGTERM or SIGINT; 0 if it stopped with everything written, else 1."""
+class Stopped(NamedTuple):
+    """How :func:`serve` ended."""
+
+    by: signal.Signals
+    """The signal that stopped the collector: SIGTERM (a service manager's stop) or SIGINT (Ctrl-C)."""
+    flushed: bool
+    """Whether every batch was written (else the rest is in the spool, written at the next start)."""
+
+
+async def serve(collector: Collector) -> Stopped:
+    """Runs a collector until SIGTERM or SIGINT, then stops it, flushing; which signal, and whether it flushed."""
     settings = collector.settings
     _tune_gc()
     await collector.start()
-    stopping = asyncio.Event()
+    received: asyncio.Queue[signal.Signals] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    await stopping.wait()
-    _logger.info("stopping: flushing within %.0fs", settings.shutdown_timeout)
-    return 0 if await collector.stop() else 1
+        loop.add_signal_handler(signum, received.put_nowait, signum)
+    by = await received.get()  # the first; any later one changes nothing
+    _logger.info("%s: stopping, flushing within %.0fs", by.name, settings.shutdown_timeout)
+    return Stopped(by, await collector.stop())
 
 
 class BackgroundCollector:

@@ -2,7 +2,8 @@
 the HTTP port), and write their job runs to the tables.
 
 Rows are batched across requests and rolled into files by rows, bytes and age. A request is acknowledged once
-its rows are in a local write-ahead spool, replayed on restart. SIGTERM or SIGINT flushes and exits.
+its rows are in a local write-ahead spool, replayed on restart. SIGTERM flushes and exits (0); Ctrl-C flushes the
+same, then exits 130 saying so.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 from otel_datasink import environment_variables as env
 from otel_datasink.collector.settings import SETTINGS, CollectorSetting, CollectorSettings, flag_name
 from otel_datasink.commands._args import store_options
-from otel_datasink.commands._errors import CommandError, cannot_listen
+from otel_datasink.commands._errors import EXIT_OK, CommandError, cannot_listen
+from otel_datasink.commands._signals import raise_if_interrupted
 
 _logger = logging.getLogger(__name__)
 
@@ -71,9 +73,12 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     return {"token_file": args.token_file, **{name: getattr(args, name) for name in FLAGS}}
 
 
+LEFT_IN_SPOOL = "stopped with batches left in the spool; they are written at the next start"
+
+
 def run(args: argparse.Namespace) -> int:
-    """Runs the collector until SIGTERM/SIGINT (0); 2 when it cannot start or its last flush left rows in the
-    spool (they are written at the next start)."""
+    """Runs the collector until SIGTERM (0) or Ctrl-C (130); 2 when it cannot start or, on SIGTERM, its last flush
+    left rows in the spool (they are written at the next start)."""
     # Imported here: aiohttp and grpcio load only when the collector runs, not for `collector --help`.
     from otel_datasink.collector.server import Collector, ListenError, serve
     from otel_datasink.collector.spool import SpoolLockedError
@@ -93,11 +98,13 @@ def run(args: argparse.Namespace) -> int:
         # A service says what it does: at least INFO for the collector's own loggers.
         logging.getLogger("otel_datasink.collector").setLevel(logging.INFO)
     try:
-        flushed = asyncio.run(serve(collector)) == 0
+        stopped = asyncio.run(serve(collector))
     except ListenError as error:
         raise cannot_listen(error.address, f"--{flag_name(error.setting)}", error) from None
     except (SpoolLockedError, OSError) as error:  # the spool is in use, a folder cannot be made
         raise CommandError(str(error)) from None
-    if not flushed:
-        raise CommandError("stopped with batches left in the spool; they are written at the next start")
-    return 0
+    done = "every batch written" if stopped.flushed else LEFT_IN_SPOOL
+    raise_if_interrupted(stopped.by, done)
+    if not stopped.flushed:
+        raise CommandError(done)
+    return EXIT_OK
