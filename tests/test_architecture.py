@@ -8,6 +8,7 @@ command uses the shared helpers of ``commands/_*.py`` and the library; the libra
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,11 +29,14 @@ def _modules() -> dict[str, Path]:
     return modules
 
 
-def _imported(name: str, path: Path, modules: dict[str, Path]) -> Iterator[str]:
+def _imported(name: str, path: Path, modules: dict[str, Path], *, at_import: bool = False) -> Iterator[str]:
     """The modules of the package that module ``name`` imports: ``from a import b`` is module ``a.b`` when there
-    is one, else ``a``; relative imports resolved."""
+    is one, else ``a``; relative imports resolved. ``at_import``: only what importing it runs at once, its
+    top-level imports (not those in functions, nor those under ``if TYPE_CHECKING``, which never run)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = _top_level(tree.body) if at_import else ast.walk(tree)
+    for node in nodes:
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names if alias.name in modules)
         elif isinstance(node, ast.ImportFrom):
@@ -42,6 +46,16 @@ def _imported(name: str, path: Path, modules: dict[str, Path]) -> Iterator[str]:
                 base = f"{anchor}.{base}" if base else anchor
             for alias in node.names:
                 yield f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+
+
+def _top_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    for node in body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+            yield from _top_level(node.body + node.orelse)
+        elif isinstance(node, ast.Try):
+            yield from _top_level(node.body + node.orelse + node.finalbody)
+        else:
+            yield node
 
 
 def _is_command_side(name: str) -> bool:
@@ -95,3 +109,32 @@ def test_the_library_reads_no_command_line():
     # command's part (commands/collector.py's flags of the collector's settings).
     readers = [name for name, path in _modules().items() if "argparse" in _top_level_imports(path)]
     assert [name for name in readers if not _is_command_side(name)] == []
+
+
+
+def test_no_module_imports_itself_back_when_imported():
+    """No import loop: following the top-level imports from any module never comes back to it (a loop works only
+    while its modules happen to be imported in one order, and breaks on the first new import)."""
+    modules = _modules()
+    graph = {name: set(_imported(name, path, modules, at_import=True)) - {name} for name, path in modules.items()}
+    loops = []
+    for start in graph:
+        seen, stack = set(), [(start, (start,))]
+        while stack:
+            name, trail = stack.pop()
+            for imported in graph.get(name, ()):
+                if imported == start:
+                    loops.append(" -> ".join((*trail, start)))
+                elif imported not in seen:
+                    seen.add(imported)
+                    stack.append((imported, (*trail, imported)))
+    assert loops == []
+
+
+def test_every_module_is_on_the_map_and_the_map_names_no_module_that_is_gone():
+    """ARCHITECTURE.md names every module of the package by its path, and only modules that exist."""
+    root = PACKAGE.parent
+    named = set(re.findall(r"`(otel_datasink/[\w/]+\.py)`", (root / "ARCHITECTURE.md").read_text()))
+    present = {path.relative_to(root).as_posix() for path in _modules().values()}
+    assert sorted(present - named) == [], "modules missing from ARCHITECTURE.md"
+    assert sorted(named - present) == [], "ARCHITECTURE.md names modules that are gone"
