@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,8 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port, remount_read_only, tmpfs
+from disks import remount_read_only, tmpfs
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
+from network import free_port
+from s3_server import MotoServer
 
 EXIT_FAILURE = 2
 EXIT_STDOUT_CLOSED = 141
@@ -340,25 +341,12 @@ def test_compact_on_an_unreachable_endpoint_fails_in_one_line(s3_location):
 @pytest.fixture(scope="module")
 def s3_refusing_keys(moto_server) -> Iterator[str]:
     """The endpoint of a second moto server that checks credentials (every request of the fake key is refused)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
-    )
+    server = MotoServer({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    server.start()
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield server.endpoint_url
     finally:
-        process.kill()
-        process.wait()
+        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port
+from network import free_port
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from test_collector_grpc import EXPORT
