@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from command_line import command, environment
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
-from test_cli_errors import command, environment
 from test_replay import job_spans, otlp_json_line
 
 EXIT_INTERRUPTED = 130

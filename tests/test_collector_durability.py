@@ -20,11 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from command_line import assert_one_line_failure, cli
 from disks import tmpfs
 from network import free_port
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from test_cli_errors import assert_one_line_failure, cli
 from test_collector_http import get, job_spans, post, rows
 
 from otel_datasink.local import connect
