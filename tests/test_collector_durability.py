@@ -25,7 +25,8 @@ from disks import tmpfs
 from network import free_port
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from test_collector_http import get, job_spans, post, rows
+from otlp_payloads import job_spans
+from test_collector_http import get, post, rows
 
 from otel_datasink.local import connect
 

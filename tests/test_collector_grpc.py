@@ -10,7 +10,8 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-from test_collector_http import TOKEN, job_spans, rows, start_collector
+from otlp_payloads import job_spans
+from test_collector_http import TOKEN, rows, start_collector
 
 from otel_datasink.collector import grpc as grpc_receiver
 

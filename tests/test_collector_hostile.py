@@ -27,8 +27,9 @@ import pytest
 from network import free_port
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from otlp_payloads import good_request, job_spans
 from test_collector_grpc import EXPORT
-from test_collector_http import TOKEN, get, good_request, job_spans, post, start_collector
+from test_collector_http import TOKEN, get, post, start_collector
 
 from otel_datasink.collector.server import _GC_THRESHOLD, BackgroundCollector
 from otel_datasink.collector.settings import CollectorSettings

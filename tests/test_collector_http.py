@@ -20,12 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from otlp_payloads import SPEC_EXAMPLE, good_request, job_spans
 from prometheus_client.parser import text_string_to_metric_families
-from test_otlp import SPEC_EXAMPLE
 
 from otel_datasink.collector import batcher, server
 from otel_datasink.collector.ingest import Ingest
@@ -71,22 +67,6 @@ def job_runs_files(location: str) -> list[tuple[str]]:
     ).fetchall()
 
 
-def job_spans(count: int, *, with_noise: bool = True):
-    """Ended SDK spans: ``count`` job runs (one updates a dataset) and, with_noise, a non-job span."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "spark-etl"}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
-    for i in range(count):
-        with tracer.start_as_current_span(f"run {i}", attributes={"job.name": f"job_{i}", "dataset.name": "orders"}):
-            pass
-    if with_noise:
-        with tracer.start_as_current_span("GET /", attributes={"http.method": "GET"}):
-            pass
-    provider.shutdown()
-    return exporter.get_finished_spans()
-
-
 def post(port: int, body: bytes, content_type: str = "application/x-protobuf", **headers: str):
     """POST /v1/traces; returns (status, headers, body)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -116,12 +96,6 @@ def metric_samples(text: str) -> dict[str, float]:
             labels = ",".join(f'{key}="{value}"' for key, value in sample.labels.items())
             samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return samples
-
-
-def good_request(count: int = 1) -> bytes:
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-    return encode_spans(job_spans(count)).SerializeToString()
 
 
 @pytest.fixture

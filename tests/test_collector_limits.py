@@ -19,9 +19,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
+from otlp_payloads import job_spans
 from test_collector_grpc import call
 from test_collector_hostile import collector_process, connect, head, metric, rss_mib
-from test_collector_http import get, job_spans, metric_samples, post, rows, start_collector
+from test_collector_http import get, metric_samples, post, rows, start_collector
 
 from otel_datasink.collector import responses
 

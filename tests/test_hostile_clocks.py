@@ -17,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from job_spans import HOUR_NS, MINUTE_NS, now_ns, otlp_json
+from job_spans import HOUR_NS, MINUTE_NS, now_ns
 from openlineage.client.event_v2 import RunState
 from openlineage.client.uuid import generate_new_uuid
+from openlineage_events import event
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -28,9 +29,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
+from otlp_payloads import otlp_json
 from test_collector_durability import CollectorProcess
 from test_collector_http import get, metric_samples, post
-from test_openlineage import event
 from test_openlineage_collector import post as post_lineage
 
 from otel_datasink.cli import main

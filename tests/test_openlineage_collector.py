@@ -14,9 +14,9 @@ from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import RunState
 from openlineage.client.transport.http import ApiKeyTokenProvider, HttpCompression, HttpConfig, HttpTransport
 from openlineage.client.uuid import generate_new_uuid
+from openlineage_events import FIXTURES, event, now, run_event
 from test_collector_durability import CollectorProcess
 from test_collector_http import TOKEN, _gzip_bomb, get, metric_samples, rows, start_collector
-from test_openlineage import FIXTURES, event, now, run_event
 
 from otel_datasink.local import connect
 
