@@ -15,13 +15,13 @@ import uuid
 from typing import Any
 
 import pytest
+from collectors import post, rows, start_collector
 from google.protobuf.internal.encoder import _VarintBytes
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from otlp_payloads import otlp_json
-from test_collector_http import post, rows, start_collector
 
 from otel_datasink import otlp
 from otel_datasink.config import SpanLimits

@@ -19,9 +19,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+from collectors import post, rows, start_collector
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from otlp_payloads import job_spans
-from test_collector_http import post, rows, start_collector
 
 from otel_datasink.collector import batcher as batcher_module
 from otel_datasink.collector import spool as spool_module
