@@ -8,11 +8,14 @@ Fixtures only: the helpers the tests call live in the helper modules beside (``n
 
 from __future__ import annotations
 
+import datetime
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from report_scenario import build_report
 from s3_server import MotoServer
 from table_reader import TableReader
 
@@ -53,3 +56,10 @@ def local_location(tmp_path) -> str:
 def read_tables() -> Callable[..., TableReader]:
     """``read_tables(location, endpoint_url=None)``: a :class:`TableReader` of a location."""
     return TableReader
+
+
+@pytest.fixture(scope="module")
+def seeded_report(tmp_path_factory) -> tuple[str, datetime.datetime, Path]:
+    """The report tests' scenario at a fresh location, its instant, and the page ``otel-datasink report`` built of
+    it (:func:`report_scenario.build_report`): once for each module that asks."""
+    return build_report(tmp_path_factory.mktemp("report"))

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import serve_process, serving
+from serve_process import serve_process, serving
 
 from otel_datasink import cli
 from otel_datasink.report.server import HEADER_TIMEOUT, MAX_CONNECTIONS
