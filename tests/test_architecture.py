@@ -77,3 +77,52 @@ def _violations() -> list[str]:
 
 def test_the_cli_is_one_way():
     assert _violations() == []
+
+
+# --- the tests' own rooms: fixtures in conftest.py, helpers in helper modules (tests/<what they hold>.py) ----------
+
+TESTS = Path(__file__).parent
+
+
+def _test_imports(folder: Path) -> Iterator[tuple[str, str]]:
+    """(module of ``folder``, top-level name it imports) for every import of its modules, wherever it is."""
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            yield from ((path.stem, name.partition(".")[0]) for name in names)
+
+
+def _test_import_violations(folder: Path) -> list[str]:
+    test_modules = {path.stem for path in folder.glob("test_*.py")}
+    found = []
+    for importer, imported in _test_imports(folder):
+        if imported in test_modules:
+            found.append(f"{importer} imports {imported}: what tests share goes in a helper module, not a test module")
+        elif imported == "conftest":
+            found.append(f"{importer} imports conftest: conftest.py holds fixtures (pytest passes them by name)")
+    return found
+
+
+def _conftest_non_fixtures(conftest: Path) -> list[str]:
+    """The top-level functions and classes of ``conftest`` that are neither fixtures nor pytest hooks."""
+    found = []
+    for node in ast.parse(conftest.read_text(), str(conftest)).body:
+        if isinstance(node, ast.ClassDef):
+            found.append(node.name)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not node.name.startswith("pytest_"):
+            if not any("fixture" in ast.unparse(decorator) for decorator in node.decorator_list):
+                found.append(node.name)
+    return found
+
+
+def test_no_test_module_imports_another_or_a_helper_from_conftest():
+    assert _test_import_violations(TESTS) == []
+
+
+def test_conftest_holds_only_fixtures():
+    assert _conftest_non_fixtures(TESTS / "conftest.py") == []
