@@ -79,32 +79,39 @@ def test_the_cli_is_one_way():
     assert _violations() == []
 
 
+def _top_level_imports(path: Path) -> set[str]:
+    """The top-level names of the absolute imports of a module (``argparse``, ``otel_datasink``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.partition(".")[0])
+    return names
+
+
+def test_the_library_reads_no_command_line():
+    # A setting's text is read and checked by the library (ValueError); making that an argparse error is the
+    # command's part (commands/collector.py's flags of the collector's settings).
+    readers = [name for name, path in _modules().items() if "argparse" in _top_level_imports(path)]
+    assert [name for name in readers if not _is_command_side(name)] == []
+
+
 # --- the tests' own rooms: fixtures in conftest.py, helpers in helper modules (tests/<what they hold>.py) ----------
 
 TESTS = Path(__file__).parent
 
 
-def _test_imports(folder: Path) -> Iterator[tuple[str, str]]:
-    """(module of ``folder``, top-level name it imports) for every import of its modules, wherever it is."""
-    for path in sorted(folder.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and not node.level:
-                names = [node.module or ""]
-            else:
-                continue
-            yield from ((path.stem, name.partition(".")[0]) for name in names)
-
-
 def _test_import_violations(folder: Path) -> list[str]:
+    """Each import of a module of ``folder`` (the tests) that takes a test module or conftest.py for a helper."""
     test_modules = {path.stem for path in folder.glob("test_*.py")}
     found = []
-    for importer, imported in _test_imports(folder):
-        if imported in test_modules:
-            found.append(f"{importer} imports {imported}: what tests share goes in a helper module, not a test module")
-        elif imported == "conftest":
-            found.append(f"{importer} imports conftest: conftest.py holds fixtures (pytest passes them by name)")
+    for path in sorted(folder.glob("*.py")):
+        for imported in sorted(_top_level_imports(path)):
+            if imported in test_modules:
+                found.append(f"{path.stem} imports {imported}: what tests share goes in a helper module, not a test")
+            elif imported == "conftest":
+                found.append(f"{path.stem} imports conftest: conftest.py holds fixtures (pytest passes them by name)")
     return found
 
 
