@@ -35,7 +35,7 @@ def _imported(name: str, path: Path, modules: dict[str, Path], *, at_import: boo
     top-level imports (not those in functions, nor those under ``if TYPE_CHECKING``, which never run)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     tree = ast.parse(path.read_text(), str(path))
-    nodes = _top_level(tree.body) if at_import else ast.walk(tree)
+    nodes = _run_at_import(tree.body) if at_import else ast.walk(tree)
     for node in nodes:
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names if alias.name in modules)
@@ -48,12 +48,12 @@ def _imported(name: str, path: Path, modules: dict[str, Path], *, at_import: boo
                 yield f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
 
 
-def _top_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+def _run_at_import(body: list[ast.stmt]) -> Iterator[ast.stmt]:
     for node in body:
         if isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
-            yield from _top_level(node.body + node.orelse)
+            yield from _run_at_import(node.body + node.orelse)
         elif isinstance(node, ast.Try):
-            yield from _top_level(node.body + node.orelse + node.finalbody)
+            yield from _run_at_import(node.body + node.orelse + node.finalbody)
         else:
             yield node
 
@@ -111,7 +111,6 @@ def test_the_library_reads_no_command_line():
     assert [name for name in readers if not _is_command_side(name)] == []
 
 
-
 def test_no_module_imports_itself_back_when_imported():
     """No import loop: following the top-level imports from any module never comes back to it (a loop works only
     while its modules happen to be imported in one order, and breaks on the first new import)."""
@@ -138,3 +137,41 @@ def test_every_module_is_on_the_map_and_the_map_names_no_module_that_is_gone():
     present = {path.relative_to(root).as_posix() for path in _modules().values()}
     assert sorted(present - named) == [], "modules missing from ARCHITECTURE.md"
     assert sorted(named - present) == [], "ARCHITECTURE.md names modules that are gone"
+
+
+# --- the tests' own rooms: fixtures in conftest.py, helpers in helper modules (tests/<what they hold>.py) ----------
+
+TESTS = Path(__file__).parent
+
+
+def _test_import_violations(folder: Path) -> list[str]:
+    """Each import of a module of ``folder`` (the tests) that takes a test module or conftest.py for a helper."""
+    test_modules = {path.stem for path in folder.glob("test_*.py")}
+    found = []
+    for path in sorted(folder.glob("*.py")):
+        for imported in sorted(_top_level_imports(path)):
+            if imported in test_modules:
+                found.append(f"{path.stem} imports {imported}: what tests share goes in a helper module, not a test")
+            elif imported == "conftest":
+                found.append(f"{path.stem} imports conftest: conftest.py holds fixtures (pytest passes them by name)")
+    return found
+
+
+def _conftest_non_fixtures(conftest: Path) -> list[str]:
+    """The top-level functions and classes of ``conftest`` that are neither fixtures nor pytest hooks."""
+    found = []
+    for node in ast.parse(conftest.read_text(), str(conftest)).body:
+        if isinstance(node, ast.ClassDef):
+            found.append(node.name)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not node.name.startswith("pytest_"):
+            if not any("fixture" in ast.unparse(decorator) for decorator in node.decorator_list):
+                found.append(node.name)
+    return found
+
+
+def test_no_test_module_imports_another_or_a_helper_from_conftest():
+    assert _test_import_violations(TESTS) == []
+
+
+def test_conftest_holds_only_fixtures():
+    assert _conftest_non_fixtures(TESTS / "conftest.py") == []

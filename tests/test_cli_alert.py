@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
+from network import free_port
 
 from otel_datasink import catalog, cli, local
 from otel_datasink.alerts import conditions, metrics
@@ -328,7 +329,6 @@ def test_watch_exports_the_gauges_with_the_exporter_otel_metrics_exporter_names(
 
 def test_watch_serves_the_gauges_on_a_prometheus_scrape_port(stale):
     pytest.importorskip("opentelemetry.exporter.prometheus")
-    from conftest import free_port
     from prometheus_client.parser import text_string_to_metric_families
 
     location, _ = stale

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from collectors import CollectorProcess, rows
+from command_line import command, environment
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
-from test_cli_errors import command, environment
-from test_collector_durability import CollectorProcess
-from test_collector_http import rows
-from test_replay import job_spans, otlp_json_line
+from otlp_payloads import nightly_spans, otlp_json_line
 
 EXIT_INTERRUPTED = 130
 ENDLESS = "SELECT count(*) FROM range(10000000000000) AS t(i) WHERE i % 7 = 3"
@@ -32,7 +31,7 @@ SUMMARY_LINE = r"wrote (\d+) row\(s\) \(\d+ job_runs, \d+ dataset_status\) in (\
 def big_jsonl(path: Path, lines: int) -> Path:
     """An OTLP JSON Lines file far longer than a few seconds of replay (the same spans again and again: a replay
     writes them again, which the views collapse)."""
-    line = otlp_json_line(job_spans(0)) + "\n"
+    line = otlp_json_line(nightly_spans(0)) + "\n"
     with path.open("w") as out:
         out.write(line * lines)
     return path

@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from test_cli_errors import assert_one_line_failure, cli
+from command_line import assert_one_line_failure, cli
 
 from otel_datasink import config
 from otel_datasink import environment_variables as env

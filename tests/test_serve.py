@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import serve_process, serving
-from test_cli_errors import assert_one_line_failure
-from test_cli_errors import cli as run
+from command_line import assert_one_line_failure
+from command_line import cli as run
+from serve_process import serve_process, serving
 
 from otel_datasink import cli
 from otel_datasink.report.server import HEADER_TIMEOUT, MAX_CONNECTIONS
