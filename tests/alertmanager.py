@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,6 +15,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from network import free_port
 
 BINARY = "prometheus-alertmanager"
 """Debian's name for it (``/usr/bin/prometheus-alertmanager``); upstream's tarball calls it ``alertmanager``."""
@@ -32,12 +33,6 @@ receivers:
 def binary() -> str | None:
     """The Alertmanager executable, or ``None`` when it is not installed."""
     return shutil.which(BINARY) or shutil.which("alertmanager")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Alertmanager:
@@ -81,7 +76,7 @@ def running(directory: Path) -> Iterator[Alertmanager]:
     assert executable, "alertmanager is not installed"
     config = directory / "alertmanager.yml"
     config.write_text(CONFIG)
-    port = _free_port()
+    port = free_port()
     log = directory / "alertmanager.log"
     with log.open("wb") as output:
         process = subprocess.Popen(

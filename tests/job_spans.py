@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import itertools
 import time
 from typing import Any
-
-from google.protobuf import json_format
 
 from otel_datasink import semconv
 from otel_datasink.config import Options
@@ -105,15 +102,3 @@ def started(span: SpanRecord) -> SpanRecord:
 def write_spans(location: str, spans: list[SpanRecord], profile: Profile = DEFAULT_PROFILE, **options: Any) -> None:
     """Maps the spans with ``profile`` and writes their rows, as one flush of the processor or collector does."""
     Writer(Options.resolve(location, **options)).write(map_records(spans, profile))
-
-
-def otlp_json(request: Any) -> dict:
-    """OTLP JSON of an encoded request, as an exporter sends it: protobuf's JSON mapping, integer enums, hex ids."""
-    obj = json_format.MessageToDict(request, use_integers_for_enums=True)
-    for resource_spans in obj.get("resourceSpans", ()):
-        for scope_spans in resource_spans.get("scopeSpans", ()):
-            for span in scope_spans.get("spans", ()):
-                for field in ("traceId", "spanId", "parentSpanId"):
-                    if field in span:
-                        span[field] = base64.b64decode(span[field]).hex()
-    return obj

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from job_spans import otlp_json, write_spans
+from job_spans import write_spans
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+from otlp_payloads import otlp_json
 
 from otel_datasink import DatasinkSpanExporter, DatasinkSpanProcessor, local
 from otel_datasink.cli import main

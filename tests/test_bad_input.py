@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
-from job_spans import otlp_json, write_spans
+from job_spans import write_spans
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
+from otlp_payloads import otlp_json
 
 from otel_datasink import DatasinkSpanProcessor
 from otel_datasink.mapping import MAX_STRING, map_records

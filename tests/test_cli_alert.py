@@ -1,6 +1,6 @@
 """``otel-datasink alert`` end to end on a local folder: Apprise ``json://`` to an HTTP receiver on 127.0.0.1,
 incidents across evaluations at chosen instants (``--now``), ``--dry-run`` as a CI gate, ``--watch`` stopped by
-SIGTERM, and the gauges read back from the SDK's in-memory reader."""
+SIGTERM or Ctrl-C, and the gauges read back from the SDK's in-memory reader."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
+from network import free_port
 
 from otel_datasink import catalog, cli, local
 from otel_datasink.alerts import conditions, metrics
@@ -257,8 +258,8 @@ def test_a_location_with_no_tables_exits_2_unless_allowed(tmp_path, capsys):
     assert _alert(str(tmp_path / "nothing"), now, "--allow-empty", "--dry-run") == 0
 
 
-def _watch_until_evaluated(location, *flags, env=None, meanwhile=None):
-    """Runs ``alert --watch`` until its first evaluation's count line, calls ``meanwhile()``, then SIGTERM;
+def _watch_until_evaluated(location, *flags, env=None, meanwhile=None, stop=signal.SIGTERM):
+    """Runs ``alert --watch`` until its first evaluation's count line, calls ``meanwhile()``, then sends ``stop``;
     (status, stdout, stderr)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "otel_datasink.cli", "alert", "--location", location, "--watch", "0.2", *flags],
@@ -275,7 +276,7 @@ def _watch_until_evaluated(location, *flags, env=None, meanwhile=None):
                 break
         if meanwhile is not None:
             meanwhile()
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop)
         out, err = process.communicate(timeout=30)
     finally:
         process.kill()
@@ -287,6 +288,16 @@ def test_watch_stops_on_sigterm_after_its_evaluation_with_status_0(stale):
     status, out, err = _watch_until_evaluated(location, "--dry-run")
     assert status == 0, err
     assert "stale_dataset orders" in out and out.rstrip().endswith("stopped")
+
+
+def test_watch_on_ctrl_c_stops_after_its_evaluation_then_exits_130_saying_so(stale):
+    # It exited 0, as on SIGTERM: Ctrl-C's 130 is what a shell or script expects of an interrupted command.
+    location, _ = stale
+    status, out, err = _watch_until_evaluated(location, "--dry-run", stop=signal.SIGINT)
+    assert status == 130, err
+    assert "stale_dataset orders" in out and out.rstrip().endswith("stopped")
+    [line] = err.splitlines()
+    assert re.fullmatch(r"otel-datasink alert: interrupted; stopped after \d+ evaluation\(s\), none cut short", line)
 
 
 def test_watch_with_view_parameters_that_do_not_hold_together_fails_at_once_in_one_line(stale):
@@ -318,7 +329,6 @@ def test_watch_exports_the_gauges_with_the_exporter_otel_metrics_exporter_names(
 
 def test_watch_serves_the_gauges_on_a_prometheus_scrape_port(stale):
     pytest.importorskip("opentelemetry.exporter.prometheus")
-    from conftest import free_port
     from prometheus_client.parser import text_string_to_metric_families
 
     location, _ = stale

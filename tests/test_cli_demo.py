@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
+
+from command_line import command, environment
 
 
 def demo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    command = shutil.which("otel-datasink") or sys.executable
-    prefix = [command] if command != sys.executable else [sys.executable, "-m", "otel_datasink.cli"]
     completed = subprocess.run(
-        [*prefix, "demo", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        command("demo", *args), cwd=cwd, capture_output=True, text=True, timeout=120, env=environment()
     )
     assert completed.returncode == 0, completed.stderr
     return completed

@@ -6,21 +6,20 @@ exit 0".
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port, remount_read_only, tmpfs
+from command_line import EXIT_FAILURE, assert_one_line_failure, cli, command, environment
+from disks import remount_read_only, tmpfs
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
+from network import free_port
+from s3_server import MotoServer
 
-EXIT_FAILURE = 2
 EXIT_STDOUT_CLOSED = 141
 STATUS = ("status", "--fail-on-stale")
 QUERY = ("query", "SELECT count(*) AS runs FROM job_runs")
@@ -29,34 +28,6 @@ CSV_HEADER = {
     "record_count,last_job_name",
     "query": "runs",
 }
-
-
-def command(*args: str) -> list[str]:
-    """The ``otel-datasink`` console script (or the module, when the script is not on PATH) with ``args``."""
-    script = shutil.which("otel-datasink")
-    return [script, *args] if script else [sys.executable, "-m", "otel_datasink.cli", *args]
-
-
-def environment(**variables: str) -> dict[str, str]:
-    """This process's environment without any OTEL_ setting, plus ``variables``."""
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, **variables}
-
-
-def cli(*args: str, **variables: str) -> subprocess.CompletedProcess:
-    """Runs ``otel-datasink args...``; the demo's writes give up after 2 s instead of 30 (a failing store)."""
-    env = environment(OTEL_EXPORTER_DATASINK_TIMEOUT="2000", **variables)
-    return subprocess.run(command(*args), capture_output=True, text=True, timeout=120, env=env)
-
-
-def assert_one_line_failure(done: subprocess.CompletedProcess, name: str, *causes: str) -> str:
-    """The run failed with exit status 2 and exactly one stderr line naming the command and each cause."""
-    assert done.returncode == EXIT_FAILURE, (done.returncode, done.stdout, done.stderr)
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"otel-datasink {name}: "), lines[0]
-    for cause in causes:
-        assert cause in lines[0], lines[0]
-    return lines[0]
 
 
 # --- a location with no table: status and query ----------------------------------------------------------
@@ -340,25 +311,12 @@ def test_compact_on_an_unreachable_endpoint_fails_in_one_line(s3_location):
 @pytest.fixture(scope="module")
 def s3_refusing_keys(moto_server) -> Iterator[str]:
     """The endpoint of a second moto server that checks credentials (every request of the fake key is refused)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
-    )
+    server = MotoServer({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    server.start()
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield server.endpoint_url
     finally:
-        process.kill()
-        process.wait()
+        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Ctrl-C: a command stopped by SIGINT says what it did, in one line, and exits 130, never with a traceback."""
+"""Ctrl-C: a command stopped by SIGINT says what it did, in one line, and exits 130, never with a traceback; a
+service (``serve``, ``collector``) first stops as cleanly as on SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from collectors import CollectorProcess, rows
+from command_line import command, environment
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
-from test_cli_errors import command, environment
-from test_replay import job_spans, otlp_json_line
+from otlp_payloads import nightly_spans, otlp_json_line
 
 EXIT_INTERRUPTED = 130
 ENDLESS = "SELECT count(*) FROM range(10000000000000) AS t(i) WHERE i % 7 = 3"
@@ -29,7 +31,7 @@ SUMMARY_LINE = r"wrote (\d+) row\(s\) \(\d+ job_runs, \d+ dataset_status\) in (\
 def big_jsonl(path: Path, lines: int) -> Path:
     """An OTLP JSON Lines file far longer than a few seconds of replay (the same spans again and again: a replay
     writes them again, which the views collapse)."""
-    line = otlp_json_line(job_spans(0)) + "\n"
+    line = otlp_json_line(nightly_spans(0)) + "\n"
     with path.open("w") as out:
         out.write(line * lines)
     return path
@@ -196,3 +198,40 @@ def test_ctrl_c_while_the_commands_modules_import_exits_130_in_one_line(tmp_path
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=environment())
     assert done.returncode == EXIT_INTERRUPTED, done.stderr
     assert done.stderr.splitlines() == ["otel-datasink query: interrupted"]
+
+
+def test_ctrl_c_stops_serve_as_sigterm_does_then_exits_130_saying_so(tmp_path):
+    # It exited 0, as on SIGTERM: a shell or script could not tell a Ctrl-C'd serve from one that ended by itself.
+    pytest.importorskip("vl_convert", reason="the report extra (vl-convert-python) is not installed")
+    location = tmp_path / "datasink"
+    location.mkdir()  # empty: its page (which says so) is quick to build
+    with subprocess.Popen(
+        command("serve", "--location", str(location), "--listen", "127.0.0.1:0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    ) as process:
+        serving = process.stdout.readline()
+        assert serving.startswith("serving http://"), process.stderr.read()
+        url = serving.split()[1]
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert stderr.splitlines() == [f"otel-datasink serve: interrupted; stopped serving {url}"]
+    assert stdout == "stopped\n"  # the same clean stop as SIGTERM's
+
+
+def test_ctrl_c_on_the_collector_writes_every_batch_then_exits_130_saying_so(local_location, tmp_path):
+    # It exited 0, as on SIGTERM (what a service manager sends, which stays 0).
+    spool = tmp_path / "spool"
+    collector = CollectorProcess(local_location, spool, tmp_path / "log", "--flush-age", "3600")
+    sent = collector.export(4)  # held in the open batch: only the stop writes them
+    collector.process.send_signal(signal.SIGINT)
+    code = collector.process.wait(timeout=60)
+    log = (tmp_path / "log").read_text()
+    assert code == EXIT_INTERRUPTED, log
+    assert "Traceback" not in log
+    assert log.splitlines()[-1] == "otel-datasink collector: interrupted; every batch written"
+    assert {row["span_id"] for row in rows(local_location, timeout=0)} == sent
+    assert not list(spool.glob("*.seg"))

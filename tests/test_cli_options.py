@@ -10,8 +10,8 @@ import sys
 from importlib.metadata import version
 
 import pytest
+from command_line import assert_one_line_failure, cli, environment
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
-from test_cli_errors import assert_one_line_failure, cli, environment
 
 from otel_datasink import cli as cli_module
 from otel_datasink import compact, replay, schema

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from command_line import assert_one_line_failure, cli
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
-from test_cli_errors import assert_one_line_failure, cli
 
 from otel_datasink.commands._output import table_lines
 from otel_datasink.sizes import human_size, parse_size

@@ -9,83 +9,20 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import http.client
 import os
-import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port, tmpfs
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from test_cli_errors import assert_one_line_failure, cli
-from test_collector_http import get, job_spans, post, rows
+from collectors import CollectorProcess, rows
+from command_line import assert_one_line_failure, cli
+from disks import tmpfs
+from network import free_port
 
 from otel_datasink.local import connect
-
-
-class CollectorProcess:
-    """``python -m otel_datasink.cli collector`` on a free port, HTTP only; its log goes to ``log``."""
-
-    def __init__(self, location: str, spool: Path, log: Path, *flags: str) -> None:
-        self.port = free_port()
-        self.log = log
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "otel_datasink.cli", "collector", "--location", location]
-                + ["--http", f"127.0.0.1:{self.port}", "--grpc", "none", "--spool-dir", str(spool), *flags],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 20
-        while not self._healthy():
-            assert self.process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "collector did not start"
-            time.sleep(0.05)
-
-    def _healthy(self) -> bool:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-            connection.request("GET", "/health")
-            return connection.getresponse().status == 200
-        except OSError:
-            return False
-
-    def post(self, count: int) -> tuple[int, set[str]]:
-        """POSTs ``count`` job spans as one raw OTLP/HTTP protobuf request (no retry); (status, span ids)."""
-        spans = job_spans(count, with_noise=False)
-        status, _, _ = post(self.port, encode_spans(spans).SerializeToString())
-        return status, {f"{span.context.span_id:016x}" for span in spans}
-
-    def metric(self, name: str) -> float:
-        """The value of an unlabelled ``otel_datasink_collector_<name>`` metric."""
-        _, text = get(self.port, "/metrics")
-        match = re.search(rf"^otel_datasink_collector_{name} (\S+)$", text, re.MULTILINE)
-        assert match, text
-        return float(match.group(1))
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> int:
-        """SIGTERM; the exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=20)
-
-    def export(self, count: int) -> set[str]:
-        """Sends ``count`` job spans with the real OTLP/HTTP exporter; returns their span ids once acknowledged."""
-        spans = job_spans(count, with_noise=False)
-        exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{self.port}/v1/traces", timeout=10)
-        assert exporter.export(spans).name == "SUCCESS"
-        exporter.shutdown()
-        return {f"{span.context.span_id:016x}" for span in spans}
 
 
 def test_acknowledged_spans_survive_sigkill_and_a_torn_frame_and_are_written_on_restart(local_location, tmp_path):

@@ -7,14 +7,12 @@ import time
 
 import grpc
 import pytest
+from collectors import TOKEN, call, rows, start_collector
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-from test_collector_http import TOKEN, job_spans, rows, start_collector
+from otlp_payloads import job_spans
 
 from otel_datasink.collector import grpc as grpc_receiver
-
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
 @pytest.fixture
@@ -24,20 +22,6 @@ def collector(local_location, tmp_path):
     )
     yield running
     running.stop()
-
-
-def call(
-    port: int, body: bytes, token: str | None = TOKEN
-) -> tuple[grpc.StatusCode, ExportTraceServiceResponse | None]:
-    """One raw Export call: the status and the response."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        export = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
-        metadata = [("authorization", f"Bearer {token}")] if token is not None else None
-        try:
-            answer = export(body, metadata=metadata, timeout=10)
-        except grpc.RpcError as error:
-            return error.code(), None
-        return grpc.StatusCode.OK, ExportTraceServiceResponse.FromString(answer)
 
 
 @pytest.mark.parametrize("compression", [grpc.Compression.NoCompression, grpc.Compression.Gzip])

@@ -12,23 +12,19 @@ import http.client
 import json
 import logging
 import random
-import resource
 import select
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port
+from collectors import EXPORT, TOKEN, CollectorProcess, connect, get, head, metric, post, start_collector
+from network import free_port
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from test_collector_grpc import EXPORT
-from test_collector_http import TOKEN, get, good_request, job_spans, post, start_collector
+from otlp_payloads import good_request, job_spans
 
 from otel_datasink.collector.server import _GC_THRESHOLD, BackgroundCollector
 from otel_datasink.collector.settings import CollectorSettings
@@ -36,18 +32,6 @@ from otel_datasink.config import Options
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TIMEOUTS = {"header_timeout": 0.5, "body_timeout": 0.5, "idle_timeout": 1.0}
-
-
-def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=5)
-
-
-def head(length: int, token: str = TOKEN) -> bytes:
-    """The request line and headers of an OTLP/HTTP protobuf POST of ``length`` body bytes."""
-    return (
-        f"POST /v1/traces HTTP/1.1\r\nHost: collector\r\nContent-Type: application/x-protobuf\r\n"
-        f"Authorization: Bearer {token}\r\nContent-Length: {length}\r\n\r\n"
-    ).encode()
 
 
 def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
@@ -64,14 +48,6 @@ def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
                 return True, received
             received += chunk
     return False, received
-
-
-def metric(port: int, line_start: str) -> float:
-    """A value of the collector's /metrics."""
-    for line in get(port, "/metrics")[1].splitlines():
-        if line.startswith(line_start + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no metric {line_start}")
 
 
 @pytest.fixture
@@ -146,58 +122,15 @@ def test_connections_past_the_cap_are_refused_with_one_log_line_and_served_once_
     assert len([r for r in caplog.records if "connection limit (10) reached" in r.getMessage()]) == 1
 
 
-def _collector_process(tmp_path: Path, *args: str, nofile: int | None = None) -> tuple[subprocess.Popen, int, Path]:
-    """``otel-datasink collector`` in its own process (HTTP only unless told); its process, HTTP port and log."""
-    port = free_port()
-    log = tmp_path / "collector.log"
-    command = [sys.executable, "-m", "otel_datasink.cli", "collector", "--location", str(tmp_path / "tables")]
-    command += ["--spool-dir", str(tmp_path / "spool"), "--http", f"127.0.0.1:{port}", "--grpc", "none", *args]
-
-    def limit_files() -> None:
-        if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-    process = subprocess.Popen(command, stderr=log.open("wb"), preexec_fn=limit_files)  # noqa: PLW1509
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if get(port, "/health/live")[0] == 200:
-                return process, port, log
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise AssertionError(log.read_text()) from None
-            time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def collector_process(tmp_path: Path, *args: str, nofile: int | None = None) -> Iterator[tuple[int, int, Path]]:
-    """(pid, HTTP port, log file) of a collector process, stopped (SIGTERM) after the block."""
-    process, port, log = _collector_process(tmp_path, *args, nofile=nofile)
-    try:
-        yield process.pid, port, log
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert process.returncode == 0, log.read_text()
-
-
-def rss_mib(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(field)
-
-
 def test_more_connections_than_open_files_lock_nobody_out_and_log_a_few_lines(tmp_path):
     # ulimit -n 256 and the default cap of 1000: the cap is lowered below the limit, so accept() never fails.
-    with collector_process(tmp_path, "--idle-timeout", "1", nofile=256) as (_, port, log):
+    with CollectorProcess.in_folder(tmp_path, "--idle-timeout", "1", nofile=256) as collector:
         held = []
         for _ in range(300):
-            held.append(connect(port))
+            held.append(connect(collector.port))
         # Waits on the collector, not on time (it accepts later on a loaded machine): the cap is reached...
         deadline = time.monotonic() + 30
-        while "connection limit (128) reached" not in log.read_text() and time.monotonic() < deadline:
+        while "connection limit (128) reached" not in collector.log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         for sock in held:
             sock.close()
@@ -205,9 +138,9 @@ def test_more_connections_than_open_files_lock_nobody_out_and_log_a_few_lines(tm
         status = None
         while status != 200 and time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                status = post(port, good_request(1))[0]
+                status = post(collector.port, good_request(1))[0]
             time.sleep(0.05)
-        text = log.read_text()
+        text = collector.log.read_text()
 
     assert status == 200
     assert "ulimit -n" in text and "at most 128 OTLP/HTTP connections" in text
@@ -218,20 +151,20 @@ def test_more_connections_than_open_files_lock_nobody_out_and_log_a_few_lines(tm
 
 def test_concurrent_big_unauthenticated_bodies_are_refused_without_holding_them(tmp_path):
     body = b"\0" * (15 * 1024 * 1024)
-    with collector_process(tmp_path, "--token", TOKEN) as (pid, port, log):
-        before = rss_mib(pid)
+    with CollectorProcess.in_folder(tmp_path, "--token", TOKEN) as collector:
+        before = collector.rss_mib()
         statuses = []
 
         def send() -> None:
             with contextlib.suppress(OSError):  # the collector may close before the last byte is sent
-                statuses.append(post(port, body, Authorization="Bearer nope")[0])
+                statuses.append(post(collector.port, body, Authorization="Bearer nope")[0])
 
         threads = [threading.Thread(target=send) for _ in range(30)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
-        grown = rss_mib(pid, "VmHWM") - before
+        grown = collector.rss_mib("VmHWM") - before
 
     assert statuses and set(statuses) == {401}
     assert grown < 100, f"{grown:.0f} MiB"  # 30 x 15 MiB = 450 MiB if the bodies were read
@@ -241,9 +174,9 @@ def test_held_big_bodies_cost_at_most_the_inflight_budget(tmp_path):
     # No token: 20 clients send all but the last byte of a 15 MiB body and hold it. With a 32 MiB budget two of
     # them are received; the others get 503 from their headers (300 MiB resident before, and kept).
     size = 15 * 1024 * 1024
-    with collector_process(tmp_path, "--max-inflight-bytes", str(32 * 1024 * 1024)) as (pid, port, _):
-        before = rss_mib(pid)
-        sockets = [connect(port) for _ in range(20)]
+    with CollectorProcess.in_folder(tmp_path, "--max-inflight-bytes", str(32 * 1024 * 1024)) as collector:
+        before = collector.rss_mib()
+        sockets = [connect(collector.port) for _ in range(20)]
         answers = []
 
         def send(sock: socket.socket) -> None:
@@ -256,9 +189,9 @@ def test_held_big_bodies_cost_at_most_the_inflight_budget(tmp_path):
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
-        held = metric(port, "otel_datasink_collector_inflight_bytes")
-        refused = metric(port, 'otel_datasink_collector_requests_total{protocol="http",status="503"}')
-        grown = rss_mib(pid, "VmHWM") - before
+        held = metric(collector.port, "otel_datasink_collector_inflight_bytes")
+        refused = metric(collector.port, 'otel_datasink_collector_requests_total{protocol="http",status="503"}')
+        grown = collector.rss_mib("VmHWM") - before
         for sock in sockets:
             sock.close()
 
@@ -300,8 +233,8 @@ def test_bodies_past_the_inflight_budget_get_503_before_they_are_read(local_loca
 def test_grpc_calls_without_the_token_are_refused_before_their_message_is_read(tmp_path):
     grpc_port = free_port()
     message = b"\n" + b"\xff\xff\xff\x07" + b"\0" * (15 * 1024 * 1024)
-    with collector_process(tmp_path, "--token", TOKEN, "--grpc", f"127.0.0.1:{grpc_port}") as (pid, _, _):
-        before = rss_mib(pid)
+    with CollectorProcess.in_folder(tmp_path, "--token", TOKEN, "--grpc", f"127.0.0.1:{grpc_port}") as collector:
+        before = collector.rss_mib()
         codes = []
 
         def call() -> None:
@@ -318,7 +251,7 @@ def test_grpc_calls_without_the_token_are_refused_before_their_message_is_read(t
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
-        grown = rss_mib(pid, "VmHWM") - before
+        grown = collector.rss_mib("VmHWM") - before
 
     assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 30
     # 30 x 15 MiB = 450 MiB if the messages were read (760 MiB before); at most 30 x the 1 MiB window buffered

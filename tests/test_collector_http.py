@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import copy
 import fcntl
-import functools
 import gzip
-import http.client
 import json
 import time
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from collectors import TOKEN, get, gzip_bomb, metric_samples, post, rows, start_collector
 from google.rpc import status_pb2
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -20,12 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client.parser import text_string_to_metric_families
-from test_otlp import SPEC_EXAMPLE
+from otlp_payloads import SPEC_EXAMPLE, good_request, job_spans
 
 from otel_datasink.collector import batcher, server
 from otel_datasink.collector.ingest import Ingest
@@ -38,91 +32,12 @@ from otel_datasink.formats import Format
 from otel_datasink.local import connect
 from otel_datasink.profiles import default_profile
 
-TOKEN = "s3cret"
-
-
-def start_collector(location: str, spool_dir, **settings) -> BackgroundCollector:
-    """A collector on free ports (HTTP only unless told), started in this process."""
-    values = {"http": ("127.0.0.1", 0), "grpc": None, "spool_dir": spool_dir, "flush_age": 0.2, **settings}
-    return BackgroundCollector(Options.resolve(location), CollectorSettings(**values)).start()
-
-
-def rows(location: str, table: str = "job_runs", timeout: float = 5.0, expect: int = 1) -> list[dict]:
-    """The rows of a table, read with DuckDB, waiting up to ``timeout`` s for at least ``expect`` of them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with duckdb.connect() as con:
-                result = con.execute(
-                    f"select * from read_parquet('{location}/{table}/*/*.parquet', hive_partitioning=true)"
-                )
-                names = [d[0] for d in result.description]
-                found = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
-        except duckdb.IOException:  # no file yet
-            found = []
-        if len(found) >= expect or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
-
 
 def job_runs_files(location: str) -> list[tuple[str]]:
     """The Parquet files of the job_runs table."""
     return duckdb.sql(
         f"select distinct filename from read_parquet('{location}/job_runs/*/*.parquet', filename=true)"
     ).fetchall()
-
-
-def job_spans(count: int, *, with_noise: bool = True):
-    """Ended SDK spans: ``count`` job runs (one updates a dataset) and, with_noise, a non-job span."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "spark-etl"}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
-    for i in range(count):
-        with tracer.start_as_current_span(f"run {i}", attributes={"job.name": f"job_{i}", "dataset.name": "orders"}):
-            pass
-    if with_noise:
-        with tracer.start_as_current_span("GET /", attributes={"http.method": "GET"}):
-            pass
-    provider.shutdown()
-    return exporter.get_finished_spans()
-
-
-def post(port: int, body: bytes, content_type: str = "application/x-protobuf", **headers: str):
-    """POST /v1/traces; returns (status, headers, body)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("POST", "/v1/traces", body=body, headers={"Content-Type": content_type, **headers})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        connection.close()
-
-
-def metric_samples(text: str) -> dict[str, float]:
-    """The samples of a ``GET /metrics`` text: name (with its labels, as written) -> value."""
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{key}="{value}"' for key, value in sample.labels.items())
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples
-
-
-def good_request(count: int = 1) -> bytes:
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-    return encode_spans(job_spans(count)).SerializeToString()
 
 
 @pytest.fixture
@@ -249,12 +164,6 @@ def test_spans_with_invalid_ids_get_a_partial_success(collector, local_location)
     assert len(rows(local_location, expect=1)) == 1
 
 
-@functools.cache
-def _gzip_bomb() -> bytes:
-    # 64 MiB of zeros compress to ~64 KiB: far past the 256 KiB limit once inflated.
-    return gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
-
-
 BAD_REQUESTS = {
     "garbage protobuf": (400, b"\xff\xff\xff\xff not protobuf", "application/x-protobuf", {}),
     "garbage json": (400, b"{not json", "application/json", {}),
@@ -272,7 +181,7 @@ BAD_REQUESTS = {
 def test_bad_requests_get_their_status_and_the_next_good_request_is_served(collector, local_location, case):
     status, body, content_type, headers = BAD_REQUESTS[case]
     headers = {k: v for k, v in {"Authorization": f"Bearer {TOKEN}", **headers}.items() if v is not None}
-    body = _gzip_bomb() if body is None else body  # made before the clock starts: compressing takes a while
+    body = gzip_bomb() if body is None else body  # made before the clock starts: compressing takes a while
     started = time.monotonic()
     got_status, got_headers, answer = post(collector.http_port, body, content_type, **headers)
     elapsed = time.monotonic() - started

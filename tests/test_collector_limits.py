@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from collectors import CollectorProcess, call, connect, get, head, metric, metric_samples, post, rows, start_collector
 from google.rpc import status_pb2
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -19,9 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
-from test_collector_grpc import call
-from test_collector_hostile import collector_process, connect, head, metric, rss_mib
-from test_collector_http import get, job_spans, metric_samples, post, rows, start_collector
+from otlp_payloads import job_spans
 
 from otel_datasink.collector import responses
 
@@ -70,16 +69,20 @@ def test_four_concurrent_requests_of_a_million_attributes_stay_within_the_memory
     # next request's decoding) and each row held all 1e6 attributes (12.8 MB).
     bodies = [wide_span_request(1_000_000, seed) for seed in range(1, 5)]
     assert all(14 * MIB < len(body) < 16 * MIB for body in bodies)
-    with collector_process(tmp_path) as (pid, port, _):
-        before = rss_mib(pid)
+    with CollectorProcess.in_folder(tmp_path) as collector:
+        before = collector.rss_mib()
         statuses: list[int] = []
-        threads = [threading.Thread(target=lambda b=b: statuses.append(export_until_taken(port, b))) for b in bodies]
+
+        def send(body: bytes) -> None:
+            statuses.append(export_until_taken(collector.port, body))
+
+        threads = [threading.Thread(target=send, args=(body,)) for body in bodies]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        grown = rss_mib(pid, "VmHWM") - before
-        samples = scrape(port)
+        grown = collector.rss_mib("VmHWM") - before
+        samples = scrape(collector.port)
     runs = rows(str(tmp_path / "tables"), expect=4)
 
     assert statuses == [200] * 4
@@ -102,7 +105,7 @@ def limited_collector(tmp_path: Path, monkeypatch, **limits: int):
     """A collector process with the span limits set by their environment variables (``attributes=10`` ...)."""
     for name, value in limits.items():
         monkeypatch.setenv(f"OTEL_EXPORTER_DATASINK_MAX_{name.upper()}", str(value))
-    return collector_process(tmp_path)
+    return CollectorProcess.in_folder(tmp_path)
 
 
 def export_spans(port: int, make_spans) -> None:
@@ -121,9 +124,9 @@ def test_attributes_past_the_limit_are_dropped_and_counted_but_never_those_the_r
             span.set_attributes({f"note.{i}": i for i in range(50)})
             span.set_attributes({"job.records_processed": 42, "dataset.name": "orders"})  # as a job ends
 
-    with limited_collector(tmp_path, monkeypatch, attributes=10) as (_, port, _):
-        export_spans(port, wide)
-        samples = scrape(port)
+    with limited_collector(tmp_path, monkeypatch, attributes=10) as collector:
+        export_spans(collector.port, wide)
+        samples = scrape(collector.port)
     [run] = rows(str(tmp_path / "tables"))
     [update] = rows(str(tmp_path / "tables"), "dataset_status")
 
@@ -141,9 +144,9 @@ def test_events_past_the_limit_are_dropped_and_counted(tmp_path, monkeypatch):
             for i in range(200):
                 span.add_event("dataset.update", {"dataset.name": f"table_{i}", "dataset.records_written": i})
 
-    with limited_collector(tmp_path, monkeypatch, events=50) as (_, port, _):
-        export_spans(port, updates)
-        samples = scrape(port)
+    with limited_collector(tmp_path, monkeypatch, events=50) as collector:
+        export_spans(collector.port, updates)
+        samples = scrape(collector.port)
     [run] = rows(str(tmp_path / "tables"))
     written = rows(str(tmp_path / "tables"), "dataset_status", expect=50)
 
@@ -158,9 +161,9 @@ def test_long_attribute_values_are_cut_and_counted_and_error_messages_keep_their
             span.set_attributes({"query": "q" * 5_000, "table": "orders", "rows": list(range(1_000))})
             span.set_status(Status(StatusCode.ERROR, "e" * 5_000))
 
-    with limited_collector(tmp_path, monkeypatch, attribute_length=100) as (_, port, _):
-        export_spans(port, failing)
-        samples = scrape(port)
+    with limited_collector(tmp_path, monkeypatch, attribute_length=100) as collector:
+        export_spans(collector.port, failing)
+        samples = scrape(collector.port)
     [run] = rows(str(tmp_path / "tables"))
 
     assert run["attributes"]["query"] == "q" * 100
@@ -186,13 +189,10 @@ def small_spans_request(size: int) -> bytes:
 def test_a_request_whose_decoding_would_pass_the_whole_budget_is_refused_for_good(tmp_path):
     # 1.5 MiB of small job spans decode to ~30 MiB: more than the 8 MiB budget, whatever else is held.
     body = small_spans_request(3 * MIB // 2)
-    with collector_process(tmp_path, "--max-body-bytes", str(4 * MIB), "--max-inflight-bytes", str(8 * MIB)) as (
-        _,
-        port,
-        _,
-    ):
-        status, _, answer = post(port, body)
-        held = metric(port, "otel_datasink_collector_inflight_bytes")
+    flags = ("--max-body-bytes", str(4 * MIB), "--max-inflight-bytes", str(8 * MIB))
+    with CollectorProcess.in_folder(tmp_path, *flags) as collector:
+        status, _, answer = post(collector.port, body)
+        held = metric(collector.port, "otel_datasink_collector_inflight_bytes")
     stored = rows(str(tmp_path / "tables"), timeout=0.5)
 
     assert status == 413

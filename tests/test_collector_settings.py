@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import itertools
 import logging
 import os
+import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from command_line import assert_one_line_failure, cli
 
 from otel_datasink import config
+from otel_datasink import environment_variables as env
 from otel_datasink.cli import main
-from otel_datasink.collector.settings import CollectorSettings, default_spool_dir, flag_type, parse_endpoint
+from otel_datasink.collector.settings import SETTINGS, CollectorSettings, default_spool_dir, flag_name, parse_endpoint
+from otel_datasink.commands.collector import FLAGS, add_arguments
+
+DEPLOY = Path(__file__).parent.parent / "deploy"
 
 
 def test_environment_variables_set_what_flags_leave_unset(monkeypatch):
@@ -58,18 +64,22 @@ def test_bad_command_lines_exit_2_with_a_message(argv, tmp_path, capsys):
     assert line.startswith("otel-datasink collector: ")
 
 
-def test_a_port_in_use_exits_with_a_message_not_a_traceback(tmp_path):
+@pytest.mark.parametrize("option", ["--http", "--grpc"])
+def test_a_port_in_use_fails_in_one_line_naming_the_address_and_its_option(tmp_path, option):
+    # It logged "collector stopped; every batch written", then the bare "[Errno 98] ..." (gRPC: its own log line
+    # and "RuntimeError: Failed to bind"), with no word of the option to change. The other receiver is on: its
+    # address is not announced as listening when the collector does not start.
+    other = "--grpc" if option == "--http" else "--http"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
         # A process of its own: the collector tunes the garbage collector of the interpreter it runs in.
-        command = [sys.executable, "-m", "otel_datasink.cli", "collector", "--location", str(tmp_path / "tables")]
-        command += ["--spool-dir", str(tmp_path / "spool"), "--http", f"127.0.0.1:{port}", "--grpc", "none"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 2
-    assert "otel-datasink collector: " in done.stderr and "address already in use" in done.stderr
-    assert "Traceback" not in done.stderr
+        done = cli(
+            "collector", "--location", str(tmp_path / "tables"), "--spool-dir", str(tmp_path / "spool"),
+            option, address, other, "127.0.0.1:0",
+        )  # fmt: skip
+    assert_one_line_failure(done, "collector", f"cannot listen on {address} ({option}): address already in use")
 
 
 def test_the_token_can_come_from_a_file_given_by_flag_or_environment(monkeypatch, tmp_path):
@@ -187,8 +197,7 @@ def test_a_bad_environment_value_is_warned_about_once_and_the_default_used(
 
 def test_flag_types_refuse_non_positive_values_with_the_flags_name(capsys):
     parser = argparse.ArgumentParser(prog="collector")
-    parser.add_argument("--max-pending-batches", type=flag_type("max_pending_batches"))
-    parser.add_argument("--flush-age", type=flag_type("flush_age"))
+    add_arguments(parser)
     assert parser.parse_args(["--max-pending-batches", "2", "--flush-age", "2.5"]).flush_age == 2.5
     for argv, message in (
         (["--max-pending-batches", "0"], "argument --max-pending-batches: must be at least 1, not 0"),
@@ -207,3 +216,94 @@ def test_a_zero_pending_batches_flag_is_a_usage_error_naming_the_flag(tmp_path, 
     assert exited.value.code == 2
     last = capsys.readouterr().err.splitlines()[-1]
     assert last == "otel-datasink collector: error: argument --max-pending-batches: must be at least 1, not 0"
+
+
+def test_the_help_of_each_flag_names_its_variable_and_the_default_of_its_setting(capsys):
+    with pytest.raises(SystemExit):
+        main(["collector", "--help"])
+    # One entry per option, each starting on a line of its own; argparse wraps the help.
+    entries = [" ".join(entry.split()) for entry in re.split(r"\n  (?=-)", capsys.readouterr().out)]
+    helps = {entry.split()[0]: entry for entry in entries}
+    for name, setting in FLAGS.items():
+        described = helps[f"--{flag_name(name)}"]
+        assert described.endswith(f"default {setting.describe_default()})"), described
+        assert (setting.variable or setting.help) in described, described
+    assert helps["--header-timeout"].endswith("(env OTEL_EXPORTER_DATASINK_COLLECTOR_HEADER_TIMEOUT in ms; default 10)")
+
+
+# --- the docs of the settings, held to their one description (CollectorSettings' fields) ---------------------------
+
+
+def _readme_table() -> dict[str, tuple[str, str]]:
+    """The rows of deploy/README.md's settings table: for each flag, its variable's cell and its default's."""
+    section = (DEPLOY / "README.md").read_text().split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]  # a cell's "\|" is text
+        flag = re.match(r"`(--[a-z-]+)", cells[0]) if len(cells) == 3 else None
+        if flag:
+            rows[flag.group(1)] = (cells[1], cells[2])
+    return rows
+
+
+@pytest.mark.parametrize("name", list(FLAGS))
+def test_the_deploy_readme_gives_each_flag_its_variable_and_the_default_help_shows(name):
+    setting = FLAGS[name]
+    variable_cell, default_cell = _readme_table()[f"--{flag_name(name)}"]
+    assert re.findall(r"OTEL_\w+", variable_cell) == ([setting.variable] if setting.variable else [])
+    unit = setting.kind.variable_unit
+    if setting.variable:
+        assert (f"({unit})" in variable_cell) if unit else "(" not in variable_cell
+    shown = setting.describe_default()
+    assert re.match(re.escape(shown) + r"(?![\w.])", default_cell.replace("`", "")), (shown, default_cell)
+
+
+def _collector_env() -> dict[str, str]:
+    """deploy/collector.env's variables, set or commented out, and their values."""
+    return dict(re.findall(r"^#? ?(OTEL_EXPORTER_DATASINK_\w+)=(.*)$", (DEPLOY / "collector.env").read_text(), re.M))
+
+
+DEPLOYMENT_VALUES = {
+    env.OTEL_EXPORTER_DATASINK_COLLECTOR_HTTP_ENDPOINT,  # every interface, in a container
+    env.OTEL_EXPORTER_DATASINK_COLLECTOR_GRPC_ENDPOINT,
+    env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN,  # change-me
+    env.OTEL_EXPORTER_DATASINK_COLLECTOR_SPOOL_DIR,  # on a volume
+}
+"""The variables deploy/collector.env sets otherwise than their defaults, on purpose."""
+
+
+@pytest.mark.parametrize("name", [name for name, setting in SETTINGS.items() if setting.variable])
+def test_collector_env_sets_each_variable_to_its_default_unless_a_deployment_changes_it(name):
+    setting = SETTINGS[name]
+    values = _collector_env()
+    assert setting.variable in values, f"deploy/collector.env lacks {setting.variable}"
+    value = setting.check(setting.parse(values[setting.variable]))  # as the collector reads it
+    if setting.variable not in DEPLOYMENT_VALUES:
+        assert value == setting.default, (setting.variable, values[setting.variable])
+
+
+def test_the_token_file_is_in_the_deploy_readme_and_collector_env():
+    variable = env.OTEL_EXPORTER_DATASINK_COLLECTOR_TOKEN_FILE
+    assert variable in _readme_table()["--token-file"][0] and variable in _collector_env()
+
+
+def _variable_docs() -> dict[str, str]:
+    """The docstring of each variable of otel_datasink/environment_variables.py."""
+    body = ast.parse(Path(env.__file__).read_text()).body
+    return {
+        node.targets[0].id: doc.value.value
+        for node, doc in itertools.pairwise(body)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(doc, ast.Expr)
+        and isinstance(doc.value, ast.Constant)
+    }
+
+
+@pytest.mark.parametrize("name", [name for name, setting in SETTINGS.items() if setting.variable])
+def test_each_collector_variable_is_documented_with_its_default(name):
+    setting = SETTINGS[name]
+    stated = re.search(r"Default: `*([^`\s(]+?)`*\.?(?:\s|$)", _variable_docs()[setting.variable])
+    assert stated, f"{setting.variable}'s docstring states no default"
+    if setting.default is not None:  # None: made at start (the spool folder), or not set (the token)
+        assert setting.check(setting.parse(stated.group(1))) == setting.default, (setting.variable, stated.group(1))

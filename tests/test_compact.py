@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import fsspec
 import pytest
-from test_cli_errors import command, environment
+from command_line import EXIT_FAILURE, command, environment
 
 import otel_datasink.compact as compact_module
 from otel_datasink import local
@@ -31,7 +31,6 @@ from otel_datasink.schema import TABLES
 from otel_datasink.writer import Writer
 
 DAY_NS = 86_400 * 10**9
-EXIT_FAILURE = 2
 EXIT_BUSY = 75
 
 

@@ -17,10 +17,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import http.client
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from collectors import CollectorProcess
+from command_line import command
+from network import free_port
 
 from otel_datasink.local import connect
 
@@ -88,51 +88,6 @@ def dbt_venv() -> Path:
         shutil.copyfile(REQUIREMENTS, done)
         print(f"dbt environment installed in {time.monotonic() - started:.1f} s: {venv}")
     return venv
-
-
-def otel_datasink_command() -> list[str]:
-    """The ``otel-datasink`` command of this environment (its script, else the module)."""
-    script = Path(sys.executable).with_name("otel-datasink")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "otel_datasink.cli"]
-
-
-class Collector:
-    """``otel-datasink collector`` as a user starts it, on free ports; its output goes to ``log``."""
-
-    def __init__(self, location: str, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.log = tmp_path / "collector.log"
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(
-                [*otel_datasink_command(), "collector", "--location", location]
-                + ["--http", f"127.0.0.1:{self.port}", "--grpc", f"127.0.0.1:{free_port()}"]
-                + ["--spool-dir", str(tmp_path / "spool"), "--flush-age", "0.2"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while not self._healthy():
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "collector did not start:\n" + self.log.read_text()
-            time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _healthy(self) -> bool:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-            connection.request("GET", "/health")
-            return connection.getresponse().status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> int:
-        """SIGTERM (flushes what it holds); the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
 
 
 def run_dbt_ol(venv: Path, project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -236,7 +191,8 @@ def assert_rows(location: str, flags: tuple[str, ...], model_job: str) -> None:
 @pytest.mark.parametrize(("flags", "model_job"), [STRUCTURED_LOGS, RUN_RESULTS], ids=["structured-logs", "run-results"])
 def test_dbt_ol_run_reaches_the_collector_with_the_failed_model(venv, tmp_path, flags, model_job):
     location = str(tmp_path / "datasink")
-    collector = Collector(location, tmp_path)
+    grpc = ("--grpc", f"127.0.0.1:{free_port()}")
+    collector = CollectorProcess(location, tmp_path / "spool", tmp_path / "collector.log", *grpc, "--flush-age", "0.2")
     try:
         project = example_project(tmp_path, collector.url)
         started = time.monotonic()
@@ -263,7 +219,7 @@ def test_dbt_ol_events_in_a_file_replay_to_the_same_rows(venv, tmp_path):
 
     location = str(tmp_path / "datasink")
     replay = subprocess.run(
-        [*otel_datasink_command(), "replay", "--location", location, "--no-progress", str(events)],
+        command("replay", "--location", location, "--no-progress", str(events)),
         capture_output=True,
         text=True,
         timeout=60,

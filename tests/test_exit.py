@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_faults import SilentServer
+from network import SilentServer
 
 from otel_datasink.config import Options
 

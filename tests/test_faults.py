@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from network import SilentServer, free_port
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -62,41 +62,6 @@ def written_within(processor: DatasinkSpanProcessor, seconds: float = WAIT) -> b
         if processor.force_flush(timeout_millis=max(1, int(remaining * 1000))):
             return True
     return False
-
-
-class SilentServer:
-    """Accepts TCP connections, reads the requests and never answers: a hung endpoint."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.endpoint_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.connections: list[socket.socket] = []
-        self.connected = threading.Event()
-        """Set once a client has connected (and is now left waiting)."""
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections.append(connection)
-            self.connected.set()
-            threading.Thread(target=self._drain, args=(connection,), daemon=True).start()
-
-    @staticmethod
-    def _drain(connection: socket.socket) -> None:
-        try:
-            while connection.recv(65536):
-                pass
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.sock.close()
-        for connection in self.connections:
-            connection.close()
 
 
 class DeadEndpoint:

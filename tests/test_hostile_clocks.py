@@ -12,14 +12,15 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from job_spans import HOUR_NS, MINUTE_NS, now_ns, otlp_json
+from collectors import CollectorProcess, get, metric_samples, post, post_lineage
+from job_spans import HOUR_NS, MINUTE_NS, now_ns
 from openlineage.client.event_v2 import RunState
 from openlineage.client.uuid import generate_new_uuid
+from openlineage_events import event
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -28,10 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
-from test_collector_durability import CollectorProcess
-from test_collector_http import get, metric_samples, post
-from test_openlineage import event
-from test_openlineage_collector import post as post_lineage
+from otlp_payloads import otlp_json
 
 from otel_datasink.cli import main
 from otel_datasink.config import Options
@@ -127,8 +125,7 @@ def collector(local_location, tmp_path):
 
 def stop(collector: CollectorProcess) -> None:
     """SIGTERM (the open batch is written); the collector exits 0."""
-    collector.process.send_signal(signal.SIGTERM)
-    assert collector.process.wait(timeout=20) == 0, collector.log.read_text()
+    assert collector.stop() == 0, collector.log.read_text()
 
 
 def test_a_success_dated_2554_and_a_watermark_of_9999_do_not_silence_alerts_from_the_collector(

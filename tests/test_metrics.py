@@ -7,13 +7,14 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from collectors import get, metric_samples, post, rows, start_collector
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from otlp_payloads import good_request
 from prometheus_client.parser import text_string_to_metric_families
-from test_collector_http import get, good_request, metric_samples, post, rows, start_collector
 
 from otel_datasink.collector import spool as spool_module
 from otel_datasink.collector.metrics import Metrics

@@ -13,18 +13,10 @@ from pathlib import Path
 
 import pytest
 from openlineage.client import OpenLineageClient
-from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import (
-    error_message_run,
-    job_type_job,
-    nominal_time_run,
-    output_statistics_output_dataset,
-    parent_run,
-    processing_engine_run,
-)
-from openlineage.client.serde import Serde
+from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 from openlineage.client.transport.file import FileConfig, FileTransport
 from openlineage.client.uuid import generate_new_uuid
+from openlineage_events import FIXTURES, PRODUCER, WAREHOUSE, event, iso, now
 
 from otel_datasink import local
 from otel_datasink.cli import main
@@ -40,71 +32,6 @@ from otel_datasink.openlineage import (
     span_id_of,
 )
 from otel_datasink.profiles import default_profile
-
-FIXTURES = Path(__file__).parent / "fixtures" / "openlineage"
-PRODUCER = "https://github.com/example/etl/tree/1.0.0"
-WAREHOUSE = "postgres://warehouse:5432"
-
-
-def iso(moment: dt.datetime) -> str:
-    return moment.isoformat()
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(hours=1)
-
-
-def event(*args, **kwargs) -> dict:
-    """:func:`run_event` as its transports send it (JSON), to edit or write to files."""
-    return json.loads(Serde.to_json(run_event(*args, **kwargs)))
-
-
-def run_event(
-    kind: RunState,
-    when: dt.datetime,
-    run_id: str,
-    *,
-    job: str = "load_orders",
-    rows: int | None = None,
-    error: str | None = None,
-    parent: str | None = None,
-    outputs: bool = True,
-) -> RunEvent:
-    """A RunEvent made by openlineage-python's classes."""
-    facets: dict = {
-        "nominalTime": nominal_time_run.NominalTimeRunFacet(nominalStartTime="2026-11-27T00:00:00Z"),
-        "processing_engine": processing_engine_run.ProcessingEngineRunFacet(version="1.2.3", name="etl-runner"),
-    }
-    if error:
-        facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-            message=error,
-            programmingLanguage="python",
-            stackTrace=f'Traceback (most recent call last):\n  File "job.py", line 3\nValueError: {error}\n',
-        )
-    if parent:
-        facets["parent"] = parent_run.ParentRunFacet(
-            run=parent_run.Run(runId=parent), job=parent_run.Job(namespace="etl", name="nightly")
-        )
-    statistics = {}
-    if rows is not None:
-        statistics["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-            rowCount=rows
-        )
-    return RunEvent(
-        eventType=kind,
-        eventTime=iso(when),
-        run=Run(runId=run_id, facets=facets),
-        job=Job(
-            namespace="etl",
-            name=job,
-            facets={"jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration="CUSTOM")},
-        ),
-        inputs=[InputDataset(namespace=WAREHOUSE, name="shop.staging.orders_raw")],
-        outputs=[OutputDataset(namespace=WAREHOUSE, name="shop.public.orders", outputFacets=statistics)]
-        if outputs
-        else [],
-        producer=PRODUCER,
-    )
 
 
 def rows_of(*events: dict, **options) -> dict[str, list[dict]]:

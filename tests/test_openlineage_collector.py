@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import datetime
 import gzip
-import http.client
 import json
 
 import pytest
 import requests
+from collectors import TOKEN, CollectorProcess, get, gzip_bomb, metric_samples, post_lineage, rows, start_collector
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import RunState
 from openlineage.client.transport.http import ApiKeyTokenProvider, HttpCompression, HttpConfig, HttpTransport
 from openlineage.client.uuid import generate_new_uuid
-from test_collector_durability import CollectorProcess
-from test_collector_http import TOKEN, _gzip_bomb, get, metric_samples, rows, start_collector
-from test_openlineage import FIXTURES, event, now, run_event
+from openlineage_events import FIXTURES, event, now, run_event
 
 from otel_datasink.local import connect
-
-PATH = "/api/v1/lineage"
 
 
 def client_for(port: int, token: str | None = TOKEN, compression: HttpCompression | None = None) -> OpenLineageClient:
@@ -38,17 +34,6 @@ def client_for(port: int, token: str | None = TOKEN, compression: HttpCompressio
     if auth is not None:
         config.auth = auth
     return OpenLineageClient(transport=HttpTransport(config))
-
-
-def post(port: int, body: bytes, content_type: str = "application/json", **headers: str):
-    """POST /api/v1/lineage; (status, headers, body)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("POST", PATH, body=body, headers={"Content-Type": content_type, **headers})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
 
 
 def auth() -> dict[str, str]:
@@ -167,24 +152,24 @@ BAD_REQUESTS = {
 def test_bad_input_gets_its_status_is_counted_and_the_next_request_is_served(collector, local_location, case):
     status, body, content_type, headers, message = BAD_REQUESTS[case]
     headers = {k: v for k, v in {**auth(), **headers}.items() if v is not None}
-    got, _, answer = post(collector.http_port, _gzip_bomb() if body is None else body, content_type, **headers)
+    got, _, answer = post_lineage(collector.http_port, gzip_bomb() if body is None else body, content_type, **headers)
 
     assert got == status
     assert message in json.loads(answer)["message"]
     samples = metric_samples(get(collector.http_port, "/metrics")[1])
     assert samples[f'otel_datasink_collector_requests_total{{protocol="openlineage",status="{status}"}}'] == 1
-    assert post(collector.http_port, _good(), **auth())[0] == 200
+    assert post_lineage(collector.http_port, _good(), **auth())[0] == 200
     assert len(rows(local_location, expect=1)) == 1
 
 
 def test_a_huge_facet_within_the_limit_and_gzip_and_a_batch_are_taken(collector, local_location):
     huge = _huge_facet(200 * 1024)
     assert 200 * 1024 - 1024 < len(huge) < 256 * 1024
-    assert post(collector.http_port, huge, **auth())[:1] == (200,)
-    assert post(collector.http_port, gzip.compress(huge), **{**auth(), "Content-Encoding": "gzip"})[0] == 200
+    assert post_lineage(collector.http_port, huge, **auth())[:1] == (200,)
+    assert post_lineage(collector.http_port, gzip.compress(huge), **{**auth(), "Content-Encoding": "gzip"})[0] == 200
     run_id = str(generate_new_uuid())
     batch = [event(RunState.START, now(), run_id), event(RunState.COMPLETE, now(), run_id, rows=3)]
-    assert post(collector.http_port, json.dumps(batch).encode(), **auth())[0] == 200
+    assert post_lineage(collector.http_port, json.dumps(batch).encode(), **auth())[0] == 200
     written = rows(local_location, expect=4)
     assert sorted(row["status"] for row in written) == ["STARTED", "SUCCESS", "SUCCESS", "SUCCESS"]
     # Only the fields the mapping reads are kept: a huge facet costs the request, not the row.
@@ -194,7 +179,7 @@ def test_a_huge_facet_within_the_limit_and_gzip_and_a_batch_are_taken(collector,
 def test_the_dbt_ol_fixtures_posted_one_event_a_request_are_the_rows_replay_writes(collector, local_location):
     sent = 0
     for line in (FIXTURES / "dbt" / "dbt-ol-run-structured-logs.jsonl").read_text().splitlines():
-        assert post(collector.http_port, line.encode(), **auth())[0] == 200
+        assert post_lineage(collector.http_port, line.encode(), **auth())[0] == 200
         sent += 1
     written = rows(local_location, expect=sent, timeout=10)
     assert len(written) == sent  # every event of this file is a START, COMPLETE or FAIL

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
+from otlp_payloads import SPEC_EXAMPLE, otlp_json
 
 from otel_datasink.mapping import map_records
 from otel_datasink.otlp import (
@@ -67,18 +68,6 @@ def _sdk_spans():
     return exporter.get_finished_spans()
 
 
-def _otlp_json(request: ExportTraceServiceRequest) -> dict:
-    """OTLP JSON of a request: protobuf's JSON mapping with integer enums and hex ids (per the OTLP spec)."""
-    obj = json_format.MessageToDict(request, use_integers_for_enums=True)
-    for resource_spans in obj["resourceSpans"]:
-        for scope_spans in resource_spans["scopeSpans"]:
-            for span in scope_spans["spans"]:
-                for field in ("traceId", "spanId", "parentSpanId"):
-                    if field in span:
-                        span[field] = base64.b64decode(span[field]).hex()
-    return obj
-
-
 def test_sdk_span_and_otlp_span_give_identical_rows():
     spans = _sdk_spans()
     profile = load_profile("default")
@@ -86,7 +75,7 @@ def test_sdk_span_and_otlp_span_give_identical_rows():
 
     request = encode_spans(spans)
     proto_records, proto_rejected, _ = records_from_protobuf(request.SerializeToString())
-    json_records, json_rejected = records_from_json(_otlp_json(request))
+    json_records, json_rejected = records_from_json(otlp_json(request))
 
     assert (proto_rejected, json_rejected) == (0, 0)
     assert len(via_sdk["job_runs"]) == 2 and len(via_sdk["dataset_status"]) == 2
@@ -117,7 +106,7 @@ def test_the_span_limits_keep_the_same_attributes_and_events_from_the_sdk_protob
     via_sdk = map_records([from_readable_span(s) for s in spans], profile, INGESTED_AT)
     request = encode_spans(spans)
     proto_records, _, _ = records_from_protobuf(request.SerializeToString(), job_keys=profile.job_keys)
-    json_records, _ = records_from_json(_otlp_json(request))
+    json_records, _ = records_from_json(otlp_json(request))
 
     [run] = via_sdk["job_runs"]
     # The first 128 attributes (job.name, extra.0 ... extra.126), and those the run is read from, wherever they are.
@@ -153,7 +142,7 @@ def test_spans_with_invalid_ids_are_rejected_and_counted():
     spans = request.resource_spans[0].scope_spans[0].spans
     spans[0].trace_id = b"\x00" * 16
     spans[1].span_id = b"\x01\x02"
-    obj = _otlp_json(encode_spans(_sdk_spans()))
+    obj = otlp_json(encode_spans(_sdk_spans()))
     json_spans = obj["resourceSpans"][0]["scopeSpans"][0]["spans"]
     json_spans[0]["traceId"] = "not-hex-" * 4
     json_spans[1]["startTimeUnixNano"] = "yesterday"
@@ -170,7 +159,7 @@ def test_spans_with_invalid_ids_are_rejected_and_counted():
 def test_a_span_without_an_end_time_is_rejected_as_such_not_read_as_started():
     request = encode_spans(_sdk_spans())
     request.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = 0
-    obj = _otlp_json(encode_spans(_sdk_spans()))
+    obj = otlp_json(encode_spans(_sdk_spans()))
     json_spans = obj["resourceSpans"][0]["scopeSpans"][0]["spans"]
     json_spans[0]["endTimeUnixNano"] = "0"
     del json_spans[1]["endTimeUnixNano"]
@@ -185,7 +174,7 @@ def test_a_span_without_an_end_time_is_rejected_as_such_not_read_as_started():
 
 @pytest.mark.parametrize("field", ["startTimeUnixNano", "endTimeUnixNano", "event"])
 def test_a_json_time_beyond_fixed64_rejects_its_span_and_the_others_map(field):
-    obj = _otlp_json(encode_spans(_sdk_spans()))
+    obj = otlp_json(encode_spans(_sdk_spans()))
     json_span = obj["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
     huge = "99999999999999999999999999"  # would overflow every timestamp column and the dt partition
     if field == "event":
@@ -197,53 +186,6 @@ def test_a_json_time_beyond_fixed64_rejects_its_span_and_the_others_map(field):
 
     assert (len(records), rejected, rejected.reasons) == (2, 1, {INVALID_TIME: 1})  # the other two spans are kept
     assert map_records(records, load_profile("default"))["job_runs"]
-
-
-SPEC_EXAMPLE = {
-    # The shape of opentelemetry-proto's examples/trace.json, with job attributes and every AnyValue kind.
-    "resourceSpans": [
-        {
-            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "my.service"}}]},
-            "scopeSpans": [
-                {
-                    "scope": {"name": "my.library", "version": "1.0.0"},
-                    "spans": [
-                        {
-                            "traceId": "5B8EFFF798038103D269B633813FC60C",
-                            "spanId": "EEE19B7EC3C1B174",
-                            "parentSpanId": "EEE19B7EC3C1B173",
-                            "name": "I'm a server span",
-                            "startTimeUnixNano": "1544712660000000000",
-                            "endTimeUnixNano": "1544712661000000000",
-                            "kind": 2,
-                            "status": {"code": 2, "message": "boom"},
-                            "attributes": [
-                                {"key": "job.name", "value": {"stringValue": "spark_job"}},
-                                {"key": "job.run.attempt", "value": {"intValue": "3"}},
-                                {"key": "ratio", "value": {"doubleValue": 0.25}},
-                                {"key": "ok", "value": {"boolValue": False}},
-                                {"key": "raw", "value": {"bytesValue": "AAE="}},
-                                {"key": "list", "value": {"arrayValue": {"values": [{"intValue": 1}, {}]}}},
-                                {
-                                    "key": "map",
-                                    "value": {"kvlistValue": {"values": [{"key": "k", "value": {"stringValue": "v"}}]}},
-                                },
-                            ],
-                            "events": [
-                                {
-                                    "timeUnixNano": "1544712660500000000",
-                                    "name": "dataset.update",
-                                    "attributes": [{"key": "dataset.name", "value": {"stringValue": "events"}}],
-                                }
-                            ],
-                            "unknownField": {"ignored": True},
-                        }
-                    ],
-                }
-            ],
-        }
-    ]
-}
 
 
 def test_spec_shaped_json_is_read_with_every_value_kind():

@@ -15,13 +15,13 @@ import uuid
 from typing import Any
 
 import pytest
+from collectors import post, rows, start_collector
 from google.protobuf.internal.encoder import _VarintBytes
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
-from test_collector_http import post, rows, start_collector
-from test_otlp import _otlp_json
+from otlp_payloads import otlp_json
 
 from otel_datasink import otlp
 from otel_datasink.config import SpanLimits
@@ -203,7 +203,7 @@ def test_every_value_kind_reads_as_a_full_parse_and_the_json_path_read_it():
     json_message = request(2, 3, [a for a in EVERY_KIND if a.key])
 
     records, rejected, spans = records_from_protobuf(body)
-    json_records, json_rejected = records_from_json(_otlp_json(json_message))
+    json_records, json_rejected = records_from_json(otlp_json(json_message))
     without_empty_key = records_from_protobuf(json_message.SerializeToString())[0]
 
     assert (rejected, spans, len(records)) == (0, 6, 6)

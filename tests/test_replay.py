@@ -8,66 +8,20 @@ release (it pins an older opentelemetry-exporter-otlp-common).
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
-import time
 
 import pytest
-from google.protobuf.json_format import MessageToDict
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
+from otlp_payloads import nightly_spans, otlp_json_line
 
 from otel_datasink import local
 from otel_datasink.catalog import VIEWS
 from otel_datasink.cli import main
 from otel_datasink.exporter import DatasinkSpanExporter
-
-_ID_FIELDS = ("traceId", "spanId", "parentSpanId")
-
-
-def otlp_json_line(spans) -> str:
-    """One line of the OpenTelemetry file exporter's format: a TracesData object in the OTLP JSON encoding."""
-    request = encode_spans(spans)
-    data = TracesData(resource_spans=request.resource_spans)
-    obj = MessageToDict(data, use_integers_for_enums=True)
-    for resource_spans in obj.get("resourceSpans", []):
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            for span in scope_spans.get("spans", []):
-                for field in _ID_FIELDS:
-                    if field in span:
-                        span[field] = base64.b64decode(span[field]).hex()  # OTLP JSON ids are hex
-    return json.dumps(obj, separators=(",", ":"))
-
-
-def job_spans(batch: int):
-    """SDK spans of a few job runs (a success with a dataset update, a failure, a non-job span)."""
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "nightly"}))
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("replay-test")
-    base = time.time_ns() - 3_600 * 10**9 + batch * 60 * 10**9
-    with tracer.start_as_current_span(
-        "ingest_orders", attributes={"job.name": "ingest_orders", "dataset.name": "orders"}, start_time=base
-    ) as span:
-        span.set_attribute("job.records_processed", 1000 + batch)
-        span.add_event(
-            "dataset.update",
-            {"dataset.name": "orders", "dataset.record_count": 5000 + batch},
-            timestamp=base + 2 * 10**9,
-        )
-        with tracer.start_as_current_span("query", start_time=base + 10**9):  # not a job span
-            pass
-    span = tracer.start_span("build_customers", attributes={"job.name": "build_customers"}, start_time=base)
-    span.set_status(Status(StatusCode.ERROR, "upstream missing"))
-    span.end(end_time=base + 5 * 10**9)
-    provider.shutdown()
-    return list(memory.get_finished_spans())
 
 
 def write_jsonl(path, batches: list[list], corrupt_at: dict[int, str]) -> None:
@@ -108,7 +62,7 @@ def assert_same_views(first: str, second: str) -> None:
 
 @pytest.mark.parametrize("name", ["traces.jsonl", "traces.jsonl.gz"])
 def test_replay_twice_with_corrupt_lines_gives_the_live_paths_views(tmp_path, capsys, name):
-    batches = [job_spans(i) for i in range(4)]
+    batches = [nightly_spans(i) for i in range(4)]
     path = tmp_path / name
     write_jsonl(path, batches, {3: '{"resourceSpans": [{"scopeSpans": [', 5: '{"resourceSpans": "no"}'})
     replayed = str(tmp_path / "replayed")
@@ -134,7 +88,7 @@ def test_replay_twice_with_corrupt_lines_gives_the_live_paths_views(tmp_path, ca
 
 
 def test_replay_rows_equal_the_exporters_rows_but_for_ingested_at(tmp_path, capsys, read_tables):
-    batches = [job_spans(0)]
+    batches = [nightly_spans(0)]
     path = tmp_path / "one.jsonl"
     write_jsonl(path, batches, {})
     main(["replay", "--location", str(tmp_path / "replayed"), "--no-progress", str(path)])
@@ -181,7 +135,7 @@ def test_replay_with_a_profile_and_run_type(tmp_path, capsys, read_tables):
 
 def test_replay_run_type_marks_spans_without_one(tmp_path, capsys, read_tables):
     path = tmp_path / "t.jsonl"
-    write_jsonl(path, [job_spans(0)], {})
+    write_jsonl(path, [nightly_spans(0)], {})
     location = str(tmp_path / "tables")
     assert main(["replay", "--location", location, "--no-progress", "--run-type", "replay", str(path)]) == 0
     assert {row["run_type"] for row in read_tables(location).rows("job_runs")} == {"replay"}
@@ -202,11 +156,11 @@ def test_replay_of_a_missing_file_or_bad_profile_fails_with_a_message(tmp_path, 
 
 def test_a_gzip_file_cut_short_keeps_its_lines_before_the_cut_and_the_next_file_is_read(tmp_path, capsys, read_tables):
     cut = tmp_path / "cut.jsonl.gz"
-    write_jsonl(cut, [job_spans(i) for i in range(40)], {})
+    write_jsonl(cut, [nightly_spans(i) for i in range(40)], {})
     whole = cut.read_bytes()
     cut.write_bytes(whole[: len(whole) * 3 // 4])  # a writer that crashed mid-file
     after = tmp_path / "after.jsonl"
-    write_jsonl(after, [job_spans(100)], {})
+    write_jsonl(after, [nightly_spans(100)], {})
     location = str(tmp_path / "tables")
 
     assert main(["replay", "--location", location, "--no-progress", "--batch-spans", "1", str(cut), str(after)]) == 0
@@ -222,7 +176,7 @@ def test_replay_reads_many_files_in_batches(tmp_path, capsys, read_tables):
     paths = []
     for i in range(3):
         path = tmp_path / f"part-{i}.jsonl"
-        write_jsonl(path, [job_spans(10 * i + j) for j in range(3)], {})
+        write_jsonl(path, [nightly_spans(10 * i + j) for j in range(3)], {})
         paths.append(str(path))
     location = str(tmp_path / "tables")
     assert main(["replay", "--location", location, "--no-progress", "--batch-spans", "5", *paths]) == 0

@@ -10,10 +10,12 @@ import re
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
-from browser import HOSTILE_JOB, HOSTILE_MESSAGE, seed, serving
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
+from report_scenario import HOSTILE_JOB, HOSTILE_MESSAGE, seed
+from serve_process import serving
 
 from otel_datasink import cli, local
 from otel_datasink.catalog import pin_time
@@ -27,28 +29,10 @@ pytest.importorskip("vl_convert", reason="the report extra (vl-convert-python) i
 DAYS = 30
 
 
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory):
-    """The seeded location, its instant, and the page built of it with ``--trace-url``."""
-    folder = tmp_path_factory.mktemp("report")
-    location = str(folder / "datasink")
-    now = seed(location)
-    out = folder / "report.html"
-    code = cli.main(
-        [
-            "report",
-            "--location",
-            location,
-            "--out",
-            str(out),
-            "--now",
-            now.isoformat(),
-            "--trace-url",
-            "https://traces.example/t/{trace_id}?job={job_name}",
-        ]
-    )
-    assert code == 0
-    return location, now, out.read_text(encoding="utf-8")
+def with_html(report: tuple[str, datetime.datetime, Path]) -> tuple[str, datetime.datetime, str]:
+    """The seeded report's location and instant, and its page's HTML."""
+    location, now, page_file = report
+    return location, now, page_file.read_text(encoding="utf-8")
 
 
 def views(location: str, now: datetime.datetime, parameters=data.STATE_PARAMETERS):
@@ -69,8 +53,8 @@ def figure(page_html: str, name: str) -> float | None:
     return float(found.group(1)) if found.group(1) else None
 
 
-def test_the_overview_figures_are_the_views_answers(scenario):
-    location, now, text = scenario
+def test_the_overview_figures_are_the_views_answers(seeded_report):
+    location, now, text = with_html(seeded_report)
     con = views(location, now)
     start = data.period_start(now, DAYS)
     runs, failures = (
@@ -90,8 +74,8 @@ def test_the_overview_figures_are_the_views_answers(scenario):
     assert 'data-figure="open alerts"' not in text  # no alerts table at this location
 
 
-def test_the_previous_period_is_the_views_of_the_days_before(scenario):
-    location, now, text = scenario
+def test_the_previous_period_is_the_views_of_the_days_before(seeded_report):
+    location, now, text = with_html(seeded_report)
     start = data.period_start(now, DAYS)
     runs, failures = (
         trend(location, now)
@@ -109,8 +93,8 @@ def test_the_previous_period_is_the_views_of_the_days_before(scenario):
     assert f"▲ 2, vs 0 {DAYS} days ago" in text  # failing jobs
 
 
-def test_each_job_line_shows_the_views_streak_and_runs(scenario):
-    location, now, text = scenario
+def test_each_job_line_shows_the_views_streak_and_runs(seeded_report):
+    location, now, text = with_html(seeded_report)
     con = views(location, now)
     streaks = dict(con.execute("SELECT job_name, current_streak FROM recurring_failures").fetchall())
     jobs = [row[0] for row in con.execute("SELECT DISTINCT job_name FROM job_runs_latest ORDER BY 1").fetchall()]
@@ -120,8 +104,8 @@ def test_each_job_line_shows_the_views_streak_and_runs(scenario):
     assert streaks["broken"] == 3
 
 
-def test_a_jobs_page_lists_its_failures_with_error_attempt_and_trace_link(scenario):
-    location, now, text = scenario
+def test_a_jobs_page_lists_its_failures_with_error_attempt_and_trace_link(seeded_report):
+    location, now, text = with_html(seeded_report)
     section = _section(text, "job", "broken")
     assert section.count("broken broke") == 3
     assert section.count("<td>KeyError</td>") == 3
@@ -135,15 +119,15 @@ def test_a_jobs_page_lists_its_failures_with_error_attempt_and_trace_link(scenar
         assert f'href="https://traces.example/t/{trace_id}?job=broken"' in section
 
 
-def test_backfills_are_shown_apart_and_anomalies_marked(scenario):
-    _, _, text = scenario
+def test_backfills_are_shown_apart_and_anomalies_marked(seeded_report):
+    _, _, text = with_html(seeded_report)
     section = _section(text, "job", "ingest")
     assert "Backfills" in section and "ingest-backfill" in section
     assert "Volume anomalies" in section and "ingest-spike" in section and "spike" in section
 
 
-def test_every_string_from_the_data_is_escaped(scenario):
-    _, _, text = scenario
+def test_every_string_from_the_data_is_escaped(seeded_report):
+    _, _, text = with_html(seeded_report)
     assert HOSTILE_JOB not in text and HOSTILE_MESSAGE not in text
     assert html.escape(HOSTILE_JOB) in text
     assert html.escape(HOSTILE_MESSAGE) in _section(text, "job", HOSTILE_JOB)
@@ -152,8 +136,8 @@ def test_every_string_from_the_data_is_escaped(scenario):
     assert "<b>" not in text
 
 
-def test_the_page_refers_to_nothing_outside_itself(scenario):
-    _, _, text = scenario
+def test_the_page_refers_to_nothing_outside_itself(seeded_report):
+    _, _, text = with_html(seeded_report)
     links = re.findall(r'(?:src|href)="([^"#][^"]*)"', text)
     assert all(link.startswith("https://traces.example/") for link in links), links
     assert "@import" not in text
@@ -162,8 +146,8 @@ def test_the_page_refers_to_nothing_outside_itself(scenario):
     assert "default-src 'none'" in text
 
 
-def test_a_job_with_successful_runs_in_the_last_30_days_has_a_sparkline_in_its_line(scenario):
-    location, now, text = scenario
+def test_a_job_with_successful_runs_in_the_last_30_days_has_a_sparkline_in_its_line(seeded_report):
+    location, now, text = with_html(seeded_report)
     trend = views(location, now)  # runtime_trend over the state views' 30 days
     expected = {
         row[0]
@@ -177,8 +161,8 @@ def test_a_job_with_successful_runs_in_the_last_30_days_has_a_sparkline_in_its_l
     assert len(lines) > len(spark)  # a job that only failed has none
 
 
-def test_a_chart_per_job_and_dataset_is_drawn_and_the_page_says_what_is_capped(scenario, monkeypatch, tmp_path):
-    location, now, text = scenario
+def test_a_chart_per_job_and_dataset_is_drawn_and_the_page_says_what_is_capped(seeded_report, monkeypatch, tmp_path):
+    location, now, text = with_html(seeded_report)
     assert "No chart for this job" not in text
     monkeypatch.setattr(build_module, "JOB_CHARTS", 1)
     capped = build_module.build(Options.resolve(location), days=DAYS, now=now).html
@@ -252,8 +236,8 @@ def test_the_token_is_a_bearer_header_or_a_browser_logins_password_compared_in_f
         assert not authorized(header, "s3cret")
 
 
-def test_serve_on_another_address_requires_the_token_and_refuses_writes(scenario, tmp_path):
-    location, _, _ = scenario
+def test_serve_on_another_address_requires_the_token_and_refuses_writes(seeded_report, tmp_path):
+    location, _, _ = seeded_report
     token_file = tmp_path / "token"
     token_file.write_text("s3cret\n")
     with serving(location, "--listen", "0.0.0.0:0", "--token-file", str(token_file)) as line:

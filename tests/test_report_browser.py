@@ -8,17 +8,18 @@ the scenario without its job named in HTML.
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import time
 from pathlib import Path
 
 import pytest
-from browser import HOSTILE_JOB, HOSTILE_MESSAGE, PageWatch, chromium, seed, serving
+from browser import PageWatch, chromium
 from job_spans import MINUTE_NS, job_span, write_spans
+from report_scenario import HOSTILE_JOB, HOSTILE_MESSAGE, build_report
+from serve_process import serving
 
-from otel_datasink import cli, local
+from otel_datasink import local
 from otel_datasink.catalog import pin_time
 from otel_datasink.report import data, page
 
@@ -26,7 +27,6 @@ pytest.importorskip("vl_convert", reason="the report extra (vl-convert-python) i
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "dashboard.png"
 UPDATE_SCREENSHOT = "OTEL_DATASINK_UPDATE_SCREENSHOT"
-TRACE_URL = "https://traces.example/trace/{trace_id}"
 
 
 @pytest.fixture(scope="module")
@@ -36,30 +36,9 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    """The seeded location, its instant and the report file."""
-    return _report_of(tmp_path_factory.mktemp("report_browser"), hostile=True)
-
-
-@pytest.fixture(scope="module")
 def readme_report(tmp_path_factory):
-    """As :func:`report`, without the job and message full of HTML: the page the README's picture shows."""
-    return _report_of(tmp_path_factory.mktemp("readme_report"), hostile=False)
-
-
-def _report_of(folder: Path, hostile: bool) -> tuple[str, datetime.datetime, Path]:
-    location = str(folder / "datasink")
-    now = seed(location, hostile)
-    out = folder / "report.html"
-    # Run from the folder, so that the page names the location as a user would give it (the README's picture).
-    argv = ["report", "--location", "datasink", "--out", str(out), "--now", now.isoformat(), "--trace-url", TRACE_URL]
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        assert cli.main(argv) == 0
-    finally:
-        os.chdir(cwd)
-    return location, now, out
+    """As :func:`seeded_report`, without the job and message full of HTML: the page the README's picture shows."""
+    return build_report(tmp_path_factory.mktemp("readme_report"), hostile=False)
 
 
 @pytest.fixture
@@ -100,8 +79,8 @@ def shown_figures(browser_page) -> dict[str, str]:
     }
 
 
-def test_the_file_opens_offline_and_shows_the_views_numbers(report, watch):
-    location, now, out = report
+def test_the_file_opens_offline_and_shows_the_views_numbers(seeded_report, watch):
+    location, now, out = seeded_report
     url = out.as_uri()
     watch.page.goto(url, wait_until="load")
     assert watch.requests == [url]  # the document, and nothing else: no font, script, style or image
@@ -128,8 +107,8 @@ def test_the_overview_screenshot_is_a_picture_of_a_plausible_location(readme_rep
         watch.page.screenshot(path=str(SCREENSHOT), full_page=False)
 
 
-def test_a_jobs_page_shows_its_failures_with_their_messages(report, watch):
-    location, now, out = report
+def test_a_jobs_page_shows_its_failures_with_their_messages(seeded_report, watch):
+    location, now, out = seeded_report
     watch.page.goto(out.as_uri(), wait_until="load")
     watch.page.click("#jobs-table a:text-is('broken')")
     section = watch.page.locator(f"#{page.anchor('job', 'broken')}")
@@ -140,13 +119,13 @@ def test_a_jobs_page_shows_its_failures_with_their_messages(report, watch):
     assert rows.nth(0).locator("td").nth(2).inner_text() == "broken broke"
     assert rows.nth(0).locator("td").nth(1).inner_text() == "KeyError"
     link = rows.nth(0).locator("a")
-    assert re.fullmatch(r"https://traces\.example/trace/[0-9a-f]{32}", link.get_attribute("href"))
+    assert re.fullmatch(r"https://traces\.example/t/[0-9a-f]{32}\?job=broken", link.get_attribute("href"))
     assert section.locator("svg").count() == 1
     assert watch.errors == [] and watch.requests == [out.as_uri()]
 
 
-def test_html_in_names_and_messages_is_shown_as_text(report, watch):
-    _, _, out = report
+def test_html_in_names_and_messages_is_shown_as_text(seeded_report, watch):
+    _, _, out = seeded_report
     watch.page.goto(f"{out.as_uri()}#{page.anchor('job', HOSTILE_JOB)}", wait_until="load")
     section = watch.page.locator(f"#{page.anchor('job', HOSTILE_JOB)}")
     assert section.locator("h2").inner_text() == f"Job {HOSTILE_JOB}"
@@ -155,8 +134,8 @@ def test_html_in_names_and_messages_is_shown_as_text(report, watch):
     assert watch.errors == []
 
 
-def test_the_jobs_list_filters_and_sorts(report, watch):
-    _, _, out = report
+def test_the_jobs_list_filters_and_sorts(seeded_report, watch):
+    _, _, out = seeded_report
     watch.page.goto(out.as_uri(), wait_until="load")
     watch.page.fill("#job-filter", "ing")
     visible = watch.page.locator("#jobs-table tbody tr:visible td:first-child").all_inner_texts()
@@ -180,8 +159,8 @@ def open_page(browser_page, url: str) -> None:
     browser_page.goto(url, wait_until="load")
 
 
-def test_serve_shows_the_page_over_http_and_picks_up_new_runs(report, watch):
-    location, _, _ = report
+def test_serve_shows_the_page_over_http_and_picks_up_new_runs(seeded_report, watch):
+    location, _, _ = seeded_report
     with serving(location, "--listen", "127.0.0.1:0", "--refresh", "1") as line:
         assert line.startswith("serving http://127.0.0.1:"), line
         url = re.search(r"http://\S+", line).group(0)
@@ -202,8 +181,8 @@ def test_serve_shows_the_page_over_http_and_picks_up_new_runs(report, watch):
         assert all(request.startswith(url) for request in watch.requests)
 
 
-def test_the_served_page_runs_its_own_script_and_no_other_under_the_servers_policy(report, watch):
-    location, _, _ = report
+def test_the_served_page_runs_its_own_script_and_no_other_under_the_servers_policy(seeded_report, watch):
+    location, _, _ = seeded_report
     with serving(location, "--listen", "127.0.0.1:0") as line:
         url = re.search(r"http://\S+", line).group(0)
         policy = watch.page.goto(url, wait_until="load").headers["content-security-policy"]
@@ -214,8 +193,8 @@ def test_the_served_page_runs_its_own_script_and_no_other_under_the_servers_poli
         assert watch.errors == []  # Chromium logs each refusal of the policy as an error
 
 
-def test_a_served_page_behind_a_token_opens_in_a_browser_with_the_token_as_password(report, browser, tmp_path):
-    location, _, _ = report
+def test_a_served_page_behind_a_token_opens_in_a_browser_with_the_token_as_password(seeded_report, browser, tmp_path):
+    location, _, _ = seeded_report
     token_file = tmp_path / "token"
     token_file.write_text("s3cret\n")
     with serving(location, "--listen", "127.0.0.1:0", "--token-file", str(token_file)) as line:

@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import serve_process, serving
+from command_line import assert_one_line_failure
+from command_line import cli as run
+from serve_process import serve_process, serving
 
 from otel_datasink import cli
 from otel_datasink.report.server import HEADER_TIMEOUT, MAX_CONNECTIONS
@@ -208,6 +210,16 @@ def test_an_allowed_host_that_is_no_host_name_is_a_usage_error(value, tmp_path, 
         cli.main(["serve", "--location", str(tmp_path), "--allowed-host", value])
     assert exit_info.value.code == 2
     assert "--allowed-host: not a host name or IP address" in capsys.readouterr().err
+
+
+def test_a_port_in_use_fails_in_one_line_naming_the_address_and_listen(location):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        done = run("serve", "--location", location, "--listen", address)
+    assert_one_line_failure(done, "serve", f"cannot listen on {address} (--listen): address already in use")
+    assert done.stdout == ""
 
 
 def test_the_page_and_its_header_allow_no_script_but_the_pages_own(location):

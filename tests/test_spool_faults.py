@@ -19,8 +19,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+from collectors import post, rows, start_collector
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from test_collector_http import job_spans, post, rows, start_collector
+from otlp_payloads import job_spans
 
 from otel_datasink.collector import batcher as batcher_module
 from otel_datasink.collector import spool as spool_module

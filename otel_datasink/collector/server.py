@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import gc
 import logging
 import signal
+import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, TypeVar
 
 from aiohttp import web
 
@@ -119,6 +121,19 @@ class Hold:
     def release(self) -> None:
         """Gives everything back (again: nothing)."""
         self.shrink_to(0)
+
+
+class ListenError(OSError):
+    """A receiver cannot listen on its address (another process has it, no interface of this host has it, a
+    privileged port): ``setting`` names the receiver's setting (``http``, ``grpc``), ``address`` is HOST:PORT."""
+
+    def __init__(self, setting: str, address: str, cause: BaseException) -> None:
+        super().__init__(getattr(cause, "errno", None), getattr(cause, "strerror", None) or str(cause))
+        self.setting = setting
+        self.address = address
+
+    def __str__(self) -> str:
+        return f"cannot listen on {self.address} ({self.setting}): {self.strerror}"
 
 
 class Collector:
@@ -239,25 +254,35 @@ class Collector:
         self.metrics.gauges["backlogged"] = lambda: int(self.backlogged)
         batcher = self.batcher = Batcher(self.pipeline.writer, spool, self.settings, self.metrics)
         _quiet_accept_errors(asyncio.get_running_loop())
+        addresses: list[tuple] = []
         try:
             self._replay_leftovers(spool, batcher)
             if self.settings.http is not None:
                 host, port = self.settings.http
-                self._runner, addresses = await http_receiver.start(self, host, port)
+                with _listening("http", host, port):
+                    self._runner, addresses = await http_receiver.start(self, host, port)
                 self.http_port = addresses[0][1]
-                for address in addresses:
-                    _logger.info("OTLP/HTTP on http://%s/v1/traces%s", _address(address), _scope(host))
-                    _logger.info("OpenLineage on http://%s/api/v1/lineage", _address(address))
             if self.settings.grpc is not None:
                 host, port = self.settings.grpc
-                self._grpc_server, self.grpc_port = grpc_receiver.build_server(self, host, port)
+                with _listening("grpc", host, port):
+                    _check_free(host, port)
+                    self._grpc_server, self.grpc_port = grpc_receiver.build_server(self, host, port)
                 await self._grpc_server.start()
-                _logger.info("OTLP/gRPC on %s%s", _address((host, self.grpc_port)), _scope(host))
         except BaseException:
-            await self.stop(0)
+            await self._shut_down(0)  # quietly: nothing was received, "stopped; every batch written" would mislead
             raise
+        self._log_addresses(addresses)  # once both listen: a collector that cannot start announces no address
         self._ticker = asyncio.get_running_loop().create_task(self._tick(batcher))
         _logger.info("collector writing to %s (spool %s)", self.options.location, spool_dir)
+
+    def _log_addresses(self, http_addresses: list[tuple]) -> None:
+        if self.settings.http is not None:
+            for address in http_addresses:
+                _logger.info("OTLP/HTTP on http://%s/v1/traces%s", _address(address), _scope(self.settings.http[0]))
+                _logger.info("OpenLineage on http://%s/api/v1/lineage", _address(address))
+        if self.settings.grpc is not None:
+            host = self.settings.grpc[0]
+            _logger.info("OTLP/gRPC on %s%s", _address((host, self.grpc_port)), _scope(host))
 
     def _replay_leftovers(self, spool: Spool, batcher: Batcher) -> None:
         for path in spool.leftover:
@@ -280,6 +305,16 @@ class Collector:
 
     async def stop(self, timeout: float | None = None) -> bool:
         """Stops accepting, writes every batch within ``timeout`` s; True if nothing was left in the spool."""
+        done = await self._shut_down(timeout)
+        if done:
+            _logger.info("collector stopped; every batch written")
+        else:
+            # Not done: a batcher drained, so start() had made the spool before it.
+            depth = self.spool.depth if self.spool is not None else 0
+            _logger.warning("collector stopped with %d spool segment(s) left for the next start", depth)
+        return done
+
+    async def _shut_down(self, timeout: float | None) -> bool:
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         if self._ticker is not None:
@@ -297,12 +332,6 @@ class Collector:
         self._decoder.shutdown(wait=True, cancel_futures=True)
         if spool is not None:
             spool.close()
-        if done:
-            _logger.info("collector stopped; every batch written")
-        else:
-            # Not done: a batcher drained, so start() had made the spool before it.
-            depth = spool.depth if spool is not None else 0
-            _logger.warning("collector stopped with %d spool segment(s) left for the next start", depth)
         return done
 
 
@@ -323,6 +352,34 @@ def _address(address: tuple) -> str:
 
 def _scope(host: str) -> str:
     return " (every interface: reachable from other hosts)" if host in _ALL_INTERFACES else ""
+
+
+@contextlib.contextmanager
+def _listening(setting: str, host: str, port: int) -> Iterator[None]:
+    """Raises :class:`ListenError` for what the receiver of ``setting`` raises when it cannot bind."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:  # gRPC: RuntimeError("Failed to bind to address ...")
+        raise ListenError(setting, _address((host, port)), error) from error
+
+
+def _check_free(host: str, port: int) -> None:
+    """Raises the OSError of binding ``host:port`` when no address it resolves to can be bound.
+
+    For gRPC, before it binds: its C core logs the failure on stderr itself (a line that breaks the command's
+    one-line failure) and raises an error that says not why.
+    """
+    first: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC's own listener
+            try:
+                probe.bind(address)
+                return  # gRPC listens when any of them binds
+            except OSError as error:
+                first = first or error
+    if first is not None:
+        raise first
 
 
 _accept_log = Throttled(_logger, logging.ERROR)
@@ -356,18 +413,27 @@ def _tune_gc() -> None:
     gc.set_threshold(*_GC_THRESHOLD)
 
 
-async def serve(collector: Collector) -> int:
-    """Runs a collector until SIGTERM or SIGINT; 0 if it stopped with everything written, else 1."""
+class Stopped(NamedTuple):
+    """How :func:`serve` ended."""
+
+    by: signal.Signals
+    """The signal that stopped the collector: SIGTERM (a service manager's stop) or SIGINT (Ctrl-C)."""
+    flushed: bool
+    """Whether every batch was written (else the rest is in the spool, written at the next start)."""
+
+
+async def serve(collector: Collector) -> Stopped:
+    """Runs a collector until SIGTERM or SIGINT, then stops it, flushing; which signal, and whether it flushed."""
     settings = collector.settings
     _tune_gc()
     await collector.start()
-    stopping = asyncio.Event()
+    received: asyncio.Queue[signal.Signals] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    await stopping.wait()
-    _logger.info("stopping: flushing within %.0fs", settings.shutdown_timeout)
-    return 0 if await collector.stop() else 1
+        loop.add_signal_handler(signum, received.put_nowait, signum)
+    by = await received.get()  # the first; any later one changes nothing
+    _logger.info("%s: stopping, flushing within %.0fs", by.name, settings.shutdown_timeout)
+    return Stopped(by, await collector.stop())
 
 
 class BackgroundCollector:

@@ -7,6 +7,8 @@ failure).
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import signal
 import sys
@@ -44,6 +46,17 @@ def interrupted(what_was_done: str | None = None) -> CommandError:
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     return CommandError(f"interrupted; {what_was_done}" if what_was_done else "interrupted", EXIT_INTERRUPTED)
+
+
+def cannot_listen(address: str, option: str, error: BaseException) -> CommandError:
+    """The error of a server that cannot bind ``address``, naming the ``option`` that gave it and the system's
+    reason: ``cannot listen on 127.0.0.1:4318 (--http): address already in use``."""
+    code = getattr(error, "errno", None)
+    if isinstance(code, int) and code in errno.errorcode:
+        reason = os.strerror(code)  # asyncio's message repeats the address, as a tuple
+    else:  # a host name that does not resolve, or gRPC's bare "Failed to bind to address ..."
+        reason = getattr(error, "strerror", None) or str(error)
+    return CommandError(f"cannot listen on {address} ({option}): {reason[:1].lower()}{reason[1:]}")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

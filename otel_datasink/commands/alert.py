@@ -8,10 +8,10 @@ take a notification is retried, waiting longer after each consecutive failure (1
 for an Alertmanager), and never stops the others. Evaluations of one location take a lock, so two at once never both
 notify.
 
-``--watch SECONDS`` evaluates in a loop until SIGTERM or Ctrl-C (the current evaluation finishes; exit 0), and
-records the gauges datasink.dataset.freshness, datasink.dataset.stale, datasink.job.failure_streak,
-datasink.runs.hung and datasink.alerts.open through the OpenTelemetry metrics API, exported by OTEL_METRICS_EXPORTER
-(or run it under opentelemetry-instrument).
+``--watch SECONDS`` evaluates in a loop until SIGTERM (the current evaluation finishes; exit 0) or Ctrl-C (the
+same, then exit 130), and records the gauges datasink.dataset.freshness, datasink.dataset.stale,
+datasink.job.failure_streak, datasink.runs.hung and datasink.alerts.open through the OpenTelemetry metrics API,
+exported by OTEL_METRICS_EXPORTER (or run it under opentelemetry-instrument).
 
 ``--dry-run`` prints what would be sent, sends and writes nothing, and exits 1 when any incident is open: a CI gate.
 
@@ -26,10 +26,8 @@ import argparse
 import datetime
 import logging
 import os
-import signal
 import sys
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from otel_datasink.alerts import delivery
 from otel_datasink.alerts.escaping import one_line
@@ -43,6 +41,7 @@ from otel_datasink.commands._args import (
     view_parameters,
 )
 from otel_datasink.commands._errors import EXIT_FOUND, EXIT_OK, CommandError, describe
+from otel_datasink.commands._signals import StopSignals, raise_if_interrupted
 
 if TYPE_CHECKING:
     from otel_datasink.alerts.engine import Evaluation, Evaluator
@@ -190,22 +189,24 @@ def _print(evaluation: Evaluation, dry_run: bool) -> None:
 
 
 def _watch(evaluator: Evaluator, seconds: float) -> int:
-    """Evaluates every ``seconds`` until SIGTERM or SIGINT, which let the current evaluation finish."""
+    """Evaluates every ``seconds`` until SIGTERM (0) or SIGINT (130), which let the current evaluation finish."""
     from otel_datasink.alerts.metrics import HealthGauges, configure_from_environment
 
     provider = configure_from_environment()
     gauges = HealthGauges()
-    stop = threading.Event()
+    evaluations = 0
     try:
-        with _stopped_by_signals(stop):
+        with StopSignals(finishing="the current evaluation") as stop:
             print(f"watching {evaluator.options.location} every {seconds:g}s", flush=True)
-            while not stop.is_set():
+            while not stop.event.is_set():
                 _evaluate_in_loop(evaluator, gauges)
-                stop.wait(seconds)
+                evaluations += 1
+                stop.event.wait(seconds)
         print("stopped", flush=True)
     finally:
         if provider is not None:
             provider.shutdown()  # the last collection is exported, not lost
+    raise_if_interrupted(stop.received, f"stopped after {evaluations} evaluation(s), none cut short")
     return EXIT_OK
 
 
@@ -218,23 +219,3 @@ def _evaluate_in_loop(evaluator: Evaluator, gauges: HealthGauges) -> None:
     except Exception as error:  # noqa: BLE001 - the next evaluation may succeed; the loop must outlive this one
         _logger.debug("evaluation failed", exc_info=True)
         print(f"otel-datasink alert: evaluation failed: {describe(error)}", file=sys.stderr, flush=True)
-
-
-class _stopped_by_signals:  # noqa: N801 - used as a context manager, named like one
-    """SIGTERM and SIGINT set ``stop`` (instead of raising mid-evaluation) while inside; handlers restored after."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> None:
-        for number in (signal.SIGTERM, signal.SIGINT):
-            self.previous[number] = signal.signal(number, self._handle)
-
-    def _handle(self, number: int, frame: Any) -> None:
-        _logger.info("%s: stopping after the current evaluation", signal.Signals(number).name)
-        self.stop.set()
-
-    def __exit__(self, *exc: object) -> None:
-        for number, handler in self.previous.items():
-            signal.signal(number, handler)

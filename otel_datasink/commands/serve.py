@@ -9,23 +9,22 @@ as password). Only requests whose ``Host`` names the listen address (on loopback
 ``127.0.0.1`` and ``::1``; on every interface those and any IP address) or an ``--allowed-host`` are answered, so
 that a web page elsewhere cannot read the dashboards by making its own name resolve to this server. A location
 that does not exist is an error (exit status 2) before anything is bound; a rebuild that fails later keeps the
-last page and says why on stderr. SIGTERM or Ctrl-C stops it (exit 0).
+last page and says why on stderr. SIGTERM stops it (exit 0); Ctrl-C too, then exits 130 saying so.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from otel_datasink import environment_variables as env
 from otel_datasink.commands._args import add_page_arguments, check_trace_url, store_options
-from otel_datasink.commands._errors import EXIT_OK, CommandError, describe
+from otel_datasink.commands._errors import EXIT_OK, CommandError, cannot_listen, describe
+from otel_datasink.commands._signals import StopSignals, raise_if_interrupted
 from otel_datasink.tokens import given_token
 
 if TYPE_CHECKING:
@@ -135,7 +134,7 @@ def token(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Builds the page, serves it and rebuilds it every ``--refresh`` seconds until SIGTERM or Ctrl-C (0)."""
+    """Builds the page, serves it and rebuilds it every ``--refresh`` seconds until SIGTERM (0) or Ctrl-C (130)."""
     from otel_datasink.report import LocationMissingError, build
     from otel_datasink.report.server import PageServer
 
@@ -161,19 +160,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         server = PageServer((host, port), first, hosts, secret)
     except OSError as error:
-        raise CommandError(f"cannot listen on {args.listen}: {error.strerror or error}") from error
-    stop = threading.Event()
+        raise cannot_listen(args.listen, "--listen", error) from error
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="serve-http")
-    with server, _stopped_by_signals(stop):
+    with server, StopSignals(finishing="the page being rebuilt") as stop:
         thread.start()
         protected = ", bearer token required" if secret else ""
         print(f"serving {server.url} ({options.location}, rebuilt every {args.refresh:g}s{protected})", flush=True)
         try:
-            _refresh_until(stop, args.refresh, page, server)
+            _refresh_until(stop.event, args.refresh, page, server)
         finally:
             server.shutdown()
             thread.join()
     print("stopped", flush=True)
+    raise_if_interrupted(stop.received, f"stopped serving {server.url}")
     return EXIT_OK
 
 
@@ -188,18 +187,3 @@ def _refresh_until(stop: threading.Event, every: float, page: Callable[[], str],
             server.publish(page())
         except Exception as error:  # noqa: BLE001 - the next rebuild may succeed; the server must outlive this one
             print(f"otel-datasink serve: rebuild failed, serving the last page: {describe(error)}", file=sys.stderr)
-
-
-@contextmanager
-def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``stop`` while inside (the server shuts down cleanly); handlers restored after."""
-
-    def handle(number: int, frame: Any) -> None:
-        stop.set()
-
-    previous = {number: signal.signal(number, handle) for number in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
