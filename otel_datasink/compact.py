@@ -106,7 +106,7 @@ class Plan:
 
 
 @dataclasses.dataclass
-class Result:
+class Compacted:
     """What a compaction did."""
 
     files_before: int = 0
@@ -347,9 +347,9 @@ def compact(
     target_size: int = DEFAULT_TARGET_SIZE,
     progress: Callable[[int], object] | None = None,
     hook: Callable[[str], None] | None = None,
-    result: Result | None = None,
+    result: Compacted | None = None,
     held: Held | None = None,
-) -> Result:
+) -> Compacted:
     """Finishes interrupted compactions and removes leftover temporary files, then compacts the chosen partitions;
     returns what it did.
 
@@ -359,7 +359,7 @@ def compact(
     compaction goes, so that a caller whose compaction raised (or was interrupted: KeyboardInterrupt) still knows
     what was done.
     """
-    result = Result() if result is None else result
+    result = Compacted() if result is None else result
     with compaction_lock(writer) if held is None else contextlib.nullcontext(held) as lock:
         writer.fs.invalidate_cache()
         parts = partitions(writer, tables or TABLES, dt, older_than_days)

@@ -24,7 +24,7 @@ from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
 from network import free_port
 
 from otel_datasink import catalog, cli, local
-from otel_datasink.alerts import conditions, metrics
+from otel_datasink.alerts import conditions, gauges
 from otel_datasink.alerts.rules import Rules
 
 pytest.importorskip("apprise")
@@ -360,11 +360,11 @@ def test_the_gauges_report_the_last_evaluation(stale):
 
     location, now = stale
     reader = InMemoryMetricReader()
-    gauges = metrics.HealthGauges(MeterProvider(metric_readers=[reader]))
+    health = gauges.HealthGauges(MeterProvider(metric_readers=[reader]))
     con = local.connect(location)
     catalog.pin_time(con, now, None)
     found = conditions.evaluate(con, Rules(), now)
-    gauges.update(metrics.read_health(con, found))
+    health.update(gauges.read_health(con, found))
     points = {}
     for resource_metrics in reader.get_metrics_data().resource_metrics:
         for scope in resource_metrics.scope_metrics:

@@ -16,8 +16,8 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from otel_datasink.collector.counters import Metrics
 from otel_datasink.collector.ingest import Ingest
-from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.server import _GC_THRESHOLD, ByteBudget, Collector
 from otel_datasink.formats import Format
 from otel_datasink.profiles import default_profile

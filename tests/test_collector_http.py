@@ -22,8 +22,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from otlp_payloads import SPEC_EXAMPLE, good_request, job_spans
 
 from otel_datasink.collector import batcher, server
+from otel_datasink.collector.counters import Metrics
 from otel_datasink.collector.ingest import Ingest
-from otel_datasink.collector.metrics import Metrics
 from otel_datasink.collector.server import BackgroundCollector
 from otel_datasink.collector.settings import CollectorSettings
 from otel_datasink.collector.spool import SpoolLockedError

@@ -17,7 +17,7 @@ from otlp_payloads import good_request
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_datasink.collector import spool as spool_module
-from otel_datasink.collector.metrics import Metrics
+from otel_datasink.collector.counters import Metrics
 from otel_datasink.exporter import DatasinkSpanExporter
 from otel_datasink.processor import DatasinkSpanProcessor
 

@@ -22,7 +22,7 @@ from otel_datasink.catalog import pin_time
 from otel_datasink.config import Options
 from otel_datasink.report import builder as build_module
 from otel_datasink.report import data, page
-from otel_datasink.report.server import authorized
+from otel_datasink.report.pageserver import authorized
 
 pytest.importorskip("vl_convert", reason="the report extra (vl-convert-python) is not installed")
 

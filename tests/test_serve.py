@@ -20,7 +20,7 @@ from command_line import cli as run
 from serve_process import serve_process, serving
 
 from otel_datasink import cli
-from otel_datasink.report.server import HEADER_TIMEOUT, MAX_CONNECTIONS
+from otel_datasink.report.pageserver import HEADER_TIMEOUT, MAX_CONNECTIONS
 
 pytest.importorskip("vl_convert", reason="the report extra (vl-convert-python) is not installed")
 

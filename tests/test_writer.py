@@ -15,7 +15,7 @@ import pytest
 
 from otel_datasink.collector import batcher as batcher_module
 from otel_datasink.collector.batcher import Batch, Batcher
-from otel_datasink.collector.metrics import Metrics
+from otel_datasink.collector.counters import Metrics
 from otel_datasink.collector.settings import CollectorSettings
 from otel_datasink.collector.spool import Spool
 from otel_datasink.config import Options

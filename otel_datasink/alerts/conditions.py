@@ -257,10 +257,11 @@ def _error(facts: Facts) -> str:
     return f"; last error {text}" if text else ""
 
 
-Summary = tuple[str, "datetime.datetime | None"]
+Headline = tuple[str, "datetime.datetime | None"]
+"""What an incident says in one line, and since when it holds (None: not known)."""
 
 
-def _stale_summary(dataset: str, facts: Facts) -> Summary:
+def _stale_summary(dataset: str, facts: Facts) -> Headline:
     by = f" (last updated by {facts['job_name']})" if facts.get("job_name") else ""
     if facts.get("last_success_at") is None:
         status = facts.get("last_status") or "no"
@@ -277,14 +278,14 @@ def _stale_summary(dataset: str, facts: Facts) -> Summary:
     return f"dataset {dataset} is stale: no successful update since {_when(facts['last_success_at'])}{by}", as_of
 
 
-def _failing_summary(job: str, facts: Facts) -> Summary:
+def _failing_summary(job: str, facts: Facts) -> Headline:
     streak = facts["current_streak"]
     since = facts.get("streak_since") or facts.get("last_failure_at")
     runs = "run" if streak == 1 else "runs in a row"
     return f"job {job} failed {streak} {runs} since {_when(since)}{_error(facts)}", since
 
 
-def _hung_summary(job: str, facts: Facts) -> Summary:
+def _hung_summary(job: str, facts: Facts) -> Headline:
     count = facts["hung_runs"]
     runs = f"{count} runs" if count > 1 else f"run {facts['run_id']}"
     return (
@@ -294,7 +295,7 @@ def _hung_summary(job: str, facts: Facts) -> Summary:
     )
 
 
-def _volume_summary(job: str, facts: Facts) -> Summary:
+def _volume_summary(job: str, facts: Facts) -> Headline:
     z = facts.get("z_score")
     how = f"z-score {z:+.1f}" if z is not None else "against a constant baseline"
     return (
@@ -304,7 +305,7 @@ def _volume_summary(job: str, facts: Facts) -> Summary:
     )
 
 
-def _missing_summary(job: str, facts: Facts) -> Summary:
+def _missing_summary(job: str, facts: Facts) -> Headline:
     every = _minutes(facts["expected_every_minutes"])
     last = facts.get("last_start")
     if last is None:
@@ -313,7 +314,7 @@ def _missing_summary(job: str, facts: Facts) -> Summary:
     return f"job {job} has not run since {_when(last)}: expected every {every}", since
 
 
-_SUMMARIES: Mapping[str, Callable[[str, Facts], Summary]] = {
+_SUMMARIES: Mapping[str, Callable[[str, Facts], Headline]] = {
     "stale_dataset": _stale_summary,
     "failing_job": _failing_summary,
     "hung_run": _hung_summary,

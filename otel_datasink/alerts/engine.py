@@ -24,7 +24,7 @@ from typing import Any
 
 from otel_datasink import local
 from otel_datasink.alerts import conditions, delivery, incidents
-from otel_datasink.alerts.metrics import HealthGauges, read_health
+from otel_datasink.alerts.gauges import HealthGauges, read_health
 from otel_datasink.alerts.model import Condition, DeliveryError, Outcome, Send
 from otel_datasink.alerts.rules import Rules
 from otel_datasink.catalog import ViewParameters, pin_time

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from otel_datasink.collector.metrics import Metrics
+from otel_datasink.collector.counters import Metrics
 from otel_datasink.collector.settings import CollectorSettings
 from otel_datasink.collector.spool import Segment, Spool
 from otel_datasink.schema import TABLES, Rows

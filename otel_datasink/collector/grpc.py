@@ -29,7 +29,7 @@ from otel_datasink.formats import Format
 from otel_datasink.tokens import authorized, bearer
 
 if TYPE_CHECKING:  # server.py imports this module
-    from otel_datasink.collector.metrics import Metrics
+    from otel_datasink.collector.counters import Metrics
     from otel_datasink.collector.server import Collector
 
 _logger = logging.getLogger(__name__)

@@ -32,14 +32,14 @@ from aiohttp import ClientPayloadError, StreamReader, web
 from aiohttp.web_protocol import RequestHandler
 
 from otel_datasink.collector import responses
+from otel_datasink.collector.counters import Throttled
 from otel_datasink.collector.ingest import OverBudgetError, TooLargeToDecodeError, UndecodableError
-from otel_datasink.collector.metrics import Throttled
 from otel_datasink.formats import Format
 from otel_datasink.otlp import Rejections
 from otel_datasink.tokens import authorized, bearer
 
 if TYPE_CHECKING:  # server.py imports this module
-    from otel_datasink.collector.metrics import Metrics
+    from otel_datasink.collector.counters import Metrics
     from otel_datasink.collector.server import Collector, Hold
     from otel_datasink.collector.settings import CollectorSettings
 

@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 
-from otel_datasink.collector.metrics import Metrics
+from otel_datasink.collector.counters import Metrics
 from otel_datasink.config import SpanLimits
 from otel_datasink.formats import Format, decode
 from otel_datasink.mapping import DEFAULT_LIMITS, Truncation, map_records
@@ -77,7 +77,7 @@ _TEXT_COPIES = 2
 
 
 @dataclasses.dataclass
-class Result:
+class Ingested:
     """What one request yielded."""
 
     rows: Rows
@@ -114,7 +114,7 @@ class Ingest:
         # Spans the profile can never take get no record and no mapping (when it says which keys it needs).
         self.job_keys = job_keys_of(profile)
 
-    def __call__(self, kind: int, body: bytes, *, count: bool = True) -> Result:
+    def __call__(self, kind: int, body: bytes, *, count: bool = True) -> Ingested:
         """The rows of a request body of ``kind`` (a :class:`~otel_datasink.formats.Format`: the spool's frame
         kind), counted; raises :class:`UndecodableError`."""
         result = self.decode(kind, body)
@@ -145,7 +145,7 @@ class Ingest:
             + _PARSED_ATTRIBUTE_BYTES * shape.attributes
         )
 
-    def decode(self, kind: int, body: bytes) -> Result:
+    def decode(self, kind: int, body: bytes) -> Ingested:
         """The rows of a request body, not counted: safe on a worker thread (it only reads the profile)."""
         try:
             fmt = Format(kind)
@@ -166,7 +166,7 @@ class Ingest:
         truncation = Truncation()
         rows = map_records(_consumed(decoded.records), profile, limits=self.limits, counts=truncation)
         runs = len(rows[JOB_RUNS_TABLE])
-        return Result(
+        return Ingested(
             rows,
             decoded.spans,
             0 if lineage else runs,
@@ -177,7 +177,7 @@ class Ingest:
             runs=runs,
         )
 
-    def count(self, result: Result) -> None:
+    def count(self, result: Ingested) -> None:
         """Adds a request's spans to the counters (on the event loop: the counters are not locked)."""
         metrics = self.metrics
         metrics.spans_received += result.spans

@@ -20,8 +20,8 @@ from aiohttp import web
 from otel_datasink.collector import grpc as grpc_receiver
 from otel_datasink.collector import http as http_receiver
 from otel_datasink.collector.batcher import Batch, Batcher, Parts
-from otel_datasink.collector.ingest import Ingest, OverBudgetError, Result, TooLargeToDecodeError, UndecodableError
-from otel_datasink.collector.metrics import Metrics, Throttled
+from otel_datasink.collector.counters import Metrics, Throttled
+from otel_datasink.collector.ingest import Ingest, Ingested, OverBudgetError, TooLargeToDecodeError, UndecodableError
 from otel_datasink.collector.settings import CollectorSettings, default_spool_dir
 from otel_datasink.collector.spool import Spool, read_segment
 from otel_datasink.config import Options
@@ -234,7 +234,7 @@ class Collector:
             raise OverBudgetError("too much memory held by requests in flight; retry later")
         return hold
 
-    def _rows_of(self, kind: int, body: bytes) -> tuple[Result, Parts]:
+    def _rows_of(self, kind: int, body: bytes) -> tuple[Ingested, Parts]:
         """A request body's rows converted to Arrow for the batch, their dicts freed (safe on the decoding thread).
 
         Freed here, before the decoding's share of the budget is given back: on the decoding thread, a chunk at a

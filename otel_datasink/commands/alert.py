@@ -45,7 +45,7 @@ from otel_datasink.commands._signals import StopSignals, raise_if_interrupted
 
 if TYPE_CHECKING:
     from otel_datasink.alerts.engine import Evaluation, Evaluator
-    from otel_datasink.alerts.metrics import HealthGauges
+    from otel_datasink.alerts.gauges import HealthGauges
 
 _logger = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def _print(evaluation: Evaluation, dry_run: bool) -> None:
 
 def _watch(evaluator: Evaluator, seconds: float) -> int:
     """Evaluates every ``seconds`` until SIGTERM (0) or SIGINT (130), which let the current evaluation finish."""
-    from otel_datasink.alerts.metrics import HealthGauges, configure_from_environment
+    from otel_datasink.alerts.gauges import HealthGauges, configure_from_environment
 
     provider = configure_from_environment()
     gauges = HealthGauges()

@@ -20,7 +20,7 @@ from otel_datasink.commands._errors import EXIT_BUSY, CommandError, describe, in
 from otel_datasink.sizes import human_size, parse_size
 
 if TYPE_CHECKING:
-    from otel_datasink.compact import Result
+    from otel_datasink.compact import Compacted
     from otel_datasink.writer import Writer
 
 DEFAULT_TARGET_SIZE = 128 * 1024**2
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     """Plans, then compacts (or prints the plan with ``--dry-run``); 0. A location with no table or a store that
     fails raise (exit status 2); another compaction holding the location's lock, exit status 75; Ctrl-C prints
     what was done, then exit status 130."""
-    from otel_datasink.compact import Result, compact, compaction_lock, partitions, plan
+    from otel_datasink.compact import Compacted, compact, compaction_lock, partitions, plan
     from otel_datasink.lease import Busy, LeaseLost
     from otel_datasink.writer import Writer
 
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(plan(writer, partitions(writer, tables, args.dt, args.older_than), args.target_size).describe())
         return 0
-    result = Result()
+    result = Compacted()
     try:
         # Held from the plan on: a plan listed while another compaction runs is out of date at once.
         with compaction_lock(writer) as held:
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _done(result: Result) -> str:
+def _done(result: Compacted) -> str:
     leftovers = result.temporaries_removed
     return (
         f"wrote {result.files_written} file(s) ({human_size(result.bytes_written)}) from {result.files_removed} "

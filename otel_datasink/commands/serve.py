@@ -28,7 +28,7 @@ from otel_datasink.commands._signals import StopSignals, raise_if_interrupted
 from otel_datasink.tokens import given_token
 
 if TYPE_CHECKING:
-    from otel_datasink.report.server import HostAllowList, PageServer
+    from otel_datasink.report.pageserver import HostAllowList, PageServer
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_REFRESH = 60.0
@@ -48,7 +48,7 @@ def _refresh_seconds(text: str) -> float:
 
 
 def _allowed_host(text: str) -> str:
-    from otel_datasink.report.server import host_name
+    from otel_datasink.report.pageserver import host_name
 
     name = host_name(text)
     if name is None:
@@ -117,7 +117,7 @@ def is_loopback(host: str) -> bool:
 def allowed_hosts(host: str, extra: Sequence[str]) -> HostAllowList:
     """The hosts served when listening on ``host``: itself and ``extra`` (``--allowed-host``), the loopback names
     when it is loopback or every interface (``0.0.0.0``, ``::``), then any IP address too."""
-    from otel_datasink.report.server import HostAllowList
+    from otel_datasink.report.pageserver import HostAllowList
 
     every = host in ("", "0.0.0.0", "::")
     loopback = LOOPBACK_HOSTS if every or is_loopback(host) else ()
@@ -136,7 +136,7 @@ def token(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """Builds the page, serves it and rebuilds it every ``--refresh`` seconds until SIGTERM (0) or Ctrl-C (130)."""
     from otel_datasink.report import LocationMissingError, build
-    from otel_datasink.report.server import PageServer
+    from otel_datasink.report.pageserver import PageServer
 
     check_trace_url(args.trace_url)
     host, port = listen_address(args.listen)

@@ -5,7 +5,7 @@ same page served live (``otel-datasink serve``).
 - :mod:`~otel_datasink.report.charts`: Vega-Lite specs rendered to SVG with vl-convert at build time;
 - :mod:`~otel_datasink.report.page`: the HTML page;
 - :mod:`~otel_datasink.report.builder`: the three together (:func:`build`);
-- :mod:`~otel_datasink.report.server`: the read-only HTTP server of ``serve``.
+- :mod:`~otel_datasink.report.pageserver`: the read-only HTTP server of ``serve``.
 """
 
 from __future__ import annotations
