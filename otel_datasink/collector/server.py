@@ -191,9 +191,10 @@ class Collector:
     async def accept(self, kind: int, body: bytes) -> Rejections:
         """Maps a request body, batches its rows and returns once it is spooled; returns the rejected spans.
 
-        ``kind`` is a spool kind (``KIND_PROTOBUF``, ``KIND_JSON``, ``KIND_OPENLINEAGE``); the receiver holds the
-        body's share of the budget. The decoding holds its estimated size (:meth:`Ingest.decoded_size`) too, until
-        its rows are Arrow tables and their dicts are freed. Raises :class:`UndecodableError` for a body that is not
+        ``kind`` is the body's :class:`~otel_datasink.formats.Format` (its value is the spool's frame kind); the
+        receiver holds the body's share of the budget. The decoding holds its estimated size
+        (:meth:`Ingest.decoded_size`) too, until its rows are Arrow tables and their dicts are freed. Raises
+        :class:`UndecodableError` for a body that is not
         what ``kind`` says, :class:`TooLargeToDecodeError` when its decoding would pass the whole budget,
         :class:`OverBudgetError` when it does not fit in what is left of it, OSError when the spool cannot take it.
         """
