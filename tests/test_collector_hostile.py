@@ -393,7 +393,9 @@ def test_a_grpc_exporter_pointed_at_the_http_port_is_counted_and_told_once_in_th
     lines = [r.getMessage() for r in caplog.records if "gRPC (HTTP/2) client" in r.getMessage()]
     assert results == ["FAILURE", "FAILURE"]
     assert seen >= 1
-    assert len(lines) == 1 and f"gRPC port {grpc_port}" in lines[0] and "http/protobuf" in lines[0]
+    assert (
+        len(lines) == 1 and f"gRPC port {grpc_port}" in lines[0] and "OTEL_TRACES_EXPORTER=otlp_proto_http" in lines[0]
+    )
 
 
 def test_the_log_names_the_address_actually_bound(local_location, tmp_path, caplog):

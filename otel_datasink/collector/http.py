@@ -206,7 +206,12 @@ class _Guard:
         """What a gRPC client on this port should do instead."""
         port = self.receiver.grpc_port
         where = f"send OTLP/gRPC to the gRPC port {port}" if port else "the gRPC receiver is off (--grpc none)"
-        return f"{where}, or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
+        # The protocol variable is not read everywhere (under Airflow 3.3, 'otlp' stays gRPC whatever
+        # OTEL_EXPORTER_OTLP_PROTOCOL says): the exporter's own name always is.
+        return (
+            f"{where}, or set OTEL_TRACES_EXPORTER=otlp_proto_http "
+            "(OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf where it is read)"
+        )
 
     def gone(self, connection: _Connection) -> None:
         self.open -= 1
