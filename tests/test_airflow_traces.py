@@ -1,4 +1,5 @@
-"""Airflow's real traces under the ``airflow`` profile, through every front door, read back from Parquet.
+"""Airflow's real traces under the ``airflow`` profile and the default one, through every front door, read back
+from Parquet.
 
 The spans are made with the real OTel SDK in exactly the shapes Airflow sends them (captured from Airflow
 3.1.8 and 3.3.2 with SQLite and the LocalExecutor, and read in Airflow's source):
@@ -227,31 +228,34 @@ def _through_provider(location: str, emit: Emit, processor) -> None:
     provider.shutdown()
 
 
-def send(path: str, location: str, emit: Emit, tmp_path: Path) -> None:
-    """Sends the spans of ``emit`` to ``location`` through one front door, with the airflow profile."""
+def send(path: str, location: str, emit: Emit, tmp_path: Path, profile: str | None = "airflow") -> None:
+    """Sends the spans of ``emit`` to ``location`` through one front door, with ``profile`` (None: none named, the
+    default that recognises every producer)."""
+    named = {} if profile is None else {"profile": profile}
+    flag = [] if profile is None else ["--profile", profile]
     if path == "processor":
-        _through_provider(location, emit, DatasinkSpanProcessor(location, profile="airflow", schedule_delay=0.1))
+        _through_provider(location, emit, DatasinkSpanProcessor(location, schedule_delay=0.1, **named))
     elif path == "exporter":
-        _through_provider(location, emit, SimpleSpanProcessor(DatasinkSpanExporter(location, profile="airflow")))
+        _through_provider(location, emit, SimpleSpanProcessor(DatasinkSpanExporter(location, **named)))
     elif path == "otlp_protobuf":
-        profile = load_profile("airflow")
+        loaded = load_profile(profile)
         body = encode_spans(_sdk_spans(emit)).SerializeToString()
-        records, rejected, _ = records_from_protobuf(body, job_keys=job_keys_of(profile))
+        records, rejected, _ = records_from_protobuf(body, job_keys=job_keys_of(loaded))
         assert rejected == 0
-        write_spans(location, records, profile)
+        write_spans(location, records, loaded)
     elif path == "otlp_json":
         records, rejected = records_from_json(otlp_json(encode_spans(_sdk_spans(emit))))
         assert rejected == 0
-        write_spans(location, records, load_profile("airflow"))
+        write_spans(location, records, load_profile(profile))
     elif path == "collector":
         settings = CollectorSettings(http=("127.0.0.1", 0), grpc=None, spool_dir=tmp_path / "spool", flush_age=0.2)
-        with BackgroundCollector(Options.resolve(location, profile="airflow"), settings) as collector:
+        with BackgroundCollector(Options.resolve(location, **named), settings) as collector:
             exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{collector.http_port}/v1/traces")
             assert exporter.export(_sdk_spans(emit)).name == "SUCCESS"
     else:
         lines = tmp_path / "airflow.jsonl"
         lines.write_text(json.dumps(otlp_json(encode_spans(_sdk_spans(emit)))) + "\n")
-        assert main(["replay", "--location", location, "--no-progress", "--profile", "airflow", str(lines)]) == 0
+        assert main(["replay", "--location", location, "--no-progress", *flag, str(lines)]) == 0
 
 
 def terminal_runs(read_tables, location: str) -> list[dict]:
@@ -259,10 +263,12 @@ def terminal_runs(read_tables, location: str) -> list[dict]:
     return [row for row in read_tables(location).rows("job_runs") if row["status"] != "STARTED"]
 
 
-@pytest.fixture(params=PATHS)
+@pytest.fixture(params=[(path, profile) for profile in ("airflow", None) for path in PATHS], ids=str)
 def airflow_332(request, local_location, tmp_path, read_tables) -> list[dict]:
-    """The rows of the captured Airflow 3.3.2 DAG runs, sent through one front door."""
-    send(request.param, local_location, emit_airflow_332, tmp_path)
+    """The rows of the captured Airflow 3.3.2 DAG runs, sent through one front door with the airflow profile, and
+    with none named: the default recognises Airflow's spans among every producer's."""
+    path, profile = request.param
+    send(path, local_location, emit_airflow_332, tmp_path, profile)
     return terminal_runs(read_tables, local_location)
 
 
@@ -465,9 +471,10 @@ def test_airflow_31_debug_spans_are_never_runs(path, local_location, tmp_path, r
     assert all(r["duration_ms"] >= 5000 for r in rows)
 
 
+@pytest.mark.parametrize("profile", ["airflow", None])
 @pytest.mark.parametrize("path", ["exporter", "otlp_protobuf"])
-def test_airflow_210_scheduler_spans_are_never_runs(path, local_location, tmp_path, read_tables):
-    send(path, local_location, emit_airflow_210_scheduler, tmp_path)
+def test_airflow_210_scheduler_spans_are_never_runs(path, profile, local_location, tmp_path, read_tables):
+    send(path, local_location, emit_airflow_210_scheduler, tmp_path, profile)
     [run] = terminal_runs(read_tables, local_location)
     assert (run["job_name"], run["run_id"], run["status"], run["run_type"], run["logical_date"]) == (
         DAG,
