@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from collectors import CollectorProcess, rows
 from job_spans import write_spans
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -47,6 +48,7 @@ from otel_datasink.cli import main
 from otel_datasink.collector.server import BackgroundCollector
 from otel_datasink.collector.settings import CollectorSettings
 from otel_datasink.config import Options
+from otel_datasink.mapping import map_records
 from otel_datasink.otlp import records_from_json, records_from_protobuf
 from otel_datasink.profiles import airflow_task_run_id, job_keys_of, load_profile
 
@@ -483,3 +485,72 @@ def test_airflow_210_scheduler_spans_are_never_runs(path, profile, local_locatio
         "scheduled",
         LOGICAL_DATE,
     )
+
+
+# --- one collector for every producer --------------------------------------------------------------------
+
+
+def _other_producers_spans() -> list[ReadableSpan]:
+    """A CI/CD pipeline run and its task run, a contract job span, and two spans of a producer no profile knows
+    (Prefect 3's, scope ``prefect``), each producer under its own instrumentation scope."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "platform"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    ci = provider.get_tracer("github-actions")
+    with ci.start_as_current_span(
+        "Build", attributes={"cicd.pipeline.name": "Build", "cicd.pipeline.result": "success"}
+    ):
+        ci.start_span(
+            "test", attributes={"cicd.pipeline.task.name": "test", "cicd.pipeline.task.run.result": "failure"}
+        ).end()
+    provider.get_tracer("etl").start_span("ingest", attributes={"job.name": "ingest_orders"}).end()
+    prefect = provider.get_tracer("prefect")
+    prefect.start_span("sparkling-woodlouse", attributes={"prefect.run.type": "flow"}).end()
+    prefect.start_span("extract-3fa", attributes={"prefect.run.type": "task", "prefect.run.name": "extract-3fa"}).end()
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def _run_keys(rows) -> list[tuple]:
+    return sorted((r["job_name"], r["run_id"], r["attempt"], r["status"]) for r in rows)
+
+
+def _expected_runs(airflow: list[ReadableSpan], others: list[ReadableSpan], profile: str | None) -> list[dict]:
+    """What each producer's own profile makes of the same spans: the runs a front door must write, and no other."""
+    expected = []
+    for spans, own in ((airflow, "airflow"), (others, "contract,cicd" if profile is None else "contract")):
+        records, _, _ = records_from_protobuf(encode_spans(spans).SerializeToString())
+        expected += map_records(records, load_profile(own))["job_runs"]
+    assert {r["job_name"] for r in expected} >= {f"{DAG}.always_fails", DAG, "ingest_orders"}
+    return expected
+
+
+@pytest.mark.parametrize("profile", [None, "airflow"])
+def test_one_collector_with_no_profile_records_every_known_producer_and_logs_an_unknown_one_once(profile, tmp_path):
+    airflow, others = _sdk_spans(emit_airflow_332), _other_producers_spans()
+    expected = _expected_runs(airflow, others, profile)
+
+    flags = () if profile is None else ("--profile", profile)
+    with CollectorProcess.in_folder(tmp_path, *flags) as collector:
+        exporter = OTLPSpanExporter(endpoint=f"{collector.url}/v1/traces", timeout=10)
+        for spans in (airflow, others, others):  # the unknown producer's spans twice: still one log line
+            assert exporter.export(spans).name == "SUCCESS"
+        exporter.shutdown()
+        assert collector.metric("non_job_spans_total") >= 4
+    written = rows(str(tmp_path / "tables"), expect=len(expected) + 1)  # the others' runs are sent twice
+
+    assert sorted(set(_run_keys(written))) == _run_keys(expected)
+    assert not [r for r in written if r["job_name"].startswith(("sparkling", "extract"))]
+    log = (tmp_path / "collector.log").read_text()
+    assert log.count("instrumentation scope 'prefect'") == 1, log
+    assert "--profile" in log
+
+
+def test_replay_with_no_profile_records_every_known_producer_and_no_unknown_one(local_location, tmp_path, read_tables):
+    airflow, others = _sdk_spans(emit_airflow_332), _other_producers_spans()
+    lines = tmp_path / "platform.jsonl"
+    lines.write_text("".join(json.dumps(otlp_json(encode_spans(spans))) + "\n" for spans in (airflow, others)))
+
+    assert main(["replay", "--location", local_location, "--no-progress", str(lines)]) == 0
+
+    assert _run_keys(read_tables(local_location).rows("job_runs")) == _run_keys(_expected_runs(airflow, others, None))
