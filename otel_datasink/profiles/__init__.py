@@ -26,7 +26,7 @@ exporter, collector or replay starts: a bad profile fails there, never while spa
 
 A profile may declare, as its ``job_keys`` attribute, the span attribute keys of which a span must carry at
 least one to be a job run (:func:`job_keys_of`); the collector then builds no record for other spans. The
-producers' profile (:class:`Producers`) declares the union of its producers' keys, so recognising every producer
+producers' profile (:func:`producers`) declares the union of its producers' keys, so recognising every producer
 keeps that fast path, and shows a span only to the producers whose keys it carries.
 """
 
@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from otel_datasink.mapping import SpanRecord, is_job_span
+from otel_datasink.mapping import SpanRecord
 from otel_datasink.profiles.airflow import airflow_profile, airflow_task_run_id
 from otel_datasink.profiles.base import Profile, ProfileError, default_profile, job_keys_of
 from otel_datasink.profiles.cicd import cicd_profile
@@ -46,7 +46,6 @@ __all__ = [
     "COLUMN_ATTRIBUTES",
     "DEFAULT_PROFILE",
     "MappingFileProfile",
-    "Producers",
     "Profile",
     "ProfileError",
     "airflow_profile",
@@ -56,40 +55,36 @@ __all__ = [
     "job_keys_of",
     "load_mapping_file",
     "load_profile",
+    "producers",
 ]
 
 
-class Producers:
+def producers(profiles: Sequence[Profile]) -> Profile:
     """Several profiles as one: the first that takes a span maps it, in the order given.
 
     A span is shown only to the profiles whose job keys it carries (a profile without job keys sees every span),
-    so recognising several producers costs a set test per producer, not a profile call; ``job_keys`` is the union
-    of theirs (None when one of them has none).
+    so recognising several producers costs a set test per producer, not a profile call, and a span of none of
+    them one set test; its ``job_keys`` are the union of theirs (None when one of them has none). A plain
+    function, not a callable object: it is called once per span.
     """
+    keys = [job_keys_of(profile) for profile in profiles]
+    union = None if any(key is None for key in keys) else frozenset().union(*(key for key in keys if key is not None))
+    dispatch = tuple(zip(keys, profiles, strict=True))
 
-    def __init__(self, name: str, profiles: Sequence[Profile]) -> None:
-        self.name = name
-        self.profiles = tuple(profiles)
-        keys = [job_keys_of(profile) for profile in self.profiles]
-        self.job_keys: frozenset[str] | None = (
-            None if any(key is None for key in keys) else frozenset().union(*(key for key in keys if key is not None))
-        )
-        self._dispatch = tuple(zip(keys, self.profiles, strict=True))
-
-    def __call__(self, record: SpanRecord) -> SpanRecord | None:
-        # Most spans that reach a profile are the contract's own: taken at once, as every built-in would take them.
-        if self.profiles[0] is default_profile and is_job_span(record):
-            return record
+    def first_taking(record: SpanRecord) -> SpanRecord | None:
         attributes = record.attributes
-        for keys, profile in self._dispatch:
-            if keys is None or not keys.isdisjoint(attributes):
+        # Most spans are no producer's run (a job's reads, queries, HTTP calls): one set test for them all.
+        if union is not None and union.isdisjoint(attributes):
+            return None
+        for needed, profile in dispatch:
+            if needed is None or not needed.isdisjoint(attributes):
                 mapped = profile(record)
                 if mapped is not None:
                     return mapped
         return None
 
-    def __repr__(self) -> str:
-        return f"Producers({self.name!r})"
+    first_taking.job_keys = union  # type: ignore[attr-defined]
+    return first_taking
 
 
 BUILTIN_PROFILES: dict[str, Profile] = {
@@ -100,7 +95,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
 """The built-in producers, each a profile of its own (``--profile airflow`` narrows to one), in the order the
 default tries them: the contract's spans first."""
 
-DEFAULT_PROFILE: Profile = Producers("default", tuple(BUILTIN_PROFILES.values()))
+DEFAULT_PROFILE: Profile = producers(tuple(BUILTIN_PROFILES.values()))
 """Every built-in producer at once: the profile when none is named (or ``default`` is)."""
 
 
@@ -133,4 +128,4 @@ def load_profile(name_or_path: str | os.PathLike | None) -> Profile:
     # A mapping file adds to the built-ins unless names narrow them; its rules come first.
     builtins = [BUILTIN_PROFILES[name] for name in dict.fromkeys(names or BUILTIN_PROFILES)]
     profiles = [*files, *builtins]
-    return profiles[0] if len(profiles) == 1 else Producers(text, profiles)
+    return profiles[0] if len(profiles) == 1 else producers(profiles)
