@@ -72,8 +72,8 @@ class Decoded:
     event_types: list[str] = dataclasses.field(default_factory=list)
     """The type of each OpenLineage event read (:func:`otel_datasink.openlineage.event_type_of`), row or not."""
     unrecognised: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
-    """Instrumentation scope name -> OTLP protobuf spans carrying none of the profile's job keys: of no producer it
-    recognises (:func:`~otel_datasink.otlp.records_from_protobuf`)."""
+    """Instrumentation scope name -> OTLP spans carrying none of the profile's job keys, left out: of no producer it
+    recognises (:func:`~otel_datasink.otlp.records_from_protobuf`, :func:`~otel_datasink.otlp.records_from_json`)."""
 
 
 def decode(
@@ -100,15 +100,20 @@ def decode(
         return Decoded(fmt, records, spans, rejected, unrecognised=unrecognised)
     # An empty OTLP/HTTP JSON body is an empty request; OpenLineage has no empty event.
     document = {} if fmt == Format.OTLP_JSON and not body.strip() else json.loads(body)
-    return decode_document(fmt, document, namespace_prefix=namespace_prefix)
+    return decode_document(fmt, document, namespace_prefix=namespace_prefix, job_keys=job_keys)
 
 
-def decode_document(fmt: Format, document: Any, *, namespace_prefix: bool = False) -> Decoded:
-    """The records of a parsed JSON document of ``fmt`` (OTLP JSON or OpenLineage); raises as :func:`decode`."""
+def decode_document(
+    fmt: Format, document: Any, *, namespace_prefix: bool = False, job_keys: frozenset[str] | None = None
+) -> Decoded:
+    """The records of a parsed JSON document of ``fmt`` (OTLP JSON or OpenLineage); raises as :func:`decode`.
+    ``job_keys`` leaves out the OTLP spans carrying none of them (:func:`~otel_datasink.otlp.records_from_json`)."""
     if fmt == Format.OPENLINEAGE:
         records, types = records_of(document, namespace_prefix=namespace_prefix)
         return Decoded(fmt, records, event_types=types)
     if fmt == Format.OTLP_JSON:
-        records, rejected = records_from_json(document)
-        return Decoded(fmt, records, len(records) + rejected, rejected)
+        unrecognised: collections.Counter[str] = collections.Counter()
+        records, rejected = records_from_json(document, job_keys=job_keys, unrecognised=unrecognised)
+        spans = len(records) + rejected + sum(unrecognised.values())
+        return Decoded(fmt, records, spans, rejected, unrecognised=unrecognised)
     raise ValueError(f"{fmt.label} is not read from a JSON document")

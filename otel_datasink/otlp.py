@@ -435,11 +435,18 @@ def _json_span(span: Mapping[str, Any], resource: Mapping[str, Any]) -> SpanReco
     )
 
 
-def records_from_json(obj: Mapping[str, Any]) -> tuple[list[SpanRecord], Rejections]:
+def records_from_json(
+    obj: Mapping[str, Any],
+    *,
+    job_keys: frozenset[str] | None = None,
+    unrecognised: collections.Counter[str] | None = None,
+) -> tuple[list[SpanRecord], Rejections]:
     """The spans of an OTLP JSON ``ExportTraceServiceRequest``/``TracesData`` object, and those rejected.
 
     Raises :class:`OtlpDecodeError` when the object does not have the shape of OTLP trace data. A span
     with a malformed field (an id that is not hex, a time that is not an integer, ...) is rejected alone.
+    With ``job_keys``, a span carrying none of them is left out and added to ``unrecognised`` (per instrumentation
+    scope name), as :func:`records_from_protobuf` does.
     """
     if not isinstance(obj, Mapping):
         raise OtlpDecodeError("OTLP JSON must be an object")
@@ -457,7 +464,14 @@ def records_from_json(obj: Mapping[str, Any]) -> tuple[list[SpanRecord], Rejecti
                     try:
                         if not isinstance(span, Mapping):
                             raise _Rejected(MALFORMED)
-                        records.append(_json_span(span, resource))
+                        record = _json_span(span, resource)
+                        if job_keys is not None and job_keys.isdisjoint(record.attributes):
+                            if unrecognised is not None:
+                                unrecognised[
+                                    str(_field(_field(scope_spans, "scope", "scope", {}), "name", "name", ""))
+                                ] += 1
+                            continue
+                        records.append(record)
                     except _Rejected as rejection:
                         rejected[rejection.reason] += 1
                     except (ValueError, TypeError, KeyError, binascii.Error):
