@@ -554,3 +554,20 @@ def test_replay_with_no_profile_records_every_known_producer_and_no_unknown_one(
     assert main(["replay", "--location", local_location, "--no-progress", str(lines)]) == 0
 
     assert _run_keys(read_tables(local_location).rows("job_runs")) == _run_keys(_expected_runs(airflow, others, None))
+
+
+def test_replay_with_a_mapping_file_maps_its_producer_beside_every_builtin_one(local_location, tmp_path, read_tables):
+    airflow, others = _sdk_spans(emit_airflow_332), _other_producers_spans()
+    lines = tmp_path / "platform.jsonl"
+    lines.write_text("".join(json.dumps(otlp_json(encode_spans(spans))) + "\n" for spans in (airflow, others)))
+    mapping = tmp_path / "prefect.toml"
+    mapping.write_text(
+        '[[rule]]\nselect.has_attributes = ["prefect.run.name"]\n'
+        'columns.job_name = { attribute = "prefect.run.name" }\n'
+    )
+
+    assert main(["replay", "--location", local_location, "--no-progress", "--profile", str(mapping), str(lines)]) == 0
+
+    names = {row["job_name"] for row in read_tables(local_location).rows("job_runs")}
+    builtin = {row["job_name"] for row in _expected_runs(airflow, others, None)}
+    assert names == builtin | {"extract-3fa"}
