@@ -2,7 +2,7 @@
 content type it came with say), profile, then `map_records`.
 
 HTTP, gRPC and the spool's replay all go through :class:`Ingest`, so a span maps the same whichever way it came.
-OpenLineage events are translated into the span conventions, then mapped by the default profile: they are job runs
+OpenLineage events are translated into the span conventions, then mapped by the contract's profile: they are job runs
 in the contract's terms already, and a profile written for some tracer's spans has nothing to rewrite in them.
 
 Before a body is decoded, :meth:`Ingest.decoded_size` estimates the memory its decoding takes, so that the collector
