@@ -24,7 +24,10 @@ OTEL_EXPORTER_DATASINK_PROFILE = "OTEL_EXPORTER_DATASINK_PROFILE"
 .. envvar:: OTEL_EXPORTER_DATASINK_PROFILE
 
 The mapping profile that decides which spans are job runs and how their attributes become columns:
-``default``, ``airflow``, ``cicd`` or the path of a TOML mapping file. Default: ``default``.
+``default`` (every built-in producer at once: the contract's spans, Airflow's, the OTel CI/CD conventions'),
+``contract``, ``airflow``, ``cicd``, or the path of a TOML mapping file, whose rules are tried before the
+built-ins; several separated by commas narrow to those (``contract,rules.toml``: the file and the contract's
+spans only). Default: ``default``.
 """
 
 OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL = "OTEL_EXPORTER_DATASINK_S3_ENDPOINT_URL"

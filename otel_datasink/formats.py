@@ -10,6 +10,7 @@ may say which (the collector's routes: ``POST /v1/traces`` takes OTLP in the con
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import json
@@ -70,6 +71,9 @@ class Decoded:
     """OTLP spans that cannot be recorded, and why."""
     event_types: list[str] = dataclasses.field(default_factory=list)
     """The type of each OpenLineage event read (:func:`otel_datasink.openlineage.event_type_of`), row or not."""
+    unrecognised: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    """Instrumentation scope name -> OTLP spans carrying none of the profile's job keys, left out: of no producer it
+    recognises (:func:`~otel_datasink.otlp.records_from_protobuf`, :func:`~otel_datasink.otlp.records_from_json`)."""
 
 
 def decode(
@@ -89,19 +93,27 @@ def decode(
     :class:`~otel_datasink.otlp.OtlpDecodeError`), or a RecursionError for any other body that is not ``fmt``.
     """
     if fmt == Format.OTLP_PROTOBUF:
-        records, rejected, spans = records_from_protobuf(body, job_keys=job_keys, limits=limits)
-        return Decoded(fmt, records, spans, rejected)
+        unrecognised: collections.Counter[str] = collections.Counter()
+        records, rejected, spans = records_from_protobuf(
+            body, job_keys=job_keys, limits=limits, unrecognised=unrecognised
+        )
+        return Decoded(fmt, records, spans, rejected, unrecognised=unrecognised)
     # An empty OTLP/HTTP JSON body is an empty request; OpenLineage has no empty event.
     document = {} if fmt == Format.OTLP_JSON and not body.strip() else json.loads(body)
-    return decode_document(fmt, document, namespace_prefix=namespace_prefix)
+    return decode_document(fmt, document, namespace_prefix=namespace_prefix, job_keys=job_keys)
 
 
-def decode_document(fmt: Format, document: Any, *, namespace_prefix: bool = False) -> Decoded:
-    """The records of a parsed JSON document of ``fmt`` (OTLP JSON or OpenLineage); raises as :func:`decode`."""
+def decode_document(
+    fmt: Format, document: Any, *, namespace_prefix: bool = False, job_keys: frozenset[str] | None = None
+) -> Decoded:
+    """The records of a parsed JSON document of ``fmt`` (OTLP JSON or OpenLineage); raises as :func:`decode`.
+    ``job_keys`` leaves out the OTLP spans carrying none of them (:func:`~otel_datasink.otlp.records_from_json`)."""
     if fmt == Format.OPENLINEAGE:
         records, types = records_of(document, namespace_prefix=namespace_prefix)
         return Decoded(fmt, records, event_types=types)
     if fmt == Format.OTLP_JSON:
-        records, rejected = records_from_json(document)
-        return Decoded(fmt, records, len(records) + rejected, rejected)
+        unrecognised: collections.Counter[str] = collections.Counter()
+        records, rejected = records_from_json(document, job_keys=job_keys, unrecognised=unrecognised)
+        spans = len(records) + rejected + sum(unrecognised.values())
+        return Decoded(fmt, records, spans, rejected, unrecognised=unrecognised)
     raise ValueError(f"{fmt.label} is not read from a JSON document")

@@ -158,13 +158,18 @@ _decoded = _Decoded().__getitem__
 
 
 def records_from_protobuf(
-    body: bytes, *, job_keys: frozenset[str] | None = None, limits: SpanLimits = DEFAULT_LIMITS
+    body: bytes,
+    *,
+    job_keys: frozenset[str] | None = None,
+    limits: SpanLimits = DEFAULT_LIMITS,
+    unrecognised: collections.Counter[str] | None = None,
 ) -> tuple[list[SpanRecord], Rejections, int]:
     """The spans of an encoded ``ExportTraceServiceRequest`` or ``TracesData``: records, rejected, all spans.
 
     With ``job_keys`` (a profile's, :func:`otel_datasink.profiles.job_keys_of`), a span without any of these
     attribute keys is skipped: the profile could not take it, so no record is built for it, and it is not
-    counted as rejected. Its events are still decoded, only so that a malformed one fails the request.
+    counted as rejected. Its events are still decoded, only so that a malformed one fails the request. Those spans
+    are added to ``unrecognised``, if given, per instrumentation scope name: spans of no producer the profile knows.
 
     Each record is within ``limits`` (:func:`otel_datasink.mapping.limited`, with the keys of ``job_keys`` always
     kept): what it dropped is in its ``dropped_attributes`` and ``dropped_events``.
@@ -186,6 +191,7 @@ def records_from_protobuf(
         for scope_spans in resource_spans.scope_spans:
             scope_span_list = scope_spans.spans
             spans += len(scope_span_list)
+            skipped_in_scope = 0
             for span in scope_span_list:
                 key_values = span.attributes
                 if len(key_values) > max_attributes:
@@ -203,7 +209,9 @@ def records_from_protobuf(
                 if skipped or not valid_ids or not end_time:
                     for event in events:  # decoded only to fail the request on a malformed attribute
                         dict(map(decoded, event.attributes))
-                    if not skipped:
+                    if skipped:
+                        skipped_in_scope += 1
+                    else:
                         rejected[NO_END_TIME if valid_ids else INVALID_ID] += 1
                     continue
                 parent = span.parent_span_id
@@ -233,6 +241,8 @@ def records_from_protobuf(
                         dropped_events,
                     )
                 )
+            if skipped_in_scope and unrecognised is not None:
+                unrecognised[scope_spans.scope.name] += skipped_in_scope
     return records, Rejections(rejected), spans
 
 
@@ -425,11 +435,18 @@ def _json_span(span: Mapping[str, Any], resource: Mapping[str, Any]) -> SpanReco
     )
 
 
-def records_from_json(obj: Mapping[str, Any]) -> tuple[list[SpanRecord], Rejections]:
+def records_from_json(
+    obj: Mapping[str, Any],
+    *,
+    job_keys: frozenset[str] | None = None,
+    unrecognised: collections.Counter[str] | None = None,
+) -> tuple[list[SpanRecord], Rejections]:
     """The spans of an OTLP JSON ``ExportTraceServiceRequest``/``TracesData`` object, and those rejected.
 
     Raises :class:`OtlpDecodeError` when the object does not have the shape of OTLP trace data. A span
     with a malformed field (an id that is not hex, a time that is not an integer, ...) is rejected alone.
+    With ``job_keys``, a span carrying none of them is left out and added to ``unrecognised`` (per instrumentation
+    scope name), as :func:`records_from_protobuf` does.
     """
     if not isinstance(obj, Mapping):
         raise OtlpDecodeError("OTLP JSON must be an object")
@@ -447,7 +464,14 @@ def records_from_json(obj: Mapping[str, Any]) -> tuple[list[SpanRecord], Rejecti
                     try:
                         if not isinstance(span, Mapping):
                             raise _Rejected(MALFORMED)
-                        records.append(_json_span(span, resource))
+                        record = _json_span(span, resource)
+                        if job_keys is not None and job_keys.isdisjoint(record.attributes):
+                            if unrecognised is not None:
+                                unrecognised[
+                                    str(_field(_field(scope_spans, "scope", "scope", {}), "name", "name", ""))
+                                ] += 1
+                            continue
+                        records.append(record)
                     except _Rejected as rejection:
                         rejected[rejection.reason] += 1
                     except (ValueError, TypeError, KeyError, binascii.Error):

@@ -6,7 +6,7 @@ A line is OpenLineage when it is an object with OpenLineage's keys (``eventType`
 :func:`otel_datasink.formats.format_of`, so one file may hold both); ``--format otlp`` or ``--format openlineage``
 reads every line as that. A file whose first line is a lone ``{`` or ``[`` (the file transport's ``debug_mode``
 indents each event over many lines) is read as one JSON document. OpenLineage events are translated by
-:mod:`otel_datasink.openlineage` into the span conventions and mapped by the default profile (the ``--profile``
+:mod:`otel_datasink.openlineage` into the span conventions and mapped by the contract's profile (the ``--profile``
 given is for spans).
 
 Each line is one OTLP ``TracesData`` / ``ExportTraceServiceRequest`` object in the OTLP JSON encoding; a file
@@ -131,7 +131,7 @@ class Summary:
 
 
 def lineage_profile(run_type: str | None = None) -> Profile:
-    """The profile OpenLineage events are mapped with: the default one (they are in the span conventions once
+    """The profile OpenLineage events are mapped with: the contract's (they are in the span conventions once
     translated), marking runs with ``run_type`` (:func:`with_run_type`) when one is given."""
     return with_run_type(default_profile, run_type) if run_type else default_profile
 

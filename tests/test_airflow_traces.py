@@ -1,4 +1,5 @@
-"""Airflow's real traces under the ``airflow`` profile, through every front door, read back from Parquet.
+"""Airflow's real traces under the ``airflow`` profile and the default one, through every front door, read back
+from Parquet.
 
 The spans are made with the real OTel SDK in exactly the shapes Airflow sends them (captured from Airflow
 3.1.8 and 3.3.2 with SQLite and the LocalExecutor, and read in Airflow's source):
@@ -29,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from collectors import CollectorProcess, rows
 from job_spans import write_spans
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -46,6 +48,7 @@ from otel_datasink.cli import main
 from otel_datasink.collector.server import BackgroundCollector
 from otel_datasink.collector.settings import CollectorSettings
 from otel_datasink.config import Options
+from otel_datasink.mapping import map_records
 from otel_datasink.otlp import records_from_json, records_from_protobuf
 from otel_datasink.profiles import airflow_task_run_id, job_keys_of, load_profile
 
@@ -227,31 +230,34 @@ def _through_provider(location: str, emit: Emit, processor) -> None:
     provider.shutdown()
 
 
-def send(path: str, location: str, emit: Emit, tmp_path: Path) -> None:
-    """Sends the spans of ``emit`` to ``location`` through one front door, with the airflow profile."""
+def send(path: str, location: str, emit: Emit, tmp_path: Path, profile: str | None = "airflow") -> None:
+    """Sends the spans of ``emit`` to ``location`` through one front door, with ``profile`` (None: none named, the
+    default that recognises every producer)."""
+    named = {} if profile is None else {"profile": profile}
+    flag = [] if profile is None else ["--profile", profile]
     if path == "processor":
-        _through_provider(location, emit, DatasinkSpanProcessor(location, profile="airflow", schedule_delay=0.1))
+        _through_provider(location, emit, DatasinkSpanProcessor(location, schedule_delay=0.1, **named))
     elif path == "exporter":
-        _through_provider(location, emit, SimpleSpanProcessor(DatasinkSpanExporter(location, profile="airflow")))
+        _through_provider(location, emit, SimpleSpanProcessor(DatasinkSpanExporter(location, **named)))
     elif path == "otlp_protobuf":
-        profile = load_profile("airflow")
+        loaded = load_profile(profile)
         body = encode_spans(_sdk_spans(emit)).SerializeToString()
-        records, rejected, _ = records_from_protobuf(body, job_keys=job_keys_of(profile))
+        records, rejected, _ = records_from_protobuf(body, job_keys=job_keys_of(loaded))
         assert rejected == 0
-        write_spans(location, records, profile)
+        write_spans(location, records, loaded)
     elif path == "otlp_json":
         records, rejected = records_from_json(otlp_json(encode_spans(_sdk_spans(emit))))
         assert rejected == 0
-        write_spans(location, records, load_profile("airflow"))
+        write_spans(location, records, load_profile(profile))
     elif path == "collector":
         settings = CollectorSettings(http=("127.0.0.1", 0), grpc=None, spool_dir=tmp_path / "spool", flush_age=0.2)
-        with BackgroundCollector(Options.resolve(location, profile="airflow"), settings) as collector:
+        with BackgroundCollector(Options.resolve(location, **named), settings) as collector:
             exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{collector.http_port}/v1/traces")
             assert exporter.export(_sdk_spans(emit)).name == "SUCCESS"
     else:
         lines = tmp_path / "airflow.jsonl"
         lines.write_text(json.dumps(otlp_json(encode_spans(_sdk_spans(emit)))) + "\n")
-        assert main(["replay", "--location", location, "--no-progress", "--profile", "airflow", str(lines)]) == 0
+        assert main(["replay", "--location", location, "--no-progress", *flag, str(lines)]) == 0
 
 
 def terminal_runs(read_tables, location: str) -> list[dict]:
@@ -259,10 +265,12 @@ def terminal_runs(read_tables, location: str) -> list[dict]:
     return [row for row in read_tables(location).rows("job_runs") if row["status"] != "STARTED"]
 
 
-@pytest.fixture(params=PATHS)
+@pytest.fixture(params=[(path, profile) for profile in ("airflow", None) for path in PATHS], ids=str)
 def airflow_332(request, local_location, tmp_path, read_tables) -> list[dict]:
-    """The rows of the captured Airflow 3.3.2 DAG runs, sent through one front door."""
-    send(request.param, local_location, emit_airflow_332, tmp_path)
+    """The rows of the captured Airflow 3.3.2 DAG runs, sent through one front door with the airflow profile, and
+    with none named: the default recognises Airflow's spans among every producer's."""
+    path, profile = request.param
+    send(path, local_location, emit_airflow_332, tmp_path, profile)
     return terminal_runs(read_tables, local_location)
 
 
@@ -465,9 +473,10 @@ def test_airflow_31_debug_spans_are_never_runs(path, local_location, tmp_path, r
     assert all(r["duration_ms"] >= 5000 for r in rows)
 
 
+@pytest.mark.parametrize("profile", ["airflow", None])
 @pytest.mark.parametrize("path", ["exporter", "otlp_protobuf"])
-def test_airflow_210_scheduler_spans_are_never_runs(path, local_location, tmp_path, read_tables):
-    send(path, local_location, emit_airflow_210_scheduler, tmp_path)
+def test_airflow_210_scheduler_spans_are_never_runs(path, profile, local_location, tmp_path, read_tables):
+    send(path, local_location, emit_airflow_210_scheduler, tmp_path, profile)
     [run] = terminal_runs(read_tables, local_location)
     assert (run["job_name"], run["run_id"], run["status"], run["run_type"], run["logical_date"]) == (
         DAG,
@@ -476,3 +485,89 @@ def test_airflow_210_scheduler_spans_are_never_runs(path, local_location, tmp_pa
         "scheduled",
         LOGICAL_DATE,
     )
+
+
+# --- one collector for every producer --------------------------------------------------------------------
+
+
+def _other_producers_spans() -> list[ReadableSpan]:
+    """A CI/CD pipeline run and its task run, a contract job span, and two spans of a producer no profile knows
+    (Prefect 3's, scope ``prefect``), each producer under its own instrumentation scope."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "platform"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    ci = provider.get_tracer("github-actions")
+    with ci.start_as_current_span(
+        "Build", attributes={"cicd.pipeline.name": "Build", "cicd.pipeline.result": "success"}
+    ):
+        ci.start_span(
+            "test", attributes={"cicd.pipeline.task.name": "test", "cicd.pipeline.task.run.result": "failure"}
+        ).end()
+    provider.get_tracer("etl").start_span("ingest", attributes={"job.name": "ingest_orders"}).end()
+    prefect = provider.get_tracer("prefect")
+    prefect.start_span("sparkling-woodlouse", attributes={"prefect.run.type": "flow"}).end()
+    prefect.start_span("extract-3fa", attributes={"prefect.run.type": "task", "prefect.run.name": "extract-3fa"}).end()
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def _run_keys(rows) -> list[tuple]:
+    return sorted((r["job_name"], r["run_id"], r["attempt"], r["status"]) for r in rows)
+
+
+def _expected_runs(airflow: list[ReadableSpan], others: list[ReadableSpan], profile: str | None) -> list[dict]:
+    """What each producer's own profile makes of the same spans: the runs a front door must write, and no other."""
+    expected = []
+    for spans, own in ((airflow, "airflow"), (others, "contract,cicd" if profile is None else "contract")):
+        records, _, _ = records_from_protobuf(encode_spans(spans).SerializeToString())
+        expected += map_records(records, load_profile(own))["job_runs"]
+    assert {r["job_name"] for r in expected} >= {f"{DAG}.always_fails", DAG, "ingest_orders"}
+    return expected
+
+
+@pytest.mark.parametrize("profile", [None, "airflow"])
+def test_one_collector_with_no_profile_records_every_known_producer_and_logs_an_unknown_one_once(profile, tmp_path):
+    airflow, others = _sdk_spans(emit_airflow_332), _other_producers_spans()
+    expected = _expected_runs(airflow, others, profile)
+
+    flags = () if profile is None else ("--profile", profile)
+    with CollectorProcess.in_folder(tmp_path, *flags) as collector:
+        exporter = OTLPSpanExporter(endpoint=f"{collector.url}/v1/traces", timeout=10)
+        for spans in (airflow, others, others):  # the unknown producer's spans twice: still one log line
+            assert exporter.export(spans).name == "SUCCESS"
+        exporter.shutdown()
+        assert collector.metric("non_job_spans_total") >= 4
+    written = rows(str(tmp_path / "tables"), expect=len(expected) + 1)  # the others' runs are sent twice
+
+    assert sorted(set(_run_keys(written))) == _run_keys(expected)
+    assert not [r for r in written if r["job_name"].startswith(("sparkling", "extract"))]
+    log = (tmp_path / "collector.log").read_text()
+    assert log.count("instrumentation scope 'prefect'") == 1, log
+    assert "--profile" in log
+
+
+def test_replay_with_no_profile_records_every_known_producer_and_no_unknown_one(local_location, tmp_path, read_tables):
+    airflow, others = _sdk_spans(emit_airflow_332), _other_producers_spans()
+    lines = tmp_path / "platform.jsonl"
+    lines.write_text("".join(json.dumps(otlp_json(encode_spans(spans))) + "\n" for spans in (airflow, others)))
+
+    assert main(["replay", "--location", local_location, "--no-progress", str(lines)]) == 0
+
+    assert _run_keys(read_tables(local_location).rows("job_runs")) == _run_keys(_expected_runs(airflow, others, None))
+
+
+def test_replay_with_a_mapping_file_maps_its_producer_beside_every_builtin_one(local_location, tmp_path, read_tables):
+    airflow, others = _sdk_spans(emit_airflow_332), _other_producers_spans()
+    lines = tmp_path / "platform.jsonl"
+    lines.write_text("".join(json.dumps(otlp_json(encode_spans(spans))) + "\n" for spans in (airflow, others)))
+    mapping = tmp_path / "prefect.toml"
+    mapping.write_text(
+        '[[rule]]\nselect.has_attributes = ["prefect.run.name"]\n'
+        'columns.job_name = { attribute = "prefect.run.name" }\n'
+    )
+
+    assert main(["replay", "--location", local_location, "--no-progress", "--profile", str(mapping), str(lines)]) == 0
+
+    names = {row["job_name"] for row in read_tables(local_location).rows("job_runs")}
+    builtin = {row["job_name"] for row in _expected_runs(airflow, others, None)}
+    assert names == builtin | {"extract-3fa"}

@@ -6,6 +6,7 @@ import copy
 import fcntl
 import gzip
 import json
+import logging
 import time
 
 import duckdb
@@ -13,13 +14,17 @@ import pyarrow.parquet as pq
 import pytest
 from collectors import TOKEN, get, gzip_bomb, metric_samples, post, rows, start_collector
 from google.rpc import status_pb2
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from otlp_payloads import SPEC_EXAMPLE, good_request, job_spans
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from otlp_payloads import SPEC_EXAMPLE, good_request, job_spans, otlp_json
 
 from otel_datasink.collector import batcher, server
 from otel_datasink.collector.counters import Metrics
@@ -30,7 +35,7 @@ from otel_datasink.collector.spool import SpoolLockedError
 from otel_datasink.config import Options
 from otel_datasink.formats import Format
 from otel_datasink.local import connect
-from otel_datasink.profiles import default_profile
+from otel_datasink.profiles import default_profile, load_profile
 
 
 def job_runs_files(location: str) -> list[tuple[str]]:
@@ -258,3 +263,31 @@ def test_a_request_spanning_two_days_is_written_to_two_dt_partitions(collector, 
         ("2018-12-13", "eee19b7ec3c1b174"),
         ("2018-12-14", "eee19b7ec3c1b175"),
     ]
+
+
+def _spans_of_scopes(*scopes: str):
+    """A contract job span, then two spans of each of ``scopes``, producers no profile recognises."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    provider.get_tracer("etl").start_span("ingest", attributes={"job.name": "ingest"}).end()
+    for scope in scopes:
+        for name in ("flow", "task"):
+            provider.get_tracer(scope).start_span(name, attributes={f"{scope}.run.type": name}).end()
+    provider.shutdown()
+    return encode_spans(memory.get_finished_spans())
+
+
+@pytest.mark.parametrize("fmt", [Format.OTLP_PROTOBUF, Format.OTLP_JSON])
+def test_spans_of_an_unknown_producer_are_counted_and_logged_once_per_instrumentation_scope(fmt, caplog):
+    ingest = Ingest(load_profile(None), Metrics())
+    request = _spans_of_scopes("prefect", "dagster")
+    body = request.SerializeToString() if fmt == Format.OTLP_PROTOBUF else json.dumps(otlp_json(request)).encode()
+    with caplog.at_level(logging.INFO, logger="otel_datasink.collector.ingest"):
+        for _ in range(3):
+            result = ingest(fmt, body)
+            assert (result.spans, result.job_spans, dict(result.unrecognised)) == (5, 1, {"prefect": 2, "dagster": 2})
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2 and "scope 'prefect'" in lines[0] and "scope 'dagster'" in lines[1]
+    assert all("--profile" in line for line in lines)
+    assert (ingest.metrics.spans_received, ingest.metrics.job_spans, ingest.metrics.non_job_spans) == (15, 3, 12)

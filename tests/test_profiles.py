@@ -561,7 +561,7 @@ def _every_profiles_spans(tracer):
     _span(tracer, "step", {"cicd.pipeline.task.run.id": "1"})  # cicd.* but neither a task nor a pipeline run
 
 
-@pytest.mark.parametrize("profile", ["default", "airflow", "cicd", "attribute_rules.toml", "etl.toml"])
+@pytest.mark.parametrize("profile", ["contract", "default", "airflow", "cicd", "attribute_rules.toml", "etl.toml"])
 def test_collector_pre_filter_skips_spans_but_never_one_the_profile_takes(profile, tmp_path):
     (tmp_path / "attribute_rules.toml").write_text(ATTRIBUTE_RULES)
     (tmp_path / "etl.toml").write_text(MAPPING)
@@ -573,7 +573,7 @@ def test_collector_pre_filter_skips_spans_but_never_one_the_profile_takes(profil
     kept, _, _ = records_from_protobuf(body, job_keys=keys)  # as the collector decodes under this profile
 
     expected = map_records(every, loaded, INGESTED_AT)
-    assert len(expected["job_runs"]) > (profile != "default")  # the profile's own runs beside the contract span
+    assert len(expected["job_runs"]) > (profile != "contract")  # the profile's own runs beside the contract span
     assert map_records(kept, loaded, INGESTED_AT) == expected
     if profile == "etl.toml":  # a rule selects by span name alone: every span must be shown to the profile
         assert keys is None and len(kept) == spans
@@ -584,16 +584,16 @@ def test_collector_pre_filter_skips_spans_but_never_one_the_profile_takes(profil
 def test_mapping_file_names_its_job_keys_only_when_every_rule_requires_attributes(tmp_path):
     (tmp_path / "attribute_rules.toml").write_text(ATTRIBUTE_RULES)
     (tmp_path / "etl.toml").write_text(MAPPING)
-    assert job_keys_of(load_profile(str(tmp_path / "attribute_rules.toml"))) == {
-        "job.name",
-        "etl.pipeline",
-        "load.table",
-        "load.batch",
-    }
+    rules = str(tmp_path / "attribute_rules.toml")
+    assert job_keys_of(load_profile(f"contract,{rules}")) == {"job.name", "etl.pipeline", "load.table", "load.batch"}
+    # Alone, the file adds to every built-in producer: their keys too.
+    assert job_keys_of(load_profile(rules)) == job_keys_of(load_profile(f"contract,{rules}")) | job_keys_of(
+        load_profile("default")
+    )
     assert job_keys_of(load_profile(str(tmp_path / "etl.toml"))) is None
 
 
-@pytest.mark.parametrize("profile", ["airflow", "default"])
+@pytest.mark.parametrize("profile", ["airflow", "default", "contract"])
 def test_the_processor_skips_spans_without_the_profiles_job_keys_and_writes_the_others(profile, tmp_path, read_tables):
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -607,10 +607,10 @@ def test_the_processor_skips_spans_without_the_profiles_job_keys_and_writes_the_
     _span(tracer, "plain", {"job.name": "contract_job"})
     _span(tracer, "http GET", {"http.method": "GET"})  # carries no job key under any profile
     # Only job spans were queued (a start and an end each): the others cost the job nothing.
-    assert len(processor._queue) == (4 if profile == "airflow" else 2)
+    assert len(processor._queue) == (2 if profile == "contract" else 4)
     assert processor.force_flush(5000)
     provider.shutdown()
-    expected = {"ingest_orders", "contract_job"} if profile == "airflow" else {"contract_job"}
+    expected = {"contract_job"} if profile == "contract" else {"ingest_orders", "contract_job"}
     assert set(_runs(read_tables, str(tmp_path))) == expected
 
 
@@ -633,3 +633,66 @@ def test_a_misspelt_job_name_column_is_reported_as_unknown_first_then_as_missing
     unknown = f"mapping file {mapping}, line 5: rule[1].columns.job_nme: unknown column (expected one of job_name, "
     assert message.startswith(unknown)
     assert message.endswith("; columns.job_name is required")
+
+
+# --- every producer at once --------------------------------------------------------------------------------
+
+
+def _prefect_spans(tracer):
+    """Spans of a producer no built-in recognises (Prefect 3's flow and task runs)."""
+    _span(tracer, "sparkling-woodlouse", {"prefect.run.type": "flow", "prefect.run.id": "0b1c"})
+    _span(tracer, "extract-3fa", {"prefect.run.type": "task", "prefect.run.name": "extract-3fa"})
+
+
+def _run_keys(rows):
+    return sorted((r["job_name"], r["run_id"], r["attempt"], r["status"], r["error_type"]) for r in rows)
+
+
+def test_the_default_profile_maps_every_builtin_producers_spans_as_that_producer_alone_does():
+    records = [from_readable_span(span) for span in _finished(_every_profiles_spans)]
+    together = map_records(records, load_profile("default"), INGESTED_AT)["job_runs"]
+    alone = [
+        row
+        for name in ("contract", "airflow", "cicd")
+        for row in map_records(records, load_profile(name), INGESTED_AT)["job_runs"]
+    ]
+    # Each narrowed profile also takes the contract's span: the default takes it once.
+    assert _run_keys(together) == sorted(set(_run_keys(alone)))
+    assert {"ingest_orders.extract", "nightly_report", "go-test", "ingest"} <= {r["job_name"] for r in together}
+
+
+def test_an_unset_or_empty_profile_is_the_default_one():
+    assert load_profile(None) is load_profile("") is load_profile("default") is load_profile("cicd,contract,airflow")
+
+
+def test_a_span_with_job_name_is_the_contracts_whatever_producers_attributes_it_carries():
+    def emit(tracer):
+        _span(tracer, "task_run.load", {"job.name": "mine", "airflow.dag_id": "d", "airflow.task_id": "load"})
+
+    assert [r["job_name"] for r in _map("default", emit)] == ["mine"]
+
+
+def test_spans_of_a_producer_no_profile_recognises_are_never_runs():
+    assert _map("default", _prefect_spans) == []
+
+
+def test_a_named_profile_narrows_to_its_producer():
+    names = {r["job_name"] for r in _map("airflow", _every_profiles_spans)}
+    assert "ingest_orders.extract" in names and "go-test" not in names
+    assert {r["job_name"] for r in _map("airflow,cicd", _every_profiles_spans)} >= {"ingest_orders.extract", "go-test"}
+    assert {r["job_name"] for r in _map("contract", _every_profiles_spans)} == {"ingest"}
+
+
+def test_a_mapping_file_adds_its_rules_to_the_builtin_producers_unless_names_narrow_them(tmp_path):
+    mapping = tmp_path / "etl.toml"
+    mapping.write_text(MAPPING)
+    resource = {"service.name": "etl-runner"}
+    with_builtins = {r["job_name"] for r in _map(str(mapping), _every_profiles_spans, resource=resource)}
+    assert {"orders", "loader", "ingest_orders.extract", "go-test", "ingest"} <= with_builtins
+    narrowed = {r["job_name"] for r in _map(f"contract,{mapping}", _every_profiles_spans, resource=resource)}
+    assert narrowed == {"orders", "customers", "loader", "ingest"}
+
+
+def test_an_unknown_name_in_a_list_of_profiles_fails_naming_it():
+    with pytest.raises(ProfileError, match="unknown mapping profile 'airflw'"):
+        load_profile("cicd,airflw")

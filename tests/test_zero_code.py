@@ -105,10 +105,13 @@ def test_the_zero_code_examples_run_as_documented_with_no_collector_to_send_metr
 
 
 def test_opentelemetry_instrument_honours_the_profile_variable(tmp_path, read_tables):
-    without = str(tmp_path / "default")
-    done = _instrument("airflow_spans.py", [], {"OTEL_EXPORTER_DATASINK_LOCATION": without})
+    narrowed = {
+        "OTEL_EXPORTER_DATASINK_LOCATION": str(tmp_path / "contract"),
+        "OTEL_EXPORTER_DATASINK_PROFILE": "contract",
+    }
+    done = _instrument("airflow_spans.py", [], narrowed)
     assert done.returncode == 0, done.stderr
-    assert not (tmp_path / "default" / "job_runs").exists()  # Airflow's spans are not job runs by default
+    assert not (tmp_path / "contract" / "job_runs").exists()  # narrowed to the contract's spans: Airflow's are not runs
 
     with_profile = str(tmp_path / "airflow")
     done = _instrument(

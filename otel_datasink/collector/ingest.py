@@ -2,7 +2,7 @@
 content type it came with say), profile, then `map_records`.
 
 HTTP, gRPC and the spool's replay all go through :class:`Ingest`, so a span maps the same whichever way it came.
-OpenLineage events are translated into the span conventions, then mapped by the default profile: they are job runs
+OpenLineage events are translated into the span conventions, then mapped by the contract's profile: they are job runs
 in the contract's terms already, and a profile written for some tracer's spans has nothing to rewrite in them.
 
 Before a body is decoded, :meth:`Ingest.decoded_size` estimates the memory its decoding takes, so that the collector
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 from collections.abc import Iterator
 from typing import TypeVar
 
@@ -35,6 +36,11 @@ from otel_datasink.profiles import Profile, default_profile, job_keys_of
 from otel_datasink.schema import JOB_RUNS_TABLE, Rows, count_future_dated
 
 T = TypeVar("T")
+
+_logger = logging.getLogger(__name__)
+
+MAX_SCOPES_LOGGED = 1_000
+"""Instrumentation scope names whose unrecognised spans a collector logs, at most (each once)."""
 
 
 class UndecodableError(ValueError):
@@ -93,6 +99,8 @@ class Ingested:
     """What the span limits took from the request's rows."""
     runs: int = 0
     """Its ``job_runs`` rows, counted when they are made (the collector frees the rows once they are Arrow)."""
+    unrecognised: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    """Instrumentation scope name -> spans of no producer the profile recognises (counted in ``non_job_spans``)."""
 
     @property
     def row_count(self) -> int:
@@ -113,6 +121,8 @@ class Ingest:
         self.limits = limits
         # Spans the profile can never take get no record and no mapping (when it says which keys it needs).
         self.job_keys = job_keys_of(profile)
+        self.scopes_logged: set[str] = set()
+        """Instrumentation scopes whose unrecognised spans were logged: once each, for the process's life."""
 
     def __call__(self, kind: int, body: bytes, *, count: bool = True) -> Ingested:
         """The rows of a request body of ``kind`` (a :class:`~otel_datasink.formats.Format`: the spool's frame
@@ -175,6 +185,7 @@ class Ingest:
             future_dated=count_future_dated(rows),
             truncation=truncation,
             runs=runs,
+            unrecognised=decoded.unrecognised,
         )
 
     def count(self, result: Ingested) -> None:
@@ -189,6 +200,32 @@ class Ingest:
         if result.lineage_events:
             metrics.openlineage_events.update(result.lineage_events)
             metrics.openlineage_runs += result.runs
+        for scope, spans in result.unrecognised.items():
+            self.log_unrecognised(scope, spans)
+
+    def log_unrecognised(self, scope: str, spans: int) -> None:
+        """Logs, the first time a scope's spans are skipped, that no producer the profile knows recognised them.
+
+        Once per scope name, not per request: a producer sends the same spans all day. The names remembered are
+        capped (:data:`MAX_SCOPES_LOGGED`), so that a client inventing scope names cannot grow the set.
+        """
+        if scope in self.scopes_logged or len(self.scopes_logged) >= MAX_SCOPES_LOGGED:
+            return
+        self.scopes_logged.add(scope)
+        _logger.info(
+            "skipped %d span(s) of instrumentation scope %r: no producer recognises them (they carry none of %s), "
+            "so they are not runs (counted in non_job_spans; logged once per scope). If they are job runs, name "
+            "their producer with --profile or add a mapping file (OTEL_EXPORTER_DATASINK_PROFILE)",
+            spans,
+            scope,
+            _described(self.job_keys),
+        )
+
+
+def _described(job_keys: frozenset[str] | None) -> str:
+    # The keys a producer is recognised by, a few of them: enough for a user to see what their spans lack.
+    keys = sorted(job_keys or ())
+    return ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
 
 
 def _json_size(body: bytes) -> int:

@@ -59,7 +59,8 @@ def add_location_arguments(
     if maps_spans:
         group.add_argument(
             "--profile",
-            help="mapping profile: default, airflow, cicd or a .toml mapping file "
+            help="producers whose spans are runs: default (all), contract, airflow, cicd, or a .toml mapping file "
+            "(added to the built-ins); several separated by commas narrow to those "
             f"(env {env.OTEL_EXPORTER_DATASINK_PROFILE}; default 'default')",
         )
 
