@@ -170,6 +170,26 @@ def to_int(value: Any) -> int | None:
     return None
 
 
+MAX_NAMES = 100
+"""Items kept of a list of names (``job.owners``, ``job.inputs``): a run reading thousands of files lists the first."""
+
+
+def to_names(value: Any) -> list[str] | None:
+    """A list of names from a sequence of values or a single value (one item); empty and null items left out;
+    None when nothing is left (the value is then kept as text in ``attributes``)."""
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else (value,)
+    names = []
+    for item in items:
+        name = clean_str(item)
+        if name:
+            names.append(name)
+            if len(names) == MAX_NAMES:
+                break
+    return names or None
+
+
 def to_millis(value: Any) -> int | None:
     """Epoch milliseconds from an ISO 8601 string or an epoch number.
 
@@ -270,6 +290,10 @@ _COLUMN_ATTRIBUTES = {
     semconv.JOB_RECORDS_PROCESSED: to_int,
     semconv.DATASET_NAME: clean_str,
     semconv.ERROR_TYPE: clean_str,
+    semconv.JOB_PARENT_NAME: clean_str,
+    semconv.JOB_PARENT_RUN_ID: clean_str,
+    semconv.JOB_OWNERS: to_names,
+    semconv.JOB_INPUTS: to_names,
 }
 
 
@@ -507,6 +531,10 @@ def job_run_row(
         "service_name": service_name,
         "attributes": rest,
         "ingested_at": ingested_at_ms,
+        "parent_job_name": get(semconv.JOB_PARENT_NAME),
+        "parent_run_id": get(semconv.JOB_PARENT_RUN_ID),
+        "owners": get(semconv.JOB_OWNERS),
+        "inputs": get(semconv.JOB_INPUTS),
     }
 
 
@@ -546,6 +574,7 @@ def dataset_rows(record: SpanRecord, run: dict[str, Any]) -> list[dict[str, Any]
             "span_id": run["span_id"],
             "service_name": run["service_name"],
             "ingested_at": run["ingested_at"],
+            "owners": run["owners"],
         }
 
     rows = []
@@ -579,31 +608,76 @@ def _watermark(value: Any, run: dict[str, Any]) -> int | None:
     return watermark
 
 
+SpanKey = tuple[int, int]
+"""(trace id, span id) of a span."""
+
+OpenRuns = dict[SpanKey, tuple[str, str]]
+"""Job spans started and not yet ended -> (job_name, run_id): what :func:`map_records` keeps across the batches of
+one process (the in-process processor's), so that a run's children find it in a later batch."""
+
+MAX_OPEN_RUNS = 10_000
+"""Job spans an :data:`OpenRuns` holds: a span that never ends must not grow it without bound; past it, a child
+starting under a run of an earlier batch gets no parent (its own ``job.parent.*`` attributes still give one)."""
+
+
 def map_records(
     records: Iterable[SpanRecord],
     profile: Callable[[SpanRecord], SpanRecord | None],
     ingested_at_ms: int | None = None,
     limits: SpanLimits = DEFAULT_LIMITS,
     counts: Truncation | None = None,
+    open_runs: OpenRuns | None = None,
 ) -> Rows:
     """Rows of both tables for a batch of spans; spans the profile does not take as job runs are skipped.
 
     Each span is first brought within ``limits`` (:func:`limited`, before the profile reads it, as the SDK's
     limits bound a span before any processor sees it); what they took from the rows is added to ``counts``.
+    A run without ``job.parent.*`` attributes gets the nearest enclosing job span of its trace as its parent, when
+    that span is in the batch (through spans of the batch that are not runs) or in ``open_runs``, which is updated.
     """
     ingested = ingested_at_ms if ingested_at_ms is not None else time.time_ns() // 1_000_000
     max_attributes, max_events = limits.attributes, limits.events
     always = always_kept(getattr(profile, "job_keys", None))  # profiles.job_keys_of, which imports this module
     runs: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+    orphans: list[tuple[SpanKey, dict[str, Any]]] = []
+    # (trace id, span id) -> its run's (job_name, run_id), or the parent span id of a span that is not a run.
+    enclosing: dict[SpanKey, tuple[str, str] | int | None] = {}
     for span in records:
         if len(span.attributes) > max_attributes or len(span.events) > max_events:
             span = limited(span, limits, always)
         record = profile(span)
         if record is None:
+            enclosing.setdefault((span.trace_id, span.span_id), span.parent_span_id)
             continue
         run = job_run_row(record, ingested, limits, counts)
         runs.append(run)
+        key, identity = (record.trace_id, record.span_id), (run["job_name"], run["run_id"])
+        enclosing[key] = identity
+        if open_runs is not None:
+            if record.end_time_ns is not None:
+                open_runs.pop(key, None)
+            elif len(open_runs) < MAX_OPEN_RUNS:
+                open_runs[key] = identity
+        if record.parent_span_id is not None and run["parent_job_name"] is None and run["parent_run_id"] is None:
+            orphans.append(((record.trace_id, record.parent_span_id), run))
         if record.end_time_ns is not None:  # a STARTED row updates no dataset
             updates.extend(dataset_rows(record, run))
+    for parent, run in orphans:
+        found = _enclosing_run(parent, enclosing, open_runs)
+        if found is not None:
+            run["parent_job_name"], run["parent_run_id"] = found
     return {JOB_RUNS_TABLE: runs, DATASET_STATUS_TABLE: updates}
+
+
+def _enclosing_run(
+    key: SpanKey, enclosing: dict[SpanKey, tuple[str, str] | int | None], open_runs: OpenRuns | None
+) -> tuple[str, str] | None:
+    """(job_name, run_id) of the nearest job span at or above span ``key``, as far as the batch and ``open_runs``
+    know the trace."""
+    for _ in range(len(enclosing) + 1):  # bounded: a cycle of parent ids (a broken producer) ends here
+        found = enclosing[key] if key in enclosing else open_runs.get(key) if open_runs else None
+        if not isinstance(found, int):
+            return found
+        key = (key[0], found)
+    return None

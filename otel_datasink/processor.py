@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_datasink import sdk
 from otel_datasink.at_exit import track_for_exit
-from otel_datasink.mapping import SpanRecord, Truncation, map_records
+from otel_datasink.mapping import OpenRuns, SpanRecord, Truncation, map_records
 from otel_datasink.pipeline import Pipeline
 from otel_datasink.schema import Rows, count_future_dated
 from otel_datasink.selfmetrics import (
@@ -110,6 +110,8 @@ class DatasinkSpanProcessor(SpanProcessor):
             maxlen=self.options.max_queue_size
         )
         self._pending: Rows = {}
+        self._open_runs: OpenRuns = {}
+        """Job spans started and not ended: the enclosing runs of later batches' spans (mapping.map_records)."""
         self._pending_since: float | None = None
         """``time.monotonic()`` when the oldest pending row was mapped; None while nothing is pending."""
         self._flush_ok = True
@@ -203,7 +205,13 @@ class DatasinkSpanProcessor(SpanProcessor):
             left -= count
             batch = [self._queue.popleft() for _ in range(count)]
             try:
-                rows = map_records(_records(batch), self._profile, limits=self._limits, counts=self._truncation)
+                rows = map_records(
+                    _records(batch),
+                    self._profile,
+                    limits=self._limits,
+                    counts=self._truncation,
+                    open_runs=self._open_runs,
+                )
             except Exception as error:  # noqa: BLE001 - a profile's bug must not stop the worker for every later span
                 self.dropped_spans += len(batch)
                 self._unmapped_spans[error_type(error)] += len(batch)

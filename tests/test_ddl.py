@@ -112,6 +112,8 @@ def test_each_ddl_column_type_reads_the_parquet_the_writer_produces(local_locati
             if top == "attributes":  # a map: key and value leaves, both strings
                 assert (column.physical_type, str(column.logical_type)) == ("BYTE_ARRAY", "String")
                 expected[top] = "map<string, string>"
+            elif ".list." in column.path:  # a list (owners, inputs): its element leaf
+                expected[top] = f"array<{_ATHENA_READS[(column.physical_type, str(column.logical_type))]}>"
             else:
                 expected[top] = _ATHENA_READS[(column.physical_type, str(column.logical_type))]
         assert _ddl_columns(statement) == expected

@@ -34,6 +34,8 @@
 -- start came in a row of its own (the processor's, OpenLineage's START), else not here at all.
 -- duration_ms is the terminal row's, or from the run's start to its end when that row has none (a producer that
 -- reports a run's start and end in separate events, as OpenLineage's START and COMPLETE).
+-- parent_job_name, parent_run_id, owners and inputs are the latest non-null of the run's rows (a producer may
+-- tell them on its START event only, another on its end; a file written before the columns existed has none).
 -- attempt is 1 when a row carries none, as the span conventions say. Two terminal rows of one run in one
 -- millisecond (one attempt reported twice) are told apart by their content (FAILED first, then trace and span
 -- id); ingested_at only picks between copies of one row.
@@ -67,12 +69,24 @@ runs AS (
         run_attempt,
         count(*) AS run_rows,
         sum(is_terminal) AS terminal_rows,
-        min(start_time) AS first_start_time
+        min(start_time) AS first_start_time,
+        max_by(parent_job_name, CASE WHEN parent_job_name IS NOT NULL THEN event_time END) AS run_parent_job_name,
+        max_by(parent_run_id, CASE WHEN parent_run_id IS NOT NULL THEN event_time END) AS run_parent_run_id,
+        max_by(owners, CASE WHEN owners IS NOT NULL THEN event_time END) AS run_owners,
+        max_by(inputs, CASE WHEN inputs IS NOT NULL THEN event_time END) AS run_inputs
     FROM recent
     GROUP BY job_name, run_id, run_attempt
 ),
 counted AS (
-    SELECT r.*, s.run_rows, s.terminal_rows, s.first_start_time
+    SELECT
+        r.*,
+        s.run_rows,
+        s.terminal_rows,
+        s.first_start_time,
+        s.run_parent_job_name,
+        s.run_parent_run_id,
+        s.run_owners,
+        s.run_inputs
     FROM recent AS r
     JOIN runs AS s
         ON
@@ -115,7 +129,11 @@ SELECT
     parent_span_id,
     service_name,
     attributes,
-    ingested_at
+    ingested_at,
+    run_parent_job_name AS parent_job_name,
+    run_parent_run_id AS parent_run_id,
+    run_owners AS owners,
+    run_inputs AS inputs
 FROM states
 WHERE state_rank = 1;
 
