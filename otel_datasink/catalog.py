@@ -51,6 +51,7 @@ VIEWS = (
     "hung_runs",
     "alerts_open",
     "future_dated_rows",
+    "pipeline_runs",
 )
 """The views of ``sql/views.sql``, each after the views it reads."""
 

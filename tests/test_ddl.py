@@ -119,6 +119,19 @@ def test_each_ddl_column_type_reads_the_parquet_the_writer_produces(local_locati
         assert _ddl_columns(statement) == expected
 
 
+def test_athena_tables_declare_the_structure_columns_and_the_views_expose_them():
+    job_runs, dataset_status = (_ddl_columns(statement) for statement in catalog.athena_tables(LOCATION)[:2])
+    assert {name: job_runs[name] for name in ("parent_job_name", "parent_run_id", "owners", "inputs")} == {
+        "parent_job_name": "string",
+        "parent_run_id": "string",
+        "owners": "array<string>",
+        "inputs": "array<string>",
+    }
+    assert dataset_status["owners"] == "array<string>"
+    latest = sqlglot.parse_one(catalog.athena_views()[catalog.VIEWS.index("job_runs_latest")], read="athena")
+    assert {"parent_job_name", "parent_run_id", "owners", "inputs"} <= set(latest.expression.named_selects)
+
+
 def test_views_of_the_script_carry_the_parameters_and_the_database():
     parameters = catalog.ViewParameters(window_days=45, dataset_window_days=90, hung_floor_minutes=20)
     views = catalog.athena_views(parameters, database="ops")

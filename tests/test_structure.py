@@ -179,3 +179,25 @@ def test_files_written_before_the_new_columns_read_them_as_null(local_location):
     with local.connect(local_location) as con:
         assert con.execute("SELECT dataset, owners FROM dataset_status").fetchall() == [("d", None)]
         assert con.execute("SELECT count(*) FROM dataset_status_latest").fetchone() == (1,)
+
+
+def test_pipeline_runs_count_a_parent_runs_children_by_state(local_location):
+    provider = TracerProvider()
+    processor = DatasinkSpanProcessor(local_location, schedule_delay=0.1)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("tests")
+    with tracer.start_as_current_span("dag", attributes={"job.name": "nightly", "job.run.id": "dag-run-1"}):
+        with tracer.start_as_current_span("task", attributes={"job.name": "extract"}):
+            pass
+        with pytest.raises(ValueError), tracer.start_as_current_span("task", attributes={"job.name": "load"}):
+            raise ValueError("bad row")
+        running = tracer.start_span("task", attributes={"job.name": "publish"})  # still running
+        assert processor.force_flush()
+        with local.connect(local_location) as con:
+            rows = con.execute(
+                "SELECT parent_job_name, parent_run_id, child_runs, child_jobs, running, succeeded, failed "
+                "FROM pipeline_runs"
+            ).fetchall()
+        running.end()
+    provider.shutdown()
+    assert rows == [("nightly", "dag-run-1", 3, 3, 1, 1, 1)]

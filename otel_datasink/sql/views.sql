@@ -559,3 +559,24 @@ received AS (
 SELECT *, date_diff('minute', ingested_at, reported_time) AS ahead_by_minutes
 FROM received
 WHERE reported_time > ingested_at + INTERVAL '${future_tolerance_days}' DAY;
+
+-- One row per parent run (a pipeline or DAG run: parent_job_name, parent_run_id, as its child runs name it) with
+-- the counts of its child runs (job_runs_latest: one per job, run and attempt, so a retried task counts once per
+-- try) by latest state: running (STARTED), succeeded, failed; child_jobs counts the distinct jobs. A child naming
+-- only a parent job or only a parent run id is grouped with the other part NULL. first_start_time and
+-- last_end_time span the children; last_event_time is the latest state's time of any child.
+CREATE OR REPLACE VIEW pipeline_runs AS
+SELECT
+    parent_job_name,
+    parent_run_id,
+    count(*) AS child_runs,
+    count(DISTINCT job_name) AS child_jobs,
+    count(*) FILTER (WHERE status = 'STARTED') AS running,
+    count(*) FILTER (WHERE status = 'SUCCESS') AS succeeded,
+    count(*) FILTER (WHERE status = 'FAILED') AS failed,
+    min(start_time) AS first_start_time,
+    max(end_time) AS last_end_time,
+    max(event_time) AS last_event_time
+FROM job_runs_latest
+WHERE parent_job_name IS NOT NULL OR parent_run_id IS NOT NULL
+GROUP BY parent_job_name, parent_run_id;
