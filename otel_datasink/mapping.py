@@ -611,13 +611,67 @@ def _watermark(value: Any, run: dict[str, Any]) -> int | None:
 SpanKey = tuple[int, int]
 """(trace id, span id) of a span."""
 
-OpenRuns = dict[SpanKey, tuple[str, str]]
-"""Job spans started and not yet ended -> (job_name, run_id): what :func:`map_records` keeps across the batches of
-one process (the in-process processor's), so that a run's children find it in a later batch."""
+MAX_OPEN_SPANS = 10_000
+"""Spans an :class:`OpenSpans` holds of each kind (runs, other spans): spans that never end must not grow it without
+bound; past it, a child starting under them gets no parent (its own ``job.parent.*`` attributes still give one)."""
 
-MAX_OPEN_RUNS = 10_000
-"""Job spans an :data:`OpenRuns` holds: a span that never ends must not grow it without bound; past it, a child
-starting under a run of an earlier batch gets no parent (its own ``job.parent.*`` attributes still give one)."""
+
+class OpenSpans:
+    """What one process knows of its open spans across the batches it maps (the in-process processor's), so that a
+    run finds its enclosing job span in an earlier batch.
+
+    The job's threads note each span as it starts and ends (:meth:`started`, :meth:`ended`: cheap, never raising;
+    a dict's single operations are atomic under the GIL): a job span gets, at its start, the nearest job span
+    enclosing it (through spans that are not job spans), while those spans are still open. :func:`map_records` keeps
+    the runs started and not ended, and forgets a job span's enclosing one when it maps its end."""
+
+    def __init__(self) -> None:
+        self.runs: dict[SpanKey, tuple[str, str]] = {}
+        """An open run's span -> its job_name and run_id."""
+        self.nearest: dict[SpanKey, SpanKey] = {}
+        """An open span at or under a job span -> that job span (itself, for a job span)."""
+        self.enclosing: dict[SpanKey, SpanKey] = {}
+        """A job span -> the nearest job span strictly above it, noted at its start."""
+
+    def started(self, trace_id: int, span_id: int, parent_span_id: int | None, *, job: bool) -> None:
+        """Notes a span that started: ``job`` when it may be a run (a job span)."""
+        nearest = self.nearest
+        if len(nearest) >= MAX_OPEN_SPANS:
+            return
+        above = None if parent_span_id is None else nearest.get((trace_id, parent_span_id))
+        key = (trace_id, span_id)
+        if job:
+            nearest[key] = key
+            if above is not None and len(self.enclosing) < MAX_OPEN_SPANS:
+                self.enclosing[key] = above
+        elif above is not None:  # a span under a job span (spans outside any are not noted)
+            nearest[key] = above
+
+    def ended(self, trace_id: int, span_id: int) -> None:
+        """Forgets a span that ended (its enclosing job span stays until its end row is mapped)."""
+        self.nearest.pop((trace_id, span_id), None)
+
+    def enclosing_run(self, key: SpanKey, batch: dict[SpanKey, Any]) -> tuple[str, str] | None:
+        """(job_name, run_id) of the nearest run above job span ``key``, in ``batch`` (span -> run identity) or
+        among the open runs."""
+        above = self.enclosing.get(key)
+        for _ in range(len(self.enclosing) + 1):  # bounded, whatever the notes hold
+            if above is None:
+                return None
+            found = batch.get(above) or self.runs.get(above)
+            if isinstance(found, tuple):
+                return found
+            above = self.enclosing.get(above)  # a job span that made no run: the one above it
+        return None
+
+    def mapped(self, key: SpanKey, run: dict[str, Any]) -> None:
+        """Keeps a started run, forgets an ended one."""
+        if run["status"] == STATUS_STARTED:
+            if len(self.runs) < MAX_OPEN_SPANS:
+                self.runs[key] = (run["job_name"], run["run_id"])
+        else:
+            self.runs.pop(key, None)
+            self.enclosing.pop(key, None)
 
 
 def map_records(
@@ -626,21 +680,22 @@ def map_records(
     ingested_at_ms: int | None = None,
     limits: SpanLimits = DEFAULT_LIMITS,
     counts: Truncation | None = None,
-    open_runs: OpenRuns | None = None,
+    open_spans: OpenSpans | None = None,
 ) -> Rows:
     """Rows of both tables for a batch of spans; spans the profile does not take as job runs are skipped.
 
     Each span is first brought within ``limits`` (:func:`limited`, before the profile reads it, as the SDK's
     limits bound a span before any processor sees it); what they took from the rows is added to ``counts``.
     A run without ``job.parent.*`` attributes gets the nearest enclosing job span of its trace as its parent, when
-    that span is in the batch (through spans of the batch that are not runs) or in ``open_runs``, which is updated.
+    that span is in the batch (through spans of the batch that are not runs) or among ``open_spans`` (updated).
     """
     ingested = ingested_at_ms if ingested_at_ms is not None else time.time_ns() // 1_000_000
     max_attributes, max_events = limits.attributes, limits.events
     always = always_kept(getattr(profile, "job_keys", None))  # profiles.job_keys_of, which imports this module
     runs: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    orphans: list[tuple[SpanKey, dict[str, Any]]] = []
+    keys: list[SpanKey] = []
+    orphans: list[tuple[SpanKey, int | None, dict[str, Any]]] = []
     # (trace id, span id) -> its run's (job_name, run_id), or the parent span id of a span that is not a run.
     enclosing: dict[SpanKey, tuple[str, str] | int | None] = {}
     for span in records:
@@ -652,32 +707,38 @@ def map_records(
             continue
         run = job_run_row(record, ingested, limits, counts)
         runs.append(run)
-        key, identity = (record.trace_id, record.span_id), (run["job_name"], run["run_id"])
-        enclosing[key] = identity
-        if open_runs is not None:
-            if record.end_time_ns is not None:
-                open_runs.pop(key, None)
-            elif len(open_runs) < MAX_OPEN_RUNS:
-                open_runs[key] = identity
-        if record.parent_span_id is not None and run["parent_job_name"] is None and run["parent_run_id"] is None:
-            orphans.append(((record.trace_id, record.parent_span_id), run))
+        key = (record.trace_id, record.span_id)
+        keys.append(key)
+        enclosing[key] = (run["job_name"], run["run_id"])
+        if run["parent_job_name"] is None and run["parent_run_id"] is None:
+            orphans.append((key, record.parent_span_id, run))
         if record.end_time_ns is not None:  # a STARTED row updates no dataset
             updates.extend(dataset_rows(record, run))
-    for parent, run in orphans:
-        found = _enclosing_run(parent, enclosing, open_runs)
+    for key, parent_span_id, run in orphans:
+        found = _enclosing_run(key, parent_span_id, enclosing, open_spans)
         if found is not None:
             run["parent_job_name"], run["parent_run_id"] = found
+    if open_spans is not None:
+        for key, run in zip(keys, runs, strict=True):
+            open_spans.mapped(key, run)
     return {JOB_RUNS_TABLE: runs, DATASET_STATUS_TABLE: updates}
 
 
 def _enclosing_run(
-    key: SpanKey, enclosing: dict[SpanKey, tuple[str, str] | int | None], open_runs: OpenRuns | None
+    key: SpanKey,
+    parent_span_id: int | None,
+    enclosing: dict[SpanKey, tuple[str, str] | int | None],
+    open_spans: OpenSpans | None,
 ) -> tuple[str, str] | None:
-    """(job_name, run_id) of the nearest job span at or above span ``key``, as far as the batch and ``open_runs``
-    know the trace."""
-    for _ in range(len(enclosing) + 1):  # bounded: a cycle of parent ids (a broken producer) ends here
-        found = enclosing[key] if key in enclosing else open_runs.get(key) if open_runs else None
-        if not isinstance(found, int):
-            return found
-        key = (key[0], found)
-    return None
+    """(job_name, run_id) of the nearest job span above the run's span ``key``: through the spans of the batch,
+    else as ``open_spans`` noted it at the span's start."""
+    if parent_span_id is not None:
+        above = (key[0], parent_span_id)
+        for _ in range(len(enclosing)):  # bounded: a cycle of parent ids (a broken producer) ends here
+            found = enclosing.get(above)
+            if not isinstance(found, int):
+                if found is not None:
+                    return found
+                break
+            above = (key[0], found)
+    return None if open_spans is None else open_spans.enclosing_run(key, enclosing)

@@ -86,9 +86,8 @@ def test_a_run_without_parent_attributes_belongs_to_its_enclosing_job_span(provi
     assert latest(local_location, "nightly")[:2] == (None, None)  # the trace's root has none
 
 
-def test_the_enclosing_job_span_is_found_through_spans_that_are_not_runs(local_location):
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(DatasinkSpanExporter(local_location)))
+def test_the_enclosing_job_span_is_found_through_spans_that_are_not_runs(provider, local_location):
+    """The processor never queues the spans between (they are not job spans): it notes them as they start."""
     tracer = provider.get_tracer("tests")
     with tracer.start_as_current_span("dag", attributes={"job.name": "nightly", "job.run.id": "dag-run-1"}):
         with tracer.start_as_current_span("a step"), tracer.start_as_current_span("a query"):
