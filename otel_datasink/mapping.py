@@ -688,6 +688,9 @@ def map_records(
     limits bound a span before any processor sees it); what they took from the rows is added to ``counts``.
     A run without ``job.parent.*`` attributes gets the nearest enclosing job span of its trace as its parent, when
     that span is in the batch (through spans of the batch that are not runs) or among ``open_spans`` (updated).
+    Not covered, so NULL: an enclosing span in another process (a remote parent), and, for the exporter, the
+    collector and replay (which have no ``open_spans``), one in another export batch or request; a parent the span
+    names (``job.parent.*``) is never replaced.
     """
     ingested = ingested_at_ms if ingested_at_ms is not None else time.time_ns() // 1_000_000
     max_attributes, max_events = limits.attributes, limits.events
@@ -695,7 +698,7 @@ def map_records(
     runs: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     keys: list[SpanKey] = []
-    orphans: list[tuple[SpanKey, int | None, dict[str, Any]]] = []
+    orphans: list[tuple[SpanKey, int, dict[str, Any]]] = []
     # (trace id, span id) -> its run's (job_name, run_id), or the parent span id of a span that is not a run.
     enclosing: dict[SpanKey, tuple[str, str] | int | None] = {}
     for span in records:
@@ -710,7 +713,8 @@ def map_records(
         key = (record.trace_id, record.span_id)
         keys.append(key)
         enclosing[key] = (run["job_name"], run["run_id"])
-        if run["parent_job_name"] is None and run["parent_run_id"] is None:
+        # A trace's root has no enclosing span; another run without parent attributes looks for one.
+        if record.parent_span_id is not None and run["parent_job_name"] is None and run["parent_run_id"] is None:
             orphans.append((key, record.parent_span_id, run))
         if record.end_time_ns is not None:  # a STARTED row updates no dataset
             updates.extend(dataset_rows(record, run))
@@ -726,19 +730,18 @@ def map_records(
 
 def _enclosing_run(
     key: SpanKey,
-    parent_span_id: int | None,
+    parent_span_id: int,
     enclosing: dict[SpanKey, tuple[str, str] | int | None],
     open_spans: OpenSpans | None,
 ) -> tuple[str, str] | None:
     """(job_name, run_id) of the nearest job span above the run's span ``key``: through the spans of the batch,
     else as ``open_spans`` noted it at the span's start."""
-    if parent_span_id is not None:
-        above = (key[0], parent_span_id)
-        for _ in range(len(enclosing)):  # bounded: a cycle of parent ids (a broken producer) ends here
-            found = enclosing.get(above)
-            if not isinstance(found, int):
-                if found is not None:
-                    return found
-                break
-            above = (key[0], found)
+    above = (key[0], parent_span_id)
+    for _ in range(len(enclosing)):  # bounded: a cycle of parent ids (a broken producer) ends here
+        found = enclosing.get(above)
+        if not isinstance(found, int):
+            if found is not None:
+                return found
+            break
+        above = (key[0], found)
     return None if open_spans is None else open_spans.enclosing_run(key, enclosing)
