@@ -22,7 +22,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_datasink import DatasinkSpanExporter, DatasinkSpanProcessor, local
 from otel_datasink.cli import main
+from otel_datasink.compact import compact
+from otel_datasink.config import Options
+from otel_datasink.location import file_name
 from otel_datasink.schema import DATASET_STATUS, JOB_RUNS
+from otel_datasink.writer import Writer
 
 STRUCTURE = "parent_job_name, parent_run_id, owners, inputs"
 
@@ -157,10 +161,10 @@ def _old_schema(schema: pa.Schema, *added: str) -> pa.Schema:
     return pa.schema([field for field in schema if field.name not in added])
 
 
-def test_files_written_before_the_new_columns_read_them_as_null(local_location):
-    """Every file of the location written by the old schema: DuckDB's tables and views still have the columns."""
-    ms = int(now().timestamp() * 1000)
-    day = now().strftime("%Y-%m-%d")
+def _write_old_files(location: str) -> None:
+    """A run of ``old_job`` and its update, in files of the schema before the structure columns."""
+    moment = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)  # today's partition, as new spans' rows
+    ms = int(moment.timestamp() * 1000)
     old_runs = _old_schema(JOB_RUNS, "parent_job_name", "parent_run_id", "owners", "inputs")
     run = {"run_id": "r1", "job_name": "old_job", "job_type": "batch", "status": "SUCCESS", "dataset": "d"}
     run |= {"event_time": ms, "start_time": ms - 1000, "end_time": ms, "attempt": 1, "ingested_at": ms}
@@ -170,14 +174,37 @@ def test_files_written_before_the_new_columns_read_them_as_null(local_location):
         ("job_runs", old_runs, run),
         ("dataset_status", _old_schema(DATASET_STATUS, "owners"), update),
     ):
-        folder = f"{local_location}/{table}/dt={day}"
+        folder = f"{location}/{table}/dt={moment.strftime('%Y-%m-%d')}"
         os.makedirs(folder)
-        pq.write_table(pa.Table.from_pylist([row], schema=schema), f"{folder}/old.parquet")
+        pq.write_table(pa.Table.from_pylist([row], schema=schema), f"{folder}/{file_name()}")
+
+
+def test_files_written_before_the_new_columns_read_them_as_null(local_location):
+    """Every file of the location written by the old schema: DuckDB's tables and views still have the columns."""
+    _write_old_files(local_location)
 
     assert latest(local_location, "old_job") == (None, None, None, None)
     with local.connect(local_location) as con:
         assert con.execute("SELECT dataset, owners FROM dataset_status").fetchall() == [("d", None)]
         assert con.execute("SELECT count(*) FROM dataset_status_latest").fetchone() == (1,)
+
+
+def test_compaction_of_old_and_new_files_keeps_the_new_columns_null_for_old_rows(local_location):
+    _write_old_files(local_location)
+    provider = TracerProvider()
+    provider.add_span_processor(DatasinkSpanProcessor(local_location))
+    attributes = {"job.name": "new_job", "dataset.name": "d", "job.owners": ["team-a"], "job.inputs": "raw.d"}
+    with provider.get_tracer("tests").start_as_current_span("new", attributes=attributes):
+        pass
+    provider.shutdown()
+
+    result = compact(Writer(Options.resolve(local_location)))
+    assert result.files_written == 2  # one file per table, from the old file and the new one
+    assert latest(local_location, "old_job") == (None, None, None, None)
+    assert latest(local_location, "new_job") == (None, None, ["team-a"], ["raw.d"])
+    with local.connect(local_location) as con:
+        owners = con.execute("SELECT job_name, owners FROM dataset_status ORDER BY job_name").fetchall()
+    assert owners == [("new_job", ["team-a"]), ("old_job", None)]
 
 
 def test_pipeline_runs_count_a_parent_runs_children_by_state(local_location):
