@@ -612,8 +612,19 @@ SpanKey = tuple[int, int]
 """(trace id, span id) of a span."""
 
 MAX_OPEN_SPANS = 10_000
-"""Spans an :class:`OpenSpans` holds of each kind (runs, other spans): spans that never end must not grow it without
-bound; past it, a child starting under them gets no parent (its own ``job.parent.*`` attributes still give one)."""
+"""Spans each table of an :class:`OpenSpans` holds: past it, the oldest entry makes room (a span that never ended,
+or whose end was never mapped: unsampled, dropped from a full queue, not a run), so that spans that never end cost
+memory within the bound and never turn the enclosing runs off."""
+
+
+def _put(table: dict[SpanKey, Any], key: SpanKey, value: Any) -> None:
+    """Sets ``table[key]``, first evicting the oldest entry of a table holding :data:`MAX_OPEN_SPANS`."""
+    if len(table) >= MAX_OPEN_SPANS:
+        try:
+            table.pop(next(iter(table)), None)
+        except (RuntimeError, StopIteration):  # another thread changed it meanwhile: a later put evicts
+            pass
+    table[key] = value
 
 
 class OpenSpans:
@@ -636,16 +647,14 @@ class OpenSpans:
     def started(self, trace_id: int, span_id: int, parent_span_id: int | None, *, job: bool) -> None:
         """Notes a span that started: ``job`` when it may be a run (a job span)."""
         nearest = self.nearest
-        if len(nearest) >= MAX_OPEN_SPANS:
-            return
         above = None if parent_span_id is None else nearest.get((trace_id, parent_span_id))
         key = (trace_id, span_id)
         if job:
-            nearest[key] = key
-            if above is not None and len(self.enclosing) < MAX_OPEN_SPANS:
-                self.enclosing[key] = above
+            _put(nearest, key, key)
+            if above is not None:
+                _put(self.enclosing, key, above)
         elif above is not None:  # a span under a job span (spans outside any are not noted)
-            nearest[key] = above
+            _put(nearest, key, above)
 
     def ended(self, trace_id: int, span_id: int) -> None:
         """Forgets a span that ended (its enclosing job span stays until its end row is mapped)."""
@@ -667,8 +676,7 @@ class OpenSpans:
     def mapped(self, key: SpanKey, run: dict[str, Any]) -> None:
         """Keeps a started run, forgets an ended one."""
         if run["status"] == STATUS_STARTED:
-            if len(self.runs) < MAX_OPEN_SPANS:
-                self.runs[key] = (run["job_name"], run["run_id"])
+            _put(self.runs, key, (run["job_name"], run["run_id"]))
         else:
             self.runs.pop(key, None)
             self.enclosing.pop(key, None)

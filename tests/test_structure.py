@@ -25,6 +25,7 @@ from otel_datasink.cli import main
 from otel_datasink.compact import compact
 from otel_datasink.config import Options
 from otel_datasink.location import file_name
+from otel_datasink.mapping import MAX_OPEN_SPANS
 from otel_datasink.schema import DATASET_STATUS, JOB_RUNS
 from otel_datasink.writer import Writer
 
@@ -227,3 +228,21 @@ def test_pipeline_runs_count_a_parent_runs_children_by_state(local_location):
         running.end()
     provider.shutdown()
     assert rows == [("nightly", "dag-run-1", 3, 3, 1, 1, 1)]
+
+
+def test_spans_that_never_end_do_not_turn_the_enclosing_runs_off(local_location):
+    """More open spans than the processor keeps notes of (a long job's spans it never ends): the oldest make room."""
+    provider = TracerProvider()
+    processor = DatasinkSpanProcessor(local_location, schedule_delay=0.1)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("tests")
+    with tracer.start_as_current_span("stream", attributes={"job.name": "stream"}):
+        for _ in range(MAX_OPEN_SPANS + 1):
+            tracer.start_span("leaked")  # never ended
+    with tracer.start_as_current_span("dag", attributes={"job.name": "nightly", "job.run.id": "dag-run-1"}):
+        assert processor.force_flush()  # the DAG run's STARTED row in one batch, the task's in another
+        with tracer.start_as_current_span("a step"):
+            with tracer.start_as_current_span("task", attributes={"job.name": "extract"}):
+                pass
+    provider.shutdown()
+    assert latest(local_location, "extract")[:2] == ("nightly", "dag-run-1")
