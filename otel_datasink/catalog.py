@@ -51,6 +51,7 @@ VIEWS = (
     "hung_runs",
     "alerts_open",
     "future_dated_rows",
+    "pipeline_runs",
 )
 """The views of ``sql/views.sql``, each after the views it reads."""
 
@@ -122,6 +123,8 @@ def athena_type(arrow_type: pa.DataType) -> str:
         return "timestamp"
     if pa.types.is_map(arrow_type):
         return f"map<{athena_type(arrow_type.key_type)},{athena_type(arrow_type.item_type)}>"
+    if pa.types.is_list(arrow_type):
+        return f"array<{athena_type(arrow_type.value_type)}>"
     raise TypeError(f"no Athena type for {arrow_type}")
 
 

@@ -116,9 +116,12 @@ def _create_table(con: duckdb.DuckDBPyConnection, table: str, pattern: str) -> b
     """Creates the view ``table`` over the files of ``pattern``; False when there is none (an empty relation)."""
     quoted = pattern.replace("'", "''")
     try:
+        # union_by_name reads a column missing from some files as NULL; the empty select of the schema adds the
+        # columns none of the files has yet (every file written before a column was added), as NULL too.
         con.execute(
             f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{quoted}', hive_partitioning = true, "
-            f"union_by_name = true, hive_types = {{'{PARTITION_COLUMN}': VARCHAR}})"
+            f"union_by_name = true, hive_types = {{'{PARTITION_COLUMN}': VARCHAR}}) "
+            f"UNION ALL BY NAME {_empty_select(con, table)}"
         )
     except duckdb.IOException as error:
         if "No files found" not in str(error):

@@ -170,6 +170,26 @@ def to_int(value: Any) -> int | None:
     return None
 
 
+MAX_NAMES = 100
+"""Items kept of a list of names (``job.owners``, ``job.inputs``): a run reading thousands of files lists the first."""
+
+
+def to_names(value: Any) -> list[str] | None:
+    """A list of names from a sequence of values or a single value (one item); empty and null items left out;
+    None when nothing is left (the value is then kept as text in ``attributes``)."""
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else (value,)
+    names = []
+    for item in items:
+        name = clean_str(item)
+        if name:
+            names.append(name)
+            if len(names) == MAX_NAMES:
+                break
+    return names or None
+
+
 def to_millis(value: Any) -> int | None:
     """Epoch milliseconds from an ISO 8601 string or an epoch number.
 
@@ -270,6 +290,10 @@ _COLUMN_ATTRIBUTES = {
     semconv.JOB_RECORDS_PROCESSED: to_int,
     semconv.DATASET_NAME: clean_str,
     semconv.ERROR_TYPE: clean_str,
+    semconv.JOB_PARENT_NAME: clean_str,
+    semconv.JOB_PARENT_RUN_ID: clean_str,
+    semconv.JOB_OWNERS: to_names,
+    semconv.JOB_INPUTS: to_names,
 }
 
 
@@ -507,6 +531,10 @@ def job_run_row(
         "service_name": service_name,
         "attributes": rest,
         "ingested_at": ingested_at_ms,
+        "parent_job_name": get(semconv.JOB_PARENT_NAME),
+        "parent_run_id": get(semconv.JOB_PARENT_RUN_ID),
+        "owners": get(semconv.JOB_OWNERS),
+        "inputs": get(semconv.JOB_INPUTS),
     }
 
 
@@ -546,6 +574,7 @@ def dataset_rows(record: SpanRecord, run: dict[str, Any]) -> list[dict[str, Any]
             "span_id": run["span_id"],
             "service_name": run["service_name"],
             "ingested_at": run["ingested_at"],
+            "owners": run["owners"],
         }
 
     rows = []
@@ -579,31 +608,148 @@ def _watermark(value: Any, run: dict[str, Any]) -> int | None:
     return watermark
 
 
+SpanKey = tuple[int, int]
+"""(trace id, span id) of a span."""
+
+MAX_OPEN_SPANS = 10_000
+"""Spans each table of an :class:`OpenSpans` holds: past it, the oldest entry makes room (a span that never ended,
+or whose end was never mapped: unsampled, dropped from a full queue, not a run), so that spans that never end cost
+memory within the bound and never turn the enclosing runs off."""
+
+
+def _put(table: dict[SpanKey, Any], key: SpanKey, value: Any) -> None:
+    """Sets ``table[key]``, first evicting the oldest entry of a table holding :data:`MAX_OPEN_SPANS`."""
+    if len(table) >= MAX_OPEN_SPANS:
+        try:
+            table.pop(next(iter(table)), None)
+        except (RuntimeError, StopIteration):  # another thread changed it meanwhile: a later put evicts
+            pass
+    table[key] = value
+
+
+class OpenSpans:
+    """What one process knows of its open spans across the batches it maps (the in-process processor's), so that a
+    run finds its enclosing job span in an earlier batch.
+
+    The job's threads note each span as it starts and ends (:meth:`started`, :meth:`ended`: cheap, never raising;
+    a dict's single operations are atomic under the GIL): a job span gets, at its start, the nearest job span
+    enclosing it (through spans that are not job spans), while those spans are still open. :func:`map_records` keeps
+    the runs started and not ended, and forgets a job span's enclosing one when it maps its end."""
+
+    def __init__(self) -> None:
+        self.runs: dict[SpanKey, tuple[str, str]] = {}
+        """An open run's span -> its job_name and run_id."""
+        self.nearest: dict[SpanKey, SpanKey] = {}
+        """An open span at or under a job span -> that job span (itself, for a job span)."""
+        self.enclosing: dict[SpanKey, SpanKey] = {}
+        """A job span -> the nearest job span strictly above it, noted at its start."""
+
+    def started(self, trace_id: int, span_id: int, parent_span_id: int | None, *, job: bool) -> None:
+        """Notes a span that started: ``job`` when it may be a run (a job span)."""
+        nearest = self.nearest
+        above = None if parent_span_id is None else nearest.get((trace_id, parent_span_id))
+        key = (trace_id, span_id)
+        if job:
+            _put(nearest, key, key)
+            if above is not None:
+                _put(self.enclosing, key, above)
+        elif above is not None:  # a span under a job span (spans outside any are not noted)
+            _put(nearest, key, above)
+
+    def ended(self, trace_id: int, span_id: int) -> None:
+        """Forgets a span that ended (its enclosing job span stays until its end row is mapped)."""
+        self.nearest.pop((trace_id, span_id), None)
+
+    def enclosing_run(self, key: SpanKey, batch: dict[SpanKey, Any]) -> tuple[str, str] | None:
+        """(job_name, run_id) of the nearest run above job span ``key``, in ``batch`` (span -> run identity) or
+        among the open runs."""
+        above = self.enclosing.get(key)
+        for _ in range(len(self.enclosing) + 1):  # bounded, whatever the notes hold
+            if above is None:
+                return None
+            found = batch.get(above) or self.runs.get(above)
+            if isinstance(found, tuple):
+                return found
+            above = self.enclosing.get(above)  # a job span that made no run: the one above it
+        return None
+
+    def mapped(self, key: SpanKey, run: dict[str, Any]) -> None:
+        """Keeps a started run, forgets an ended one."""
+        if run["status"] == STATUS_STARTED:
+            _put(self.runs, key, (run["job_name"], run["run_id"]))
+        else:
+            self.runs.pop(key, None)
+            self.enclosing.pop(key, None)
+
+
 def map_records(
     records: Iterable[SpanRecord],
     profile: Callable[[SpanRecord], SpanRecord | None],
     ingested_at_ms: int | None = None,
     limits: SpanLimits = DEFAULT_LIMITS,
     counts: Truncation | None = None,
+    open_spans: OpenSpans | None = None,
 ) -> Rows:
     """Rows of both tables for a batch of spans; spans the profile does not take as job runs are skipped.
 
     Each span is first brought within ``limits`` (:func:`limited`, before the profile reads it, as the SDK's
     limits bound a span before any processor sees it); what they took from the rows is added to ``counts``.
+    A run without ``job.parent.*`` attributes gets the nearest enclosing job span of its trace as its parent, when
+    that span is in the batch (through spans of the batch that are not runs) or among ``open_spans`` (updated).
+    Not covered, so NULL: an enclosing span in another process (a remote parent), and, for the exporter, the
+    collector and replay (which have no ``open_spans``), one in another export batch or request; a parent the span
+    names (``job.parent.*``) is never replaced.
     """
     ingested = ingested_at_ms if ingested_at_ms is not None else time.time_ns() // 1_000_000
     max_attributes, max_events = limits.attributes, limits.events
     always = always_kept(getattr(profile, "job_keys", None))  # profiles.job_keys_of, which imports this module
     runs: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+    keys: list[SpanKey] = []
+    orphans: list[tuple[SpanKey, int, dict[str, Any]]] = []
+    # (trace id, span id) -> its run's (job_name, run_id), or the parent span id of a span that is not a run.
+    enclosing: dict[SpanKey, tuple[str, str] | int | None] = {}
     for span in records:
         if len(span.attributes) > max_attributes or len(span.events) > max_events:
             span = limited(span, limits, always)
         record = profile(span)
         if record is None:
+            enclosing.setdefault((span.trace_id, span.span_id), span.parent_span_id)
             continue
         run = job_run_row(record, ingested, limits, counts)
         runs.append(run)
+        key = (record.trace_id, record.span_id)
+        keys.append(key)
+        enclosing[key] = (run["job_name"], run["run_id"])
+        # A trace's root has no enclosing span; another run without parent attributes looks for one.
+        if record.parent_span_id is not None and run["parent_job_name"] is None and run["parent_run_id"] is None:
+            orphans.append((key, record.parent_span_id, run))
         if record.end_time_ns is not None:  # a STARTED row updates no dataset
             updates.extend(dataset_rows(record, run))
+    for key, parent_span_id, run in orphans:
+        found = _enclosing_run(key, parent_span_id, enclosing, open_spans)
+        if found is not None:
+            run["parent_job_name"], run["parent_run_id"] = found
+    if open_spans is not None:
+        for key, run in zip(keys, runs, strict=True):
+            open_spans.mapped(key, run)
     return {JOB_RUNS_TABLE: runs, DATASET_STATUS_TABLE: updates}
+
+
+def _enclosing_run(
+    key: SpanKey,
+    parent_span_id: int,
+    enclosing: dict[SpanKey, tuple[str, str] | int | None],
+    open_spans: OpenSpans | None,
+) -> tuple[str, str] | None:
+    """(job_name, run_id) of the nearest job span above the run's span ``key``: through the spans of the batch,
+    else as ``open_spans`` noted it at the span's start."""
+    above = (key[0], parent_span_id)
+    for _ in range(len(enclosing)):  # bounded: a cycle of parent ids (a broken producer) ends here
+        found = enclosing.get(above)
+        if not isinstance(found, int):
+            if found is not None:
+                return found
+            break
+        above = (key[0], found)
+    return None if open_spans is None else open_spans.enclosing_run(key, enclosing)

@@ -93,17 +93,12 @@ ATTR_STACK_TRACE = "openlineage.error.stack_trace"
 """The ``errorMessage`` facet's ``stackTrace``, capped (:data:`MAX_STACK_TRACE`), as a JSON string so that its line
 breaks survive (``json_extract_scalar(attributes['openlineage.error.stack_trace'], '$')`` reads it back)."""
 ATTR_LANGUAGE = "openlineage.error.programming_language"
-ATTR_INPUTS = "openlineage.inputs"
-"""The input datasets, as a JSON list of ``<namespace>/<name>``."""
 ATTR_AIRFLOW_DAG_ID = "openlineage.airflow.dag_id"
 ATTR_AIRFLOW_TASK_ID = "openlineage.airflow.task_id"
 ATTR_AIRFLOW_RUN_ID = "openlineage.airflow.run_id"
 """Airflow's own DAG run id (``scheduled__2026-11-27T00:00:00+00:00``): joins these rows with the rows of the
 ``airflow`` profile's spans."""
 ATTR_AIRFLOW_MAP_INDEX = "openlineage.airflow.map_index"
-
-_MAX_INPUTS = 100
-"""Input datasets listed in the attributes (their names; a run reading thousands of files lists the first)."""
 
 
 class OpenLineageError(ValueError):
@@ -164,7 +159,8 @@ def record_of(event: Any, *, namespace_prefix: bool = False) -> SpanRecord | Non
     }
     _job_type(job_facets, attributes)
     _nominal_time(run_facets, attributes)
-    parent_run_id, root_run_id = _parent(run_facets, attributes)
+    parent_run_id, root_run_id = _parent(run_facets, attributes, namespace_prefix=namespace_prefix)
+    _ownership(job_facets, attributes)
     start_ns = _airflow(run_facets, event_type, event_ns, attributes)
     service = _engine(run_facets, attributes) or producer
 
@@ -183,8 +179,7 @@ def record_of(event: Any, *, namespace_prefix: bool = False) -> SpanRecord | Non
     if written_total is not None:
         attributes[semconv.JOB_RECORDS_PROCESSED] = written_total
     if inputs:
-        names = [name for name, _ in inputs[:_MAX_INPUTS]]
-        attributes[ATTR_INPUTS] = json.dumps(names)
+        attributes[semconv.JOB_INPUTS] = [name for name, _ in inputs]  # the mapping keeps the first MAX_NAMES
 
     status_code, message = STATUS_CODE_UNSET, ""
     if event_type in ("FAIL", "ABORT"):
@@ -375,17 +370,35 @@ def _nominal_time(run_facets: Mapping[str, dict], attributes: dict[str, Any]) ->
     attributes[ATTR_NOMINAL_END] = _string(_get(facet, "nominalEndTime"))
 
 
-def _parent(run_facets: Mapping[str, dict], attributes: dict[str, Any]) -> tuple[str | None, str | None]:
+def _parent(
+    run_facets: Mapping[str, dict], attributes: dict[str, Any], *, namespace_prefix: bool
+) -> tuple[str | None, str | None]:
+    """Reads the ``parent`` run facet: the parent run's job and run id (the columns ``parent_job_name``, named as
+    ``job_name`` is, and ``parent_run_id``) and the root run's; returns the parent's and the root's run ids."""
     facet = run_facets.get("parent")
     parent_run_id = _string(_get(facet, "run", "runId"))
     root_run_id = _string(_get(facet, "root", "run", "runId"))
+    parent_namespace = _string(_get(facet, "job", "namespace"))
+    parent_name = _string(_get(facet, "job", "name"))
     attributes[ATTR_PARENT_RUN_ID] = parent_run_id
-    attributes[ATTR_PARENT_JOB_NAMESPACE] = _string(_get(facet, "job", "namespace"))
-    attributes[ATTR_PARENT_JOB_NAME] = _string(_get(facet, "job", "name"))
+    attributes[ATTR_PARENT_JOB_NAMESPACE] = parent_namespace
+    attributes[ATTR_PARENT_JOB_NAME] = parent_name
+    attributes[semconv.JOB_PARENT_RUN_ID] = parent_run_id
+    if parent_name is not None:
+        prefixed = namespace_prefix and parent_namespace is not None
+        attributes[semconv.JOB_PARENT_NAME] = f"{parent_namespace}/{parent_name}" if prefixed else parent_name
     attributes[ATTR_ROOT_RUN_ID] = root_run_id
     attributes[ATTR_ROOT_JOB_NAMESPACE] = _string(_get(facet, "root", "job", "namespace"))
     attributes[ATTR_ROOT_JOB_NAME] = _string(_get(facet, "root", "job", "name"))
     return parent_run_id, root_run_id
+
+
+def _ownership(job_facets: Mapping[str, dict], attributes: dict[str, Any]) -> None:
+    """The ``ownership`` job facet's owners' names (``team:data-eng``, ``user:alice``) as ``job.owners``."""
+    owners = _get(job_facets.get("ownership"), "owners")
+    if isinstance(owners, list):
+        names = [_string(owner.get("name")) for owner in owners if isinstance(owner, dict)]
+        attributes[semconv.JOB_OWNERS] = [name for name in names if name] or None
 
 
 def _airflow(run_facets: Mapping[str, dict], event_type: str, event_ns: int, attributes: dict[str, Any]) -> int | None:

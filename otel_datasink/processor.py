@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_datasink import sdk
 from otel_datasink.at_exit import track_for_exit
-from otel_datasink.mapping import SpanRecord, Truncation, map_records
+from otel_datasink.mapping import OpenSpans, SpanRecord, Truncation, map_records
 from otel_datasink.pipeline import Pipeline
 from otel_datasink.schema import Rows, count_future_dated
 from otel_datasink.selfmetrics import (
@@ -110,6 +110,8 @@ class DatasinkSpanProcessor(SpanProcessor):
             maxlen=self.options.max_queue_size
         )
         self._pending: Rows = {}
+        self._open_spans = OpenSpans()
+        """The open job spans and the spans under them: the enclosing runs of later batches' spans."""
         self._pending_since: float | None = None
         """``time.monotonic()`` when the oldest pending row was mapped; None while nothing is pending."""
         self._flush_ok = True
@@ -135,10 +137,16 @@ class DatasinkSpanProcessor(SpanProcessor):
         # Copying the SDK's own dict is one C call (atomic under the GIL); dict(span.attributes) walks a
         # MappingProxy over a Python-level MutableMapping, 30x slower, in the job's thread.
         attributes = sdk.span_attributes(span)
-        if self._job_keys is None or not self._job_keys.isdisjoint(attributes):
+        job = self._job_keys is None or not self._job_keys.isdisjoint(attributes)
+        if job:
             self._enqueue(span, attributes.copy() if attributes.__class__ is dict else dict(attributes))
+        parent = span.parent
+        self._open_spans.started(
+            span.context.trace_id, span.context.span_id, None if parent is None else parent.span_id, job=job
+        )
 
     def on_end(self, span: ReadableSpan) -> None:
+        self._open_spans.ended(span.context.trace_id, span.context.span_id)
         if self._job_keys is not None and self._job_keys.isdisjoint(sdk.span_attributes(span)):
             return
         self._enqueue(span, None)
@@ -203,7 +211,13 @@ class DatasinkSpanProcessor(SpanProcessor):
             left -= count
             batch = [self._queue.popleft() for _ in range(count)]
             try:
-                rows = map_records(_records(batch), self._profile, limits=self._limits, counts=self._truncation)
+                rows = map_records(
+                    _records(batch),
+                    self._profile,
+                    limits=self._limits,
+                    counts=self._truncation,
+                    open_spans=self._open_spans,
+                )
             except Exception as error:  # noqa: BLE001 - a profile's bug must not stop the worker for every later span
                 self.dropped_spans += len(batch)
                 self._unmapped_spans[error_type(error)] += len(batch)

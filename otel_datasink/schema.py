@@ -18,6 +18,8 @@ import pyarrow as pa
 # joins the stubs' StringType, Int64Type, ... to object).
 TIMESTAMP: pa.DataType = pa.timestamp("ms", tz="UTC")
 ATTRIBUTES: pa.DataType = pa.map_(pa.string(), pa.string())
+NAMES: pa.DataType = pa.list_(pa.string())
+"""A list of names (owners, input datasets): Athena ``array<string>``, DuckDB ``VARCHAR[]``."""
 PARTITION_COLUMN = "dt"
 """The Hive partition column: the UTC date (``YYYY-MM-DD``) of each row's
 :func:`~otel_datasink.location.filed_time` (its ``event_time``)."""
@@ -47,9 +49,16 @@ JOB_RUNS = pa.schema(
         ("service_name", pa.string()),
         ("attributes", ATTRIBUTES),
         ("ingested_at", TIMESTAMP),
+        # Added by issue 18, after the older columns: files written before them read them as NULL.
+        ("parent_job_name", pa.string()),
+        ("parent_run_id", pa.string()),
+        ("owners", NAMES),
+        ("inputs", NAMES),
     ]
 )
-"""``job_runs``: one row per state of a run (STARTED, then SUCCESS or FAILED); duplicates collapse in the views."""
+"""``job_runs``: one row per state of a run (STARTED, then SUCCESS or FAILED); duplicates collapse in the views.
+``parent_job_name``/``parent_run_id`` name the run it belongs to (a pipeline or DAG run), ``owners`` the job's
+owners, ``inputs`` the datasets it read."""
 
 DATASET_STATUS = pa.schema(
     [
@@ -67,9 +76,10 @@ DATASET_STATUS = pa.schema(
         ("service_name", pa.string()),
         ("event_time", TIMESTAMP),
         ("ingested_at", TIMESTAMP),
+        ("owners", NAMES),  # issue 18: NULL in older files
     ]
 )
-"""``dataset_status``: one row per update of a dataset by a job run."""
+"""``dataset_status``: one row per update of a dataset by a job run; ``owners`` are the writing run's."""
 
 ALERTS = pa.schema(
     [

@@ -24,6 +24,19 @@ JOB_RUN_TYPE = "job.run.type"
 JOB_RECORDS_PROCESSED = "job.records_processed"
 """int: records the run processed."""
 
+JOB_OWNERS = "job.owners"
+"""string[]: the job's owners (team names, ``@handles``, e-mails); a single string is one owner."""
+
+JOB_INPUTS = "job.inputs"
+"""string[]: the datasets the run read (lineage); a single string is one dataset."""
+
+JOB_PARENT_NAME = "job.parent.name"
+"""string: the job of the run this run belongs to (a pipeline or DAG run); by default the nearest enclosing job
+span's."""
+
+JOB_PARENT_RUN_ID = "job.parent.run.id"
+"""string: the run id of the run this run belongs to; by default the nearest enclosing job span's."""
+
 DATASET_NAME = "dataset.name"
 """string: the dataset the run affects (its primary output); also on :data:`DATASET_UPDATE_EVENT`."""
 

@@ -112,9 +112,24 @@ def test_each_ddl_column_type_reads_the_parquet_the_writer_produces(local_locati
             if top == "attributes":  # a map: key and value leaves, both strings
                 assert (column.physical_type, str(column.logical_type)) == ("BYTE_ARRAY", "String")
                 expected[top] = "map<string, string>"
+            elif ".list." in column.path:  # a list (owners, inputs): its element leaf
+                expected[top] = f"array<{_ATHENA_READS[(column.physical_type, str(column.logical_type))]}>"
             else:
                 expected[top] = _ATHENA_READS[(column.physical_type, str(column.logical_type))]
         assert _ddl_columns(statement) == expected
+
+
+def test_athena_tables_declare_the_structure_columns_and_the_views_expose_them():
+    job_runs, dataset_status = (_ddl_columns(statement) for statement in catalog.athena_tables(LOCATION)[:2])
+    assert {name: job_runs[name] for name in ("parent_job_name", "parent_run_id", "owners", "inputs")} == {
+        "parent_job_name": "string",
+        "parent_run_id": "string",
+        "owners": "array<string>",
+        "inputs": "array<string>",
+    }
+    assert dataset_status["owners"] == "array<string>"
+    latest = sqlglot.parse_one(catalog.athena_views()[catalog.VIEWS.index("job_runs_latest")], read="athena")
+    assert {"parent_job_name", "parent_run_id", "owners", "inputs"} <= set(latest.expression.named_selects)
 
 
 def test_views_of_the_script_carry_the_parameters_and_the_database():

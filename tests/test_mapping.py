@@ -76,6 +76,10 @@ def test_ended_span_maps_to_a_complete_success_row():
         "service_name": "etl",
         "attributes": {"owner": "team-a"},
         "ingested_at": INGESTED_MS,
+        "parent_job_name": None,
+        "parent_run_id": None,
+        "owners": None,
+        "inputs": None,
     }
 
 
@@ -186,6 +190,7 @@ def test_dataset_name_alone_implies_one_update_at_the_end_of_the_run():
         "service_name": "etl",
         "event_time": END_NS // 1_000_000,
         "ingested_at": INGESTED_MS,
+        "owners": None,
     }
 
 

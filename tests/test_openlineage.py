@@ -71,7 +71,9 @@ def test_start_and_complete_become_a_started_and_a_success_row_with_the_outputs_
         assert row["logical_date"] == int(dt.datetime(2026, 11, 27, tzinfo=dt.timezone.utc).timestamp() * 1000)
         assert row["service_name"] == "etl-runner"
         assert row["dataset"] == f"{WAREHOUSE}/shop.public.orders"
-        # The parent run is queryable: its ids in the attributes, its span id as the parent span.
+        # The parent run is queryable: its job and run id in the columns (and attributes), its span id as the
+        # parent span.
+        assert (row["parent_job_name"], row["parent_run_id"]) == ("nightly", parent)
         assert row["trace_id"] == parent.replace("-", "")
         assert row["span_id"] == f"{span_id_of(run_id):016x}"
         assert row["parent_span_id"] == f"{span_id_of(parent):016x}"
@@ -80,7 +82,7 @@ def test_start_and_complete_become_a_started_and_a_success_row_with_the_outputs_
         assert row["attributes"]["openlineage.parent.job.namespace"] == "etl"
         assert row["attributes"]["openlineage.job.namespace"] == "etl"
         assert row["attributes"]["openlineage.producer"] == PRODUCER
-        assert json.loads(row["attributes"]["openlineage.inputs"]) == [f"{WAREHOUSE}/shop.staging.orders_raw"]
+        assert row["inputs"] == [f"{WAREHOUSE}/shop.staging.orders_raw"]
     assert start["start_time"] == int(started.timestamp() * 1000) and start["end_time"] is None
     # A COMPLETE event says when the run ended, not when it started: the views take the start from START.
     assert done["end_time"] == int(ended.timestamp() * 1000) and done["start_time"] is None

@@ -168,19 +168,26 @@ SELECT
     run_id, job_name, job_type, status, dataset, event_time, first_start_time AS start_time, end_time,
     coalesce(duration_ms, date_sub('millisecond', first_start_time, end_time)) AS duration_ms, records_processed,
     error_type, error_message, run_attempt AS attempt, logical_date, run_type, trace_id, span_id, parent_span_id,
-    service_name, attributes, ingested_at
+    service_name, attributes, ingested_at, run_parent_job_name AS parent_job_name,
+    run_parent_run_id AS parent_run_id, run_owners AS owners, run_inputs AS inputs
 FROM (
     SELECT
         *,
         coalesce(attempt, 1) AS run_attempt,
+        max_by(parent_job_name, CASE WHEN parent_job_name IS NOT NULL THEN event_time END) OVER run
+            AS run_parent_job_name,
+        max_by(parent_run_id, CASE WHEN parent_run_id IS NOT NULL THEN event_time END) OVER run AS run_parent_run_id,
+        max_by(owners, CASE WHEN owners IS NOT NULL THEN event_time END) OVER run AS run_owners,
+        max_by(inputs, CASE WHEN inputs IS NOT NULL THEN event_time END) OVER run AS run_inputs,
         row_number() OVER (
             PARTITION BY job_name, run_id, coalesce(attempt, 1)
             ORDER BY
                 CASE WHEN status = 'STARTED' THEN 0 ELSE 1 END DESC, event_time DESC, status, trace_id, span_id,
                 ingested_at DESC
         ) AS state_rank,
-        min(start_time) OVER (PARTITION BY job_name, run_id, coalesce(attempt, 1)) AS first_start_time
+        min(start_time) OVER run AS first_start_time
     FROM window_rows
+    WINDOW run AS (PARTITION BY job_name, run_id, coalesce(attempt, 1))
 )
 WHERE state_rank = 1
 """

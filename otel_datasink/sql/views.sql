@@ -34,6 +34,8 @@
 -- start came in a row of its own (the processor's, OpenLineage's START), else not here at all.
 -- duration_ms is the terminal row's, or from the run's start to its end when that row has none (a producer that
 -- reports a run's start and end in separate events, as OpenLineage's START and COMPLETE).
+-- parent_job_name, parent_run_id, owners and inputs are the latest non-null of the run's rows (a producer may
+-- tell them on its START event only, another on its end; a file written before the columns existed has none).
 -- attempt is 1 when a row carries none, as the span conventions say. Two terminal rows of one run in one
 -- millisecond (one attempt reported twice) are told apart by their content (FAILED first, then trace and span
 -- id); ingested_at only picks between copies of one row.
@@ -67,12 +69,24 @@ runs AS (
         run_attempt,
         count(*) AS run_rows,
         sum(is_terminal) AS terminal_rows,
-        min(start_time) AS first_start_time
+        min(start_time) AS first_start_time,
+        max_by(parent_job_name, CASE WHEN parent_job_name IS NOT NULL THEN event_time END) AS run_parent_job_name,
+        max_by(parent_run_id, CASE WHEN parent_run_id IS NOT NULL THEN event_time END) AS run_parent_run_id,
+        max_by(owners, CASE WHEN owners IS NOT NULL THEN event_time END) AS run_owners,
+        max_by(inputs, CASE WHEN inputs IS NOT NULL THEN event_time END) AS run_inputs
     FROM recent
     GROUP BY job_name, run_id, run_attempt
 ),
 counted AS (
-    SELECT r.*, s.run_rows, s.terminal_rows, s.first_start_time
+    SELECT
+        r.*,
+        s.run_rows,
+        s.terminal_rows,
+        s.first_start_time,
+        s.run_parent_job_name,
+        s.run_parent_run_id,
+        s.run_owners,
+        s.run_inputs
     FROM recent AS r
     JOIN runs AS s
         ON
@@ -115,7 +129,11 @@ SELECT
     parent_span_id,
     service_name,
     attributes,
-    ingested_at
+    ingested_at,
+    run_parent_job_name AS parent_job_name,
+    run_parent_run_id AS parent_run_id,
+    run_owners AS owners,
+    run_inputs AS inputs
 FROM states
 WHERE state_rank = 1;
 
@@ -541,3 +559,24 @@ received AS (
 SELECT *, date_diff('minute', ingested_at, reported_time) AS ahead_by_minutes
 FROM received
 WHERE reported_time > ingested_at + INTERVAL '${future_tolerance_days}' DAY;
+
+-- One row per parent run (a pipeline or DAG run: parent_job_name, parent_run_id, as its child runs name it) with
+-- the counts of its child runs (job_runs_latest: one per job, run and attempt, so a retried task counts once per
+-- try) by latest state: running (STARTED), succeeded, failed; child_jobs counts the distinct jobs. A child naming
+-- only a parent job or only a parent run id is grouped with the other part NULL. first_start_time and
+-- last_end_time span the children; last_event_time is the latest state's time of any child.
+CREATE OR REPLACE VIEW pipeline_runs AS
+SELECT
+    parent_job_name,
+    parent_run_id,
+    count(*) AS child_runs,
+    count(DISTINCT job_name) AS child_jobs,
+    count(*) FILTER (WHERE status = 'STARTED') AS running,
+    count(*) FILTER (WHERE status = 'SUCCESS') AS succeeded,
+    count(*) FILTER (WHERE status = 'FAILED') AS failed,
+    min(start_time) AS first_start_time,
+    max(end_time) AS last_end_time,
+    max(event_time) AS last_event_time
+FROM job_runs_latest
+WHERE parent_job_name IS NOT NULL OR parent_run_id IS NOT NULL
+GROUP BY parent_job_name, parent_run_id;
