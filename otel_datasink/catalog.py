@@ -51,6 +51,8 @@ VIEWS = (
     "hung_runs",
     "alerts_open",
     "future_dated_rows",
+    "dataset_checks_latest",
+    "failing_checks",
 )
 """The views of ``sql/views.sql``, each after the views it reads."""
 

@@ -3,7 +3,7 @@
 The collector (``POST /api/v1/lineage``) and replay (OpenLineage JSON Lines, the file transport's output) read
 OpenLineage through this module. An event is translated *into the span conventions*: ``job.name``, ``job.run.id``,
 ``job.run.attempt``, ``job.run.logical_date``, ``job.type``, ``dataset.update`` events with ``dataset.name`` and
-``dataset.records_written``, a span status and message. From there the one mapping
+``dataset.records_written``, ``dataset.check`` events, a span status and message. From there the one mapping
 (:func:`~otel_datasink.mapping.map_records`) makes the rows, as for a span of any other front door; nothing here
 writes.
 
@@ -32,6 +32,8 @@ root (else parent, else own) run id                    ``trace_id`` (a UUID's 32
 ``airflow``/``airflowDagRun`` ``dagRun.run_type``      ``run_type``
 each output dataset                                    a ``dataset_status`` update of ``<namespace>/<name>``
 ``outputStatistics`` facet ``rowCount``                ``records_written`` (their sum: ``records_processed``)
+``dataQualityAssertions`` facet of a dataset's         a ``dataset_checks`` row of that dataset per assertion
+``assertions`` (terminal events)                       (``success``: PASSED / FAILED)
 =====================================================  ========================================================
 
 An event that cannot be a run's state raises :class:`OpenLineageError`, whose message names the field
@@ -178,6 +180,8 @@ def record_of(event: Any, *, namespace_prefix: bool = False) -> SpanRecord | Non
         if written is not None and _replaces_contents(facets):
             update[semconv.DATASET_RECORD_COUNT] = written  # the dataset holds exactly what the run wrote
         updates.append((semconv.DATASET_UPDATE_EVENT, event_ns, update))
+    for dataset, facets in (*inputs, *outputs):
+        updates.extend((semconv.DATASET_CHECK_EVENT, event_ns, check) for check in _assertions(dataset, facets))
     if outputs:
         attributes[semconv.DATASET_NAME] = outputs[0][0]  # the primary output, as job spans name it
     if written_total is not None:
@@ -429,6 +433,35 @@ def _replaces_contents(facets: Mapping[str, dict]) -> bool:
     # lifecycleStateChange OVERWRITE / CREATE: after the run the dataset holds exactly the rows it wrote.
     change = _get(facets.get("lifecycleStateChange"), "lifecycleStateChange")
     return isinstance(change, str) and change.upper() in ("OVERWRITE", "CREATE")
+
+
+def _assertions(dataset: str, facets: Mapping[str, dict]) -> list[dict[str, Any]]:
+    """The ``dataset.check`` event attributes of a dataset's ``dataQualityAssertions`` facet (spec: an input facet,
+    ``assertions: [{assertion, success, column, severity, name, expected, actual, ...}]``). A check is named by its
+    ``name``, else by its ``assertion`` and ``column`` (``not_null(id)``), so that one assertion on two columns is
+    two checks; an assertion without ``assertion`` is left out, one without ``success`` left to the mapping."""
+    assertions = _get(facets.get("dataQualityAssertions"), "assertions")
+    if not isinstance(assertions, list):
+        return []
+    checks = []
+    for item in assertions:
+        assertion = _string(_get(item, "assertion"))
+        if assertion is None:
+            continue
+        column = _string(_get(item, "column"))
+        name = _string(_get(item, "name")) or (f"{assertion}({column})" if column else assertion)
+        check = {
+            semconv.DATASET_NAME: dataset,
+            semconv.CHECK_NAME: name,
+            semconv.CHECK_PASSED: _get(item, "success"),
+            semconv.CHECK_ASSERTION: assertion,
+            semconv.CHECK_COLUMN: column,
+            semconv.CHECK_ACTUAL: _get(item, "actual"),
+            semconv.CHECK_EXPECTED: _get(item, "expected"),
+            semconv.CHECK_SEVERITY: _string(_get(item, "severity")),
+        }
+        checks.append({key: value for key, value in check.items() if value is not None})
+    return checks
 
 
 def _error(run_facets: Mapping[str, dict], event_type: str, attributes: dict[str, Any]) -> str:
