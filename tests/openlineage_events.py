@@ -10,6 +10,7 @@ from pathlib import Path
 
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import (
+    data_quality_assertions_dataset,
     error_message_run,
     job_type_job,
     nominal_time_run,
@@ -83,4 +84,21 @@ def run_event(
         if outputs
         else [],
         producer=PRODUCER,
+    )
+
+
+def checked_event(
+    when: dt.datetime, run_id: str, assertions: list[data_quality_assertions_dataset.Assertion], *, dataset: str
+) -> RunEvent:
+    """The COMPLETE event of a dbt-ol test run: the tested model as an input dataset whose
+    ``dataQualityAssertions`` facet holds the tests' results (as dbt-ol reports ``dbt test``), no output."""
+    facet = data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(assertions=assertions)
+    return RunEvent(
+        eventType=RunState.COMPLETE,
+        eventTime=iso(when),
+        run=Run(runId=run_id),
+        job=Job(namespace="dbt", name="dbt-test-jaffle_shop"),
+        inputs=[InputDataset(namespace=WAREHOUSE, name=dataset, inputFacets={"dataQualityAssertions": facet})],
+        outputs=[],
+        producer="https://github.com/OpenLineage/OpenLineage/tree/1.54.0/integration/dbt",
     )

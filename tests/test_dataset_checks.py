@@ -1,0 +1,152 @@
+"""``dataset_checks`` and its views, end to end: ``dataset.check`` events of SDK spans through the processor, and
+OpenLineage ``dataQualityAssertions`` through a collector process, read back with DuckDB."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from collectors import CollectorProcess, post_lineage
+from job_spans import DAY_NS, MINUTE_NS, job_span, now_ns, write_spans
+from openlineage.client.facet_v2 import data_quality_assertions_dataset
+from openlineage.client.serde import Serde
+from openlineage.client.uuid import generate_new_uuid
+from openlineage_events import WAREHOUSE, checked_event, now
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_datasink import DatasinkSpanProcessor, catalog, local
+
+LATEST = "SELECT dataset, check_name, status FROM dataset_checks_latest ORDER BY dataset, check_name"
+
+
+def _check(name: str, passed, **more) -> dict:
+    return {"dataset.name": "orders", "check.name": name, "check.passed": passed, **more}
+
+
+def test_check_events_of_sdk_spans_through_the_processor_give_rows_and_the_views(local_location):
+    provider = TracerProvider()
+    provider.add_span_processor(DatasinkSpanProcessor(local_location, schedule_delay=0.1))
+    tracer = provider.get_tracer("tests")
+    first = now_ns() - 10 * MINUTE_NS
+    runs = [
+        [
+            _check("not_null_orders_id", True, **{"check.assertion": "not_null", "check.column": "id"}),
+            _check("row_count", "false", **{"check.actual": 12, "check.expected": ">= 100", "check.severity": "error"}),
+        ],
+        [_check("row_count", True, **{"check.actual": 1500}), _check("unique_orders_id", 0)],
+    ]
+    for index, checks in enumerate(runs):
+        at = first + index * MINUTE_NS
+        with tracer.start_as_current_span("load", attributes={"job.name": "load_orders"}, start_time=at) as span:
+            for attributes in checks:
+                span.add_event("dataset.check", attributes, timestamp=at + MINUTE_NS // 2)
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+
+    con = local.connect(local_location, must_exist=True)
+    run_ids = [row[0] for row in con.sql("SELECT run_id FROM job_runs_latest ORDER BY start_time").fetchall()]
+    stored = con.sql("SELECT check_name, status, actual, run_id, attempt FROM dataset_checks ORDER BY checked_at, 1")
+    assert stored.fetchall() == [
+        ("not_null_orders_id", "PASSED", None, run_ids[0], 1),
+        ("row_count", "FAILED", "12", run_ids[0], 1),
+        ("row_count", "PASSED", "1500", run_ids[1], 1),
+        ("unique_orders_id", "FAILED", None, run_ids[1], 1),
+    ]
+    assert con.sql(LATEST).fetchall() == [
+        ("orders", "not_null_orders_id", "PASSED"),
+        ("orders", "row_count", "PASSED"),  # the second run's result replaces the first's
+        ("orders", "unique_orders_id", "FAILED"),
+    ]
+    failing = con.sql("SELECT check_name, job_name, run_id, checked_at FROM failing_checks").fetchall()
+    checked_ms = (first + 3 * MINUTE_NS // 2) // 1_000_000  # the event's time, in the rows' milliseconds
+    checked_at = datetime.datetime.fromtimestamp(checked_ms / 1000, tz=datetime.timezone.utc)
+    assert failing == [("unique_orders_id", "load_orders", run_ids[1], checked_at)]
+
+
+def test_latest_result_per_check_a_tie_goes_to_failed_copies_count_once_and_bad_times_are_no_result(
+    local_location,
+):
+    n = now_ns()
+    older, newer = n - 2 * DAY_NS, n - DAY_NS
+
+    def span(checks, at):
+        return job_span("checker", at - MINUTE_NS, at, dataset="orders", checks=checks)
+
+    spans = [
+        span([dict(name="a", passed=False)], older),
+        span([dict(name="a", passed=True), dict(name="tie", passed=True), dict(name="ahead", passed=True)], newer),
+        span([dict(name="tie", passed=False)], newer),  # another run, the same millisecond
+        span([dict(name="a", passed=True, dataset="customers")], older),  # one check name, two datasets
+        # A clock two days ahead: kept in the table, never the latest result.
+        span([dict(name="ahead", passed=False)], n + 2 * DAY_NS),
+        # Checked last before the dataset views' window: out of sight.
+        span([dict(name="forgotten", passed=False)], n - (catalog.ViewParameters().dataset_window_days + 2) * DAY_NS),
+    ]
+    write_spans(local_location, spans)
+    write_spans(local_location, spans[1:3])  # a replay: copies of the same rows
+    con = local.connect(local_location)
+    assert con.sql("SELECT count(*) FROM dataset_checks").fetchall() == [(12,)]
+    assert con.sql(LATEST).fetchall() == [
+        ("customers", "a", "PASSED"),
+        ("orders", "a", "PASSED"),
+        ("orders", "ahead", "PASSED"),
+        ("orders", "tie", "FAILED"),
+    ]
+    assert con.sql("SELECT dataset, check_name FROM failing_checks").fetchall() == [("orders", "tie")]
+
+
+def test_openlineage_data_quality_assertions_through_a_collector_process_are_checks(local_location, tmp_path):
+    tested = "jaffle_shop.main.orders"
+    assertions = [
+        data_quality_assertions_dataset.Assertion(assertion="not_null", success=True, column="order_id"),
+        data_quality_assertions_dataset.Assertion(assertion="unique", success=True, column="order_id"),
+        data_quality_assertions_dataset.Assertion(
+            assertion="accepted_values",
+            success=False,
+            column="status",
+            severity="warn",
+            name="accepted_values_orders_status",
+            expected="0",
+            actual="3",
+        ),
+    ]
+    run_id = str(generate_new_uuid())
+    collector = CollectorProcess(local_location, tmp_path / "spool", tmp_path / "log", "--flush-age", "3600")
+    try:
+        body = Serde.to_json(checked_event(now(), run_id, assertions, dataset=tested)).encode()
+        assert post_lineage(collector.port, body)[0] == 200
+    finally:
+        assert collector.stop() == 0, (tmp_path / "log").read_text()
+
+    con = local.connect(local_location, must_exist=True)
+    found = con.sql(
+        "SELECT dataset, check_name, status, assertion, column_name, actual, expected, severity, job_name, run_id "
+        "FROM dataset_checks_latest ORDER BY check_name"
+    ).fetchall()
+    dataset = f"{WAREHOUSE}/{tested}"
+    assert found == [
+        (dataset, "accepted_values_orders_status", "FAILED", "accepted_values", "status", "3", "0", "warn",
+         "dbt-test-jaffle_shop", run_id),
+        # Without a name, a check is its assertion on its column: two assertions on one column stay apart.
+        (dataset, "not_null(order_id)", "PASSED", "not_null", "order_id", None, None, None,
+         "dbt-test-jaffle_shop", run_id),
+        (dataset, "unique(order_id)", "PASSED", "unique", "order_id", None, None, None, "dbt-test-jaffle_shop", run_id),
+    ]  # fmt: skip
+    assert con.sql("SELECT check_name FROM failing_checks").fetchall() == [("accepted_values_orders_status",)]
+    # The test run is a run like any other, and updates no dataset (it has no output).
+    assert con.sql("SELECT job_name, status FROM job_runs_latest").fetchall() == [("dbt-test-jaffle_shop", "SUCCESS")]
+    assert con.sql("SELECT count(*) FROM dataset_status").fetchall() == [(0,)]
+
+
+def test_a_location_written_before_the_checks_table_existed_reads_with_the_check_views_empty(local_location):
+    n = now_ns()
+    write_spans(local_location, [job_span("load_orders", n - 2 * MINUTE_NS, n - MINUTE_NS, dataset="orders")])
+    assert sorted(path.name for path in Path(local_location).iterdir()) == [
+        "dataset_status",
+        "job_runs",
+    ]
+    con = local.connect(local_location, must_exist=True)
+    assert con.sql("SELECT count(*) FROM dataset_checks").fetchall() == [(0,)]
+    assert con.sql("SELECT * FROM dataset_checks_latest").fetchall() == []
+    assert con.sql("SELECT * FROM failing_checks").fetchall() == []
+    assert con.sql("SELECT job_name, status FROM job_runs_latest").fetchall() == [("load_orders", "SUCCESS")]
