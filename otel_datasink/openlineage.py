@@ -437,9 +437,11 @@ def _replaces_contents(facets: Mapping[str, dict]) -> bool:
 
 def _assertions(dataset: str, facets: Mapping[str, dict]) -> list[dict[str, Any]]:
     """The ``dataset.check`` event attributes of a dataset's ``dataQualityAssertions`` facet (spec: an input facet,
-    ``assertions: [{assertion, success, column, severity, name, expected, actual, ...}]``). A check is named by its
-    ``name``, else by its ``assertion`` and ``column`` (``not_null(id)``), so that one assertion on two columns is
-    two checks; an assertion without ``assertion`` is left out, one without ``success`` left to the mapping."""
+    ``assertions: [{assertion, success, column, severity, name, expected, actual, ...}]``; dbt-ol sends one per
+    tested model and ``dbt test``, with ``failures`` as ``actual``). A check is named by its ``name``, else by its
+    ``assertion`` (dbt-ol's is the test's name, ``not_null_orders_order_id``, which names its column already), else
+    by its ``assertion`` and ``column`` (``not_null(id)``): one assertion on two columns is two checks. An
+    assertion without ``assertion`` is left out, one without ``success`` left to the mapping."""
     assertions = _get(facets.get("dataQualityAssertions"), "assertions")
     if not isinstance(assertions, list):
         return []
@@ -449,7 +451,7 @@ def _assertions(dataset: str, facets: Mapping[str, dict]) -> list[dict[str, Any]
         if assertion is None:
             continue
         column = _string(_get(item, "column"))
-        name = _string(_get(item, "name")) or (f"{assertion}({column})" if column else assertion)
+        name = _string(_get(item, "name")) or _check_name(assertion, column)
         check = {
             semconv.DATASET_NAME: dataset,
             semconv.CHECK_NAME: name,
@@ -462,6 +464,12 @@ def _assertions(dataset: str, facets: Mapping[str, dict]) -> list[dict[str, Any]
         }
         checks.append({key: value for key, value in check.items() if value is not None})
     return checks
+
+
+def _check_name(assertion: str, column: str | None) -> str:
+    if column is None or re.search(rf"(?:^|_){re.escape(column)}(?:_|$)", assertion):
+        return assertion
+    return f"{assertion}({column})"
 
 
 def _error(run_facets: Mapping[str, dict], event_type: str, attributes: dict[str, Any]) -> str:

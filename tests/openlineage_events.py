@@ -23,6 +23,8 @@ from openlineage.client.serde import Serde
 FIXTURES = Path(__file__).parent / "fixtures" / "openlineage"
 PRODUCER = "https://github.com/example/etl/tree/1.0.0"
 WAREHOUSE = "postgres://warehouse:5432"
+DUCKDB = "duckdb:///work/jaffle/jaffle.duckdb"
+"""dbt-ol's namespace of a dbt-duckdb project's datasets (``duckdb://<path>``)."""
 
 
 def iso(moment: dt.datetime) -> str:
@@ -88,17 +90,28 @@ def run_event(
 
 
 def checked_event(
-    when: dt.datetime, run_id: str, assertions: list[data_quality_assertions_dataset.Assertion], *, dataset: str
+    when: dt.datetime,
+    run_id: str,
+    assertions: list[data_quality_assertions_dataset.Assertion],
+    *,
+    model: str,
+    kind: RunState = RunState.COMPLETE,
 ) -> RunEvent:
-    """The COMPLETE event of a dbt-ol test run: the tested model as an input dataset whose
-    ``dataQualityAssertions`` facet holds the tests' results (as dbt-ol reports ``dbt test``), no output."""
+    """An event of dbt-ol's ``dbt test`` job of a model (``<database>.<schema>.<project>.<model>.test``, job type
+    TEST): the model as its one input, whose ``dataQualityAssertions`` facet holds the tests' results, as dbt-ol
+    1.54 sends it (in both ``facets`` and ``inputFacets``; START and COMPLETE alike), no output."""
     facet = data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(assertions=assertions)
+    facets = {"dataQualityAssertions": facet}
     return RunEvent(
-        eventType=RunState.COMPLETE,
+        eventType=kind,
         eventTime=iso(when),
         run=Run(runId=run_id),
-        job=Job(namespace="dbt", name="dbt-test-jaffle_shop"),
-        inputs=[InputDataset(namespace=WAREHOUSE, name=dataset, inputFacets={"dataQualityAssertions": facet})],
+        job=Job(
+            namespace="dbt",
+            name=f"jaffle.main.jaffle_shop.{model}.test",
+            facets={"jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration="DBT", jobType="TEST")},
+        ),
+        inputs=[InputDataset(namespace=DUCKDB, name=f"jaffle.main.{model}", inputFacets=facets, facets=facets)],
         outputs=[],
         producer="https://github.com/OpenLineage/OpenLineage/tree/1.54.0/integration/dbt",
     )

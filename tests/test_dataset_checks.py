@@ -8,10 +8,11 @@ from pathlib import Path
 
 from collectors import CollectorProcess, post_lineage
 from job_spans import DAY_NS, MINUTE_NS, job_span, now_ns, write_spans
+from openlineage.client.event_v2 import RunState
 from openlineage.client.facet_v2 import data_quality_assertions_dataset
 from openlineage.client.serde import Serde
 from openlineage.client.uuid import generate_new_uuid
-from openlineage_events import WAREHOUSE, checked_event, now
+from openlineage_events import DUCKDB, checked_event, now
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_datasink import DatasinkSpanProcessor, catalog, local
@@ -96,45 +97,48 @@ def test_latest_result_per_check_a_tie_goes_to_failed_copies_count_once_and_bad_
 
 
 def test_openlineage_data_quality_assertions_through_a_collector_process_are_checks(local_location, tmp_path):
-    tested = "jaffle_shop.main.orders"
+    assertion = data_quality_assertions_dataset.Assertion
+    accepted_values = "accepted_values_orders_status__placed__shipped__completed__returned"
     assertions = [
-        data_quality_assertions_dataset.Assertion(assertion="not_null", success=True, column="order_id"),
-        data_quality_assertions_dataset.Assertion(assertion="unique", success=True, column="order_id"),
-        data_quality_assertions_dataset.Assertion(
-            assertion="accepted_values",
-            success=False,
-            column="status",
-            severity="warn",
-            name="accepted_values_orders_status",
-            expected="0",
-            actual="3",
-        ),
+        # dbt-ol with dbt >= 1.8 (manifest v12): the assertion is the test's name, actual its failures.
+        assertion("not_null_orders_order_id", True, "order_id", "error", actual="0", expected="0"),
+        assertion("unique_orders_order_id", True, "order_id", "error", actual="0", expected="0"),
+        assertion(accepted_values, False, "status", "warn", actual="3", expected="0"),
+        # Older dbt-ol: the generic test's name alone, told apart by the column.
+        assertion("not_null", False, "customer_id"),
+        # The spec's name field.
+        assertion("custom_sql", True, name="assert_no_orphans", description="orders of known customers"),
     ]
     run_id = str(generate_new_uuid())
+    started = now()
     collector = CollectorProcess(local_location, tmp_path / "spool", tmp_path / "log", "--flush-age", "3600")
     try:
-        body = Serde.to_json(checked_event(now(), run_id, assertions, dataset=tested)).encode()
-        assert post_lineage(collector.port, body)[0] == 200
+        for kind, at in ((RunState.START, started), (RunState.COMPLETE, started + datetime.timedelta(seconds=2))):
+            body = Serde.to_json(checked_event(at, run_id, assertions, model="orders", kind=kind)).encode()
+            assert post_lineage(collector.port, body)[0] == 200
     finally:
         assert collector.stop() == 0, (tmp_path / "log").read_text()
 
     con = local.connect(local_location, must_exist=True)
     found = con.sql(
-        "SELECT dataset, check_name, status, assertion, column_name, actual, expected, severity, job_name, run_id "
-        "FROM dataset_checks_latest ORDER BY check_name"
+        "SELECT check_name, status, assertion, column_name, actual, expected, severity FROM dataset_checks_latest "
+        "ORDER BY check_name"
     ).fetchall()
-    dataset = f"{WAREHOUSE}/{tested}"
     assert found == [
-        (dataset, "accepted_values_orders_status", "FAILED", "accepted_values", "status", "3", "0", "warn",
-         "dbt-test-jaffle_shop", run_id),
-        # Without a name, a check is its assertion on its column: two assertions on one column stay apart.
-        (dataset, "not_null(order_id)", "PASSED", "not_null", "order_id", None, None, None,
-         "dbt-test-jaffle_shop", run_id),
-        (dataset, "unique(order_id)", "PASSED", "unique", "order_id", None, None, None, "dbt-test-jaffle_shop", run_id),
-    ]  # fmt: skip
-    assert con.sql("SELECT check_name FROM failing_checks").fetchall() == [("accepted_values_orders_status",)]
-    # The test run is a run like any other, and updates no dataset (it has no output).
-    assert con.sql("SELECT job_name, status FROM job_runs_latest").fetchall() == [("dbt-test-jaffle_shop", "SUCCESS")]
+        (accepted_values, "FAILED", accepted_values, "status", "3", "0", "warn"),
+        ("assert_no_orphans", "PASSED", "custom_sql", None, None, None, None),
+        ("not_null(customer_id)", "FAILED", "not_null", "customer_id", None, None, None),
+        ("not_null_orders_order_id", "PASSED", "not_null_orders_order_id", "order_id", "0", "0", "error"),
+        ("unique_orders_order_id", "PASSED", "unique_orders_order_id", "order_id", "0", "0", "error"),
+    ]
+    # One result per assertion: the START event, which carries them too, checks nothing.
+    stored = con.sql("SELECT DISTINCT dataset, job_name, run_id, count(*) OVER () FROM dataset_checks").fetchall()
+    assert stored == [(f"{DUCKDB}/jaffle.main.orders", "jaffle.main.jaffle_shop.orders.test", run_id, 5)]
+    assert sorted(con.sql("SELECT check_name FROM failing_checks").fetchall()) == [
+        (accepted_values,),
+        ("not_null(customer_id)",),
+    ]
+    # The test run updates no dataset: it has no output.
     assert con.sql("SELECT count(*) FROM dataset_status").fetchall() == [(0,)]
 
 
