@@ -34,6 +34,8 @@ each output dataset                                    a ``dataset_status`` upda
 ``outputStatistics`` facet ``rowCount``                ``records_written`` (their sum: ``records_processed``)
 ``dataQualityAssertions`` facet of a dataset's         a ``dataset_checks`` row of that dataset per assertion
 ``assertions`` (terminal events)                       (``success``: PASSED / FAILED)
+``test`` run facet's ``tests`` (terminal events)       a ``dataset_checks`` row per test and input dataset
+                                                       (``status`` pass / fail; skip: none)
 =====================================================  ========================================================
 
 An event that cannot be a run's state raises :class:`OpenLineageError`, whose message names the field
@@ -182,6 +184,8 @@ def record_of(event: Any, *, namespace_prefix: bool = False) -> SpanRecord | Non
         updates.append((semconv.DATASET_UPDATE_EVENT, event_ns, update))
     for dataset, facets in (*inputs, *outputs):
         updates.extend((semconv.DATASET_CHECK_EVENT, event_ns, check) for check in _assertions(dataset, facets))
+    for check in _tests(run_facets, [name for name, _ in inputs]):
+        updates.append((semconv.DATASET_CHECK_EVENT, event_ns, check))
     if outputs:
         attributes[semconv.DATASET_NAME] = outputs[0][0]  # the primary output, as job spans name it
     if written_total is not None:
@@ -463,6 +467,37 @@ def _assertions(dataset: str, facets: Mapping[str, dict]) -> list[dict[str, Any]
             semconv.CHECK_SEVERITY: _string(_get(item, "severity")),
         }
         checks.append({key: value for key, value in check.items() if value is not None})
+    return checks
+
+
+_TEST_PASSED = {"pass": True, "fail": False}
+"""The ``test`` run facet's ``status`` as a check's result; ``skip`` (not executed) is no result."""
+
+
+def _tests(run_facets: Mapping[str, dict], inputs: list[str]) -> list[dict[str, Any]]:
+    """The ``dataset.check`` event attributes of the ``test`` run facet (``tests: [{name, status, severity, type,
+    expected, actual, ...}]``; dbt-ol sends one per singular test, whose inputs are the models it reads): each test
+    is a check of each input dataset; a test of no input checks no dataset, and is left out."""
+    tests = _get(run_facets.get("test"), "tests")
+    if not isinstance(tests, list) or not inputs:
+        return []
+    checks = []
+    for item in tests:
+        name = _string(_get(item, "name"))
+        status = _get(item, "status")
+        passed = _TEST_PASSED.get(status.lower()) if isinstance(status, str) else None
+        if name is None or passed is None:
+            continue
+        check = {
+            semconv.CHECK_NAME: name,
+            semconv.CHECK_PASSED: passed,
+            semconv.CHECK_ASSERTION: _string(_get(item, "type")),
+            semconv.CHECK_ACTUAL: _get(item, "actual"),
+            semconv.CHECK_EXPECTED: _get(item, "expected"),
+            semconv.CHECK_SEVERITY: _string(_get(item, "severity")),
+        }
+        check = {key: value for key, value in check.items() if value is not None}
+        checks.extend({**check, semconv.DATASET_NAME: dataset} for dataset in inputs)
     return checks
 
 

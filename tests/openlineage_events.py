@@ -17,6 +17,7 @@ from openlineage.client.facet_v2 import (
     output_statistics_output_dataset,
     parent_run,
     processing_engine_run,
+    test_run,
 )
 from openlineage.client.serde import Serde
 
@@ -112,6 +113,24 @@ def checked_event(
             facets={"jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration="DBT", jobType="TEST")},
         ),
         inputs=[InputDataset(namespace=DUCKDB, name=f"jaffle.main.{model}", inputFacets=facets, facets=facets)],
+        outputs=[],
+        producer="https://github.com/OpenLineage/OpenLineage/tree/1.54.0/integration/dbt",
+    )
+
+
+def singular_test_event(when: dt.datetime, run_id: str, test: test_run.TestExecution, *, models: list[str]) -> RunEvent:
+    """The COMPLETE event of dbt-ol's run of one singular dbt test (a SQL file; job named by its unique id, type
+    TEST): its result in the ``test`` run facet, the models it reads as inputs, as dbt-ol 1.54 sends it."""
+    return RunEvent(
+        eventType=RunState.COMPLETE,
+        eventTime=iso(when),
+        run=Run(runId=run_id, facets={"test": test_run.TestRunFacet(tests=[test])}),
+        job=Job(
+            namespace="dbt",
+            name=test.name,
+            facets={"jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration="DBT", jobType="TEST")},
+        ),
+        inputs=[InputDataset(namespace=DUCKDB, name=f"jaffle.main.{model}") for model in models],
         outputs=[],
         producer="https://github.com/OpenLineage/OpenLineage/tree/1.54.0/integration/dbt",
     )

@@ -9,13 +9,14 @@ from pathlib import Path
 from collectors import CollectorProcess, post_lineage
 from job_spans import DAY_NS, MINUTE_NS, job_span, now_ns, write_spans
 from openlineage.client.event_v2 import RunState
-from openlineage.client.facet_v2 import data_quality_assertions_dataset
+from openlineage.client.facet_v2 import data_quality_assertions_dataset, test_run
 from openlineage.client.serde import Serde
 from openlineage.client.uuid import generate_new_uuid
-from openlineage_events import DUCKDB, checked_event, now
+from openlineage_events import DUCKDB, checked_event, now, singular_test_event
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_datasink import DatasinkSpanProcessor, catalog, local
+from otel_datasink.cli import main
 
 LATEST = "SELECT dataset, check_name, status FROM dataset_checks_latest ORDER BY dataset, check_name"
 
@@ -140,6 +141,36 @@ def test_openlineage_data_quality_assertions_through_a_collector_process_are_che
     ]
     # The test run updates no dataset: it has no output.
     assert con.sql("SELECT count(*) FROM dataset_status").fetchall() == [(0,)]
+
+
+def test_replayed_singular_dbt_tests_are_checks_of_each_model_they_read(local_location, tmp_path):
+    payments = "test.jaffle_shop.assert_positive_total_for_payments"
+    events = [
+        singular_test_event(
+            now(),
+            str(generate_new_uuid()),
+            test_run.TestExecution(name=payments, status="fail", severity="error", actual="2", expected="0"),
+            models=["orders", "payments"],
+        ),
+        # A skipped test ran nothing: no result.
+        singular_test_event(
+            now(),
+            str(generate_new_uuid()),
+            test_run.TestExecution(name="test.jaffle_shop.assert_skipped", status="skip"),
+            models=["orders"],
+        ),
+    ]
+    lines = tmp_path / "openlineage.jsonl"
+    lines.write_text("".join(Serde.to_json(event) + "\n" for event in events))
+    assert main(["replay", "--location", local_location, "--no-progress", str(lines)]) == 0
+    con = local.connect(local_location)
+    assert con.sql(
+        "SELECT dataset, check_name, status, actual, expected, severity FROM failing_checks ORDER BY dataset"
+    ).fetchall() == [
+        (f"{DUCKDB}/jaffle.main.orders", payments, "FAILED", "2", "0", "error"),
+        (f"{DUCKDB}/jaffle.main.payments", payments, "FAILED", "2", "0", "error"),
+    ]
+    assert con.sql("SELECT count(*) FROM dataset_checks").fetchall() == [(2,)]
 
 
 def test_a_location_written_before_the_checks_table_existed_reads_with_the_check_views_empty(local_location):
