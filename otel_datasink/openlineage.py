@@ -481,7 +481,7 @@ def _tests(run_facets: Mapping[str, dict], inputs: list[str]) -> list[dict[str, 
     tests = _get(run_facets.get("test"), "tests")
     if not isinstance(tests, list) or not inputs:
         return []
-    checks = []
+    checks: list[dict[str, Any]] = []
     for item in tests:
         name = _string(_get(item, "name"))
         status = _get(item, "status")
