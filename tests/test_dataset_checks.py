@@ -95,6 +95,11 @@ def test_latest_result_per_check_a_tie_goes_to_failed_copies_count_once_and_bad_
         ("orders", "tie", "FAILED"),
     ]
     assert con.sql("SELECT dataset, check_name FROM failing_checks").fetchall() == [("orders", "tie")]
+    # The operator sees the broken clock's result where every future-dated row is listed.
+    ahead = con.sql(
+        "SELECT table_name, job_name, status, time_column FROM future_dated_rows WHERE table_name = 'dataset_checks'"
+    )
+    assert ahead.fetchall() == [("dataset_checks", "checker", "FAILED", "checked_at")]
 
 
 def test_openlineage_data_quality_assertions_through_a_collector_process_are_checks(local_location, tmp_path):

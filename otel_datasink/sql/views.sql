@@ -479,8 +479,8 @@ FROM events AS e
 JOIN per_incident AS p ON p.incident_id = e.incident_id
 WHERE e.recency = 1 AND e.state = 'FIRING';
 
--- The future-dated rows of the last ${window_days} days (see the header), for the operator: rows of job_runs
--- and dataset_status with a time further ahead of the receiver's clock (ingested_at) than
+-- The future-dated rows of the last ${window_days} days (see the header), for the operator: rows of job_runs,
+-- dataset_status and dataset_checks with a time further ahead of the receiver's clock (ingested_at) than
 -- ${future_tolerance_days} day(s). They are kept as received, but no view takes them as a run's state, a
 -- dataset's update or (a watermark) its data_as_of. time_column names the time furthest ahead, reported_time is
 -- its value, ahead_by_minutes how far past ingested_at it is; service_name tells whose clock to mend.
@@ -534,6 +534,24 @@ received AS (
         greatest(updated_at, coalesce(watermark, updated_at)) AS reported_time,
         ingested_at
     FROM dataset_status
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+    UNION ALL
+    SELECT
+        'dataset_checks' AS table_name,
+        job_name,
+        run_id,
+        coalesce(attempt, 1) AS attempt,
+        dataset,
+        status,
+        CAST(NULL AS varchar) AS service_name,
+        trace_id,
+        span_id,
+        CASE WHEN event_time > checked_at THEN 'event_time' ELSE 'checked_at' END AS time_column,
+        greatest(checked_at, coalesce(event_time, checked_at)) AS reported_time,
+        ingested_at
+    FROM dataset_checks
     WHERE
         dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
         AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
