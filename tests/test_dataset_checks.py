@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import pytest
 from collectors import CollectorProcess, post_lineage
 from job_spans import DAY_NS, MINUTE_NS, job_span, now_ns, write_spans
 from openlineage.client.event_v2 import RunState
@@ -15,7 +16,7 @@ from openlineage.client.uuid import generate_new_uuid
 from openlineage_events import DUCKDB, checked_event, now, singular_test_event
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_datasink import DatasinkSpanProcessor, catalog, local
+from otel_datasink import DatasinkSpanProcessor, catalog, job_run, local
 from otel_datasink.cli import main
 
 LATEST = "SELECT dataset, check_name, status FROM dataset_checks_latest ORDER BY dataset, check_name"
@@ -63,6 +64,20 @@ def test_check_events_of_sdk_spans_through_the_processor_give_rows_and_the_views
     checked_ms = (first + 3 * MINUTE_NS // 2) // 1_000_000  # the event's time, in the rows' milliseconds
     checked_at = datetime.datetime.fromtimestamp(checked_ms / 1000, tz=datetime.timezone.utc)
     assert failing == [("unique_orders_id", "load_orders", run_ids[1], checked_at)]
+
+
+def test_job_run_records_the_checks_of_a_run_that_then_fails(local_location):
+    provider = TracerProvider()
+    provider.add_span_processor(DatasinkSpanProcessor(local_location, schedule_delay=0.1))
+    with pytest.raises(ValueError), job_run("validate_orders", tracer=provider.get_tracer("tests")) as run:
+        run.dataset_checked("orders", "row_count", False, assertion="row_count", actual=12, expected=">= 100")
+        raise ValueError("too few rows")
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+    con = local.connect(local_location, must_exist=True)
+    assert con.sql("SELECT job_name, status FROM job_runs_latest").fetchall() == [("validate_orders", "FAILED")]
+    failing = con.sql("SELECT dataset, check_name, assertion, actual, expected, job_name FROM failing_checks")
+    assert failing.fetchall() == [("orders", "row_count", "row_count", "12", ">= 100", "validate_orders")]
 
 
 def test_latest_result_per_check_a_tie_goes_to_failed_copies_count_once_and_bad_times_are_no_result(
