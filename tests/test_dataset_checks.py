@@ -7,14 +7,16 @@ import datetime
 from pathlib import Path
 
 import pytest
-from collectors import CollectorProcess, post_lineage
+from collectors import TRACES, CollectorProcess, post_lineage
 from job_spans import DAY_NS, MINUTE_NS, job_span, now_ns, write_spans
 from openlineage.client.event_v2 import RunState
 from openlineage.client.facet_v2 import data_quality_assertions_dataset, test_run
 from openlineage.client.serde import Serde
 from openlineage.client.uuid import generate_new_uuid
 from openlineage_events import DUCKDB, checked_event, now, singular_test_event
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
+from otlp_payloads import checked_spans
 
 from otel_datasink import DatasinkSpanProcessor, catalog, job_run, local
 from otel_datasink.cli import main
@@ -64,6 +66,21 @@ def test_check_events_of_sdk_spans_through_the_processor_give_rows_and_the_views
     checked_ms = (first + 3 * MINUTE_NS // 2) // 1_000_000  # the event's time, in the rows' milliseconds
     checked_at = datetime.datetime.fromtimestamp(checked_ms / 1000, tz=datetime.timezone.utc)
     assert failing == [("unique_orders_id", "load_orders", run_ids[1], checked_at)]
+
+
+def test_check_events_sent_over_otlp_to_a_collector_process_are_checks(local_location, tmp_path):
+    collector = CollectorProcess(local_location, tmp_path / "spool", tmp_path / "log", "--flush-age", "3600")
+    try:
+        exporter = OTLPSpanExporter(endpoint=f"{collector.url}{TRACES}", timeout=10)
+        assert exporter.export(checked_spans()).name == "SUCCESS"
+        exporter.shutdown()
+    finally:
+        assert collector.stop() == 0, (tmp_path / "log").read_text()
+    con = local.connect(local_location, must_exist=True)
+    assert con.sql("SELECT check_name, status, actual, expected FROM dataset_checks_latest ORDER BY 1").fetchall() == [
+        ("not_null_id", "PASSED", None, None),
+        ("row_count", "FAILED", "12", "100.0"),
+    ]
 
 
 def test_job_run_records_the_checks_of_a_run_that_then_fails(local_location):
