@@ -50,7 +50,7 @@ _CONFIGURED: dict[tuple[int, str], DatasinkSpanProcessor] = {}
 
 
 class JobRun:
-    """The handle :func:`job_run` yields: the span, a records counter and dataset updates."""
+    """The handle :func:`job_run` yields: the span, a records counter, dataset updates and checks."""
 
     def __init__(self, span: trace.Span) -> None:
         self.span = span
@@ -82,6 +82,32 @@ class JobRun:
             (semconv.DATASET_FRESHNESS_SLA_MINUTES, freshness_sla_minutes),
         )
         self.span.add_event(semconv.DATASET_UPDATE_EVENT, attributes, timestamp=timestamp)
+
+    def dataset_checked(
+        self,
+        name: str,
+        check: str,
+        passed: bool,
+        *,
+        assertion: str | None = None,
+        column: str | None = None,
+        actual: AttributeValue | None = None,
+        expected: AttributeValue | None = None,
+        severity: str | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """Records a ``dataset.check`` event at ``timestamp`` (epoch ns; default now): the result of the check
+        ``check`` of dataset ``name``, one row of ``dataset_checks`` when the run ends (whether it succeeds or
+        fails)."""
+        attributes = _given(
+            {semconv.DATASET_NAME: name, semconv.CHECK_NAME: check, semconv.CHECK_PASSED: passed},
+            (semconv.CHECK_ASSERTION, assertion),
+            (semconv.CHECK_COLUMN, column),
+            (semconv.CHECK_ACTUAL, actual),
+            (semconv.CHECK_EXPECTED, expected),
+            (semconv.CHECK_SEVERITY, severity),
+        )
+        self.span.add_event(semconv.DATASET_CHECK_EVENT, attributes, timestamp=timestamp)
 
 
 @contextlib.contextmanager

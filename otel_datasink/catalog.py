@@ -52,6 +52,8 @@ VIEWS = (
     "alerts_open",
     "future_dated_rows",
     "pipeline_runs",
+    "dataset_checks_latest",
+    "failing_checks",
 )
 """The views of ``sql/views.sql``, each after the views it reads."""
 

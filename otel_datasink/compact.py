@@ -315,8 +315,14 @@ def _naming(action: str, path: str) -> Iterator[None]:
         raise kind(f"cannot {action} {path}: {_cause(error, path)}") from error
 
 
+_NO_SUCH_KEY = "The specified key does not exist."
+"""S3's message for NoSuchKey, which s3fs raises as FileNotFoundError when a read finds the object gone."""
+
+
 def _cause(error: Exception, path: str) -> str:
-    if isinstance(error, FileNotFoundError) and (error.errno == errno.ENOENT or str(error) == path):
+    # s3fs words a missing object as its path (a HEAD), or as S3's NoSuchKey text (a GET of an object removed after
+    # it was opened); a missing bucket is a FileNotFoundError too, and is not this.
+    if isinstance(error, FileNotFoundError) and (error.errno == errno.ENOENT or str(error) in (path, _NO_SUCH_KEY)):
         return "it no longer exists (removed since this compaction listed it)"
     return (error.strerror if isinstance(error, OSError) else None) or str(error) or type(error).__name__
 

@@ -126,8 +126,8 @@ OTEL_EXPORTER_DATASINK_MAX_EVENTS = "OTEL_EXPORTER_DATASINK_MAX_EVENTS"
 .. envvar:: OTEL_EXPORTER_DATASINK_MAX_EVENTS
 
 Events a span keeps when it is mapped, the first ones (as ``OTEL_SPAN_EVENT_COUNT_LIMIT`` in the SDK): a
-``dataset.update`` event past it makes no row. The others are dropped, counted in the row's ``attributes`` as
-``otel_datasink.dropped_events_count`` and in the front door's metrics. At least 1. Default: 128.
+``dataset.update`` or ``dataset.check`` event past it makes no row. The others are dropped, counted in the row's
+``attributes`` as ``otel_datasink.dropped_events_count`` and in the front door's metrics. At least 1. Default: 128.
 """
 
 OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTE_LENGTH = "OTEL_EXPORTER_DATASINK_MAX_ATTRIBUTE_LENGTH"

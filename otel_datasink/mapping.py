@@ -2,8 +2,8 @@
 
 A span arrives as a :class:`SpanRecord` (built from an SDK ``ReadableSpan`` by :mod:`otel_datasink.sdk`, from OTLP
 by :mod:`otel_datasink.otlp`, from an OpenLineage event by :mod:`otel_datasink.openlineage`), a mapping profile may
-rewrite it into the contract's conventions, and :func:`job_run_row` / :func:`dataset_rows` turn it into rows of
-``job_runs`` and ``dataset_status``. Nothing here knows the OpenTelemetry SDK.
+rewrite it into the contract's conventions, and :func:`job_run_row` / :func:`dataset_rows` / :func:`check_rows` turn
+it into rows of ``job_runs``, ``dataset_status`` and ``dataset_checks``. Nothing here knows the OpenTelemetry SDK.
 Nothing here raises on bad attribute values: they are coerced where meaningful and otherwise kept,
 as strings, in the ``attributes`` column.
 """
@@ -21,8 +21,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from otel_datasink import semconv
-from otel_datasink.config import MAX_STRING, SpanLimits
+from otel_datasink.config import MAX_STRING, SpanLimits, flag
 from otel_datasink.schema import (
+    CHECK_FAILED,
+    CHECK_PASSED,
+    DATASET_CHECKS_TABLE,
     DATASET_STATUS_TABLE,
     JOB_RUNS_TABLE,
     STATUS_FAILED,
@@ -682,6 +685,57 @@ class OpenSpans:
             self.enclosing.pop(key, None)
 
 
+def check_rows(record: SpanRecord, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``dataset_checks`` rows of an ended job span, given its ``job_runs`` row: one per ``dataset.check`` event
+    with a ``check.name`` and a readable ``check.passed`` (a bool, ``true``/``false``, ``1``/``0``, ``yes``/``no``);
+    an event without either is no result, and left out. The dataset is the event's ``dataset.name``, else the run's.
+    """
+    if run["status"] == STATUS_STARTED:
+        return []
+    rows = []
+    for name, time_ns, attributes in record.events:
+        if name != semconv.DATASET_CHECK_EVENT:
+            continue
+        get = attributes.get
+        dataset = clean_str(get(semconv.DATASET_NAME)) or run["dataset"]
+        check_name = clean_str(get(semconv.CHECK_NAME))
+        passed = _passed(get(semconv.CHECK_PASSED))
+        if not dataset or not check_name or passed is None:
+            continue
+        checked_at = time_ns // 1_000_000
+        rows.append(
+            {
+                "dataset": dataset,
+                "check_name": check_name,
+                "status": CHECK_PASSED if passed else CHECK_FAILED,
+                "assertion": clean_str(get(semconv.CHECK_ASSERTION)),
+                "column_name": clean_str(get(semconv.CHECK_COLUMN)),
+                "actual": clean_str(get(semconv.CHECK_ACTUAL)),
+                "expected": clean_str(get(semconv.CHECK_EXPECTED)),
+                "severity": clean_str(get(semconv.CHECK_SEVERITY)),
+                "checked_at": checked_at,
+                "job_name": run["job_name"],
+                "run_id": run["run_id"],
+                "attempt": run["attempt"],
+                "trace_id": run["trace_id"],
+                "span_id": run["span_id"],
+                "event_time": checked_at,
+                "ingested_at": run["ingested_at"],
+            }
+        )
+    return rows
+
+
+def _passed(value: Any) -> bool | None:
+    # OTLP carries a bool, but producers write "true", "False" or 1 as well; anything else is no result.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    try:
+        return flag(value)
+    except ValueError:
+        return None
+
+
 def map_records(
     records: Iterable[SpanRecord],
     profile: Callable[[SpanRecord], SpanRecord | None],
@@ -690,7 +744,8 @@ def map_records(
     counts: Truncation | None = None,
     open_spans: OpenSpans | None = None,
 ) -> Rows:
-    """Rows of both tables for a batch of spans; spans the profile does not take as job runs are skipped.
+    """Rows of the span tables (``job_runs``, ``dataset_status``, ``dataset_checks``) for a batch of spans; spans
+    the profile does not take as job runs are skipped.
 
     Each span is first brought within ``limits`` (:func:`limited`, before the profile reads it, as the SDK's
     limits bound a span before any processor sees it); what they took from the rows is added to ``counts``.
@@ -709,6 +764,7 @@ def map_records(
     orphans: list[tuple[SpanKey, int, dict[str, Any]]] = []
     # (trace id, span id) -> its run's (job_name, run_id), or the parent span id of a span that is not a run.
     enclosing: dict[SpanKey, tuple[str, str] | int | None] = {}
+    checks: list[dict[str, Any]] = []
     for span in records:
         if len(span.attributes) > max_attributes or len(span.events) > max_events:
             span = limited(span, limits, always)
@@ -726,6 +782,8 @@ def map_records(
             orphans.append((key, record.parent_span_id, run))
         if record.end_time_ns is not None:  # a STARTED row updates no dataset
             updates.extend(dataset_rows(record, run))
+            if record.events:
+                checks.extend(check_rows(record, run))
     for key, parent_span_id, run in orphans:
         found = _enclosing_run(key, parent_span_id, enclosing, open_spans)
         if found is not None:
@@ -733,7 +791,7 @@ def map_records(
     if open_spans is not None:
         for key, run in zip(keys, runs, strict=True):
             open_spans.mapped(key, run)
-    return {JOB_RUNS_TABLE: runs, DATASET_STATUS_TABLE: updates}
+    return {JOB_RUNS_TABLE: runs, DATASET_STATUS_TABLE: updates, DATASET_CHECKS_TABLE: checks}
 
 
 def _enclosing_run(

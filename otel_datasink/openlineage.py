@@ -3,7 +3,7 @@
 The collector (``POST /api/v1/lineage``) and replay (OpenLineage JSON Lines, the file transport's output) read
 OpenLineage through this module. An event is translated *into the span conventions*: ``job.name``, ``job.run.id``,
 ``job.run.attempt``, ``job.run.logical_date``, ``job.type``, ``dataset.update`` events with ``dataset.name`` and
-``dataset.records_written``, a span status and message. From there the one mapping
+``dataset.records_written``, ``dataset.check`` events, a span status and message. From there the one mapping
 (:func:`~otel_datasink.mapping.map_records`) makes the rows, as for a span of any other front door; nothing here
 writes.
 
@@ -32,6 +32,10 @@ root (else parent, else own) run id                    ``trace_id`` (a UUID's 32
 ``airflow``/``airflowDagRun`` ``dagRun.run_type``      ``run_type``
 each output dataset                                    a ``dataset_status`` update of ``<namespace>/<name>``
 ``outputStatistics`` facet ``rowCount``                ``records_written`` (their sum: ``records_processed``)
+``dataQualityAssertions`` facet of a dataset's         a ``dataset_checks`` row of that dataset per assertion
+``assertions`` (terminal events)                       (``success``: PASSED / FAILED)
+``test`` run facet's ``tests`` (terminal events)       a ``dataset_checks`` row per test and input dataset
+                                                       (``status`` pass / fail; skip: none)
 =====================================================  ========================================================
 
 An event that cannot be a run's state raises :class:`OpenLineageError`, whose message names the field
@@ -174,6 +178,10 @@ def record_of(event: Any, *, namespace_prefix: bool = False) -> SpanRecord | Non
         if written is not None and _replaces_contents(facets):
             update[semconv.DATASET_RECORD_COUNT] = written  # the dataset holds exactly what the run wrote
         updates.append((semconv.DATASET_UPDATE_EVENT, event_ns, update))
+    for dataset, facets in (*inputs, *outputs):
+        updates.extend((semconv.DATASET_CHECK_EVENT, event_ns, check) for check in _assertions(dataset, facets))
+    for check in _tests(run_facets, [name for name, _ in inputs]):
+        updates.append((semconv.DATASET_CHECK_EVENT, event_ns, check))
     if outputs:
         attributes[semconv.DATASET_NAME] = outputs[0][0]  # the primary output, as job spans name it
     if written_total is not None:
@@ -442,6 +450,74 @@ def _replaces_contents(facets: Mapping[str, dict]) -> bool:
     # lifecycleStateChange OVERWRITE / CREATE: after the run the dataset holds exactly the rows it wrote.
     change = _get(facets.get("lifecycleStateChange"), "lifecycleStateChange")
     return isinstance(change, str) and change.upper() in ("OVERWRITE", "CREATE")
+
+
+def _assertions(dataset: str, facets: Mapping[str, dict]) -> list[dict[str, Any]]:
+    """The ``dataset.check`` event attributes of a dataset's ``dataQualityAssertions`` facet (spec: an input facet,
+    ``assertions: [{assertion, success, column, severity, name, expected, actual, ...}]``; dbt-ol sends one per
+    tested model and ``dbt test``, with ``failures`` as ``actual``). A check is named by its ``name``, else by its
+    ``assertion`` (dbt-ol's is the test's name, ``not_null_orders_order_id``, which names its column already), else
+    by its ``assertion`` and ``column`` (``not_null(id)``): one assertion on two columns is two checks. An
+    assertion without ``assertion`` is left out, one without ``success`` left to the mapping."""
+    assertions = _get(facets.get("dataQualityAssertions"), "assertions")
+    if not isinstance(assertions, list):
+        return []
+    checks = []
+    for item in assertions:
+        assertion = _string(_get(item, "assertion"))
+        if assertion is None:
+            continue
+        column = _string(_get(item, "column"))
+        name = _string(_get(item, "name")) or _check_name(assertion, column)
+        check = {
+            semconv.DATASET_NAME: dataset,
+            semconv.CHECK_NAME: name,
+            semconv.CHECK_PASSED: _get(item, "success"),
+            semconv.CHECK_ASSERTION: assertion,
+            semconv.CHECK_COLUMN: column,
+            semconv.CHECK_ACTUAL: _get(item, "actual"),
+            semconv.CHECK_EXPECTED: _get(item, "expected"),
+            semconv.CHECK_SEVERITY: _string(_get(item, "severity")),
+        }
+        checks.append({key: value for key, value in check.items() if value is not None})
+    return checks
+
+
+_TEST_PASSED = {"pass": True, "fail": False}
+"""The ``test`` run facet's ``status`` as a check's result; ``skip`` (not executed) is no result."""
+
+
+def _tests(run_facets: Mapping[str, dict], inputs: list[str]) -> list[dict[str, Any]]:
+    """The ``dataset.check`` event attributes of the ``test`` run facet (``tests: [{name, status, severity, type,
+    expected, actual, ...}]``; dbt-ol sends one per singular test, whose inputs are the models it reads): each test
+    is a check of each input dataset; a test of no input checks no dataset, and is left out."""
+    tests = _get(run_facets.get("test"), "tests")
+    if not isinstance(tests, list) or not inputs:
+        return []
+    checks: list[dict[str, Any]] = []
+    for item in tests:
+        name = _string(_get(item, "name"))
+        status = _get(item, "status")
+        passed = _TEST_PASSED.get(status.lower()) if isinstance(status, str) else None
+        if name is None or passed is None:
+            continue
+        check = {
+            semconv.CHECK_NAME: name,
+            semconv.CHECK_PASSED: passed,
+            semconv.CHECK_ASSERTION: _string(_get(item, "type")),
+            semconv.CHECK_ACTUAL: _get(item, "actual"),
+            semconv.CHECK_EXPECTED: _get(item, "expected"),
+            semconv.CHECK_SEVERITY: _string(_get(item, "severity")),
+        }
+        check = {key: value for key, value in check.items() if value is not None}
+        checks.extend({**check, semconv.DATASET_NAME: dataset} for dataset in inputs)
+    return checks
+
+
+def _check_name(assertion: str, column: str | None) -> str:
+    if column is None or re.search(rf"(?:^|_){re.escape(column)}(?:_|$)", assertion):
+        return assertion
+    return f"{assertion}({column})"
 
 
 def _error(run_facets: Mapping[str, dict], event_type: str, attributes: dict[str, Any]) -> str:

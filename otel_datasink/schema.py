@@ -108,7 +108,36 @@ ALERTS_TABLE = "alerts"
 TABLES: dict[str, pa.Schema] = {JOB_RUNS_TABLE: JOB_RUNS, DATASET_STATUS_TABLE: DATASET_STATUS, ALERTS_TABLE: ALERTS}
 """Table name -> schema of its Parquet files (without the ``dt`` partition column)."""
 SPAN_TABLES = (JOB_RUNS_TABLE, DATASET_STATUS_TABLE)
-"""The tables spans make (the pipeline's output): a location holding neither has never received a job span."""
+"""The tables spans make (the pipeline's output): a location holding neither has never received a job span.
+(``dataset_checks`` is made by spans too, but never without the ``job_runs`` row of its span.)"""
+
+DATASET_CHECKS = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("check_name", pa.string()),
+        ("status", pa.string()),
+        ("assertion", pa.string()),
+        ("column_name", pa.string()),
+        ("actual", pa.string()),
+        ("expected", pa.string()),
+        ("severity", pa.string()),
+        ("checked_at", TIMESTAMP),
+        ("job_name", pa.string()),
+        ("run_id", pa.string()),
+        ("attempt", pa.int64()),
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("event_time", TIMESTAMP),
+        ("ingested_at", TIMESTAMP),
+    ]
+)
+"""``dataset_checks``: one row per result of a data-quality check of a dataset (status PASSED or FAILED) by a job
+run: a ``dataset.check`` span event, an OpenLineage ``dataQualityAssertions`` assertion. ``actual`` and
+``expected`` are text (a count, a ratio, a date: as the producer gave them)."""
+DATASET_CHECKS_TABLE = "dataset_checks"
+TABLES[DATASET_CHECKS_TABLE] = DATASET_CHECKS
+CHECK_PASSED = "PASSED"
+CHECK_FAILED = "FAILED"
 
 Rows = dict[str, list[dict[str, Any]]]
 """Table name -> rows (dicts keyed by column, timestamps as epoch milliseconds): what the mapping gives and the
@@ -149,6 +178,7 @@ FUTURE_TOLERANCE_MS = FUTURE_TOLERANCE_DAYS * 86_400_000
 RECEIVED_TIMES: dict[str, tuple[str, ...]] = {
     JOB_RUNS_TABLE: ("event_time", "start_time", "end_time", "logical_date"),
     DATASET_STATUS_TABLE: ("updated_at", "watermark"),
+    DATASET_CHECKS_TABLE: ("checked_at", "event_time"),
 }
 """The times of a table's rows that come from the sender, and are judged against the receiver's clock
 (``alerts`` rows are made on the receiver's own clock: nothing to judge)."""

@@ -55,6 +55,31 @@ DATASET_WATERMARK = "dataset.watermark"
 DATASET_FRESHNESS_SLA_MINUTES = "dataset.freshness_sla_minutes"
 """int, on :data:`DATASET_UPDATE_EVENT`: minutes after which the dataset counts as stale."""
 
+DATASET_CHECK_EVENT = "dataset.check"
+"""Span event name: one result of a data-quality check of a dataset (its :data:`DATASET_NAME`, else the run's);
+any number per job span."""
+
+CHECK_NAME = "check.name"
+"""string, on :data:`DATASET_CHECK_EVENT`, required: the check's name, unique per dataset (``not_null_orders_id``)."""
+
+CHECK_PASSED = "check.passed"
+"""bool, on :data:`DATASET_CHECK_EVENT`, required: whether the check passed (``"true"``/``"false"``, 1/0 read too)."""
+
+CHECK_ASSERTION = "check.assertion"
+"""string, on :data:`DATASET_CHECK_EVENT`: the kind of check (``not_null``, ``unique``, ``row_count`` ...)."""
+
+CHECK_COLUMN = "check.column"
+"""string, on :data:`DATASET_CHECK_EVENT`: the column checked; none for a check of the whole dataset."""
+
+CHECK_ACTUAL = "check.actual"
+"""any, on :data:`DATASET_CHECK_EVENT`: the value the check observed (kept as text)."""
+
+CHECK_EXPECTED = "check.expected"
+"""any, on :data:`DATASET_CHECK_EVENT`: the value or threshold the check expected (kept as text)."""
+
+CHECK_SEVERITY = "check.severity"
+"""string, on :data:`DATASET_CHECK_EVENT`: the check's configured severity (``error``, ``warn``)."""
+
 JOB_TYPES = ("batch", "streaming")
 RUN_TYPES = ("scheduled", "manual", "backfill", "replay")
 

@@ -38,11 +38,13 @@ def job_span(
     logical_date: str | None = None,
     error: str = "RuntimeError",
     span_id: int | None = None,
+    checks: list[dict[str, Any]] | None = None,
 ) -> SpanRecord:
     """A job span as the pipeline sees it; ``end_ns=None`` is its start (a STARTED row).
 
     ``updates``: ``dataset.update`` events, dicts of the event's attributes without the ``dataset.`` prefix
-    plus ``at_ns`` (default: the span's end).
+    plus ``at_ns`` (default: the span's end). ``checks``: ``dataset.check`` events, dicts of the event's ``check.``
+    attributes without the prefix, plus ``dataset`` (its ``dataset.name``) and ``at_ns``.
     """
     attributes: dict[str, Any] = {semconv.JOB_NAME: job}
     for key, value in (
@@ -60,6 +62,13 @@ def job_span(
             update = dict(update)
             at_ns = update.pop("at_ns", end_ns)
             events.append((semconv.DATASET_UPDATE_EVENT, at_ns, {f"dataset.{k}": v for k, v in update.items()}))
+        for check in checks or ():
+            check = dict(check)
+            at_ns = check.pop("at_ns", end_ns)
+            attributes_of_check = {f"check.{k}": v for k, v in check.items() if k != "dataset"}
+            if "dataset" in check:
+                attributes_of_check[semconv.DATASET_NAME] = check["dataset"]
+            events.append((semconv.DATASET_CHECK_EVENT, at_ns, attributes_of_check))
         if failed:
             events.append(
                 (

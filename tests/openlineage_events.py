@@ -10,18 +10,22 @@ from pathlib import Path
 
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import (
+    data_quality_assertions_dataset,
     error_message_run,
     job_type_job,
     nominal_time_run,
     output_statistics_output_dataset,
     parent_run,
     processing_engine_run,
+    test_run,
 )
 from openlineage.client.serde import Serde
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openlineage"
 PRODUCER = "https://github.com/example/etl/tree/1.0.0"
 WAREHOUSE = "postgres://warehouse:5432"
+DUCKDB = "duckdb:///work/jaffle/jaffle.duckdb"
+"""dbt-ol's namespace of a dbt-duckdb project's datasets (``duckdb://<path>``)."""
 
 
 def iso(moment: dt.datetime) -> str:
@@ -83,4 +87,50 @@ def run_event(
         if outputs
         else [],
         producer=PRODUCER,
+    )
+
+
+def checked_event(
+    when: dt.datetime,
+    run_id: str,
+    assertions: list[data_quality_assertions_dataset.Assertion],
+    *,
+    model: str,
+    kind: RunState = RunState.COMPLETE,
+) -> RunEvent:
+    """An event of dbt-ol's ``dbt test`` job of a model (``<database>.<schema>.<project>.<model>.test``, job type
+    TEST): the model as its one input, whose ``dataQualityAssertions`` facet holds the tests' results, as dbt-ol
+    1.54 sends it (in both ``facets`` and ``inputFacets``; START and COMPLETE alike), no output."""
+    facet = data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(assertions=assertions)
+    facets = {"dataQualityAssertions": facet}
+    return RunEvent(
+        eventType=kind,
+        eventTime=iso(when),
+        run=Run(runId=run_id),
+        job=Job(
+            namespace="dbt",
+            name=f"jaffle.main.jaffle_shop.{model}.test",
+            facets={"jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration="DBT", jobType="TEST")},
+        ),
+        inputs=[InputDataset(namespace=DUCKDB, name=f"jaffle.main.{model}", inputFacets=facets, facets=facets)],
+        outputs=[],
+        producer="https://github.com/OpenLineage/OpenLineage/tree/1.54.0/integration/dbt",
+    )
+
+
+def singular_test_event(when: dt.datetime, run_id: str, test: test_run.TestExecution, *, models: list[str]) -> RunEvent:
+    """The COMPLETE event of dbt-ol's run of one singular dbt test (a SQL file; job named by its unique id, type
+    TEST): its result in the ``test`` run facet, the models it reads as inputs, as dbt-ol 1.54 sends it."""
+    return RunEvent(
+        eventType=RunState.COMPLETE,
+        eventTime=iso(when),
+        run=Run(runId=run_id, facets={"test": test_run.TestRunFacet(tests=[test])}),
+        job=Job(
+            namespace="dbt",
+            name=test.name,
+            facets={"jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration="DBT", jobType="TEST")},
+        ),
+        inputs=[InputDataset(namespace=DUCKDB, name=f"jaffle.main.{model}") for model in models],
+        outputs=[],
+        producer="https://github.com/OpenLineage/OpenLineage/tree/1.54.0/integration/dbt",
     )

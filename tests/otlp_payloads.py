@@ -33,6 +33,23 @@ def job_spans(count: int, *, with_noise: bool = True):
     return exporter.get_finished_spans()
 
 
+def checked_spans():
+    """Ended SDK spans of one job run whose data-quality checks are ``dataset.check`` events: ``not_null_id``
+    passed (a bool) and ``row_count`` failed (written ``"false"``, with actual and expected values)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "validator"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("test").start_as_current_span("validate", attributes={"job.name": "validate"}) as span:
+        span.add_event("dataset.check", {"dataset.name": "orders", "check.name": "not_null_id", "check.passed": True})
+        span.add_event(
+            "dataset.check",
+            {"dataset.name": "orders", "check.name": "row_count", "check.passed": "false", "check.actual": 12,
+             "check.expected": 100.0},
+        )  # fmt: skip
+    provider.shutdown()
+    return exporter.get_finished_spans()
+
+
 def good_request(count: int = 1) -> bytes:
     """An OTLP/HTTP protobuf request body of :func:`job_spans`."""
     return encode_spans(job_spans(count)).SerializeToString()

@@ -41,7 +41,7 @@ class Crash(Exception):
 def write_history(writer: Writer, runs: int = 24) -> None:
     """Jobs over the last three days, each run flushed on its own (one small file per table per flush).
 
-    Successes, failures, a run still STARTED, a backfill, dataset updates, and some runs written twice
+    Successes, failures, a run still STARTED, a backfill, dataset updates and checks, and some runs written twice
     (a retried flush), so that every view has rows.
     """
     now = time.time_ns()
@@ -65,7 +65,14 @@ def write_history(writer: Writer, runs: int = 24) -> None:
             status_code=STATUS_CODE_ERROR if failed else 0,
             status_message="boom" if failed else "",
             attributes=attributes,
-            events=[("dataset.update", start + 10**9, {"dataset.name": f"dataset_{i % 3}", "dataset.record_count": i})],
+            events=[
+                ("dataset.update", start + 10**9, {"dataset.name": f"dataset_{i % 3}", "dataset.record_count": i}),
+                (
+                    "dataset.check",
+                    start + 10**9,
+                    {"dataset.name": f"dataset_{i % 3}", "check.name": "rows", "check.passed": i % 4 != 1},
+                ),
+            ],
         )
         rows = map_records([record], DEFAULT_PROFILE, ingested_at_ms=start // 10**6 + 60_000)
         writer.write(rows)

@@ -34,6 +34,7 @@ def test_the_whole_script_parses_as_athena_sql():
         ("TABLE", "monitoring", "job_runs"),
         ("TABLE", "monitoring", "dataset_status"),
         ("TABLE", "monitoring", "alerts"),
+        ("TABLE", "monitoring", "dataset_checks"),
         *(("VIEW", "monitoring", view) for view in catalog.VIEWS),
     ]
 
@@ -99,7 +100,25 @@ def _ddl_columns(statement: str) -> dict[str, str]:
 
 def test_each_ddl_column_type_reads_the_parquet_the_writer_produces(local_location):
     n = now_ns()
-    span = job_span("job", n - MINUTE_NS, n, records=1, dataset="orders", updates=[dict(name="orders", record_count=3)])
+    span = job_span(
+        "job",
+        n - MINUTE_NS,
+        n,
+        records=1,
+        dataset="orders",
+        updates=[dict(name="orders", record_count=3)],
+        checks=[
+            dict(
+                name="not_null_orders_id",
+                passed=False,
+                assertion="not_null",
+                column="id",
+                actual=4,
+                expected=0,
+                severity="error",
+            )
+        ],
+    )
     write_spans(local_location, [span])
     Writer(Options.resolve(local_location)).write({"alerts": [_ALERT_ROW]})
     for statement, table in zip(catalog.athena_tables(LOCATION), TABLES, strict=True):
@@ -141,6 +160,11 @@ def test_views_of_the_script_carry_the_parameters_and_the_database():
     assert "20 * 60000.0E0" in views[catalog.VIEWS.index("hung_runs")]
     alerts_open = views[catalog.VIEWS.index("alerts_open")]
     assert "ops.alerts" in alerts_open and "INTERVAL '90' DAY" in alerts_open
+    checks_latest = views[catalog.VIEWS.index("dataset_checks_latest")]
+    assert (
+        "ops.dataset_checks" in checks_latest and "INTERVAL '90' DAY" in checks_latest and "'45'" not in checks_latest
+    )
+    assert "ops.dataset_checks_latest" in views[catalog.VIEWS.index("failing_checks")]
     for view in views:
         sqlglot.parse_one(view, read="athena")
         # The comments of views.sql go above the statements, never into the text Athena stores.

@@ -150,6 +150,7 @@ def test_spans_the_profile_rejects_make_no_rows():
     assert rows(not_a_job, record(span_id=2)) == {
         "job_runs": [rows(record(span_id=2))["job_runs"][0]],
         "dataset_status": [],
+        "dataset_checks": [],
     }
 
 
@@ -307,3 +308,115 @@ def _escaped(exception_type, message):
 def test_error_message_drops_only_the_type_the_sdk_put_before_the_exception_message(description, events, expected):
     run = one_run(status_code=STATUS_CODE_ERROR, status_message=description, events=events)
     assert (run["error_type"], run["error_message"]) == expected
+
+
+def check(at_ns=END_NS - 1_000_000, **attributes):
+    return ("dataset.check", at_ns, attributes)
+
+
+def test_dataset_check_events_become_check_rows_of_the_run():
+    events = [
+        check(
+            **{
+                "dataset.name": "orders",
+                "check.name": "not_null_orders_id",
+                "check.passed": True,
+                "check.assertion": "not_null",
+                "check.column": "id",
+                "check.actual": 0,
+                "check.expected": "0",
+                "check.severity": "error",
+            }
+        ),
+        check(**{"check.name": "row_count", "check.passed": False, "check.actual": 12, "check.expected": ">= 100"}),
+    ]
+    found = rows(record({"dataset.name": "orders_clean", "job.run.attempt": 2}, events=events))
+    run = found["job_runs"][0]
+    at = (END_NS - 1_000_000) // 1_000_000
+    same = {
+        "checked_at": at,
+        "event_time": at,
+        "job_name": "ingest",
+        "run_id": run["run_id"],
+        "attempt": 2,
+        "trace_id": run["trace_id"],
+        "span_id": run["span_id"],
+        "ingested_at": INGESTED_MS,
+    }
+    assert found["dataset_checks"] == [
+        {
+            "dataset": "orders",
+            "check_name": "not_null_orders_id",
+            "status": "PASSED",
+            "assertion": "not_null",
+            "column_name": "id",
+            "actual": "0",
+            "expected": "0",
+            "severity": "error",
+            **same,
+        },
+        # Without dataset.name the check is of the run's dataset.
+        {
+            "dataset": "orders_clean",
+            "check_name": "row_count",
+            "status": "FAILED",
+            "assertion": None,
+            "column_name": None,
+            "actual": "12",
+            "expected": ">= 100",
+            "severity": None,
+            **same,
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("passed", "status"),
+    [
+        (True, "PASSED"),
+        (False, "FAILED"),
+        ("true", "PASSED"),
+        ("False", "FAILED"),
+        (1, "PASSED"),
+        (0, "FAILED"),
+        (" yes ", "PASSED"),
+        ("no", "FAILED"),
+    ],
+)
+def test_check_passed_is_read_from_bools_strings_and_ints(passed, status):
+    [row] = rows(record(events=[check(**{"dataset.name": "d", "check.name": "c", "check.passed": passed})]))[
+        "dataset_checks"
+    ]
+    assert row["status"] == status
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"dataset.name": "d", "check.name": "c"},  # no result
+        {"dataset.name": "d", "check.name": "c", "check.passed": "maybe"},
+        {"dataset.name": "d", "check.name": "c", "check.passed": 2},
+        {"dataset.name": "d", "check.passed": True},  # no name
+        {"check.name": "c", "check.passed": True},  # no dataset, and the run names none
+    ],
+)
+def test_a_check_event_without_a_name_dataset_or_readable_result_makes_no_check_row(attributes):
+    found = rows(record(events=[check(**attributes)]))
+    assert found["dataset_checks"] == []
+    assert len(found["job_runs"]) == 1  # the run is recorded all the same
+
+
+def test_a_started_row_makes_no_check_rows():
+    found = rows(record(end=None, events=[check(**{"dataset.name": "d", "check.name": "c", "check.passed": True})]))
+    assert [run["status"] for run in found["job_runs"]] == ["STARTED"]
+    assert found["dataset_checks"] == []
+
+
+def test_check_events_are_no_dataset_updates():
+    found = rows(
+        record(
+            {"dataset.name": "out"}, events=[check(**{"dataset.name": "in", "check.name": "c", "check.passed": True})]
+        )
+    )
+    # The span's one implied update of its dataset still happens: a check updates nothing.
+    assert [update["dataset"] for update in found["dataset_status"]] == ["out"]

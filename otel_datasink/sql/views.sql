@@ -497,8 +497,8 @@ FROM events AS e
 JOIN per_incident AS p ON p.incident_id = e.incident_id
 WHERE e.recency = 1 AND e.state = 'FIRING';
 
--- The future-dated rows of the last ${window_days} days (see the header), for the operator: rows of job_runs
--- and dataset_status with a time further ahead of the receiver's clock (ingested_at) than
+-- The future-dated rows of the last ${window_days} days (see the header), for the operator: rows of job_runs,
+-- dataset_status and dataset_checks with a time further ahead of the receiver's clock (ingested_at) than
 -- ${future_tolerance_days} day(s). They are kept as received, but no view takes them as a run's state, a
 -- dataset's update or (a watermark) its data_as_of. time_column names the time furthest ahead, reported_time is
 -- its value, ahead_by_minutes how far past ingested_at it is; service_name tells whose clock to mend.
@@ -555,6 +555,24 @@ received AS (
     WHERE
         dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
         AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+    UNION ALL
+    SELECT
+        'dataset_checks' AS table_name,
+        job_name,
+        run_id,
+        coalesce(attempt, 1) AS attempt,
+        dataset,
+        status,
+        CAST(NULL AS varchar) AS service_name,
+        trace_id,
+        span_id,
+        CASE WHEN event_time > checked_at THEN 'event_time' ELSE 'checked_at' END AS time_column,
+        greatest(checked_at, coalesce(event_time, checked_at)) AS reported_time,
+        ingested_at
+    FROM dataset_checks
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
 )
 SELECT *, date_diff('minute', ingested_at, reported_time) AS ahead_by_minutes
 FROM received
@@ -580,3 +598,62 @@ SELECT
 FROM job_runs_latest
 WHERE parent_job_name IS NOT NULL OR parent_run_id IS NOT NULL
 GROUP BY parent_job_name, parent_run_id;
+
+-- One row per data-quality check of a dataset (dataset, check_name): its latest result in the last
+-- ${dataset_window_days} days (the window of the dataset views: a check that stopped running stays in sight).
+-- A result whose checked_at (or event_time) is further ahead of the receiver's clock than
+-- ${future_tolerance_days} day(s) is left out (see the header). Two results of one check in one millisecond: FAILED
+-- first, then the greater run_id, job_name, trace_id and span_id, never ingestion time (copies of one result,
+-- retries and replays, change no answer). Cost: only the results at each check's latest instant are ranked.
+CREATE OR REPLACE VIEW dataset_checks_latest AS
+WITH recent AS (
+    SELECT *
+    FROM dataset_checks
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+        AND NOT coalesce(
+            greatest(checked_at, coalesce(event_time, checked_at))
+            > ingested_at + INTERVAL '${future_tolerance_days}' DAY,
+            FALSE
+        )
+),
+latest_times AS (
+    SELECT dataset, check_name, max(checked_at) AS checked_at
+    FROM recent
+    GROUP BY dataset, check_name
+),
+ranked AS (
+    SELECT
+        r.*,
+        row_number() OVER (
+            PARTITION BY r.dataset, r.check_name
+            ORDER BY r.status, r.run_id DESC, r.job_name DESC, r.trace_id DESC, r.span_id DESC, r.ingested_at DESC
+        ) AS check_rank
+    FROM recent AS r
+    JOIN latest_times AS l
+        ON r.dataset = l.dataset AND r.check_name = l.check_name AND r.checked_at = l.checked_at
+)
+SELECT
+    dataset,
+    check_name,
+    status,
+    assertion,
+    column_name,
+    actual,
+    expected,
+    severity,
+    checked_at,
+    job_name,
+    run_id,
+    attempt,
+    trace_id,
+    span_id
+FROM ranked
+WHERE check_rank = 1;
+
+-- The checks of dataset_checks_latest whose latest result is FAILED.
+CREATE OR REPLACE VIEW failing_checks AS
+SELECT *
+FROM dataset_checks_latest
+WHERE status = 'FAILED';
