@@ -18,7 +18,8 @@ from otel_datasink.mapping import map_records
 from otel_datasink.profiles import load_profile
 from otel_datasink.sdk import from_readable_span
 
-FIXTURE = Path(__file__).parent / "fixtures" / "prefect" / "orders_etl_retries.jsonl"
+FIXTURES = Path(__file__).parent / "fixtures" / "prefect"
+FIXTURE = FIXTURES / "orders_etl_retries.jsonl"
 ORDERS_ETL = "prefect-flow-f3e3adc5-ef95-46e1-960c-840a80ca895f"
 BROKEN_REPORT = "prefect-flow-bf347a37-0ca0-42e5-8b01-82158c1616d6"
 
@@ -105,7 +106,17 @@ def _prefect_span_rows(attributes: dict, profile: str | None = None) -> list[dic
     return map_records(records, load_profile(profile))["job_runs"]
 
 
-def test_a_job_name_tag_names_a_flows_job():
+def test_a_job_name_tag_names_a_flows_job_and_leaves_its_tasks_their_names(tmp_path):
+    location = str(tmp_path / "datasink")
+    assert main(["replay", "--location", location, "--no-progress", str(FIXTURES / "tagged_flow.jsonl")]) == 0
+    found = _query(location, "SELECT job_name, run_id, attempt, status FROM job_runs ORDER BY job_name")
+    assert found == [
+        ("load", "01a25318-0630-7d1a-a4a6-c5a8bcfcdfd8", 1, "SUCCESS"),
+        ("orders-etl", "4c759e5e-d9bd-4eb8-bbb5-bfa1753389a0", 1, "SUCCESS"),
+    ]
+
+
+def test_a_flow_without_a_job_name_tag_is_named_after_its_flow_id():
     tagged = {
         "prefect.run.type": "flow",
         "prefect.run.name": "sparkling-woodlouse",
@@ -114,7 +125,7 @@ def test_a_job_name_tag_names_a_flows_job():
         "prefect.tags": ("nightly", "job.name:orders-etl"),
     }
     assert [r["job_name"] for r in _prefect_span_rows(tagged)] == ["orders-etl"]
-    untagged = {**tagged, "prefect.tags": ("nightly",)}
+    untagged = {**tagged, "prefect.tags": ("nightly", "job.name:")}
     assert [r["job_name"] for r in _prefect_span_rows(untagged, "prefect")] == ["prefect-flow-f3e3adc5"]
 
 
