@@ -145,3 +145,19 @@ def test_a_task_runs_job_name_is_its_tasks_name(run_name, job_name):
 
 def test_a_prefect_span_without_its_identity_is_not_a_run():
     assert _prefect_span_rows({"prefect.run.type": "flow", "prefect.run.name": "sparkling-woodlouse"}) == []
+
+
+def test_a_retried_flows_span_is_its_failed_first_try_for_prefect_sends_no_span_of_the_retry(tmp_path):
+    location = str(tmp_path / "datasink")
+    assert main(["replay", "--location", location, "--no-progress", str(FIXTURES / "retried_flow.jsonl")]) == 0
+    found = _query(location, "SELECT job_name, run_id, attempt, status, error_type, error_message FROM job_runs")
+    assert found == [
+        (
+            "prefect-flow-79a2ca05-87b7-4ab0-b75f-38bf677367dc",
+            "3a5e8be4-8d03-4ccd-a861-5ed1bdd96138",
+            1,
+            "FAILED",
+            "ValueError",
+            "Flow run encountered an exception: ValueError: first try fails",
+        )
+    ]

@@ -23,7 +23,12 @@ Job names are stable across runs:
 The run id is Prefect's run id. A span is one run, whatever its retries: its attempt is the number of tries
 Prefect made (the ``Running`` and ``Retrying`` states), its status the final state's, and the failures of
 the earlier tries are kept in its attributes: ``prefect.failed_tries`` (their count) and
-``prefect.failed_tries.errors`` (``<type>: <message>`` of each).
+``prefect.failed_tries.errors`` (``<type>: <message>`` of each). A failed run's error message is Prefect's
+state message (the span's own description may be a bare ``Run failed``).
+
+A retried *flow* run's span (Prefect 3.9.1) ends when its first try fails, after the next try's ``Running``
+state, with ERROR ``Run failed``; no span tells of the later tries. A try whose end its span does not show is not
+counted: such a span is attempt 1, FAILED, with that try's error, and the later tries are not recorded.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from otel_datasink import semconv
-from otel_datasink.mapping import Event, SpanRecord, is_job_span
+from otel_datasink.mapping import STATUS_CODE_ERROR, Event, SpanRecord, is_job_span
 from otel_datasink.profiles.base import given, rewritten, takes_only_spans_with
 
 PREFECT_RUN_TYPE = "prefect.run.type"
@@ -42,6 +47,7 @@ PREFECT_RUN_ID = "prefect.run.id"
 PREFECT_FLOW_ID = "prefect.flow.id"
 PREFECT_TAGS = "prefect.tags"
 PREFECT_STATE_TYPE = "prefect.state.type"
+PREFECT_STATE_MESSAGE = "prefect.state.message"
 PREFECT_FAILED_TRIES = "prefect.failed_tries"
 PREFECT_FAILED_TRIES_ERRORS = "prefect.failed_tries.errors"
 JOB_NAME_TAG = "job.name:"
@@ -68,7 +74,7 @@ def prefect_profile(record: SpanRecord) -> SpanRecord | None:
         return None
     if name is None:
         return None
-    tries, failed = _tries(record.events)
+    tries, failed, message = _tries(record.events)
     contract: dict[str, Any] = {
         semconv.JOB_NAME: name,
         semconv.JOB_RUN_ID: given(a.get(PREFECT_RUN_ID)),
@@ -77,7 +83,7 @@ def prefect_profile(record: SpanRecord) -> SpanRecord | None:
     if failed:
         contract[PREFECT_FAILED_TRIES] = len(failed)
         contract[PREFECT_FAILED_TRIES_ERRORS] = failed
-    return rewritten(record, contract)
+    return rewritten(record, contract, status_message=message if record.status_code == STATUS_CODE_ERROR else None)
 
 
 def _task_name(run_name: Any) -> str | None:
@@ -94,18 +100,31 @@ def _flow_name(a: Mapping[str, Any]) -> str | None:
     return None if flow_id is None else f"prefect-flow-{flow_id}"
 
 
-def _tries(events: Sequence[Event]) -> tuple[int, list[str]]:
-    """The number of tries the run's state events show, and ``<type>: <message>`` of each try that failed
-    before the last one (its exception is followed by a later try)."""
+def _tries(events: Sequence[Event]) -> tuple[int, list[str], str | None]:
+    """The number of tries whose end the run's state events show, ``<type>: <message>`` of each of them that
+    failed before the last one (its exception is followed by a later try), and the last state message."""
     tries = 0
     failed: list[str] = []
     pending: str | None = None  # the exception of the current try, until a later try shows it was retried
+    message: str | None = None
+    running = False  # whether the last state seen started a try
     for name, _, attributes in events:
         if name == semconv.EXCEPTION_EVENT:
             pending = f"{attributes.get(semconv.EXCEPTION_TYPE)}: {attributes.get(semconv.EXCEPTION_MESSAGE)}"
-        elif attributes.get(PREFECT_STATE_TYPE) == _TRY_STATE_TYPE:
+            continue
+        state_type = attributes.get(PREFECT_STATE_TYPE)
+        if state_type is None:
+            continue
+        message = given(attributes.get(PREFECT_STATE_MESSAGE)) or message
+        running = state_type == _TRY_STATE_TYPE
+        if running:
             if tries and pending is not None:
                 failed.append(pending)
             tries += 1
             pending = None
-    return tries, failed
+    if running and tries > 1:
+        # A retried flow's span ends as its next try starts: that try's end, and its outcome, are not on it.
+        tries -= 1
+        if failed:
+            failed.pop()
+    return tries, failed, message
