@@ -13,8 +13,7 @@ Job names are stable across runs:
 
 - a task run's is its task's name: Prefect names task runs ``<task name>-<key>`` (the key 3 hex digits, a
   counter or a UUID), and the suffix is taken off (a ``task_run_name`` of your own is kept whole, unless it ends
-  in ``-<digits>`` or ``-<3 hex digits>`` too); the span
-  carries no flow, so a task called by two flows is one job;
+  in ``-<digits>`` or ``-<3 hex digits>`` too); the span carries no flow, so a task called by two flows is one job;
 - a flow run's span carries neither the flow's name nor anything stable but the flow's id (its run names are
   random, ``sparkling-woodlouse``): the job name is a Prefect tag ``job.name:<name>`` on the run
   (``with prefect.tags("job.name:orders-etl"): orders_etl()``, or a deployment's tags), else
@@ -94,8 +93,9 @@ def _task_name(run_name: Any) -> str | None:
 def _flow_name(a: Mapping[str, Any]) -> str | None:
     tags = a.get(PREFECT_TAGS)
     for tag in tags if isinstance(tags, (list, tuple)) else ():
-        if isinstance(tag, str) and tag.startswith(JOB_NAME_TAG) and tag[len(JOB_NAME_TAG) :].strip():
-            return tag[len(JOB_NAME_TAG) :].strip()
+        named = tag[len(JOB_NAME_TAG) :].strip() if isinstance(tag, str) and tag.startswith(JOB_NAME_TAG) else ""
+        if named:
+            return named
     flow_id = given(a.get(PREFECT_FLOW_ID))
     return None if flow_id is None else f"prefect-flow-{flow_id}"
 
