@@ -492,7 +492,7 @@ def test_airflow_210_scheduler_spans_are_never_runs(path, profile, local_locatio
 
 def _other_producers_spans() -> list[ReadableSpan]:
     """A CI/CD pipeline run and its task run, a contract job span, and two spans of a producer no profile knows
-    (Prefect 3's, scope ``prefect``), each producer under its own instrumentation scope."""
+    (scope ``dagster``), each producer under its own instrumentation scope."""
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "platform"}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -504,9 +504,9 @@ def _other_producers_spans() -> list[ReadableSpan]:
             "test", attributes={"cicd.pipeline.task.name": "test", "cicd.pipeline.task.run.result": "failure"}
         ).end()
     provider.get_tracer("etl").start_span("ingest", attributes={"job.name": "ingest_orders"}).end()
-    prefect = provider.get_tracer("prefect")
-    prefect.start_span("sparkling-woodlouse", attributes={"prefect.run.type": "flow"}).end()
-    prefect.start_span("extract-3fa", attributes={"prefect.run.type": "task", "prefect.run.name": "extract-3fa"}).end()
+    dagster = provider.get_tracer("dagster")
+    dagster.start_span("sparkling-woodlouse", attributes={"dagster.run.type": "run"}).end()
+    dagster.start_span("extract-3fa", attributes={"dagster.run.type": "step", "dagster.step.key": "extract-3fa"}).end()
     provider.shutdown()
     return list(memory.get_finished_spans())
 
@@ -542,7 +542,7 @@ def test_one_collector_with_no_profile_records_every_known_producer_and_logs_an_
     assert sorted(set(_run_keys(written))) == _run_keys(expected)
     assert not [r for r in written if r["job_name"].startswith(("sparkling", "extract"))]
     log = (tmp_path / "collector.log").read_text()
-    assert log.count("instrumentation scope 'prefect'") == 1, log
+    assert log.count("instrumentation scope 'dagster'") == 1, log
     assert "--profile" in log
 
 
@@ -560,10 +560,10 @@ def test_replay_with_a_mapping_file_maps_its_producer_beside_every_builtin_one(l
     airflow, others = _sdk_spans(emit_airflow_332), _other_producers_spans()
     lines = tmp_path / "platform.jsonl"
     lines.write_text("".join(json.dumps(otlp_json(encode_spans(spans))) + "\n" for spans in (airflow, others)))
-    mapping = tmp_path / "prefect.toml"
+    mapping = tmp_path / "dagster.toml"
     mapping.write_text(
-        '[[rule]]\nselect.has_attributes = ["prefect.run.name"]\n'
-        'columns.job_name = { attribute = "prefect.run.name" }\n'
+        '[[rule]]\nselect.has_attributes = ["dagster.step.key"]\n'
+        'columns.job_name = { attribute = "dagster.step.key" }\n'
     )
 
     assert main(["replay", "--location", local_location, "--no-progress", "--profile", str(mapping), str(lines)]) == 0

@@ -281,13 +281,13 @@ def _spans_of_scopes(*scopes: str):
 @pytest.mark.parametrize("fmt", [Format.OTLP_PROTOBUF, Format.OTLP_JSON])
 def test_spans_of_an_unknown_producer_are_counted_and_logged_once_per_instrumentation_scope(fmt, caplog):
     ingest = Ingest(load_profile(None), Metrics())
-    request = _spans_of_scopes("prefect", "dagster")
+    request = _spans_of_scopes("luigi", "dagster")
     body = request.SerializeToString() if fmt == Format.OTLP_PROTOBUF else json.dumps(otlp_json(request)).encode()
     with caplog.at_level(logging.INFO, logger="otel_datasink.collector.ingest"):
         for _ in range(3):
             result = ingest(fmt, body)
-            assert (result.spans, result.job_spans, dict(result.unrecognised)) == (5, 1, {"prefect": 2, "dagster": 2})
+            assert (result.spans, result.job_spans, dict(result.unrecognised)) == (5, 1, {"luigi": 2, "dagster": 2})
     lines = [record.getMessage() for record in caplog.records]
-    assert len(lines) == 2 and "scope 'prefect'" in lines[0] and "scope 'dagster'" in lines[1]
+    assert len(lines) == 2 and "scope 'luigi'" in lines[0] and "scope 'dagster'" in lines[1]
     assert all("--profile" in line for line in lines)
     assert (ingest.metrics.spans_received, ingest.metrics.job_spans, ingest.metrics.non_job_spans) == (15, 3, 12)

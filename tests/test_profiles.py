@@ -638,10 +638,10 @@ def test_a_misspelt_job_name_column_is_reported_as_unknown_first_then_as_missing
 # --- every producer at once --------------------------------------------------------------------------------
 
 
-def _prefect_spans(tracer):
-    """Spans of a producer no built-in recognises (Prefect 3's flow and task runs)."""
-    _span(tracer, "sparkling-woodlouse", {"prefect.run.type": "flow", "prefect.run.id": "0b1c"})
-    _span(tracer, "extract-3fa", {"prefect.run.type": "task", "prefect.run.name": "extract-3fa"})
+def _unknown_producers_spans(tracer):
+    """Spans of a producer no built-in recognises (a Dagster run and step, in attributes of its own)."""
+    _span(tracer, "nightly", {"dagster.run.type": "run", "dagster.run.id": "0b1c"})
+    _span(tracer, "extract", {"dagster.run.type": "step", "dagster.step.key": "extract"})
 
 
 def _run_keys(rows):
@@ -662,7 +662,8 @@ def test_the_default_profile_maps_every_builtin_producers_spans_as_that_producer
 
 
 def test_an_unset_or_empty_profile_is_the_default_one():
-    assert load_profile(None) is load_profile("") is load_profile("default") is load_profile("cicd,contract,airflow")
+    every_builtin = load_profile("cicd,contract,prefect,airflow")
+    assert load_profile(None) is load_profile("") is load_profile("default") is every_builtin
 
 
 def test_a_span_with_job_name_is_the_contracts_whatever_producers_attributes_it_carries():
@@ -673,7 +674,7 @@ def test_a_span_with_job_name_is_the_contracts_whatever_producers_attributes_it_
 
 
 def test_spans_of_a_producer_no_profile_recognises_are_never_runs():
-    assert _map("default", _prefect_spans) == []
+    assert _map("default", _unknown_producers_spans) == []
 
 
 def test_a_named_profile_narrows_to_its_producer():

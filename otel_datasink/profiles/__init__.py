@@ -7,15 +7,16 @@ contract's attributes (``job.name``, ``job.run.attempt``, ...) are added, the sp
 
 Every producer is recognised at once by default, each by its own signature, so one collector takes a whole
 platform: a span with ``job.name`` is the contract's and taken as it says (whatever else it carries); then
-Airflow's own DAG-run and task spans (:mod:`.airflow`, by their DAG id attributes) and the OpenTelemetry CI/CD
-conventions (:mod:`.cicd`, by ``cicd.pipeline.*``). A span no producer recognises is never a run.
+Airflow's own DAG-run and task spans (:mod:`.airflow`, by their DAG id attributes), Prefect 3's flow-run and
+task-run spans (:mod:`.prefect`, by ``prefect.run.type``) and the OpenTelemetry CI/CD conventions (:mod:`.cicd`, by
+``cicd.pipeline.*``). A span no producer recognises is never a run.
 
 The ``profile`` option (``--profile``, ``OTEL_EXPORTER_DATASINK_PROFILE``) is a comma-separated list of built-in
 names and TOML mapping files (:mod:`.mapping_file`):
 
-- ``default`` (or unset): every built-in producer: ``contract``, ``airflow``, ``cicd``;
+- ``default`` (or unset): every built-in producer: ``contract``, ``airflow``, ``prefect``, ``cicd``;
 - one or more names narrow to those producers: ``contract`` (only spans with ``job.name``), ``airflow``,
-  ``cicd``, e.g. ``airflow,cicd``;
+  ``prefect``, ``cicd``, e.g. ``airflow,cicd``;
 - a mapping file *adds* its rules to the built-ins: ``rules.toml`` maps with its rules first, then every
   built-in producer; with names beside it, only those: ``contract,rules.toml`` is the file's rules and the
   contract's spans alone.
@@ -40,6 +41,7 @@ from otel_datasink.profiles.airflow import airflow_profile, airflow_task_run_id
 from otel_datasink.profiles.base import Profile, ProfileError, default_profile, job_keys_of
 from otel_datasink.profiles.cicd import cicd_profile
 from otel_datasink.profiles.mapping_file import COLUMN_ATTRIBUTES, MappingFileProfile, load_mapping_file
+from otel_datasink.profiles.prefect import prefect_profile
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -55,6 +57,7 @@ __all__ = [
     "job_keys_of",
     "load_mapping_file",
     "load_profile",
+    "prefect_profile",
     "producers",
 ]
 
@@ -90,6 +93,7 @@ def producers(profiles: Sequence[Profile]) -> Profile:
 BUILTIN_PROFILES: dict[str, Profile] = {
     "contract": default_profile,
     "airflow": airflow_profile,
+    "prefect": prefect_profile,
     "cicd": cicd_profile,
 }
 """The built-in producers, each a profile of its own (``--profile airflow`` narrows to one), in the order the
