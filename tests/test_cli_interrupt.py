@@ -19,6 +19,8 @@ from command_line import command, environment
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
 from otlp_payloads import nightly_spans, otlp_json_line
 
+from otel_datasink.schema import TABLES
+
 EXIT_INTERRUPTED = 130
 ENDLESS = "SELECT count(*) FROM range(10000000000000) AS t(i) WHERE i % 7 = 3"
 """A query of hours on any machine (10^13 rows, about 5 * 10^9 a second on 2 cores here), in constant memory:
@@ -83,10 +85,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def wait_in_query(process: subprocess.Popen, started: str) -> None:
-    """Returns once ``process`` has written the stderr line ``started`` (what it says just before its long query)
-    and burnt 0.3 s of CPU more: it is inside the query, not before it."""
-    first = process.stderr.readline()
-    assert started in first, first
+    """Returns once ``process`` has written a stderr line holding ``started`` (what it says just before its long
+    query; the lines before it are read and dropped) and burnt 0.3 s of CPU more: it is inside the query, not
+    before it."""
+    line = process.stderr.readline()
+    while line and started not in line:
+        line = process.stderr.readline()
+    assert started in line, "the process ended before saying " + repr(started)
     busy = cpu_seconds(process.pid) + 0.3
     wait_for(lambda: cpu_seconds(process.pid) > busy)
 
@@ -115,7 +120,8 @@ def test_ctrl_c_interrupts_a_long_duckdb_query_at_once(tmp_path):
         env=environment(),
     )
     try:
-        wait_in_query(process, "alerts")  # local.connect logs its last step (no alerts yet); the query follows
+        # local.connect logs each table it finds no file of, the last of TABLES last; the query follows.
+        wait_in_query(process, f"no files for {list(TABLES)[-1]} yet")
         seconds, stdout, stderr = interrupt(process)
     finally:
         process.kill()  # a query left running would outlive the test
