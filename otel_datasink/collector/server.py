@@ -194,9 +194,9 @@ class Collector:
         ``kind`` is the body's :class:`~otel_datasink.formats.Format` (its value is the spool's frame kind); the
         receiver holds the body's share of the budget. The decoding holds its estimated size
         (:meth:`Ingest.decoded_size`) too, until its rows are Arrow tables and their dicts are freed. Raises
-        :class:`UndecodableError` for a body that is not
-        what ``kind`` says, :class:`TooLargeToDecodeError` when its decoding would pass the whole budget,
-        :class:`OverBudgetError` when it does not fit in what is left of it, OSError when the spool cannot take it.
+        :class:`UndecodableError` for a body that is not what ``kind`` says, :class:`TooLargeToDecodeError` when its
+        decoding would pass the whole budget, :class:`OverBudgetError` when it does not fit in what is left of it,
+        OSError when the spool cannot take it.
         """
         # Decoding, mapping and converting a big request take seconds of CPU: on a thread, the loop keeps serving
         # the others (it gets the GIL back at least every switch interval, 5 ms, and between the conversion's
