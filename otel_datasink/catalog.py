@@ -52,6 +52,7 @@ VIEWS = (
     "alerts_open",
     "future_dated_rows",
     "pipeline_runs",
+    "dataset_lineage",
     "dataset_checks_latest",
     "failing_checks",
 )

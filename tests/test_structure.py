@@ -246,3 +246,35 @@ def test_spans_that_never_end_do_not_turn_the_enclosing_runs_off(local_location)
                 pass
     provider.shutdown()
     assert latest(local_location, "extract")[:2] == ("nightly", "dag-run-1")
+
+
+def test_dataset_lineage_links_what_a_run_read_to_what_it_wrote(local_location):
+    provider = TracerProvider()
+    provider.add_span_processor(DatasinkSpanProcessor(local_location))
+    tracer = provider.get_tracer("tests")
+    jobs = [
+        ("load_raw", None, "raw.orders"),
+        ("build_orders", ["raw.orders", "raw.customers"], "mart.orders"),
+        ("export", ["mart.orders"], None),
+    ]
+    for name, inputs, dataset in jobs:
+        attributes = {"job.name": name}
+        if inputs:
+            attributes["job.inputs"] = inputs
+        if dataset:
+            attributes["dataset.name"] = dataset
+        with tracer.start_as_current_span(name, attributes=attributes):
+            pass
+    provider.shutdown()
+
+    with local.connect(local_location) as con:
+        edges = con.execute(
+            "SELECT upstream_dataset, job_name, downstream_dataset, last_seen IS NOT NULL FROM dataset_lineage "
+            "ORDER BY job_name, upstream_dataset NULLS FIRST"
+        ).fetchall()
+    assert edges == [
+        ("raw.customers", "build_orders", "mart.orders", True),
+        ("raw.orders", "build_orders", "mart.orders", True),
+        ("mart.orders", "export", None, True),
+        (None, "load_raw", "raw.orders", True),
+    ]

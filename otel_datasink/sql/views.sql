@@ -599,6 +599,47 @@ FROM job_runs_latest
 WHERE parent_job_name IS NOT NULL OR parent_run_id IS NOT NULL
 GROUP BY parent_job_name, parent_run_id;
 
+-- One row per lineage edge seen in the window of job_runs_latest: upstream_dataset (a dataset a run of job_name
+-- read, from its inputs) -> job_name -> downstream_dataset (a dataset the same run wrote: its dataset column or
+-- an update of dataset_status it made), last_seen = the latest end (else latest state) of such a run. A run that
+-- read but wrote nothing gives an edge with downstream_dataset NULL, one that wrote without naming its inputs an
+-- edge with upstream_dataset NULL, so every job that writes a dataset is here. A job reading and writing one
+-- dataset (a merge into it) gives an edge from the dataset to itself: readers of this view follow edges with a
+-- bound on hops. Edges are joined on (job_name, run_id), every attempt of a run together.
+CREATE OR REPLACE VIEW dataset_lineage AS
+WITH runs AS (
+    SELECT job_name, run_id, dataset, inputs, coalesce(end_time, event_time) AS seen
+    FROM job_runs_latest
+),
+written AS (
+    SELECT job_name, run_id, dataset AS downstream_dataset
+    FROM runs
+    WHERE dataset IS NOT NULL
+    UNION
+    SELECT job_name, run_id, dataset AS downstream_dataset
+    FROM dataset_status
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+        AND job_name IS NOT NULL
+        AND run_id IS NOT NULL
+),
+read AS (
+    SELECT r.job_name, r.run_id, i.upstream_dataset
+    FROM runs AS r
+    CROSS JOIN UNNEST(r.inputs) AS i (upstream_dataset)
+),
+edges AS (
+    SELECT rd.upstream_dataset, r.job_name, w.downstream_dataset, r.seen
+    FROM runs AS r
+    LEFT JOIN read AS rd ON rd.job_name = r.job_name AND rd.run_id = r.run_id
+    LEFT JOIN written AS w ON w.job_name = r.job_name AND w.run_id = r.run_id
+)
+SELECT upstream_dataset, job_name, downstream_dataset, max(seen) AS last_seen
+FROM edges
+WHERE upstream_dataset IS NOT NULL OR downstream_dataset IS NOT NULL
+GROUP BY upstream_dataset, job_name, downstream_dataset;
+
 -- One row per data-quality check of a dataset (dataset, check_name): its latest result in the last
 -- ${dataset_window_days} days (the window of the dataset views: a check that stopped running stays in sight).
 -- A result whose checked_at (or event_time) is further ahead of the receiver's clock than
