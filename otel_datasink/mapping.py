@@ -70,6 +70,30 @@ class SpanRecord:
     """Events already dropped by the span limits, as :attr:`dropped_attributes`."""
 
 
+MappedSpan = SpanRecord | Sequence[SpanRecord] | None
+"""What a profile makes of a span: None for a span that is no job run, else the span in the contract's conventions:
+one record, or several when the span reports several runs (a retried Prefect task's span: one record per try, all
+of that span, see :mod:`otel_datasink.profiles.prefect`)."""
+
+
+def records_of(mapped: MappedSpan) -> Sequence[SpanRecord]:
+    """The records of what a profile made of a span (:data:`MappedSpan`): none, one, or each of several."""
+    if mapped is None:
+        return ()
+    return (mapped,) if isinstance(mapped, SpanRecord) else mapped
+
+
+def spans_of(runs: Sequence[Mapping[str, Any]]) -> int:
+    """The spans that made ``runs`` (``job_runs`` rows of :func:`map_records`): a span's several runs are
+    consecutive rows of its trace and span id, so a counter of job spans counts them once."""
+    spans, previous = 0, None
+    for run in runs:
+        key = (run["trace_id"], run["span_id"])
+        if key != previous:
+            spans, previous = spans + 1, key
+    return spans
+
+
 DEFAULT_LIMITS = SpanLimits()
 
 
@@ -738,14 +762,15 @@ def _passed(value: Any) -> bool | None:
 
 def map_records(
     records: Iterable[SpanRecord],
-    profile: Callable[[SpanRecord], SpanRecord | None],
+    profile: Callable[[SpanRecord], MappedSpan],
     ingested_at_ms: int | None = None,
     limits: SpanLimits = DEFAULT_LIMITS,
     counts: Truncation | None = None,
     open_spans: OpenSpans | None = None,
 ) -> Rows:
     """Rows of the span tables (``job_runs``, ``dataset_status``, ``dataset_checks``) for a batch of spans; spans
-    the profile does not take as job runs are skipped.
+    the profile does not take as job runs are skipped, and a span it makes several records of (:data:`MappedSpan`)
+    gives the rows of each, in order.
 
     Each span is first brought within ``limits`` (:func:`limited`, before the profile reads it, as the SDK's
     limits bound a span before any processor sees it); what they took from the rows is added to ``counts``.
@@ -768,22 +793,26 @@ def map_records(
     for span in records:
         if len(span.attributes) > max_attributes or len(span.events) > max_events:
             span = limited(span, limits, always)
-        record = profile(span)
-        if record is None:
+        mapped = profile(span)
+        if not mapped:  # None, or no record
             enclosing.setdefault((span.trace_id, span.span_id), span.parent_span_id)
             continue
-        run = job_run_row(record, ingested, limits, counts)
-        runs.append(run)
-        key = (record.trace_id, record.span_id)
-        keys.append(key)
-        enclosing[key] = (run["job_name"], run["run_id"])
-        # A trace's root has no enclosing span; another run without parent attributes looks for one.
-        if record.parent_span_id is not None and run["parent_job_name"] is None and run["parent_run_id"] is None:
-            orphans.append((key, record.parent_span_id, run))
-        if record.end_time_ns is not None:  # a STARTED row updates no dataset
-            updates.extend(dataset_rows(record, run))
-            if record.events:
-                checks.extend(check_rows(record, run))
+        # A span is most often one run; a profile may make several of it (one per try), each a row of its own.
+        counted = counts
+        for record in records_of(mapped):
+            run = job_run_row(record, ingested, limits, counted)
+            counted = None  # what the limits took from a span is counted once, however many runs it makes
+            runs.append(run)
+            key = (record.trace_id, record.span_id)
+            keys.append(key)
+            enclosing[key] = (run["job_name"], run["run_id"])
+            # A trace's root has no enclosing span; another run without parent attributes looks for one.
+            if record.parent_span_id is not None and run["parent_job_name"] is None and run["parent_run_id"] is None:
+                orphans.append((key, record.parent_span_id, run))
+            if record.end_time_ns is not None:  # a STARTED row updates no dataset
+                updates.extend(dataset_rows(record, run))
+                if record.events:
+                    checks.extend(check_rows(record, run))
     for key, parent_span_id, run in orphans:
         found = _enclosing_run(key, parent_span_id, enclosing, open_spans)
         if found is not None:

@@ -40,7 +40,7 @@ import fsspec
 from otel_datasink import semconv
 from otel_datasink.config import Options
 from otel_datasink.formats import Format, decode_document, format_of
-from otel_datasink.mapping import SpanRecord, Truncation, map_records
+from otel_datasink.mapping import MappedSpan, SpanRecord, Truncation, map_records
 from otel_datasink.openlineage import OpenLineageError
 from otel_datasink.otlp import OtlpDecodeError, Rejections
 from otel_datasink.pipeline import Pipeline
@@ -84,7 +84,8 @@ class Summary:
     lineage_events: int = 0
     """OpenLineage events read (RUNNING, OTHER, job and dataset events included: they make no row)."""
     job_runs: int = 0
-    """``job_runs`` rows: one per job span, so one per OpenLineage START and one per COMPLETE of the same run."""
+    """``job_runs`` rows: one per job span (one per try of a retried Prefect task's span), so one per OpenLineage
+    START and one per COMPLETE of the same run."""
     dataset_updates: int = 0
     files_written: int = 0
     bad_lines: list[BadLine] = dataclasses.field(default_factory=list)
@@ -137,13 +138,19 @@ def lineage_profile(run_type: str | None = None) -> Profile:
 
 
 def with_run_type(profile: Profile, run_type: str) -> Profile:
-    """``profile``, then ``job.run.type = run_type`` on the job spans that do not say their run type."""
+    """``profile``, then ``job.run.type = run_type`` on the job spans that do not say their run type (each record,
+    when the profile makes several of a span)."""
 
-    def marked(record: SpanRecord) -> SpanRecord | None:
-        mapped = profile(record)
-        if mapped is None or mapped.attributes.get(semconv.JOB_RUN_TYPE) not in (None, ""):
+    def mark(mapped: SpanRecord) -> SpanRecord:
+        if mapped.attributes.get(semconv.JOB_RUN_TYPE) not in (None, ""):
             return mapped
         return dataclasses.replace(mapped, attributes={**mapped.attributes, semconv.JOB_RUN_TYPE: run_type})
+
+    def marked(record: SpanRecord) -> MappedSpan:
+        mapped = profile(record)
+        if mapped is None or isinstance(mapped, SpanRecord):
+            return None if mapped is None else mark(mapped)
+        return [mark(one) for one in mapped]
 
     return marked
 

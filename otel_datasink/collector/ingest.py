@@ -29,7 +29,7 @@ from google.protobuf.message import DecodeError
 from otel_datasink.collector.counters import Metrics
 from otel_datasink.config import SpanLimits
 from otel_datasink.formats import Format, decode
-from otel_datasink.mapping import DEFAULT_LIMITS, Truncation, map_records
+from otel_datasink.mapping import DEFAULT_LIMITS, Truncation, map_records, spans_of
 from otel_datasink.openlineage import OpenLineageError, summary_of
 from otel_datasink.otlp import Rejections, protobuf_shape
 from otel_datasink.profiles import Profile, default_profile, job_keys_of
@@ -179,7 +179,8 @@ class Ingest:
         return Ingested(
             rows,
             decoded.spans,
-            0 if lineage else runs,
+            # Spans, not rows: a span may make several runs (a retried Prefect task's tries).
+            0 if lineage else spans_of(rows[JOB_RUNS_TABLE]),
             decoded.rejected,
             summary_of(decoded.event_types) if lineage else {},
             future_dated=count_future_dated(rows),

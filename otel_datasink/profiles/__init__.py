@@ -1,9 +1,11 @@
 """Mapping profiles: which spans are job runs, and how their attributes read in the contract's conventions.
 
-A profile is a callable ``SpanRecord -> SpanRecord | None``: None for a span that is not a job run, else
-the span rewritten so that the one mapping (:func:`otel_datasink.mapping.map_records`) reads it: the
+A profile is a callable ``SpanRecord -> SpanRecord | Sequence[SpanRecord] | None``: None for a span that is not a
+job run, else the span rewritten so that the one mapping (:func:`otel_datasink.mapping.map_records`) reads it: the
 contract's attributes (``job.name``, ``job.run.attempt``, ...) are added, the span's own attributes are kept
-(they land in the ``attributes`` column), and the status may be set from a state attribute.
+(they land in the ``attributes`` column), and the status may be set from a state attribute. A span that reports
+several runs is rewritten into one record per run (a retried Prefect task: one per try, :mod:`.prefect`), which
+the one mapping turns into a row each.
 
 Every producer is recognised at once by default, each by its own signature, so one collector takes a whole
 platform: a span with ``job.name`` is the contract's and taken as it says (whatever else it carries); then
@@ -36,7 +38,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from otel_datasink.mapping import SpanRecord
+from otel_datasink.mapping import MappedSpan, SpanRecord
 from otel_datasink.profiles.airflow import airflow_profile, airflow_task_run_id
 from otel_datasink.profiles.base import Profile, ProfileError, default_profile, job_keys_of
 from otel_datasink.profiles.cicd import cicd_profile
@@ -74,7 +76,7 @@ def producers(profiles: Sequence[Profile]) -> Profile:
     union = None if any(key is None for key in keys) else frozenset().union(*(key for key in keys if key is not None))
     dispatch = tuple(zip(keys, profiles, strict=True))
 
-    def first_taking(record: SpanRecord) -> SpanRecord | None:
+    def first_taking(record: SpanRecord) -> MappedSpan:
         attributes = record.attributes
         # Most spans are no producer's run (a job's reads, queries, HTTP calls): one set test for them all.
         if union is not None and union.isdisjoint(attributes):
@@ -82,7 +84,7 @@ def producers(profiles: Sequence[Profile]) -> Profile:
         for needed, profile in dispatch:
             if needed is None or not needed.isdisjoint(attributes):
                 mapped = profile(record)
-                if mapped is not None:
+                if mapped:  # a record, or records
                     return mapped
         return None
 

@@ -7,11 +7,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from otel_datasink import semconv
-from otel_datasink.mapping import SpanRecord, is_job_span
+from otel_datasink.mapping import MappedSpan, SpanRecord, is_job_span
 
-Profile = Callable[[SpanRecord], "SpanRecord | None"]
-"""``SpanRecord -> SpanRecord | None``: None for a span that is not a job run, else the span in the contract's
-conventions. It may declare ``job_keys`` (see :func:`job_keys_of`)."""
+Profile = Callable[[SpanRecord], MappedSpan]
+"""``SpanRecord -> SpanRecord | Sequence[SpanRecord] | None`` (:data:`~otel_datasink.mapping.MappedSpan`): None for
+a span that is not a job run, else the span in the contract's conventions, or a record for each run of a span that
+reports several (a retried Prefect task's tries). It may declare ``job_keys`` (see :func:`job_keys_of`)."""
 
 
 class ProfileError(ValueError):

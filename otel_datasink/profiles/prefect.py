@@ -19,19 +19,36 @@ Job names are stable across runs:
   (``with prefect.tags("job.name:orders-etl"): orders_etl()``, or a deployment's tags), else
   ``prefect-flow-<flow id>`` (the id the Prefect server gave the flow, stable for its name on that server).
 
-The run id is Prefect's run id. A span is one run, whatever its retries: its attempt is the number of tries
-Prefect made (the ``Running`` and ``Retrying`` states), its status the final state's, and the failures of
-the earlier tries are kept in its attributes: ``prefect.failed_tries`` (their count) and
-``prefect.failed_tries.errors`` (``<type>: <message>`` of each). A failed run's error message is Prefect's
-state message (the span's own description may be a bare ``Run failed``).
+The run id is Prefect's run id, and each try Prefect made is a run of its own: attempt 1, 2, ... of that run id and
+job name, all with the flow run as their parent. Prefect keeps one span over a task run's tries, and its task
+engine (``prefect/task_engine.py``) marks them with the run's states: each try starts with a state of type
+``RUNNING`` (``Running`` from ``begin_run``, ``Retrying`` for a retry: ``handle_retry`` sets it at once for a retry
+without delay, ``wait_until_ready`` after the delay), and a try that fails while retries are left records its
+exception (``handle_exception`` calls ``RunTelemetry.record_exception`` before ``handle_retry``) and then enters
+``AwaitingRetry`` (type ``SCHEDULED``, a retry with a delay) or ``Retrying``. So a span with the events
+``Running``, ``exception``, ``AwaitingRetry``, ``Retrying``, ``Completed`` is two runs:
 
-A retried *flow* run's span (Prefect 3.9.1) ends when its first try fails, after the next try's ``Running``
-state, with ERROR ``Run failed``; no span tells of the later tries. A try whose end its span does not show is not
-counted: such a span is attempt 1, FAILED, with that try's error, and the later tries are not recorded.
+- attempt 1, FAILED, from the span's start to its ``AwaitingRetry`` (else the next try's ``Retrying``) event, with
+  the error of its own ``exception`` event (type and message; a try that failed by a timeout or a returned Failed
+  state records none, and has no error text) or of its state message when it has one;
+- attempt 2, from its ``Retrying`` event to the span's end, with the span's status (a failed last try's error
+  message is Prefect's terminal state message: the span's own description may be a bare ``Run failed``), and the
+  run's records and datasets (``dataset.name``, ``job.records_processed``, and the ``dataset.update`` events of
+  that try), so a dataset is updated once, by the try that wrote it.
+
+Each try keeps the events of its own time (its ``dataset.check`` events are its checks). A span without a retry is
+one run, attempt 1, from its start to its end.
+
+A retried *flow* run's span (Prefect 3.9.1) ends when its first try fails: ``flow_engine.py``'s
+``handle_exception`` proposes Failed, the server answers ``AwaitingRetry``, the engine enters ``Running`` again and
+only then records the exception and ends the span (ERROR ``Run failed``); no span tells of the later tries. A try
+whose end its span does not show is not a run: such a span is attempt 1, FAILED, with that try's error (the
+``AwaitingRetry`` state's message), and the later tries are not recorded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,8 +64,6 @@ PREFECT_FLOW_ID = "prefect.flow.id"
 PREFECT_TAGS = "prefect.tags"
 PREFECT_STATE_TYPE = "prefect.state.type"
 PREFECT_STATE_MESSAGE = "prefect.state.message"
-PREFECT_FAILED_TRIES = "prefect.failed_tries"
-PREFECT_FAILED_TRIES_ERRORS = "prefect.failed_tries.errors"
 JOB_NAME_TAG = "job.name:"
 """The prefix of the Prefect tag that names a flow's job: ``job.name:<name>``."""
 
@@ -56,11 +71,14 @@ JOB_NAME_TAG = "job.name:"
 _TASK_RUN_SUFFIX = re.compile(r"-(?:[0-9a-f]{3}|[0-9]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 # A try starts with a state of type RUNNING: "Running" for the first, "Retrying" for each retry.
 _TRY_STATE_TYPE = "RUNNING"
+# A failed try waiting for its retry's delay: "AwaitingRetry".
+_AWAITING_STATE_TYPE = "SCHEDULED"
+_LAST_TRY_ONLY = frozenset((semconv.DATASET_NAME, semconv.JOB_RECORDS_PROCESSED, semconv.ERROR_TYPE))
 
 
 @takes_only_spans_with(PREFECT_RUN_TYPE)
-def prefect_profile(record: SpanRecord) -> SpanRecord | None:
-    """Prefect 3's flow-run and task-run spans as job runs (see the module's docstring)."""
+def prefect_profile(record: SpanRecord) -> SpanRecord | list[SpanRecord] | None:
+    """Prefect 3's flow-run and task-run spans as job runs, one per try (see the module's docstring)."""
     if is_job_span(record):
         return record
     a = record.attributes
@@ -73,16 +91,62 @@ def prefect_profile(record: SpanRecord) -> SpanRecord | None:
         return None
     if name is None:
         return None
-    tries, failed, message = _tries(record.events)
-    contract: dict[str, Any] = {
-        semconv.JOB_NAME: name,
-        semconv.JOB_RUN_ID: given(a.get(PREFECT_RUN_ID)),
-        semconv.JOB_RUN_ATTEMPT: tries or None,
-    }
-    if failed:
-        contract[PREFECT_FAILED_TRIES] = len(failed)
-        contract[PREFECT_FAILED_TRIES_ERRORS] = failed
-    return rewritten(record, contract, status_message=message if record.status_code == STATUS_CODE_ERROR else None)
+    contract: dict[str, Any] = {semconv.JOB_NAME: name, semconv.JOB_RUN_ID: given(a.get(PREFECT_RUN_ID))}
+    starts = _try_starts(record.events)
+    if len(starts) <= 1:
+        message = _state_message(record.events) if record.status_code == STATUS_CODE_ERROR else None
+        return rewritten(record, contract, status_message=message)
+    return [_try(record, contract, starts, number) for number in range(1, len(starts) + 1)]
+
+
+def _try_starts(events: Sequence[Event]) -> list[int]:
+    """The indices in ``events`` of the state events that start a try (type ``RUNNING``) whose end the span shows:
+    a retried flow's span ends in its next try's ``Running`` state, of which it shows no end."""
+    starts = []
+    running = False  # whether the last state seen started a try
+    for index, (_, _, attributes) in enumerate(events):
+        state_type = attributes.get(PREFECT_STATE_TYPE)
+        if state_type is not None:
+            running = state_type == _TRY_STATE_TYPE
+            if running:
+                starts.append(index)
+    if running and len(starts) > 1:
+        starts.pop()
+    return starts
+
+
+def _try(record: SpanRecord, contract: Mapping[str, Any], starts: Sequence[int], number: int) -> SpanRecord:
+    """Try ``number`` (from 1) of a span whose tries start at the events ``starts``: its events, times and status
+    (an earlier try failed; the last has the span's)."""
+    events = record.events
+    begin = 0 if number == 1 else starts[number - 1]  # the first try also holds the events before its Running
+    tried = {**contract, semconv.JOB_RUN_ATTEMPT: number}
+    if number == len(starts):
+        message = _state_message(events[begin:]) if record.status_code == STATUS_CODE_ERROR else None
+        last = rewritten(record, tried, status_message=message)
+        return dataclasses.replace(last, start_time_ns=events[begin][1], events=events[begin:])
+    mine = events[begin : starts[number]]
+    waits = [time for _, time, attributes in mine if attributes.get(PREFECT_STATE_TYPE) == _AWAITING_STATE_TYPE]
+    earlier = rewritten(record, tried)
+    return dataclasses.replace(
+        earlier,
+        # The run's records and datasets are the last try's (it wrote them): a failed try must not update them too.
+        attributes={key: value for key, value in earlier.attributes.items() if key not in _LAST_TRY_ONLY},
+        start_time_ns=record.start_time_ns if number == 1 else events[begin][1],
+        end_time_ns=waits[0] if waits else events[starts[number]][1],
+        status_code=STATUS_CODE_ERROR,
+        status_message=_state_message(mine) or "",
+        events=mine,
+    )
+
+
+def _state_message(events: Sequence[Event]) -> str | None:
+    """The last non-empty Prefect state message of ``events`` (a failed run's is its error text), or None."""
+    for _, _, attributes in reversed(events):
+        message = given(attributes.get(PREFECT_STATE_MESSAGE))
+        if message:
+            return str(message)
+    return None
 
 
 def _task_name(run_name: Any) -> str | None:
@@ -98,33 +162,3 @@ def _flow_name(a: Mapping[str, Any]) -> str | None:
             return named
     flow_id = given(a.get(PREFECT_FLOW_ID))
     return None if flow_id is None else f"prefect-flow-{flow_id}"
-
-
-def _tries(events: Sequence[Event]) -> tuple[int, list[str], str | None]:
-    """The number of tries whose end the run's state events show, ``<type>: <message>`` of each of them that
-    failed before the last one (its exception is followed by a later try), and the last state message."""
-    tries = 0
-    failed: list[str] = []
-    pending: str | None = None  # the exception of the current try, until a later try shows it was retried
-    message: str | None = None
-    running = False  # whether the last state seen started a try
-    for name, _, attributes in events:
-        if name == semconv.EXCEPTION_EVENT:
-            pending = f"{attributes.get(semconv.EXCEPTION_TYPE)}: {attributes.get(semconv.EXCEPTION_MESSAGE)}"
-            continue
-        state_type = attributes.get(PREFECT_STATE_TYPE)
-        if state_type is None:
-            continue
-        message = given(attributes.get(PREFECT_STATE_MESSAGE)) or message
-        running = state_type == _TRY_STATE_TYPE
-        if running:
-            if tries and pending is not None:
-                failed.append(pending)
-            tries += 1
-            pending = None
-    if running and tries > 1:
-        # A retried flow's span ends as its next try starts: that try's end, and its outcome, are not on it.
-        tries -= 1
-        if failed:
-            failed.pop()
-    return tries, failed, message
