@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from otel_datasink import local
+from otel_datasink import DatasinkSpanProcessor, local
 from otel_datasink.cli import main
 from otel_datasink.collector.counters import Metrics
 from otel_datasink.collector.ingest import Ingest
@@ -335,3 +335,26 @@ def test_a_replay_with_a_run_type_marks_every_try_of_a_retried_task(tmp_path):
     assert main(["replay", "--location", location, "--no-progress", "--run-type", "replay", str(FIXTURE)]) == 0
     found = _query(location, "SELECT job_name, attempt, run_type FROM job_runs WHERE job_name = 'publish'")
     assert sorted(found) == [("publish", 1, "replay"), ("publish", 2, "replay")]
+
+
+def test_in_process_each_try_of_a_task_gets_its_open_flow_run_as_parent(tmp_path):
+    """The processor maps the task's span while its flow's is still open (another batch): each try finds it. (It
+    wrote a STARTED row of attempt 1 as the span started: the latest state of attempt 1 is its FAILED row.)"""
+    location = str(tmp_path / "datasink")
+    provider = TracerProvider()
+    provider.add_span_processor(DatasinkSpanProcessor(location, schedule_delay=0.05))
+    tracer = provider.get_tracer("prefect", "3.9.1")
+    flow = {"prefect.run.type": "flow", "prefect.run.name": "tunneling-hornet", "prefect.run.id": "c8c6"}
+    with tracer.start_as_current_span("tunneling-hornet", attributes={**flow, "prefect.flow.id": "f3e3"}):
+        task = tracer.start_span("flaky_extract-865", attributes={**TASK, "prefect.run.name": "flaky_extract-865"})
+        retried = (_state("Running", 1), _exception(2, "not ready"), _state("Retrying", 3), _state("Completed", 4))
+        for name, _, attributes in retried:
+            task.add_event(name, attributes)
+        task.end()
+        provider.force_flush()
+    provider.shutdown()
+    found = _query(
+        location,
+        "SELECT attempt, status, parent_job_name, parent_run_id FROM job_runs_latest WHERE job_name = 'flaky_extract'",
+    )
+    assert sorted(found) == [(1, "FAILED", "prefect-flow-f3e3", "c8c6"), (2, "SUCCESS", "prefect-flow-f3e3", "c8c6")]
