@@ -52,11 +52,12 @@ def test_the_views_of_the_file_read_the_clock_when_queried(tmp_path):
     assert "current_date" in text.lower()  # not the day the file was written
 
 
-def test_the_file_of_an_s3_location_reads_its_urls_and_holds_no_credential(s3_location, moto_server, tmp_path):
+def test_the_file_of_an_s3_location_reads_its_urls_and_holds_no_credential(s3_location, moto_server, tmp_path, capsys):
     write_spans(s3_location, [_run("extract")], s3_endpoint_url=moto_server.endpoint_url)
     path = tmp_path / "m.duckdb"
     args = ["ddl", "--location", s3_location, "--s3-endpoint-url", moto_server.endpoint_url, "--duckdb", str(path)]
     assert main(args) == 0
+    assert "httpfs" in capsys.readouterr().out  # what the reader needs, said where the file is written
     assert os.environ["AWS_SECRET_ACCESS_KEY"].encode() not in path.read_bytes()
     # A reader brings its own credentials (here s3fs, as httpfs would with a secret): the views name the URLs.
     import s3fs

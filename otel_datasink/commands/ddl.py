@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_duckdb(args: argparse.Namespace) -> int:
+    from fsspec.utils import get_protocol
+
     from otel_datasink import local  # DuckDB: imported only to write its file, not for the Athena script
 
     options = store_options(args)
@@ -72,4 +74,9 @@ def _write_duckdb(args: argparse.Namespace) -> int:
     except local.NoTablesError as error:
         raise CommandError(f"{error} ({ALLOW_EMPTY_HINT})") from error
     print(f"wrote {path}: the tables and {len(VIEWS)} views of {options.location}")
+    if get_protocol(options.location) not in ("file", "local"):
+        print(
+            f"its views read {options.location} when queried, with the reader's credentials (none are in the file): "
+            "the reader's DuckDB loads httpfs and creates a secret first (CREATE SECRET (TYPE s3, ...))"
+        )
     return 0
