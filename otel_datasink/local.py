@@ -111,7 +111,7 @@ def write_database(
     if target.is_dir():
         raise IsADirectoryError(f"{path} is a folder, not a database file")
     if target.exists() and not replace:
-        raise FileExistsError(f"{path} exists (a database of its own, perhaps): give --force to replace it")
+        raise FileExistsError(f"{path} exists (a database of its own, perhaps)")
     if not target.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: folder {target.parent} does not exist")
     # A hidden name in the same folder: os.replace is then atomic, and a failure leaves no half-written FILE.

@@ -73,6 +73,8 @@ def _write_duckdb(args: argparse.Namespace) -> int:
         )
     except local.NoTablesError as error:
         raise CommandError(f"{error} ({ALLOW_EMPTY_HINT})") from error
+    except FileExistsError as error:
+        raise CommandError(f"{error}: give --force to replace it") from error
     print(f"wrote {path}: the tables and {len(VIEWS)} views of {options.location}")
     if get_protocol(options.location) not in ("file", "local"):
         print(
