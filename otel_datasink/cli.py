@@ -74,9 +74,10 @@ COMMANDS: dict[str, Command] = {
     "query": Command("run a SQL query on the tables and views with DuckDB (table, json or csv output)", extra="query"),
     "status": Command("show dataset freshness; --fail-on-stale exits 1 when any dataset is stale", extra="query"),
     "ddl": Command(
-        "print the Athena DDL (tables with partition projection) and views for an s3://bucket/prefix --location",
-        store=False,
-        location_help="s3://bucket/prefix of the tables (Athena reads S3 only: a local path is refused)",
+        "print the Athena DDL (tables with partition projection) and views for an s3://bucket/prefix --location, "
+        "or write them to a DuckDB file for BI tools (--duckdb FILE)",
+        location_help="s3://bucket/prefix of the tables (Athena reads S3 only: a local path is refused); "
+        "with --duckdb, a local path or fsspec URL",
         extra="query",
     ),
     "collector": Command(

@@ -6,6 +6,9 @@ registered in DuckDB: no DuckDB extension is downloaded, which keeps this workin
 
 A location with no table yet opens as empty tables (a test, a job that has not run yet); with
 ``must_exist=True`` it raises :class:`NoTablesError` instead, so a mistyped location fails a check loudly.
+
+:func:`write_database` stores the same tables and views in a DuckDB database file, for BI tools: its views are
+SQL over the location's globs, run anew by every query, so they read what was written since, as a connection does.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import threading
 import weakref
+from pathlib import Path
 from typing import Any
 
 from fsspec import AbstractFileSystem
@@ -46,24 +50,27 @@ def connect(
     *,
     parameters: ViewParameters | None = None,
     must_exist: bool = False,
+    database: str | os.PathLike = ":memory:",
     **options: Any,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection (session time zone UTC) with every table (``job_runs``, ``dataset_status``,
-    ``alerts``) and the views.
+    ``alerts``, ``dataset_checks``) and the views; of the database file ``database`` instead, where they are stored
+    (:func:`write_database`).
 
     ``location`` and ``options`` are those of :class:`otel_datasink.config.Options` (e.g. ``s3_endpoint_url``;
     unset ones come from ``OTEL_EXPORTER_DATASINK_*``); ``parameters`` those of the views. A table with no
-    file yet is an empty relation of the right column types, so the views return no rows instead of failing;
-    connect again once the first files exist. With ``must_exist`` a location that does not exist, is a file, or
-    holds no file of ``job_runs`` or ``dataset_status`` (the tables spans make: alerts alone are no data) raises
-    :class:`NoTablesError` (its message says which), and a missing bucket :class:`FileNotFoundError`.
+    file yet is an empty relation of the right column types, so the views return no rows instead of failing, and
+    reads its files once they come (DuckDB 2.0 and later; before, connect again once the first files exist).
+    With ``must_exist`` a location that does not exist, is a file, or holds no file of ``job_runs`` or
+    ``dataset_status`` (the tables spans make: alerts alone are no data) raises :class:`NoTablesError` (its
+    message says which), and a missing bucket :class:`FileNotFoundError`.
     """
     resolved = Options.resolve(location, **options)
     fs, root = open_location(resolved)
     if must_exist and not fs.isdir(root):
         raise _missing(fs, root, resolved.location)
     # Never download an extension (offline use); everything needed (parquet, icu) is built in.
-    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    con = duckdb.connect(os.fspath(database), config={"autoinstall_known_extensions": False})
     with _opened_lock:  # from here: creating the views globs the store, which a Ctrl-C interrupts too
         _opened.add(con)
     con.execute("SET TimeZone = 'UTC'")
@@ -79,6 +86,44 @@ def connect(
     for statement in duckdb_views(parameters):
         con.execute(statement)
     return con
+
+
+def write_database(
+    path: str | os.PathLike,
+    location: str | os.PathLike | None = None,
+    *,
+    parameters: ViewParameters | None = None,
+    must_exist: bool = True,
+    replace: bool = False,
+    **options: Any,
+) -> Path:
+    """Writes the DuckDB database file ``path`` with the tables and views of :func:`connect` over ``location``
+    (``options`` as there), for BI tools and other processes to open; returns its absolute path.
+
+    Its views read the location when queried, at their own clock: a local location by its absolute path; an
+    object store (``s3://``) by its URL, which the reader's DuckDB reads with its ``httpfs`` extension and
+    credentials of its own (no credential is stored in the file). An existing ``path`` raises
+    :class:`FileExistsError` unless ``replace``: the file is written beside it and renamed over it, so a reader
+    that has the old one open keeps it whole. A missing folder raises :class:`FileNotFoundError`, a location
+    with no table :class:`NoTablesError` unless ``must_exist`` is false.
+    """
+    target = Path(path).absolute()
+    if target.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a database file")
+    if target.exists() and not replace:
+        raise FileExistsError(f"{path} exists (a database of its own, perhaps)")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: folder {target.parent} does not exist")
+    # A hidden name in the same folder: os.replace is then atomic, and a failure leaves no half-written FILE.
+    written = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        con = connect(location, parameters=parameters, must_exist=must_exist, database=written, **options)
+        con.close()  # checkpoints: the views are in the file itself, no write-ahead log beside it
+        os.replace(written, target)
+    finally:
+        written.unlink(missing_ok=True)
+        written.with_name(written.name + ".wal").unlink(missing_ok=True)
+    return target
 
 
 def interrupt_queries() -> None:
@@ -113,23 +158,41 @@ def _missing(fs: AbstractFileSystem, root: str, shown: str) -> NoTablesError | F
 
 
 def _create_table(con: duckdb.DuckDBPyConnection, table: str, pattern: str) -> bool:
-    """Creates the view ``table`` over the files of ``pattern``; False when there is none (an empty relation)."""
+    """Creates the view ``table`` over the files of ``pattern``; False when there is none yet (an empty relation,
+    which reads the files once they come where DuckDB can)."""
     quoted = pattern.replace("'", "''")
+    empty = _empty_select(con, table)
     try:
         # union_by_name reads a column missing from some files as NULL; the empty select of the schema adds the
         # columns none of the files has yet (every file written before a column was added), as NULL too.
-        con.execute(
-            f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{quoted}', hive_partitioning = true, "
-            f"union_by_name = true, hive_types = {{'{PARTITION_COLUMN}': VARCHAR}}) "
-            f"UNION ALL BY NAME {_empty_select(con, table)}"
-        )
+        files = _read_parquet(quoted)
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {files} UNION ALL BY NAME {empty}")
+        return True
     except duckdb.IOException as error:
         if "No files found" not in str(error):
             raise
+    try:
+        # allow_empty: no file is no row, not an error, so a view of a database file (write_database) reads the
+        # table's first files when they come. With no file it has one column "empty": the schema's are named.
+        columns = ", ".join(f'"{name}"' for name in [*TABLES[table].names, PARTITION_COLUMN])
+        con.execute(
+            f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM "
+            f"(SELECT * FROM {_read_parquet(quoted, allow_empty=True)} UNION ALL BY NAME {empty})"
+        )
+        _logger.info("no files for %s yet: it is empty until they come", table)
+    except duckdb.BinderException:  # DuckDB before 2.0 has no allow_empty
         _logger.info("no files for %s yet: it is empty until the next connect()", table)
-        con.execute(f"CREATE OR REPLACE VIEW {table} AS {_empty_select(con, table)}")
-        return False
-    return True
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS {empty}")
+    return False
+
+
+def _read_parquet(quoted: str, allow_empty: bool = False) -> str:
+    """The ``read_parquet`` of a table's files (``quoted``: their glob as the inside of an SQL string literal)."""
+    allowing = ", allow_empty = true" if allow_empty else ""
+    return (
+        f"read_parquet('{quoted}', hive_partitioning = true, union_by_name = true, "
+        f"hive_types = {{'{PARTITION_COLUMN}': VARCHAR}}{allowing})"
+    )
 
 
 def _empty_select(con: duckdb.DuckDBPyConnection, table: str) -> str:

@@ -123,10 +123,10 @@ def test_every_command_that_maps_spans_takes_a_profile(name):
     assert "--profile" in text and "OTEL_EXPORTER_DATASINK_PROFILE" in text
 
 
-def test_ddl_help_says_its_location_is_s3_only():
+def test_ddl_help_says_its_location_is_s3_only_but_for_duckdb():
     text = " ".join(cli("ddl", "--help").stdout.split())
-    assert "s3://bucket/prefix of the tables (Athena reads S3 only: a local path is refused)" in text
-    assert "--s3-endpoint-url" not in text and "local path or fsspec URL" not in text
+    assert "s3://bucket/prefix of the tables (Athena reads S3 only: a local path is refused); with --duckdb" in text
+    assert "--s3-endpoint-url" in text  # the DuckDB file's store
 
 
 def test_the_endpoint_flag_reaches_the_store(s3_location, moto_server):

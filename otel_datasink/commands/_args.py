@@ -133,7 +133,7 @@ ALLOW_EMPTY_HINT = "--allow-empty accepts a location with no tables"
 """Said after the error of a location with no table (:class:`otel_datasink.local.NoTablesError`)."""
 
 
-def add_allow_empty_argument(parser: argparse.ArgumentParser) -> None:
+def add_allow_empty_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--allow-empty``: a location with no table (missing, empty) is empty tables rather than an error."""
     parser.add_argument(
         "--allow-empty",

@@ -1,6 +1,7 @@
 """Serve the dashboards of ``otel-datasink report`` over HTTP, live from ``--location``: the same page, rebuilt
 every ``--refresh`` seconds while someone reads it (and reloaded as often by the browser), read-only (GET and
-HEAD of / only).
+HEAD only). Under ``/api`` it answers the views as JSON, read when asked, for programs: ``/api/views`` lists them,
+``/api/views/NAME?limit=N`` gives a view's rows (see :mod:`otel_datasink.report.jsonapi`).
 
 Bound to loopback by default (``--listen 127.0.0.1:8080``). Any other address (``--listen 0.0.0.0:8080``)
 requires a bearer token (``--token``, ``--token-file`` or their environment variables), as the collector's:
@@ -136,6 +137,7 @@ def token(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """Builds the page, serves it and rebuilds it every ``--refresh`` seconds until SIGTERM (0) or Ctrl-C (130)."""
     from otel_datasink.report import LocationMissingError, build
+    from otel_datasink.report.jsonapi import ViewsApi
     from otel_datasink.report.pageserver import PageServer
 
     check_trace_url(args.trace_url)
@@ -158,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     except LocationMissingError as error:
         raise CommandError(str(error)) from error
     try:
-        server = PageServer((host, port), first, hosts, secret)
+        server = PageServer((host, port), first, hosts, secret, ViewsApi(options).answer)
     except OSError as error:
         raise cannot_listen(args.listen, "--listen", error) from error
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="serve-http")

@@ -1,10 +1,12 @@
-"""The read-only HTTP server of ``otel-datasink serve``: the report's page, as last built, at ``/``.
+"""The read-only HTTP server of ``otel-datasink serve``: the report's page, as last built, at ``/``, and the JSON
+API of the views under ``/api`` (:mod:`otel_datasink.report.jsonapi`), behind the same checks.
 
-Only ``GET`` and ``HEAD`` of ``/`` (or ``/index.html``) are answered; any other path is 404 and any other method
-405: nothing can be changed through it. With a token, every request must carry ``Authorization: Bearer <token>``
-(compared in constant time, as the collector compares its token), or Basic credentials with the token as password,
-which is what a browser sends once the 401 answer's ``WWW-Authenticate: Basic`` made it ask its reader. The page
-is rebuilt by the caller (:meth:`PageServer.publish`), never on a request: a slow store delays no reader.
+Only ``GET`` and ``HEAD`` of ``/`` (or ``/index.html``) and of ``/api/...`` are answered; any other path is 404
+and any other method 405: nothing can be changed through it. With a token, every request must carry
+``Authorization: Bearer <token>`` (compared in constant time, as the collector compares its token), or Basic
+credentials with the token as password, which is what a browser sends once the 401 answer's
+``WWW-Authenticate: Basic`` made it ask its reader. The page is rebuilt by the caller (:meth:`PageServer.publish`),
+never on a request: a slow store delays no reader of it (the API reads the store when asked).
 
 Each request is judged on its line and headers alone, in this order: its ``Host`` must be one the server answers
 to (:class:`HostAllowList`, 403 otherwise), then its token (401), then its method and path; no body is ever read.
@@ -25,7 +27,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -47,6 +49,10 @@ LISTEN_BACKLOG = 128
 """Connections the kernel queues until they are accepted (socketserver's 5 drops a burst's SYNs: 1 s retries)."""
 _REFUSED = b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 10\r\nContent-Length: 0\r\n\r\n"
 _HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
+API_PREFIX = "/api"
+
+Api = Callable[[str], tuple[HTTPStatus, bytes]]
+"""The API's answer (status, JSON body) to a request's path and query string."""
 
 
 def authorized(header: str | None, token: str | None) -> bool:
@@ -118,16 +124,24 @@ def _is_address(name: str) -> bool:
 
 
 class PageServer(ThreadingHTTPServer):
-    """Serves the page last given to :meth:`publish`, to those who hold ``token`` (anyone without one) and name
-    one of ``hosts``."""
+    """Serves the page last given to :meth:`publish`, and ``api``'s answers under ``/api``, to those who hold
+    ``token`` (anyone without one) and name one of ``hosts``."""
 
     daemon_threads = True  # a reader that stalls never keeps the process from stopping
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: tuple[str, int], page: str, hosts: HostAllowList, token: str | None = None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        page: str,
+        hosts: HostAllowList,
+        token: str | None = None,
+        api: Api | None = None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.hosts = hosts
         self.token = token
+        self.api = api
         self._lock = threading.Lock()
         self._page = page.encode("utf-8")
         self._read = False
@@ -234,7 +248,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, body: bool) -> None:
         if not self._admitted(body):
             return
-        if self.path.split("?", 1)[0] not in PAGE_PATHS:
+        path = self.path.split("?", 1)[0]
+        if self.server.api is not None and (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
+            status, content = self.server.api(self.path)
+            self._send(status, content, "application/json", body=body)
+            return
+        if path not in PAGE_PATHS:
             self._send(HTTPStatus.NOT_FOUND, b"not found: the dashboards are at /\n", "text/plain", body=body)
             return
         self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8", body=body)
