@@ -23,7 +23,7 @@ from fsspec.implementations.local import LocalFileSystem
 from otel_datasink.config import Options
 from otel_datasink.extras import needs
 from otel_datasink.location import files_glob, open_location
-from otel_datasink.schema import PARTITION_COLUMN, SPAN_TABLES, TABLES
+from otel_datasink.schema import DATASET_CHECKS_TABLE, PARTITION_COLUMN, SPAN_TABLES, TABLES
 
 with needs("query"):  # without duckdb or sqlglot: "duckdb is not installed: pip install 'otel-datasink[query]'"
     import duckdb
@@ -73,9 +73,10 @@ def connect(
         con.register_filesystem(fs)
         base = fs.unstrip_protocol(root)
     found = {table: _create_table(con, table, files_glob(base, table)) for table in TABLES}
-    if must_exist and not any(found[table] for table in SPAN_TABLES):
+    received = (*SPAN_TABLES, DATASET_CHECKS_TABLE)  # a location fed only dbt test events holds checks alone
+    if must_exist and not any(found[table] for table in received):
         con.close()
-        raise NoTablesError(f"{resolved.location} holds no {' or '.join(SPAN_TABLES)} files")
+        raise NoTablesError(f"{resolved.location} holds no {' or '.join(received)} files")
     for statement in duckdb_views(parameters):
         con.execute(statement)
     return con
