@@ -55,8 +55,9 @@ def connect(
     unset ones come from ``OTEL_EXPORTER_DATASINK_*``); ``parameters`` those of the views. A table with no
     file yet is an empty relation of the right column types, so the views return no rows instead of failing;
     connect again once the first files exist. With ``must_exist`` a location that does not exist, is a file, or
-    holds no file of ``job_runs`` or ``dataset_status`` (the tables spans make: alerts alone are no data) raises
-    :class:`NoTablesError` (its message says which), and a missing bucket :class:`FileNotFoundError`.
+    holds no file of ``job_runs``, ``dataset_status`` or ``dataset_checks`` (the tables spans make: alerts alone
+    are no data) raises :class:`NoTablesError` (its message says which), and a missing bucket
+    :class:`FileNotFoundError`.
     """
     resolved = Options.resolve(location, **options)
     fs, root = open_location(resolved)

@@ -36,6 +36,9 @@ each output dataset                                    a ``dataset_status`` upda
 ``assertions`` (terminal events)                       (``success``: PASSED / FAILED)
 ``test`` run facet's ``tests`` (terminal events)       a ``dataset_checks`` row per test and input dataset
                                                        (``status`` pass / fail; skip: none)
+a dbt test node (``jobType`` facet: integration        its checks only, as rows of the ``parent`` run (the
+``DBT``, job type ``TEST``), and its SQL statements    ``dbt test``/``build`` invocation); no ``job_runs`` row,
+(job type ``SQL``, parent ``test.<project>...``)       no ``dataset_status`` row of its audit table (output)
 =====================================================  ========================================================
 
 An event that cannot be a run's state raises :class:`OpenLineageError`, whose message names the field
