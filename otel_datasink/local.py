@@ -27,7 +27,7 @@ from fsspec.implementations.local import LocalFileSystem
 from otel_datasink.config import Options
 from otel_datasink.extras import needs
 from otel_datasink.location import files_glob, open_location
-from otel_datasink.schema import PARTITION_COLUMN, SPAN_TABLES, TABLES
+from otel_datasink.schema import DATASET_CHECKS_TABLE, PARTITION_COLUMN, SPAN_TABLES, TABLES
 
 with needs("query"):  # without duckdb or sqlglot: "duckdb is not installed: pip install 'otel-datasink[query]'"
     import duckdb
@@ -61,9 +61,9 @@ def connect(
     unset ones come from ``OTEL_EXPORTER_DATASINK_*``); ``parameters`` those of the views. A table with no
     file yet is an empty relation of the right column types, so the views return no rows instead of failing, and
     reads its files once they come (DuckDB 2.0 and later; before, connect again once the first files exist).
-    With ``must_exist`` a location that does not exist, is a file, or holds no file of ``job_runs`` or
-    ``dataset_status`` (the tables spans make: alerts alone are no data) raises :class:`NoTablesError` (its
-    message says which), and a missing bucket :class:`FileNotFoundError`.
+    With ``must_exist`` a location that does not exist, is a file, or holds no file of ``job_runs``,
+    ``dataset_status`` or ``dataset_checks`` (the tables spans make: alerts alone are no data) raises
+    :class:`NoTablesError` (its message says which), and a missing bucket :class:`FileNotFoundError`.
     """
     resolved = Options.resolve(location, **options)
     fs, root = open_location(resolved)
@@ -80,9 +80,10 @@ def connect(
         con.register_filesystem(fs)
         base = fs.unstrip_protocol(root)
     found = {table: _create_table(con, table, files_glob(base, table)) for table in TABLES}
-    if must_exist and not any(found[table] for table in SPAN_TABLES):
+    received = (*SPAN_TABLES, DATASET_CHECKS_TABLE)  # a location fed only dbt test events holds checks alone
+    if must_exist and not any(found[table] for table in received):
         con.close()
-        raise NoTablesError(f"{resolved.location} holds no {' or '.join(SPAN_TABLES)} files")
+        raise NoTablesError(f"{resolved.location} holds no {' or '.join(received)} files")
     for statement in duckdb_views(parameters):
         con.execute(statement)
     return con

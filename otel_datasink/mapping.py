@@ -68,6 +68,10 @@ class SpanRecord:
     :func:`limited` adds those it drops."""
     dropped_events: int = 0
     """Events already dropped by the span limits, as :attr:`dropped_attributes`."""
+    checks_only: bool = False
+    """A record that is no run but carries checks of datasets (a dbt test node, from :mod:`otel_datasink.openlineage`):
+    its ``dataset.check`` events become ``dataset_checks`` rows of the run it names, and it makes no ``job_runs``
+    or ``dataset_status`` row."""
 
 
 MappedSpan = SpanRecord | Sequence[SpanRecord] | None
@@ -769,8 +773,9 @@ def map_records(
     open_spans: OpenSpans | None = None,
 ) -> Rows:
     """Rows of the span tables (``job_runs``, ``dataset_status``, ``dataset_checks``) for a batch of spans; spans
-    the profile does not take as job runs are skipped, and a span it makes several records of (:data:`MappedSpan`)
-    gives the rows of each, in order.
+    the profile does not take as job runs are skipped, a span it makes several records of (:data:`MappedSpan`)
+    gives the rows of each, in order, and a :attr:`~SpanRecord.checks_only` record makes only its
+    ``dataset_checks`` rows.
 
     Each span is first brought within ``limits`` (:func:`limited`, before the profile reads it, as the SDK's
     limits bound a span before any processor sees it); what they took from the rows is added to ``counts``.
@@ -802,6 +807,9 @@ def map_records(
         for record in records_of(mapped):
             run = job_run_row(record, ingested, limits, counted)
             counted = None  # what the limits took from a span is counted once, however many runs it makes
+            if record.checks_only:
+                checks.extend(check_rows(record, run))
+                continue
             runs.append(run)
             key = (record.trace_id, record.span_id)
             keys.append(key)

@@ -36,6 +36,9 @@ each output dataset                                    a ``dataset_status`` upda
 ``assertions`` (terminal events)                       (``success``: PASSED / FAILED)
 ``test`` run facet's ``tests`` (terminal events)       a ``dataset_checks`` row per test and input dataset
                                                        (``status`` pass / fail; skip: none)
+a dbt test node (``jobType`` facet: integration        its checks only, as rows of the ``parent`` run (the
+``DBT``, job type ``TEST``), and its SQL statements    ``dbt test``/``build`` invocation); no ``job_runs`` row,
+(job type ``SQL``, parent ``test.<project>...``)       no ``dataset_status`` row of its audit table (output)
 =====================================================  ========================================================
 
 An event that cannot be a run's state raises :class:`OpenLineageError`, whose message names the field
@@ -165,8 +168,14 @@ def record_of(event: Any, *, namespace_prefix: bool = False) -> SpanRecord | Non
     _nominal_time(run_facets, attributes)
     parent_run_id, root_run_id = _parent(run_facets, attributes, namespace_prefix=namespace_prefix)
     _ownership(job_facets, attributes)
+    dbt_test = _dbt_test_role(job_facets, attributes)
+    if dbt_test == _DBT_TEST_STATEMENT:
+        return None
     start_ns = _airflow(run_facets, event_type, event_ns, attributes)
     service = _engine(run_facets, attributes) or producer
+
+    if dbt_test is not None:
+        return _dbt_test_record(event_type, event_ns, run_id, attributes, inputs, run_facets)
 
     updates: list[Event] = []
     written_total: int | None = None
@@ -452,20 +461,21 @@ def _replaces_contents(facets: Mapping[str, dict]) -> bool:
     return isinstance(change, str) and change.upper() in ("OVERWRITE", "CREATE")
 
 
-def _assertions(dataset: str, facets: Mapping[str, dict]) -> list[dict[str, Any]]:
+def _assertions(dataset: str, facets: Mapping[str, dict], *, dbt_test: bool = False) -> list[dict[str, Any]]:
     """The ``dataset.check`` event attributes of a dataset's ``dataQualityAssertions`` facet (spec: an input facet,
     ``assertions: [{assertion, success, column, severity, name, expected, actual, ...}]``; dbt-ol sends one per
     tested model and ``dbt test``, with ``failures`` as ``actual``). A check is named by its ``name``, else by its
     ``assertion`` (dbt-ol's is the test's name, ``not_null_orders_order_id``, which names its column already), else
     by its ``assertion`` and ``column`` (``not_null(id)``): one assertion on two columns is two checks. An
-    assertion without ``assertion`` is left out, one without ``success`` left to the mapping."""
+    assertion without ``assertion`` is left out, one without ``success`` left to the mapping; ``dbt_test``: one
+    that dbt did not run is left out (:func:`_dbt_not_run`)."""
     assertions = _get(facets.get("dataQualityAssertions"), "assertions")
     if not isinstance(assertions, list):
         return []
     checks = []
     for item in assertions:
         assertion = _string(_get(item, "assertion"))
-        if assertion is None:
+        if assertion is None or (dbt_test and _dbt_not_run(item, _get(item, "success") is False)):
             continue
         column = _string(_get(item, "column"))
         name = _string(_get(item, "name")) or _check_name(assertion, column)
@@ -487,10 +497,12 @@ _TEST_PASSED = {"pass": True, "fail": False}
 """The ``test`` run facet's ``status`` as a check's result; ``skip`` (not executed) is no result."""
 
 
-def _tests(run_facets: Mapping[str, dict], inputs: list[str]) -> list[dict[str, Any]]:
+def _tests(run_facets: Mapping[str, dict], inputs: list[str], *, dbt_test: bool = False) -> list[dict[str, Any]]:
     """The ``dataset.check`` event attributes of the ``test`` run facet (``tests: [{name, status, severity, type,
     expected, actual, ...}]``; dbt-ol sends one per singular test, whose inputs are the models it reads): each test
-    is a check of each input dataset; a test of no input checks no dataset, and is left out."""
+    is a check of each input dataset; a test of no input checks no dataset, and is left out. ``dbt_test``: a test
+    dbt did not run is left out (:func:`_dbt_not_run`), and a check is named by the test's name in dbt's unique id
+    (``test.shop.orders_under_90`` is ``orders_under_90``, as dbt-ol names it in the model's assertions)."""
     tests = _get(run_facets.get("test"), "tests")
     if not isinstance(tests, list) or not inputs:
         return []
@@ -499,8 +511,10 @@ def _tests(run_facets: Mapping[str, dict], inputs: list[str]) -> list[dict[str, 
         name = _string(_get(item, "name"))
         status = _get(item, "status")
         passed = _TEST_PASSED.get(status.lower()) if isinstance(status, str) else None
-        if name is None or passed is None:
+        if name is None or passed is None or (dbt_test and _dbt_not_run(item, not passed)):
             continue
+        if dbt_test and (unique_id := _DBT_TEST_ID.fullmatch(name)):
+            name = unique_id.group(1)
         check = {
             semconv.CHECK_NAME: name,
             semconv.CHECK_PASSED: passed,
@@ -512,6 +526,78 @@ def _tests(run_facets: Mapping[str, dict], inputs: list[str]) -> list[dict[str, 
         check = {key: value for key, value in check.items() if value is not None}
         checks.extend({**check, semconv.DATASET_NAME: dataset} for dataset in inputs)
     return checks
+
+
+_DBT_TEST_NODE = "test"
+_DBT_TEST_STATEMENT = "statement"
+_DBT_TEST_ID = re.compile(r"test\.[^.]+\.([^.]+)(?:\.[0-9a-f]{10})?")
+"""A dbt test's unique id, ``test.<project>.<name>``, a generic test's with ``.<10 hex>`` after: group 1 is the name."""
+
+
+def _dbt_test_role(job_facets: Mapping[str, dict], attributes: Mapping[str, Any]) -> str | None:
+    """:data:`_DBT_TEST_NODE` for an event of a dbt test node (dbt-ol's ``jobType`` facet: integration ``DBT``, job
+    type ``TEST``), :data:`_DBT_TEST_STATEMENT` for one of a SQL statement such a node ran (job type ``SQL``, its
+    parent job a test's unique id ``test.<project>....``: structured-logs mode), else None."""
+    facet = job_facets.get("jobType")
+    if (_string(_get(facet, "integration")) or "").upper() != "DBT":
+        return None
+    job_type = (_string(_get(facet, "jobType")) or "").upper()
+    if job_type == "TEST":
+        return _DBT_TEST_NODE
+    if job_type == "SQL" and str(attributes.get(ATTR_PARENT_JOB_NAME) or "").startswith("test."):
+        return _DBT_TEST_STATEMENT
+    return None
+
+
+def _dbt_test_record(
+    event_type: str,
+    event_ns: int,
+    run_id: str,
+    attributes: Mapping[str, Any],
+    inputs: list[tuple[str, dict]],
+    run_facets: Mapping[str, dict],
+) -> SpanRecord | None:
+    """A dbt test node's terminal event as a :attr:`~otel_datasink.mapping.SpanRecord.checks_only` record: a test
+    is a check of the datasets it reads, not a run, and its audit table (the output) is no dataset. The checks are
+    the ``dbt test`` (or ``build``) invocation's, the ``parent`` run, which has ``job_runs`` rows (else, without a
+    parent, the node's own run). None for a START event, which checks nothing."""
+    if event_type == "START":
+        return None
+    parent_run_id = attributes.get(ATTR_PARENT_RUN_ID)
+    parent_name = attributes.get(semconv.JOB_PARENT_NAME)
+    job_name, checked_run = (parent_name, parent_run_id) if parent_run_id and parent_name else (None, run_id)
+    checks = _dbt_test_checks(event_type, inputs, run_facets)
+    return SpanRecord(
+        name=f"openlineage {event_type} {attributes[ATTR_JOB_NAME]}",
+        trace_id=_trace_id(attributes.get(ATTR_ROOT_RUN_ID) or checked_run),
+        span_id=span_id_of(checked_run),
+        parent_span_id=None,
+        start_time_ns=None,
+        end_time_ns=event_ns,
+        status_code=STATUS_CODE_UNSET,
+        status_message="",
+        attributes={semconv.JOB_NAME: job_name or attributes[semconv.JOB_NAME], semconv.JOB_RUN_ID: checked_run},
+        events=[(semconv.DATASET_CHECK_EVENT, event_ns, check) for check in checks],
+        checks_only=True,
+    )
+
+
+def _dbt_test_checks(event_type: str, inputs: list[tuple[str, dict]], run_facets: Mapping[str, dict]) -> list[dict]:
+    """The results a dbt test node's terminal event reports, as dbt-ol 1.54 sends them: its inputs'
+    ``dataQualityAssertions``, else (the default mode's event of one singular test, whose result is in a model's
+    assertions too) its ``test`` run facet. A test dbt skipped is no result: an ABORT event (structured-logs
+    mode), or a failure without a failures count (:func:`_dbt_not_run`)."""
+    if event_type == "ABORT":
+        return []
+    checks = [check for dataset, facets in inputs for check in _assertions(dataset, facets, dbt_test=True)]
+    return checks or _tests(run_facets, [name for name, _ in inputs], dbt_test=True)
+
+
+def _dbt_not_run(item: Mapping[str, Any], failed: bool) -> bool:
+    """Whether a dbt test's result is a test dbt skipped (or could not run): dbt-ol 1.54 reports those as failed
+    without dbt's failures count, which it sends (as ``actual``) for every test dbt ran. Told only of a named
+    result (dbt-ol's have a ``name`` since they carry ``actual``): an older dbt-ol's failure is kept."""
+    return failed and _get(item, "actual") is None and _string(_get(item, "name")) is not None
 
 
 def _check_name(assertion: str, column: str | None) -> str:

@@ -45,7 +45,13 @@ from otel_datasink.openlineage import OpenLineageError
 from otel_datasink.otlp import OtlpDecodeError, Rejections
 from otel_datasink.pipeline import Pipeline
 from otel_datasink.profiles import Profile, default_profile
-from otel_datasink.schema import DATASET_STATUS_TABLE, FUTURE_TOLERANCE_DAYS, JOB_RUNS_TABLE, count_future_dated
+from otel_datasink.schema import (
+    DATASET_CHECKS_TABLE,
+    DATASET_STATUS_TABLE,
+    FUTURE_TOLERANCE_DAYS,
+    JOB_RUNS_TABLE,
+    count_future_dated,
+)
 from otel_datasink.writer import Writer
 
 _logger = logging.getLogger(__name__)
@@ -87,6 +93,8 @@ class Summary:
     """``job_runs`` rows: one per job span (one per try of a retried Prefect task's span), so one per OpenLineage
     START and one per COMPLETE of the same run."""
     dataset_updates: int = 0
+    checks: int = 0
+    """``dataset_checks`` rows (said only when there are some)."""
     files_written: int = 0
     bad_lines: list[BadLine] = dataclasses.field(default_factory=list)
     truncation: Truncation = dataclasses.field(default_factory=Truncation)
@@ -99,17 +107,19 @@ class Summary:
 
     @property
     def rows_written(self) -> int:
-        """Rows of both tables."""
-        return self.job_runs + self.dataset_updates
+        """Rows of the span tables."""
+        return self.job_runs + self.dataset_updates + self.checks
 
     def describe(self, max_bad_lines: int = 50) -> str:
         """The summary printed by ``otel-datasink replay``."""
         read = f"{self.spans} span(s)"
         if self.lineage_events:
             read += f" and {self.lineage_events} OpenLineage event(s)"
+        tables = f"{self.job_runs} job_runs, {self.dataset_updates} dataset_status"
+        tables += f", {self.checks} dataset_checks" if self.checks else ""
         text = (
             f"read {read} from {self.lines} line(s) of {self.files} file(s); wrote {self.rows_written} row(s) "
-            f"({self.job_runs} job_runs, {self.dataset_updates} dataset_status) in {self.files_written} file(s)"
+            f"({tables}) in {self.files_written} file(s)"
         )
         if self.rejected_spans:
             text += f"; {Rejections(self.rejections).describe()} skipped"
@@ -297,6 +307,7 @@ def _flush(
     # Counted once written: the summary of a replay that failed or was interrupted says what is stored.
     summary.job_runs += len(rows[JOB_RUNS_TABLE])
     summary.dataset_updates += len(rows[DATASET_STATUS_TABLE])
+    summary.checks += len(rows[DATASET_CHECKS_TABLE])
     summary.future_dated_rows += sum(count_future_dated(rows).values())
 
 

@@ -108,8 +108,8 @@ ALERTS_TABLE = "alerts"
 TABLES: dict[str, pa.Schema] = {JOB_RUNS_TABLE: JOB_RUNS, DATASET_STATUS_TABLE: DATASET_STATUS, ALERTS_TABLE: ALERTS}
 """Table name -> schema of its Parquet files (without the ``dt`` partition column)."""
 SPAN_TABLES = (JOB_RUNS_TABLE, DATASET_STATUS_TABLE)
-"""The tables spans make (the pipeline's output): a location holding neither has never received a job span.
-(``dataset_checks`` is made by spans too, but never without the ``job_runs`` row of its span.)"""
+"""The tables every job span makes rows of (the pipeline's output). ``dataset_checks`` is made by spans too, and
+may be a location's only table (dbt test nodes' OpenLineage events are checks, not runs)."""
 
 DATASET_CHECKS = pa.schema(
     [

@@ -472,7 +472,7 @@ def test_a_target_named_twice_is_told_once(local_location):
 def test_a_location_with_alerts_only_is_no_location_of_tables(local_location):
     condition = Condition("missing_run", "nightly", "critical", None, "nightly did not run", targets=(SLACK,))
     evaluate(local_location, [condition], T0, Receiver())
-    with pytest.raises(local.NoTablesError, match="holds no job_runs or dataset_status files"):
+    with pytest.raises(local.NoTablesError, match="holds no job_runs or dataset_status or dataset_checks files"):
         local.connect(local_location, must_exist=True)
 
 

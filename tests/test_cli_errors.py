@@ -49,7 +49,7 @@ def _under_a_file(tmp_path: Path) -> tuple[str, str]:
 
 def _empty_folder(tmp_path: Path) -> tuple[str, str]:
     (tmp_path / "empty").mkdir()
-    return str(tmp_path / "empty"), "holds no job_runs or dataset_status files"
+    return str(tmp_path / "empty"), "holds no job_runs or dataset_status or dataset_checks files"
 
 
 def _unrelated_files(tmp_path: Path) -> tuple[str, str]:
@@ -58,7 +58,7 @@ def _unrelated_files(tmp_path: Path) -> tuple[str, str]:
     (folder / "job_runs" / "dt=2026-01-01").mkdir(parents=True)
     (folder / "job_runs" / "dt=2026-01-01" / "notes.txt").write_text("x")
     (folder / "report.csv").write_text("a,b\n")
-    return str(folder), "holds no job_runs or dataset_status files"
+    return str(folder), "holds no job_runs or dataset_status or dataset_checks files"
 
 
 LOCAL_CASES = [_missing, _under_a_file, _empty_folder, _unrelated_files]

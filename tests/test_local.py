@@ -68,7 +68,7 @@ def test_connect_on_an_empty_location_has_typed_empty_tables_and_views(tmp_path,
     [
         (lambda path: None, "does not exist"),
         (lambda path: path.write_text("x"), "is a file, not a folder of tables"),
-        (lambda path: path.mkdir(), "holds no job_runs or dataset_status files"),
+        (lambda path: path.mkdir(), "holds no job_runs or dataset_status or dataset_checks files"),
         (lambda path: (path / "job_runs" / "dt=2026-01-01").mkdir(parents=True), "holds no job_runs or dataset_status"),
     ],
     ids=["missing", "file", "empty_folder", "empty_partition"],
