@@ -1,0 +1,149 @@
+"""Root causes of stale datasets (``stale_datasets.root_cause*``, walked up ``dataset_lineage``) and alerts routed
+by the platform's structure: ``owner`` rules, stale datasets held up by an upstream incident, ``failing_check``.
+Runs are written in-process (the SDK's tracer and :class:`DatasinkSpanProcessor`, with ``job.inputs``,
+``dataset.name`` and ``job.owners``), read back through DuckDB; alerts go to a real HTTP receiver (Apprise
+``json://``) and the real Alertmanager."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Status, StatusCode
+
+from otel_datasink import DatasinkSpanProcessor, local
+from otel_datasink.catalog import pin_time
+
+MINUTE_NS = 60 * 10**9
+ROOT_COLUMNS = "dataset, root_cause_dataset, root_cause_job, root_cause, hops"
+
+
+class Platform:
+    """Runs of jobs written through the in-process processor, at times relative to one instant (``now``)."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.now_ns = time.time_ns() // 10**9 * 10**9
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(DatasinkSpanProcessor(location))
+        self.tracer = self.provider.get_tracer("tests")
+
+    @property
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self.now_ns / 1e9, tz=datetime.timezone.utc)
+
+    def run(
+        self,
+        job: str,
+        minutes_ago: int,
+        *,
+        writes: str | None = None,
+        reads: list[str] | None = None,
+        owners: list[str] | None = None,
+        error: str | None = None,
+        sla: int | None = 60,
+        checks: dict[str, bool] | None = None,
+    ) -> None:
+        """A run of ``job`` that ended ``minutes_ago``: it read ``reads``, wrote ``writes`` (with a freshness SLA of
+        ``sla`` minutes), failed with ``error`` when given, and checked ``writes`` with ``checks`` (name -> passed)."""
+        attributes: dict[str, Any] = {"job.name": job}
+        if writes:
+            attributes["dataset.name"] = writes
+        if reads:
+            attributes["job.inputs"] = reads
+        if owners:
+            attributes["job.owners"] = owners
+        end = self.now_ns - minutes_ago * MINUTE_NS
+        span = self.tracer.start_span(job, attributes=attributes, start_time=end - MINUTE_NS)
+        if writes and error is None and sla is not None:
+            span.add_event("dataset.update", {"dataset.name": writes, "dataset.freshness_sla_minutes": sla}, end)
+        for name, passed in (checks or {}).items():
+            span.add_event("dataset.check", {"dataset.name": writes, "check.name": name, "check.passed": passed}, end)
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end(end_time=end)
+
+    def flush(self) -> None:
+        self.provider.force_flush()
+
+    def roots(self) -> list[tuple]:
+        """``stale_datasets``' root cause columns, by dataset, as seen at :attr:`now`."""
+        self.flush()
+        with local.connect(self.location) as con:
+            pin_time(con, self.now, None)
+            return con.execute(f"SELECT {ROOT_COLUMNS} FROM stale_datasets ORDER BY dataset").fetchall()
+
+
+@pytest.fixture
+def platform(local_location) -> Iterator[Platform]:
+    platform = Platform(local_location)
+    yield platform
+    platform.provider.shutdown()
+
+
+def broken_chain(platform: Platform, owners: dict[str, list[str]] | None = None) -> None:
+    """raw.orders (load_raw, failing its last 3 runs) -> mart.orders (build_orders) -> report.daily (publish), each
+    last written 3 h ago with an SLA of 1 h; ``owners``: job -> its owners."""
+    owners = owners or {}
+    platform.run("load_raw", 180, writes="raw.orders", owners=owners.get("load_raw"))
+    for minutes_ago in (90, 60, 30):
+        platform.run(
+            "load_raw", minutes_ago, writes="raw.orders", error="source bucket unreachable\nTraceback: ...",
+            owners=owners.get("load_raw"),
+        )  # fmt: skip
+    platform.run("build_orders", 175, reads=["raw.orders"], writes="mart.orders", owners=owners.get("build_orders"))
+    platform.run("publish", 170, reads=["mart.orders"], writes="report.daily", owners=owners.get("publish"))
+
+
+def test_a_chain_under_a_failing_job_has_that_job_as_every_datasets_root(platform):
+    broken_chain(platform)
+    cause = "load_raw failing 3 runs: source bucket unreachable"
+    assert platform.roots() == [
+        ("mart.orders", "raw.orders", "load_raw", f"raw.orders is stale: {cause}", 2),
+        ("raw.orders", "raw.orders", "load_raw", cause, 1),
+        ("report.daily", "raw.orders", "load_raw", f"raw.orders is stale: {cause}", 3),
+    ]
+
+
+def test_two_roots_each_explain_their_own_and_a_dataset_fed_by_both_takes_the_first_by_name(platform):
+    platform.run("load_a", 300, writes="a.raw")
+    platform.run("load_b", 300, writes="b.raw")
+    platform.run("build_a", 290, reads=["a.raw"], writes="a.mart")
+    platform.run("build_b", 290, reads=["b.raw"], writes="b.mart")
+    platform.run("join", 280, reads=["b.mart", "a.mart"], writes="joined")
+    platform.run("fresh_source", 5, writes="c.raw")  # fresh: explains nothing below it
+    platform.run("build_c", 290, reads=["c.raw"], writes="c.mart")
+    assert platform.roots() == [
+        ("a.mart", "a.raw", None, "a.raw is stale", 1),
+        ("a.raw", "a.raw", None, None, 0),
+        ("b.mart", "b.raw", None, "b.raw is stale", 1),
+        ("b.raw", "b.raw", None, None, 0),
+        ("c.mart", "c.mart", None, None, 0),
+        ("joined", "a.raw", None, "a.raw is stale", 2),
+    ]
+
+
+def test_a_cycle_ends_and_a_self_edge_is_no_step(platform):
+    platform.run("p_to_q", 200, reads=["p"], writes="q")
+    platform.run("q_to_p", 200, reads=["q"], writes="p")
+    platform.run("merge", 200, reads=["s"], writes="s")  # a merge into s: an edge from s to itself
+    platform.run("merge_fails", 20, reads=["s"], writes="s", error="lock timeout")
+    assert platform.roots() == [
+        ("p", "q", None, "q is stale", 1),
+        ("q", "p", None, "p is stale", 1),
+        ("s", "s", "merge_fails", "merge_fails failing 1 run: lock timeout", 1),
+    ]
+
+
+def test_a_walk_stops_after_five_hops(platform):
+    names = [f"d{i}" for i in range(8)]
+    platform.run("load", 300, writes=names[0])
+    for upstream, downstream in zip(names, names[1:], strict=False):
+        platform.run(f"make_{downstream}", 300, reads=[upstream], writes=downstream)
+    roots = {row[0]: row[1:] for row in platform.roots()}
+    assert roots["d5"] == ("d0", None, "d0 is stale", 5)
+    assert roots["d7"] == ("d2", None, "d2 is stale", 5)
