@@ -7,15 +7,23 @@ Runs are written in-process (the SDK's tracer and :class:`DatasinkSpanProcessor`
 from __future__ import annotations
 
 import datetime
+import http.server
+import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from alertmanager import Alertmanager
+from alertmanager import binary as alertmanager_binary
+from alertmanager import running as running_alertmanager
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
-from otel_datasink import DatasinkSpanProcessor, local
+from otel_datasink import DatasinkSpanProcessor, cli, local
+from otel_datasink.alerts import conditions
+from otel_datasink.alerts.rules import RulesError, load_rules
 from otel_datasink.catalog import pin_time
 
 MINUTE_NS = 60 * 10**9
@@ -147,3 +155,158 @@ def test_a_walk_stops_after_five_hops(platform):
     roots = {row[0]: row[1:] for row in platform.roots()}
     assert roots["d5"] == ("d0", None, "d0 is stale", 5)
     assert roots["d7"] == ("d2", None, "d2 is stale", 5)
+
+
+# --- alerts routed by owner and root cause ----------------------------------------------------------------------
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 keeping the JSON bodies POSTed to it (Apprise ``json://``)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        bodies = self.bodies
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def take(self) -> list[str]:
+        """The texts (title and message) received since the last call."""
+        texts = [body["title"] + "\n" + body["message"] for body in self.bodies]
+        self.bodies.clear()
+        return texts
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    pytest.importorskip("apprise")
+    receiver = Receiver()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+@pytest.fixture
+def alertmanager(tmp_path) -> Iterator[Alertmanager]:
+    """A real Alertmanager on 127.0.0.1 (tests/alertmanager.py)."""
+    if alertmanager_binary() is None:
+        pytest.skip("prometheus-alertmanager is not installed (.ci/run installs it)")
+    with running_alertmanager(tmp_path) as manager:
+        yield manager
+
+
+def alert(platform: Platform, rules: str, at: datetime.datetime | None = None, *flags: str) -> int:
+    """``otel-datasink alert`` with the rules file ``rules`` at ``at`` (default: the platform's now)."""
+    platform.flush()
+    path = f"{platform.location}.rules.toml"
+    with open(path, "w") as file:
+        file.write(rules)
+    at = at or platform.now
+    return cli.main(["alert", "--location", platform.location, "--now", at.isoformat(), "--rules", path, *flags])
+
+
+CAUSE = "raw.orders is stale: load_raw failing 3 runs: source bucket unreachable"
+
+
+def test_a_broken_job_pages_its_owner_once_and_downstream_owners_hear_the_cause_once(platform, receiver, alertmanager):
+    broken_chain(platform, {"load_raw": ["team-raw"], "build_orders": ["team-mart"], "publish": ["team-mart-bi"]})
+    rules = f"""
+[[rule]]
+owner = "team-raw"
+notify = ["{alertmanager.target}"]
+
+[[rule]]
+owner = "team-mart*"
+notify = ["{receiver.url}"]
+"""
+    assert alert(platform, rules) == 0
+
+    # The root's incident, to its owner: the failing job, with what it holds up (raw.orders, owned by the same team
+    # and routed to the same target, is no page of its own).
+    (root,) = [a for a in alertmanager.alerts(active="true") if a["labels"].get("source") == "otel-datasink"]
+    assert root["labels"]["alertname"] == "failing_job" and root["labels"]["subject"] == "load_raw"
+    assert root["annotations"]["summary"].endswith("holds up 3 stale datasets: mart.orders, raw.orders, report.daily")
+    # The downstream owners: one message for both datasets, each with the cause.
+    (told,) = receiver.take()
+    assert f"dataset mart.orders is stale because {CAUSE}" in told
+    assert f"dataset report.daily is stale because {CAUSE}" in told
+
+    # Past the reminder interval: the root reminds, the held-up datasets are not told again.
+    assert alert(platform, rules, platform.now + datetime.timedelta(hours=5)) == 0
+    assert receiver.take() == []
+    with local.connect(platform.location) as con:
+        held = con.execute(
+            "SELECT subject, json_extract_string(details, '$.held_up_by') FROM alerts_open "
+            "WHERE kind = 'stale_dataset' ORDER BY subject"
+        ).fetchall()
+    assert held == [("mart.orders", "failing_job of load_raw"), ("report.daily", "failing_job of load_raw")]
+
+
+def test_a_root_that_pages_nobody_leaves_each_stale_dataset_its_own_incident_with_its_cause(platform, receiver):
+    broken_chain(platform, {"build_orders": ["team-mart"]})
+    rules = f"""
+[[rule]]
+job = "load_raw"
+failure_streak = 5
+
+[[rule]]
+owner = "team-mart"
+notify = ["{receiver.url}"]
+
+[[rule]]
+enabled = false
+"""
+    assert alert(platform, rules) == 0
+    (told,) = receiver.take()  # a failure streak of 3 is below the rule's 5: mart.orders is its own incident
+    assert f"dataset mart.orders is stale because {CAUSE}" in told
+
+
+def test_a_failing_check_fires_for_its_datasets_rule_and_resolves_when_it_passes_again(platform, receiver):
+    platform.run("build_orders", 10, writes="mart.orders", owners=["team-mart"], checks={"not_null_id": False})
+    rules = f"""
+[[rule]]
+dataset = "mart.*"
+kinds = ["failing_check"]
+notify = ["{receiver.url}"]
+
+[[rule]]
+enabled = false
+"""
+    assert alert(platform, rules) == 0
+    (fired,) = receiver.take()
+    assert "check not_null_id on mart.orders failed" in fired
+
+    platform.run("build_orders", 1, writes="mart.orders", owners=["team-mart"], checks={"not_null_id": True})
+    assert alert(platform, rules) == 0
+    (resolved,) = receiver.take()
+    assert "not_null_id on mart.orders" in resolved and "resolved" in resolved.lower()
+
+
+def test_an_owner_glob_selects_by_the_owners_in_the_data_and_a_bad_one_names_its_line(platform, tmp_path):
+    platform.run("load_raw", 30, writes="raw.orders", owners=["team-raw"], error="boom")
+    platform.run("load_web", 30, writes="raw.web", owners=["team-web"], error="boom")
+    platform.flush()
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nowner = "team-r*"\nseverity = "info"\n\n[[rule]]\nenabled = false\n')
+    with local.connect(platform.location) as con:
+        pin_time(con, platform.now, None)
+        found = conditions.evaluate(con, load_rules(rules, ["json://127.0.0.1:9/x"]), platform.now)
+    # raw.orders (never written successfully) is stale, owned by its writer's owners; raw.web's are team-web's.
+    assert [(c.kind, c.subject, c.severity) for c in found] == [
+        ("stale_dataset", "raw.orders", "info"),
+        ("failing_job", "load_raw", "info"),
+    ]
+
+    rules.write_text('[[rule]]\njob = "load_*"\nowner = ["team-raw"]\n')
+    with pytest.raises(RulesError, match=r"line 3.*owner.*glob"):
+        load_rules(rules)
