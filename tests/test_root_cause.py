@@ -23,7 +23,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from otel_datasink import DatasinkSpanProcessor, cli, local
 from otel_datasink.alerts import conditions
-from otel_datasink.alerts.rules import RulesError, load_rules
+from otel_datasink.alerts.rules import load_rules
 from otel_datasink.catalog import pin_time
 
 MINUTE_NS = 60 * 10**9
@@ -292,7 +292,7 @@ enabled = false
     assert "not_null_id on mart.orders" in resolved and "resolved" in resolved.lower()
 
 
-def test_an_owner_glob_selects_by_the_owners_in_the_data_and_a_bad_one_names_its_line(platform, tmp_path):
+def test_an_owner_glob_selects_by_the_owners_the_data_records(platform, tmp_path):
     platform.run("load_raw", 30, writes="raw.orders", owners=["team-raw"], error="boom")
     platform.run("load_web", 30, writes="raw.web", owners=["team-web"], error="boom")
     platform.flush()
@@ -306,7 +306,3 @@ def test_an_owner_glob_selects_by_the_owners_in_the_data_and_a_bad_one_names_its
         ("stale_dataset", "raw.orders", "info"),
         ("failing_job", "load_raw", "info"),
     ]
-
-    rules.write_text('[[rule]]\njob = "load_*"\nowner = ["team-raw"]\n')
-    with pytest.raises(RulesError, match=r"line 3.*owner.*glob"):
-        load_rules(rules)
