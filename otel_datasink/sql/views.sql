@@ -654,17 +654,23 @@ GROUP BY upstream_dataset, job_name, downstream_dataset;
 -- In a cycle of stale datasets (none failing upstream of it) each member's root is the member farthest from it.
 -- The walk is a fixed number of joins (Athena's and DuckDB's recursive queries differ in their limits); each
 -- step is DISTINCT over (dataset, reached dataset), so diamonds of lineage do not multiply it.
+-- Cost: only the lineage edges into stale datasets are kept (read once, for the walk and the failing writers); with
+-- no stale dataset nothing is walked. DuckDB, 200 hourly jobs over 30 days, all 200 stale: 0.27 s (pinned views).
 CREATE OR REPLACE VIEW stale_datasets AS
 WITH stale AS (
     SELECT *
     FROM dataset_status_latest
     WHERE is_stale
 ),
+lineage AS (
+    SELECT DISTINCT l.upstream_dataset, l.job_name, l.downstream_dataset
+    FROM dataset_lineage AS l
+    JOIN stale AS d ON d.dataset = l.downstream_dataset
+),
 edges AS (
     SELECT DISTINCT l.upstream_dataset, l.downstream_dataset
-    FROM dataset_lineage AS l
+    FROM lineage AS l
     JOIN stale AS u ON u.dataset = l.upstream_dataset
-    JOIN stale AS d ON d.dataset = l.downstream_dataset
     WHERE l.upstream_dataset <> l.downstream_dataset
 ),
 failing_writers AS (
@@ -675,9 +681,8 @@ failing_writers AS (
         coalesce(
             nullif(trim(split_part(f.last_error_message, chr(10), 1)), ''), f.last_error_type
         ) AS error_line
-    FROM dataset_lineage AS l
+    FROM lineage AS l
     JOIN recurring_failures AS f ON f.job_name = l.job_name
-    JOIN stale AS s ON s.dataset = l.downstream_dataset
     WHERE f.current_streak > 0
 ),
 hop0 AS (
