@@ -300,8 +300,10 @@ def test_an_owner_glob_selects_by_the_owners_the_data_records(platform, tmp_path
     rules.write_text('[[rule]]\nowner = "team-r*"\nseverity = "info"\n\n[[rule]]\nenabled = false\n')
     with local.connect(platform.location) as con:
         pin_time(con, platform.now, None)
+        owners = con.execute("SELECT dataset, owners FROM dataset_status_latest ORDER BY dataset").fetchall()
         found = conditions.evaluate(con, load_rules(rules, ["json://127.0.0.1:9/x"]), platform.now)
-    # raw.orders (never written successfully) is stale, owned by its writer's owners; raw.web's are team-web's.
+    assert owners == [("raw.orders", ["team-raw"]), ("raw.web", ["team-web"])]
+    # raw.orders (never written successfully) is stale, selected by its owners; raw.web's are team-web's.
     assert [(c.kind, c.subject, c.severity) for c in found] == [
         ("stale_dataset", "raw.orders", "info"),
         ("failing_job", "load_raw", "info"),
