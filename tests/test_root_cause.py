@@ -308,3 +308,19 @@ def test_an_owner_glob_selects_by_the_owners_the_data_records(platform, tmp_path
         ("stale_dataset", "raw.orders", "info"),
         ("failing_job", "load_raw", "info"),
     ]
+
+
+def test_a_datasets_open_incident_closes_into_its_roots_once_the_root_pages_the_same_target(platform, receiver):
+    broken_chain(platform)
+    everything = f'[[rule]]\nnotify = ["{receiver.url}"]\n'
+    muted_root = f'[[rule]]\njob = "load_raw"\nkinds = ["failing_job"]\nenabled = false\n\n{everything}'
+    assert alert(platform, muted_root) == 0
+    assert len(receiver.take()) == 3  # no root incident: each stale dataset is its own, with its cause
+
+    assert alert(platform, everything, platform.now + datetime.timedelta(minutes=5)) == 0
+    texts = receiver.take()
+    assert sum("holds up 3 stale datasets" in text for text in texts) == 1
+    # The three closings go as one digest (held-up datasets are told in digests).
+    assert "\n".join(texts).count("Closed: held up by failing_job of load_raw, whose incident tells of it") == 3
+    with local.connect(platform.location) as con:
+        assert con.execute("SELECT kind, subject FROM alerts_open").fetchall() == [("failing_job", "load_raw")]
