@@ -44,7 +44,6 @@ of today (:func:`otel_datasink.location.filed_time`), and the views read as far 
 VIEWS = (
     "job_runs_latest",
     "dataset_status_latest",
-    "stale_datasets",
     "recurring_failures",
     "volume_anomalies",
     "runtime_trend",
@@ -53,6 +52,7 @@ VIEWS = (
     "future_dated_rows",
     "pipeline_runs",
     "dataset_lineage",
+    "stale_datasets",
     "dataset_checks_latest",
     "failing_checks",
 )

@@ -116,7 +116,8 @@ MISTAKES = [
     ("min_z = -1", "rule[1].min_z", "must be a number above zero"),
     ('group = "batch"', "rule[1].group", "must be one of incident, digest"),
     ('enabled = "no"', "rule[1].enabled", "must be true or false"),
-    ('severty = "info"', "rule[1].severty", "unknown key (expected one of job, dataset, kinds"),
+    ('severty = "info"', "rule[1].severty", "unknown key (expected one of job, dataset, owner, kinds"),
+    ('owner = ["team-a"]', "rule[1].owner", "must be a glob"),
     ('dataset = "orders"\nexpected_every = "1h"', "rule[1].expected_every", "expected_every is for jobs"),
     ('job = "a"\ndataset = "b"', "rule[1].dataset", "give job or dataset, not both"),
 ]

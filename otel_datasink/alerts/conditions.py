@@ -4,7 +4,10 @@ Each kind reads one view: ``stale_dataset`` a row of ``stale_datasets``; ``faili
 ``recurring_failures`` whose ``current_streak`` reaches its rule's ``failure_streak``; ``hung_run`` a job with
 rows in ``hung_runs``; ``volume_anomaly`` a job with a row of ``volume_anomalies`` that ended within its rule's
 ``volume_window``; ``missing_run`` a job with ``expected_every`` whose latest start is older than that (or that
-never started, when its rule names it without a glob). One condition per (kind, subject): the incident's key.
+never started, when its rule names it without a glob); ``failing_check`` a check of ``failing_checks`` (its subject
+``<check> on <dataset>``, resolved once the check passes again). One condition per (kind, subject): the incident's
+key. Each condition's facts carry ``owned_by``, the owners the data records for its subject, which ``owner`` rules
+select by; stale datasets held up by an upstream incident are grouped under it (:mod:`.causes`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import string
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from otel_datasink.alerts.causes import hold_up
 from otel_datasink.alerts.escaping import fill_link
 from otel_datasink.alerts.model import KINDS, Condition
 from otel_datasink.alerts.rules import DEFAULT_VOLUME_WINDOW, JOB_KINDS, Rule, Rules
@@ -49,14 +53,17 @@ def evaluate(
     """The conditions that hold at ``now`` (UTC), each with its rule's severity, owners, targets, suppression and
     grouping, and its links; muted ones (``enabled = false``) left out. Ordered by kind, then subject."""
     links = _Links(trace_url, run_url)
+    job_owners = _job_owners(con)
     found: list[Condition] = []
     for kind, finder in _FINDERS.items():
         for subject, job, facts in finder(con, rules, now):
-            rule = rules.rule_for(kind, subject, job)
+            # A subject's own owners (a dataset's, a check's dataset's), else its job's.
+            facts["owned_by"] = list(facts.get("owned_by") or job_owners.get(job or "") or ()) or None
+            rule = rules.rule_for(kind, subject, job, facts["owned_by"] or (), facts.get("dataset"))
             if not rule.enabled or not _passes(kind, rule, facts, now):
                 continue
             found.append(_condition(kind, subject, rule, rules, facts, links))
-    return sorted(found, key=lambda c: (KINDS.index(c.kind), c.subject))
+    return sorted(hold_up(found), key=lambda c: (KINDS.index(c.kind), c.subject))
 
 
 Facts = dict[str, Any]
@@ -81,11 +88,21 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, *parameters: Any) -> list[Fa
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
+def _job_owners(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Each job's owners: those of its latest run naming any (``job_runs_latest.owners``)."""
+    sql = """
+        SELECT job_name, arg_max(owners, event_time) AS owners
+        FROM job_runs_latest WHERE len(owners) > 0 GROUP BY job_name
+    """
+    return {job: owners for job, owners in con.execute(sql).fetchall()}
+
+
 def _stale_datasets(con: duckdb.DuckDBPyConnection, rules: Rules, now: datetime.datetime) -> Iterator[Any]:
     # The trace of the run that last updated the dataset, for the trace link (its latest attempt).
     sql = """
         SELECT s.dataset, s.freshness_minutes, s.freshness_sla_minutes, s.data_as_of, s.last_success_at,
-               s.last_status, s.last_update_at, s.last_job_name AS job_name, s.last_run_id AS run_id, r.trace_id
+               s.last_status, s.last_update_at, s.last_job_name AS job_name, s.last_run_id AS run_id, r.trace_id,
+               s.owners AS owned_by, s.root_cause_dataset, s.root_cause_job, s.root_cause, s.hops AS root_cause_hops
         FROM stale_datasets AS s
         LEFT JOIN job_runs_latest AS r ON r.job_name = s.last_job_name AND r.run_id = s.last_run_id
         QUALIFY row_number() OVER (PARTITION BY s.dataset ORDER BY r.attempt DESC NULLS LAST) = 1
@@ -160,7 +177,8 @@ def _missing_runs(con: duckdb.DuckDBPyConnection, rules: Rules, now: datetime.da
         return
     sql = """
         SELECT job_name, max(start_time) AS last_start, arg_max(run_id, start_time) AS run_id,
-               arg_max(trace_id, start_time) AS trace_id, arg_max(status, start_time) AS last_status
+               arg_max(trace_id, start_time) AS trace_id, arg_max(status, start_time) AS last_status,
+               arg_max(owners, event_time) FILTER (WHERE len(owners) > 0) AS owned_by
         FROM job_runs_latest GROUP BY job_name
     """
     latest = {row["job_name"]: row for row in _rows(con, sql)}
@@ -168,7 +186,7 @@ def _missing_runs(con: duckdb.DuckDBPyConnection, rules: Rules, now: datetime.da
     named = {glob for glob, _ in expected if not any(c in glob for c in "*?[")}
     for job in sorted(set(latest) | named):
         # The rule that decides is the job's own (the first selecting it), which may say nothing of intervals.
-        rule = rules.rule_for("missing_run", job)
+        rule = rules.rule_for("missing_run", job, job, latest.get(job, {}).get("owned_by") or ())
         if rule.expected_every is None:
             continue
         row = latest.get(job, {"job_name": job, "last_start": None, "run_id": None, "trace_id": None})
@@ -177,12 +195,25 @@ def _missing_runs(con: duckdb.DuckDBPyConnection, rules: Rules, now: datetime.da
             yield job, job, {**row, "expected_every_minutes": rule.expected_every.total_seconds() / 60}
 
 
+def _failing_checks(con: duckdb.DuckDBPyConnection, rules: Rules, now: datetime.datetime) -> Iterator[Any]:
+    # The dataset's owners (those of its latest update naming any): a check is the dataset's.
+    sql = """
+        SELECT c.dataset, c.check_name, c.assertion, c.column_name, c.actual, c.expected, c.severity AS check_severity,
+               c.checked_at, c.job_name, c.run_id, c.trace_id, c.span_id, d.owners AS owned_by
+        FROM failing_checks AS c LEFT JOIN dataset_status_latest AS d ON d.dataset = c.dataset
+        ORDER BY c.dataset, c.check_name
+    """
+    for row in _rows(con, sql):
+        yield f"{row['check_name']} on {row['dataset']}", row["job_name"], row
+
+
 _FINDERS: Mapping[str, Finder] = {
     "stale_dataset": _stale_datasets,
     "failing_job": _failing_jobs,
     "hung_run": _hung_runs,
     "volume_anomaly": _volume_anomalies,
     "missing_run": _missing_runs,
+    "failing_check": _failing_checks,
 }
 
 
@@ -314,12 +345,20 @@ def _missing_summary(job: str, facts: Facts) -> Headline:
     return f"job {job} has not run since {_when(last)}: expected every {every}", since
 
 
+def _check_summary(subject: str, facts: Facts) -> Headline:
+    what = f": {facts['assertion']}" if facts.get("assertion") else ""
+    values = [f"{name} {facts[name]}" for name in ("actual", "expected") if facts.get(name) is not None]
+    measured = f" ({', '.join(values)})" if values else ""
+    return f"check {subject} failed{what}{measured} at {_when(facts['checked_at'])}", facts["checked_at"]
+
+
 _SUMMARIES: Mapping[str, Callable[[str, Facts], Headline]] = {
     "stale_dataset": _stale_summary,
     "failing_job": _failing_summary,
     "hung_run": _hung_summary,
     "volume_anomaly": _volume_summary,
     "missing_run": _missing_summary,
+    "failing_check": _check_summary,
 }
 
 __all__ = ["JOB_KINDS", "LINK_FIELDS", "check_template", "evaluate"]

@@ -158,8 +158,11 @@ def _grouping(found: Sequence[Condition], rules: Rules) -> Callable[[Send], str]
 
     def group(send: Send) -> str:
         n = send.notification
-        job = n.details.get("job_name")
-        return groups.get((n.kind, n.subject)) or rules.rule_for(n.kind, n.subject, job).group
+        job, owners = n.details.get("job_name"), n.details.get("owned_by") or ()
+        return (
+            groups.get((n.kind, n.subject))
+            or rules.rule_for(n.kind, n.subject, job, owners, n.details.get("dataset")).group
+        )
 
     return group
 

@@ -46,6 +46,7 @@ from typing import Any
 import duckdb
 
 from otel_datasink.alerts import delivery
+from otel_datasink.alerts.causes import held_up_reason
 from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, Notification, Outcome, Send
 from otel_datasink.schema import ALERTS_TABLE, Rows
 
@@ -227,14 +228,15 @@ def plan(
     sends: list[Send] = []
     # Held: a condition with a target. One with none (the routing changed) holds, but is no one's incident.
     held = {condition.key for condition in conditions if condition.targets}
-    unrouted = {condition.key for condition in conditions if not condition.targets}
+    # Why one with none closes: a held-up stale dataset is told in its root's incident (:mod:`.causes`).
+    unrouted = {c.key: held_up_reason(c) or UNROUTED for c in conditions if not c.targets}
     for condition in conditions:
         incident = open_by_key.get(condition.key)
         sends += _firing(condition, incident, told, now)
     for incident in incidents:
         key = (incident.kind, incident.subject)
         if incident.state == FIRING and key not in held:
-            reason = UNROUTED if key in unrouted else None
+            reason = unrouted.get(key)
             sends += _resolving(incident, told_of.get(incident.incident_id, {}), known, now, retry=False, reason=reason)
         elif incident.state == RESOLVED:
             sends += _resolving(incident, told_of.get(incident.incident_id, {}), known, now, retry=True)

@@ -7,7 +7,7 @@ import dataclasses
 import datetime
 from typing import Any, NamedTuple
 
-KINDS = ("stale_dataset", "failing_job", "hung_run", "volume_anomaly", "missing_run")
+KINDS = ("stale_dataset", "failing_job", "hung_run", "volume_anomaly", "missing_run", "failing_check")
 """Condition kinds, as the ``alerts.kind`` column names them."""
 SEVERITIES = ("critical", "warning", "info")
 FIRING = "FIRING"
@@ -21,7 +21,8 @@ class Condition:
     kind: str
     """One of :data:`KINDS`."""
     subject: str
-    """The job name (failing_job, hung_run, volume_anomaly, missing_run) or the dataset (stale_dataset)."""
+    """The job name (failing_job, hung_run, volume_anomaly, missing_run), the dataset (stale_dataset), or the check
+    and its dataset (failing_check: ``not_null_id on orders``)."""
     severity: str
     """One of :data:`SEVERITIES`."""
     since: datetime.datetime | None

@@ -7,6 +7,7 @@ no rule selects gets the defaults, so no file at all means every condition, to t
 
     [[rule]]
     job = "ingest_*"                  # a glob on the job name (or dataset = "orders*"; neither: everything)
+    owner = "team-payments*"          # a glob on the owners the data records (job.owners); with job/dataset: both
     kinds = ["failing_job", "missing_run"]   # default: every kind
     owners = ["@data-eng", "oncall@example.com"]
     notify = ["slack://T000/B000/XXXX"]      # default: the --notify targets
@@ -19,7 +20,11 @@ no rule selects gets the defaults, so no file at all means every condition, to t
     group = "digest"                  # "incident": a message each (default); "digest": one per target and run
     enabled = false                   # mute what the rule selects
 
-A ``job`` rule also selects the ``stale_dataset`` conditions of the datasets its jobs last updated.
+A ``job`` rule also selects the ``stale_dataset`` conditions of the datasets its jobs last updated, and the
+``failing_check`` conditions of the checks its jobs ran; a ``dataset`` rule selects the ``failing_check`` conditions
+of its datasets. An ``owner`` rule selects what one of the owners recorded in the data matches: a job's are those
+of its latest run that names any (``job_runs_latest.owners``), a dataset's those of its latest update that names any
+(``dataset_status_latest.owners``), else its last writer's; a check's are its dataset's, else its job's.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ DEFAULT_SEVERITY = {
     "hung_run": "warning",
     "volume_anomaly": "info",
     "missing_run": "critical",
+    "failing_check": "warning",
 }
 DEFAULT_SUPPRESS = datetime.timedelta(hours=4)
 DEFAULT_VOLUME_WINDOW = datetime.timedelta(hours=24)
@@ -65,6 +71,7 @@ class Rule:
 
     job: str | None = None
     dataset: str | None = None
+    owner: str | None = None
     kinds: tuple[str, ...] = KINDS
     owners: tuple[str, ...] = ()
     notify: tuple[str, ...] | None = None
@@ -77,15 +84,26 @@ class Rule:
     group: str = "incident"
     enabled: bool = True
 
-    def selects(self, kind: str, subject: str, job: str | None = None) -> bool:
-        """Whether the rule applies to ``kind`` on ``subject``; ``job`` is the job that last updated a dataset."""
+    def selects(
+        self,
+        kind: str,
+        subject: str,
+        job: str | None = None,
+        owners: Sequence[str] = (),
+        dataset: str | None = None,
+    ) -> bool:
+        """Whether the rule applies to ``kind`` on ``subject``; ``job`` is the job that last updated a dataset (or
+        ran a check), ``owners`` those the data records for the subject, ``dataset`` a check's dataset (default:
+        the subject of a dataset kind)."""
         if kind not in self.kinds:
+            return False
+        if self.owner is not None and not any(fnmatch.fnmatchcase(owner, self.owner) for owner in owners):
             return False
         if self.job is not None:
             name = subject if kind in JOB_KINDS else job
             return name is not None and fnmatch.fnmatchcase(name, self.job)
         if self.dataset is not None:
-            return kind not in JOB_KINDS and fnmatch.fnmatchcase(subject, self.dataset)
+            return kind not in JOB_KINDS and fnmatch.fnmatchcase(dataset or subject, self.dataset)
         return True
 
     def severity_of(self, kind: str) -> str:
@@ -103,9 +121,16 @@ class Rules:
     default_targets: tuple[str, ...] = ()
     path: str | None = None
 
-    def rule_for(self, kind: str, subject: str, job: str | None = None) -> Rule:
-        """The first rule selecting ``kind`` on ``subject``, else the defaults."""
-        return next((rule for rule in self.rules if rule.selects(kind, subject, job)), DEFAULT_RULE)
+    def rule_for(
+        self,
+        kind: str,
+        subject: str,
+        job: str | None = None,
+        owners: Sequence[str] = (),
+        dataset: str | None = None,
+    ) -> Rule:
+        """The first rule selecting ``kind`` on ``subject`` (see :meth:`Rule.selects`), else the defaults."""
+        return next((rule for rule in self.rules if rule.selects(kind, subject, job, owners, dataset)), DEFAULT_RULE)
 
     def targets(self, rule: Rule) -> tuple[str, ...]:
         return rule.notify if rule.notify is not None else self.default_targets
@@ -222,6 +247,7 @@ _RULE = Table(
     keys={
         "job": optional(_glob),
         "dataset": optional(_glob),
+        "owner": optional(_glob),
         "kinds": optional(_list_of(_kind, "must be a list of kinds")),
         "owners": optional(_list_of(_owner, "must be a list of @handles and e-mail addresses")),
         "notify": optional(_list_of(_target, "must be a list of URLs")),

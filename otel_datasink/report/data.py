@@ -176,7 +176,9 @@ def _job_counts(recurring: list[Row], hung: list[Row], alerts: list[Row] | None)
 
 def dataset_state(con: duckdb.DuckDBPyConnection) -> Row:
     """The state of the datasets at the views' now: stale datasets."""
-    return rows(con, "SELECT count(*) AS stale_datasets FROM stale_datasets")[0]
+    # stale_datasets' rows, counted without their root causes (which walk the lineage of the run views: 1 to 1.7 s
+    # of a 200-job month, for a count that does not need them).
+    return rows(con, "SELECT count(*) AS stale_datasets FROM dataset_status_latest WHERE is_stale")[0]
 
 
 def state(con: duckdb.DuckDBPyConnection, has_alerts: bool) -> Row:

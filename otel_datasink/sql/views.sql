@@ -144,6 +144,7 @@ WHERE state_rank = 1;
 -- freshness_minutes = whole minutes from data_as_of to now.
 -- is_stale: no successful update in the last ${dataset_window_days} days, or freshness_minutes above the latest
 -- SLA given.
+-- owners are those of the latest update carrying any (the writing run's owners: alert rules select by them).
 -- last_status, record_count and freshness_sla_minutes are those of the latest update (carrying one); a tie on
 -- the millisecond goes to SUCCESS, then to the greater run_id, job_name, trace_id and span_id, never to
 -- ingestion time, so a replay answers as the live path did.
@@ -174,7 +175,8 @@ summary AS (
         ) FILTER (WHERE status = 'SUCCESS') AS data_as_of,
         max(updated_at) AS last_update_at,
         max(updated_at) FILTER (WHERE record_count IS NOT NULL) AS counted_at,
-        max(updated_at) FILTER (WHERE freshness_sla_minutes IS NOT NULL) AS sla_at
+        max(updated_at) FILTER (WHERE freshness_sla_minutes IS NOT NULL) AS sla_at,
+        max_by(owners, CASE WHEN cardinality(owners) > 0 THEN updated_at END) AS owners
     FROM recent
     GROUP BY dataset
 ),
@@ -237,7 +239,8 @@ measured AS (
         l.record_count,
         s.last_update_at,
         l.last_job_name,
-        l.last_run_id
+        l.last_run_id,
+        s.owners
     FROM summary AS s
     JOIN latest AS l ON l.dataset = s.dataset
 )
@@ -248,12 +251,6 @@ SELECT
         OR coalesce(freshness_minutes > freshness_sla_minutes, FALSE)
     ) AS is_stale
 FROM measured;
-
--- The datasets of dataset_status_latest that are stale.
-CREATE OR REPLACE VIEW stale_datasets AS
-SELECT *
-FROM dataset_status_latest
-WHERE is_stale;
 
 -- Per job with a failure in the window: recent_failures = FAILED runs that ended in the last ${failure_days}
 -- days; current_streak = consecutive FAILED runs counting back from the latest terminal run (0 once a run
@@ -639,6 +636,140 @@ SELECT upstream_dataset, job_name, downstream_dataset, max(seen) AS last_seen
 FROM edges
 WHERE upstream_dataset IS NOT NULL OR downstream_dataset IS NOT NULL
 GROUP BY upstream_dataset, job_name, downstream_dataset;
+
+-- The datasets of dataset_status_latest that are stale, each with its root cause: the most upstream stale dataset
+-- or failing job that explains it.
+-- The walk: from the stale dataset, up the edges of dataset_lineage whose both ends are stale (a fresh dataset
+-- explains nothing downstream of it), at most 5 hops (a dataset further up is not looked at), each dataset at
+-- its fewest hops, so cycles end and a self-edge (a merge into a dataset) is no step. A dataset reached at h hops
+-- is a candidate at h hops; a job writing it (an edge with it downstream) whose current_streak in
+-- recurring_failures is above 0 is a candidate at h + 1 hops (it is upstream of what it writes), the dataset
+-- itself included (its own writer failing, h = 0). The candidate with the most hops wins; between equal hops a
+-- failing job beats a stale dataset (it is what to mend), then the smaller dataset name, then job name.
+-- root_cause_dataset: the stale dataset at the root (the one the failing job writes, for a job cause);
+-- root_cause_job: the failing job, else NULL; hops: how far up the root is (0: the dataset is its own root,
+-- nothing upstream stale nor a writer failing: root_cause_dataset is itself and root_cause NULL); root_cause:
+-- the root in words, "raw.orders is stale", "load_raw failing 3 runs: <first line of its last error>", or
+-- "raw.orders is stale: load_raw failing 3 runs: <error>" when the job's dataset is not this one.
+-- In a cycle of stale datasets (none failing upstream of it) each member's root is the member farthest from it.
+-- The walk is a fixed number of joins, not WITH RECURSIVE: Athena engine v3 runs that to a depth of 10 only (its
+-- SELECT documentation), and DuckDB's has other limits; plain joins mean the same in both engines. Each
+-- step is DISTINCT over (dataset, reached dataset), so diamonds of lineage do not multiply it.
+-- Cost: only the lineage edges into stale datasets are kept (read once, for the walk and the failing writers); with
+-- no stale dataset nothing is walked. DuckDB, 200 hourly jobs over 30 days, all 200 stale: 0.27 s (pinned views).
+CREATE OR REPLACE VIEW stale_datasets AS
+WITH stale AS (
+    SELECT *
+    FROM dataset_status_latest
+    WHERE is_stale
+),
+lineage AS (
+    SELECT DISTINCT l.upstream_dataset, l.job_name, l.downstream_dataset
+    FROM dataset_lineage AS l
+    JOIN stale AS d ON d.dataset = l.downstream_dataset
+),
+edges AS (
+    SELECT DISTINCT l.upstream_dataset, l.downstream_dataset
+    FROM lineage AS l
+    JOIN stale AS u ON u.dataset = l.upstream_dataset
+    WHERE l.upstream_dataset <> l.downstream_dataset
+),
+failing_writers AS (
+    SELECT DISTINCT
+        l.downstream_dataset AS dataset,
+        l.job_name,
+        f.current_streak,
+        coalesce(
+            nullif(trim(split_part(f.last_error_message, chr(10), 1)), ''), f.last_error_type
+        ) AS error_line
+    FROM lineage AS l
+    JOIN recurring_failures AS f ON f.job_name = l.job_name
+    WHERE f.current_streak > 0
+),
+hop0 AS (
+    SELECT dataset, dataset AS node
+    FROM stale
+),
+hop1 AS (
+    SELECT DISTINCT h.dataset, e.upstream_dataset AS node
+    FROM hop0 AS h
+    JOIN edges AS e ON e.downstream_dataset = h.node
+),
+hop2 AS (
+    SELECT DISTINCT h.dataset, e.upstream_dataset AS node
+    FROM hop1 AS h
+    JOIN edges AS e ON e.downstream_dataset = h.node
+),
+hop3 AS (
+    SELECT DISTINCT h.dataset, e.upstream_dataset AS node
+    FROM hop2 AS h
+    JOIN edges AS e ON e.downstream_dataset = h.node
+),
+hop4 AS (
+    SELECT DISTINCT h.dataset, e.upstream_dataset AS node
+    FROM hop3 AS h
+    JOIN edges AS e ON e.downstream_dataset = h.node
+),
+hop5 AS (
+    SELECT DISTINCT h.dataset, e.upstream_dataset AS node
+    FROM hop4 AS h
+    JOIN edges AS e ON e.downstream_dataset = h.node
+),
+reached AS (
+    SELECT dataset, node, min(hops) AS hops
+    FROM (
+    SELECT dataset, node, 0 AS hops FROM hop0
+    UNION ALL
+    SELECT dataset, node, 1 AS hops FROM hop1
+    UNION ALL
+    SELECT dataset, node, 2 AS hops FROM hop2
+    UNION ALL
+    SELECT dataset, node, 3 AS hops FROM hop3
+    UNION ALL
+    SELECT dataset, node, 4 AS hops FROM hop4
+    UNION ALL
+    SELECT dataset, node, 5 AS hops FROM hop5
+    ) AS walked
+    GROUP BY dataset, node
+),
+candidates AS (
+    SELECT
+        dataset,
+        node AS root_cause_dataset,
+        CAST(NULL AS varchar) AS root_cause_job,
+        hops,
+        CAST(NULL AS bigint) AS current_streak,
+        CAST(NULL AS varchar) AS error_line
+    FROM reached
+    UNION ALL
+    SELECT r.dataset, r.node, w.job_name, r.hops + 1, w.current_streak, w.error_line
+    FROM reached AS r
+    JOIN failing_writers AS w ON w.dataset = r.node
+),
+roots AS (
+    SELECT
+        *,
+        row_number() OVER (
+            PARTITION BY dataset
+            ORDER BY hops DESC, root_cause_job IS NULL, root_cause_dataset, root_cause_job
+        ) AS root_rank
+    FROM candidates
+)
+SELECT
+    s.*,
+    r.root_cause_dataset,
+    r.root_cause_job,
+    CASE
+        WHEN r.root_cause_job IS NOT NULL THEN
+            CASE WHEN r.root_cause_dataset <> s.dataset THEN r.root_cause_dataset || ' is stale: ' ELSE '' END
+            || r.root_cause_job || ' failing ' || CAST(r.current_streak AS varchar)
+            || CASE WHEN r.current_streak = 1 THEN ' run' ELSE ' runs' END
+            || coalesce(': ' || r.error_line, '')
+        WHEN r.hops > 0 THEN r.root_cause_dataset || ' is stale'
+    END AS root_cause,
+    r.hops
+FROM stale AS s
+JOIN roots AS r ON r.dataset = s.dataset AND r.root_rank = 1;
 
 -- One row per data-quality check of a dataset (dataset, check_name): its latest result in the last
 -- ${dataset_window_days} days (the window of the dataset views: a check that stopped running stays in sight).
