@@ -50,9 +50,6 @@ class Evaluation:
     """The messages they called for (those of a dry run were not sent)."""
     outcomes: list[Outcome] = dataclasses.field(default_factory=list)
     """What became of each message sent, and of each closing with no target; none in a dry run."""
-    targeted: bool = True
-    """Whether the configuration names any target: an evaluation with none plans nothing and changes no incident
-    (a person trying ``otel-datasink alert`` without ``--notify`` closes nothing the cron job's opened)."""
 
     @property
     def failed(self) -> int:
@@ -100,18 +97,20 @@ class Evaluator:
 
     @property
     def targeted(self) -> bool:
-        """Whether the configuration names any target (``--notify``, a rule's ``notify``)."""
+        """Whether the configuration names any target (``--notify``, a rule's ``notify``): an evaluation with none
+        plans nothing and changes no incident (a person trying ``otel-datasink alert`` without ``--notify`` closes
+        nothing that the cron job's evaluations opened)."""
         return bool(self.rules.all_targets())
 
     def _evaluate(self, now: datetime.datetime, gauges: HealthGauges | None, held: Held | None = None) -> Evaluation:
         found, sends = self._plan(now, gauges)
         if self.dry_run or not any(send.target is not None or send.record for send in sends):
-            return Evaluation(now, found, sends, targeted=self.targeted)
+            return Evaluation(now, found, sends)
         outcomes = self._notify(found, sends, held, now)
         # Written even if the lease was lost meanwhile: these messages went out, and a history without them would
         # have the next evaluation send them again.
         Writer(self.options).write(incidents.rows(outcomes, now))
-        return Evaluation(now, found, sends, outcomes, targeted=self.targeted)
+        return Evaluation(now, found, sends, outcomes)
 
     def _plan(self, now: datetime.datetime, gauges: HealthGauges | None) -> tuple[list[Condition], list[Send]]:
         """The conditions that hold at ``now`` and the messages they call for, from the views as seen at ``now``."""

@@ -201,7 +201,8 @@ def _until(until: datetime.datetime | None, otherwise: str) -> str:
 
 
 def _iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).isoformat()
+    """In milliseconds at most: what Athena's ``from_iso8601_timestamp`` (``alerts_open``) reads."""
+    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _instant(text: Any) -> datetime.datetime | None:
