@@ -102,7 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--watch", metavar="SECONDS", type=_positive_seconds, help="evaluate every SECONDS until SIGTERM or Ctrl-C"
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="print what would be sent; send and write nothing; exit 1 if any open"
+        "--dry-run",
+        action="store_true",
+        help="print each message as its target would get it; send, write, contact nothing; exit 1 if any open",
     )
     parser.add_argument(
         "--trace-url", metavar="TEMPLATE", help="trace link, e.g. https://grafana/explore?traceId={trace_id}"
