@@ -81,7 +81,7 @@ def test_a_stale_dataset_says_its_age_against_its_sla_and_takes_its_rule(scenari
     assert stale.links["trace"] == f"https://t/{stale.details['trace_id']}" and stale.links["run"].startswith(
         "https://r/load_orders/"
     )
-    assert "orders is stale: data 180 min old, SLA 60 min" in stale.summary
+    assert "orders is stale: data 3 h old, SLA 60 min" in stale.summary
     assert stale.details["freshness_minutes"] == 180 and stale.details["freshness_sla_minutes"] == 60
     assert stale.since == scenario[1] - datetime.timedelta(hours=2)  # data as of 3 h ago, 1 h of SLA
     assert (stale.owners, stale.targets, stale.group, stale.severity) == (
@@ -112,7 +112,7 @@ def test_the_default_failure_streak_is_one(scenario):
 
 def test_a_hung_run_says_how_long_it_has_run_against_its_threshold(scenario):
     hung = _evaluate(scenario)[("hung_run", "slow")]
-    assert "run slow-hung" in hung.summary and "still running after 180 min (hung after 60 min)" in hung.summary
+    assert "run slow-hung" in hung.summary and "still running after 3 h (hung after 60 min)" in hung.summary
     assert hung.details["run_id"] == "slow-hung"
 
 

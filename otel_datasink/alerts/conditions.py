@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from otel_datasink.alerts.causes import hold_up
 from otel_datasink.alerts.escaping import fill_link
-from otel_datasink.alerts.model import KINDS, Condition
+from otel_datasink.alerts.model import KINDS, Condition, age
 from otel_datasink.alerts.rules import DEFAULT_VOLUME_WINDOW, JOB_KINDS, Rule, Rules
 
 if TYPE_CHECKING:
@@ -207,6 +207,20 @@ def _failing_checks(con: duckdb.DuckDBPyConnection, rules: Rules, now: datetime.
         yield f"{row['check_name']} on {row['dataset']}", row["job_name"], row
 
 
+def subject_owners(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], tuple[str, ...]]:
+    """The owners recorded in the data, by subject: ``("job", name)`` -> its latest run's that names some
+    (``job_runs_latest.owners``), ``("dataset", name)`` -> its latest update's that names some
+    (``dataset_status_latest.owners``). For selecting by owner (silences)."""
+    sql = """
+        SELECT 'job', job_name, arg_max(owners, coalesce(start_time, event_time))
+        FROM job_runs_latest WHERE len(owners) > 0 GROUP BY job_name
+        UNION ALL
+        SELECT 'dataset', dataset, owners
+        FROM dataset_status_latest WHERE len(owners) > 0
+    """
+    return {(what, name): tuple(owners) for what, name, owners in con.execute(sql).fetchall()}
+
+
 _FINDERS: Mapping[str, Finder] = {
     "stale_dataset": _stale_datasets,
     "failing_job": _failing_jobs,
@@ -270,15 +284,6 @@ def _when(value: datetime.datetime | None) -> str:
     return _utc(value).strftime("%Y-%m-%d %H:%M UTC") if value is not None else "never"
 
 
-def _minutes(value: float) -> str:
-    """``185`` as ``185 min``, ``600`` as ``10 h``: the unit a person reads at a glance."""
-    if value >= 48 * 60:
-        return f"{value / 1440:.0f} d"
-    if value >= 360:
-        return f"{value / 60:.0f} h"
-    return f"{value:.0f} min"
-
-
 def _error(facts: Facts) -> str:
     """``; last error Type: message`` with the message's first line that says something: the summary is one line
     (all of the message's lines are the notification's ``Last error``)."""
@@ -299,11 +304,11 @@ def _stale_summary(dataset: str, facts: Facts) -> Headline:
         return f"dataset {dataset} has never been updated successfully: last update {status}{by}", facts.get(
             "last_update_at"
         )
-    age, sla, as_of = facts.get("freshness_minutes"), facts.get("freshness_sla_minutes"), facts.get("data_as_of")
-    if age is not None and sla is not None:
+    old, sla, as_of = facts.get("freshness_minutes"), facts.get("freshness_sla_minutes"), facts.get("data_as_of")
+    if old is not None and sla is not None:
         since = _utc(as_of) + datetime.timedelta(minutes=sla) if as_of is not None else None
         return (
-            f"dataset {dataset} is stale: data {_minutes(age)} old, SLA {_minutes(sla)}, late since {_when(since)}{by}",
+            f"dataset {dataset} is stale: data {age(old)} old, SLA {age(sla)}, late since {_when(since)}{by}",
             since,
         )
     return f"dataset {dataset} is stale: no successful update since {_when(facts['last_success_at'])}{by}", as_of
@@ -321,7 +326,7 @@ def _hung_summary(job: str, facts: Facts) -> Headline:
     runs = f"{count} runs" if count > 1 else f"run {facts['run_id']}"
     return (
         f"job {job}: {runs} started {_when(facts['start_time'])} still running after "
-        f"{_minutes(facts['running_minutes'])} (hung after {_minutes(facts['threshold_minutes'])})",
+        f"{age(facts['running_minutes'])} (hung after {age(facts['threshold_minutes'])})",
         facts["start_time"],
     )
 
@@ -337,7 +342,7 @@ def _volume_summary(job: str, facts: Facts) -> Headline:
 
 
 def _missing_summary(job: str, facts: Facts) -> Headline:
-    every = _minutes(facts["expected_every_minutes"])
+    every = age(facts["expected_every_minutes"])
     last = facts.get("last_start")
     if last is None:
         return f"job {job} has not run: expected every {every}, no run seen", None
@@ -361,4 +366,4 @@ _SUMMARIES: Mapping[str, Callable[[str, Facts], Headline]] = {
     "failing_check": _check_summary,
 }
 
-__all__ = ["JOB_KINDS", "LINK_FIELDS", "check_template", "evaluate"]
+__all__ = ["JOB_KINDS", "LINK_FIELDS", "check_template", "evaluate", "subject_owners"]

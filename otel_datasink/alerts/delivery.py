@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 from ..extras import MissingExtraError, import_extra
 from .escaping import TEXT, Format, format_of, one_line, text_lines
-from .model import FIRING, RESOLVED, DeliveryError, Notification
+from .model import FIRING, RESOLVED, DeliveryError, Notification, age
 
 SOURCE = "otel-datasink"
 """The ``source`` label of Alertmanager alerts, and the name digests are titled with."""
@@ -190,13 +190,21 @@ def _utc(moment: datetime.datetime) -> datetime.datetime:
 
 
 def _when(moment: datetime.datetime, now: datetime.datetime) -> str:
-    """``2026-11-28 21:00 UTC (2h 45m ago)``."""
+    """``2026-11-28 21:00 UTC (2 h 45 min ago)``: the age as every age of a message (:func:`.model.age`)."""
     moment = _utc(moment)
-    minutes = max(0, int((now - moment).total_seconds() // 60))
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    age = f"{days}d {hours}h" if days else f"{hours}h {minutes}m" if hours else f"{minutes}m"
-    return f"{moment:%Y-%m-%d %H:%M} UTC ({age} ago)"
+    return f"{moment:%Y-%m-%d %H:%M} UTC ({age(now - moment)} ago)"
+
+
+def _since(notification: Notification) -> datetime.datetime:
+    """Since when the incident's condition holds: the condition's own ``since`` (what its summary says), else when
+    the incident opened."""
+    since = notification.details.get("since")
+    if isinstance(since, str):
+        try:
+            return _utc(datetime.datetime.fromisoformat(since))
+        except ValueError:
+            pass
+    return notification.opened_at
 
 
 def title(notification: Notification, form: Format = TEXT) -> str:
@@ -208,8 +216,8 @@ def title(notification: Notification, form: Format = TEXT) -> str:
 
 
 def _minutes(value: Any) -> str:
-    """``185 min``: minutes as a message shows them, whole."""
-    return f"{round(float(value))} min"
+    """Minutes as every age of a message shows them (:func:`.model.age`): ``45 min``, ``3 h 5 min``, ``219 d``."""
+    return age(float(value))
 
 
 def how_bad(details: dict[str, Any]) -> str:
@@ -266,13 +274,14 @@ def last_error(details: dict[str, Any]) -> str:
 def body(notification: Notification, now: datetime.datetime | None = None, form: Format = TEXT) -> str:
     """The text of one notification: summary, since when, how bad, last error, owners, links.
 
+    Every age and ``... ago`` is at ``now`` (the evaluation's instant), the since of the summary's condition.
     Every line starts with words of ours; user text (the summary, the error, ids) is escaped for ``form`` and kept
     on its line, the error's further lines indented (see :mod:`.escaping`). Owners and links are the operator's
     (the rules, the templates, whose fields are encoded) and go as they are: an owner may be a mention.
     """
     now = now or datetime.datetime.now(datetime.timezone.utc)
     lines = [form.inline(notification.summary)]
-    lines.append(f"Since: {_when(notification.opened_at, now)}")
+    lines.append(f"Since: {_when(_since(notification), now)}")
     if notification.state == RESOLVED:
         lines.append(f"Resolved: {_when(notification.resolved_at or now, now)}")
         if notification.details.get("closed"):  # closed for another reason than its condition clearing
@@ -353,19 +362,14 @@ _capturing: contextvars.ContextVar[_DeliveryRecords | None] = contextvars.Contex
 with a copy of the caller's context: a thread id would not follow it, a context variable does)."""
 
 
-class _DeliveryRecords(logging.Handler):
-    """Keeps the messages Apprise logs for one delivery (warnings and errors: what it reports failures with), so
-    that concurrent deliveries do not read each other's failures; and the exceptions behind them (:data:`_CAUSE`),
-    which :class:`_Causes` hands over."""
+class _DeliveryRecords:
+    """The messages Apprise logs for one delivery (warnings and errors: what it reports failures with), kept apart
+    so that concurrent deliveries do not read each other's failures, and the exceptions behind them
+    (:data:`_CAUSE`); :class:`_Causes` hands both over."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
         self.messages: list[str] = []
         self.causes: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if _capturing.get() is self:
-            self.messages.append(record.getMessage())
 
     def cause(self) -> str:
         """What went wrong, in one string: the warnings, then the first exception behind them (its text without
@@ -390,9 +394,10 @@ _ERRNO = re.compile(r"\[Errno -?\d+\][^'\"()]*")
 
 class _Causes(logging.Filter):
     """A filter of the ``apprise`` logger while deliveries run, which lets its DEBUG records be made (the logger's
-    level lowered) without anybody seeing them but the delivery: an exception line (:data:`_CAUSE`) goes to the
-    delivery's records, and a record below the level the logger had (its ``threshold``) goes no further, so the
-    application's handlers get what they got before, and no payload Apprise logs at DEBUG."""
+    level lowered) without anybody seeing them but the delivery: a delivery's warnings and exception lines
+    (:data:`_CAUSE`) go to its records only (they are its DeliveryError's message, said once by whoever reports the
+    failure, not logged too), and a record of no delivery below the level the logger had (its ``threshold``) goes
+    no further, so the application's handlers get what they got before, and no payload Apprise logs at DEBUG."""
 
     def __init__(self, threshold: int) -> None:
         super().__init__()
@@ -400,11 +405,14 @@ class _Causes(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         records = _capturing.get()
-        if records is not None and record.levelno < logging.WARNING:
-            message = record.getMessage()
-            if _CAUSE.match(message):
-                records.causes.append(message)
-        return record.levelno >= self.threshold
+        if records is None:
+            return record.levelno >= self.threshold
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            records.messages.append(message)
+        elif _CAUSE.match(message):
+            records.causes.append(message)
+        return False
 
 
 _causes_lock = threading.Lock()
@@ -447,17 +455,18 @@ def _notify_type(notifications: Sequence[Notification]) -> str:
     return "warning"
 
 
-def _apprise_messages(notifications: Sequence[Notification], form: Format) -> list[tuple[str, str, str]]:
+def _apprise_messages(
+    notifications: Sequence[Notification], form: Format, now: datetime.datetime
+) -> list[tuple[str, str, str]]:
     """(title, body, notify type) of each message, written in ``form``: one per notification, or one digest for
     several."""
-    now = datetime.datetime.now(datetime.timezone.utc)
     if len(notifications) == 1:
         (only,) = notifications
         return [(title(only, form), body(only, now, form), _notify_type(notifications))]
     return [(digest_title(notifications), digest_body(notifications, now, form), _notify_type(notifications))]
 
 
-def _send_apprise(target: str, notifications: Sequence[Notification], timeout: float) -> None:
+def _send_apprise(target: str, notifications: Sequence[Notification], timeout: float, now: datetime.datetime) -> None:
     """Delivers to an Apprise URL: one message, or one digest of several notifications."""
     apprise = import_extra("apprise", "alerts")
     records = _DeliveryRecords()
@@ -478,21 +487,17 @@ def _send_apprise(target: str, notifications: Sequence[Notification], timeout: f
         # Written in the format the target shows (Markdown escaped for a chat that renders it), and declared as
         # such: Apprise then converts it only where the target needs (text to HTML, with HTML escaping).
         form = format_of(notifier)
-        for message_title, message_body, notify_type in _apprise_messages(notifications, form):
+        for message_title, message_body, notify_type in _apprise_messages(notifications, form, now):
             if not notifier.notify(
                 body=message_body, title=message_title, notify_type=notify_type, body_format=form.name
             ):
                 return False
         return True
 
-    logger.addHandler(records)
-    try:
-        # Apprise says what failed in general words ("A Connection error occurred ...") at WARNING, and the
-        # exception ("Connection refused", a TLS error) only at DEBUG: without it the alerts rows would not say why.
-        with _apprise_causes(logger):
-            delivered = _within(timeout, deliver, "apprise")
-    finally:
-        logger.removeHandler(records)
+    # Apprise says what failed in general words ("A Connection error occurred ...") at WARNING, and the exception
+    # ("Connection refused", a TLS error) only at DEBUG: without it the alerts rows would not say why.
+    with _apprise_causes(logger):
+        delivered = _within(timeout, deliver, "apprise")
     if not delivered:
         raise DeliveryError(_one_line(records.cause(), target))
 
@@ -506,18 +511,22 @@ def _rfc3339(moment: datetime.datetime) -> str:
 
 
 def alertmanager_alert(
-    notification: Notification, now: datetime.datetime, repeat: datetime.timedelta | None = None
+    notification: Notification,
+    now: datetime.datetime,
+    repeat: datetime.timedelta | None = None,
+    told_at: datetime.datetime | None = None,
 ) -> dict[str, Any]:
     """One alert of Alertmanager's v2 API (``postableAlert``) for ``notification``.
 
     A FIRING alert ends a little after the next evaluation is due (``repeat`` after now, plus half of it, at
     least a minute), so that Alertmanager resolves it by itself if evaluations stop; with no ``repeat`` known,
     ``endsAt`` is left out and Alertmanager applies its ``resolve_timeout``. A RESOLVED one ends when the
-    condition was seen to clear.
+    condition was seen to clear. ``told_at``: the instant its description's ages are at (the evaluation's; ``now``,
+    the clock ``endsAt`` runs on, when not given).
     """
     links = notification.links
     # Alertmanager's templates put these in messages of their own: one-line text stays on one line there too.
-    annotations = {"summary": one_line(notification.summary), "description": body(notification, now)}
+    annotations = {"summary": one_line(notification.summary), "description": body(notification, told_at or now)}
     if notification.owners:
         annotations["owners"] = ", ".join(notification.owners)
     annotations |= {f"{name}_url": url for name, url in links.items()}
@@ -601,12 +610,16 @@ def _every(target: str) -> datetime.timedelta | None:
 
 
 def _send_alertmanager(
-    target: str, notifications: Sequence[Notification], timeout: float, repeat: datetime.timedelta | None
+    target: str,
+    notifications: Sequence[Notification],
+    timeout: float,
+    repeat: datetime.timedelta | None,
+    told_at: datetime.datetime,
 ) -> None:
     """Posts all the notifications to an Alertmanager in one request."""
     now = datetime.datetime.now(datetime.timezone.utc)
     repeat = _every(target) or repeat
-    payload = json.dumps([alertmanager_alert(n, now, repeat) for n in notifications]).encode()
+    payload = json.dumps([alertmanager_alert(n, now, repeat, told_at) for n in notifications]).encode()
     request, context = _alertmanager_request(target, payload)
     try:
         _within(timeout, lambda: _post(request, context, timeout), "alertmanager")
@@ -615,6 +628,17 @@ def _send_alertmanager(
 
 
 # --- the entry points -------------------------------------------------------------------------------------------
+
+
+def texts(target: str, notifications: Sequence[Notification], now: datetime.datetime) -> list[str]:
+    """The text ``target`` would get for ``notifications`` (what :func:`send` sends it: a title line, then the body),
+    without contacting it: for ``--dry-run``. An Alertmanager's is each alert's summary and description."""
+    if is_alertmanager(target):
+        return [f"{title(n)}\n{body(n, now)}" for n in notifications]
+    apprise = import_extra("apprise", "alerts")
+    notifier = apprise.Apprise()
+    notifier.add(target)
+    return [f"{head}\n{text}" for head, text, _ in _apprise_messages(notifications, format_of(notifier), now)]
 
 
 def check_target(target: str) -> None:
@@ -638,11 +662,10 @@ def check_target(target: str) -> None:
     records = _DeliveryRecords()
     logger = logging.getLogger("apprise")
     token = _capturing.set(records)
-    logger.addHandler(records)
     try:
-        usable = apprise.Apprise.instantiate(target) is not None
+        with _apprise_causes(logger):  # its complaints are this ValueError's message, not log lines too
+            usable = apprise.Apprise.instantiate(target) is not None
     finally:
-        logger.removeHandler(records)
         _capturing.reset(token)
     if not usable:
         cause = "; ".join(dict.fromkeys(records.messages)) or "no Apprise service takes it"
@@ -655,6 +678,7 @@ def send(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     repeat: datetime.timedelta | None = None,
+    now: datetime.datetime | None = None,
 ) -> None:
     """Delivers ``notifications`` to one target, or raises :class:`DeliveryError` saying why not, in one line.
 
@@ -662,15 +686,17 @@ def send(
     for one message each). Alertmanager: one POST of them all. Returns or raises within ``timeout`` seconds.
     ``repeat``: the time to the next evaluation (``--watch``'s interval): a FIRING Alertmanager alert ends a little
     after it unless posted again (see :func:`alertmanager_alert`); the target's ``?every=`` wins over it. With
-    neither, Alertmanager ends it after its ``resolve_timeout`` (5 min by default).
+    neither, Alertmanager ends it after its ``resolve_timeout`` (5 min by default). ``now``: the evaluation's
+    instant, that every age in the messages' text is at (the clock's now when not given).
     """
     if not notifications:
         return
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     try:
         if is_alertmanager(target):
-            _send_alertmanager(target, notifications, timeout, repeat)
+            _send_alertmanager(target, notifications, timeout, repeat, now)
         else:
-            _send_apprise(target, notifications, timeout)
+            _send_apprise(target, notifications, timeout, now)
     except (MissingExtraError, ValueError) as error:
         # A target that cannot work (no Apprise installed, a bad ?every=): not delivered, and said why, like a
         # receiver that is down; check_target() refuses it earlier, where a command line can.

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from otel_datasink import local
-from otel_datasink.alerts import conditions, delivery, incidents
+from otel_datasink.alerts import conditions, delivery, holds, incidents
 from otel_datasink.alerts.gauges import HealthGauges, read_health
 from otel_datasink.alerts.model import Condition, DeliveryError, Outcome, Send
 from otel_datasink.alerts.rules import Rules
@@ -50,6 +50,11 @@ class Evaluation:
     """The messages they called for (those of a dry run were not sent)."""
     outcomes: list[Outcome] = dataclasses.field(default_factory=list)
     """What became of each message sent, and of each closing with no target; none in a dry run."""
+
+    @property
+    def failed(self) -> int:
+        """The messages a target did not take."""
+        return sum(1 for send, delivered, _ in self.outcomes if send.target is not None and not delivered)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,11 +95,18 @@ class Evaluator:
         with evaluation_lock(self.options) as held:
             return self._evaluate(now, gauges, held)
 
+    @property
+    def targeted(self) -> bool:
+        """Whether the configuration names any target (``--notify``, a rule's ``notify``): an evaluation with none
+        plans nothing and changes no incident (a person trying ``otel-datasink alert`` without ``--notify`` closes
+        nothing that the cron job's evaluations opened)."""
+        return bool(self.rules.all_targets())
+
     def _evaluate(self, now: datetime.datetime, gauges: HealthGauges | None, held: Held | None = None) -> Evaluation:
         found, sends = self._plan(now, gauges)
-        if self.dry_run or not sends:
+        if self.dry_run or not any(send.target is not None or send.record for send in sends):
             return Evaluation(now, found, sends)
-        outcomes = self._notify(found, sends, held)
+        outcomes = self._notify(found, sends, held, now)
         # Written even if the lease was lost meanwhile: these messages went out, and a history without them would
         # have the next evaluation send them again.
         Writer(self.options).write(incidents.rows(outcomes, now))
@@ -111,21 +123,51 @@ class Evaluator:
         try:
             pin_time(con, now, self.parameters)
             found = conditions.evaluate(con, self.rules, now, trace_url=self.trace_url, run_url=self.run_url)
-            sends = incidents.plan(found, con, now, targets=self.rules.all_targets())
+            # No target at all: nobody to tell of any incident, so none is opened, resolved or closed (the next
+            # evaluation with targets finds them as they were).
+            sends = (
+                incidents.plan(
+                    found,
+                    con,
+                    now,
+                    targets=self.rules.all_targets(),
+                    holds=holds.read(con, now, lambda: conditions.subject_owners(con)),
+                )
+                if self.targeted
+                else []
+            )
             if gauges is not None:
                 gauges.update(read_health(con, found))
         finally:
             con.close()
         return found, sends
 
-    def _notify(self, found: Sequence[Condition], sends: Sequence[Send], held: Held | None) -> list[Outcome]:
+    def texts(self, evaluation: Evaluation) -> list[tuple[str, str]]:
+        """(target, text) of each message ``evaluation`` sends or would send (a dry run's), as :func:`deliver`
+        makes them (one per incident, a digest of a target's ``digest`` sends), without contacting any target."""
+        by_target: dict[str, list[Send]] = {}
+        for send in evaluation.sends:
+            if send.target is not None:
+                by_target.setdefault(send.target, []).append(send)
+        group = _grouping(evaluation.conditions, self.rules)
+        return [
+            (target, text)
+            for target, sends in by_target.items()
+            for batch in batches(sends, group)
+            for text in delivery.texts(target, [send.notification for send in batch], evaluation.now)
+        ]
+
+    def _notify(
+        self, found: Sequence[Condition], sends: Sequence[Send], held: Held | None, now: datetime.datetime
+    ) -> list[Outcome]:
         """Delivers ``sends`` while ``held`` (an S3 lease taken over while the conditions were read means another
         evaluator sends this round: :class:`otel_datasink.lease.LeaseLost`, nothing sent)."""
         if held is not None:
             held.check()
         holding = held.held if held is not None else _always
-        outcomes = deliver(sends, _grouping(found, self.rules), self.timeout, self.every, holding)
-        # Incidents none of whose targets is configured any more: their RESOLVED rows close them, nobody is told.
+        outcomes = deliver(sends, _grouping(found, self.rules), self.timeout, self.every, holding, now)
+        # Incidents none of whose targets is configured any more: their RESOLVED rows close them, nobody is told;
+        # a silence's first hold of an incident: its FIRING row with no target.
         return outcomes + incidents.to_nobody(sends)
 
 
@@ -177,22 +219,30 @@ def deliver(
     timeout: float,
     repeat: datetime.timedelta | None = None,
     holding: Callable[[], bool] = _always,
+    now: datetime.datetime | None = None,
 ) -> list[Outcome]:
     """Sends each target its notifications, targets in parallel (a slow one delays no other): one send per
     incident, and one for all of a target's ``digest`` notifications. A :class:`DeliveryError` fails only
     the notifications of that send. ``repeat``: the time to the next evaluation (``--watch``), so that
     Alertmanager keeps a firing alert until it is posted again. ``holding``: whether the evaluation still holds
     its lock, asked before each send; once it does not, what is left is not sent (and has no outcome). A send with
-    no target (a closing: :func:`~otel_datasink.alerts.incidents.to_nobody`) is not sent, and has no outcome here."""
+    no target (a closing: :func:`~otel_datasink.alerts.incidents.to_nobody`) is not sent, and has no outcome here.
+    ``now``: the evaluation's instant, the one clock of the messages' text."""
     by_target: dict[str, list[Send]] = {}
     for send in sends:
         if send.target is not None:
             by_target.setdefault(send.target, []).append(send)
     with ThreadPoolExecutor(max_workers=min(8, len(by_target)) or 1, thread_name_prefix="alert-send") as pool:
         results = pool.map(
-            lambda item: _deliver_to(item[0], item[1], group, timeout, repeat, holding), by_target.items()
+            lambda item: _deliver_to(item[0], item[1], group, timeout, repeat, holding, now), by_target.items()
         )
         return [outcome for outcomes in results for outcome in outcomes]
+
+
+def batches(sends: Sequence[Send], group: Callable[[Send], str]) -> list[list[Send]]:
+    """The messages of one target's ``sends``: one per incident, and one for all of its ``digest`` sends."""
+    digest = [send for send in sends if group(send) == "digest"]
+    return [[send] for send in sends if group(send) != "digest"] + ([digest] if digest else [])
 
 
 def _deliver_to(
@@ -202,20 +252,20 @@ def _deliver_to(
     timeout: float,
     repeat: datetime.timedelta | None,
     holding: Callable[[], bool],
+    now: datetime.datetime | None,
 ) -> list[Outcome]:
-    digest = [send for send in sends if group(send) == "digest"]
-    batches = [[send] for send in sends if group(send) != "digest"] + ([digest] if digest else [])
     outcomes: list[Outcome] = []
-    for batch in batches:
+    for batch in batches(sends, group):
         if not holding():  # another evaluator took the lock over: it sends these now
             _logger.warning(
                 "lost the evaluation lock: %d notification(s) to %s not sent", len(batch), delivery.redact(target)
             )
             continue
         try:
-            delivery.send(target, [send.notification for send in batch], timeout=timeout, repeat=repeat)
+            delivery.send(target, [send.notification for send in batch], timeout=timeout, repeat=repeat, now=now)
         except DeliveryError as error:
-            _logger.warning("%s did not take %d notification(s): %s", delivery.redact(target), len(batch), error)
+            # Said once, by the caller's report of the outcome (the command's FAILED line), not here too.
+            _logger.debug("%s did not take %d notification(s): %s", delivery.redact(target), len(batch), error)
             outcomes.extend(Outcome(send, False, str(error)) for send in batch)
         else:
             outcomes.extend(Outcome(send, True, None) for send in batch)

@@ -18,6 +18,8 @@ The state of every incident is the ``alerts`` table itself, one row per notifica
   included: a muted condition is not found), or when it holds but no target is configured for it any more (the
   routing changed: an incident nobody is told of is no incident, as one with no target never opens); a RESOLVED a
   target did not take is retried too, with the same backoff;
+- it is held back while acknowledged or silenced (:mod:`.holds`): no FIRING message, the first hold of a silence
+  recorded by a FIRING row with no target (which opens a new incident);
 - when none of the targets it was told of is configured any more, nobody can be told: a RESOLVED row of its own,
   with no target (``targets`` and ``delivered`` null) and ``details.closed`` saying why, closes it, or
   ``alerts_open`` (an incident's latest row FIRING) would list it forever. A later condition of the same (kind,
@@ -41,7 +43,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -49,6 +51,9 @@ from otel_datasink.alerts import delivery
 from otel_datasink.alerts.causes import held_up_reason
 from otel_datasink.alerts.model import FIRING, RESOLVED, Condition, Notification, Outcome, Send
 from otel_datasink.schema import ALERTS_TABLE, Rows
+
+if TYPE_CHECKING:
+    from otel_datasink.alerts.holds import Holds
 
 _logger = logging.getLogger(__name__)
 
@@ -69,18 +74,31 @@ for them: five minutes, Alertmanager's default ``resolve_timeout``. Still a row 
 evaluation."""
 _BACKOFF_DOUBLINGS = 32
 """Enough doublings to pass any cap; bounds the loop for a target failing for months."""
-_BOOKKEEPING = ("target_id", "reminder", "error", "since", "owners", "links", "resolved_at")
+_BOOKKEEPING = (
+    "target_id",
+    "reminder",
+    "error",
+    "owners",
+    "links",
+    "resolved_at",
+    "silence_id",
+    "silenced_by",
+    "silenced_until",
+)
 """Keys of the ``details`` JSON that record the notification, not facts of the condition. (``closed``, why an
 incident was closed, is not one: a retried RESOLVED says it again.)"""
 UNROUTED = "no target configured for it any more (its condition still holds)"
 """``details.closed`` of an incident closed because the configuration routes its condition nowhere now."""
 NOBODY_TOLD = "none of the targets it was told of is configured any more: nobody told"
 """``details.closed`` of the target-less RESOLVED row that closes an incident nobody configured can be told of."""
+HELD_NOBODY_TOLD = "held by a silence while it was open: nobody told"
+"""``details.closed`` of the target-less RESOLVED row that closes an incident nobody was told of (a silence held it)."""
 
 
 def to_nobody(sends: Iterable[Send]) -> list[Outcome]:
-    """The outcomes of the sends with no target (closings: written, never delivered): nothing sent, no error."""
-    return [Outcome(send, None, None) for send in sends if send.target is None]
+    """The outcomes of the sends with no target to write (closings, a silence's first hold: written, never
+    delivered): nothing sent, no error."""
+    return [Outcome(send, None, None) for send in sends if send.target is None and send.record]
 
 
 def target_id(target: str) -> str:
@@ -122,14 +140,15 @@ WITH events AS (
         ) AS recency,
         min(event_time) FILTER (WHERE state = 'RESOLVED') OVER (PARTITION BY incident_id) AS resolved_at
     FROM alerts
-    WHERE dt >= ?
+    WHERE dt >= ? AND state IN ('FIRING', 'RESOLVED')
 )
 SELECT incident_id, kind, subject, severity, state, opened_at, summary, details, resolved_at
 FROM events
 WHERE recency = 1
 ORDER BY opened_at, incident_id
 """
-"""Every incident of the history with its latest state (ties as ``alerts_open`` breaks them)."""
+"""Every incident of the history with its latest state (ties as ``alerts_open`` breaks them); the rows of
+acknowledgements and silences (:mod:`.holds`) are no state."""
 
 _TOLD_SQL = """
 WITH events AS (
@@ -144,7 +163,7 @@ WITH events AS (
             PARTITION BY incident_id, coalesce(details ->> '$.target_id', targets), state
         ) AS delivered_at
     FROM alerts
-    WHERE dt >= ?
+    WHERE dt >= ? AND state IN ('FIRING', 'RESOLVED')
 )
 SELECT
     incident_id,
@@ -168,7 +187,7 @@ def _history(
 ) -> tuple[list[Notification], dict[tuple[str, str, str], _Told]]:
     """The incidents of the ``alerts`` table, each as the notification of its latest event (its facts, without
     what records the sending), and what each target was told, over :data:`HISTORY_DAYS`."""
-    since = (now - datetime.timedelta(days=HISTORY_DAYS)).astimezone(datetime.timezone.utc).strftime("%Y-%m-%d")
+    since = history_start(now)
     incidents = [
         Notification(
             incident_id=row[0],
@@ -190,6 +209,16 @@ def _history(
     return incidents, told
 
 
+def history_start(now: datetime.datetime) -> str:
+    """The first ``dt`` partition of the history read at ``now``."""
+    return (now - datetime.timedelta(days=HISTORY_DAYS)).astimezone(datetime.timezone.utc).strftime("%Y-%m-%d")
+
+
+def history(con: duckdb.DuckDBPyConnection, now: datetime.datetime) -> list[Notification]:
+    """The incidents of the ``alerts`` table at ``now``, each as of its latest FIRING or RESOLVED row."""
+    return _history(con, now)[0]
+
+
 def _facts(details: str | None) -> dict[str, Any]:
     """The condition's facts of a row's ``details`` (without the keys that record the notification)."""
     try:
@@ -208,6 +237,7 @@ def plan(
     now: datetime.datetime,
     *,
     targets: Iterable[str] = (),
+    holds: Holds | None = None,
 ) -> list[Send]:
     """The messages to send at ``now`` for ``conditions`` (those that hold now), given the ``alerts`` history.
 
@@ -216,7 +246,9 @@ def plan(
     RESOLVED of an incident whose condition cleared reaches targets that no condition names now; a target of an
     incident that is no longer configured is skipped, with a warning. A condition with no target closes its open
     incident (the routing changed). An incident with nobody left to tell gets a send with no target (``target``
-    None): not to deliver, only its row to write (:func:`to_nobody`).
+    None): not to deliver, only its row to write (:func:`to_nobody`). ``holds``: the acknowledgements and
+    silences in force (:mod:`.holds`); a held condition's FIRING messages are not sent, it gets a send with no
+    target and ``held`` saying why instead.
     """
     incidents, told = _history(con, now)
     open_by_key = {(i.kind, i.subject): i for i in incidents if i.state == FIRING}  # the latest opened wins
@@ -232,7 +264,20 @@ def plan(
     unrouted = {c.key: held_up_reason(c) or UNROUTED for c in conditions if not c.targets}
     for condition in conditions:
         incident = open_by_key.get(condition.key)
-        sends += _firing(condition, incident, told, now)
+        open_id = incident.incident_id if incident is not None else None
+        hold = holds.of(condition, open_id) if holds is not None and condition.targets else None
+        if hold is None:
+            sends += _firing(condition, incident, told, now)
+            continue
+        notification = (
+            _notification(condition, incident.incident_id, incident.opened_at)
+            if incident is not None
+            else _notification(condition, incident_id(*condition.key, now), now)
+        )
+        details = {**notification.details, **hold.details}
+        sends.append(
+            Send(dataclasses.replace(notification, details=details), None, held=hold.reason, record=hold.record)
+        )
     for incident in incidents:
         key = (incident.kind, incident.subject)
         if incident.state == FIRING and key not in held:
@@ -341,8 +386,11 @@ def _resolving(
         ]
         resolved_at = incident.resolved_at or now
     else:
-        keys = [key for (key, state) in told if state == FIRING]
+        # A key of None: the target-less row of a silence's hold, which told nobody.
+        keys = [key for (key, state) in told if state == FIRING and key is not None]
         resolved_at = now
+        if not keys and any(key is None for key, state in told if state == FIRING):
+            reason = reason or HELD_NOBODY_TOLD
     details = incident.details if reason is None else {**incident.details, "closed": reason}
     notification = dataclasses.replace(incident, state=RESOLVED, details=details, resolved_at=resolved_at)
     sends: list[Send] = []
@@ -366,7 +414,7 @@ def _closing(notification: Notification) -> Send:
     """The send with no target that closes an incident nobody configured can be told of: its RESOLVED row is the
     incident's latest, so ``alerts_open`` no longer lists it."""
     why = notification.details.get("closed")
-    closed = f"{why}; {NOBODY_TOLD}" if why else NOBODY_TOLD
+    closed = f"{why}; {NOBODY_TOLD}" if why and why != HELD_NOBODY_TOLD else why or NOBODY_TOLD
     _logger.warning(
         "incident %s (%s of %s) closed: %s", notification.incident_id, notification.kind, notification.subject, closed
     )

@@ -12,6 +12,29 @@ KINDS = ("stale_dataset", "failing_job", "hung_run", "volume_anomaly", "missing_
 SEVERITIES = ("critical", "warning", "info")
 FIRING = "FIRING"
 RESOLVED = "RESOLVED"
+ACKNOWLEDGED = "ACKNOWLEDGED"
+"""The state of an ``alerts`` row that acknowledges an incident (``otel-datasink alert ack``): not a notification;
+``details`` holds ``acknowledged_by`` and ``acknowledged_until`` (null: until the incident resolves)."""
+SILENCED = "SILENCED"
+"""The state of an ``alerts`` row that silences the subjects a glob selects (``otel-datasink alert silence``): its
+``kind`` is :data:`SILENCE_KIND`, its ``subject`` the glob, its ``details`` ``match`` (job, dataset or owner),
+``silenced_by`` and ``silenced_until``."""
+SILENCE_KIND = "silence"
+"""The ``kind`` of a silence's row: it is no incident of any condition."""
+
+
+def age(delta: datetime.timedelta | float) -> str:
+    """A duration (a timedelta, or minutes) in the largest sensible unit, the one wording of every age in a message:
+    ``45 min`` (under 2 h), ``3 h 5 min`` (under 2 days), ``219 d 4 h``; never negative."""
+    minutes = round(delta.total_seconds() / 60 if isinstance(delta, datetime.timedelta) else float(delta))
+    minutes = max(0, minutes)
+    if minutes < 120:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +101,14 @@ class Send:
     notification: Notification
     target: str | None
     """The target as configured (with its secrets): what :func:`.delivery.send` takes. None: nobody to tell, the
-    RESOLVED row that closes an incident none of whose targets is configured any more, written and not sent."""
+    RESOLVED row that closes an incident none of whose targets is configured any more, or the FIRING row that
+    records an incident a silence holds (:attr:`held`), written and not sent."""
+    held: str | None = None
+    """Why nobody is told of this FIRING incident now: it is acknowledged or silenced (``acknowledged by alice
+    until ...``). Such a send has no target; :attr:`record` says whether its row is written."""
+    record: bool = True
+    """Whether a send with no target is written as a row: a closing, or the first evaluation a silence holds an
+    incident (its row opens it, or marks it silenced, for ``alerts_open``); not a hold already recorded."""
 
 
 class Outcome(NamedTuple):

@@ -447,6 +447,11 @@ WHERE running_ms > threshold_ms;
 -- the dataset views: an incident re-notified at least that often stays in sight. last_notified_at is the latest
 -- delivered notification; target_count is the targets told of it, undelivered_targets those whose latest
 -- message (their last row) did not reach them (retried at the next evaluation), all_delivered that there is none.
+-- Only FIRING and RESOLVED rows are states: an ACKNOWLEDGED row (otel-datasink alert ack) gives acknowledged_by
+-- and acknowledged_until (its latest; null until: while the incident is open), and the FIRING rows with no target
+-- that record a silence holding the incident give silenced_by and silenced_until (the latest until); the rows of
+-- the silences themselves (state SILENCED, kind silence) are no incident. Whether they are still in force is
+-- their time against now.
 CREATE OR REPLACE VIEW alerts_open AS
 WITH rows AS (
     SELECT *, coalesce(json_extract_scalar(details, '$$.target_id'), targets) AS target_id
@@ -467,15 +472,32 @@ events AS (
             ORDER BY event_time DESC, CASE WHEN delivered THEN 0 ELSE 1 END
         ) AS target_recency
     FROM rows
+    WHERE state IN ('FIRING', 'RESOLVED')
 ),
 per_incident AS (
     SELECT
         incident_id,
         min(opened_at) AS opened_at,
         max(notified_at) FILTER (WHERE delivered) AS last_notified_at,
-        count(*) FILTER (WHERE target_recency = 1) AS target_count,
-        count(*) FILTER (WHERE target_recency = 1 AND NOT coalesce(delivered, FALSE)) AS undelivered_targets
+        count(*) FILTER (WHERE target_recency = 1 AND targets IS NOT NULL) AS target_count,
+        count(*) FILTER (
+            WHERE target_recency = 1 AND targets IS NOT NULL AND NOT coalesce(delivered, FALSE)
+        ) AS undelivered_targets,
+        max(from_iso8601_timestamp(json_extract_scalar(details, '$$.silenced_until'))) AS silenced_until,
+        max_by(
+            json_extract_scalar(details, '$$.silenced_by'),
+            from_iso8601_timestamp(json_extract_scalar(details, '$$.silenced_until'))
+        ) AS silenced_by
     FROM events
+    GROUP BY incident_id
+),
+acknowledgements AS (
+    SELECT
+        incident_id,
+        max_by(json_extract_scalar(details, '$$.acknowledged_by'), event_time) AS acknowledged_by,
+        max_by(json_extract_scalar(details, '$$.acknowledged_until'), event_time) AS acknowledged_until
+    FROM rows
+    WHERE state = 'ACKNOWLEDGED'
     GROUP BY incident_id
 )
 SELECT
@@ -489,9 +511,14 @@ SELECT
     e.details,
     p.target_count,
     p.undelivered_targets,
-    p.undelivered_targets = 0 AS all_delivered
+    p.undelivered_targets = 0 AS all_delivered,
+    a.acknowledged_by,
+    from_iso8601_timestamp(a.acknowledged_until) AS acknowledged_until,
+    p.silenced_by,
+    p.silenced_until
 FROM events AS e
 JOIN per_incident AS p ON p.incident_id = e.incident_id
+LEFT JOIN acknowledgements AS a ON a.incident_id = e.incident_id
 WHERE e.recency = 1 AND e.state = 'FIRING';
 
 -- The future-dated rows of the last ${window_days} days (see the header), for the operator: rows of job_runs,
