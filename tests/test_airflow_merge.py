@@ -21,8 +21,10 @@ import pytest
 from otel_datasink import local
 from otel_datasink.cli import main
 from otel_datasink.config import Options
+from otel_datasink.mapping import map_records
 from otel_datasink.openlineage import record_of
-from otel_datasink.profiles import airflow_task_run_id
+from otel_datasink.otlp import records_from_json
+from otel_datasink.profiles import airflow_task_run_id, load_profile
 from otel_datasink.writer import Writer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "airflow_3_3"
@@ -188,6 +190,18 @@ def test_a_failed_try_counts_once_in_recurring_failures_runtime_trend_and_pipeli
     }
     (retry,) = pipelines.values()
     assert (retry["child_runs"], retry["child_jobs"], retry["succeeded"], retry["failed"]) == (3, 2, 2, 1)
+
+
+def test_a_task_span_names_its_dag_run_as_parent_though_the_dag_runs_span_comes_later():
+    # Each request alone, as the collector maps them: a try's span never sees its DAG run's.
+    tries = []
+    for line in (FIXTURE / "traces.jsonl").read_text().splitlines():
+        records, _ = records_from_json(json.loads(line))
+        tries += [row for row in map_records(records, load_profile(None))["job_runs"] if "." in row["job_name"]]
+    assert len(tries) == 6
+    for row in tries:
+        dag_id, run_id = row["run_id"].split("/")[:2]
+        assert (row["parent_job_name"], row["parent_run_id"]) == (dag_id, run_id)
 
 
 def test_openlineage_of_airflow_takes_airflows_ids_and_other_events_keep_their_uuid():
