@@ -29,6 +29,11 @@ root (else parent, else own) run id                    ``trace_id`` (a UUID's 32
 ``errorMessage`` facet ``message``                     ``error_message``; ``stackTrace`` (capped) in attributes
 ``processing_engine`` facet ``name``, else producer    ``service_name``
 ``airflow`` facet ``taskInstance.try_number``          ``attempt``
+``airflow`` facet (a task try)                         ``run_id`` ``<dag_id>/<airflow run id>/<task_id>/<try>``
+                                                       and ``parent_run_id`` Airflow's run id, as the
+                                                       ``airflow`` profile gives the try's span (the UUID in
+                                                       attributes ``openlineage.run_id``)
+``airflowDagRun`` facet (a DAG run)                    ``run_id`` Airflow's run id (``manual__...``)
 ``airflow``/``airflowDagRun`` ``dagRun.run_type``      ``run_type``
 each output dataset                                    a ``dataset_status`` update of ``<namespace>/<name>``
 ``outputStatistics`` facet ``rowCount``                ``records_written`` (their sum: ``records_processed``)
@@ -65,6 +70,7 @@ from otel_datasink.mapping import (
     parse_time,
     to_int,
 )
+from otel_datasink.profiles.airflow import airflow_task_run_id
 
 EVENT_TYPES = ("START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER")
 """The spec's ``eventType`` values."""
@@ -81,6 +87,9 @@ name the exception), so that a huge trace costs a bounded row."""
 
 # Attributes a translated event carries beside the contract's (they land in the ``attributes`` column).
 ATTR_EVENT_TYPE = "openlineage.event_type"
+ATTR_RUN_ID = "openlineage.run_id"
+"""The event's ``run.runId`` when ``run_id`` is another producer's id of the same run (an Airflow task try's or DAG
+run's, which Airflow's traces report too): the UUID stays findable."""
 ATTR_PRODUCER = "openlineage.producer"
 ATTR_JOB_NAMESPACE = "openlineage.job.namespace"
 ATTR_JOB_NAME = "openlineage.job.name"
@@ -433,6 +442,7 @@ def _airflow(run_facets: Mapping[str, dict], event_type: str, event_ns: int, att
     attributes[ATTR_AIRFLOW_TASK_ID] = _string(_get(task_run, "task", "task_id"))
     attributes[ATTR_AIRFLOW_RUN_ID] = _string(_get(facet, "dagRun", "run_id"))
     attributes[ATTR_AIRFLOW_MAP_INDEX] = to_int(_get(task_run, "taskInstance", "map_index"))
+    _airflow_ids(task_run is not None, attributes)
     if event_type not in _TERMINAL:
         return None
     if task_run is not None:
@@ -441,6 +451,26 @@ def _airflow(run_facets: Mapping[str, dict], event_type: str, event_ns: int, att
             return event_ns - int(duration * 1_000_000_000)
         return None
     return parse_time(_get(dag_run, "dagRun", "start_date"))
+
+
+def _airflow_ids(task_try: bool, attributes: dict[str, Any]) -> None:
+    """Gives the run Airflow's ids, those the ``airflow`` profile gives the spans of the same try or DAG run, so
+    that the views merge the two producers' rows into one run: a task try's ``run_id`` is
+    :func:`~otel_datasink.profiles.airflow.airflow_task_run_id` and its ``parent_run_id`` its DAG run's Airflow
+    run id, a DAG run's ``run_id`` its Airflow run id. The OpenLineage UUID moves to :data:`ATTR_RUN_ID`. Without
+    the DAG id and Airflow's run id (and a try's task id) the UUID stays the ``run_id``."""
+    dag_id, run_id = attributes[ATTR_AIRFLOW_DAG_ID], attributes[ATTR_AIRFLOW_RUN_ID]
+    task_id = attributes[ATTR_AIRFLOW_TASK_ID]
+    if dag_id is None or run_id is None or (task_try and task_id is None):
+        return
+    attributes[ATTR_RUN_ID] = attributes[semconv.JOB_RUN_ID]
+    if not task_try:
+        attributes[semconv.JOB_RUN_ID] = run_id
+        return
+    attempt = attributes[semconv.JOB_RUN_ATTEMPT]
+    map_index = attributes[ATTR_AIRFLOW_MAP_INDEX]
+    attributes[semconv.JOB_RUN_ID] = airflow_task_run_id(dag_id, run_id, task_id, map_index, attempt)
+    attributes[semconv.JOB_PARENT_RUN_ID] = run_id
 
 
 def _engine(run_facets: Mapping[str, dict], attributes: dict[str, Any]) -> str | None:

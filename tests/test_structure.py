@@ -150,7 +150,7 @@ def test_airflow_provider_tries_belong_to_their_dag_run_and_carry_its_owners(tmp
         rows = con.execute(
             f"SELECT DISTINCT job_name, {STRUCTURE} FROM job_runs WHERE status <> 'STARTED' ORDER BY job_name"
         ).fetchall()
-    dag_run = "019ac8f0-4c00-7a3b-9d1e-5b2f6a1c0d01"
+    dag_run = "scheduled__2026-11-27T00:00:00+00:00"  # Airflow's run id, as the try's trace names its parent
     assert [row[:4] for row in rows] == [
         ("etl_orders", None, None, ["data-eng"]),
         ("etl_orders.extract_orders", "etl_orders", dag_run, ["data-eng"]),

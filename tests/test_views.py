@@ -165,9 +165,16 @@ def test_job_runs_latest_keeps_the_terminal_state_and_the_earliest_start(con, sc
 # optimizer rewrite of the window can reach past the window's partitions.
 _RANKED_EVERY_ROW = """
 SELECT
-    run_id, job_name, job_type, status, dataset, event_time, first_start_time AS start_time, end_time,
-    coalesce(duration_ms, date_sub('millisecond', first_start_time, end_time)) AS duration_ms, records_processed,
-    error_type, error_message, run_attempt AS attempt, logical_date, run_type, trace_id, span_id, parent_span_id,
+    run_id, job_name, job_type, status, coalesce(dataset, run_dataset) AS dataset, event_time,
+    first_start_time AS start_time, end_time,
+    coalesce(duration_ms, date_sub('millisecond', first_start_time, end_time)) AS duration_ms,
+    coalesce(records_processed, run_records) AS records_processed,
+    CASE
+        WHEN status = 'FAILED' AND error_message IS NULL THEN coalesce(run_error_type, error_type) ELSE error_type
+    END AS error_type,
+    CASE WHEN status = 'FAILED' THEN coalesce(error_message, run_error_message) ELSE error_message END
+        AS error_message,
+    run_attempt AS attempt, logical_date, run_type, trace_id, span_id, parent_span_id,
     service_name, attributes, ingested_at, run_parent_job_name AS parent_job_name,
     run_parent_run_id AS parent_run_id, run_owners AS owners, run_inputs AS inputs
 FROM (
@@ -179,6 +186,13 @@ FROM (
         max_by(parent_run_id, CASE WHEN parent_run_id IS NOT NULL THEN event_time END) OVER run AS run_parent_run_id,
         max_by(owners, CASE WHEN owners IS NOT NULL THEN event_time END) OVER run AS run_owners,
         max_by(inputs, CASE WHEN inputs IS NOT NULL THEN event_time END) OVER run AS run_inputs,
+        max_by(dataset, CASE WHEN dataset IS NOT NULL THEN (event_time, dataset) END) OVER run AS run_dataset,
+        max_by(records_processed, CASE WHEN records_processed IS NOT NULL THEN (event_time, records_processed) END)
+            OVER run AS run_records,
+        max_by(error_type, CASE WHEN status = 'FAILED' AND error_message IS NOT NULL THEN error_key END) OVER run
+            AS run_error_type,
+        max_by(error_message, CASE WHEN status = 'FAILED' AND error_message IS NOT NULL THEN error_key END) OVER run
+            AS run_error_message,
         row_number() OVER (
             PARTITION BY job_name, run_id, coalesce(attempt, 1)
             ORDER BY
@@ -186,7 +200,7 @@ FROM (
                 ingested_at DESC
         ) AS state_rank,
         min(start_time) OVER run AS first_start_time
-    FROM window_rows
+    FROM (SELECT *, (event_time, error_message, coalesce(error_type, '')) AS error_key FROM window_rows)
     WINDOW run AS (PARTITION BY job_name, run_id, coalesce(attempt, 1))
 )
 WHERE state_rank = 1
@@ -237,6 +251,8 @@ def test_job_runs_latest_is_the_ranking_of_every_row_of_the_window(local_locatio
                 "duration_ms": rng.choice([None, 60_000, 120_000]),
                 "records_processed": rng.choice([None, 10, 20]),
                 "error_type": rng.choice([None, "E1", "E2"]),
+                "error_message": rng.choice([None, "m1", "m2"]),
+                "dataset": rng.choice([None, "d1", "d2"]),
                 "attributes": rng.choice([None, {"k": "v"}, {"k": "w"}]),
             },
         )

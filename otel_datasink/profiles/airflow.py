@@ -71,15 +71,16 @@ def airflow_profile(record: SpanRecord) -> SpanRecord | None:
     which 2.10 and 3.0 emit with traces on and 3.1 with ``otel_debug_traces_on``) are never runs, though some
     carry ``dag_id``, ``run_id`` and a ``state``: they are not named after their DAG or task.
 
-    The job name is the DAG id for a DAG run and ``<dag_id>.<task_id>`` for a task (task ids repeat across
-    DAGs). A DAG run's ``run_id`` is Airflow's run id (``manual__...``); an Airflow 3 task try's is
-    :func:`airflow_task_run_id` (``<dag_id>/<run_id>/<task_id>/<try_number>``): Airflow reuses a task
-    instance's span id, and gives its next try's id to the span of a try that goes up for retry, so neither
-    tells tries apart. The attempt is the try number; the logical date Airflow's (``execution_date``, else
-    ``data_interval_start``, in 2.10; for an Airflow 3 task, the date its scheduled or backfill run id ends
-    with); ``job.run.type`` follows the run type (scheduled, manual, backfill). A failed run's ``error.type`` is
-    its failing state (``failed``, ``up_for_retry``, ...), else the first line of the span's status description,
-    else ``failed``; 2.10's ``error_msg`` becomes the error message.
+    The job name is the DAG id for a DAG run and ``<dag_id>.<task_id>`` for a task (task ids repeat across DAGs). A
+    DAG run's ``run_id`` is Airflow's run id (``manual__...``); an Airflow 3 task try's is
+    :func:`airflow_task_run_id` (``<dag_id>/<run_id>/<task_id>/<try_number>``): Airflow reuses a task instance's
+    span id, and gives its next try's id to the span of a try that goes up for retry, so neither tells tries apart.
+    An Airflow 3 task try's parent is its DAG run (``parent_job_name`` the DAG id, ``parent_run_id`` Airflow's run
+    id), as OpenLineage's events of the try name it. The attempt is the try number; the logical date Airflow's
+    (``execution_date``, else ``data_interval_start``, in 2.10; for an Airflow 3 task, the date its scheduled or
+    backfill run id ends with); ``job.run.type`` follows the run type (scheduled, manual, backfill). A failed run's
+    ``error.type`` is its failing state (``failed``, ``up_for_retry``, ...), else the first line of the span's
+    status description, else ``failed``; 2.10's ``error_msg`` becomes the error message.
     """
     if is_job_span(record):
         return record
@@ -105,6 +106,8 @@ def _airflow3_task_run(record: SpanRecord, a: Mapping[str, Any]) -> SpanRecord |
         dag_id=dag_id,
         task_id=task_id,
         run_id=None if in_run is None else airflow_task_run_id(dag_id, in_run, task_id, map_index, try_number),
+        # Its DAG run's span comes in a later request (it ends after its tasks): the parent is named, not found.
+        parent_run_id=run_id,
         attempt=try_number,
         logical_date=_airflow_run_id_date(run_id),
         run_type=_airflow_run_type(None, run_id),
@@ -199,6 +202,7 @@ def _airflow_run(
     dag_id: Any,
     task_id: Any = None,
     run_id: Any = None,
+    parent_run_id: Any = None,
     attempt: Any = None,
     logical_date: Any = None,
     run_type: str | None = None,
@@ -210,6 +214,8 @@ def _airflow_run(
     contract = {
         semconv.JOB_NAME: f"{dag_id}.{task_id}" if task_id is not None else str(dag_id),
         semconv.JOB_RUN_ID: given(run_id),
+        semconv.JOB_PARENT_NAME: str(dag_id) if parent_run_id is not None else None,
+        semconv.JOB_PARENT_RUN_ID: parent_run_id,
         semconv.JOB_RUN_ATTEMPT: given(attempt),
         semconv.JOB_RUN_LOGICAL_DATE: given(logical_date),
         semconv.JOB_RUN_TYPE: run_type,

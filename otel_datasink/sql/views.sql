@@ -36,6 +36,13 @@
 -- reports a run's start and end in separate events, as OpenLineage's START and COMPLETE).
 -- parent_job_name, parent_run_id, owners and inputs are the latest non-null of the run's rows (a producer may
 -- tell them on its START event only, another on its end; a file written before the columns existed has none).
+-- One run may be reported by several producers (an Airflow task try by Airflow's trace and by its OpenLineage
+-- events, under one run_id): status, end_time and the rest are the latest state's row, start_time the earliest
+-- start of any row, and what that row lacks comes from the run's other rows: dataset and records_processed the
+-- latest non-null; a FAILED run's error_message, with its error_type (the two from one row, so they agree), from
+-- the latest FAILED row that has a message (the trace says only the state, `failed`; OpenLineage the exception).
+-- Rows of one millisecond are told apart by the value itself (the greater wins), so the answer never depends on
+-- the order rows are read in; the keys are ROWs of non-null fields only (Trino compares no ROW with a NULL field).
 -- attempt is 1 when a row carries none, as the span conventions say. Two terminal rows of one run in one
 -- millisecond (one attempt reported twice) are told apart by their content (FAILED first, then trace and span
 -- id); ingested_at only picks between copies of one row.
@@ -73,7 +80,25 @@ runs AS (
         max_by(parent_job_name, CASE WHEN parent_job_name IS NOT NULL THEN event_time END) AS run_parent_job_name,
         max_by(parent_run_id, CASE WHEN parent_run_id IS NOT NULL THEN event_time END) AS run_parent_run_id,
         max_by(owners, CASE WHEN owners IS NOT NULL THEN event_time END) AS run_owners,
-        max_by(inputs, CASE WHEN inputs IS NOT NULL THEN event_time END) AS run_inputs
+        max_by(inputs, CASE WHEN inputs IS NOT NULL THEN event_time END) AS run_inputs,
+        max_by(dataset, CASE WHEN dataset IS NOT NULL THEN ROW(event_time, dataset) END) AS run_dataset,
+        max_by(
+            records_processed, CASE WHEN records_processed IS NOT NULL THEN ROW(event_time, records_processed) END
+        ) AS run_records,
+        max_by(
+            error_type,
+            CASE
+                WHEN status = 'FAILED' AND error_message IS NOT NULL
+                    THEN ROW(event_time, error_message, coalesce(error_type, ''))
+            END
+        ) AS run_error_type,
+        max_by(
+            error_message,
+            CASE
+                WHEN status = 'FAILED' AND error_message IS NOT NULL
+                    THEN ROW(event_time, error_message, coalesce(error_type, ''))
+            END
+        ) AS run_error_message
     FROM recent
     GROUP BY job_name, run_id, run_attempt
 ),
@@ -86,7 +111,11 @@ counted AS (
         s.run_parent_job_name,
         s.run_parent_run_id,
         s.run_owners,
-        s.run_inputs
+        s.run_inputs,
+        s.run_dataset,
+        s.run_records,
+        s.run_error_type,
+        s.run_error_message
     FROM recent AS r
     JOIN runs AS s
         ON
@@ -113,14 +142,17 @@ SELECT
     job_name,
     job_type,
     status,
-    dataset,
+    coalesce(dataset, run_dataset) AS dataset,
     event_time,
     first_start_time AS start_time,
     end_time,
     coalesce(duration_ms, date_diff('millisecond', first_start_time, end_time)) AS duration_ms,
-    records_processed,
-    error_type,
-    error_message,
+    coalesce(records_processed, run_records) AS records_processed,
+    CASE
+        WHEN status = 'FAILED' AND error_message IS NULL THEN coalesce(run_error_type, error_type)
+        ELSE error_type
+    END AS error_type,
+    CASE WHEN status = 'FAILED' THEN coalesce(error_message, run_error_message) ELSE error_message END AS error_message,
     run_attempt AS attempt,
     logical_date,
     run_type,
