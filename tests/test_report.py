@@ -98,7 +98,7 @@ def test_each_job_line_shows_the_views_streak_and_runs(seeded_report):
     con = views(location, now)
     streaks = dict(con.execute("SELECT job_name, current_streak FROM recurring_failures").fetchall())
     jobs = [row[0] for row in con.execute("SELECT DISTINCT job_name FROM job_runs_latest ORDER BY 1").fetchall()]
-    lines = re.findall(r'<tr data-name="[^"]*"><td data-value="([^"]*)">.*?</td>.*?<td data-value="(\d+)"', text)
+    lines = re.findall(r'<tr data-name="[^"]*"[^>]*><td data-value="([^"]*)">.*?</td>.*?<td data-value="(\d+)"', text)
     assert [html.unescape(name) for name, _ in lines] == jobs
     assert {html.unescape(name): int(streak) for name, streak in lines} == {j: streaks.get(j, 0) for j in jobs}
     assert streaks["broken"] == 3
@@ -155,8 +155,10 @@ def test_a_job_with_successful_runs_in_the_last_30_days_has_a_sparkline_in_its_l
             "SELECT job_name FROM runtime_trend WHERE NOT is_backfill AND p50_duration_ms IS NOT NULL"
         ).fetchall()
     }
-    lines = re.findall(r'<tr data-name="[^"]*"><td data-value="([^"]*)">.*?</tr>', text, re.S)
-    spark = re.findall(r'<tr data-name="[^"]*"><td data-value="([^"]*)">(?:(?!</tr>).)*?class="spark"><svg', text, re.S)
+    lines = re.findall(r'<tr data-name="[^"]*"[^>]*><td data-value="([^"]*)">.*?</tr>', text, re.S)
+    spark = re.findall(
+        r'<tr data-name="[^"]*"[^>]*><td data-value="([^"]*)">(?:(?!</tr>).)*?class="spark"><svg', text, re.S
+    )
     assert expected and {html.unescape(name) for name in spark} == expected
     assert len(lines) > len(spark)  # a job that only failed has none
 

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from otel_datasink.report import LocationMissingError, build
 
-    check_trace_url(args.trace_url)
+    check_trace_url(args.trace_url, args.run_url)
     options = store_options(args)
     bar = tqdm(
         total=None, unit="chart", desc="report", file=sys.stderr, disable=args.no_progress or not sys.stderr.isatty()
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
                 days=args.days,
                 now=args.now,
                 trace_url=args.trace_url,
+                run_url=args.run_url,
                 progress=bar.update,
                 on_total=lambda total: setattr(bar, "total", total),
             )

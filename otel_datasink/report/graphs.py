@@ -1,0 +1,209 @@
+"""The report's drawings of structure, as SVG written here (no Vega: each is a few boxes and lines, and a page has
+hundreds of run Gantts): a dataset's lineage graph and a pipeline run's Gantt.
+
+Every name in them comes from spans and is escaped (:func:`html.escape`); links are the page's own anchors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Callable, Iterable, Sequence
+from html import escape
+
+from otel_datasink.report.charts import STATUS_COLORS
+from otel_datasink.report.data import Row
+
+LINEAGE_HOPS = 2
+"""Datasets shown upstream and downstream of a dataset: those up to this many jobs away."""
+COLUMN_NODES = 8
+"""Nodes drawn in one column of a lineage graph; the others are counted under it."""
+
+Node = tuple[str, str]
+"""(``dataset`` | ``job``, name)."""
+
+HEALTH_STYLES = {
+    "fresh": ("#e8f5e9", "#2e7d32", "#1d2329"),
+    "stale": ("#ffebee", "#c62828", "#1d2329"),
+    "unknown": ("#f5f5f5", "#9e9e9e", "#1d2329"),
+    "ok": ("#ffffff", "#2e7d32", "#1d2329"),
+    "running": ("#ffffff", "#1565c0", "#1d2329"),
+    "failing": ("#c62828", "#c62828", "#ffffff"),
+}
+"""A node's health as (fill, stroke, text): datasets fresh, stale or unknown (no update seen), jobs ok, running
+or failing (a current failure streak)."""
+
+_NODE_WIDTH, _NODE_HEIGHT, _COLUMN_GAP, _ROW_GAP, _LABEL_CHARS = 124, 26, 34, 10, 19
+
+
+@dataclasses.dataclass(frozen=True)
+class Lineage:
+    """The edges of ``dataset_lineage`` as graphs: which jobs read and write each dataset."""
+
+    readers: dict[str, set[str]]
+    writers: dict[str, set[str]]
+    inputs: dict[str, set[str]]
+    outputs: dict[str, set[str]]
+
+    @classmethod
+    def of(cls, edges: Iterable[Row]) -> Lineage:
+        """The graph of ``dataset_lineage`` rows."""
+        graph = cls({}, {}, {}, {})
+        for edge in edges:
+            job, upstream, downstream = edge["job_name"], edge["upstream_dataset"], edge["downstream_dataset"]
+            if upstream is not None:
+                graph.readers.setdefault(upstream, set()).add(job)
+                graph.inputs.setdefault(job, set()).add(upstream)
+            if downstream is not None:
+                graph.writers.setdefault(downstream, set()).add(job)
+                graph.outputs.setdefault(job, set()).add(downstream)
+        return graph
+
+    def columns(self, dataset: str, hops: int = LINEAGE_HOPS) -> dict[int, list[Node]]:
+        """The nodes around ``dataset`` by column: 0 is it, -1 the jobs that write it, -2 what they read, and so on
+        upstream; +1 the jobs that read it, +2 what they write, and so on downstream, ``hops`` datasets each way.
+        A node is placed once, in the column nearest the dataset (a cycle does not repeat it)."""
+        placed: dict[Node, int] = {("dataset", dataset): 0}
+        for direction in (-1, 1):
+            frontier: list[Node] = [("dataset", dataset)]
+            for step in range(1, 2 * hops + 1):
+                column = direction * step
+                found: set[Node] = set()
+                for kind, name in frontier:
+                    found.update(self._next(kind, name, direction))
+                frontier = sorted(node for node in found if node not in placed)
+                for node in frontier:
+                    placed[node] = column
+        columns: dict[int, list[Node]] = {}
+        for node, column in placed.items():
+            columns.setdefault(column, []).append(node)
+        return {column: sorted(columns[column], key=lambda node: node[1]) for column in sorted(columns)}
+
+    def _next(self, kind: str, name: str, direction: int) -> set[Node]:
+        if kind == "dataset":
+            return {("job", job) for job in (self.writers if direction < 0 else self.readers).get(name, ())}
+        return {("dataset", found) for found in (self.inputs if direction < 0 else self.outputs).get(name, ())}
+
+    def edges(self, nodes: set[Node]) -> list[tuple[Node, Node]]:
+        """The edges among ``nodes``, each from what is read to the job, or from the job to what it wrote."""
+        found = []
+        for job, datasets in self.inputs.items():
+            found += [(("dataset", d), ("job", job)) for d in datasets if {("dataset", d), ("job", job)} <= nodes]
+        for job, datasets in self.outputs.items():
+            found += [(("job", job), ("dataset", d)) for d in datasets if {("dataset", d), ("job", job)} <= nodes]
+        return sorted(found)
+
+
+def lineage_svg(
+    graph: Lineage, dataset: str, health: Callable[[Node], str], link: Callable[[Node], str], hops: int = LINEAGE_HOPS
+) -> str:
+    """``dataset``'s lineage (:meth:`Lineage.columns`) as an SVG graph, left to right from upstream: each node a
+    box coloured by ``health`` (:data:`HEALTH_STYLES`) linking to ``link`` (an anchor), jobs with round ends, the
+    dataset itself in a thick border; more than :data:`COLUMN_NODES` in a column are counted, not drawn."""
+    columns = graph.columns(dataset, hops)
+    first = min(columns)
+    positions: dict[Node, tuple[float, float]] = {}
+    parts: list[str] = []
+    tallest = max(min(len(nodes), COLUMN_NODES + 1) for nodes in columns.values())
+    height = tallest * (_NODE_HEIGHT + _ROW_GAP) + _ROW_GAP
+    for column, nodes in columns.items():
+        x = (column - first) * (_NODE_WIDTH + _COLUMN_GAP) + 4
+        shown = nodes[:COLUMN_NODES]
+        top = (height - len(shown) * (_NODE_HEIGHT + _ROW_GAP) + _ROW_GAP) / 2
+        for index, node in enumerate(shown):
+            positions[node] = (x, top + index * (_NODE_HEIGHT + _ROW_GAP))
+        if len(nodes) > len(shown):
+            parts.append(
+                f'<text x="{x + 4}" y="{height - 4}" font-size="11" fill="#5f6b76">'
+                f"+{len(nodes) - len(shown)} more</text>"
+            )
+    lines = [_edge(positions[a], positions[b]) for a, b in graph.edges(set(positions)) if a != b]
+    boxes = [_node(node, positions[node], health(node), link(node), node == ("dataset", dataset)) for node in positions]
+    width = (max(columns) - first + 1) * (_NODE_WIDTH + _COLUMN_GAP) - _COLUMN_GAP + 8
+    return (
+        f'<svg class="lineage" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif">'
+        f"{''.join(lines)}{''.join(boxes)}{''.join(parts)}</svg>"
+    )
+
+
+def _edge(start: tuple[float, float], end: tuple[float, float]) -> str:
+    x1, y1 = start[0] + _NODE_WIDTH, start[1] + _NODE_HEIGHT / 2
+    x2, y2 = end[0], end[1] + _NODE_HEIGHT / 2
+    if x2 <= x1:  # against the flow (a node placed nearer the dataset on the other side): a plain line
+        return f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="#cfd8dc"/>'
+    middle = (x1 + x2) / 2
+    # The arrowhead drawn, not a <marker>: a marker needs an id, and a page of many graphs would repeat it.
+    return (
+        f'<path d="M{x1:.0f},{y1:.0f}C{middle:.0f},{y1:.0f} {middle:.0f},{y2:.0f} {x2 - 6:.0f},{y2:.0f}" '
+        'fill="none" stroke="#90a4ae" stroke-width="1.2"/>'
+        f'<path d="M{x2 - 7:.0f},{y2 - 4:.0f}L{x2:.0f},{y2:.0f}L{x2 - 7:.0f},{y2 + 4:.0f}z" fill="#90a4ae"/>'
+    )
+
+
+def _node(node: Node, at: tuple[float, float], health: str, href: str, center: bool) -> str:
+    kind, name = node
+    fill, stroke, text = HEALTH_STYLES[health]
+    label = name if len(name) <= _LABEL_CHARS else name[: _LABEL_CHARS - 1] + "…"
+    radius = _NODE_HEIGHT / 2 if kind == "job" else 3
+    return (
+        f'<a href="{escape(href)}" class="node {kind} {health}" data-node="{escape(name)}">'
+        f"<title>{escape(f'{kind} {name}: {health}')}</title>"
+        f'<rect x="{at[0]:.0f}" y="{at[1]:.0f}" width="{_NODE_WIDTH}" height="{_NODE_HEIGHT}" rx="{radius:.0f}" '
+        f'fill="{fill}" stroke="{stroke}" stroke-width="{3 if center else 1.5}"/>'
+        f'<text x="{at[0] + _NODE_WIDTH / 2:.0f}" y="{at[1] + _NODE_HEIGHT / 2 + 4:.0f}" font-size="11" '
+        f'text-anchor="middle" fill="{text}">{escape(label)}</text></a>'
+    )
+
+
+# --- a pipeline run's Gantt ---------------------------------------------------------------------------------------
+
+_GANTT_WIDTH, _GANTT_LABEL, _GANTT_ROW, _GANTT_AXIS = 1000, 190, 18, 22
+
+
+def gantt_svg(children: Sequence[Row], now: datetime.datetime, link: Callable[[str], str]) -> str:
+    """A pipeline run's child runs as bars from their start to their end (``now`` for a run still going, dashed),
+    coloured by status, one row each in order of start, labelled with the job (linking to ``link`` of its name) and
+    an axis of UTC times."""
+    timed = [child for child in children if child["start_time"] is not None]
+    if not timed:
+        return ""
+    starts = [child["start_time"] for child in timed]
+    ends = [child["end_time"] or now for child in timed]
+    first, last = min(starts), max(max(ends), min(starts) + datetime.timedelta(seconds=1))
+    span = (last - first).total_seconds()
+    plot = _GANTT_WIDTH - _GANTT_LABEL - 10
+
+    def x(at: datetime.datetime) -> float:
+        return _GANTT_LABEL + plot * (at - first).total_seconds() / span
+
+    rows = []
+    for index, (child, end) in enumerate(zip(timed, ends, strict=True)):
+        y = _GANTT_AXIS + index * _GANTT_ROW
+        color = STATUS_COLORS.get(str(child["status"]), "#9e9e9e")
+        left, right = x(child["start_time"]), max(x(end), x(child["start_time"]) + 2)
+        dash = ' stroke="#1565c0" stroke-dasharray="3 2" fill-opacity="0.5"' if child["end_time"] is None else ""
+        minutes = f"{child['duration_ms'] / 60000:.1f} min" if child["duration_ms"] is not None else "running"
+        title = f"{child['job_name']} attempt {child['attempt']}: {child['status']}, {minutes}"
+        label = child["job_name"] if len(child["job_name"]) <= 30 else child["job_name"][:29] + "…"
+        rows.append(
+            f'<g class="bar" data-job="{escape(child["job_name"])}" data-status="{escape(str(child["status"]))}">'
+            f"<title>{escape(title)}</title>"
+            f'<a href="{escape(link(child["job_name"]))}"><text x="{_GANTT_LABEL - 6}" y="{y + 12}" font-size="11" '
+            f'text-anchor="end" fill="#1d2329">{escape(label)}</text></a>'
+            f'<rect x="{left:.1f}" y="{y + 2}" width="{right - left:.1f}" height="{_GANTT_ROW - 5}" rx="2" '
+            f'fill="{color}"{dash}/></g>'
+        )
+    height = _GANTT_AXIS + len(timed) * _GANTT_ROW + 4
+    ticks = []
+    for step in range(5):
+        at = first + datetime.timedelta(seconds=span * step / 4)
+        ticks.append(
+            f'<line x1="{x(at):.1f}" y1="{_GANTT_AXIS - 4}" x2="{x(at):.1f}" y2="{height}" stroke="#eceff1"/>'
+            f'<text x="{x(at):.1f}" y="12" font-size="10" text-anchor="{"end" if step == 4 else "middle"}" '
+            f'fill="#5f6b76">{at.astimezone(datetime.timezone.utc).strftime("%H:%M:%S")}</text>'
+        )
+    return (
+        f'<svg class="gantt" xmlns="http://www.w3.org/2000/svg" width="{_GANTT_WIDTH}" height="{height}" '
+        f'viewBox="0 0 {_GANTT_WIDTH} {height}" font-family="sans-serif">{"".join(ticks)}{"".join(rows)}</svg>'
+    )
