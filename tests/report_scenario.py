@@ -192,6 +192,11 @@ def build_platform_report(folder: Path) -> tuple[str, datetime.datetime, Path]:
     location = str(folder / "platform")
     now = seed_platform(location)
     out = folder / "platform.html"
-    argv = ["report", "--location", location, "--out", str(out), "--now", now.isoformat()]
-    assert cli.main([*argv, "--trace-url", TRACE_URL, "--run-url", RUN_URL]) == 0
+    argv = ["report", "--location", "platform", "--out", str(out), "--now", now.isoformat()]
+    cwd = os.getcwd()
+    os.chdir(folder)  # the page names the location as a user would give it (the README's pictures)
+    try:
+        assert cli.main([*argv, "--trace-url", TRACE_URL, "--run-url", RUN_URL]) == 0
+    finally:
+        os.chdir(cwd)
     return location, now, out

@@ -9,12 +9,13 @@ import html
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
-from report_scenario import HOSTILE_JOB, HOSTILE_MESSAGE, seed
+from report_scenario import HOSTILE_JOB, HOSTILE_MESSAGE, PIPELINE, PIPELINE_RUN_IDS, PIPELINE_TASKS, seed
 from serve_process import serving
 
 from otel_datasink import cli, local
@@ -312,3 +313,128 @@ def test_an_update_dated_far_ahead_of_its_receipt_is_not_a_datasets_latest_updat
     (orders,) = data.datasets(con, now, DAYS)
     assert [update["job_name"] for update in orders.updates] == ["load"]
     assert [writer["job_name"] for writer in orders.writers] == ["load"]
+
+
+# --- the platform's structure: pipelines, runs, lineage, checks, owners -------------------------------------------
+
+
+def test_a_pipelines_grid_has_a_row_per_task_and_a_cell_per_run_with_its_latest_attempts_state(platform_report):
+    location, now, text = with_html(platform_report)
+    section = _section(text, "pipeline", PIPELINE)
+    expected: dict[str, list[str]] = {}
+    for task in PIPELINE_TASKS:
+        expected[task] = []
+        for run_id in PIPELINE_RUN_IDS:  # the grid's columns: oldest left
+            found = (
+                views(location, now)
+                .execute(
+                    "SELECT status FROM job_runs_latest WHERE job_name = ? AND parent_job_name = ? "
+                    "AND parent_run_id = ? ORDER BY attempt DESC LIMIT 1",
+                    [task, PIPELINE, run_id],
+                )
+                .fetchall()
+            )
+            expected[task].append(found[0][0] if found else "none")
+    shown = {
+        html.unescape(task): [
+            status or "none" for status in re.findall(r'<td><i class="\w"(?: data-status="(\w+)")?', row)
+        ]
+        for task, row in re.findall(r'<tr data-task="([^"]*)">(.*?)</tr>', section)
+    }
+    assert shown == expected
+    assert expected["transform"][1] == "SUCCESS"  # the retried attempt, not the failed one
+    assert expected["transform"][-1] == "FAILED" and expected["publish"][-1] == "none"
+
+
+def test_the_jobs_list_shows_jobs_on_their_own_and_the_pipelines_list_each_pipeline(platform_report):
+    _, _, text = with_html(platform_report)
+    jobs = _list(text, "jobs-table")
+    assert jobs == ["load_customers"]  # the pipeline's tasks are rows of its grid, not of the list
+    assert _list(text, "pipelines-table") == [PIPELINE]
+    assert "3 jobs that run as tasks of a pipeline" in text
+
+
+def test_a_pipeline_runs_page_has_its_gantt_errors_datasets_and_links(platform_report):
+    location, now, text = with_html(platform_report)
+    latest = PIPELINE_RUN_IDS[-1]
+    start = text.index(f'id="{page.run_anchor(PIPELINE, latest)}"')
+    section = text[start : text.index("</section>", start)]
+    bars = re.findall(r'<g class="bar" data-job="([^"]*)" data-status="(\w+)"', section)
+    assert bars == [("extract", "SUCCESS"), ("transform", "FAILED")]
+    assert "SchemaError" in section and "transform broke" in section
+    orchestrator = "https://airflow.example/dags/nightly/grid?dag_run_id=" + urllib.parse.quote(latest, safe="")
+    assert f'href="{html.escape(orchestrator)}"' in section
+    trace_id = (
+        views(location, now)
+        .execute("SELECT trace_id FROM job_runs_latest WHERE job_name = 'extract' AND parent_run_id = ?", [latest])
+        .fetchone()[0]
+    )
+    assert f'href="https://traces.example/t/{trace_id}?job=nightly"' in section
+    # What each task read and wrote (inputs; its dataset and updates), linking to their pages.
+    task_rows = re.findall(r"<tr><td>(.*?)</tr>", section.split("Task runs")[1])
+    assert "raw.orders" in task_rows[0] and _dataset_anchor("staging.orders") in task_rows[0]
+    assert "customers" in task_rows[1] and "marts.revenue" not in task_rows[1]  # it failed: wrote nothing
+
+
+def test_long_run_ids_are_shown_short_with_the_whole_id_on_hover(platform_report):
+    _, _, text = with_html(platform_report)
+    latest = PIPELINE_RUN_IDS[-1]
+    assert f'<span class="rid" title="{html.escape(latest)}">{latest[:8]}…</span>' in text
+
+
+def test_the_checks_section_lists_failing_checks_first_and_each_dataset_page_its_own(platform_report):
+    location, now, text = with_html(platform_report)
+    start = text.index('id="checks"')
+    section = text[start : text.index("</section>", start)]
+    shown = re.findall(r'<tr class="(failing|passing)"[^>]*><td><a href="#[^"]*">([^<]*)</a></td><td>([^<]*)', section)
+    assert shown == [("failing", "marts.revenue", "not_null_revenue"), ("passing", "staging.orders", "row_count")]
+    failing = views(location, now).execute("SELECT dataset, check_name FROM failing_checks").fetchall()
+    assert failing == [("marts.revenue", "not_null_revenue")]
+    assert "not_null_revenue" in _section(text, "dataset", "marts.revenue")
+    assert "not_null_revenue" not in _section(text, "dataset", "staging.orders")
+
+
+def test_every_list_row_names_its_owners_for_the_filter(platform_report):
+    _, _, text = with_html(platform_report)
+    assert '<option value="team-payments">' in text and '<option value="team-sales">' in text
+    rows = {name: owned for owned, name in re.findall(r'<tr[^>]*data-owners="([^"]*)"><td data-value="([^"]*)"', text)}
+    assert rows["load_customers"] == "|team-sales|" and rows["customers"] == "|team-sales|"
+    assert rows[PIPELINE] == "|team-payments|" and rows["marts.revenue"] == "|team-payments|"
+
+
+def test_the_page_stays_under_5_mb(seeded_report, platform_report):
+    for report in (seeded_report, platform_report):
+        assert report[2].stat().st_size < 5_000_000
+
+
+def test_a_datasets_lineage_reaches_two_jobs_each_way_and_places_a_node_once():
+    from otel_datasink.report.graphs import Lineage
+
+    edges = [
+        {"upstream_dataset": "a", "job_name": "j1", "downstream_dataset": "b"},
+        {"upstream_dataset": "b", "job_name": "j2", "downstream_dataset": "c"},
+        {"upstream_dataset": "c", "job_name": "j3", "downstream_dataset": "d"},
+        {"upstream_dataset": "d", "job_name": "j4", "downstream_dataset": "e"},
+        {"upstream_dataset": "c", "job_name": "j5", "downstream_dataset": "a"},  # a cycle back to a
+        {"upstream_dataset": "b", "job_name": "j6", "downstream_dataset": "b"},  # a merge into itself
+    ]
+    columns = Lineage.of(edges).columns("b")
+    placed = [node for nodes in columns.values() for node in nodes]
+    assert len(placed) == len(set(placed))  # each node once
+    assert columns[0] == [("dataset", "b")]
+    assert columns[-1] == [("job", "j1"), ("job", "j6")] and columns[-2] == [("dataset", "a")]
+    assert columns[1] == [("job", "j2")] and columns[2] == [("dataset", "c")]  # j6 is upstream already
+    # c is two steps downstream, so not four upstream (through j5 and a): each node in its nearest column.
+    assert columns[-3] == [("job", "j5")] and -4 not in columns
+    assert columns[3] == [("job", "j3")] and columns[4] == [("dataset", "d")]
+    assert ("dataset", "e") not in placed  # three jobs away
+
+
+def _list(text: str, table: str) -> list[str]:
+    start = text.index(f'id="{table}"')
+    body = text[start : text.index("</table>", start)]
+    return [html.unescape(name) for name in re.findall(r'<tr[^>]*><td data-value="([^"]*)"', body)]
+
+
+def _dataset_anchor(name: str) -> str:
+    return page.anchor("dataset", name)

@@ -64,16 +64,13 @@ class Lineage:
         upstream; +1 the jobs that read it, +2 what they write, and so on downstream, ``hops`` datasets each way.
         A node is placed once, in the column nearest the dataset (a cycle does not repeat it)."""
         placed: dict[Node, int] = {("dataset", dataset): 0}
-        for direction in (-1, 1):
-            frontier: list[Node] = [("dataset", dataset)]
-            for step in range(1, 2 * hops + 1):
-                column = direction * step
-                found: set[Node] = set()
-                for kind, name in frontier:
-                    found.update(self._next(kind, name, direction))
-                frontier = sorted(node for node in found if node not in placed)
-                for node in frontier:
-                    placed[node] = column
+        frontiers: dict[int, list[Node]] = {-1: [("dataset", dataset)], 1: [("dataset", dataset)]}
+        for step in range(1, 2 * hops + 1):  # both ways a step at a time: a node goes to its nearest column
+            for direction, frontier in frontiers.items():
+                found = {node for kind, name in frontier for node in self._next(kind, name, direction)}
+                frontiers[direction] = sorted(node for node in found if node not in placed)
+                for node in frontiers[direction]:
+                    placed[node] = direction * step
         columns: dict[int, list[Node]] = {}
         for node, column in placed.items():
             columns.setdefault(column, []).append(node)
