@@ -318,6 +318,10 @@ def test_an_update_dated_far_ahead_of_its_receipt_is_not_a_datasets_latest_updat
 # --- the platform's structure: pipelines, runs, lineage, checks, owners -------------------------------------------
 
 
+CELL_STATES = {"S": "SUCCESS", "F": "FAILED", "R": "STARTED", "N": "none"}
+"""A grid cell's class: its state (``N``: no run of the task in that run)."""
+
+
 def test_a_pipelines_grid_has_a_row_per_task_and_a_cell_per_run_with_its_latest_attempts_state(platform_report):
     location, now, text = with_html(platform_report)
     section = _section(text, "pipeline", PIPELINE)
@@ -336,9 +340,7 @@ def test_a_pipelines_grid_has_a_row_per_task_and_a_cell_per_run_with_its_latest_
             )
             expected[task].append(found[0][0] if found else "none")
     shown = {
-        html.unescape(task): [
-            status or "none" for status in re.findall(r'<td><i class="\w"(?: data-status="(\w+)")?', row)
-        ]
+        html.unescape(task): [CELL_STATES[css] for css in re.findall(r'<td><i class="(\w)"', row)]
         for task, row in re.findall(r'<tr data-task="([^"]*)">(.*?)</tr>', section)
     }
     assert shown == expected
@@ -359,7 +361,7 @@ def test_a_pipeline_runs_page_has_its_gantt_errors_datasets_and_links(platform_r
     latest = PIPELINE_RUN_IDS[-1]
     start = text.index(f'id="{page.run_anchor(PIPELINE, latest)}"')
     section = text[start : text.index("</section>", start)]
-    bars = re.findall(r'<g class="bar" data-job="([^"]*)" data-status="(\w+)"', section)
+    bars = re.findall(r'<text class="label"[^>]*>([^<]*)</text></a><rect class="(\w+)', section)
     assert bars == [("extract", "SUCCESS"), ("transform", "FAILED")]
     assert "SchemaError" in section and "transform broke" in section
     orchestrator = "https://airflow.example/dags/nightly/grid?dag_run_id=" + urllib.parse.quote(latest, safe="")
@@ -378,8 +380,12 @@ def test_a_pipeline_runs_page_has_its_gantt_errors_datasets_and_links(platform_r
 
 def test_long_run_ids_are_shown_short_with_the_whole_id_on_hover(platform_report):
     _, _, text = with_html(platform_report)
-    latest = PIPELINE_RUN_IDS[-1]
-    assert f'<span class="rid" title="{html.escape(latest)}">{latest[:8]}…</span>' in text
+    latest = PIPELINE_RUN_IDS[-1]  # scheduled__2026-05-08T00:00:00+00:00
+    assert f'<span class="rid" title="{html.escape(latest)}">2026-05-08T00:00…</span>' in text
+    assert page.short_run_id("3f2a1b9c-8d7e-4f60-a1b2-c3d4e5f60718") == (
+        '<span class="rid" title="3f2a1b9c-8d7e-4f60-a1b2-c3d4e5f60718">3f2a1b9c…</span>'
+    )
+    assert page.short_run_id("broken-4") == '<span class="rid">broken-4</span>'
 
 
 def test_the_checks_section_lists_failing_checks_first_and_each_dataset_page_its_own(platform_report):

@@ -33,6 +33,21 @@ HEALTH_STYLES = {
 """A node's health as (fill, stroke, text): datasets fresh, stale or unknown (no update seen), jobs ok, running
 or failing (a current failure streak)."""
 
+STYLE = (
+    "svg.lineage text,svg.gantt text{font-size:11px;fill:#1d2329}svg.lineage text{text-anchor:middle}"
+    "svg.lineage rect{stroke-width:1.5px}svg.lineage .center rect{stroke-width:3px}"
+    "svg.lineage path{fill:none;stroke:#90a4ae;stroke-width:1.2px}"
+    "svg.lineage line{stroke:#cfd8dc}svg.gantt .label{text-anchor:end}svg.gantt .tick{font-size:10px;fill:#5f6b76}"
+    "svg.gantt line{stroke:#eceff1}svg.gantt .running{stroke:#1565c0;stroke-dasharray:3 2;fill-opacity:.5}"
+    + "".join(
+        f"svg.lineage .{health} rect{{fill:{fill};stroke:{stroke}}}svg.lineage .{health} text{{fill:{text}}}"
+        for health, (fill, stroke, text) in HEALTH_STYLES.items()
+    )
+    + "".join(f"svg.gantt rect.{status}{{fill:{color}}}" for status, color in STATUS_COLORS.items())
+)
+"""The graphs' looks, in the page's style sheet: a page has hundreds of them, and an attribute per mark would
+weigh megabytes."""
+
 _NODE_WIDTH, _NODE_HEIGHT, _COLUMN_GAP, _ROW_GAP, _LABEL_CHARS = 124, 26, 34, 10, 19
 
 
@@ -110,17 +125,13 @@ def lineage_svg(
         for index, node in enumerate(shown):
             positions[node] = (x, top + index * (_NODE_HEIGHT + _ROW_GAP))
         if len(nodes) > len(shown):
-            parts.append(
-                f'<text x="{x + 4}" y="{height - 4}" font-size="11" fill="#5f6b76">'
-                f"+{len(nodes) - len(shown)} more</text>"
-            )
+            parts.append(f'<text x="{x + _NODE_WIDTH / 2:.0f}" y="{height - 2}">+{len(nodes) - len(shown)} more</text>')
     lines = [_edge(positions[a], positions[b]) for a, b in graph.edges(set(positions)) if a != b]
     boxes = [_node(node, positions[node], health(node), link(node), node == ("dataset", dataset)) for node in positions]
     width = (max(columns) - first + 1) * (_NODE_WIDTH + _COLUMN_GAP) - _COLUMN_GAP + 8
     return (
         f'<svg class="lineage" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="sans-serif">'
-        f"{''.join(lines)}{''.join(boxes)}{''.join(parts)}</svg>"
+        f'viewBox="0 0 {width} {height}">{"".join(lines)}{"".join(boxes)}{"".join(parts)}</svg>'
     )
 
 
@@ -128,28 +139,27 @@ def _edge(start: tuple[float, float], end: tuple[float, float]) -> str:
     x1, y1 = start[0] + _NODE_WIDTH, start[1] + _NODE_HEIGHT / 2
     x2, y2 = end[0], end[1] + _NODE_HEIGHT / 2
     if x2 <= x1:  # against the flow (a node placed nearer the dataset on the other side): a plain line
-        return f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="#cfd8dc"/>'
+        return f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}"/>'
     middle = (x1 + x2) / 2
-    # The arrowhead drawn, not a <marker>: a marker needs an id, and a page of many graphs would repeat it.
-    return (
-        f'<path d="M{x1:.0f},{y1:.0f}C{middle:.0f},{y1:.0f} {middle:.0f},{y2:.0f} {x2 - 6:.0f},{y2:.0f}" '
-        'fill="none" stroke="#90a4ae" stroke-width="1.2"/>'
-        f'<path d="M{x2 - 7:.0f},{y2 - 4:.0f}L{x2:.0f},{y2:.0f}L{x2 - 7:.0f},{y2 + 4:.0f}z" fill="#90a4ae"/>'
-    )
+    # The arrowhead is the path's own end (an open chevron), not a <marker>: a marker needs an id, and a page of
+    # many graphs would repeat it.
+    if y1 == y2:
+        line = f"M{x1:.0f},{y1:.0f}H{x2:.0f}"
+    else:
+        line = f"M{x1:.0f},{y1:.0f}C{middle:.0f},{y1:.0f} {middle:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
+    return f'<path d="{line}l-6,-4m6,4l-6,4"/>'
 
 
 def _node(node: Node, at: tuple[float, float], health: str, href: str, center: bool) -> str:
     kind, name = node
-    fill, stroke, text = HEALTH_STYLES[health]
     label = name if len(name) <= _LABEL_CHARS else name[: _LABEL_CHARS - 1] + "…"
-    radius = _NODE_HEIGHT / 2 if kind == "job" else 3
+    title = f"<title>{escape(name)}</title>" if label != name else ""  # the whole name where it is cut
+    radius = _NODE_HEIGHT // 2 if kind == "job" else 3
     return (
-        f'<a href="{escape(href)}" class="node {kind} {health}" data-node="{escape(name)}">'
-        f"<title>{escape(f'{kind} {name}: {health}')}</title>"
-        f'<rect x="{at[0]:.0f}" y="{at[1]:.0f}" width="{_NODE_WIDTH}" height="{_NODE_HEIGHT}" rx="{radius:.0f}" '
-        f'fill="{fill}" stroke="{stroke}" stroke-width="{3 if center else 1.5}"/>'
-        f'<text x="{at[0] + _NODE_WIDTH / 2:.0f}" y="{at[1] + _NODE_HEIGHT / 2 + 4:.0f}" font-size="11" '
-        f'text-anchor="middle" fill="{text}">{escape(label)}</text></a>'
+        f'<a href="{escape(href)}" class="node {kind} {health}{" center" if center else ""}" '
+        f'data-node="{escape(name)}">{title}<rect x="{at[0]:.0f}" y="{at[1]:.0f}" width="{_NODE_WIDTH}" '
+        f'height="{_NODE_HEIGHT}" rx="{radius}"/><text x="{at[0] + _NODE_WIDTH / 2:.0f}" '
+        f'y="{at[1] + _NODE_HEIGHT / 2 + 4:.0f}">{escape(label)}</text></a>'
     )
 
 
@@ -177,30 +187,29 @@ def gantt_svg(children: Sequence[Row], now: datetime.datetime, link: Callable[[s
     rows = []
     for index, (child, end) in enumerate(zip(timed, ends, strict=True)):
         y = _GANTT_AXIS + index * _GANTT_ROW
-        color = STATUS_COLORS.get(str(child["status"]), "#9e9e9e")
-        left, right = x(child["start_time"]), max(x(end), x(child["start_time"]) + 2)
-        dash = ' stroke="#1565c0" stroke-dasharray="3 2" fill-opacity="0.5"' if child["end_time"] is None else ""
+        left, right = x(child["start_time"]), max(x(end), x(child["start_time"]) + 3)
+        status = str(child["status"])
+        css = f"{status} running" if child["end_time"] is None else status
         minutes = f"{child['duration_ms'] / 60000:.1f} min" if child["duration_ms"] is not None else "running"
-        title = f"{child['job_name']} attempt {child['attempt']}: {child['status']}, {minutes}"
         label = child["job_name"] if len(child["job_name"]) <= 30 else child["job_name"][:29] + "…"
+        title = f"attempt {child['attempt']}: {status}, {minutes}"
         rows.append(
-            f'<g class="bar" data-job="{escape(child["job_name"])}" data-status="{escape(str(child["status"]))}">'
-            f"<title>{escape(title)}</title>"
-            f'<a href="{escape(link(child["job_name"]))}"><text x="{_GANTT_LABEL - 6}" y="{y + 12}" font-size="11" '
-            f'text-anchor="end" fill="#1d2329">{escape(label)}</text></a>'
-            f'<rect x="{left:.1f}" y="{y + 2}" width="{right - left:.1f}" height="{_GANTT_ROW - 5}" rx="2" '
-            f'fill="{color}"{dash}/></g>'
+            f"<g><title>{escape(title)}</title>"
+            f'<a href="{escape(link(child["job_name"]))}"><text class="label" x="{_GANTT_LABEL - 6}" y="{y + 12}">'
+            f'{escape(label)}</text></a><rect class="{escape(css)}" x="{left:.0f}" y="{y + 2}" '
+            f'width="{right - left:.0f}" height="{_GANTT_ROW - 5}" rx="2"/></g>'
         )
     height = _GANTT_AXIS + len(timed) * _GANTT_ROW + 4
     ticks = []
     for step in range(5):
         at = first + datetime.timedelta(seconds=span * step / 4)
+        anchor = ' style="text-anchor:end"' if step == 4 else ' style="text-anchor:middle"'
         ticks.append(
-            f'<line x1="{x(at):.1f}" y1="{_GANTT_AXIS - 4}" x2="{x(at):.1f}" y2="{height}" stroke="#eceff1"/>'
-            f'<text x="{x(at):.1f}" y="12" font-size="10" text-anchor="{"end" if step == 4 else "middle"}" '
-            f'fill="#5f6b76">{at.astimezone(datetime.timezone.utc).strftime("%H:%M:%S")}</text>'
+            f'<line x1="{x(at):.0f}" y1="{_GANTT_AXIS - 4}" x2="{x(at):.0f}" y2="{height}"/>'
+            f'<text class="tick" x="{x(at):.0f}" y="12"{anchor}>'
+            f"{at.astimezone(datetime.timezone.utc).strftime('%H:%M:%S')}</text>"
         )
     return (
         f'<svg class="gantt" xmlns="http://www.w3.org/2000/svg" width="{_GANTT_WIDTH}" height="{height}" '
-        f'viewBox="0 0 {_GANTT_WIDTH} {height}" font-family="sans-serif">{"".join(ticks)}{"".join(rows)}</svg>'
+        f'viewBox="0 0 {_GANTT_WIDTH} {height}">{"".join(ticks)}{"".join(rows)}</svg>'
     )

@@ -13,13 +13,14 @@ import base64
 import dataclasses
 import datetime
 import hashlib
+import re
 import string
 from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import Any
 
 from otel_datasink.alerts.escaping import fill_link
-from otel_datasink.report import data
+from otel_datasink.report import data, graphs
 from otel_datasink.report.charts import SPARKLINE_DAYS, STATUS_COLORS, bucket_days
 from otel_datasink.report.data import Dataset, Figure, Job, Pipeline, Row, Snapshot
 from otel_datasink.report.graphs import HEALTH_STYLES, Lineage, Node, gantt_svg, lineage_svg
@@ -30,11 +31,11 @@ OVERVIEW_ROWS = 20
 """Hung runs and open alerts listed on the overview (the longest-running, the latest); each job's page has its own."""
 MESSAGE_CHARS = 400
 """An error message is cut to this on the page (the table keeps up to 32 KiB)."""
-RUN_PAGES = 5
+RUN_PAGES = 3
 """Parent runs per pipeline with a page of their own (Gantt, errors, datasets): its failed runs of the grid first,
 then its newest."""
 SHORT_ID = 12
-"""A run id longer than this is shown by its first 8 characters, the whole id on hover."""
+"""A run id longer than this is shown short (its first 8 characters, or its time), the whole id on hover."""
 
 
 @dataclasses.dataclass
@@ -148,7 +149,7 @@ def _overview(snapshot: Snapshot, charts: Charts) -> str:
                 (
                     (
                         _job_link(row["job_name"]),
-                        _run_id(row["run_id"]),
+                        short_run_id(row["run_id"]),
                         row["attempt"],
                         _when(row["start_time"]),
                         f"{row['running_minutes']} min",
@@ -387,7 +388,7 @@ def _job_page(job: Job, snapshot: Snapshot, charts: Charts, options: PageOptions
                 (
                     (
                         _when(a["end_time"]),
-                        _run_id(a["run_id"]),
+                        short_run_id(a["run_id"]),
                         _count(a["records_processed"]),
                         _count(a["baseline_mean"]),
                         escape(a["direction"]),
@@ -403,7 +404,7 @@ def _job_page(job: Job, snapshot: Snapshot, charts: Charts, options: PageOptions
             _table(
                 ("run", "attempt", "started", "running"),
                 (
-                    (_run_id(h["run_id"]), h["attempt"], _when(h["start_time"]), f"{h['running_minutes']} min")
+                    (short_run_id(h["run_id"]), h["attempt"], _when(h["start_time"]), f"{h['running_minutes']} min")
                     for h in job.hung
                 ),
                 css="hung",
@@ -431,7 +432,7 @@ def _runs_table(runs: Sequence[Row], options: PageOptions, failures: bool) -> st
                     escape(str(run["error_type"] or "")),
                     f'<span class="message">{_message(run["error_message"])}</span>',
                     run["attempt"],
-                    _run_id(run["run_id"]),
+                    short_run_id(run["run_id"]),
                     trace,
                 )
             )
@@ -443,7 +444,7 @@ def _runs_table(runs: Sequence[Row], options: PageOptions, failures: bool) -> st
                     _when(run["logical_date"]),
                     f"{run['duration_ms'] / 60000:.1f} min" if run["duration_ms"] is not None else "",
                     _count(run["records_processed"]),
-                    _run_id(run["run_id"]),
+                    short_run_id(run["run_id"]),
                     trace,
                 )
             )
@@ -658,15 +659,14 @@ def _pipeline_page(pipeline: Pipeline) -> str:
         for run in runs:
             cell = cells.get((task, run["parent_run_id"]))
             if cell is None:
-                line.append('<td><i class="N" title="no run"></i></td>')
+                line.append('<td><i class="N"></i></td>')
                 continue
+            # The row and the column say the task and the run: a grid of a dbt project is thousands of cells.
             status = str(cell["status"])
-            minutes = f", {cell['duration_ms'] / 60000:.1f} min" if cell["duration_ms"] is not None else ""
-            tried = f", attempt {cell['attempt']}" if cell["attempt"] > 1 else ""
-            title = f"{task} in run {run['parent_run_id']}: {status}{tried}{minutes}"
+            minutes = f" {cell['duration_ms'] / 60000:.1f}m" if cell["duration_ms"] is not None else ""
+            tried = f" try {cell['attempt']}" if cell["attempt"] > 1 else ""
             line.append(
-                f'<td><i class="{_STRIP_CLASS.get(status, "")}" data-status="{escape(status)}" '
-                f'title="{escape(title)}"></i></td>'
+                f'<td><i class="{_STRIP_CLASS.get(status, "")}" title="{escape(f"{status}{tried}{minutes}")}"></i></td>'
             )
         rows.append(f'<tr data-task="{escape(task)}"><th>{_job_link(task)}</th>{"".join(line)}</tr>')
     return (
@@ -703,7 +703,7 @@ def _run_page(pipeline: Pipeline, run: Row, snapshot: Snapshot, options: PageOpt
     ended = run["last_end_time"] if state != "STARTED" else None
     facts = _facts(
         ("pipeline", f'<a href="#{pipeline_anchor(pipeline.name)}">{escape(pipeline.name)}</a>'),
-        ("run", _run_id(run["parent_run_id"])),
+        ("run", short_run_id(run["parent_run_id"])),
         ("state", _status(state)),
         ("started", _when(run["first_start_time"])),
         ("ended", _when(ended) or "–"),
@@ -730,7 +730,7 @@ def _run_page(pipeline: Pipeline, run: Row, snapshot: Snapshot, options: PageOpt
     parts = [
         f'<section class="detail run" id="{run_anchor(pipeline.name, run["parent_run_id"])}">',
         f'<p class="back"><a href="#{pipeline_anchor(pipeline.name)}">← pipeline {escape(pipeline.name)}</a></p>',
-        f"<h2>Run of {escape(pipeline.name)} {_run_id(run['parent_run_id'])}</h2>{facts}",
+        f"<h2>Run of {escape(pipeline.name)} {short_run_id(run['parent_run_id'])}</h2>{facts}",
         f'<figure class="chart">{gantt}<figcaption>Its task runs from start to end (UTC), coloured by state; a '
         "dashed bar is still running.</figcaption></figure>"
         if gantt
@@ -840,14 +840,21 @@ def _check_cells(check: Row, with_dataset: bool) -> list[str]:
     ]
 
 
-def _run_id(run_id: Any) -> str:
-    """A run id as shown: a long one by its first 8 characters, the whole id on hover (and in the markup)."""
+_TIMESTAMPED = re.compile(r"(?:[a-z_]+__)?(\d{4}-\d\d-\d\dT\d\d:\d\d)")
+"""A run id that is its logical time, as Airflow's ``scheduled__2026-05-04T00:00:00+00:00``: shown as that time."""
+
+
+def short_run_id(run_id: Any) -> str:
+    """A run id as shown: a long one by its first 8 characters (or its time, for an id that is one), the whole
+    id on hover."""
     if run_id is None:
         return ""
     text = str(run_id)
     if len(text) <= SHORT_ID:
         return f'<span class="rid">{escape(text)}</span>'
-    return f'<span class="rid" title="{escape(text)}">{escape(text[:8])}…</span>'
+    timestamped = _TIMESTAMPED.match(text)
+    short = timestamped.group(1) if timestamped else text[:8]
+    return f'<span class="rid" title="{escape(text)}">{escape(short)}…</span>'
 
 
 # --- small pieces ------------------------------------------------------------------------------------------------
@@ -938,6 +945,7 @@ main:has(.detail:target)>section:not(.detail){display:none}
     + _STATUS_CSS
     + f".s-PASSED{{background:{STATUS_COLORS['SUCCESS']}}}"
     + "\n.s-STARTED,.s-FAILED,.s-SUCCESS,.s-PASSED{color:#fff}\n"
+    + graphs.STYLE
 )
 
 # Sorting and filtering the tables: our own few lines, no library; the page works without them.
