@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import html
 import re
 import time
@@ -210,6 +211,8 @@ def test_a_location_that_does_not_exist_is_an_error(tmp_path, capsys):
     ("argv", "message"),
     [
         (["report", "--out", "x.html", "--trace-url", "https://t/{nope}"], "unknown field {nope}"),
+        (["report", "--out", "x.html", "--run-url", "https://a/{dag}"], "--run-url: unknown field {dag}"),
+        (["serve", "--run-url", "https://a/{dag}"], "--run-url: unknown field {dag}"),
         (["serve", "--listen", "0.0.0.0:8080"], "is not a loopback address: give --token"),
         (["serve", "--listen", "nowhere"], "not a HOST:PORT"),
         (["serve", "--token", "a", "--token-file", "b"], "not both"),
@@ -406,6 +409,14 @@ def test_every_list_row_names_its_owners_for_the_filter(platform_report):
     rows = {name: owned for owned, name in re.findall(r'<tr[^>]*data-owners="([^"]*)"><td data-value="([^"]*)"', text)}
     assert rows["load_customers"] == "|team-sales|" and rows["customers"] == "|team-sales|"
     assert rows[PIPELINE] == "|team-payments|" and rows["marts.revenue"] == "|team-payments|"
+
+
+def test_the_pages_script_is_the_one_the_policy_allows(platform_report):
+    _, _, text = with_html(platform_report)
+    script = re.search(r"<script>(.*?)</script>", text, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in page.CONTENT_SECURITY_POLICY  # what serve sends as its header
+    assert 'id="owner-filter"' in text
 
 
 def test_the_page_stays_under_5_mb(seeded_report, platform_report):
