@@ -455,3 +455,18 @@ def _list(text: str, table: str) -> list[str]:
 
 def _dataset_anchor(name: str) -> str:
     return page.anchor("dataset", name)
+
+
+def test_a_lineage_graph_orders_each_column_by_its_neighbours_so_that_edges_do_not_cross():
+    from otel_datasink.report.graphs import Lineage, lineage_svg
+
+    edges = [
+        {"upstream_dataset": "b_input", "job_name": "a_job", "downstream_dataset": "z_table"},
+        {"upstream_dataset": "a_input", "job_name": "b_job", "downstream_dataset": "y_table"},
+        {"upstream_dataset": "y_table", "job_name": "merge", "downstream_dataset": "out"},
+        {"upstream_dataset": "z_table", "job_name": "merge", "downstream_dataset": "out"},
+    ]
+    svg = lineage_svg(Lineage.of(edges), "out", lambda node: "unknown", lambda node: "#")
+    top = {name: float(y) for name, y in re.findall(r'data-node="([^"]*)"><rect x="\d+" y="(\d+)"', svg)}
+    assert top["y_table"] < top["z_table"]  # by name, beside the dataset
+    assert top["b_job"] < top["a_job"] and top["a_input"] < top["b_input"]  # as what they write and read
