@@ -470,3 +470,59 @@ def test_a_lineage_graph_orders_each_column_by_its_neighbours_so_that_edges_do_n
     top = {name: float(y) for name, y in re.findall(r'data-node="([^"]*)"><rect x="\d+" y="(\d+)"', svg)}
     assert top["y_table"] < top["z_table"]  # by name, beside the dataset
     assert top["b_job"] < top["a_job"] and top["a_input"] < top["b_input"]  # as what they write and read
+
+
+def test_names_owners_and_run_ids_full_of_html_are_text_on_the_structures_pages():
+    now = datetime.datetime(2026, 5, 4, 12, tzinfo=datetime.timezone.utc)
+    evil = HOSTILE_JOB
+    child = {
+        "job_name": evil,
+        "run_id": evil,
+        "attempt": 1,
+        "status": "FAILED",
+        "start_time": now - datetime.timedelta(minutes=5),
+        "end_time": now,
+        "duration_ms": 300_000,
+        "error_type": evil,
+        "error_message": HOSTILE_MESSAGE,
+        "trace_id": "abc",
+        "span_id": "def",
+        "dataset": evil,
+        "inputs": [evil],
+        "owners": [evil],
+        "parent_job_name": evil,
+        "parent_run_id": evil + "-run-id-long",
+        "written": [evil],
+    }
+    run = {
+        "parent_job_name": evil,
+        "parent_run_id": child["parent_run_id"],
+        "child_runs": 1,
+        "child_jobs": 1,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 1,
+        "first_start_time": child["start_time"],
+        "last_end_time": now,
+        "last_event_time": now,
+        "recency": 1,
+    }
+    job = data.Job(evil, "FAILED", child["start_time"], recent=[child | {"records_processed": None, "run_type": None}])
+    status = {"dataset": evil, "is_stale": True, "last_status": "SUCCESS", "last_success_at": now}
+    status |= {"data_as_of": now, "freshness_minutes": 1, "freshness_sla_minutes": 1, "record_count": 1}
+    status |= {"last_job_name": evil}
+    check = {"dataset": evil, "check_name": evil, "status": "FAILED", "column_name": evil, "actual": evil}
+    check |= {"expected": evil, "severity": evil, "checked_at": now, "job_name": evil}
+    structure = data.Structure(
+        pipelines=[data.Pipeline(evil, [run], [child])],
+        lineage=[{"upstream_dataset": evil, "job_name": evil, "downstream_dataset": evil + "2"}],
+        checks=[check],
+    )
+    dataset = data.Dataset(evil, status, writers=[{"job_name": evil, "updates": 1, "last_update_at": now}])
+    snapshot = data.Snapshot(now, 30, [], [job], [dataset], [], [], [], None, structure)
+    options = page.PageOptions("here", "https://t/{trace_id}", None, now, "https://a/{job_name}/{run_id}")
+    text = page.render(snapshot, page.Charts(), options)
+    assert "<b>" not in text and "<script>window" not in text and text.count("<script") == 1
+    assert html.escape(evil) in _section(text, "pipeline", evil)
+    quoted = urllib.parse.quote(evil, safe="")
+    assert f'href="https://a/{html.escape(quoted)}/' in text  # the run link's fields percent-encoded
