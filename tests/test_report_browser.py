@@ -321,6 +321,8 @@ def test_the_owner_filter_hides_other_owners_rows_in_every_list(platform_report,
     watch.page.select_option("#owner-filter", "team-payments")
     assert visible("jobs-table") == [] and visible("pipelines-table") == [PIPELINE]
     assert visible("checks-table") == ["marts.revenue", "staging.orders"]
+    watch.page.reload(wait_until="load")  # as serve's refresh does: the owner chosen stays
+    assert watch.page.input_value("#owner-filter") == "team-payments" and visible("jobs-table") == []
     watch.page.select_option("#owner-filter", "")
     assert visible("jobs-table") == ["load_customers"] and len(visible("datasets-table")) == 4
     assert watch.errors == []

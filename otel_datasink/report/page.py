@@ -950,7 +950,8 @@ main:has(.detail:target)>section:not(.detail){display:none}
 
 # Sorting and filtering the tables: our own few lines, no library; the page works without them.
 # Sorting and filtering the tables: our own few lines, no library; the page works without them. The owner filter
-# hides every list's rows of other owners (rows with data-owners="|a|b|"), the name filter the jobs not matching.
+# hides every list's rows of other owners (rows with data-owners="|a|b|"), the name filter the jobs not matching;
+# the owner chosen is kept for the tab (sessionStorage), so serve's reloads keep it.
 _SCRIPT = """
 (function(){
   var filter=document.getElementById('job-filter'),owner=document.getElementById('owner-filter');
@@ -961,7 +962,12 @@ _SCRIPT = """
       var named=q===''||tr.closest('#jobs-table')===null||tr.getAttribute('data-name').indexOf(q)>=0;
       tr.hidden=!(mine&&named);});}
   if(filter){filter.addEventListener('input',apply);}
-  if(owner){owner.addEventListener('change',apply);}
+  if(owner){
+    try{var kept=sessionStorage.getItem('owner-filter');}catch(e){kept=null;}
+    if(kept&&owner.querySelector('option[value="'+CSS.escape(kept)+'"]')){owner.value=kept;apply();}
+    owner.addEventListener('change',function(){
+      try{sessionStorage.setItem('owner-filter',owner.value);}catch(e){}
+      apply();});}
   document.querySelectorAll('table.sortable th[data-sort]').forEach(function(th){
     th.addEventListener('click',function(){
       var table=th.closest('table'),body=table.tBodies[0],index=Array.prototype.indexOf.call(th.parentNode.children,th);
