@@ -99,10 +99,11 @@ class Lineage:
     def edges(self, nodes: set[Node]) -> list[tuple[Node, Node]]:
         """The edges among ``nodes``, each from what is read to the job, or from the job to what it wrote."""
         found = []
-        for job, datasets in self.inputs.items():
-            found += [(("dataset", d), ("job", job)) for d in datasets if {("dataset", d), ("job", job)} <= nodes]
-        for job, datasets in self.outputs.items():
-            found += [(("job", job), ("dataset", d)) for d in datasets if {("dataset", d), ("job", job)} <= nodes]
+        for kind, job in sorted(nodes):  # from the jobs placed: a graph is a few nodes of a large lineage
+            if kind != "job":
+                continue
+            found += [(("dataset", d), ("job", job)) for d in self.inputs.get(job, ()) if ("dataset", d) in nodes]
+            found += [(("job", job), ("dataset", d)) for d in self.outputs.get(job, ()) if ("dataset", d) in nodes]
         return sorted(found)
 
 
