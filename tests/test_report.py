@@ -328,20 +328,18 @@ CELL_STATES = {"S": "SUCCESS", "F": "FAILED", "R": "STARTED", "N": "none"}
 def test_a_pipelines_grid_has_a_row_per_task_and_a_cell_per_run_with_its_latest_attempts_state(platform_report):
     location, now, text = with_html(platform_report)
     section = _section(text, "pipeline", PIPELINE)
-    expected: dict[str, list[str]] = {}
-    for task in PIPELINE_TASKS:
-        expected[task] = []
-        for run_id in PIPELINE_RUN_IDS:  # the grid's columns: oldest left
-            found = (
-                views(location, now)
-                .execute(
-                    "SELECT status FROM job_runs_latest WHERE job_name = ? AND parent_job_name = ? "
-                    "AND parent_run_id = ? ORDER BY attempt DESC LIMIT 1",
-                    [task, PIPELINE, run_id],
-                )
-                .fetchall()
-            )
-            expected[task].append(found[0][0] if found else "none")
+    latest = dict(
+        ((task, run_id), status)
+        for task, run_id, status in views(location, now)
+        .execute(
+            "SELECT job_name, parent_run_id, max_by(status, attempt) FROM job_runs_latest "
+            "WHERE parent_job_name = ? GROUP BY job_name, parent_run_id",
+            [PIPELINE],
+        )
+        .fetchall()
+    )
+    # The grid's columns: oldest left.
+    expected = {task: [latest.get((task, run_id), "none") for run_id in PIPELINE_RUN_IDS] for task in PIPELINE_TASKS}
     shown = {
         html.unescape(task): [CELL_STATES[css] for css in re.findall(r'<td><i class="(\w)"', row)]
         for task, row in re.findall(r'<tr data-task="([^"]*)">(.*?)</tr>', section)
