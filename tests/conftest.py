@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from report_scenario import build_report
+from report_scenario import build_platform_report, build_report
 from s3_server import MotoServer
 from table_reader import TableReader
 
@@ -63,3 +63,10 @@ def seeded_report(tmp_path_factory) -> tuple[str, datetime.datetime, Path]:
     """The report tests' scenario at a fresh location, its instant, and the page ``otel-datasink report`` built of
     it (:func:`report_scenario.build_report`): once for each module that asks."""
     return build_report(tmp_path_factory.mktemp("report"))
+
+
+@pytest.fixture(scope="module")
+def platform_report(tmp_path_factory) -> tuple[str, datetime.datetime, Path]:
+    """A platform of pipelines, owners, lineage and checks (:func:`report_scenario.seed_platform`), its instant,
+    and its page (:func:`report_scenario.build_platform_report`): once for each module that asks."""
+    return build_platform_report(tmp_path_factory.mktemp("platform"))

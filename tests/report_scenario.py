@@ -14,7 +14,7 @@ from typing import Any
 
 from job_spans import DAY_NS, HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
 
-from otel_datasink import cli
+from otel_datasink import cli, semconv
 
 HOSTILE_JOB = "z_<b>x&amp;'\"</b>"
 HOSTILE_MESSAGE = "<script>window.pwned=1</script> & more"
@@ -100,6 +100,103 @@ def build_report(folder: Path, hostile: bool = True) -> tuple[str, datetime.date
     os.chdir(folder)
     try:
         assert cli.main(argv) == 0
+    finally:
+        os.chdir(cwd)
+    return location, now, out
+
+
+# --- the platform: a pipeline's runs, owners, lineage and checks -----------------------------------------------
+
+PIPELINE = "nightly"
+PIPELINE_TASKS = ("extract", "transform", "publish")
+PIPELINE_RUN_IDS = tuple(f"scheduled__2026-05-0{day}T00:00:00+00:00" for day in range(1, 9))
+"""Its runs, oldest first, named as Airflow names them (long: shown short, whole on hover)."""
+RUN_URL = "https://airflow.example/dags/{job_name}/grid?dag_run_id={run_id}"
+
+
+def seed_platform(location: str) -> datetime.datetime:
+    """Writes a platform of two teams; returns the instant it is about.
+
+    ``nightly`` (team-payments) ran eight times, a day apart: ``extract`` reads ``raw.orders`` and writes
+    ``staging.orders``, ``transform`` reads it and ``customers`` and writes ``marts.revenue`` (failed once and was
+    retried in the second run, failed in the latest), ``publish`` reads ``marts.revenue`` and writes
+    ``reports.daily`` (not run in the latest run); ``marts.revenue`` is therefore stale and its ``not_null_revenue``
+    check failing (since two runs). Beside it, ``load_customers`` (team-sales) runs on its own, writing
+    ``customers``.
+    """
+    n = now_ns() // 1_000_000 * 1_000_000
+    spans = []
+    payments = {semconv.JOB_OWNERS: ["team-payments"], semconv.JOB_PARENT_NAME: PIPELINE}
+    writes = {"extract": "staging.orders", "transform": "marts.revenue", "publish": "reports.daily"}
+    reads = {"extract": ["raw.orders"], "transform": ["staging.orders", "customers"], "publish": ["marts.revenue"]}
+    for index, run_id in enumerate(PIPELINE_RUN_IDS):
+        start = n - (len(PIPELINE_RUN_IDS) - index) * DAY_NS + HOUR_NS
+        latest = index == len(PIPELINE_RUN_IDS) - 1
+        for offset, task in enumerate(PIPELINE_TASKS):
+            begin = start + offset * 10 * MINUTE_NS
+            tries = [False, True] if index == 1 and task == "transform" else [True]
+            if latest and task == "publish":
+                continue  # its upstream failed: not run
+            for attempt, last in enumerate(tries, start=1):
+                failed = (latest and task == "transform") or not last
+                update = [] if failed else [dict(name=writes[task], freshness_sla_minutes=1500, records_written=100)]
+                checks = []
+                if task == "transform" and not failed:
+                    passed = index < len(PIPELINE_RUN_IDS) - 2
+                    checks = [
+                        dict(
+                            dataset="marts.revenue",
+                            name="not_null_revenue",
+                            passed=passed,
+                            assertion="not_null",
+                            column="revenue",
+                            actual=0 if passed else 12,
+                            expected=0,
+                            severity="error",
+                        )
+                    ]
+                if task == "extract":
+                    checks = [dict(dataset="staging.orders", name="row_count", passed=True, actual=100)]
+                span = job_span(
+                    task,
+                    begin,
+                    begin + 8 * MINUTE_NS,
+                    failed=failed,
+                    error="SchemaError",
+                    run_id=f"{task}-{index}",
+                    updates=update,
+                    checks=checks,
+                )
+                span.attributes.update(payments)
+                span.attributes[semconv.JOB_PARENT_RUN_ID] = run_id
+                span.attributes[semconv.JOB_INPUTS] = reads[task]
+                span.attributes[semconv.JOB_RUN_ATTEMPT] = attempt
+                spans.append(span)
+    for hours in (30, 6, 1):
+        span = job_span(
+            "load_customers",
+            n - hours * HOUR_NS,
+            n - hours * HOUR_NS + 2 * MINUTE_NS,
+            run_id=f"customers-{hours}",
+            updates=[dict(name="customers", freshness_sla_minutes=120)],
+        )
+        span.attributes[semconv.JOB_OWNERS] = ["team-sales"]
+        spans.append(span)
+    write_spans(location, spans)
+    return datetime.datetime.fromtimestamp(n / 1e9, tz=datetime.timezone.utc)
+
+
+def build_platform_report(folder: Path) -> tuple[str, datetime.datetime, Path]:
+    """Seeds ``folder/platform`` (:func:`seed_platform`) and builds its page with ``--trace-url`` and
+    ``--run-url``; the location, the instant and the page's file."""
+    location = str(folder / "platform")
+    now = seed_platform(location)
+    out = folder / "platform.html"
+    argv = ["report", "--location", "platform", "--out", str(out), "--now", now.isoformat()]
+    cwd = os.getcwd()
+    os.chdir(folder)  # the page names the location as a user would give it (the README's pictures)
+    try:
+        assert cli.main([*argv, "--trace-url", TRACE_URL, "--run-url", RUN_URL]) == 0
     finally:
         os.chdir(cwd)
     return location, now, out

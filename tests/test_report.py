@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import html
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
-from report_scenario import HOSTILE_JOB, HOSTILE_MESSAGE, seed
+from report_scenario import HOSTILE_JOB, HOSTILE_MESSAGE, PIPELINE, PIPELINE_RUN_IDS, PIPELINE_TASKS, seed
 from serve_process import serving
 
 from otel_datasink import cli, local
@@ -98,7 +100,7 @@ def test_each_job_line_shows_the_views_streak_and_runs(seeded_report):
     con = views(location, now)
     streaks = dict(con.execute("SELECT job_name, current_streak FROM recurring_failures").fetchall())
     jobs = [row[0] for row in con.execute("SELECT DISTINCT job_name FROM job_runs_latest ORDER BY 1").fetchall()]
-    lines = re.findall(r'<tr data-name="[^"]*"><td data-value="([^"]*)">.*?</td>.*?<td data-value="(\d+)"', text)
+    lines = re.findall(r'<tr data-name="[^"]*"[^>]*><td data-value="([^"]*)">.*?</td>.*?<td data-value="(\d+)"', text)
     assert [html.unescape(name) for name, _ in lines] == jobs
     assert {html.unescape(name): int(streak) for name, streak in lines} == {j: streaks.get(j, 0) for j in jobs}
     assert streaks["broken"] == 3
@@ -155,8 +157,10 @@ def test_a_job_with_successful_runs_in_the_last_30_days_has_a_sparkline_in_its_l
             "SELECT job_name FROM runtime_trend WHERE NOT is_backfill AND p50_duration_ms IS NOT NULL"
         ).fetchall()
     }
-    lines = re.findall(r'<tr data-name="[^"]*"><td data-value="([^"]*)">.*?</tr>', text, re.S)
-    spark = re.findall(r'<tr data-name="[^"]*"><td data-value="([^"]*)">(?:(?!</tr>).)*?class="spark"><svg', text, re.S)
+    lines = re.findall(r'<tr data-name="[^"]*"[^>]*><td data-value="([^"]*)">.*?</tr>', text, re.S)
+    spark = re.findall(
+        r'<tr data-name="[^"]*"[^>]*><td data-value="([^"]*)">(?:(?!</tr>).)*?class="spark"><svg', text, re.S
+    )
     assert expected and {html.unescape(name) for name in spark} == expected
     assert len(lines) > len(spark)  # a job that only failed has none
 
@@ -207,6 +211,8 @@ def test_a_location_that_does_not_exist_is_an_error(tmp_path, capsys):
     ("argv", "message"),
     [
         (["report", "--out", "x.html", "--trace-url", "https://t/{nope}"], "unknown field {nope}"),
+        (["report", "--out", "x.html", "--run-url", "https://a/{dag}"], "--run-url: unknown field {dag}"),
+        (["serve", "--run-url", "https://a/{dag}"], "--run-url: unknown field {dag}"),
         (["serve", "--listen", "0.0.0.0:8080"], "is not a loopback address: give --token"),
         (["serve", "--listen", "nowhere"], "not a HOST:PORT"),
         (["serve", "--token", "a", "--token-file", "b"], "not both"),
@@ -310,3 +316,211 @@ def test_an_update_dated_far_ahead_of_its_receipt_is_not_a_datasets_latest_updat
     (orders,) = data.datasets(con, now, DAYS)
     assert [update["job_name"] for update in orders.updates] == ["load"]
     assert [writer["job_name"] for writer in orders.writers] == ["load"]
+
+
+# --- the platform's structure: pipelines, runs, lineage, checks, owners -------------------------------------------
+
+
+CELL_STATES = {"S": "SUCCESS", "F": "FAILED", "R": "STARTED", "N": "none"}
+"""A grid cell's class: its state (``N``: no run of the task in that run)."""
+
+
+def test_a_pipelines_grid_has_a_row_per_task_and_a_cell_per_run_with_its_latest_attempts_state(platform_report):
+    location, now, text = with_html(platform_report)
+    section = _section(text, "pipeline", PIPELINE)
+    latest = dict(
+        ((task, run_id), status)
+        for task, run_id, status in views(location, now)
+        .execute(
+            "SELECT job_name, parent_run_id, max_by(status, attempt) FROM job_runs_latest "
+            "WHERE parent_job_name = ? GROUP BY job_name, parent_run_id",
+            [PIPELINE],
+        )
+        .fetchall()
+    )
+    # The grid's columns: oldest left.
+    expected = {task: [latest.get((task, run_id), "none") for run_id in PIPELINE_RUN_IDS] for task in PIPELINE_TASKS}
+    shown = {
+        html.unescape(task): [CELL_STATES[css] for css in re.findall(r'<td><i class="(\w)"', row)]
+        for task, row in re.findall(r'<tr data-task="([^"]*)">(.*?)</tr>', section)
+    }
+    assert shown == expected
+    assert expected["transform"][1] == "SUCCESS"  # the retried attempt, not the failed one
+    assert expected["transform"][-1] == "FAILED" and expected["publish"][-1] == "none"
+
+
+def test_the_jobs_list_shows_jobs_on_their_own_and_the_pipelines_list_each_pipeline(platform_report):
+    _, _, text = with_html(platform_report)
+    jobs = _list(text, "jobs-table")
+    assert jobs == ["load_customers"]  # the pipeline's tasks are rows of its grid, not of the list
+    assert _list(text, "pipelines-table") == [PIPELINE]
+    assert "3 jobs that run as tasks of a pipeline" in text
+
+
+def test_a_pipeline_runs_page_has_its_gantt_errors_datasets_and_links(platform_report):
+    location, now, text = with_html(platform_report)
+    latest = PIPELINE_RUN_IDS[-1]
+    start = text.index(f'id="{page.run_anchor(PIPELINE, latest)}"')
+    section = text[start : text.index("</section>", start)]
+    bars = re.findall(r'<text class="label"[^>]*>([^<]*)</text></a><rect class="(\w+)', section)
+    assert bars == [("extract", "SUCCESS"), ("transform", "FAILED")]
+    assert "SchemaError" in section and "transform broke" in section
+    orchestrator = "https://airflow.example/dags/nightly/grid?dag_run_id=" + urllib.parse.quote(latest, safe="")
+    assert f'href="{html.escape(orchestrator)}"' in section
+    trace_id = (
+        views(location, now)
+        .execute("SELECT trace_id FROM job_runs_latest WHERE job_name = 'extract' AND parent_run_id = ?", [latest])
+        .fetchone()[0]
+    )
+    assert f'href="https://traces.example/t/{trace_id}?job=nightly"' in section
+    # What each task read and wrote (inputs; its dataset and updates), linking to their pages.
+    task_rows = re.findall(r"<tr><td>(.*?)</tr>", section.split("Task runs")[1])
+    assert "raw.orders" in task_rows[0] and _dataset_anchor("staging.orders") in task_rows[0]
+    assert "customers" in task_rows[1] and "marts.revenue" not in task_rows[1]  # it failed: wrote nothing
+
+
+def test_long_run_ids_are_shown_short_with_the_whole_id_on_hover(platform_report):
+    _, _, text = with_html(platform_report)
+    latest = PIPELINE_RUN_IDS[-1]  # scheduled__2026-05-08T00:00:00+00:00
+    assert f'<span class="rid" title="{html.escape(latest)}">2026-05-08T00:00…</span>' in text
+    assert page.short_run_id("3f2a1b9c-8d7e-4f60-a1b2-c3d4e5f60718") == (
+        '<span class="rid" title="3f2a1b9c-8d7e-4f60-a1b2-c3d4e5f60718">3f2a1b9c…</span>'
+    )
+    assert page.short_run_id("broken-4") == '<span class="rid">broken-4</span>'
+
+
+def test_the_checks_section_lists_failing_checks_first_and_each_dataset_page_its_own(platform_report):
+    location, now, text = with_html(platform_report)
+    start = text.index('id="checks"')
+    section = text[start : text.index("</section>", start)]
+    shown = re.findall(r'<tr class="(failing|passing)"[^>]*><td><a href="#[^"]*">([^<]*)</a></td><td>([^<]*)', section)
+    assert shown == [("failing", "marts.revenue", "not_null_revenue"), ("passing", "staging.orders", "row_count")]
+    failing = views(location, now).execute("SELECT dataset, check_name FROM failing_checks").fetchall()
+    assert failing == [("marts.revenue", "not_null_revenue")]
+    assert "not_null_revenue" in _section(text, "dataset", "marts.revenue")
+    assert "not_null_revenue" not in _section(text, "dataset", "staging.orders")
+
+
+def test_every_list_row_names_its_owners_for_the_filter(platform_report):
+    _, _, text = with_html(platform_report)
+    assert '<option value="team-payments">' in text and '<option value="team-sales">' in text
+    rows = {name: owned for owned, name in re.findall(r'<tr[^>]*data-owners="([^"]*)"><td data-value="([^"]*)"', text)}
+    assert rows["load_customers"] == "|team-sales|" and rows["customers"] == "|team-sales|"
+    assert rows[PIPELINE] == "|team-payments|" and rows["marts.revenue"] == "|team-payments|"
+
+
+def test_the_pages_script_is_the_one_the_policy_allows(platform_report):
+    _, _, text = with_html(platform_report)
+    script = re.search(r"<script>(.*?)</script>", text, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in page.CONTENT_SECURITY_POLICY  # what serve sends as its header
+    assert 'id="owner-filter"' in text
+
+
+def test_the_page_stays_under_5_mb(seeded_report, platform_report):
+    for report in (seeded_report, platform_report):
+        assert report[2].stat().st_size < 5_000_000
+
+
+def test_a_datasets_lineage_reaches_two_jobs_each_way_and_places_a_node_once():
+    from otel_datasink.report.graphs import Lineage
+
+    edges = [
+        {"upstream_dataset": "a", "job_name": "j1", "downstream_dataset": "b"},
+        {"upstream_dataset": "b", "job_name": "j2", "downstream_dataset": "c"},
+        {"upstream_dataset": "c", "job_name": "j3", "downstream_dataset": "d"},
+        {"upstream_dataset": "d", "job_name": "j4", "downstream_dataset": "e"},
+        {"upstream_dataset": "c", "job_name": "j5", "downstream_dataset": "a"},  # a cycle back to a
+        {"upstream_dataset": "b", "job_name": "j6", "downstream_dataset": "b"},  # a merge into itself
+    ]
+    columns = Lineage.of(edges).columns("b")
+    placed = [node for nodes in columns.values() for node in nodes]
+    assert len(placed) == len(set(placed))  # each node once
+    assert columns[0] == [("dataset", "b")]
+    assert columns[-1] == [("job", "j1"), ("job", "j6")] and columns[-2] == [("dataset", "a")]
+    assert columns[1] == [("job", "j2")] and columns[2] == [("dataset", "c")]  # j6 is upstream already
+    # c is two steps downstream, so not four upstream (through j5 and a): each node in its nearest column.
+    assert columns[-3] == [("job", "j5")] and -4 not in columns
+    assert columns[3] == [("job", "j3")] and columns[4] == [("dataset", "d")]
+    assert ("dataset", "e") not in placed  # three jobs away
+
+
+def _list(text: str, table: str) -> list[str]:
+    start = text.index(f'id="{table}"')
+    body = text[start : text.index("</table>", start)]
+    return [html.unescape(name) for name in re.findall(r'<tr[^>]*><td data-value="([^"]*)"', body)]
+
+
+def _dataset_anchor(name: str) -> str:
+    return page.anchor("dataset", name)
+
+
+def test_a_lineage_graph_orders_each_column_by_its_neighbours_so_that_edges_do_not_cross():
+    from otel_datasink.report.graphs import Lineage, lineage_svg
+
+    edges = [
+        {"upstream_dataset": "b_input", "job_name": "a_job", "downstream_dataset": "z_table"},
+        {"upstream_dataset": "a_input", "job_name": "b_job", "downstream_dataset": "y_table"},
+        {"upstream_dataset": "y_table", "job_name": "merge", "downstream_dataset": "out"},
+        {"upstream_dataset": "z_table", "job_name": "merge", "downstream_dataset": "out"},
+    ]
+    svg = lineage_svg(Lineage.of(edges), "out", lambda node: "unknown", lambda node: "#")
+    top = {name: float(y) for name, y in re.findall(r'data-node="([^"]*)"><rect x="\d+" y="(\d+)"', svg)}
+    assert top["y_table"] < top["z_table"]  # by name, beside the dataset
+    assert top["b_job"] < top["a_job"] and top["a_input"] < top["b_input"]  # as what they write and read
+
+
+def test_names_owners_and_run_ids_full_of_html_are_text_on_the_structures_pages():
+    now = datetime.datetime(2026, 5, 4, 12, tzinfo=datetime.timezone.utc)
+    evil = HOSTILE_JOB
+    child = {
+        "job_name": evil,
+        "run_id": evil,
+        "attempt": 1,
+        "status": "FAILED",
+        "start_time": now - datetime.timedelta(minutes=5),
+        "end_time": now,
+        "duration_ms": 300_000,
+        "error_type": evil,
+        "error_message": HOSTILE_MESSAGE,
+        "trace_id": "abc",
+        "span_id": "def",
+        "dataset": evil,
+        "inputs": [evil],
+        "owners": [evil],
+        "parent_job_name": evil,
+        "parent_run_id": evil + "-run-id-long",
+        "written": [evil],
+    }
+    run = {
+        "parent_job_name": evil,
+        "parent_run_id": child["parent_run_id"],
+        "child_runs": 1,
+        "child_jobs": 1,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 1,
+        "first_start_time": child["start_time"],
+        "last_end_time": now,
+        "last_event_time": now,
+        "recency": 1,
+    }
+    job = data.Job(evil, "FAILED", child["start_time"], recent=[child | {"records_processed": None, "run_type": None}])
+    status = {"dataset": evil, "is_stale": True, "last_status": "SUCCESS", "last_success_at": now}
+    status |= {"data_as_of": now, "freshness_minutes": 1, "freshness_sla_minutes": 1, "record_count": 1}
+    status |= {"last_job_name": evil}
+    check = {"dataset": evil, "check_name": evil, "status": "FAILED", "column_name": evil, "actual": evil}
+    check |= {"expected": evil, "severity": evil, "checked_at": now, "job_name": evil}
+    structure = data.Structure(
+        pipelines=[data.Pipeline(evil, [run], [child])],
+        lineage=[{"upstream_dataset": evil, "job_name": evil, "downstream_dataset": evil + "2"}],
+        checks=[check],
+    )
+    dataset = data.Dataset(evil, status, writers=[{"job_name": evil, "updates": 1, "last_update_at": now}])
+    snapshot = data.Snapshot(now, 30, [], [job], [dataset], [], [], [], None, structure)
+    options = page.PageOptions("here", "https://t/{trace_id}", None, now, "https://a/{job_name}/{run_id}")
+    text = page.render(snapshot, page.Charts(), options)
+    assert "<b>" not in text and "<script>window" not in text and text.count("<script") == 1
+    assert html.escape(evil) in _section(text, "pipeline", evil)
+    quoted = urllib.parse.quote(evil, safe="")
+    assert f'href="https://a/{html.escape(quoted)}/' in text  # the run link's fields percent-encoded

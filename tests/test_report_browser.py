@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from browser import PageWatch, chromium
 from job_spans import MINUTE_NS, job_span, write_spans
-from report_scenario import HOSTILE_JOB, HOSTILE_MESSAGE, build_report
+from report_scenario import HOSTILE_JOB, HOSTILE_MESSAGE, PIPELINE, PIPELINE_RUN_IDS, PIPELINE_TASKS, build_report
 from serve_process import serving
 
 from otel_datasink import local
@@ -213,3 +213,116 @@ def test_a_served_page_behind_a_token_opens_in_a_browser_with_the_token_as_passw
         assert page_.goto(url).status == 200
         assert shown_figures(page_)["runs"]  # the page itself, not an error text
         reader.close()
+
+
+# --- the platform's structure: a pipeline's grid, a run's Gantt, a dataset's lineage, the owner filter ---------
+
+WIDE = {"width": 1400, "height": 900}
+"""The width the structure's pages are read at (and pictured): a pipeline grid and a lineage graph must fit it."""
+PIPELINE_GRID = SCREENSHOT.parent / "pipeline-grid.png"
+LINEAGE = SCREENSHOT.parent / "lineage.png"
+RUN_GANTT = SCREENSHOT.parent / "run-gantt.png"
+
+
+def opened_wide(watch, report, anchor: str):
+    """The page of ``report`` at ``#anchor``, 1400 px wide; the section shown."""
+    watch.page.set_viewport_size(WIDE)
+    watch.page.goto(f"{report[2].as_uri()}#{anchor}", wait_until="load")
+    return watch.page.locator(f"#{anchor}")
+
+
+def picture(watch, path: Path) -> None:
+    """Saves the viewport as ``path`` (docs/) with ``OTEL_DATASINK_UPDATE_SCREENSHOT=1``."""
+    if os.environ.get(UPDATE_SCREENSHOT):
+        watch.page.screenshot(path=str(path), full_page=False)
+
+
+def test_a_pipelines_grid_shows_each_tasks_state_in_each_run_at_1400_px(platform_report, watch):
+    watch.page.set_viewport_size(WIDE)
+    watch.page.goto(platform_report[2].as_uri(), wait_until="load")
+    watch.page.click(f"#pipelines-table a:text-is('{PIPELINE}')")
+    grid = watch.page.locator(f"#{page.pipeline_anchor(PIPELINE)} table.grid")
+    assert grid.is_visible() and not watch.page.locator("#overview").is_visible()
+    states = {
+        task: grid.locator(f"tr[data-task='{task}'] td i").evaluate_all(
+            "cells => cells.map(c => ({S: 'SUCCESS', F: 'FAILED', R: 'STARTED', N: 'none'})[c.className])"
+        )
+        for task in PIPELINE_TASKS
+    }
+    assert states["extract"] == ["SUCCESS"] * len(PIPELINE_RUN_IDS)
+    assert states["transform"][-1] == "FAILED" and states["publish"][-1] == "none"
+    # The cells are coloured as the legend says.
+    color = "el => getComputedStyle(el).backgroundColor"
+    failed = grid.locator("tr[data-task='transform'] td i").last.evaluate(color)
+    assert failed == watch.page.locator(".legend i.F").first.evaluate(color) == "rgb(198, 40, 40)"
+    box = grid.bounding_box()
+    assert box["x"] + box["width"] <= WIDE["width"]  # readable without scrolling
+    assert watch.errors == [] and watch.requests == [platform_report[2].as_uri()]
+    picture(watch, PIPELINE_GRID)
+
+
+def test_a_runs_page_draws_its_tasks_on_a_gantt(platform_report, watch):
+    section = opened_wide(watch, platform_report, page.run_anchor(PIPELINE, PIPELINE_RUN_IDS[-1]))
+    bars = section.locator("svg.gantt g")
+    assert bars.count() == 2
+    extract, transform = (bars.nth(i).locator("rect").bounding_box() for i in range(2))
+    assert extract["x"] + extract["width"] <= transform["x"] + 1  # transform started after extract ended
+    assert (
+        section.locator("a:text-is('orchestrator')")
+        .get_attribute("href")
+        .startswith("https://airflow.example/dags/nightly/grid?dag_run_id=scheduled__")
+    )
+    assert watch.errors == []
+    picture(watch, RUN_GANTT)
+
+
+def test_a_datasets_lineage_has_a_node_per_dataset_coloured_by_health(platform_report, watch):
+    section = opened_wide(watch, platform_report, page.anchor("dataset", "marts.revenue"))
+    graph = section.locator("svg.lineage")
+    nodes = dict(
+        graph.locator("a.node").evaluate_all(
+            "nodes => nodes.map(n => [n.dataset.node, n.getAttribute('class').split(' ').slice(1).join(' ')])"
+        )
+    )
+    assert nodes == {
+        "raw.orders": "dataset unknown",  # read, never written where the views see it
+        "extract": "job ok",
+        "staging.orders": "dataset fresh",
+        "load_customers": "job ok",
+        "customers": "dataset fresh",
+        "transform": "job failing",
+        "marts.revenue": "dataset stale center",  # the page's own dataset
+        "publish": "job ok",
+        "reports.daily": "dataset stale",
+    }
+    box = graph.bounding_box()
+    assert box["x"] + box["width"] <= WIDE["width"]
+    # A node is a link to its page.
+    graph.locator("a.node[data-node='staging.orders']").click()
+    assert watch.page.locator(f"#{page.anchor('dataset', 'staging.orders')}").is_visible()
+    assert watch.errors == []
+    watch.page.goto(f"{platform_report[2].as_uri()}#{page.anchor('dataset', 'marts.revenue')}", wait_until="load")
+    graph.scroll_into_view_if_needed()
+    picture(watch, LINEAGE)
+
+
+def test_the_owner_filter_hides_other_owners_rows_in_every_list(platform_report, watch):
+    watch.page.goto(platform_report[2].as_uri(), wait_until="load")
+
+    def visible(table: str) -> list[str]:
+        return watch.page.locator(f"#{table} tbody tr:visible td:first-child").all_inner_texts()
+
+    assert visible("datasets-table") == ["marts.revenue", "reports.daily", "customers", "staging.orders"]
+    watch.page.select_option("#owner-filter", "team-sales")
+    assert visible("jobs-table") == ["load_customers"]
+    assert visible("pipelines-table") == []
+    assert visible("datasets-table") == ["customers"]
+    assert visible("checks-table") == []
+    watch.page.select_option("#owner-filter", "team-payments")
+    assert visible("jobs-table") == [] and visible("pipelines-table") == [PIPELINE]
+    assert visible("checks-table") == ["marts.revenue", "staging.orders"]
+    watch.page.reload(wait_until="load")  # as serve's refresh does: the owner chosen stays
+    assert watch.page.input_value("#owner-filter") == "team-payments" and visible("jobs-table") == []
+    watch.page.select_option("#owner-filter", "")
+    assert visible("jobs-table") == ["load_customers"] and len(visible("datasets-table")) == 4
+    assert watch.errors == []

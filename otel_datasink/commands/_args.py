@@ -197,7 +197,8 @@ def positive_days(text: str) -> int:
 
 
 def add_page_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options ``report`` and ``serve`` share: ``--days``, ``--trace-url`` and the hidden ``--now``."""
+    """The options ``report`` and ``serve`` share: ``--days``, ``--trace-url``, ``--run-url`` and the hidden
+    ``--now``."""
     parser.add_argument(
         "--days",
         type=positive_days,
@@ -210,12 +211,19 @@ def add_page_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TEMPLATE",
         help="trace link of a failed run, e.g. https://grafana/explore?traceId={trace_id}",
     )
+    parser.add_argument(
+        "--run-url",
+        metavar="TEMPLATE",
+        help="a pipeline run's link in its orchestrator, fields {run_id} {job_name} {trace_id}",
+    )
     now = os.environ.get(NOW_VARIABLE)
     parser.add_argument("--now", type=instant, default=instant(now) if now else None, help=argparse.SUPPRESS)
 
 
-def check_trace_url(template: str | None) -> None:
-    """A ``--trace-url`` with an unknown field fails the command at once (the fields of ``alert --trace-url``)."""
+def check_trace_url(template: str | None, run_url: str | None = None) -> None:
+    """A ``--trace-url`` or ``--run-url`` with an unknown field fails the command at once (the fields of ``alert
+    --trace-url``)."""
     from otel_datasink.alerts.conditions import check_template
 
     check_template(template, "--trace-url")
+    check_template(run_url, "--run-url")

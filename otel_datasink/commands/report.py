@@ -5,7 +5,10 @@ The page shows the last ``--days`` days (today included, UTC): the overview (run
 stale datasets, hung runs, open alerts, each against the previous period), the jobs with their status strip
 and duration trend, a page per job (runs on a timeline, duration percentiles per day, records with the volume
 anomalies, recent failures with a ``--trace-url`` link, backfills apart), the datasets' freshness against their
-SLA with a page per dataset, and a failures heat map. Charts are SVG drawn when the file is built.
+SLA with a page per dataset (its lineage graph and latest checks), a failures heat map, the pipelines (a grid of
+each one's tasks by its last runs, a page per recent run with its tasks on a Gantt and a ``--run-url`` link) and
+the data-quality checks, failing first; an owner filter narrows every list. Charts are SVG drawn when the file
+is built.
 
 A location that exists but holds no table yet gives a page that says so; one that does not exist is an error
 (exit status 2).
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from otel_datasink.report import LocationMissingError, build
 
-    check_trace_url(args.trace_url)
+    check_trace_url(args.trace_url, args.run_url)
     options = store_options(args)
     bar = tqdm(
         total=None, unit="chart", desc="report", file=sys.stderr, disable=args.no_progress or not sys.stderr.isatty()
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
                 days=args.days,
                 now=args.now,
                 trace_url=args.trace_url,
+                run_url=args.run_url,
                 progress=bar.update,
                 on_total=lambda total: setattr(bar, "total", total),
             )

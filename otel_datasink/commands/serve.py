@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     from otel_datasink.report.jsonapi import ViewsApi
     from otel_datasink.report.pageserver import PageServer
 
-    check_trace_url(args.trace_url)
+    check_trace_url(args.trace_url, args.run_url)
     host, port = listen_address(args.listen)
     hosts = allowed_hosts(host, args.allowed_host)
     secret = token(args)
@@ -153,7 +153,14 @@ def run(args: argparse.Namespace) -> int:
     refresh = max(1, round(args.refresh))
 
     def page() -> str:
-        return build(options, days=args.days, now=args.now, trace_url=args.trace_url, refresh_seconds=refresh).html
+        return build(
+            options,
+            days=args.days,
+            now=args.now,
+            trace_url=args.trace_url,
+            run_url=args.run_url,
+            refresh_seconds=refresh,
+        ).html
 
     try:
         first = page()

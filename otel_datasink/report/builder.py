@@ -67,18 +67,21 @@ def build(
     refresh_seconds: int | None = None,
     progress: Progress | None = None,
     on_total: Callable[[int], object] | None = None,
+    run_url: str | None = None,
 ) -> Report:
     """The report of ``options.location`` for the ``days`` days up to ``now`` (default: the clock).
 
     A location that exists but holds no table yet gives a page that says so; one that does not exist raises
-    :class:`LocationMissingError`. ``on_total`` is told the number of charts to draw, as it grows.
+    :class:`LocationMissingError`. ``on_total`` is told the number of charts to draw, as it grows. ``trace_url`` and
+    ``run_url`` are the link templates of ``--trace-url`` and ``--run-url`` (a run's trace, its orchestrator's
+    page).
     """
     from otel_datasink import local
 
     started = time.monotonic()
     now = (now or datetime.datetime.now(datetime.timezone.utc)).astimezone(datetime.timezone.utc)
     generated = datetime.datetime.now(datetime.timezone.utc)
-    page = PageOptions(options.location, trace_url, refresh_seconds, generated)
+    page = PageOptions(options.location, trace_url, refresh_seconds, generated, run_url)
     try:
         con = _connect(options, data.STATE_PARAMETERS, must_exist=True)
     except local.NoTablesError as error:
@@ -107,13 +110,16 @@ def build(
                 pin_time(con, now, data.STATE_PARAMETERS, ("job_runs_latest",))
                 states = data.job_states(con, has_alerts)
                 daily = data.recent_days(con, now, chart_specs.SPARKLINE_DAYS)
+                structure = data.structure(con, now)
         finally:
             con.close()
         # The jobs' sparklines need only the last days, which the states' connection has: drawn while the period's
         # aggregates (a year's, for --days 365) are still computed, not after them.
         with _phase("sparklines"):
             drawn = _draw(_spark_specs(daily), counter)
-        snapshot = data.snapshot(states, trends.result(), found_datasets.result(), now, days, previous.result())
+        dataset_state, dataset_list, structure.checks = found_datasets.result()
+        snapshot = data.snapshot(states, trends.result(), (dataset_state, dataset_list), now, days, previous.result())
+        snapshot.structure = structure
         with _phase("job charts"):
             drawn.update(_draw(_job_specs(snapshot), counter))
         drawn.update(trend_charts.result())
@@ -178,12 +184,15 @@ def _state_as_of(options: Options, then: datetime.datetime, has_alerts: bool) ->
         con.close()
 
 
-def _datasets(options: Options, now: datetime.datetime, days: int) -> tuple[data.Row, list[data.Dataset]]:
-    """:func:`data.dataset_state` and :func:`data.datasets` at ``now``, ``dataset_status_latest`` computed once."""
+def _datasets(
+    options: Options, now: datetime.datetime, days: int
+) -> tuple[data.Row, list[data.Dataset], list[data.Row]]:
+    """:func:`data.dataset_state`, :func:`data.datasets` and :func:`data.checks` at ``now``,
+    ``dataset_status_latest`` computed once."""
     con = _connect(options, data.STATE_PARAMETERS)
     try:
         pin_time(con, now, data.STATE_PARAMETERS, ("dataset_status_latest",))
-        return data.dataset_state(con), data.datasets(con, now, days)
+        return data.dataset_state(con), data.datasets(con, now, days), data.checks(con)
     finally:
         con.close()
 

@@ -34,6 +34,8 @@ RECENT_BACKFILLS = 5
 """Backfill runs per job listed apart."""
 RECENT_UPDATES = 50
 """Updates per dataset read one by one (its chart)."""
+GRID_RUNS = 20
+"""Parent runs per pipeline in its grid (the newest): its columns."""
 
 Row = dict[str, Any]
 
@@ -83,6 +85,16 @@ class Job:
     hung: list[Row] = dataclasses.field(default_factory=list)
 
     @property
+    def owners(self) -> list[str]:
+        """The owners its latest run names (``job_runs_latest.owners``)."""
+        return list(self.recent[0]["owners"] or ()) if self.recent else []
+
+    @property
+    def parent(self) -> str | None:
+        """The pipeline (parent job) its latest run belongs to, if any: a task of a pipeline."""
+        return self.recent[0]["parent_job_name"] if self.recent else None
+
+    @property
     def needs_attention(self) -> bool:
         """Failing now, failed in the period, a volume anomaly or a hung run: what a morning look is for."""
         return bool(self.current_streak or self.failures or self.anomalies or self.hung)
@@ -97,6 +109,61 @@ class Dataset:
     updates: list[Row] = dataclasses.field(default_factory=list)
     """The most recent distinct updates of the period, newest first (at most :data:`RECENT_UPDATES`)."""
     writers: list[Row] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """A parent job (a DAG, a flow, a dbt invocation): its newest runs (``pipeline_runs``) and their child runs
+    (``job_runs_latest``), what its grid and its runs' pages show."""
+
+    name: str
+    runs: list[Row]
+    """Its ``pipeline_runs`` rows, newest first (at most :data:`GRID_RUNS`)."""
+    children: list[Row] = dataclasses.field(default_factory=list)
+    """The ``job_runs_latest`` rows of those runs, each with ``written``: the datasets it wrote."""
+
+    @property
+    def tasks(self) -> list[str]:
+        """Its child jobs, in the order they first started in its runs (Airflow's grid rows), then by name."""
+        first: dict[str, Any] = {}
+        for child in sorted(self.children, key=lambda row: _instant_key(row["start_time"])):
+            first.setdefault(child["job_name"], child["start_time"])
+        return sorted(first, key=lambda name: (_instant_key(first[name]), name))
+
+    @property
+    def owners(self) -> list[str]:
+        """The owners its child runs name."""
+        return sorted({owner for child in self.children for owner in child["owners"] or ()})
+
+    def children_of(self, run_id: str | None) -> list[Row]:
+        """The child runs of its run ``run_id``, by start."""
+        return [child for child in self.children if child["parent_run_id"] == run_id]
+
+
+def _instant_key(value: datetime.datetime | None) -> tuple[bool, datetime.datetime | None]:
+    return (value is None, value)
+
+
+def run_state(children: list[Row]) -> str:
+    """A parent run's state from its child runs (the latest attempt of each job): STARTED while one runs, FAILED
+    when one failed, else SUCCESS (an attempt that failed and was retried successfully does not fail it)."""
+    latest: dict[str, Row] = {}
+    for child in children:
+        if child["job_name"] not in latest or child["attempt"] > latest[child["job_name"]]["attempt"]:
+            latest[child["job_name"]] = child
+    states = {child["status"] for child in latest.values()}
+    return "STARTED" if "STARTED" in states else "FAILED" if "FAILED" in states else "SUCCESS"
+
+
+@dataclasses.dataclass
+class Structure:
+    """The platform's structure: pipelines, lineage and data-quality checks."""
+
+    pipelines: list[Pipeline] = dataclasses.field(default_factory=list)
+    lineage: list[Row] = dataclasses.field(default_factory=list)
+    """The edges of ``dataset_lineage``."""
+    checks: list[Row] = dataclasses.field(default_factory=list)
+    """``dataset_checks_latest``, failing ones first."""
 
 
 @dataclasses.dataclass
@@ -115,6 +182,7 @@ class Snapshot:
     hung: list[Row]
     alerts: list[Row] | None
     """The open incidents; None when the location has no alerts table."""
+    structure: Structure = dataclasses.field(default_factory=Structure)
 
     @property
     def empty(self) -> bool:
@@ -257,7 +325,7 @@ SELECT *
 FROM (
     SELECT
         job_name, run_id, attempt, status, start_time, end_time, duration_ms, records_processed, run_type,
-        error_type, error_message, trace_id, span_id, dataset,
+        error_type, error_message, trace_id, span_id, dataset, owners, parent_job_name,
         row_number() OVER (PARTITION BY job_name ORDER BY start_time DESC, attempt DESC, run_id DESC) AS recency
     FROM job_runs_latest
 )
@@ -420,6 +488,66 @@ def datasets(con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) 
         if writer["dataset"] in found:
             found[writer["dataset"]].writers.append(writer)
     return list(found.values())
+
+
+# --- structure: pipelines, lineage, checks -----------------------------------------------------------------------
+
+# The newest parent runs of each pipeline (a parent job), then their child runs and the datasets each wrote (the
+# dataset it names, and its updates of dataset_status in the views' window, as dataset_lineage reads them).
+_GRID_RUNS = """
+SELECT *
+FROM (
+    SELECT
+        *,
+        row_number() OVER (
+            PARTITION BY parent_job_name ORDER BY first_start_time DESC NULLS LAST, parent_run_id DESC
+        ) AS recency
+    FROM pipeline_runs
+    WHERE parent_job_name IS NOT NULL
+)
+WHERE recency <= $cap
+"""
+
+_CHILD_RUNS = f"""
+WITH grid AS ({_GRID_RUNS}),
+written AS (
+    SELECT job_name, run_id, list(DISTINCT dataset) AS datasets
+    FROM dataset_status
+    WHERE dt >= $start_text AND job_name IS NOT NULL AND run_id IS NOT NULL
+    GROUP BY job_name, run_id
+)
+SELECT
+    j.job_name, j.run_id, j.attempt, j.status, j.start_time, j.end_time, j.duration_ms, j.error_type,
+    j.error_message, j.trace_id, j.span_id, j.dataset, j.inputs, j.owners, j.parent_job_name, j.parent_run_id,
+    list_sort(list_distinct(list_concat(
+        CASE WHEN j.dataset IS NULL THEN [] ELSE [j.dataset] END, coalesce(w.datasets, [])
+    ))) AS written
+FROM job_runs_latest AS j
+JOIN grid AS g ON j.parent_job_name = g.parent_job_name AND j.parent_run_id IS NOT DISTINCT FROM g.parent_run_id
+LEFT JOIN written AS w ON w.job_name = j.job_name AND w.run_id = j.run_id
+ORDER BY j.parent_job_name, j.start_time, j.job_name, j.attempt
+"""
+
+
+def structure(con: duckdb.DuckDBPyConnection, now: datetime.datetime) -> Structure:
+    """The pipelines (their :data:`GRID_RUNS` newest runs and the child runs of those) and the lineage, from the
+    state views of ``con`` (:data:`STATE_PARAMETERS`, pinned); the checks are :func:`checks`."""
+    start = period_start(now, STATE_PARAMETERS.window_days).isoformat()
+    found: dict[str, Pipeline] = {}
+    for run in rows(con, _GRID_RUNS + " ORDER BY parent_job_name, recency", {"cap": GRID_RUNS}):
+        found.setdefault(run["parent_job_name"], Pipeline(run["parent_job_name"], [])).runs.append(run)
+    for child in rows(con, _CHILD_RUNS, {"cap": GRID_RUNS, "start_text": start}):
+        found[child["parent_job_name"]].children.append(child)
+    lineage = rows(
+        con,
+        "SELECT * FROM dataset_lineage ORDER BY job_name, upstream_dataset NULLS FIRST, downstream_dataset NULLS FIRST",
+    )
+    return Structure(pipelines=[found[name] for name in sorted(found)], lineage=lineage)
+
+
+def checks(con: duckdb.DuckDBPyConnection) -> list[Row]:
+    """``dataset_checks_latest``: failing checks first, then by dataset and check."""
+    return rows(con, "SELECT * FROM dataset_checks_latest ORDER BY status <> 'FAILED', dataset, check_name")
 
 
 # --- all of it ------------------------------------------------------------------------------------------------

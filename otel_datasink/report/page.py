@@ -13,15 +13,17 @@ import base64
 import dataclasses
 import datetime
 import hashlib
+import re
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import Any
 
 from otel_datasink.alerts.escaping import fill_link
-from otel_datasink.report import data
+from otel_datasink.report import data, graphs
 from otel_datasink.report.charts import SPARKLINE_DAYS, STATUS_COLORS, bucket_days
-from otel_datasink.report.data import Dataset, Figure, Job, Row, Snapshot
+from otel_datasink.report.data import Dataset, Figure, Job, Pipeline, Row, Snapshot
+from otel_datasink.report.graphs import HEALTH_STYLES, Lineage, Node, gantt_svg, lineage_svg
 
 STRIP_RUNS = 24
 """Runs in a job's status strip (of the :data:`otel_datasink.report.data.RECENT_RUNS` read)."""
@@ -29,6 +31,11 @@ OVERVIEW_ROWS = 20
 """Hung runs and open alerts listed on the overview (the longest-running, the latest); each job's page has its own."""
 MESSAGE_CHARS = 400
 """An error message is cut to this on the page (the table keeps up to 32 KiB)."""
+RUN_PAGES = 3
+"""Parent runs per pipeline with a page of their own (Gantt, errors, datasets): its failed runs of the grid first,
+then its newest."""
+SHORT_ID = 12
+"""A run id longer than this is shown short (its first 8 characters, or its time), the whole id on hover."""
 
 
 @dataclasses.dataclass
@@ -57,6 +64,8 @@ class PageOptions:
     refresh_seconds: int | None = None
     """``serve``: the browser reloads the page this often."""
     generated_at: datetime.datetime | None = None
+    run_url: str | None = None
+    """``--run-url``: a run's page in its orchestrator, filled from the run (fields as ``alert --run-url``)."""
 
 
 def anchor(kind: str, name: str) -> str:
@@ -85,6 +94,7 @@ def render(snapshot: Snapshot | None, charts: Charts, options: PageOptions) -> s
         script=_SCRIPT,
         policy=CONTENT_SECURITY_POLICY,
         nav="".join(f'<a href="#{section}">{section.title()}</a>' for section in _SECTIONS),
+        owners=_owner_filter(snapshot),
     )
 
 
@@ -100,14 +110,22 @@ def _empty(options: PageOptions, snapshot: Snapshot | None) -> str:
 
 
 def _body(snapshot: Snapshot, charts: Charts, options: PageOptions) -> str:
+    owners = _Owners.of(snapshot)
     parts = [
         _overview(snapshot, charts),
-        _jobs(snapshot, charts),
+        _jobs(snapshot, charts, owners),
+        _pipelines(snapshot, owners),
         _failures(snapshot, charts),
-        _datasets(snapshot, charts),
+        _datasets(snapshot, charts, owners),
+        _checks(snapshot.structure.checks, owners),
     ]
     parts.extend(_job_page(job, snapshot, charts, options) for job in snapshot.jobs)
-    parts.extend(_dataset_page(dataset, charts, snapshot.days) for dataset in snapshot.datasets)
+    for pipeline in snapshot.structure.pipelines:
+        parts.append(_pipeline_page(pipeline))
+        parts.extend(_run_page(pipeline, run, snapshot, options) for run in _paged_runs(pipeline))
+    health = _health(snapshot)
+    lineage = Lineage.of(snapshot.structure.lineage)
+    parts.extend(_dataset_page(dataset, charts, snapshot, lineage, health) for dataset in snapshot.datasets)
     return "\n".join(parts)
 
 
@@ -131,7 +149,7 @@ def _overview(snapshot: Snapshot, charts: Charts) -> str:
                 (
                     (
                         _job_link(row["job_name"]),
-                        escape(str(row["run_id"])),
+                        short_run_id(row["run_id"]),
                         row["attempt"],
                         _when(row["start_time"]),
                         f"{row['running_minutes']} min",
@@ -202,29 +220,39 @@ def _number(value: float | None, percent: bool = False) -> str:
 # --- jobs ---------------------------------------------------------------------------------------------------------
 
 
-def _jobs(snapshot: Snapshot, charts: Charts) -> str:
+def _jobs(snapshot: Snapshot, charts: Charts, owners: _Owners) -> str:
     header = (
-        '<tr><th data-sort="text">job</th><th data-sort="text">last status</th>'
+        '<tr><th data-sort="text">job</th><th data-sort="text">owners</th><th data-sort="text">last status</th>'
         '<th data-sort="num">failure streak</th><th data-sort="num">runs</th><th data-sort="num">failures</th>'
         f"<th>p50 duration per day (last {SPARKLINE_DAYS} days)</th>"
         f"<th>last {STRIP_RUNS} runs (oldest left)</th></tr>"
     )
-    lines = [_job_line(job, charts) for job in snapshot.jobs]
+    # A pipeline's tasks (a DAG's, a dbt invocation's hundreds of statements) are its page's grid rows, not lines
+    # here: the list is the jobs that run on their own.
+    listed = [job for job in snapshot.jobs if job.parent is None]
+    lines = [_job_line(job, charts, owners.of_job(job.name)) for job in listed]
+    tasks = len(snapshot.jobs) - len(listed)
+    grouped = (
+        f' {tasks} jobs that run as tasks of a pipeline are in their <a href="#pipelines">pipelines\' grids</a>.'
+        if tasks
+        else ""
+    )
     return (
-        f'<section id="jobs"><h2>Jobs <small>{len(snapshot.jobs)}</small></h2>'
+        f'<section id="jobs"><h2>Jobs <small>{len(listed)}</small></h2>'
         '<p><input id="job-filter" type="search" placeholder="filter by name" aria-label="filter jobs by name"></p>'
-        f'<table class="sortable" id="jobs-table"><thead>{header}</thead><tbody>{"".join(lines)}</tbody></table>'
+        f'<table class="sortable owned" id="jobs-table"><thead>{header}</thead><tbody>{"".join(lines)}</tbody></table>'
         f'<p class="note">Runs and failures: finished runs that started in the {snapshot.days} days. Click a '
         "column to sort. Each job's page shows its most recent "
-        f"{data.RECENT_RUNS} runs one by one; older runs are in the daily figures only.</p></section>"
+        f"{data.RECENT_RUNS} runs one by one; older runs are in the daily figures only.{grouped}</p></section>"
     )
 
 
-def _job_line(job: Job, charts: Charts) -> str:
+def _job_line(job: Job, charts: Charts, owners: Sequence[str]) -> str:
     name = escape(job.name)
     return (
-        f'<tr data-name="{name.lower()}">'
+        f'<tr data-name="{name.lower()}"{_owned(owners)}>'
         f'<td data-value="{name}">{_job_link(job.name)}</td>'
+        f"<td>{escape(', '.join(owners))}</td>"
         f'<td data-value="{escape(job.last_status)}">{_status(job.last_status)}</td>'
         f'<td data-value="{job.current_streak}" class="num{" bad" if job.current_streak else ""}">'
         f"{job.current_streak}</td>"
@@ -285,9 +313,10 @@ def _failures(snapshot: Snapshot, charts: Charts) -> str:
     )
 
 
-def _datasets(snapshot: Snapshot, charts: Charts) -> str:
+def _datasets(snapshot: Snapshot, charts: Charts, owners: _Owners) -> str:
     header = (
-        '<tr><th data-sort="text">dataset</th><th data-sort="text">stale</th><th data-sort="text">last status</th>'
+        '<tr><th data-sort="text">dataset</th><th data-sort="text">owners</th><th data-sort="text">stale</th>'
+        '<th data-sort="text">last status</th>'
         '<th data-sort="num">minutes since its data</th><th data-sort="num">SLA minutes</th>'
         '<th data-sort="text">data as of</th><th data-sort="text">last job</th></tr>'
     )
@@ -295,8 +324,10 @@ def _datasets(snapshot: Snapshot, charts: Charts) -> str:
     for dataset in snapshot.datasets:
         row = dataset.status
         stale = "stale" if row["is_stale"] else "fresh"
+        owned = owners.of_dataset(dataset.name)
         lines.append(
-            f'<tr class="{stale}"><td data-value="{escape(dataset.name)}">{_dataset_link(dataset.name)}</td>'
+            f'<tr class="{stale}"{_owned(owned)}><td data-value="{escape(dataset.name)}">'
+            f"{_dataset_link(dataset.name)}</td><td>{escape(', '.join(owned))}</td>"
             f'<td data-value="{stale}">{stale}</td><td>{_status(row["last_status"])}</td>'
             f'<td class="num" data-value="{_raw(row["freshness_minutes"])}">{_count(row["freshness_minutes"])}</td>'
             f'<td class="num" data-value="{_raw(row["freshness_sla_minutes"])}">'
@@ -314,7 +345,7 @@ def _datasets(snapshot: Snapshot, charts: Charts) -> str:
     stale_count = sum(1 for d in snapshot.datasets if d.status["is_stale"])
     return (
         f'<section id="datasets"><h2>Datasets <small>{len(snapshot.datasets)}, {stale_count} stale</small></h2>{chart}'
-        f'<table class="sortable" id="datasets-table"><thead>{header}</thead><tbody>{"".join(lines)}</tbody>'
+        f'<table class="sortable owned" id="datasets-table"><thead>{header}</thead><tbody>{"".join(lines)}</tbody>'
         "</table></section>"
     )
 
@@ -357,7 +388,7 @@ def _job_page(job: Job, snapshot: Snapshot, charts: Charts, options: PageOptions
                 (
                     (
                         _when(a["end_time"]),
-                        escape(str(a["run_id"])),
+                        short_run_id(a["run_id"]),
                         _count(a["records_processed"]),
                         _count(a["baseline_mean"]),
                         escape(a["direction"]),
@@ -373,7 +404,7 @@ def _job_page(job: Job, snapshot: Snapshot, charts: Charts, options: PageOptions
             _table(
                 ("run", "attempt", "started", "running"),
                 (
-                    (escape(str(h["run_id"])), h["attempt"], _when(h["start_time"]), f"{h['running_minutes']} min")
+                    (short_run_id(h["run_id"]), h["attempt"], _when(h["start_time"]), f"{h['running_minutes']} min")
                     for h in job.hung
                 ),
                 css="hung",
@@ -401,7 +432,7 @@ def _runs_table(runs: Sequence[Row], options: PageOptions, failures: bool) -> st
                     escape(str(run["error_type"] or "")),
                     f'<span class="message">{_message(run["error_message"])}</span>',
                     run["attempt"],
-                    escape(str(run["run_id"])),
+                    short_run_id(run["run_id"]),
                     trace,
                 )
             )
@@ -413,7 +444,7 @@ def _runs_table(runs: Sequence[Row], options: PageOptions, failures: bool) -> st
                     _when(run["logical_date"]),
                     f"{run['duration_ms'] / 60000:.1f} min" if run["duration_ms"] is not None else "",
                     _count(run["records_processed"]),
-                    escape(str(run["run_id"])),
+                    short_run_id(run["run_id"]),
                     trace,
                 )
             )
@@ -437,7 +468,10 @@ def _trace_link(template: str | None, run: Row) -> str:
     return f'<a href="{escape(url)}" rel="noreferrer">trace</a>' if url is not None else ""
 
 
-def _dataset_page(dataset: Dataset, charts: Charts, days: int) -> str:
+def _dataset_page(
+    dataset: Dataset, charts: Charts, snapshot: Snapshot, lineage: Lineage, health: Callable[[Node], str]
+) -> str:
+    days = snapshot.days
     row = dataset.status
     facts = _facts(
         ("stale", "yes" if row["is_stale"] else "no"),
@@ -476,8 +510,351 @@ def _dataset_page(dataset: Dataset, charts: Charts, days: int) -> str:
         if dataset.writers
         else f"<p>None in the last {data.update_days(days)} days.</p>"
     )
+    parts.append(_lineage(dataset, lineage, health))
+    checks = [check for check in snapshot.structure.checks if check["dataset"] == dataset.name]
+    parts.append("<h3>Checks <small>(latest result of each)</small></h3>")
+    parts.append(
+        _table(_CHECK_HEADS, (_check_cells(check, with_dataset=False) for check in checks), css="checks")
+        if checks
+        else "<p>No check result in sight.</p>"
+    )
     parts.append("</section>")
     return "\n".join(parts)
+
+
+# --- owners -------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Owners:
+    """Who owns what, as the data says: a job its latest run's owners, a dataset those of the jobs that wrote it,
+    a pipeline those its tasks name."""
+
+    jobs: dict[str, list[str]]
+    datasets: dict[str, list[str]]
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> _Owners:
+        jobs = {job.name: job.owners for job in snapshot.jobs}
+        datasets = {
+            dataset.name: sorted({owner for w in dataset.writers for owner in jobs.get(w["job_name"], ())})
+            for dataset in snapshot.datasets
+        }
+        return cls(jobs, datasets)
+
+    def of_job(self, name: str) -> list[str]:
+        return self.jobs.get(name, [])
+
+    def of_dataset(self, name: str) -> list[str]:
+        return self.datasets.get(name, [])
+
+
+def _owned(owners: Iterable[str]) -> str:
+    """A list row's owners for the owner filter: ``data-owners="|a|b|"`` (the script matches ``|owner|``)."""
+    return f' data-owners="{escape("|" + "|".join(owners) + "|")}"'
+
+
+def _owner_filter(snapshot: Snapshot | None) -> str:
+    """The owner/team filter of every list (the page's script), with the owners the data names; none without."""
+    if snapshot is None:
+        return ""
+    owners = _Owners.of(snapshot)
+    names = {o for found in (*owners.jobs.values(), *owners.datasets.values()) for o in found}
+    names.update(o for pipeline in snapshot.structure.pipelines for o in pipeline.owners)
+    if not names:
+        return ""
+    options = "".join(f'<option value="{escape(name)}">{escape(name)}</option>' for name in sorted(names))
+    return (
+        '<label class="owner">owner <select id="owner-filter" aria-label="show the lists of one owner">'
+        f'<option value="">everyone</option>{options}</select></label>'
+    )
+
+
+# --- pipelines and their runs ---------------------------------------------------------------------------------------
+
+
+def pipeline_anchor(name: str) -> str:
+    """The id of a pipeline's page."""
+    return anchor("pipeline", name)
+
+
+def run_anchor(pipeline: str, run_id: str | None) -> str:
+    """The id of a pipeline run's page."""
+    return anchor("run", f"{pipeline}\x00{run_id}")
+
+
+def _paged_runs(pipeline: Pipeline) -> list[Row]:
+    """The runs of ``pipeline``'s grid with a page of their own: failed ones first, then the newest."""
+    ranked = sorted(pipeline.runs, key=lambda run: (run["failed"] == 0, run["recency"]))
+    return ranked[:RUN_PAGES]
+
+
+def _pipelines(snapshot: Snapshot, owners: _Owners) -> str:
+    pipelines = snapshot.structure.pipelines
+    if not pipelines:
+        return (
+            '<section id="pipelines"><h2>Pipelines</h2><p>No run names a parent run (a DAG, a flow, a dbt '
+            "invocation): every job runs on its own.</p></section>"
+        )
+    header = (
+        '<tr><th data-sort="text">pipeline</th><th data-sort="text">owners</th><th data-sort="text">last run</th>'
+        '<th data-sort="text">state</th><th data-sort="num">tasks</th><th data-sort="num">failed tasks</th>'
+        f"<th>last {data.GRID_RUNS} runs (oldest left)</th></tr>"
+    )
+    lines = []
+    for pipeline in pipelines:
+        last = pipeline.runs[0]
+        state = data.run_state(pipeline.children_of(last["parent_run_id"]))
+        strip = "".join(
+            f'<i class="{_STRIP_CLASS.get(data.run_state(pipeline.children_of(run["parent_run_id"])), "")}" '
+            f'title="{escape(_when(run["first_start_time"]))} {escape(str(run["parent_run_id"]))}"></i>'
+            for run in reversed(pipeline.runs)
+        )
+        lines.append(
+            f'<tr{_owned(pipeline.owners)}><td data-value="{escape(pipeline.name)}">'
+            f'<a href="#{pipeline_anchor(pipeline.name)}">{escape(pipeline.name)}</a></td>'
+            f"<td>{escape(', '.join(pipeline.owners))}</td><td>{_when(last['first_start_time'])}</td>"
+            f'<td data-value="{state}">{_status(state)}</td><td class="num">{len(pipeline.tasks)}</td>'
+            f'<td class="num{" bad" if last["failed"] else ""}">{last["failed"]}</td>'
+            f'<td><span class="strip">{strip}</span></td></tr>'
+        )
+    return (
+        f'<section id="pipelines"><h2>Pipelines <small>{len(pipelines)}</small></h2>'
+        f'<table class="sortable owned" id="pipelines-table"><thead>{header}</thead><tbody>{"".join(lines)}'
+        '</tbody></table><p class="note">A pipeline is a parent job (a DAG, a flow, a dbt invocation) as its tasks\' '
+        "runs name it (pipeline_runs). State: running while a task runs, failed when a task's latest attempt "
+        "failed.</p></section>"
+    )
+
+
+_LEGEND = (
+    '<p class="legend"><i class="S"></i> success <i class="F"></i> failed <i class="R"></i> running '
+    '<i class="N"></i> no run</p>'
+)
+
+
+def _pipeline_page(pipeline: Pipeline) -> str:
+    """The grid: a row per task, a column per run (oldest left, as Airflow's), each cell the task's latest attempt
+    in that run."""
+    runs = list(reversed(pipeline.runs))
+    paged = {run["parent_run_id"] for run in _paged_runs(pipeline)}
+    cells: dict[tuple[str, str | None], Row] = {}
+    for child in pipeline.children:
+        key = (child["job_name"], child["parent_run_id"])
+        if key not in cells or child["attempt"] > cells[key]["attempt"]:
+            cells[key] = child
+    head = []
+    for run in runs:
+        state = data.run_state(pipeline.children_of(run["parent_run_id"]))
+        label = f'<span class="when">{_when(run["first_start_time"])}</span>'
+        title = f"run {run['parent_run_id']}: {state}"
+        if run["parent_run_id"] in paged:
+            label = f'<a href="#{run_anchor(pipeline.name, run["parent_run_id"])}">{label}</a>'
+        head.append(
+            f'<th class="run" title="{escape(title)}">{label}<i class="{_STRIP_CLASS.get(state, "")}"></i></th>'
+        )
+    rows = []
+    for task in pipeline.tasks:
+        line = []
+        for run in runs:
+            cell = cells.get((task, run["parent_run_id"]))
+            if cell is None:
+                line.append('<td><i class="N"></i></td>')
+                continue
+            # The row and the column say the task and the run: a grid of a dbt project is thousands of cells.
+            status = str(cell["status"])
+            minutes = f" {cell['duration_ms'] / 60000:.1f}m" if cell["duration_ms"] is not None else ""
+            tried = f" try {cell['attempt']}" if cell["attempt"] > 1 else ""
+            line.append(
+                f'<td><i class="{_STRIP_CLASS.get(status, "")}" title="{escape(f"{status}{tried}{minutes}")}"></i></td>'
+            )
+        rows.append(f'<tr data-task="{escape(task)}"><th>{_job_link(task)}</th>{"".join(line)}</tr>')
+    return (
+        f'<section class="detail pipeline" id="{pipeline_anchor(pipeline.name)}" data-pipeline="'
+        f'{escape(pipeline.name)}"><p class="back"><a href="#pipelines">← all pipelines</a></p>'
+        f"<h2>Pipeline {escape(pipeline.name)}</h2>"
+        + _facts(
+            ("owners", escape(", ".join(pipeline.owners)) or "–"),
+            ("tasks", str(len(pipeline.tasks))),
+            ("runs shown", f"{len(runs)} (the newest, at most {data.GRID_RUNS})"),
+        )
+        + f'<div class="grid-wrap"><table class="grid"><thead><tr><th></th>{"".join(head)}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>{_LEGEND}"
+        f'<p class="note">A column per run, oldest left; a cell per task, its latest attempt in that run (hover '
+        f"for its state and duration). The {RUN_PAGES} runs with a page of their own (failed first, then the "
+        "newest) link from their dates.</p></section>"
+    )
+
+
+def _run_page(pipeline: Pipeline, run: Row, snapshot: Snapshot, options: PageOptions) -> str:
+    children = pipeline.children_of(run["parent_run_id"])
+    state = data.run_state(children)
+    first = next((child for child in children if child["trace_id"]), None)
+    values = {
+        "run_id": run["parent_run_id"],
+        "job_name": pipeline.name,
+        "trace_id": first["trace_id"] if first else None,
+    }
+    links = []
+    for label, template in (("orchestrator", options.run_url), ("trace", options.trace_url)):
+        url = fill_link(template, values) if template else None
+        if url is not None:
+            links.append(f'<a href="{escape(url)}" rel="noreferrer">{label}</a>')
+    ended = run["last_end_time"] if state != "STARTED" else None
+    facts = _facts(
+        ("pipeline", f'<a href="#{pipeline_anchor(pipeline.name)}">{escape(pipeline.name)}</a>'),
+        ("run", short_run_id(run["parent_run_id"])),
+        ("state", _status(state)),
+        ("started", _when(run["first_start_time"])),
+        ("ended", _when(ended) or "–"),
+        ("task runs", f"{run['child_runs']} ({run['succeeded']} ok, {run['failed']} failed, {run['running']} running)"),
+        ("links", " ".join(links) or "–"),
+    )
+    gantt = gantt_svg(children, snapshot.now, lambda name: "#" + anchor("job", name))
+    errors = [child for child in children if child["status"] == "FAILED"]
+    lines = []
+    for child in children:
+        trace = _trace_link(options.trace_url, child)
+        lines.append(
+            (
+                _job_link(child["job_name"]),
+                _status(child["status"]),
+                child["attempt"],
+                _when(child["start_time"]),
+                f"{child['duration_ms'] / 60000:.1f} min" if child["duration_ms"] is not None else "",
+                ", ".join(_dataset_link(name) for name in child["inputs"] or ()),
+                ", ".join(_dataset_link(name) for name in child["written"] or ()),
+                trace,
+            )
+        )
+    parts = [
+        f'<section class="detail run" id="{run_anchor(pipeline.name, run["parent_run_id"])}">',
+        f'<p class="back"><a href="#{pipeline_anchor(pipeline.name)}">← pipeline {escape(pipeline.name)}</a></p>',
+        f"<h2>Run of {escape(pipeline.name)} {short_run_id(run['parent_run_id'])}</h2>{facts}",
+        f'<figure class="chart">{gantt}<figcaption>Its task runs from start to end (UTC), coloured by state; a '
+        "dashed bar is still running.</figcaption></figure>"
+        if gantt
+        else "",
+    ]
+    if errors:
+        parts.append("<h3>Errors</h3>")
+        parts.append(
+            _table(
+                ("task", "attempt", "error type", "message"),
+                (
+                    (
+                        _job_link(e["job_name"]),
+                        e["attempt"],
+                        escape(str(e["error_type"] or "")),
+                        f'<span class="message">{_message(e["error_message"])}</span>',
+                    )
+                    for e in errors
+                ),
+                css="errors",
+            )
+        )
+    parts.append("<h3>Task runs</h3>")
+    parts.append(
+        _table(("task", "state", "attempt", "started", "duration", "read", "wrote", "trace"), lines, css="tasks")
+    )
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+# --- lineage and checks ---------------------------------------------------------------------------------------------
+
+
+def _health(snapshot: Snapshot) -> Callable[[Node], str]:
+    """A lineage node's health: a dataset stale or fresh (``dataset_status_latest``; unknown when never updated
+    where the views see it), a job failing (a current failure streak), running or ok."""
+    stale = {dataset.name: bool(dataset.status["is_stale"]) for dataset in snapshot.datasets}
+    jobs = {job.name: job for job in snapshot.jobs}
+
+    def health(node: Node) -> str:
+        kind, name = node
+        if kind == "dataset":
+            return "unknown" if name not in stale else "stale" if stale[name] else "fresh"
+        job = jobs.get(name)
+        if job is None:
+            return "unknown"
+        return "failing" if job.current_streak else "running" if job.last_status == "STARTED" else "ok"
+
+    return health
+
+
+def _node_link(node: Node) -> str:
+    return "#" + anchor(*node)
+
+
+_LINEAGE_LEGEND = (
+    '<p class="legend"><i class="fresh"></i> fresh dataset <i class="stale"></i> stale dataset '
+    '<i class="unknown"></i> not updated in sight <i class="ok"></i> job ok <i class="failing"></i> job failing</p>'
+)
+
+
+def _lineage(dataset: Dataset, lineage: Lineage, health: Callable[[Node], str]) -> str:
+    if dataset.name not in lineage.writers and dataset.name not in lineage.readers:
+        return "<h3>Lineage</h3><p>No run in the views' window read or wrote it naming its inputs.</p>"
+    svg = lineage_svg(lineage, dataset.name, health, _node_link)
+    return (
+        f'<h3>Lineage</h3><figure class="chart">{svg}<figcaption>Upstream left, downstream right: datasets '
+        "(square) and the jobs (round) that read and write them, up to two jobs away "
+        f"(dataset_lineage).</figcaption></figure>{_LINEAGE_LEGEND}"
+    )
+
+
+def _checks(checks: Sequence[Row], owners: _Owners) -> str:
+    if not checks:
+        return '<section id="checks"><h2>Checks</h2><p>No data-quality check result in sight.</p></section>'
+    failing = sum(1 for check in checks if check["status"] == "FAILED")
+    lines = "".join(
+        f'<tr class="{"failing" if check["status"] == "FAILED" else "passing"}"'
+        f"{_owned(owners.of_dataset(check['dataset']))}>"
+        + "".join(f"<td>{cell}</td>" for cell in _check_cells(check, with_dataset=True))
+        + "</tr>"
+        for check in checks
+    )
+    return (
+        f'<section id="checks"><h2>Checks <small>{len(checks)}, {failing} failing</small></h2>'
+        f'<table class="owned" id="checks-table"><thead><tr>{_CHECK_HEADS_WITH_DATASET}</tr></thead>'
+        f'<tbody>{lines}</tbody></table><p class="note">Each check\'s latest result (dataset_checks_latest), failing '
+        "first.</p></section>"
+    )
+
+
+_CHECK_HEADS = ("check", "status", "column", "actual", "expected", "severity", "checked", "job")
+_CHECK_HEADS_WITH_DATASET = "".join(f"<th>{h}</th>" for h in ("dataset", *_CHECK_HEADS))
+
+
+def _check_cells(check: Row, with_dataset: bool) -> list[str]:
+    cells = [_dataset_link(check["dataset"])] if with_dataset else []
+    return cells + [
+        escape(str(check["check_name"])),
+        _status(check["status"]),
+        escape(str(check["column_name"] or "")),
+        escape(str(check["actual"] if check["actual"] is not None else "")),
+        escape(str(check["expected"] if check["expected"] is not None else "")),
+        escape(str(check["severity"] or "")),
+        _when(check["checked_at"]),
+        _job_link(check["job_name"]) if check["job_name"] else "",
+    ]
+
+
+_TIMESTAMPED = re.compile(r"(?:[a-z_]+__)?(\d{4}-\d\d-\d\dT\d\d:\d\d)")
+"""A run id that is its logical time, as Airflow's ``scheduled__2026-05-04T00:00:00+00:00``: shown as that time."""
+
+
+def short_run_id(run_id: Any) -> str:
+    """A run id as shown: a long one by its first 8 characters (or its time, for an id that is one), the whole
+    id on hover."""
+    if run_id is None:
+        return ""
+    text = str(run_id)
+    if len(text) <= SHORT_ID:
+        return f'<span class="rid">{escape(text)}</span>'
+    timestamped = _TIMESTAMPED.match(text)
+    short = timestamped.group(1) if timestamped else text[:8]
+    return f'<span class="rid" title="{escape(text)}">{escape(short)}…</span>'
 
 
 # --- small pieces ------------------------------------------------------------------------------------------------
@@ -510,10 +887,13 @@ def _raw(value: Any) -> str:
     return "" if value is None else f"{value:g}"
 
 
-_SECTIONS = ("overview", "jobs", "failures", "datasets")
+_SECTIONS = ("overview", "jobs", "pipelines", "failures", "datasets", "checks")
 
 _STATUS_CSS = "".join(
-    f".s-{status},.strip i.{_STRIP_CLASS[status]}{{background:{color}}}" for status, color in STATUS_COLORS.items()
+    f".s-{status},i.{_STRIP_CLASS[status]}{{background:{color}}}" for status, color in STATUS_COLORS.items()
+) + "".join(
+    f".legend i.{health}{{background:{fill};border:1.5px solid {stroke}}}"
+    for health, (fill, stroke, _) in HEALTH_STYLES.items()
 )
 
 _STYLE = (
@@ -548,20 +928,46 @@ dl.facts dd{margin:0;font-weight:600}
 .empty{font-size:15px}
 input[type=search]{padding:4px 8px;width:260px;border:1px solid #c5ccd3;border-radius:4px}
 .detail{display:none}.detail:target{display:block}
+header nav .owner{color:#c7d0d9;font-size:12px;margin-left:8px}header nav select{margin-left:4px}
+.rid{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+.grid-wrap{overflow-x:auto}table.grid{width:auto;border-collapse:separate;border-spacing:2px}
+table.grid th,table.grid td{border:0;padding:0 1px;text-align:left}
+table.grid tbody th{padding-right:10px;font-weight:normal}
+table.grid th.run{vertical-align:bottom;text-align:center;font-weight:normal;font-size:11px}
+table.grid th.run .when{writing-mode:vertical-rl;transform:rotate(180deg);display:inline-block;color:var(--muted)}
+table.grid th.run i{display:block;height:6px;margin:2px 1px 0;border-radius:1px}
+table.grid td i,.legend i{display:inline-block;width:16px;height:16px;border-radius:2px;vertical-align:middle}
+i.N{background:#fff;border:1px solid #d5dbe1}.legend{font-size:12px;color:var(--muted)}.legend i{margin:0 3px 0 10px}
+tr.failing td:nth-child(3) .status{font-weight:700}
+svg.lineage a,svg.gantt a{cursor:pointer}
 main:has(.detail:target)>section:not(.detail){display:none}
 """
     + _STATUS_CSS
-    + "\n.s-STARTED,.s-FAILED,.s-SUCCESS{color:#fff}\n"
+    + f".s-PASSED{{background:{STATUS_COLORS['SUCCESS']}}}"
+    + "\n.s-STARTED,.s-FAILED,.s-SUCCESS,.s-PASSED{color:#fff}\n"
+    + graphs.STYLE
 )
 
 # Sorting and filtering the tables: our own few lines, no library; the page works without them.
+# Sorting and filtering the tables: our own few lines, no library; the page works without them. The owner filter
+# hides every list's rows of other owners (rows with data-owners="|a|b|"), the name filter the jobs not matching;
+# the owner chosen is kept for the tab (sessionStorage), so serve's reloads keep it.
 _SCRIPT = """
 (function(){
-  var filter=document.getElementById('job-filter');
-  if(filter){filter.addEventListener('input',function(){
-    var q=filter.value.trim().toLowerCase();
-    document.querySelectorAll('#jobs-table tbody tr').forEach(function(tr){
-      tr.hidden=q!==''&&tr.getAttribute('data-name').indexOf(q)<0;});});}
+  var filter=document.getElementById('job-filter'),owner=document.getElementById('owner-filter');
+  function apply(){
+    var q=filter?filter.value.trim().toLowerCase():'',o=owner?owner.value:'';
+    document.querySelectorAll('table.owned tbody tr').forEach(function(tr){
+      var mine=o===''||(tr.getAttribute('data-owners')||'').indexOf('|'+o+'|')>=0;
+      var named=q===''||tr.closest('#jobs-table')===null||tr.getAttribute('data-name').indexOf(q)>=0;
+      tr.hidden=!(mine&&named);});}
+  if(filter){filter.addEventListener('input',apply);}
+  if(owner){
+    try{var kept=sessionStorage.getItem('owner-filter');}catch(e){kept=null;}
+    if(kept&&owner.querySelector('option[value="'+CSS.escape(kept)+'"]')){owner.value=kept;apply();}
+    owner.addEventListener('change',function(){
+      try{sessionStorage.setItem('owner-filter',owner.value);}catch(e){}
+      apply();});}
   document.querySelectorAll('table.sortable th[data-sort]').forEach(function(th){
     th.addEventListener('click',function(){
       var table=th.closest('table'),body=table.tBodies[0],index=Array.prototype.indexOf.call(th.parentNode.children,th);
@@ -599,7 +1005,7 @@ $refresh
 <header>
 <h1>Data jobs</h1>
 <p class="meta">$location · $period · generated $generated UTC</p>
-<nav>$nav</nav>
+<nav>$nav$owners</nav>
 </header>
 <main>
 $body
