@@ -107,7 +107,8 @@ class Dataset:
     name: str
     status: Row
     updates: list[Row] = dataclasses.field(default_factory=list)
-    """The most recent distinct updates of the period, newest first (at most :data:`RECENT_UPDATES`)."""
+    """The most recent distinct updates of the period, newest first (at most :data:`RECENT_UPDATES`), each with
+    the data it ``brought`` and the dataset's ``data_as_of`` right after it (``_UPDATES``)."""
     writers: list[Row] = dataclasses.field(default_factory=list)
 
 
@@ -535,7 +536,9 @@ def freshness_history(dataset: Dataset, now: datetime.datetime) -> FreshnessHist
     It starts at the first of those updates with a known ``data_as_of`` (the oldest of them, or the first success
     of the days read); when no update of the days read was a success, the view's ``data_as_of`` (older) held all
     along, from the oldest update read. Updates after ``now`` (a report of an earlier instant) are left out. None
-    when nothing is known: no successful update ever."""
+    when nothing is known: no successful update ever. Only the days read are looked at (the view reads
+    ``dataset_window_days``), so the age at now is the view's ``freshness_minutes`` (to the minute) unless an update
+    older than those days brought newer data than all of theirs (a watermark ahead of its time)."""
     updates = [update for update in reversed(dataset.updates) if update["updated_at"] <= now]
     points: list[Row] = []
     as_of: datetime.datetime | None = None
