@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from job_spans import MINUTE_NS, job_span, now_ns, write_spans
+from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
 from report_scenario import HOSTILE_JOB, HOSTILE_MESSAGE, PIPELINE, PIPELINE_RUN_IDS, PIPELINE_TASKS, seed
 from serve_process import serving
 
@@ -23,7 +23,7 @@ from otel_datasink import cli, local
 from otel_datasink.catalog import pin_time
 from otel_datasink.config import Options
 from otel_datasink.report import builder as build_module
-from otel_datasink.report import data, page
+from otel_datasink.report import charts, data, page
 from otel_datasink.report.pageserver import authorized
 
 pytest.importorskip("vl_convert", reason="the report extra (vl-convert-python) is not installed")
@@ -316,6 +316,69 @@ def test_an_update_dated_far_ahead_of_its_receipt_is_not_a_datasets_latest_updat
     (orders,) = data.datasets(con, now, DAYS)
     assert [update["job_name"] for update in orders.updates] == ["load"]
     assert [writer["job_name"] for writer in orders.writers] == ["load"]
+
+
+def _iso(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.timezone.utc).isoformat()
+
+
+def test_a_datasets_freshness_history_rises_between_updates_drops_at_each_and_marks_its_stale_stretches(tmp_path):
+    location = str(tmp_path / "datasink")
+    end = now_ns() // MINUTE_NS * MINUTE_NS
+    now = datetime.datetime.fromtimestamp(end / 1e9, tz=datetime.timezone.utc)
+
+    def load(hours_ago: float, **update):
+        at = end - int(hours_ago * HOUR_NS)
+        failed = update.pop("failed", False)
+        kind = {key: update.pop(key) for key in ("run_type", "logical_date") if key in update}
+        updates = [dict(name="hourly", freshness_sla_minutes=60, **update)]
+        return job_span("load_hourly", at - MINUTE_NS, at, failed=failed, updates=updates, **kind)
+
+    write_spans(
+        location,
+        [
+            load(10),
+            load(9, watermark="2100-01-01T00:00:00+00:00"),  # a broken clock's watermark: as of its update
+            load(8),
+            load(5),  # three hours after the last: stale from an hour after it
+            load(4, failed=True),  # no newer data
+            load(3, watermark=_iso(end - int(3.5 * HOUR_NS))),  # its data is half an hour old
+            load(2, run_type="backfill", logical_date=_iso(end - 20 * HOUR_NS)),  # old data: no drop
+        ],
+    )
+    con = views(location, now)
+    (hourly,) = data.datasets(con, now, DAYS)
+    history = data.freshness_history(hourly, now)
+
+    def hours_ago(at: datetime.datetime) -> float:
+        return round((now - at).total_seconds() / 3600, 2)
+
+    assert [(hours_ago(p["at"]), round(p["minutes"])) for p in history.points] == [
+        (10, 0),
+        (9, 60),
+        (9, 0),
+        (8, 60),
+        (8, 0),
+        (5, 180),
+        (5, 0),
+        (3, 120),
+        (3, 30),
+        (0, 210),
+    ]
+    assert [(hours_ago(s["start"]), hours_ago(s["end"])) for s in history.stale] == [(7, 5), (4, 3), (2.5, 0)]
+    assert history.sla_minutes == 60
+    # Now, it is the view's answer.
+    assert hourly.status["is_stale"] and hourly.status["freshness_minutes"] == round(history.points[-1]["minutes"])
+
+
+def test_a_stale_datasets_page_charts_its_freshness_with_the_stale_stretch_shaded(seeded_report):
+    _, _, text = with_html(seeded_report)
+    section = _section(text, "dataset", "orders")  # updated three hours ago, its SLA an hour
+    chart = re.search(r'<figure class="chart freshness-history">(<svg.*?</svg>)<figcaption>', section, re.S)
+    assert chart and "data age (hours)" in chart.group(1)
+    assert f'fill="{charts.STALE_COLOR}"' in chart.group(1)  # the stale stretch, from an hour after the update
+    assert "the red stretches are stale" in section
+    assert "<img" not in section and not re.findall(r'(?:src|href)="([^"#][^"]*)"', section)  # self-contained
 
 
 # --- the platform's structure: pipelines, runs, lineage, checks, owners -------------------------------------------

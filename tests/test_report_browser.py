@@ -21,7 +21,7 @@ from serve_process import serving
 
 from otel_datasink import local
 from otel_datasink.catalog import pin_time
-from otel_datasink.report import data, page
+from otel_datasink.report import charts, data, page
 
 pytest.importorskip("vl_convert", reason="the report extra (vl-convert-python) is not installed")
 
@@ -222,6 +222,7 @@ WIDE = {"width": 1400, "height": 900}
 PIPELINE_GRID = SCREENSHOT.parent / "pipeline-grid.png"
 LINEAGE = SCREENSHOT.parent / "lineage.png"
 RUN_GANTT = SCREENSHOT.parent / "run-gantt.png"
+FRESHNESS_HISTORY = SCREENSHOT.parent / "dataset-freshness.png"
 
 
 def opened_wide(watch, report, anchor: str):
@@ -304,6 +305,24 @@ def test_a_datasets_lineage_has_a_node_per_dataset_coloured_by_health(platform_r
     watch.page.goto(f"{platform_report[2].as_uri()}#{page.anchor('dataset', 'marts.revenue')}", wait_until="load")
     graph.scroll_into_view_if_needed()
     picture(watch, LINEAGE)
+
+
+def test_a_stale_datasets_page_shows_its_freshness_over_time_stale_from_its_sla_on(seeded_report, watch):
+    section = opened_wide(watch, seeded_report, page.anchor("dataset", "orders"))
+    chart = section.locator("figure.freshness-history svg")
+    assert chart.is_visible()
+    # Updated three hours ago with an SLA of an hour: the line runs from the update to now, stale for its last
+    # two thirds.
+    line = chart.locator('path[stroke="#455a64"]').bounding_box()
+    stale = chart.locator(f'path[fill="{charts.STALE_COLOR}"]')
+    assert stale.count() == 1
+    box = stale.bounding_box()
+    assert box["x"] - line["x"] == pytest.approx(line["width"] / 3, abs=3)
+    assert box["x"] + box["width"] == pytest.approx(line["x"] + line["width"], abs=2)
+    assert line["x"] + line["width"] <= WIDE["width"]
+    assert watch.errors == [] and watch.requests == [seeded_report[2].as_uri()]
+    chart.scroll_into_view_if_needed()
+    picture(watch, FRESHNESS_HISTORY)
 
 
 def test_the_owner_filter_hides_other_owners_rows_in_every_list(platform_report, watch):

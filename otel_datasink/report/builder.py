@@ -41,7 +41,8 @@ _T = TypeVar("_T")
 Progress = Callable[[int], object]
 """Told how many charts were just drawn (a progress bar's ``update``)."""
 Drawn = dict[tuple[str, str], str]
-"""SVGs by (kind, name): ("overview", "runs" | "failures" | "freshness"), ("spark" | "job" | "dataset", name)."""
+"""SVGs by (kind, name): ("overview", "runs" | "failures" | "freshness"), ("spark" | "job" | "dataset" |
+"dataset-freshness", name)."""
 
 
 class LocationMissingError(FileNotFoundError):
@@ -103,7 +104,7 @@ def build(
             _timed("period charts", lambda: _draw(_trend_specs(trends.result(), now, days), counter))
         )
         dataset_charts = pool.submit(
-            _timed("dataset charts", lambda: _draw(_dataset_specs(found_datasets.result()[1]), counter))
+            _timed("dataset charts", lambda: _draw(_dataset_specs(found_datasets.result()[1], now), counter))
         )
         try:
             with _phase("jobs"):
@@ -266,14 +267,18 @@ def _spark_specs(daily: list[data.Row]) -> dict[tuple[str, str], chart_specs.Spe
     }
 
 
-def _dataset_specs(datasets: list[data.Dataset]) -> dict[tuple[str, str], chart_specs.Spec]:
-    """The datasets' charts: freshness, and the pages of the stalest datasets."""
+def _dataset_specs(datasets: list[data.Dataset], now: datetime.datetime) -> dict[tuple[str, str], chart_specs.Spec]:
+    """The datasets' charts: freshness, and the pages of the stalest datasets (their updates, and their freshness
+    over those)."""
     specs: dict[tuple[str, str], chart_specs.Spec] = {}
     fresh = _stalest(datasets)
     if fresh:
         specs["overview", "freshness"] = chart_specs.freshness(fresh)
     for dataset in [d for d in datasets if d.updates][:DATASET_CHARTS]:
         specs["dataset", dataset.name] = chart_specs.dataset_updates(dataset.updates)
+        history = data.freshness_history(dataset, now)
+        if history is not None:
+            specs["dataset-freshness", dataset.name] = chart_specs.dataset_freshness(history)
     return specs
 
 
@@ -298,6 +303,7 @@ def _charts(drawn: Drawn, snapshot: data.Snapshot) -> Charts:
         sparklines={name: svg for (kind, name), svg in drawn.items() if kind == "spark"},
         jobs={name: svg for (kind, name), svg in drawn.items() if kind == "job"},
         datasets={name: svg for (kind, name), svg in drawn.items() if kind == "dataset"},
+        dataset_freshness={name: svg for (kind, name), svg in drawn.items() if kind == "dataset-freshness"},
         job_chart_cap=JOB_CHARTS,
         dataset_chart_cap=DATASET_CHARTS,
     )

@@ -15,12 +15,14 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from otel_datasink.report.data import Row
+from otel_datasink.report.data import FreshnessHistory, Row
 
 Spec = dict[str, Any]
 
 STATUS_COLORS = {"SUCCESS": "#2e7d32", "FAILED": "#c62828", "STARTED": "#1565c0"}
 """A run's status as a colour, the same in every chart and in the page's status strips."""
+STALE_COLOR = "#e57373"
+"""Stale: a stale dataset's bar in the freshness chart, a stale stretch in a dataset's freshness over time."""
 
 _STATUS_SCALE = {"domain": list(STATUS_COLORS), "range": list(STATUS_COLORS.values())}
 _SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
@@ -264,7 +266,7 @@ def freshness(datasets: Sequence[Row]) -> Spec:
                         "field": "state",
                         "type": "nominal",
                         "title": None,
-                        "scale": {"domain": ["fresh", "stale"], "range": ["#81c784", "#e57373"]},
+                        "scale": {"domain": ["fresh", "stale"], "range": ["#81c784", STALE_COLOR]},
                     },
                 },
             },
@@ -392,6 +394,46 @@ def dataset_updates(updates: Sequence[Row]) -> Spec:
             "y": {"field": "records", "type": "quantitative", "title": "records written"},
             "color": {"field": "status", "type": "nominal", "scale": _FINISHED, "title": None},
         },
+        width=560,
+        height=110,
+    )
+
+
+def dataset_freshness(history: FreshnessHistory) -> Spec:
+    """A dataset's age of its newest data over time (hours; a sawtooth rising between updates, dropping at each
+    that brought newer data), its SLA as a dashed rule, and the stretches above it shaded red: stale. One data set
+    of a few rows (two per update, one for now, one per stale stretch), so the spec is compiled once for all."""
+    values: list[Row] = [
+        {"kind": "age", "at": p["at"], "hours": p["minutes"] / 60, "n": n} for n, p in enumerate(history.points)
+    ]
+    values += [{"kind": "stale", "at": s["start"], "until": s["end"]} for s in history.stale]
+    if history.sla_minutes is not None:
+        values.append({"kind": "sla", "hours": history.sla_minutes / 60})
+    # Few ticks: a month of hourly updates is 100 points, most of the chart's bytes are its axes.
+    x = {"field": "at", "type": "temporal", "scale": _UTC, "title": None, "axis": {**_INSTANTS, "tickCount": 6}}
+    return _spec(
+        values,
+        layer=[
+            {
+                "transform": [{"filter": "datum.kind == 'stale'"}],
+                "mark": {"type": "rect", "color": STALE_COLOR, "opacity": 0.3},
+                "encoding": {"x": x, "x2": {"field": "until"}},
+            },
+            {
+                "transform": [{"filter": "datum.kind == 'sla'"}],
+                "mark": {"type": "rule", "color": "black", "strokeDash": [4, 3]},
+                "encoding": {"y": {"field": "hours", "type": "quantitative"}},
+            },
+            {
+                "transform": [{"filter": "datum.kind == 'age'"}],
+                "mark": {"type": "line", "color": "#455a64", "strokeWidth": 1.5},
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "hours", "type": "quantitative", "title": "data age (hours)"},
+                    "order": {"field": "n", "type": "quantitative"},  # a drop is two points of one instant
+                },
+            },
+        ],
         width=560,
         height=110,
     )

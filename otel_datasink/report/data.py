@@ -107,7 +107,8 @@ class Dataset:
     name: str
     status: Row
     updates: list[Row] = dataclasses.field(default_factory=list)
-    """The most recent distinct updates of the period, newest first (at most :data:`RECENT_UPDATES`)."""
+    """The most recent distinct updates of the period, newest first (at most :data:`RECENT_UPDATES`), each with
+    the data it ``brought`` and the dataset's ``data_as_of`` right after it (``_UPDATES``)."""
     writers: list[Row] = dataclasses.field(default_factory=list)
 
 
@@ -439,15 +440,32 @@ ORDER BY job_name, run_date
 
 # An update is one (dataset, updated_at) of one span, as in dataset_status_latest: copies count once, and an update
 # dated further ahead of its ingested_at than schema.FUTURE_TOLERANCE_DAYS is not one (a broken clock; the view
-# future_dated_rows lists it).
+# future_dated_rows lists it). brought: the newest data the update brought, by the view's data_as_of rule (its
+# watermark, else its time; its time when the watermark is that far ahead), the latest copy's; data_as_of: the
+# newest brought by the successful updates up to it (this one included) of the days read, as the view would have
+# said right after it (None before the first success of those days).
 _UPDATES = """
 SELECT *
 FROM (
-    SELECT *, row_number() OVER (PARTITION BY dataset ORDER BY updated_at DESC, span_id DESC) AS recency
+    SELECT
+        *,
+        row_number() OVER (PARTITION BY dataset ORDER BY updated_at DESC, span_id DESC) AS recency,
+        max(CASE WHEN status = 'SUCCESS' THEN brought END) OVER (
+            PARTITION BY dataset ORDER BY updated_at DESC, span_id DESC
+            ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING
+        ) AS data_as_of
     FROM (
-        SELECT DISTINCT dataset, updated_at, status, records_written, record_count, job_name, run_id, trace_id, span_id
+        SELECT
+            dataset, updated_at, status, records_written, record_count, job_name, run_id, trace_id, span_id,
+            max(
+                CASE
+                    WHEN watermark > ingested_at + to_days($tolerance_days) THEN updated_at
+                    ELSE coalesce(watermark, updated_at)
+                END
+            ) AS brought
         FROM dataset_status
         WHERE dt >= $start_text AND updated_at >= $start AND updated_at <= ingested_at + to_days($tolerance_days)
+        GROUP BY ALL
     )
 )
 WHERE recency <= $cap
@@ -488,6 +506,77 @@ def datasets(con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) 
         if writer["dataset"] in found:
             found[writer["dataset"]].writers.append(writer)
     return list(found.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class FreshnessHistory:
+    """A dataset's freshness over its recent updates: what its page charts."""
+
+    points: list[Row]
+    """``at`` (an instant) and ``minutes`` (the age of its newest data then), oldest first: a sawtooth, two points
+    at each update that brought newer data (the age just before it, and just after), then one at now."""
+    stale: list[Row]
+    """``start`` and ``end`` of each stretch in which the age was above the SLA, oldest first."""
+    sla_minutes: int | None
+    """The SLA the view judges it by now (``dataset_status_latest.freshness_sla_minutes``, the latest given)."""
+
+
+def freshness_history(dataset: Dataset, now: datetime.datetime) -> FreshnessHistory | None:
+    """The age of ``dataset``'s newest data over its recent updates (:attr:`Dataset.updates`), as
+    ``dataset_status_latest.freshness_minutes`` would have said at each instant: now minus ``data_as_of``.
+
+    The ``data_as_of`` after each update is read with the updates (``_UPDATES``), by the view's rule: the newest
+    watermark of the successful updates so far, or an update's time when it has none (a backfill written without
+    one carries its logical date as its watermark, so it does not make the dataset look fresh), or when it is
+    further ahead of its receipt than the view's tolerance; an update dated that far ahead is no update. So the
+    age rises between updates and drops only at a successful update that brought newer data; a failed update, or
+    a backfill of old data, leaves it rising. The SLA is the one the view judges by now, and a stretch is stale
+    while the age is above it (the view's ``freshness_minutes > freshness_sla_minutes``).
+
+    It starts at the first of those updates with a known ``data_as_of`` (the oldest of them, or the first success
+    of the days read); when no update of the days read was a success, the view's ``data_as_of`` (older) held all
+    along, from the oldest update read. Updates after ``now`` (a report of an earlier instant) are left out. None
+    when nothing is known: no successful update ever. Only the days read are looked at (the view reads
+    ``dataset_window_days``), so the age at now is the view's ``freshness_minutes`` (to the minute) unless an update
+    older than those days brought newer data than all of theirs (a watermark ahead of its time)."""
+    updates = [update for update in reversed(dataset.updates) if update["updated_at"] <= now]
+    points: list[Row] = []
+    as_of: datetime.datetime | None = None
+    for update in updates:
+        newest = update["data_as_of"]
+        if newest is None or newest == as_of:  # nothing new: the age goes on rising
+            continue
+        if as_of is not None:
+            points.append(_age(update["updated_at"], as_of))
+        points.append(_age(update["updated_at"], newest))
+        as_of = newest
+    if as_of is None:
+        as_of = dataset.status["data_as_of"]
+        if as_of is None or not updates:
+            return None
+        points.append(_age(updates[0]["updated_at"], as_of))
+    points.append(_age(now, as_of))
+    sla = dataset.status["freshness_sla_minutes"]
+    return FreshnessHistory(points, _stale_stretches(points, sla) if sla is not None else [], sla)
+
+
+def _age(at: datetime.datetime, as_of: datetime.datetime) -> Row:
+    return {"at": at, "minutes": (at - as_of).total_seconds() / 60}
+
+
+def _stale_stretches(points: list[Row], sla: float) -> list[Row]:
+    """Where the sawtooth of ``points`` is above ``sla``: on each rising stretch (one minute of age a minute) from
+    where it crosses the SLA to its end; stretches that meet (a drop that stays above) are one."""
+    stretches: list[Row] = []
+    for before, after in zip(points, points[1:], strict=False):
+        if after["at"] == before["at"] or after["minutes"] <= sla:
+            continue
+        start = before["at"] + datetime.timedelta(minutes=max(0.0, sla - before["minutes"]))
+        if stretches and stretches[-1]["end"] == start:
+            stretches[-1]["end"] = after["at"]
+        else:
+            stretches.append({"start": start, "end": after["at"]})
+    return stretches
 
 
 # --- structure: pipelines, lineage, checks -----------------------------------------------------------------------

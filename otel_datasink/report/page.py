@@ -51,6 +51,8 @@ class Charts:
     sparklines: dict[str, str] = dataclasses.field(default_factory=dict)
     jobs: dict[str, str] = dataclasses.field(default_factory=dict)
     datasets: dict[str, str] = dataclasses.field(default_factory=dict)
+    dataset_freshness: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Each charted dataset's freshness over time (when known)."""
     job_chart_cap: int = 0
     dataset_chart_cap: int = 0
 
@@ -492,6 +494,8 @@ def _dataset_page(
             f"recent updates of the last {data.update_days(days)} days (at most {data.RECENT_UPDATES})."
             "</figcaption></figure>"
         )
+        if dataset.name in charts.dataset_freshness:
+            parts.append(_freshness_history(charts.dataset_freshness[dataset.name]))
     elif dataset.updates:
         parts.append(
             f'<p class="note">No chart for this dataset in this file: charts are drawn for '
@@ -520,6 +524,14 @@ def _dataset_page(
     )
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _freshness_history(chart: str) -> str:
+    return (
+        f'<figure class="chart freshness-history">{chart}<figcaption>Hours since its newest data over those updates '
+        "(freshness_minutes at each instant): rising between updates, dropping at each successful one that brought "
+        "newer data; the dashed line is its freshness SLA, the red stretches are stale.</figcaption></figure>"
+    )
 
 
 # --- owners -------------------------------------------------------------------------------------------------------
