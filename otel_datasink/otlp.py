@@ -23,11 +23,12 @@ import base64
 import binascii
 import collections
 import dataclasses
+import functools
 import itertools
 import math
 import operator
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -157,25 +158,89 @@ class _Decoded(dict):
 _decoded = _Decoded().__getitem__
 
 
+@functools.lru_cache(maxsize=64)
+def _needles(job_keys: frozenset[str]) -> tuple[bytes, ...]:
+    """Byte strings of which every key of ``job_keys`` contains one: the keys themselves, UTF-8, less those that
+    contain a shorter one (``dag_id`` stands for ``airflow.dag_id`` too).
+
+    A key is written verbatim in an encoded ``KeyValue`` (a string field's bytes are its UTF-8, whatever the order
+    of the fields or the form of their lengths), and so in the encoding of the span, scope or request around it:
+    bytes holding none of these can hold none of the keys, and a span whose encoding holds none is no job span,
+    told without decoding it. Bytes holding one may still be no job span's (``dag_id`` in a URL): such a span is
+    decoded and its keys tested.
+    """
+    needles: list[bytes] = []
+    for key in sorted((key.encode("utf-8", "surrogatepass") for key in job_keys), key=len):
+        if not any(needle in key for needle in needles):
+            needles.append(key)
+    return tuple(needles)
+
+
+def _holds_any(data: bytes, needles: tuple[bytes, ...]) -> bool:
+    """Whether ``data`` holds one of ``needles`` (a scan in C per needle)."""
+    return any(map(data.__contains__, needles))
+
+
+class SkippedSpans:
+    """The spans a decoding skipped as no job span's, kept as parsed: for the links (trace id, span id, parent span
+    id) :func:`~otel_datasink.mapping.map_records` walks up from a run to its nearest enclosing job span, through
+    spans that are no runs. They are read only when a walk needs them (a run whose parent is no run of the batch),
+    and give the links the spans would have given as records: none for a span rejected (invalid ids, no end time).
+    """
+
+    def __init__(self) -> None:
+        self._messages: list[Iterable[Any]] = []
+        self._links: list[tuple[int, int, int | None]] = []
+
+    def add_messages(self, spans: Iterable[Any]) -> None:
+        """Adds parsed ``Span`` messages (a scope's, whole: the links of the job spans among them change nothing)."""
+        self._messages.append(spans)
+
+    def add_link(self, trace_id: int, span_id: int, parent_span_id: int | None) -> None:
+        """Adds the link of a span already decoded (OTLP JSON)."""
+        self._links.append((trace_id, span_id, parent_span_id))
+
+    def __bool__(self) -> bool:
+        return bool(self._messages or self._links)
+
+    def __iter__(self) -> Iterator[tuple[int, int, int | None]]:
+        from_bytes = int.from_bytes
+        for span in itertools.chain.from_iterable(self._messages):
+            raw_trace_id, raw_span_id = span.trace_id, span.span_id
+            if len(raw_trace_id) != 16 or len(raw_span_id) != 8 or not span.end_time_unix_nano:
+                continue
+            trace_id, span_id = from_bytes(raw_trace_id, "big"), from_bytes(raw_span_id, "big")
+            if trace_id and span_id:
+                parent = span.parent_span_id
+                yield trace_id, span_id, (from_bytes(parent, "big") or None) if len(parent) == 8 else None
+        yield from self._links
+
+
 def records_from_protobuf(
     body: bytes,
     *,
     job_keys: frozenset[str] | None = None,
     limits: SpanLimits = DEFAULT_LIMITS,
     unrecognised: collections.Counter[str] | None = None,
+    skipped: SkippedSpans | None = None,
 ) -> tuple[list[SpanRecord], Rejections, int]:
     """The spans of an encoded ``ExportTraceServiceRequest`` or ``TracesData``: records, rejected, all spans.
 
     With ``job_keys`` (a profile's, :func:`otel_datasink.profiles.job_keys_of`), a span without any of these
     attribute keys is skipped: the profile could not take it, so no record is built for it, and it is not
-    counted as rejected. Its events are still decoded, only so that a malformed one fails the request. Those spans
-    are added to ``unrecognised``, if given, per instrumentation scope name: spans of no producer the profile knows.
+    counted as rejected (nor checked: an invalid id or a missing end time makes it no run either). It is told
+    without decoding it (:func:`_needles`): a whole request, or a whole scope's spans, whose encoding holds none
+    of the keys is skipped at the cost of a scan of its bytes in C, then a span whose encoding holds none, and only
+    a span whose encoding holds one is decoded. Skipped spans are added to ``unrecognised``, if given, per
+    instrumentation scope name (spans of no producer the profile knows), and to ``skipped``, if given, when the
+    request may have job spans (the links of the enclosing-job-span walk, :class:`SkippedSpans`).
 
     Each record is within ``limits`` (:func:`otel_datasink.mapping.limited`, with the keys of ``job_keys`` always
     kept): what it dropped is in its ``dropped_attributes`` and ``dropped_events``.
 
     Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever in it the
-    fault is (as parsing it with OTLP's own messages would).
+    fault is (as parsing it with OTLP's own messages would), except within the attributes of a skipped span and
+    of its events, which are never decoded: what is not read cannot fail the request.
     """
     message: Any = _WireTracesData.FromString(body)  # a class built at run time: its fields are not typed
     records: list[SpanRecord] = []
@@ -186,33 +251,49 @@ def records_from_protobuf(
     decoded = _decoded  # dict(map(decoded, key_values)): a span's attribute dict, built in C when all hit
     max_attributes, max_events = limits.attributes, limits.events
     always = always_kept(job_keys)
+    needles = None if job_keys is None else _needles(job_keys)
+    if needles is not None and not _holds_any(body, needles):
+        # No span of the request can be a job span: counted per scope, none decoded, none a link of a run.
+        return records, Rejections(), _count_skipped(message, unrecognised)
     for resource_spans in message.resource_spans:
-        resource = dict(map(decoded, resource_spans.resource.attributes))
+        resource = None  # decoded for the first span that may be a job span's: a resource of none is never read
         for scope_spans in resource_spans.scope_spans:
             scope_span_list = scope_spans.spans
             spans += len(scope_span_list)
+            if needles is not None:
+                if skipped is not None and scope_span_list:
+                    skipped.add_messages(scope_span_list)
+                # Re-encoding a scope (in C) costs less than joining its attributes: ids and names only add bytes.
+                if not _holds_any(scope_spans.SerializeToString(), needles):  # no span of it can be a job span
+                    if unrecognised is not None and scope_span_list:
+                        unrecognised[scope_spans.scope.name] += len(scope_span_list)
+                    continue
+            if resource is None:
+                resource = dict(map(decoded, resource_spans.resource.attributes))
             skipped_in_scope = 0
             for span in scope_span_list:
                 key_values = span.attributes
+                if needles is not None and not _holds_any(span.SerializeToString(), needles):
+                    skipped_in_scope += 1
+                    continue
                 if len(key_values) > max_attributes:
                     attributes, dropped_attributes = kept_attributes(map(decoded, key_values), max_attributes, always)
                 else:
                     attributes, dropped_attributes = dict(map(decoded, key_values)), 0
+                if job_keys is not None and job_keys.isdisjoint(attributes):  # a key's name in a value, no key
+                    skipped_in_scope += 1
+                    continue
                 events = span.events
                 raw_trace_id = span.trace_id
                 raw_span_id = span.span_id
                 trace_id = from_bytes(raw_trace_id, "big")
                 span_id = from_bytes(raw_span_id, "big")
                 end_time = span.end_time_unix_nano
-                skipped = job_keys is not None and job_keys.isdisjoint(attributes)
                 valid_ids = trace_id and span_id and len(raw_trace_id) == 16 and len(raw_span_id) == 8
-                if skipped or not valid_ids or not end_time:
+                if not valid_ids or not end_time:
                     for event in events:  # decoded only to fail the request on a malformed attribute
                         dict(map(decoded, event.attributes))
-                    if skipped:
-                        skipped_in_scope += 1
-                    else:
-                        rejected[NO_END_TIME if valid_ids else INVALID_ID] += 1
+                    rejected[NO_END_TIME if valid_ids else INVALID_ID] += 1
                     continue
                 parent = span.parent_span_id
                 status = span.status
@@ -244,6 +325,18 @@ def records_from_protobuf(
             if skipped_in_scope and unrecognised is not None:
                 unrecognised[scope_spans.scope.name] += skipped_in_scope
     return records, Rejections(rejected), spans
+
+
+def _count_skipped(message: Any, unrecognised: collections.Counter[str] | None) -> int:
+    """The spans of a parsed request, each added to ``unrecognised`` (if given) under its scope name."""
+    spans = 0
+    for resource_spans in message.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            count = len(scope_spans.spans)
+            spans += count
+            if count and unrecognised is not None:
+                unrecognised[scope_spans.scope.name] += count
+    return spans
 
 
 def _limited_events(events: Any, limit: int) -> tuple[list[Event], int]:
@@ -440,13 +533,14 @@ def records_from_json(
     *,
     job_keys: frozenset[str] | None = None,
     unrecognised: collections.Counter[str] | None = None,
+    skipped: SkippedSpans | None = None,
 ) -> tuple[list[SpanRecord], Rejections]:
     """The spans of an OTLP JSON ``ExportTraceServiceRequest``/``TracesData`` object, and those rejected.
 
     Raises :class:`OtlpDecodeError` when the object does not have the shape of OTLP trace data. A span
     with a malformed field (an id that is not hex, a time that is not an integer, ...) is rejected alone.
     With ``job_keys``, a span carrying none of them is left out and added to ``unrecognised`` (per instrumentation
-    scope name), as :func:`records_from_protobuf` does.
+    scope name) and to ``skipped``, as :func:`records_from_protobuf` does.
     """
     if not isinstance(obj, Mapping):
         raise OtlpDecodeError("OTLP JSON must be an object")
@@ -470,6 +564,8 @@ def records_from_json(
                                 unrecognised[
                                     str(_field(_field(scope_spans, "scope", "scope", {}), "name", "name", ""))
                                 ] += 1
+                            if skipped is not None:
+                                skipped.add_link(record.trace_id, record.span_id, record.parent_span_id)
                             continue
                         records.append(record)
                     except _Rejected as rejection:
