@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -146,9 +146,12 @@ class _Decoded(dict):
         # Raises DecodeError as parsing the whole request with OTLP's messages would (bad UTF-8, a torn field).
         key_value = _parse_key_value(encoded)
         value = key_value.value
-        decoded = key_value.key, _value(value)
-        if value.WhichOneof("value") in _SCALAR_KINDS and len(encoded) <= self.max_bytes:
-            # Only immutable values are shared between records; arrays and key-value lists are built afresh.
+        kind = value.WhichOneof("value")
+        if kind not in _SCALAR_KINDS:
+            return key_value.key, _value(value)
+        decoded = key_value.key, getattr(value, kind)
+        # Only immutable values are shared between records; arrays and key-value lists are built afresh.
+        if len(encoded) <= self.max_bytes:
             if len(self) >= self.max_entries:
                 self.clear()
             self[encoded] = decoded
@@ -229,18 +232,21 @@ def records_from_protobuf(
     With ``job_keys`` (a profile's, :func:`otel_datasink.profiles.job_keys_of`), a span without any of these
     attribute keys is skipped: the profile could not take it, so no record is built for it, and it is not
     counted as rejected (nor checked: an invalid id or a missing end time makes it no run either). It is told
-    without decoding it (:func:`_needles`): a whole request, or a whole scope's spans, whose encoding holds none
-    of the keys is skipped at the cost of a scan of its bytes in C, then a span whose encoding holds none, and only
-    a span whose encoding holds one is decoded. Skipped spans are added to ``unrecognised``, if given, per
+    without decoding it where that is cheaper (:func:`_needles`): a request whose encoding holds none of the keys
+    is skipped whole at the cost of one scan of its bytes in C; otherwise, once a span of a scope turned out no job
+    span, the next ones are scanned one by one before they are decoded (until one is a job span again), and only a
+    span whose encoding holds a key is decoded. Skipped spans are added to ``unrecognised``, if given, per
     instrumentation scope name (spans of no producer the profile knows), and to ``skipped``, if given, when the
-    request may have job spans (the links of the enclosing-job-span walk, :class:`SkippedSpans`).
+    request may have job spans (the links of the enclosing-job-span walk, :class:`SkippedSpans`). The resource of
+    spans of which none is a job span is never decoded.
 
     Each record is within ``limits`` (:func:`otel_datasink.mapping.limited`, with the keys of ``job_keys`` always
     kept): what it dropped is in its ``dropped_attributes`` and ``dropped_events``.
 
     Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever in it the
-    fault is (as parsing it with OTLP's own messages would), except within the attributes of a skipped span and
-    of its events, which are never decoded: what is not read cannot fail the request.
+    fault is (as parsing it with OTLP's own messages would), except, with ``job_keys``, within the attributes of a
+    span whose encoding holds none of the keys (and of its events), and of a resource none of whose spans is a job
+    span: what is not read cannot fail the request, and such a span is never read.
     """
     message: Any = _WireTracesData.FromString(body)  # a class built at run time: its fields are not typed
     records: list[SpanRecord] = []
@@ -251,38 +257,43 @@ def records_from_protobuf(
     decoded = _decoded  # dict(map(decoded, key_values)): a span's attribute dict, built in C when all hit
     max_attributes, max_events = limits.attributes, limits.events
     always = always_kept(job_keys)
-    needles = None if job_keys is None else _needles(job_keys)
-    if needles is not None and not _holds_any(body, needles):
+    needles = () if job_keys is None else _needles(job_keys)
+    if job_keys is not None and not _holds_any(body, needles):
         # No span of the request can be a job span: counted per scope, none decoded, none a link of a run.
         return records, Rejections(), _count_skipped(message, unrecognised)
     for resource_spans in message.resource_spans:
-        resource = None  # decoded for the first span that may be a job span's: a resource of none is never read
+        resource: dict[str, Any] | None = None  # decoded for the first job span: a resource of none is never read
         for scope_spans in resource_spans.scope_spans:
             scope_span_list = scope_spans.spans
             spans += len(scope_span_list)
-            if needles is not None:
-                if skipped is not None and scope_span_list:
-                    skipped.add_messages(scope_span_list)
-                # Re-encoding a scope (in C) costs less than joining its attributes: ids and names only add bytes.
-                if not _holds_any(scope_spans.SerializeToString(), needles):  # no span of it can be a job span
-                    if unrecognised is not None and scope_span_list:
-                        unrecognised[scope_spans.scope.name] += len(scope_span_list)
-                    continue
-            if resource is None:
-                resource = dict(map(decoded, resource_spans.resource.attributes))
             skipped_in_scope = 0
+            # Whether to scan a span's encoding before decoding it: once one was no job span, as the next is
+            # likely alike (a scope of spans that are not runs), until one is a job span again.
+            pretest = False
             for span in scope_span_list:
                 key_values = span.attributes
-                if needles is not None and not _holds_any(span.SerializeToString(), needles):
+                if pretest and not _holds_any(span.SerializeToString(), needles):
                     skipped_in_scope += 1
                     continue
-                if len(key_values) > max_attributes:
-                    attributes, dropped_attributes = kept_attributes(map(decoded, key_values), max_attributes, always)
-                else:
-                    attributes, dropped_attributes = dict(map(decoded, key_values)), 0
-                if job_keys is not None and job_keys.isdisjoint(attributes):  # a key's name in a value, no key
+                try:
+                    if len(key_values) > max_attributes:
+                        attributes, dropped_attributes = kept_attributes(
+                            map(decoded, key_values), max_attributes, always
+                        )
+                    else:
+                        attributes, dropped_attributes = dict(map(decoded, key_values)), 0
+                except DecodeError:
+                    # A span whose encoding holds no job key is never read, whether scanned first or not.
+                    if job_keys is None or _holds_any(span.SerializeToString(), needles):
+                        raise
+                    attributes = {}
+                if job_keys is not None and job_keys.isdisjoint(attributes):
                     skipped_in_scope += 1
+                    pretest = True
                     continue
+                pretest = False
+                if resource is None:
+                    resource = dict(map(decoded, resource_spans.resource.attributes))
                 events = span.events
                 raw_trace_id = span.trace_id
                 raw_span_id = span.span_id
@@ -322,8 +333,11 @@ def records_from_protobuf(
                         dropped_events,
                     )
                 )
-            if skipped_in_scope and unrecognised is not None:
-                unrecognised[scope_spans.scope.name] += skipped_in_scope
+            if skipped_in_scope:
+                if unrecognised is not None:
+                    unrecognised[scope_spans.scope.name] += skipped_in_scope
+                if skipped is not None:
+                    skipped.add_messages(scope_span_list)
     return records, Rejections(rejected), spans
 
 
