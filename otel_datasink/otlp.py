@@ -83,40 +83,45 @@ class _Rejected(Exception):
 # --- protobuf ----------------------------------------------------------------------------------------
 
 
-def _wire_traces_data() -> type[Message]:
-    """``TracesData`` as parsed here: OTLP's own messages, except that attribute lists stay encoded.
+def _wire_traces_data(encoded: Mapping[str, str]) -> type[Message]:
+    """``TracesData`` as parsed here: OTLP's own messages, except that the field ``encoded[message]`` of each message
+    named stays encoded (one ``bytes`` value per item: upb creates no message for it).
 
-    Each ``KeyValue`` of a span, event or resource is then one ``bytes`` value (upb creates no message wrapper
-    for it) and most of them are decoded by a dictionary lookup (:func:`_attributes`): a job's attributes repeat
-    from span to span. ``ExportTraceServiceRequest`` has the same field 1, so it parses as this type too. The
-    messages live in a pool of their own, beside the real ones.
+    ``ExportTraceServiceRequest`` has the same field 1, so it parses as this type too. The messages live in a pool of
+    their own, beside the real ones.
     """
-    encoded = {
-        "opentelemetry.proto.resource.v1.Resource",
-        "opentelemetry.proto.trace.v1.Span",
-        "opentelemetry.proto.trace.v1.Span.Event",
-    }
 
-    def encode_attributes(messages: Iterable[descriptor_pb2.DescriptorProto], prefix: str) -> None:
+    def encode_fields(messages: Iterable[descriptor_pb2.DescriptorProto], prefix: str) -> None:
         for message in messages:
             name = f"{prefix}.{message.name}"
-            if name in encoded:
-                for field in message.field:
-                    if field.name == "attributes":
-                        field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
-                        field.ClearField("type_name")
-            encode_attributes(message.nested_type, name)
+            for field in message.field:
+                if field.name == encoded.get(name):
+                    field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                    field.ClearField("type_name")
+            encode_fields(message.nested_type, name)
 
     pool = descriptor_pool.DescriptorPool()
     for module in (common_pb2, resource_pb2, trace_pb2):
         file = descriptor_pb2.FileDescriptorProto()
         module.DESCRIPTOR.CopyToProto(file)
-        encode_attributes(file.message_type, file.package)
+        encode_fields(file.message_type, file.package)
         pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("opentelemetry.proto.trace.v1.TracesData"))
 
 
-_WireTracesData = _wire_traces_data()
+_WireTracesData = _wire_traces_data(
+    {
+        "opentelemetry.proto.resource.v1.Resource": "attributes",
+        "opentelemetry.proto.trace.v1.Span": "attributes",
+        "opentelemetry.proto.trace.v1.Span.Event": "attributes",
+    }
+)
+"""What requests are decoded as: each ``KeyValue`` of a span, event or resource is one ``bytes`` value, and most of
+them are decoded by a dictionary lookup (:class:`_Decoded`): a job's attributes repeat from span to span."""
+_SpanlessTracesData = _wire_traces_data(
+    {"opentelemetry.proto.resource.v1.Resource": "attributes", "opentelemetry.proto.trace.v1.ScopeSpans": "spans"}
+)
+"""What a request of no job span is parsed as, only to count its spans per scope: each span one ``bytes`` value."""
 _parse_key_value = common_pb2.KeyValue.FromString
 
 
@@ -246,8 +251,13 @@ def records_from_protobuf(
     Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever in it the
     fault is (as parsing it with OTLP's own messages would), except, with ``job_keys``, within the attributes of a
     span whose encoding holds none of the keys (and of its events), and of a resource none of whose spans is a job
-    span: what is not read cannot fail the request, and such a span is never read.
+    span, and within the spans of a request whose encoding holds none of the keys (counted, not parsed): what is
+    not read cannot fail the request, and such spans are never read.
     """
+    needles = () if job_keys is None else _needles(job_keys)
+    if job_keys is not None and not _holds_any(body, needles):
+        # No span of the request can be a job span: counted per scope, none parsed, none a link of a run.
+        return [], Rejections(), _count_skipped(_SpanlessTracesData.FromString(body), unrecognised)
     message: Any = _WireTracesData.FromString(body)  # a class built at run time: its fields are not typed
     records: list[SpanRecord] = []
     append = records.append
@@ -257,10 +267,6 @@ def records_from_protobuf(
     decoded = _decoded  # dict(map(decoded, key_values)): a span's attribute dict, built in C when all hit
     max_attributes, max_events = limits.attributes, limits.events
     always = always_kept(job_keys)
-    needles = () if job_keys is None else _needles(job_keys)
-    if job_keys is not None and not _holds_any(body, needles):
-        # No span of the request can be a job span: counted per scope, none decoded, none a link of a run.
-        return records, Rejections(), _count_skipped(message, unrecognised)
     for resource_spans in message.resource_spans:
         resource: dict[str, Any] | None = None  # decoded for the first job span: a resource of none is never read
         for scope_spans in resource_spans.scope_spans:
