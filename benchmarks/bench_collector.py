@@ -9,11 +9,12 @@ non-job``: a web service's HTTP server spans, what a platform's services send wh
 the collector), and prints the spans per CPU-second of each side by side.
 
     python benchmarks/bench_collector.py [--requests 600] [--distinct 600] [--connections 4] [--protocol http|grpc]
-        [--kind both|job|non-job] [--against REF] [--location DIR] [--idle 200 --slow 50] [--big 150000]
+        [--kind both|job|non-job] [--against REF] [--rounds 1] [--location DIR] [--idle 200 --slow 50] [--big 150000]
 
 ``--against REF`` (a git revision, e.g. ``main``) also runs the collector of that revision's code (its
 ``otel_datasink`` exported with ``git archive`` to a temporary folder) on the same requests in the same run, and
-prints its figures beside this code's.
+prints its figures beside this code's; ``--rounds N`` runs each N times, alternating which goes first, and the
+last lines give the median and the best of the rounds.
 
 ``--idle N --slow M`` hold N idle connections and M slow ones (half send their headers a byte at a time, half
 their body) open on the OTLP/HTTP port beside the load, reopening those the collector closes, as a hostile or
@@ -35,6 +36,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -460,6 +462,7 @@ def main() -> None:
     parser.add_argument("--protocol", choices=("http", "grpc"), default="http", help="OTLP/HTTP protobuf or OTLP/gRPC")
     parser.add_argument("--kind", choices=("both", "job", "non-job"), default="both", help="spans sent (default both)")
     parser.add_argument("--against", metavar="REF", help="also run the collector of this git revision's code")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each code per kind, alternating (default 1)")
     parser.add_argument("--location", help="where to write, a folder per run (default: temporary, removed after)")
     parser.add_argument("--flush-rows", type=int, default=100_000)
     parser.add_argument("--flush-age", type=float, default=0.5, help="seconds (the tail after the last request)")
@@ -493,21 +496,31 @@ def main() -> None:
                 f"{spans} spans, {sum(map(len, bodies)) / 2**20:.1f} MiB, {args.connections} connections; protobuf "
                 f"decode only: {decode / spans * 1e6:.2f} us/span ({spans / decode:,.0f} spans per CPU-second)"
             )
-            for label, code in codes.items():
-                run = work / f"{kind}-{len(table)}"
-                run.mkdir()
-                figures = run_collector(code, bodies, spans, kind == "job", args, run)
-                _print_run(label, kind, figures, spans, args)
-                table.append((kind, label, figures))
+            for round_ in range(args.rounds):
+                # Alternating which code goes first: the machine's other load drifts over a run.
+                for label, code in list(codes.items())[:: -1 if round_ % 2 else 1]:
+                    run = work / f"{kind}-{len(table)}"
+                    run.mkdir()
+                    figures = run_collector(code, bodies, spans, kind == "job", args, run)
+                    _print_run(label, kind, figures, spans, args)
+                    table.append((kind, label, figures))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\n{'spans':<10} {'code':<12} {'spans per CPU-second':>21} {'us/span':>8} {'end-to-end spans/s':>19}")
-    for kind, label, figures in table:
-        print(
-            f"{kind:<10} {label:<12} {spans / figures.cpu:>21,.0f} {figures.cpu / spans * 1e6:>8.2f} "
-            f"{spans / figures.elapsed:>19,.0f}"
-        )
+    print(
+        f"\n{'spans':<10} {'code':<12} {'spans per CPU-second':>21} {'us/span':>8} {'end-to-end spans/s':>19}"
+        + ("   (median of the rounds; best in brackets)" if args.rounds > 1 else "")
+    )
+    for kind in kinds:
+        for label in codes:
+            runs = [figures for k, code, figures in table if (k, code) == (kind, label)]
+            cpu = statistics.median(figures.cpu for figures in runs)
+            elapsed = statistics.median(figures.elapsed for figures in runs)
+            best = f"  [{spans / min(figures.cpu for figures in runs):,.0f}]" if args.rounds > 1 else ""
+            print(
+                f"{kind:<10} {label:<12} {spans / cpu:>21,.0f} {cpu / spans * 1e6:>8.2f} {spans / elapsed:>19,.0f}"
+                + best
+            )
 
 
 if __name__ == "__main__":
