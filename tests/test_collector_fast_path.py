@@ -25,7 +25,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from otlp_payloads import checked_spans, job_spans, nightly_spans, otlp_json
-from test_airflow_traces import _sdk_spans, emit_airflow_332
 
 from otel_datasink.collector.counters import Metrics
 from otel_datasink.collector.ingest import Ingest
@@ -84,6 +83,20 @@ def _platform_spans() -> list:
     return list(memory.get_finished_spans()) + list(loaded.get_finished_spans())
 
 
+def _airflow_spans() -> list:
+    """An Airflow 3 DAG run and its task try, and Airflow 2.10 scheduler spans carrying ``dag_id`` that are no runs."""
+    provider, memory = _provider("airflow")
+    tracer = provider.get_tracer("airflow")
+    run_id = "scheduled__2026-11-27T00:00:00+00:00"
+    dag = {"airflow.dag_id": "etl_orders", "airflow.dag_run.run_id": run_id}
+    with tracer.start_as_current_span("dag_run.etl_orders", attributes=dag):
+        task = dag | {"airflow.task_id": "extract", "airflow.task_instance.try_number": 1}
+        tracer.start_span("task_run.extract", attributes=task | {"airflow.task_instance.state": "success"}).end()
+    tracer.start_span("_update_state", attributes={"dag_id": "etl_orders", "run_id": run_id, "state": "ok"}).end()
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
 def _prefect_request(path: Path) -> ExportTraceServiceRequest:
     """A captured Prefect trace file (OTLP JSON lines: Prefect's spans and its server's own) as one request."""
     request = ExportTraceServiceRequest()
@@ -102,7 +115,7 @@ def _prefect_request(path: Path) -> ExportTraceServiceRequest:
 @pytest.fixture(scope="module")
 def mixed_request() -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
-    for spans in (job_spans(3), nightly_spans(1), checked_spans(), _sdk_spans(emit_airflow_332), _platform_spans()):
+    for spans in (job_spans(3), nightly_spans(1), checked_spans(), _airflow_spans(), _platform_spans()):
         request.MergeFrom(encode_spans(spans))
     for path in sorted(PREFECT.glob("*.jsonl")):
         request.MergeFrom(_prefect_request(path))
@@ -147,7 +160,7 @@ def test_the_fast_path_gives_the_rows_counters_and_truncation_of_decoding_every_
     if profile_name == "default":  # what the mixed request is there to exercise
         assert (runs["inner"]["parent_job_name"], runs["named"]["parent_job_name"]) == ("outer", "given")
         assert truncation.dropped_attributes and truncation.dropped_events
-        assert {"Build", "test", "etl_orders", "ingest_orders", "big"} <= set(runs)
+        assert {"Build", "test", "etl_orders", "etl_orders.extract", "ingest_orders", "big"} <= set(runs)
         assert any(name.startswith("prefect-flow-") for name in runs)
         assert fast.unrecognised["flask"] == 3  # the one naming job keys in its values too
     if job_keys_of(profile) is None:  # a rule selecting by resource: every span is shown to the profile
