@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -185,3 +186,19 @@ def test_a_request_of_no_job_span_is_counted_per_scope_and_makes_no_rows(mixed_r
     records_from_json(otlp_json(request), job_keys=job_keys_of(load_profile(None)), unrecognised=from_json)
     assert (fast.row_count, fast.job_spans, fast.spans) == (0, 0, sum(scopes.values()))
     assert fast.unrecognised == scopes == from_json
+
+
+def test_a_request_of_no_job_span_is_counted_unread_so_a_malformed_attribute_in_it_fails_nothing():
+    request = ExportTraceServiceRequest()
+    scope_spans = request.resource_spans.add().scope_spans.add()
+    scope_spans.scope.name = "flask"
+    span = scope_spans.spans.add(trace_id=b"\1" * 16, span_id=b"\2" * 8, end_time_unix_nano=1, name="GET /")
+    span.attributes.add(key="url.path").value.string_value = "PPPP"
+    body = request.SerializeToString().replace(b"PPPP", b"\xff" * 4)  # not UTF-8: a full parse fails
+    with pytest.raises(DecodeError):
+        records_from_protobuf(body)
+
+    unrecognised: collections.Counter[str] = collections.Counter()
+    records, rejected, spans = records_from_protobuf(body, job_keys=frozenset({"job.name"}), unrecognised=unrecognised)
+
+    assert (records, int(rejected), spans, unrecognised) == ([], 0, 1, {"flask": 1})
