@@ -1,12 +1,20 @@
-"""End-to-end throughput of ``otel-datasink collector`` over OTLP/HTTP protobuf.
+"""End-to-end throughput of ``otel-datasink collector`` over OTLP/HTTP protobuf, for job spans and non-job spans.
 
-Starts the collector as a subprocess, sends pre-encoded ``ExportTraceServiceRequest`` bodies of 512 job spans
-each from another process (several keep-alive connections), and waits until every span is a ``job_runs`` row
-in a Parquet file. Prints spans/s end to end, the collector's CPU time per span (utime + stime from
-``/proc/<pid>/stat``), and, beside them, the cost of only decoding the same requests with protobuf.
+Starts the collector as a subprocess, sends pre-encoded ``ExportTraceServiceRequest`` bodies of 512 spans each
+from another process (several keep-alive connections), and waits until every job span is a ``job_runs`` row in a
+Parquet file (and every non-job span counted in ``non_job_spans``). Prints spans/s end to end, the collector's CPU
+time per span (utime + stime from ``/proc/<pid>/stat``), and, beside them, the cost of only decoding the same
+requests with protobuf. It does so for requests of job spans (``--kind job``), then of non-job spans (``--kind
+non-job``: a web service's HTTP server spans, what a platform's services send when their OTLP exporters point at
+the collector), and prints the spans per CPU-second of each side by side.
 
     python benchmarks/bench_collector.py [--requests 600] [--distinct 600] [--connections 4] [--protocol http|grpc]
-        [--location DIR] [--idle 200 --slow 50] [--big 150000]
+        [--kind both|job|non-job] [--against REF] [--rounds 1] [--location DIR] [--idle 200 --slow 50] [--big 150000]
+
+``--against REF`` (a git revision, e.g. ``main``) also runs the collector of that revision's code (its
+``otel_datasink`` exported with ``git archive`` to a temporary folder) on the same requests in the same run, and
+prints its figures beside this code's; ``--rounds N`` runs each N times, alternating which goes first, and the
+last lines give the median and the best of the rounds.
 
 ``--idle N --slow M`` hold N idle connections and M slow ones (half send their headers a byte at a time, half
 their body) open on the OTLP/HTTP port beside the load, reopening those the collector closes, as a hostile or
@@ -20,6 +28,7 @@ the event loop stalls on a big request (it should be a small fraction of the req
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import multiprocessing
 import os
@@ -27,6 +36,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,7 +45,7 @@ import time
 from pathlib import Path
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
@@ -91,6 +101,45 @@ def make_request(seed: int) -> bytes:
     )
     request = ExportTraceServiceRequest(
         resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=spans)])]
+    )
+    return request.SerializeToString()
+
+
+def make_non_job_request(seed: int) -> bytes:
+    """512 ended HTTP server spans of a web service (no job keys; values that change from span to span), encoded."""
+    rng = random.Random(seed)
+    now = time.time_ns()
+    spans = [
+        Span(
+            trace_id=rng.randbytes(16),
+            span_id=rng.randbytes(8),
+            parent_span_id=rng.randbytes(8),
+            name="GET /api/orders/{id}",
+            kind=Span.SPAN_KIND_SERVER,
+            start_time_unix_nano=now - rng.randrange(10**8),
+            end_time_unix_nano=now,
+            status=Status(code=Status.STATUS_CODE_UNSET),
+            attributes=[
+                _kv("http.request.method", string_value="GET"),
+                _kv("http.route", string_value="/api/orders/{id}"),
+                _kv("url.path", string_value=f"/api/orders/{rng.randrange(10**6)}"),
+                _kv("url.scheme", string_value="http"),
+                _kv("http.response.status_code", int_value=rng.choice((200, 200, 200, 404, 500))),
+                _kv("server.address", string_value="orders.internal"),
+                _kv("client.address", string_value=f"10.0.{rng.randrange(256)}.{rng.randrange(256)}"),
+                _kv("network.protocol.version", string_value="1.1"),
+                _kv("user_agent.original", string_value="python-requests/2.32.3"),
+                _kv("thread.id", int_value=rng.randrange(64)),
+            ],
+        )
+        for _ in range(SPANS_PER_REQUEST)
+    ]
+    resource = Resource(
+        attributes=[_kv("service.name", string_value="orders-api"), _kv("service.version", string_value="4.1.0")]
+    )
+    scope = InstrumentationScope(name="opentelemetry.instrumentation.flask", version="0.48b0")
+    request = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(scope=scope, spans=spans)])]
     )
     return request.SerializeToString()
 
@@ -279,46 +328,58 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=600, help="requests of 512 spans (default 600)")
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--distinct", type=int, default=600, help="distinct request bodies, sent in turn")
-    parser.add_argument("--protocol", choices=("http", "grpc"), default="http", help="OTLP/HTTP protobuf or OTLP/gRPC")
-    parser.add_argument("--location", help="where to write (default: a temporary folder, removed after)")
-    parser.add_argument("--flush-rows", type=int, default=100_000)
-    parser.add_argument("--flush-age", type=float, default=0.5, help="seconds (the tail after the last request)")
-    parser.add_argument("--idle", type=int, default=0, help="idle connections held open beside the load")
-    parser.add_argument("--slow", type=int, default=0, help="slow connections (headers or body) held open beside it")
-    parser.add_argument("--big", type=int, default=0, help="then one request of ~N spans, timing /health meanwhile")
-    args = parser.parse_args()
+@dataclasses.dataclass
+class Figures:
+    """What one collector run measured."""
 
-    # Distinct requests by default: job.records_processed and dataset.records_written then take new values in
-    # every span, as in real traffic (repeated bodies would let the collector's attribute cache hit every time).
-    unique = [make_request(seed) for seed in range(min(args.requests, args.distinct))]
-    bodies = [unique[i % len(unique)] for i in range(args.requests)]
-    spans = args.requests * SPANS_PER_REQUEST
+    acknowledged: float
+    elapsed: float
+    user: float
+    system: float
+    loop_cpu: float
+    peak_rss: float
+    reopened: int = 0
+    stall: tuple[float, int, float] | None = None
 
-    started = time.perf_counter()
-    for body in bodies:
-        ExportTraceServiceRequest.FromString(body)
-    decode_seconds = time.perf_counter() - started
+    @property
+    def cpu(self) -> float:
+        """CPU seconds of the collector (user + system)."""
+        return self.user + self.system
 
-    # The big request repeats the distinct ones: serialized protobuf messages concatenated are one, merged.
-    big_parts = -(-args.big // SPANS_PER_REQUEST)
-    big_body = b"".join(unique[i % len(unique)] for i in range(big_parts))
-    big_limits = ["--max-body-bytes", str(len(big_body)), "--max-inflight-bytes", str(2 * len(big_body))]
 
-    work = Path(tempfile.mkdtemp(prefix="bench-collector-"))
-    location = args.location or str(work / "datasink")
+def _export(revision: str, folder: Path) -> Path:
+    """The ``otel_datasink`` package of a git revision, exported under ``folder`` (for the collector to import)."""
+    root = Path(__file__).resolve().parents[1]
+    folder.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", revision, "otel_datasink"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def run_collector(code: Path, bodies: list[bytes], spans: int, job: bool, args, work: Path) -> Figures:
+    """Starts the collector of the ``otel_datasink`` package under ``code``, sends ``bodies``, waits until their
+    ``spans`` are written (job spans) or counted (non-job spans), and measures it."""
+    location = str(Path(args.location) / work.name) if args.location else str(work / "datasink")
     port, grpc_port = _free_port(), _free_port()
     grpc_endpoint = f"127.0.0.1:{grpc_port}" if args.protocol == "grpc" else "none"
+    big_limits = ["--max-body-bytes", str(len(args.big_body)), "--max-inflight-bytes", str(2 * len(args.big_body))]
+    # The package imported is the one under `code`: run from there, with it first on the path.
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(code), os.environ.get("PYTHONPATH")))))
     collector = subprocess.Popen(
         [sys.executable, "-m", "otel_datasink.cli", "collector", "--location", location]
         + ["--http", f"127.0.0.1:{port}", "--grpc", grpc_endpoint, "--spool-dir", str(work / "spool")]
         + ["--flush-rows", str(args.flush_rows), "--flush-age", str(args.flush_age), "--max-pending-batches", "8"]
-        + (big_limits if args.big else []),
+        + (big_limits if args.big and job else []),
         stderr=open(work / "collector.log", "wb"),  # noqa: SIM115 - closed with the process
+        cwd=code,
+        env=environment,
+    )
+    done_name = (
+        'otel_datasink_collector_rows_written_total{table="job_runs"}'
+        if job
+        else "otel_datasink_collector_non_job_spans_total"
     )
     try:
         deadline = time.monotonic() + 30
@@ -345,59 +406,121 @@ def main() -> None:
             go.set()
             sender.join()
             acknowledged = time.perf_counter() - started
-            rows_name = 'otel_datasink_collector_rows_written_total{table="job_runs"}'
-            while _metric(port, rows_name) < spans:
+            while _metric(port, done_name) < spans:
                 time.sleep(0.01)
             elapsed = time.perf_counter() - started
             user, system = (
                 after - before for after, before in zip(_cpu_seconds(collector.pid), cpu_before, strict=True)
             )
-            cpu = user + system
             threads_after = _thread_cpu_seconds(collector.pid)
             loop_cpu = threads_after[collector.pid] - threads_before[collector.pid]
-            peak_rss = _peak_rss_mib(collector.pid)
-        if args.big:
-            stall = _health_during_big_request(port, big_body)
+            figures = Figures(acknowledged, elapsed, user, system, loop_cpu, _peak_rss_mib(collector.pid))
+        figures.reopened = pests.reopened
+        if args.big and job:
+            figures.stall = _health_during_big_request(port, args.big_body)
     finally:
         collector.send_signal(signal.SIGTERM)
         collector.wait(timeout=30)
-        if not args.location:
-            shutil.rmtree(work, ignore_errors=True)
+    return figures
 
-    body_bytes = sum(map(len, bodies))
+
+def _print_run(label: str, kind: str, figures: Figures, spans: int, args) -> None:
+    """The figures of one run, as lines."""
+    f = figures
+    print(f"--- {label}, {kind} spans")
+    print(f"acknowledged all requests in  {f.acknowledged:7.2f} s  ({spans / f.acknowledged:9,.0f} spans/s)")
+    print(f"done (end to end) in          {f.elapsed:7.2f} s  ({spans / f.elapsed:9,.0f} spans/s)")
     print(
-        f"OTLP/{args.protocol} protobuf: {args.requests} requests x {SPANS_PER_REQUEST} job spans = {spans} spans, "
-        f"{body_bytes / 2**20:.1f} MiB, {args.connections} connections"
+        f"collector CPU time:           {f.cpu:7.2f} s  ({f.cpu / spans * 1e6:6.2f} us/span, "
+        f"{spans / f.cpu:9,.0f} spans per CPU-second, {f.cpu / f.elapsed:.0%} of one core; "
+        f"user {f.user:.2f} s, system {f.system:.2f} s)"
     )
-    print(f"acknowledged all requests in  {acknowledged:7.2f} s  ({spans / acknowledged:9,.0f} spans/s)")
-    print(f"rows written (end to end) in  {elapsed:7.2f} s  ({spans / elapsed:9,.0f} spans/s)")
+    other = f.cpu - f.loop_cpu
     print(
-        f"collector CPU time:           {cpu:7.2f} s  ({cpu / spans * 1e6:6.2f} us/span, "
-        f"{spans / cpu:9,.0f} spans per CPU-second, {cpu / elapsed:.0%} of one core; "
-        f"user {user:.2f} s, system {system:.2f} s)"
+        f"  of which the event loop:    {f.loop_cpu:7.2f} s  ({f.loop_cpu / spans * 1e6:6.2f} us/span: receive, "
+        f"decode, map, Arrow); other threads {other:.2f} s ({other / spans * 1e6:.2f} us/span: spool, Parquet, put)"
     )
-    other = cpu - loop_cpu
-    print(
-        f"  of which the event loop:    {loop_cpu:7.2f} s  ({loop_cpu / spans * 1e6:6.2f} us/span: receive, decode, "
-        f"map, Arrow); other threads {other:.2f} s ({other / spans * 1e6:.2f} us/span: spool, Parquet, put)"
-    )
-    print(
-        f"protobuf decode only:         {decode_seconds:7.2f} s  ({decode_seconds / spans * 1e6:6.2f} us/span, "
-        f"{spans / decode_seconds:9,.0f} spans/s)"
-    )
-    print(f"collector peak resident memory: {peak_rss:.0f} MiB")
+    print(f"collector peak resident memory: {f.peak_rss:.0f} MiB")
     if args.idle or args.slow:
         print(
             f"beside the load: {args.idle} idle and {args.slow} slow connections held open "
-            f"({pests.reopened} reopened after the collector closed them)"
+            f"({f.reopened} reopened after the collector closed them)"
         )
-    if args.big:
-        slowest, answers, took = stall
+    if f.stall is not None:
+        slowest, answers, took = f.stall
         print(
-            f"/health during one request of {big_parts * SPANS_PER_REQUEST} spans "
-            f"({len(big_body) / 2**20:.0f} MiB, acknowledged in {took:.2f} s): slowest answer {slowest:.3f} s "
-            f"of {answers} answers"
+            f"/health during one request of {len(args.big_body) // 1024} KiB of job spans "
+            f"(acknowledged in {took:.2f} s): slowest answer {slowest:.3f} s of {answers} answers"
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=600, help="requests of 512 spans (default 600)")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--distinct", type=int, default=600, help="distinct request bodies, sent in turn")
+    parser.add_argument("--protocol", choices=("http", "grpc"), default="http", help="OTLP/HTTP protobuf or OTLP/gRPC")
+    parser.add_argument("--kind", choices=("both", "job", "non-job"), default="both", help="spans sent (default both)")
+    parser.add_argument("--against", metavar="REF", help="also run the collector of this git revision's code")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each code per kind, alternating (default 1)")
+    parser.add_argument("--location", help="where to write, a folder per run (default: temporary, removed after)")
+    parser.add_argument("--flush-rows", type=int, default=100_000)
+    parser.add_argument("--flush-age", type=float, default=0.5, help="seconds (the tail after the last request)")
+    parser.add_argument("--idle", type=int, default=0, help="idle connections held open beside the load")
+    parser.add_argument("--slow", type=int, default=0, help="slow connections (headers or body) held open beside it")
+    parser.add_argument("--big", type=int, default=0, help="then one request of ~N spans, timing /health meanwhile")
+    args = parser.parse_args()
+
+    kinds = {"both": ("job", "non-job"), "job": ("job",), "non-job": ("non-job",)}[args.kind]
+    makers = {"job": make_request, "non-job": make_non_job_request}
+    spans = args.requests * SPANS_PER_REQUEST
+    work = Path(tempfile.mkdtemp(prefix="bench-collector-"))
+    codes = {"this code": Path(__file__).resolve().parents[1]}
+    if args.against:
+        codes[args.against] = _export(args.against, work / "against")
+    table = []
+    try:
+        for kind in kinds:
+            # Distinct requests by default: records_processed, URLs and addresses take new values in every span, as
+            # in real traffic (repeated bodies would let the collector's attribute cache hit every time).
+            unique = [makers[kind](seed) for seed in range(min(args.requests, args.distinct))]
+            bodies = [unique[i % len(unique)] for i in range(args.requests)]
+            # The big request repeats the distinct ones: serialized protobuf messages concatenated are one, merged.
+            args.big_body = b"".join(unique[i % len(unique)] for i in range(-(-args.big // SPANS_PER_REQUEST)))
+            started = time.process_time()
+            for body in bodies:
+                ExportTraceServiceRequest.FromString(body)
+            decode = time.process_time() - started
+            print(
+                f"OTLP/{args.protocol} protobuf: {args.requests} requests x {SPANS_PER_REQUEST} {kind} spans = "
+                f"{spans} spans, {sum(map(len, bodies)) / 2**20:.1f} MiB, {args.connections} connections; protobuf "
+                f"decode only: {decode / spans * 1e6:.2f} us/span ({spans / decode:,.0f} spans per CPU-second)"
+            )
+            for round_ in range(args.rounds):
+                # Alternating which code goes first: the machine's other load drifts over a run.
+                for label, code in list(codes.items())[:: -1 if round_ % 2 else 1]:
+                    run = work / f"{kind}-{len(table)}"
+                    run.mkdir()
+                    figures = run_collector(code, bodies, spans, kind == "job", args, run)
+                    _print_run(label, kind, figures, spans, args)
+                    table.append((kind, label, figures))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(
+        f"\n{'spans':<10} {'code':<12} {'spans per CPU-second':>21} {'us/span':>8} {'end-to-end spans/s':>19}"
+        + ("   (median of the rounds; best in brackets)" if args.rounds > 1 else "")
+    )
+    for kind in kinds:
+        for label in codes:
+            runs = [figures for k, code, figures in table if (k, code) == (kind, label)]
+            cpu = statistics.median(figures.cpu for figures in runs)
+            elapsed = statistics.median(figures.elapsed for figures in runs)
+            best = f"  [{spans / min(figures.cpu for figures in runs):,.0f}]" if args.rounds > 1 else ""
+            print(
+                f"{kind:<10} {label:<12} {spans / cpu:>21,.0f} {cpu / spans * 1e6:>8.2f} {spans / elapsed:>19,.0f}"
+                + best
+            )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 from otel_datasink.config import SpanLimits
 from otel_datasink.mapping import DEFAULT_LIMITS, SpanRecord
 from otel_datasink.openlineage import records_of
-from otel_datasink.otlp import Rejections, records_from_json, records_from_protobuf
+from otel_datasink.otlp import Rejections, SkippedSpans, records_from_json, records_from_protobuf
 
 _OPENLINEAGE_KEYS = ("eventType", "eventTime", "run", "job", "dataset", "schemaURL")
 """Keys of an OpenLineage event (a RunEvent's, a JobEvent's or a DatasetEvent's) that OTLP trace data never has."""
@@ -74,6 +74,8 @@ class Decoded:
     unrecognised: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     """Instrumentation scope name -> OTLP spans carrying none of the profile's job keys, left out: of no producer it
     recognises (:func:`~otel_datasink.otlp.records_from_protobuf`, :func:`~otel_datasink.otlp.records_from_json`)."""
+    skipped: SkippedSpans = dataclasses.field(default_factory=SkippedSpans)
+    """The OTLP spans left out, as links of the enclosing-job-span walk (``map_records(skipped=...)``)."""
 
 
 def decode(
@@ -94,10 +96,11 @@ def decode(
     """
     if fmt == Format.OTLP_PROTOBUF:
         unrecognised: collections.Counter[str] = collections.Counter()
+        skipped = SkippedSpans()
         records, rejected, spans = records_from_protobuf(
-            body, job_keys=job_keys, limits=limits, unrecognised=unrecognised
+            body, job_keys=job_keys, limits=limits, unrecognised=unrecognised, skipped=skipped
         )
-        return Decoded(fmt, records, spans, rejected, unrecognised=unrecognised)
+        return Decoded(fmt, records, spans, rejected, unrecognised=unrecognised, skipped=skipped)
     # An empty OTLP/HTTP JSON body is an empty request; OpenLineage has no empty event.
     document = {} if fmt == Format.OTLP_JSON and not body.strip() else json.loads(body)
     return decode_document(fmt, document, namespace_prefix=namespace_prefix, job_keys=job_keys)
@@ -113,7 +116,8 @@ def decode_document(
         return Decoded(fmt, records, event_types=types)
     if fmt == Format.OTLP_JSON:
         unrecognised: collections.Counter[str] = collections.Counter()
-        records, rejected = records_from_json(document, job_keys=job_keys, unrecognised=unrecognised)
+        skipped = SkippedSpans()
+        records, rejected = records_from_json(document, job_keys=job_keys, unrecognised=unrecognised, skipped=skipped)
         spans = len(records) + rejected + sum(unrecognised.values())
-        return Decoded(fmt, records, spans, rejected, unrecognised=unrecognised)
+        return Decoded(fmt, records, spans, rejected, unrecognised=unrecognised, skipped=skipped)
     raise ValueError(f"{fmt.label} is not read from a JSON document")

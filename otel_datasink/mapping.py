@@ -771,6 +771,7 @@ def map_records(
     limits: SpanLimits = DEFAULT_LIMITS,
     counts: Truncation | None = None,
     open_spans: OpenSpans | None = None,
+    skipped: Iterable[tuple[int, int, int | None]] = (),
 ) -> Rows:
     """Rows of the span tables (``job_runs``, ``dataset_status``, ``dataset_checks``) for a batch of spans; spans
     the profile does not take as job runs are skipped, a span it makes several records of (:data:`MappedSpan`)
@@ -783,7 +784,9 @@ def map_records(
     that span is in the batch (through spans of the batch that are not runs) or among ``open_spans`` (updated).
     Not covered, so NULL: an enclosing span in another process (a remote parent), and, for the exporter, the
     collector and replay (which have no ``open_spans``), one in another export batch or request; a parent the span
-    names (``job.parent.*``) is never replaced.
+    names (``job.parent.*``) is never replaced. ``skipped`` are the links (trace id, span id, parent span id) of spans
+    of the batch a decoding left out as no runs (:class:`otel_datasink.otlp.SkippedSpans`): the walk goes through
+    them as through the records the profile did not take, and reads them only when a run's parent is no run.
     """
     ingested = ingested_at_ms if ingested_at_ms is not None else time.time_ns() // 1_000_000
     max_attributes, max_events = limits.attributes, limits.events
@@ -821,6 +824,9 @@ def map_records(
                 updates.extend(dataset_rows(record, run))
                 if record.events:
                     checks.extend(check_rows(record, run))
+    if skipped and any(not isinstance(enclosing.get((key[0], parent)), tuple) for key, parent, _ in orphans):
+        for trace_id, span_id, parent_span_id in skipped:  # after the runs: a run's entry is never replaced
+            enclosing.setdefault((trace_id, span_id), parent_span_id)
     for key, parent_span_id, run in orphans:
         found = _enclosing_run(key, parent_span_id, enclosing, open_spans)
         if found is not None:

@@ -23,15 +23,16 @@ import base64
 import binascii
 import collections
 import dataclasses
+import functools
 import itertools
 import math
 import operator
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -82,40 +83,45 @@ class _Rejected(Exception):
 # --- protobuf ----------------------------------------------------------------------------------------
 
 
-def _wire_traces_data() -> type[Message]:
-    """``TracesData`` as parsed here: OTLP's own messages, except that attribute lists stay encoded.
+def _wire_traces_data(encoded: Mapping[str, str]) -> type[Message]:
+    """``TracesData`` as parsed here: OTLP's own messages, except that the field ``encoded[message]`` of each message
+    named stays encoded (one ``bytes`` value per item: upb creates no message for it).
 
-    Each ``KeyValue`` of a span, event or resource is then one ``bytes`` value (upb creates no message wrapper
-    for it) and most of them are decoded by a dictionary lookup (:func:`_attributes`): a job's attributes repeat
-    from span to span. ``ExportTraceServiceRequest`` has the same field 1, so it parses as this type too. The
-    messages live in a pool of their own, beside the real ones.
+    ``ExportTraceServiceRequest`` has the same field 1, so it parses as this type too. The messages live in a pool of
+    their own, beside the real ones.
     """
-    encoded = {
-        "opentelemetry.proto.resource.v1.Resource",
-        "opentelemetry.proto.trace.v1.Span",
-        "opentelemetry.proto.trace.v1.Span.Event",
-    }
 
-    def encode_attributes(messages: Iterable[descriptor_pb2.DescriptorProto], prefix: str) -> None:
+    def encode_fields(messages: Iterable[descriptor_pb2.DescriptorProto], prefix: str) -> None:
         for message in messages:
             name = f"{prefix}.{message.name}"
-            if name in encoded:
-                for field in message.field:
-                    if field.name == "attributes":
-                        field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
-                        field.ClearField("type_name")
-            encode_attributes(message.nested_type, name)
+            for field in message.field:
+                if field.name == encoded.get(name):
+                    field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                    field.ClearField("type_name")
+            encode_fields(message.nested_type, name)
 
     pool = descriptor_pool.DescriptorPool()
     for module in (common_pb2, resource_pb2, trace_pb2):
         file = descriptor_pb2.FileDescriptorProto()
         module.DESCRIPTOR.CopyToProto(file)
-        encode_attributes(file.message_type, file.package)
+        encode_fields(file.message_type, file.package)
         pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("opentelemetry.proto.trace.v1.TracesData"))
 
 
-_WireTracesData = _wire_traces_data()
+_WireTracesData = _wire_traces_data(
+    {
+        "opentelemetry.proto.resource.v1.Resource": "attributes",
+        "opentelemetry.proto.trace.v1.Span": "attributes",
+        "opentelemetry.proto.trace.v1.Span.Event": "attributes",
+    }
+)
+"""What requests are decoded as: each ``KeyValue`` of a span, event or resource is one ``bytes`` value, and most of
+them are decoded by a dictionary lookup (:class:`_Decoded`): a job's attributes repeat from span to span."""
+_SpanlessTracesData = _wire_traces_data(
+    {"opentelemetry.proto.resource.v1.Resource": "attributes", "opentelemetry.proto.trace.v1.ScopeSpans": "spans"}
+)
+"""What a request of no job span is parsed as, only to count its spans per scope: each span one ``bytes`` value."""
 _parse_key_value = common_pb2.KeyValue.FromString
 
 
@@ -145,9 +151,12 @@ class _Decoded(dict):
         # Raises DecodeError as parsing the whole request with OTLP's messages would (bad UTF-8, a torn field).
         key_value = _parse_key_value(encoded)
         value = key_value.value
-        decoded = key_value.key, _value(value)
-        if value.WhichOneof("value") in _SCALAR_KINDS and len(encoded) <= self.max_bytes:
-            # Only immutable values are shared between records; arrays and key-value lists are built afresh.
+        kind = value.WhichOneof("value")
+        if kind not in _SCALAR_KINDS:
+            return key_value.key, _value(value)
+        decoded = key_value.key, getattr(value, kind)
+        # Only immutable values are shared between records; arrays and key-value lists are built afresh.
+        if len(encoded) <= self.max_bytes:
             if len(self) >= self.max_entries:
                 self.clear()
             self[encoded] = decoded
@@ -157,26 +166,98 @@ class _Decoded(dict):
 _decoded = _Decoded().__getitem__
 
 
+@functools.lru_cache(maxsize=64)
+def _needles(job_keys: frozenset[str]) -> tuple[bytes, ...]:
+    """Byte strings of which every key of ``job_keys`` contains one: the keys themselves, UTF-8, less those that
+    contain a shorter one (``dag_id`` stands for ``airflow.dag_id`` too).
+
+    A key is written verbatim in an encoded ``KeyValue`` (a string field's bytes are its UTF-8, whatever the order
+    of the fields or the form of their lengths), and so in the encoding of the span, scope or request around it:
+    bytes holding none of these can hold none of the keys, and a span whose encoding holds none is no job span,
+    told without decoding it. Bytes holding one may still be no job span's (``dag_id`` in a URL): such a span is
+    decoded and its keys tested.
+    """
+    needles: list[bytes] = []
+    for key in sorted((key.encode("utf-8", "surrogatepass") for key in job_keys), key=len):
+        if not any(needle in key for needle in needles):
+            needles.append(key)
+    return tuple(needles)
+
+
+def _holds_any(data: bytes, needles: tuple[bytes, ...]) -> bool:
+    """Whether ``data`` holds one of ``needles`` (a scan in C per needle)."""
+    return any(map(data.__contains__, needles))
+
+
+class SkippedSpans:
+    """The spans a decoding skipped as no job span's, kept as parsed: for the links (trace id, span id, parent span
+    id) :func:`~otel_datasink.mapping.map_records` walks up from a run to its nearest enclosing job span, through
+    spans that are no runs. They are read only when a walk needs them (a run whose parent is no run of the batch),
+    and give the links the spans would have given as records: none for a span rejected (invalid ids, no end time).
+    """
+
+    def __init__(self) -> None:
+        self._messages: list[Iterable[Any]] = []
+        self._links: list[tuple[int, int, int | None]] = []
+
+    def add_messages(self, spans: Iterable[Any]) -> None:
+        """Adds parsed ``Span`` messages (a scope's, whole: the links of the job spans among them change nothing)."""
+        self._messages.append(spans)
+
+    def add_link(self, trace_id: int, span_id: int, parent_span_id: int | None) -> None:
+        """Adds the link of a span already decoded (OTLP JSON)."""
+        self._links.append((trace_id, span_id, parent_span_id))
+
+    def __bool__(self) -> bool:
+        return bool(self._messages or self._links)
+
+    def __iter__(self) -> Iterator[tuple[int, int, int | None]]:
+        from_bytes = int.from_bytes
+        for span in itertools.chain.from_iterable(self._messages):
+            raw_trace_id, raw_span_id = span.trace_id, span.span_id
+            if len(raw_trace_id) != 16 or len(raw_span_id) != 8 or not span.end_time_unix_nano:
+                continue
+            trace_id, span_id = from_bytes(raw_trace_id, "big"), from_bytes(raw_span_id, "big")
+            if trace_id and span_id:
+                parent = span.parent_span_id
+                yield trace_id, span_id, (from_bytes(parent, "big") or None) if len(parent) == 8 else None
+        yield from self._links
+
+
 def records_from_protobuf(
     body: bytes,
     *,
     job_keys: frozenset[str] | None = None,
     limits: SpanLimits = DEFAULT_LIMITS,
     unrecognised: collections.Counter[str] | None = None,
+    skipped: SkippedSpans | None = None,
 ) -> tuple[list[SpanRecord], Rejections, int]:
     """The spans of an encoded ``ExportTraceServiceRequest`` or ``TracesData``: records, rejected, all spans.
 
     With ``job_keys`` (a profile's, :func:`otel_datasink.profiles.job_keys_of`), a span without any of these
     attribute keys is skipped: the profile could not take it, so no record is built for it, and it is not
-    counted as rejected. Its events are still decoded, only so that a malformed one fails the request. Those spans
-    are added to ``unrecognised``, if given, per instrumentation scope name: spans of no producer the profile knows.
+    counted as rejected (nor checked: an invalid id or a missing end time makes it no run either). It is told
+    without decoding it where that is cheaper (:func:`_needles`): a request whose encoding holds none of the keys
+    is skipped whole at the cost of one scan of its bytes in C; otherwise, once a span of a scope turned out no job
+    span, the next ones are scanned one by one before they are decoded (until one is a job span again), and only a
+    span whose encoding holds a key is decoded. Skipped spans are added to ``unrecognised``, if given, per
+    instrumentation scope name (spans of no producer the profile knows), and to ``skipped``, if given, when the
+    request may have job spans (the links of the enclosing-job-span walk, :class:`SkippedSpans`). The resource of
+    spans of which none is a job span is never decoded.
 
     Each record is within ``limits`` (:func:`otel_datasink.mapping.limited`, with the keys of ``job_keys`` always
     kept): what it dropped is in its ``dropped_attributes`` and ``dropped_events``.
 
     Raises ``google.protobuf.message.DecodeError`` for a body that does not parse as OTLP, wherever in it the
-    fault is (as parsing it with OTLP's own messages would).
+    fault is (as parsing it with OTLP's own messages would), except, with ``job_keys``, within the attributes of a
+    span whose encoding holds none of the keys (and of its events), and of a resource none of whose spans is a job
+    span, and within the spans of a request whose encoding holds none of the keys (counted, not parsed): what is
+    not read cannot fail the request, and such spans are never read.
     """
+    needles = () if job_keys is None else _needles(job_keys)
+    if job_keys is not None and not _holds_any(body, needles):
+        # No span of the request can be a job span: counted per scope, none parsed, none a link of a run.
+        return [], Rejections(), _count_skipped(_SpanlessTracesData.FromString(body), unrecognised)
     message: Any = _WireTracesData.FromString(body)  # a class built at run time: its fields are not typed
     records: list[SpanRecord] = []
     append = records.append
@@ -187,32 +268,49 @@ def records_from_protobuf(
     max_attributes, max_events = limits.attributes, limits.events
     always = always_kept(job_keys)
     for resource_spans in message.resource_spans:
-        resource = dict(map(decoded, resource_spans.resource.attributes))
+        resource: dict[str, Any] | None = None  # decoded for the first job span: a resource of none is never read
         for scope_spans in resource_spans.scope_spans:
             scope_span_list = scope_spans.spans
             spans += len(scope_span_list)
             skipped_in_scope = 0
+            # Whether to scan a span's encoding before decoding it: once one was no job span, as the next is
+            # likely alike (a scope of spans that are not runs), until one is a job span again.
+            pretest = False
             for span in scope_span_list:
                 key_values = span.attributes
-                if len(key_values) > max_attributes:
-                    attributes, dropped_attributes = kept_attributes(map(decoded, key_values), max_attributes, always)
-                else:
-                    attributes, dropped_attributes = dict(map(decoded, key_values)), 0
+                if pretest and not _holds_any(span.SerializeToString(), needles):
+                    skipped_in_scope += 1
+                    continue
+                try:
+                    if len(key_values) > max_attributes:
+                        attributes, dropped_attributes = kept_attributes(
+                            map(decoded, key_values), max_attributes, always
+                        )
+                    else:
+                        attributes, dropped_attributes = dict(map(decoded, key_values)), 0
+                except DecodeError:
+                    # A span whose encoding holds no job key is never read, whether scanned first or not.
+                    if job_keys is None or _holds_any(span.SerializeToString(), needles):
+                        raise
+                    attributes = {}
+                if job_keys is not None and job_keys.isdisjoint(attributes):
+                    skipped_in_scope += 1
+                    pretest = True
+                    continue
+                pretest = False
+                if resource is None:
+                    resource = dict(map(decoded, resource_spans.resource.attributes))
                 events = span.events
                 raw_trace_id = span.trace_id
                 raw_span_id = span.span_id
                 trace_id = from_bytes(raw_trace_id, "big")
                 span_id = from_bytes(raw_span_id, "big")
                 end_time = span.end_time_unix_nano
-                skipped = job_keys is not None and job_keys.isdisjoint(attributes)
                 valid_ids = trace_id and span_id and len(raw_trace_id) == 16 and len(raw_span_id) == 8
-                if skipped or not valid_ids or not end_time:
+                if not valid_ids or not end_time:
                     for event in events:  # decoded only to fail the request on a malformed attribute
                         dict(map(decoded, event.attributes))
-                    if skipped:
-                        skipped_in_scope += 1
-                    else:
-                        rejected[NO_END_TIME if valid_ids else INVALID_ID] += 1
+                    rejected[NO_END_TIME if valid_ids else INVALID_ID] += 1
                     continue
                 parent = span.parent_span_id
                 status = span.status
@@ -241,9 +339,24 @@ def records_from_protobuf(
                         dropped_events,
                     )
                 )
-            if skipped_in_scope and unrecognised is not None:
-                unrecognised[scope_spans.scope.name] += skipped_in_scope
+            if skipped_in_scope:
+                if unrecognised is not None:
+                    unrecognised[scope_spans.scope.name] += skipped_in_scope
+                if skipped is not None:
+                    skipped.add_messages(scope_span_list)
     return records, Rejections(rejected), spans
+
+
+def _count_skipped(message: Any, unrecognised: collections.Counter[str] | None) -> int:
+    """The spans of a parsed request, each added to ``unrecognised`` (if given) under its scope name."""
+    spans = 0
+    for resource_spans in message.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            count = len(scope_spans.spans)
+            spans += count
+            if count and unrecognised is not None:
+                unrecognised[scope_spans.scope.name] += count
+    return spans
 
 
 def _limited_events(events: Any, limit: int) -> tuple[list[Event], int]:
@@ -440,13 +553,14 @@ def records_from_json(
     *,
     job_keys: frozenset[str] | None = None,
     unrecognised: collections.Counter[str] | None = None,
+    skipped: SkippedSpans | None = None,
 ) -> tuple[list[SpanRecord], Rejections]:
     """The spans of an OTLP JSON ``ExportTraceServiceRequest``/``TracesData`` object, and those rejected.
 
     Raises :class:`OtlpDecodeError` when the object does not have the shape of OTLP trace data. A span
     with a malformed field (an id that is not hex, a time that is not an integer, ...) is rejected alone.
     With ``job_keys``, a span carrying none of them is left out and added to ``unrecognised`` (per instrumentation
-    scope name), as :func:`records_from_protobuf` does.
+    scope name) and to ``skipped``, as :func:`records_from_protobuf` does.
     """
     if not isinstance(obj, Mapping):
         raise OtlpDecodeError("OTLP JSON must be an object")
@@ -470,6 +584,8 @@ def records_from_json(
                                 unrecognised[
                                     str(_field(_field(scope_spans, "scope", "scope", {}), "name", "name", ""))
                                 ] += 1
+                            if skipped is not None:
+                                skipped.add_link(record.trace_id, record.span_id, record.parent_span_id)
                             continue
                         records.append(record)
                     except _Rejected as rejection:

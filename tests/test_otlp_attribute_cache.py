@@ -4,8 +4,8 @@
 through a bounded cache keyed by its bytes. These tests compare its records with an independent reading of the
 same request (``ExportTraceServiceRequest.FromString`` plus a plain ``AnyValue`` conversion written here, and
 the JSON path), check that cached values are never shared mutable objects, that a malformed attribute anywhere
-fails the whole request (400 from the real collector, which keeps serving), and that more distinct values than
-the cache holds still decode right.
+the collector reads fails the whole request (400 from the real collector, which keeps serving; a skipped non-job
+span's attributes are never read), and that more distinct values than the cache holds still decode right.
 """
 
 from __future__ import annotations
@@ -307,6 +307,8 @@ CORRUPTIONS = {
     "bad UTF-8 in a string": POISON_BYTES.replace(b"PPPPPPPP", b"\xff" * 8),
 }
 PLACES = ["non-job span", "job span", "event of a job span", "event of a non-job span", "resource"]
+UNREAD = ("non-job span", "event of a non-job span")
+"""Places the collector never decodes: a span it skips as no job span's (the fast path, ``job_keys``)."""
 
 
 def poisoned_request(place: str | None, job: str) -> ExportTraceServiceRequest:
@@ -333,31 +335,44 @@ def corrupted(place: str, corruption: str, job: str) -> bytes:
 
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
 @pytest.mark.parametrize("place", PLACES)
-def test_a_malformed_attribute_anywhere_fails_decoding_as_a_full_parse_does(place, corruption):
+def test_a_malformed_attribute_anywhere_read_fails_decoding_as_a_full_parse_does(place, corruption):
     body = corrupted(place, corruption, "bad_job")
     good = poisoned_request(place, "good_job").SerializeToString()
 
     with pytest.raises(DecodeError):
         ExportTraceServiceRequest.FromString(body)
-    for job_keys in (None, frozenset({"job.name"})):  # the collector's pre-filter of non-job spans, and without
+    with pytest.raises(DecodeError):
+        records_from_protobuf(body)
+    job_keys = frozenset({"job.name"})  # the collector's pre-filter of non-job spans
+    if place in UNREAD:  # never decoded, so never failing: the request's job span is read as without the poison
+        records = records_from_protobuf(body, job_keys=job_keys)[0]
+        assert read_spans(records) == expected_spans(poisoned_request(place, "bad_job").SerializeToString())[:1]
+    else:
         with pytest.raises(DecodeError):
             records_from_protobuf(body, job_keys=job_keys)
     assert read_spans(records_from_protobuf(good)[0]) == expected_spans(good)
 
 
 @pytest.mark.parametrize("place", PLACES)
-def test_a_malformed_attribute_gets_400_and_the_next_good_request_is_written(local_location, tmp_path, place):
+def test_a_malformed_attribute_read_gets_400_one_unread_200_and_the_next_good_request_is_written(
+    local_location, tmp_path, place
+):
     served = []
     with start_collector(local_location, tmp_path / "spool") as collector:
         for n, corruption in enumerate(sorted(CORRUPTIONS)):
             status, _, _ = post(collector.http_port, corrupted(place, corruption, f"bad_{n}"))
             good = poisoned_request(None, f"good_{n}").SerializeToString()
             served.append((status, post(collector.http_port, good)[0]))
-        runs = rows(local_location, expect=len(CORRUPTIONS))
+        runs = rows(local_location, expect=len(CORRUPTIONS) * (2 if place in UNREAD else 1))
 
-    assert served == [(400, 200)] * len(CORRUPTIONS)
-    # The bad requests' own job spans were not written: a request is taken whole or not at all.
-    assert sorted(r["job_name"] for r in runs) == [f"good_{n}" for n in range(len(CORRUPTIONS))]
+    if place in UNREAD:  # the collector never reads a skipped span's attributes: the request is taken
+        assert served == [(200, 200)] * len(CORRUPTIONS)
+        expected = [f"{kind}_{n}" for kind in ("bad", "good") for n in range(len(CORRUPTIONS))]
+    else:
+        assert served == [(400, 200)] * len(CORRUPTIONS)
+        # The bad requests' own job spans were not written: a request is taken whole or not at all.
+        expected = [f"good_{n}" for n in range(len(CORRUPTIONS))]
+    assert sorted(r["job_name"] for r in runs) == expected
 
 
 # --- 3. more distinct values than the cache holds ------------------------------------------------

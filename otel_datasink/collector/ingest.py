@@ -174,7 +174,9 @@ class Ingest:
         # OpenLineage events are in the span conventions once translated: a profile for spans has nothing to do.
         profile = default_profile if lineage else self.profile
         truncation = Truncation()
-        rows = map_records(_consumed(decoded.records), profile, limits=self.limits, counts=truncation)
+        rows = map_records(
+            _consumed(decoded.records), profile, limits=self.limits, counts=truncation, skipped=decoded.skipped
+        )
         runs = len(rows[JOB_RUNS_TABLE])
         return Ingested(
             rows,
