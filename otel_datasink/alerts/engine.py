@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from otel_datasink import local
-from otel_datasink.alerts import conditions, delivery, incidents
+from otel_datasink.alerts import conditions, delivery, incidents, sla
 from otel_datasink.alerts.gauges import HealthGauges, read_health
 from otel_datasink.alerts.model import Condition, DeliveryError, Outcome, Send
 from otel_datasink.alerts.rules import Rules
@@ -50,6 +50,8 @@ class Evaluation:
     """The messages they called for (those of a dry run were not sent)."""
     outcomes: list[Outcome] = dataclasses.field(default_factory=list)
     """What became of each message sent, and of each closing with no target; none in a dry run."""
+    verdicts: list[sla.Verdict] = dataclasses.field(default_factory=list)
+    """The SLA verdicts written (new periods and corrections); none in a dry run."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,16 +93,22 @@ class Evaluator:
             return self._evaluate(now, gauges, held)
 
     def _evaluate(self, now: datetime.datetime, gauges: HealthGauges | None, held: Held | None = None) -> Evaluation:
-        found, sends = self._plan(now, gauges)
-        if self.dry_run or not sends:
+        found, sends, judged = self._plan(now, gauges)
+        if self.dry_run:
             return Evaluation(now, found, sends)
+        if judged.new:  # read under the lock (in _plan) and written before it is let go: each verdict once
+            Writer(self.options).write(judged.rows(now))
+        if not sends:
+            return Evaluation(now, found, sends, verdicts=judged.new)
         outcomes = self._notify(found, sends, held)
         # Written even if the lease was lost meanwhile: these messages went out, and a history without them would
         # have the next evaluation send them again.
         Writer(self.options).write(incidents.rows(outcomes, now))
-        return Evaluation(now, found, sends, outcomes)
+        return Evaluation(now, found, sends, outcomes, judged.new)
 
-    def _plan(self, now: datetime.datetime, gauges: HealthGauges | None) -> tuple[list[Condition], list[Send]]:
+    def _plan(
+        self, now: datetime.datetime, gauges: HealthGauges | None
+    ) -> tuple[list[Condition], list[Send], sla.Judgement]:
         """The conditions that hold at ``now`` and the messages they call for, from the views as seen at ``now``."""
         con = local.connect(
             self.options.location,
@@ -110,13 +118,16 @@ class Evaluator:
         )
         try:
             pin_time(con, now, self.parameters)
-            found = conditions.evaluate(con, self.rules, now, trace_url=self.trace_url, run_url=self.run_url)
-            sends = incidents.plan(found, con, now, targets=self.rules.all_targets())
+            judged = sla.judge(con, self.rules, now)
+            found = conditions.evaluate(
+                con, self.rules, now, trace_url=self.trace_url, run_url=self.run_url, judged=judged
+            )
+            sends = sla.with_resolutions(incidents.plan(found, con, now, targets=self.rules.all_targets()), judged)
             if gauges is not None:
                 gauges.update(read_health(con, found))
         finally:
             con.close()
-        return found, sends
+        return found, sends, judged
 
     def _notify(self, found: Sequence[Condition], sends: Sequence[Send], held: Held | None) -> list[Outcome]:
         """Delivers ``sends`` while ``held`` (an S3 lease taken over while the conditions were read means another
