@@ -131,12 +131,13 @@ def test_a_running_run_whose_usual_duration_passes_the_deadline_puts_it_at_risk(
     assert "started 2026-03-11 06:30 UTC, expected to end 2026-03-11 07:10 UTC" in risk
 
 
-def test_a_deadline_is_read_on_the_wall_clock_of_its_time_zone_across_daylight_saving_time(tmp_path):
+def test_a_deadline_is_read_on_the_wall_clock_of_its_time_zone_across_daylight_saving_time(tmp_path, capsys):
     # Berlin moves from UTC+1 to UTC+2 on 2026-03-29: 07:00 there is 06:00 UTC the day before, 05:00 UTC that day.
     location = str(tmp_path / "datasink")
     rules = _rules(tmp_path, '[[rule]]\njob = "export"\ndeadline = "07:00"\ntimezone = "Europe/Berlin"\n')
     write_spans(location, [_run("export", "2026-03-28 05:00", 30), _run("export", "2026-03-29 05:00", 30)])
     assert _alert(location, rules, _at("2026-03-29 12:00")) == 0
+    assert "SLA verdicts recorded: 1 met, 1 met late, 0 missed" in capsys.readouterr().out
     assert _results(location) == [
         ("export", "deadline", "03-27 23:00", True, 0),  # the period starts at midnight Berlin time
         ("export", "deadline", "03-28 23:00", False, 30),  # done 05:30 UTC = 07:30 CEST

@@ -173,6 +173,14 @@ def _print(evaluation: Evaluation, dry_run: bool) -> None:
             continue
         outcome = "sent" if delivered else f"FAILED ({error})"
         print(f"{stamp} {outcome}: {n.state} {n.kind} {one_line(n.subject)} to {delivery.redact(send.target)}")
+    if evaluation.verdicts:  # said only when there are some: the first evaluation of a rule judges a week
+        from otel_datasink.alerts.sla import LATE, MET, MISSED
+
+        verdicts = [verdict.standing for verdict in evaluation.verdicts]
+        print(
+            f"{stamp} SLA verdicts recorded: {verdicts.count(MET)} met, {verdicts.count(LATE)} met late, "
+            f"{verdicts.count(MISSED)} missed"
+        )
     sent = sum(1 for send, delivered, _ in evaluation.outcomes if send.target is not None and delivered)
     failed = sum(1 for send, delivered, _ in evaluation.outcomes if send.target is not None and not delivered)
     done = evaluation.sends if dry_run else [send for send, _, _ in evaluation.outcomes]
