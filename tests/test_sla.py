@@ -212,3 +212,55 @@ def test_within_and_max_duration_are_for_runs_not_datasets(tmp_path):
     path = _rules(tmp_path, '[[rule]]\ndataset = "orders"\nmax_duration = "45m"\n')
     with pytest.raises(RulesError, match="line 3: rule.1..max_duration: max_duration is for runs"):
         load_rules(path)
+
+
+def test_a_replayed_update_and_a_backfill_correct_missed_periods_of_a_dataset_deadline(tmp_path):
+    location = str(tmp_path / "datasink")
+    rules = _rules(tmp_path, '[[rule]]\ndataset = "orders"\ndeadline = "07:00"\n')
+    write_spans(location, [_run("load", "2026-03-09 05:00", 10, updates=[dict(name="orders")])])
+    assert _alert(location, rules, _at("2026-03-11 12:00")) == 0
+    assert [met for *_, met, _ in _results(location)] == [True, False, False]  # 03-09 met; 03-10, 03-11 missed
+    # The collector was down on 03-10: its update comes now, replayed with its own time (06:00): in time after all.
+    write_spans(location, [_run("load", "2026-03-10 05:50", 10, updates=[dict(name="orders")])])
+    assert _alert(location, rules, _at("2026-03-11 13:00")) == 0
+    assert _verdicts(location, _at("2026-03-11 13:00")) == [
+        ("03-09", "met", 0, "met"),
+        ("03-10", "met", 0, "missed"),
+        ("03-11", "missed", 360, "missed"),
+    ]
+
+
+def test_a_backfill_for_a_missed_day_makes_it_met_late(tmp_path):
+    location = str(tmp_path / "datasink")
+    rules = _rules(tmp_path, '[[rule]]\njob = "load"\ndeadline = "07:00"\n')
+    write_spans(location, [_run("load", "2026-03-09 05:00", 10)])
+    assert _alert(location, rules, _at("2026-03-10 12:00")) == 0
+    backfill = _run("load", "2026-03-11 09:00", 10, run_type="backfill", logical_date="2026-03-10T00:00:00Z")
+    write_spans(location, [backfill])
+    assert _alert(location, rules, _at("2026-03-11 10:00")) == 0
+    assert _verdicts(location, _at("2026-03-11 10:00"))[1] == ("03-10", "met_late", 26 * 60 + 10, "missed")
+
+
+def test_within_judges_each_run_from_its_logical_date(tmp_path):
+    location = str(tmp_path / "datasink")
+    rules = _rules(tmp_path, '[[rule]]\njob = "export"\nwithin = "2h"\n')
+    write_spans(
+        location,
+        [
+            _run("export", "2026-03-10 00:30", 60, logical_date="2026-03-10T00:00:00Z", run_id="a1"),
+            _run("export", "2026-03-11 01:30", 60, logical_date="2026-03-11T00:00:00Z", run_id="b2"),
+        ],
+    )
+    assert _alert(location, rules, _at("2026-03-11 12:00")) == 0
+    assert _results(location) == [
+        ("export", "within", "03-10 00:00", True, 0),
+        ("export", "within", "03-11 00:00", False, 30),
+    ]
+
+
+def test_the_example_rules_file_has_deadlines():
+    from pathlib import Path
+
+    rules = load_rules(Path(__file__).parent.parent / "examples" / "alert_rules.toml")
+    assert {str(rule.deadline) for rule in rules.rules if rule.deadline} == {"07:00 Europe/Berlin"}
+    assert any(rule.within for rule in rules.rules) and any(rule.max_duration for rule in rules.rules)
