@@ -191,6 +191,15 @@ def test_attainment_per_week_and_month(tmp_path):
     con.close()
     assert rows == [("month", "2026-03-01", 4, 3, 1, 0, 75.0), ("week", "2026-03-09", 4, 3, 1, 0, 75.0)]
 
+    # The report's overview: the SLAs missed in the period, and per SLA its latest period and attainment.
+    page = tmp_path / "report.html"
+    argv = ["report", "--location", location, "--out", str(page), "--days", "7", "--now", "2026-03-12T12:00:00Z"]
+    assert cli.main(argv) == 0
+    html = page.read_text()
+    assert "<h3>SLAs <small>1 missed in the 7 days</small></h3>" in html
+    assert "<td>load_orders</td><td>deadline 07:00 UTC</td><td>2026-03-12 07:00</td><td>met</td><td>4</td>" in html
+    assert "<td>75.0 %</td>" in html
+
 
 @pytest.mark.parametrize(
     ("rule", "message"),

@@ -107,13 +107,14 @@ def build(
                 pin_time(con, now, data.STATE_PARAMETERS, ("job_runs_latest",))
                 states = data.job_states(con, has_alerts)
                 daily = data.recent_days(con, now, chart_specs.SPARKLINE_DAYS)
+                slas = data.slas(con, now, days)
         finally:
             con.close()
         # The jobs' sparklines need only the last days, which the states' connection has: drawn while the period's
         # aggregates (a year's, for --days 365) are still computed, not after them.
         with _phase("sparklines"):
             drawn = _draw(_spark_specs(daily), counter)
-        snapshot = data.snapshot(states, trends.result(), found_datasets.result(), now, days, previous.result())
+        snapshot = data.snapshot(states, trends.result(), found_datasets.result(), now, days, previous.result(), slas)
         with _phase("job charts"):
             drawn.update(_draw(_job_specs(snapshot), counter))
         drawn.update(trend_charts.result())
