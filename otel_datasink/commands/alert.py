@@ -8,6 +8,10 @@ take a notification is retried, waiting longer after each consecutive failure (1
 for an Alertmanager), and never stops the others. Evaluations of one location take a lock, so two at once never both
 notify.
 
+Rules with SLA keys (``deadline``, ``within``, ``max_duration``) make each evaluation record the verdict of every
+period that closed as rows of ``sla_results`` (once per period, corrections as rows of their own; with no target
+too), and add the conditions ``missed_deadline`` and ``deadline_at_risk``.
+
 ``--watch SECONDS`` evaluates in a loop until SIGTERM (the current evaluation finishes; exit 0) or Ctrl-C (the
 same, then exit 130), and records the gauges datasink.dataset.freshness, datasink.dataset.stale,
 datasink.job.failure_streak, datasink.runs.hung and datasink.alerts.open through the OpenTelemetry metrics API,
