@@ -273,3 +273,39 @@ def test_the_example_rules_file_has_deadlines():
     rules = load_rules(Path(__file__).parent.parent / "examples" / "alert_rules.toml")
     assert {str(rule.deadline) for rule in rules.rules if rule.deadline} == {"07:00 Europe/Berlin"}
     assert any(rule.within for rule in rules.rules) and any(rule.max_duration for rule in rules.rules)
+
+
+def test_a_weekly_deadline_is_due_on_its_day_of_the_week_from_monday():
+    deadline = parse_deadline("fri 17:00")
+    (period,) = deadline.periods(_at("2026-03-09 00:00"), _at("2026-03-16 00:00"))
+    assert (period.start, period.deadline, period.end) == (
+        _at("2026-03-09 00:00"),
+        _at("2026-03-13 17:00"),
+        _at("2026-03-16 00:00"),
+    )
+
+
+def test_a_deadline_the_clock_skips_is_due_when_the_clock_shows_it_after_the_jump_and_a_day_may_last_25_hours():
+    import dataclasses
+
+    berlin = dataclasses.replace(parse_deadline("02:30"), timezone="Europe/Berlin")
+    spring = berlin.period_at(_at("2026-03-29 12:00"))
+    assert spring.deadline == _at("2026-03-29 01:30")  # 03:30 CEST: 02:30 does not exist that night
+    assert spring.end - spring.start == datetime.timedelta(hours=23)
+    autumn = berlin.period_at(_at("2026-10-25 12:00"))
+    assert autumn.deadline == _at("2026-10-25 00:30")  # the first 02:30 (CEST) of the two
+    assert autumn.end - autumn.start == datetime.timedelta(hours=25)
+
+
+def test_a_run_that_usually_takes_longer_than_its_within_leaves_is_at_risk_while_running(tmp_path, receiver):
+    from job_spans import started as start_of
+
+    location = str(tmp_path / "datasink")
+    rules = _rules(tmp_path, '[[rule]]\njob = "export"\nwithin = "2h"\n')
+    today = _run("export", "2026-03-11 01:30", 60, logical_date="2026-03-11T00:00:00Z", run_id="b2")
+    yesterday = _run("export", "2026-03-10 00:30", 60, logical_date="2026-03-10T00:00:00Z", run_id="a1")
+    write_spans(location, [yesterday, start_of(today)])
+    assert _alert(location, rules, _at("2026-03-11 01:35"), "--notify", receiver.url) == 0
+    (risk,) = [body["title"] + body["message"] for body in receiver.take()]
+    assert "job export may miss its SLA within 2h due 2026-03-11 02:00 UTC" in risk
+    assert "expected to end 2026-03-11 02:30 UTC" in risk
