@@ -309,3 +309,16 @@ def test_a_run_that_usually_takes_longer_than_its_within_leaves_is_at_risk_while
     (risk,) = [body["title"] + body["message"] for body in receiver.take()]
     assert "job export may miss its SLA within 2h due 2026-03-11 02:00 UTC" in risk
     assert "expected to end 2026-03-11 02:30 UTC" in risk
+
+
+def test_a_missed_deadline_never_made_up_resolves_once_the_next_period_is_met_and_says_so(tmp_path, receiver):
+    location = str(tmp_path / "datasink")
+    rules = _rules(tmp_path, f'[[rule]]\njob = "load"\ndeadline = "07:00"\nnotify = ["{receiver.url}"]\n')
+    write_spans(location, [_run("load", "2026-03-10 05:00", 10)])
+    assert _alert(location, rules, _at("2026-03-11 07:05")) == 0
+    assert len(receiver.take()) == 1
+    write_spans(location, [_run("load", "2026-03-12 05:00", 10)])
+    assert _alert(location, rules, _at("2026-03-12 07:05")) == 0
+    (resolved,) = [body["message"] for body in receiver.take()]
+    assert "job load met its SLA deadline 07:00 UTC due 2026-03-12 07:00 UTC; the period due 2026-03-11" in resolved
+    assert "stays missed" in resolved

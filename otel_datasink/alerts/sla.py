@@ -549,7 +549,11 @@ def _max_duration(
 
 
 def _facts_of(subject: Subject) -> dict[str, Any]:
-    facts: dict[str, Any] = {"job_name": subject.job, "owned_by": list(subject.owners) or None}
+    facts: dict[str, Any] = {
+        "job_name": subject.job,
+        "owned_by": list(subject.owners) or None,
+        "subject_type": "dataset" if subject.is_dataset else "job",
+    }
     if subject.dataset is not None:
         facts["dataset"] = subject.dataset
     return facts
@@ -580,18 +584,18 @@ def _when(value: Any) -> str:
 
 
 def _what(subject: str, facts: Mapping[str, Any]) -> str:
-    return f"{'dataset' if facts.get('dataset') == subject else 'job'} {subject}"
+    return f"{facts.get('subject_type') or 'job'} {subject}"
 
 
 def missed_summary(subject: str, facts: Mapping[str, Any]) -> tuple[str, datetime.datetime | None]:
-    """``job x missed its SLA deadline 07:00 UTC: due 2026-03-29 07:00 UTC, not done 95 min later``."""
+    """``job x missed its SLA deadline 07:00 UTC: due 2026-03-29 07:00 UTC, no successful run 95 min later``."""
     kind = facts["sla"]
     if kind == "max_duration":
         what = f"run {facts.get('run_id')} started {_when(facts['period_start'])} is still running"
     elif kind == "within":
         what = f"the run for {_when(facts['period_start'])} has not succeeded"
     else:
-        what = "no successful " + ("update" if facts.get("dataset") == subject else "run")
+        what = "no successful " + ("update" if facts.get("subject_type") == "dataset" else "run")
     late = facts["late_by_minutes"]
     return (
         f"{_what(subject, facts)} missed its SLA {facts['rule']}: due {_when(facts['deadline'])}, {what} "
@@ -601,7 +605,8 @@ def missed_summary(subject: str, facts: Mapping[str, Any]) -> tuple[str, datetim
 
 
 def at_risk_summary(subject: str, facts: Mapping[str, Any]) -> tuple[str, datetime.datetime | None]:
-    """``job x may miss its SLA deadline 07:00 UTC (due ...): a usual run takes 40 min and none started``."""
+    """``job x may miss its SLA deadline 07:00 UTC due 2026-03-29 07:00 UTC: no run started by 2026-03-29 06:20 UTC
+    (a usual run takes 40 min)``, or: run r started ..., expected to end ... (...)."""
     usual = f"a usual run takes {facts['usual_minutes']:.0f} min"
     if facts.get("expected_end") is not None:
         expected = _when(facts["expected_end"])
@@ -615,19 +620,33 @@ def at_risk_summary(subject: str, facts: Mapping[str, Any]) -> tuple[str, dateti
 
 
 def with_resolutions(sends: Sequence[Send], judgement: Judgement) -> list[Send]:
-    """``sends`` with each RESOLVED ``missed_deadline`` saying how late the work of its period was done, when it
-    was (the incident's details name the period)."""
+    """``sends`` with each RESOLVED ``missed_deadline`` saying what resolved it: the work of its period done late
+    (how late), or shown done in time by a row that came late, or a later period met (the incident's details name
+    the period)."""
     verdicts = {(v.subject, v.kind, v.period_start.isoformat()): v for v in judgement.verdicts}
+    latest = {(v.subject, v.kind): v for v in judgement.verdicts}  # in period order: the last one stays
     result = []
     for send in sends:
         n = send.notification
-        verdict = verdicts.get((n.subject, str(n.details.get("sla")), str(n.details.get("period_start"))))
-        if n.kind == "missed_deadline" and n.state == RESOLVED and verdict is not None and verdict.met_at is not None:
+        kind = str(n.details.get("sla"))
+        verdict = verdicts.get((n.subject, kind, str(n.details.get("period_start"))))
+        if n.kind != "missed_deadline" or n.state != RESOLVED or verdict is None:
+            result.append(send)
+            continue
+        details = dict(n.details)
+        if verdict.met_at is not None:
             how = "in time after all (its row came late)" if verdict.met else f"late by {verdict.late_by_minutes} min"
             summary = f"{_what(n.subject, n.details)} met its SLA {verdict.rule} due {_when(verdict.deadline)} {how}"
-            details = {**n.details, "met_at": verdict.met_at.isoformat(), "late_by_minutes": verdict.late_by_minutes}
-            send = dataclasses.replace(send, notification=dataclasses.replace(n, summary=summary, details=details))
-        result.append(send)
+            details |= {"met_at": verdict.met_at.isoformat(), "late_by_minutes": verdict.late_by_minutes}
+        elif (later := latest.get((n.subject, kind))) is not None and later is not verdict and later.met:
+            summary = (
+                f"{_what(n.subject, n.details)} met its SLA {later.rule} due {_when(later.deadline)}; "
+                f"the period due {_when(verdict.deadline)} stays missed"
+            )
+        else:
+            result.append(send)
+            continue
+        result.append(dataclasses.replace(send, notification=dataclasses.replace(n, summary=summary, details=details)))
     return result
 
 
@@ -636,11 +655,15 @@ def _ms(moment: datetime.datetime) -> int:
 
 
 __all__ = [
+    "LATE",
     "LOOKBACK",
+    "MET",
+    "MISSED",
     "SLA_KINDS",
     "Judgement",
     "Verdict",
     "at_risk_summary",
+    "has_slas",
     "judge",
     "missed_summary",
     "with_resolutions",
