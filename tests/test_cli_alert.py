@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import http.server
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -22,50 +20,13 @@ from pathlib import Path
 import pytest
 from job_spans import HOUR_NS, MINUTE_NS, job_span, now_ns, write_spans
 from network import free_port
+from webhooks import Receiver
 
 from otel_datasink import catalog, cli, local
 from otel_datasink.alerts import conditions, gauges
 from otel_datasink.alerts.rules import Rules
 
 pytest.importorskip("apprise")
-
-
-class Receiver:
-    """An HTTP server on 127.0.0.1 keeping the JSON bodies POSTed to it; ``refuse`` answers 500 instead; ``answer``
-    is the body of its 200s (Slack's webhooks answer ``ok``, and Apprise's Slack expects it)."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        self.refuse = False
-        self.refused = 0
-        self.answer = b""
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                length = int(self.headers.get("Content-Length", 0))
-                body = self.rfile.read(length)
-                if receiver.refuse:
-                    receiver.refused += 1
-                    self.send_response(500)
-                else:
-                    receiver.bodies.append(json.loads(body))
-                    self.send_response(200)
-                self.end_headers()
-                if not receiver.refuse:
-                    self.wfile.write(receiver.answer)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"json://127.0.0.1:{self.port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def take(self) -> list[dict]:
-        bodies, self.bodies = self.bodies, []
-        return bodies
 
 
 def _serving() -> Iterator[Receiver]:

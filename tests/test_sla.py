@@ -9,7 +9,7 @@ import threading
 
 import pytest
 from job_spans import MINUTE_NS, job_span, write_spans
-from test_cli_alert import Receiver
+from webhooks import Receiver
 
 from otel_datasink import cli, local
 from otel_datasink.alerts.deadlines import parse_deadline
