@@ -13,11 +13,14 @@ follow the windows, not the history. Compare::
     python benchmarks/bench_alert.py                         # modest: 100 jobs, 30 and 60 days
     python benchmarks/bench_alert.py --jobs 500 --days 30 90 # the full size: 500 jobs, 30 vs 90 days
     python benchmarks/bench_alert.py --jobs 500 --days 30 90 --dataset-window-days 400 30
+    python benchmarks/bench_alert.py --jobs 500 --days 365 --deadlines  # + an SLA rule per job (deadline 07:00
+                                                                        #   Europe/Berlin, max_duration 5m)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -86,15 +89,22 @@ def generate(location: str, jobs: int, days: int, now_ns: int) -> int:
     return runs
 
 
-def evaluate(location: str, now: str, dataset_window_days: int) -> dict:
-    """One evaluation as ``alert --dry-run`` does it (:meth:`Evaluator.evaluate`); runs in the child process."""
+def evaluate(location: str, now: str, dataset_window_days: int, deadlines: int = 0) -> dict:
+    """One evaluation as ``alert --dry-run`` does it (:meth:`Evaluator.evaluate`); runs in the child process.
+    ``deadlines``: that many SLA rules first, one per job (the SLA verdicts of a week are judged, not written)."""
+    from otel_datasink.alerts.deadlines import parse_deadline
     from otel_datasink.alerts.engine import Evaluator
     from otel_datasink.alerts.rules import Rule, Rules
     from otel_datasink.catalog import ViewParameters
     from otel_datasink.config import Options
 
     instant = datetime.datetime.fromisoformat(now)
-    rules = Rules((Rule(job="*", expected_every=datetime.timedelta(hours=2)),), ("json://example/",))
+    deadline = dataclasses.replace(parse_deadline("07:00"), timezone="Europe/Berlin")
+    slas = [
+        Rule(job=f"job_{job:04d}", deadline=deadline, max_duration=datetime.timedelta(minutes=5))
+        for job in range(deadlines)
+    ]
+    rules = Rules((*slas, Rule(job="*", expected_every=datetime.timedelta(hours=2))), ("json://example/",))
     parameters = ViewParameters(dataset_window_days=dataset_window_days)
     evaluator = Evaluator(Options.resolve(location), rules, parameters, dry_run=True)
     started = time.perf_counter()
@@ -106,13 +116,15 @@ def evaluate(location: str, now: str, dataset_window_days: int) -> dict:
     return {"total_s": done - started, "conditions": kinds, "sends": len(evaluation.sends)}
 
 
-def measure(location: str, now: datetime.datetime, repeat: int, dataset_window_days: int) -> list[dict]:
+def measure(
+    location: str, now: datetime.datetime, repeat: int, dataset_window_days: int, deadlines: int = 0
+) -> list[dict]:
     """``repeat`` evaluations, each in a fresh process; its peak RSS from wait4."""
     results = []
     for _ in range(repeat):
         process = subprocess.Popen(
             [sys.executable, __file__, "--evaluate", location, "--now", now.isoformat()]
-            + ["--dataset-window-days", str(dataset_window_days)],
+            + ["--dataset-window-days", str(dataset_window_days), "--deadline-rules", str(deadlines)],
             stdout=subprocess.PIPE,
         )
         assert process.stdout is not None
@@ -144,11 +156,13 @@ def main() -> None:
         default=[400],
         help="the views' dataset_status window(s) to evaluate with (default 400, the views' default)",
     )
+    parser.add_argument("--deadlines", action="store_true", help="with an SLA rule per job (deadline, max_duration)")
+    parser.add_argument("--deadline-rules", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--evaluate", metavar="LOCATION", help=argparse.SUPPRESS)
     parser.add_argument("--now", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.evaluate:
-        print(json.dumps(evaluate(args.evaluate, args.now, args.dataset_window_days[0])))
+        print(json.dumps(evaluate(args.evaluate, args.now, args.dataset_window_days[0], args.deadline_rules)))
         return
 
     from otel_datasink.compact import compact
@@ -173,6 +187,9 @@ def main() -> None:
             )
             for window in args.dataset_window_days:
                 report(measure(location, now, args.repeat, window), window)
+                if args.deadlines:
+                    print(f"  with {args.jobs} SLA rules (deadline 07:00 Europe/Berlin, max_duration 5m):")
+                    report(measure(location, now, args.repeat, window, args.jobs), window)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

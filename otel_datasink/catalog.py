@@ -55,6 +55,8 @@ VIEWS = (
     "stale_datasets",
     "dataset_checks_latest",
     "failing_checks",
+    "sla_verdicts",
+    "sla_attainment",
 )
 """The views of ``sql/views.sql``, each after the views it reads."""
 

@@ -136,6 +136,32 @@ run: a ``dataset.check`` span event, an OpenLineage ``dataQualityAssertions`` as
 ``expected`` are text (a count, a ratio, a date: as the producer gave them)."""
 DATASET_CHECKS_TABLE = "dataset_checks"
 TABLES[DATASET_CHECKS_TABLE] = DATASET_CHECKS
+
+SLA_RESULTS = pa.schema(
+    [
+        ("subject", pa.string()),
+        ("kind", pa.string()),
+        ("period_start", TIMESTAMP),
+        ("deadline", TIMESTAMP),
+        ("met", pa.bool_()),
+        ("met_at", TIMESTAMP),
+        ("late_by_minutes", pa.int64()),
+        ("run_id", pa.string()),
+        ("rule", pa.string()),
+        ("evaluated_at", TIMESTAMP),
+        ("event_time", TIMESTAMP),
+        ("ingested_at", TIMESTAMP),
+    ]
+)
+"""``sla_results``: one row per verdict on one period of an SLA of a job or dataset (``subject``): ``kind`` is the
+rule's key (``deadline``, ``within``, ``max_duration``), the period starts at ``period_start`` and is due at
+``deadline``; ``met`` whether it was kept, ``met_at`` when the work was done (NULL: not yet), ``late_by_minutes``
+how late it was done (0 when met), ``run_id`` the run that did it, ``rule`` the promise in words (``07:00
+Europe/Berlin``). A period's first verdict is written once its deadline passed; a later one only corrects it (the
+work came late, or a replayed row shows it was done in time): the view ``sla_verdicts`` keeps the latest. Written by
+``otel-datasink alert`` (:mod:`otel_datasink.alerts.sla`), never by spans; ``event_time`` is ``evaluated_at``."""
+SLA_RESULTS_TABLE = "sla_results"
+TABLES[SLA_RESULTS_TABLE] = SLA_RESULTS
 CHECK_PASSED = "PASSED"
 CHECK_FAILED = "FAILED"
 

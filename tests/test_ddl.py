@@ -35,6 +35,7 @@ def test_the_whole_script_parses_as_athena_sql():
         ("TABLE", "monitoring", "dataset_status"),
         ("TABLE", "monitoring", "alerts"),
         ("TABLE", "monitoring", "dataset_checks"),
+        ("TABLE", "monitoring", "sla_results"),
         *(("VIEW", "monitoring", view) for view in catalog.VIEWS),
     ]
 
@@ -87,6 +88,21 @@ _ALERT_ROW = {
     "ingested_at": 1_780_000_000_000,
 }
 """An alerts row (alerts are written by otel-datasink alert, not by spans), every column set."""
+_SLA_ROW = {
+    "subject": "ingest_orders",
+    "kind": "deadline",
+    "period_start": 1_780_000_000_000,
+    "deadline": 1_780_025_200_000,
+    "met": False,
+    "met_at": 1_780_031_000_000,
+    "late_by_minutes": 96,
+    "run_id": "0a1b",
+    "rule": "deadline 07:00 UTC",
+    "evaluated_at": 1_780_032_000_000,
+    "event_time": 1_780_032_000_000,
+    "ingested_at": 1_780_032_000_000,
+}
+"""An sla_results row (written by otel-datasink alert, not by spans), every column set."""
 
 
 def _ddl_columns(statement: str) -> dict[str, str]:
@@ -120,7 +136,7 @@ def test_each_ddl_column_type_reads_the_parquet_the_writer_produces(local_locati
         ],
     )
     write_spans(local_location, [span])
-    Writer(Options.resolve(local_location)).write({"alerts": [_ALERT_ROW]})
+    Writer(Options.resolve(local_location)).write({"alerts": [_ALERT_ROW], "sla_results": [_SLA_ROW]})
     for statement, table in zip(catalog.athena_tables(LOCATION), TABLES, strict=True):
         (path,) = glob.glob(f"{local_location}/{table}/dt=*/*.parquet")
         parquet = pq.ParquetFile(path).schema

@@ -21,6 +21,7 @@ from otel_datasink.alerts.causes import hold_up
 from otel_datasink.alerts.escaping import fill_link
 from otel_datasink.alerts.model import KINDS, Condition, age
 from otel_datasink.alerts.rules import DEFAULT_VOLUME_WINDOW, JOB_KINDS, Rule, Rules
+from otel_datasink.alerts.sla import Judgement, at_risk_summary, missed_summary
 
 if TYPE_CHECKING:
     import duckdb
@@ -49,13 +50,15 @@ def evaluate(
     *,
     trace_url: str | None = None,
     run_url: str | None = None,
+    judged: Judgement | None = None,
 ) -> list[Condition]:
     """The conditions that hold at ``now`` (UTC), each with its rule's severity, owners, targets, suppression and
-    grouping, and its links; muted ones (``enabled = false``) left out. Ordered by kind, then subject."""
+    grouping, and its links; muted ones (``enabled = false``) left out. Ordered by kind, then subject. ``judged``:
+    the SLAs judged at ``now`` (:func:`.sla.judge`), whose ``missed_deadline`` and ``deadline_at_risk`` they are."""
     links = _Links(trace_url, run_url)
     job_owners = _job_owners(con)
     found: list[Condition] = []
-    for kind, finder in _FINDERS.items():
+    for kind, finder in {**_FINDERS, **(judged.finders() if judged is not None else {})}.items():
         for subject, job, facts in finder(con, rules, now):
             # A subject's own owners (a dataset's, a check's dataset's), else its job's.
             facts["owned_by"] = list(facts.get("owned_by") or job_owners.get(job or "") or ()) or None
@@ -364,6 +367,8 @@ _SUMMARIES: Mapping[str, Callable[[str, Facts], Headline]] = {
     "volume_anomaly": _volume_summary,
     "missing_run": _missing_summary,
     "failing_check": _check_summary,
+    "missed_deadline": missed_summary,
+    "deadline_at_risk": at_risk_summary,
 }
 
 __all__ = ["JOB_KINDS", "LINK_FIELDS", "check_template", "evaluate", "subject_owners"]

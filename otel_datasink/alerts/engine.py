@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from otel_datasink import local
-from otel_datasink.alerts import conditions, delivery, holds, incidents
+from otel_datasink.alerts import conditions, delivery, holds, incidents, sla
 from otel_datasink.alerts.gauges import HealthGauges, read_health
 from otel_datasink.alerts.model import Condition, DeliveryError, Outcome, Send
 from otel_datasink.alerts.rules import Rules
@@ -50,6 +50,8 @@ class Evaluation:
     """The messages they called for (those of a dry run were not sent)."""
     outcomes: list[Outcome] = dataclasses.field(default_factory=list)
     """What became of each message sent, and of each closing with no target; none in a dry run."""
+    verdicts: list[sla.Verdict] = dataclasses.field(default_factory=list)
+    """The SLA verdicts written (new periods and corrections); none in a dry run."""
 
     @property
     def failed(self) -> int:
@@ -103,16 +105,22 @@ class Evaluator:
         return bool(self.rules.all_targets())
 
     def _evaluate(self, now: datetime.datetime, gauges: HealthGauges | None, held: Held | None = None) -> Evaluation:
-        found, sends = self._plan(now, gauges)
-        if self.dry_run or not any(send.target is not None or send.record for send in sends):
+        found, sends, judged = self._plan(now, gauges)
+        if self.dry_run:
             return Evaluation(now, found, sends)
+        if judged.new:  # read under the lock (in _plan) and written before it is let go: each verdict once
+            Writer(self.options).write(judged.rows(now))
+        if not any(send.target is not None or send.record for send in sends):
+            return Evaluation(now, found, sends, verdicts=judged.new)
         outcomes = self._notify(found, sends, held, now)
         # Written even if the lease was lost meanwhile: these messages went out, and a history without them would
         # have the next evaluation send them again.
         Writer(self.options).write(incidents.rows(outcomes, now))
-        return Evaluation(now, found, sends, outcomes)
+        return Evaluation(now, found, sends, outcomes, judged.new)
 
-    def _plan(self, now: datetime.datetime, gauges: HealthGauges | None) -> tuple[list[Condition], list[Send]]:
+    def _plan(
+        self, now: datetime.datetime, gauges: HealthGauges | None
+    ) -> tuple[list[Condition], list[Send], sla.Judgement]:
         """The conditions that hold at ``now`` and the messages they call for, from the views as seen at ``now``."""
         con = local.connect(
             self.options.location,
@@ -122,16 +130,22 @@ class Evaluator:
         )
         try:
             pin_time(con, now, self.parameters)
-            found = conditions.evaluate(con, self.rules, now, trace_url=self.trace_url, run_url=self.run_url)
+            judged = sla.judge(con, self.rules, now)
+            found = conditions.evaluate(
+                con, self.rules, now, trace_url=self.trace_url, run_url=self.run_url, judged=judged
+            )
             # No target at all: nobody to tell of any incident, so none is opened, resolved or closed (the next
-            # evaluation with targets finds them as they were).
+            # evaluation with targets finds them as they were). SLA verdicts are data, written all the same.
             sends = (
-                incidents.plan(
-                    found,
-                    con,
-                    now,
-                    targets=self.rules.all_targets(),
-                    holds=holds.read(con, now, lambda: conditions.subject_owners(con)),
+                sla.with_resolutions(
+                    incidents.plan(
+                        found,
+                        con,
+                        now,
+                        targets=self.rules.all_targets(),
+                        holds=holds.read(con, now, lambda: conditions.subject_owners(con)),
+                    ),
+                    judged,
                 )
                 if self.targeted
                 else []
@@ -140,7 +154,7 @@ class Evaluator:
                 gauges.update(read_health(con, found))
         finally:
             con.close()
-        return found, sends
+        return found, sends, judged
 
     def texts(self, evaluation: Evaluation) -> list[tuple[str, str]]:
         """(target, text) of each message ``evaluation`` sends or would send (a dry run's), as :func:`deliver`

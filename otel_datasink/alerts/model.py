@@ -7,7 +7,16 @@ import dataclasses
 import datetime
 from typing import Any, NamedTuple
 
-KINDS = ("stale_dataset", "failing_job", "hung_run", "volume_anomaly", "missing_run", "failing_check")
+KINDS = (
+    "stale_dataset",
+    "failing_job",
+    "hung_run",
+    "volume_anomaly",
+    "missing_run",
+    "failing_check",
+    "missed_deadline",
+    "deadline_at_risk",
+)
 """Condition kinds, as the ``alerts.kind`` column names them."""
 SEVERITIES = ("critical", "warning", "info")
 FIRING = "FIRING"

@@ -19,12 +19,20 @@ no rule selects gets the defaults, so no file at all means every condition, to t
     suppress = "4h"                   # re-notify an incident still open only after this (default 4h)
     group = "digest"                  # "incident": a message each (default); "digest": one per target and run
     enabled = false                   # mute what the rule selects
+    deadline = "07:00"                # SLA: a successful run (dataset: update) by 07:00 daily ("mon 07:00": weekly)
+    timezone = "Europe/Berlin"        # the deadline's wall clock (default UTC; daylight saving time included)
+    within = "2h"                     # SLA: each run succeeds within this of its logical date (else its start)
+    max_duration = "45m"              # SLA: no run of the job takes longer than this
 
 A ``job`` rule also selects the ``stale_dataset`` conditions of the datasets its jobs last updated, and the
 ``failing_check`` conditions of the checks its jobs ran; a ``dataset`` rule selects the ``failing_check`` conditions
 of its datasets. An ``owner`` rule selects what one of the owners recorded in the data matches: a job's are those
 of its latest run that names any (``job_runs_latest.owners``), a dataset's those of its latest update that names any
 (``dataset_status_latest.owners``), else its last writer's; a check's are its dataset's, else its job's.
+
+The SLA keys (``deadline``, ``within``, ``max_duration``) make a rule an SLA of what it selects, whatever its
+``kinds``: each subject takes each of them from the first enabled rule selecting it that sets it; their verdicts are
+rows of ``sla_results`` and their alerts ``missed_deadline`` and ``deadline_at_risk`` (:mod:`.sla`).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from otel_datasink.alerts.deadlines import Deadline, parse_deadline, parse_timezone
 from otel_datasink.alerts.model import KINDS, SEVERITIES
 from otel_datasink.tomlcheck import Invalid, Table, optional, read_rule_file, string
 
@@ -55,6 +64,8 @@ DEFAULT_SEVERITY = {
     "volume_anomaly": "info",
     "missing_run": "critical",
     "failing_check": "warning",
+    "missed_deadline": "critical",
+    "deadline_at_risk": "warning",
 }
 DEFAULT_SUPPRESS = datetime.timedelta(hours=4)
 DEFAULT_VOLUME_WINDOW = datetime.timedelta(hours=24)
@@ -83,6 +94,9 @@ class Rule:
     suppress: datetime.timedelta = DEFAULT_SUPPRESS
     group: str = "incident"
     enabled: bool = True
+    deadline: Deadline | None = None
+    within: datetime.timedelta | None = None
+    max_duration: datetime.timedelta | None = None
 
     def selects(
         self,
@@ -95,8 +109,17 @@ class Rule:
         """Whether the rule applies to ``kind`` on ``subject``; ``job`` is the job that last updated a dataset (or
         ran a check), ``owners`` those the data records for the subject, ``dataset`` a check's dataset (default:
         the subject of a dataset kind)."""
-        if kind not in self.kinds:
-            return False
+        return kind in self.kinds and self.covers(kind, subject, job, owners, dataset)
+
+    def covers(
+        self,
+        kind: str,
+        subject: str,
+        job: str | None = None,
+        owners: Sequence[str] = (),
+        dataset: str | None = None,
+    ) -> bool:
+        """:meth:`selects` but for ``kinds``: whether the rule's globs select the subject (its SLA keys apply)."""
         if self.owner is not None and not any(fnmatch.fnmatchcase(owner, self.owner) for owner in owners):
             return False
         if self.job is not None:
@@ -240,6 +263,14 @@ def _build_rule(read: dict[str, Any]) -> Rule:
         raise Invalid("give job or dataset, not both", "dataset")
     if read["expected_every"] is not None and read["dataset"] is not None:
         raise Invalid("expected_every is for jobs: select them with job = ...", "expected_every")
+    for key in ("within", "max_duration"):
+        if read[key] is not None and read["dataset"] is not None:
+            raise Invalid(f"{key} is for runs: select their jobs with job = ... or owner = ...", key)
+    timezone = read.pop("timezone")
+    if timezone is not None:
+        if read["deadline"] is None:
+            raise Invalid("timezone is the deadline's: give deadline = ... too", "timezone")
+        read["deadline"] = dataclasses.replace(read["deadline"], timezone=timezone)
     return Rule(**{key: value for key, value in read.items() if value is not None})
 
 
@@ -259,6 +290,10 @@ _RULE = Table(
         "suppress": optional(parse_duration),
         "group": optional(_choice(GROUPS)),
         "enabled": optional(_boolean),
+        "deadline": optional(parse_deadline),
+        "timezone": optional(parse_timezone),
+        "within": optional(parse_duration),
+        "max_duration": optional(parse_duration),
     },
     build=_build_rule,
 )

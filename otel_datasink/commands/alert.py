@@ -8,6 +8,10 @@ take a notification is retried, waiting longer after each consecutive failure (1
 for an Alertmanager), and never stops the others. Evaluations of one location take a lock, so two at once never both
 notify.
 
+Rules with SLA keys (``deadline``, ``within``, ``max_duration``) make each evaluation record the verdict of every
+period that closed as rows of ``sla_results`` (once per period, corrections as rows of their own; with no target
+too), and add the conditions ``missed_deadline`` and ``deadline_at_risk``.
+
 ``--watch SECONDS`` evaluates in a loop until SIGTERM (the current evaluation finishes; exit 0) or Ctrl-C (the
 same, then exit 130), and records the gauges datasink.dataset.freshness, datasink.dataset.stale,
 datasink.job.failure_streak, datasink.runs.hung and datasink.alerts.open through the OpenTelemetry metrics API,
@@ -246,6 +250,14 @@ def _print(evaluation: Evaluation, evaluator: Evaluator) -> None:
             continue
         outcome = "sent" if delivered else f"FAILED ({error})"
         print(f"{stamp} {outcome}: {n.state} {n.kind} {one_line(n.subject)} to {delivery.redact(send.target)}")
+    if evaluation.verdicts:  # said only when there are some: the first evaluation of a rule judges a week
+        from otel_datasink.alerts.sla import LATE, MET, MISSED
+
+        verdicts = [verdict.standing for verdict in evaluation.verdicts]
+        print(
+            f"{stamp} SLA verdicts recorded: {verdicts.count(MET)} met, {verdicts.count(LATE)} met late, "
+            f"{verdicts.count(MISSED)} missed"
+        )
     sent = sum(1 for send, delivered, _ in evaluation.outcomes if send.target is not None and delivered)
     done = evaluation.sends if dry_run else [send for send, _, _ in evaluation.outcomes]
     closed = sum(1 for send in done if send.target is None and send.held is None)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TARGET_SIZE = 128 * 1024**2
 """The same as :data:`otel_datasink.compact.DEFAULT_TARGET_SIZE` (pinned by a test), which imports pyarrow."""
-TABLE_NAMES = ("alerts", "dataset_checks", "dataset_status", "job_runs")
+TABLE_NAMES = ("alerts", "dataset_checks", "dataset_status", "job_runs", "sla_results")
 """The tables of :data:`otel_datasink.schema.TABLES` (pinned by a test), which imports pyarrow."""
 
 

@@ -112,6 +112,7 @@ def build(
                 states = data.job_states(con, has_alerts)
                 daily = data.recent_days(con, now, chart_specs.SPARKLINE_DAYS)
                 structure = data.structure(con, now)
+                slas = data.slas(con, now, days)
         finally:
             con.close()
         # The jobs' sparklines need only the last days, which the states' connection has: drawn while the period's
@@ -119,7 +120,9 @@ def build(
         with _phase("sparklines"):
             drawn = _draw(_spark_specs(daily), counter)
         dataset_state, dataset_list, structure.checks = found_datasets.result()
-        snapshot = data.snapshot(states, trends.result(), (dataset_state, dataset_list), now, days, previous.result())
+        snapshot = data.snapshot(
+            states, trends.result(), (dataset_state, dataset_list), now, days, previous.result(), slas
+        )
         snapshot.structure = structure
         with _phase("job charts"):
             drawn.update(_draw(_job_specs(snapshot), counter))

@@ -184,6 +184,8 @@ class Snapshot:
     alerts: list[Row] | None
     """The open incidents; None when the location has no alerts table."""
     structure: Structure = dataclasses.field(default_factory=Structure)
+    slas: list[Row] = dataclasses.field(default_factory=list)
+    """Per SLA (subject, kind) with a verdict in the period: :func:`slas`."""
 
     @property
     def empty(self) -> bool:
@@ -639,6 +641,27 @@ def checks(con: duckdb.DuckDBPyConnection) -> list[Row]:
     return rows(con, "SELECT * FROM dataset_checks_latest ORDER BY status <> 'FAILED', dataset, check_name")
 
 
+# --- SLAs -----------------------------------------------------------------------------------------------------
+
+_SLAS = """
+SELECT
+    subject, kind, arg_max(rule, period_start) AS rule, max(deadline) AS last_deadline,
+    arg_max(verdict, period_start) AS last_verdict, count(*) AS periods, count_if(verdict = 'met') AS met,
+    count_if(verdict = 'met_late') AS met_late, count_if(verdict = 'missed') AS missed,
+    round(100.0 * count_if(verdict = 'met') / count(*), 1) AS attainment_pct
+FROM sla_verdicts
+WHERE CAST(deadline AS date) >= $start
+GROUP BY subject, kind
+ORDER BY subject, kind
+"""
+
+
+def slas(con: duckdb.DuckDBPyConnection, now: datetime.datetime, days: int) -> list[Row]:
+    """Per SLA (subject, kind) with a period due in the ``days`` days up to ``now`` (``sla_verdicts``): its rule,
+    its latest period's deadline and verdict, and the period's counts: periods, met, met late, missed, attainment."""
+    return rows(con, _SLAS, {"start": period_start(now, days)})
+
+
 # --- all of it ------------------------------------------------------------------------------------------------
 
 
@@ -649,6 +672,7 @@ def snapshot(
     now: datetime.datetime,
     days: int,
     previous: Row | None,
+    found_slas: list[Row] | None = None,
 ) -> Snapshot:
     """What the report shows, put together from what the views said: the jobs' ``states`` (:func:`job_states`),
     the period's ``trends`` (:func:`trends`), the :func:`dataset_state` and :func:`datasets` (``found_datasets``),
@@ -665,4 +689,5 @@ def snapshot(
         failures_by_day=trends.failures_by_day,
         hung=states.hung,
         alerts=states.alerts,
+        slas=found_slas or [],
     )

@@ -183,8 +183,36 @@ def _overview(snapshot: Snapshot, charts: Charts) -> str:
                 css="alerts",
             )
         )
+    parts.append(_slas(snapshot))
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _slas(snapshot: Snapshot) -> str:
+    """The SLAs card: how many periods were missed (or met late) in the period, and per SLA the state of its latest
+    period (at risk while a ``deadline_at_risk`` alert of its subject is open) and its attainment."""
+    if not snapshot.slas:
+        return ""
+    at_risk = {row["subject"] for row in snapshot.alerts or () if row["kind"] == "deadline_at_risk"}
+    missed = sum(row["missed"] + row["met_late"] for row in snapshot.slas)
+    return f"<h3>SLAs <small>{missed} missed in the {snapshot.days} days</small></h3>" + _table(
+        ("subject", "SLA", "latest period due", "state", "periods", "met", "met late", "missed", "attainment"),
+        (
+            (
+                escape(str(row["subject"])),
+                escape(str(row["rule"])),
+                _when(row["last_deadline"]),
+                "at risk" if row["subject"] in at_risk else row["last_verdict"].replace("_", " "),
+                row["periods"],
+                row["met"],
+                row["met_late"],
+                row["missed"],
+                f"{row['attainment_pct']:.1f} %",
+            )
+            for row in snapshot.slas
+        ),
+        css="slas",
+    )
 
 
 def _unit(snapshot: Snapshot) -> str:

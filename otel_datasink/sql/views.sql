@@ -888,3 +888,77 @@ CREATE OR REPLACE VIEW failing_checks AS
 SELECT *
 FROM dataset_checks_latest
 WHERE status = 'FAILED';
+
+-- One row per period of an SLA (subject, kind, period_start) in the last ${dataset_window_days} days: its latest
+-- verdict of sla_results. A period's first verdict is written when its deadline passes; a correction (the work done
+-- late, or a replayed row showing it was done in time) is a later row, and the better verdict wins: met, then
+-- met_late, then missed, then the latest evaluated (copies and two evaluators' rows change no answer).
+-- verdict: met (done by the deadline), met_late (done after it: late_by_minutes says how late), missed (not done yet:
+-- late_by_minutes is the whole minutes from the deadline to now). first_verdict is the period's first verdict.
+CREATE OR REPLACE VIEW sla_verdicts AS
+WITH recent AS (
+    SELECT
+        *,
+        CASE WHEN met THEN 2 WHEN met_at IS NOT NULL THEN 1 ELSE 0 END AS standing
+    FROM sla_results
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+),
+ranked AS (
+    SELECT
+        *,
+        row_number() OVER (
+            PARTITION BY subject, kind, period_start ORDER BY standing DESC, evaluated_at DESC, met_at
+        ) AS verdict_rank,
+        row_number() OVER (
+            PARTITION BY subject, kind, period_start ORDER BY evaluated_at, standing
+        ) AS first_rank
+    FROM recent
+)
+SELECT
+    l.subject,
+    l.kind,
+    l.period_start,
+    l.deadline,
+    CASE l.standing WHEN 2 THEN 'met' WHEN 1 THEN 'met_late' ELSE 'missed' END AS verdict,
+    l.met,
+    l.met_at,
+    coalesce(l.late_by_minutes, date_diff('minute', l.deadline, current_timestamp)) AS late_by_minutes,
+    l.run_id,
+    l.rule,
+    l.evaluated_at,
+    CASE f.standing WHEN 2 THEN 'met' WHEN 1 THEN 'met_late' ELSE 'missed' END AS first_verdict,
+    f.evaluated_at AS first_evaluated_at
+FROM ranked AS l
+JOIN ranked AS f
+    ON l.subject = f.subject AND l.kind = f.kind AND l.period_start = f.period_start AND f.first_rank = 1
+WHERE l.verdict_rank = 1;
+
+-- Per SLA (subject, kind), per week (from Monday) and per month of its deadlines' UTC dates (grain 'week' or
+-- 'month', starting its first day): the periods judged, how many met their deadline, met it late or missed it,
+-- and attainment_pct = met / periods in percent (of the latest verdicts: sla_verdicts).
+CREATE OR REPLACE VIEW sla_attainment AS
+WITH grains AS (
+    SELECT
+        v.*,
+        g.grain,
+        CAST(
+            CASE g.grain WHEN 'week' THEN date_trunc('week', v.deadline) ELSE date_trunc('month', v.deadline) END
+            AS date
+        ) AS starting
+    FROM sla_verdicts AS v
+    CROSS JOIN (VALUES 'week', 'month') AS g (grain)
+)
+SELECT
+    subject,
+    kind,
+    grain,
+    starting,
+    count(*) AS periods,
+    count_if(verdict = 'met') AS met,
+    count_if(verdict = 'met_late') AS met_late,
+    count_if(verdict = 'missed') AS missed,
+    round(100.0 * count_if(verdict = 'met') / count(*), 1) AS attainment_pct
+FROM grains
+GROUP BY subject, kind, grain, starting;
