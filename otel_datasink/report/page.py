@@ -40,8 +40,8 @@ SHORT_ID = 12
 # The caps that keep the file under 5 MB on a platform of thousands of jobs (a page is a few KB, a charted one
 # about 50): each says on the page what it left out. Measured on 500 hourly jobs in 20 pipelines (about 4 MB).
 LIST_ROWS = 500
-"""Rows of the jobs, datasets and pipelines lists (about 2 KB a job's, with its strip and sparkline): those needing
-attention first."""
+"""Rows of the jobs, datasets, pipelines and checks lists (about 2 KB a job's, with its strip and sparkline): those
+needing attention first."""
 JOB_PAGES = 150
 """Jobs with a page of their own (about 3 KB; every charted job has one): those needing attention first, then the
 busiest. The others' names are not links."""
@@ -943,13 +943,14 @@ def _checks(checks: Sequence[Row], owners: _Owners, shown: _Shown) -> str:
         f"{_owned(owners.of_dataset(check['dataset']))}>"
         + "".join(f"<td>{cell}</td>" for cell in _check_cells(check, shown, with_dataset=True))
         + "</tr>"
-        for check in checks
+        for check in checks[:LIST_ROWS]
     )
+    capped = f" The first {LIST_ROWS} of {len(checks)} are listed." if len(checks) > LIST_ROWS else ""
     return (
         f'<section id="checks"><h2>Checks <small>{len(checks)}, {failing} failing</small></h2>'
         f'<table class="owned" id="checks-table"><thead><tr>{_CHECK_HEADS_WITH_DATASET}</tr></thead>'
         f'<tbody>{lines}</tbody></table><p class="note">Each check\'s latest result (dataset_checks_latest), failing '
-        "first.</p></section>"
+        f"first.{capped}</p></section>"
     )
 
 
