@@ -561,7 +561,7 @@ def test_past_the_caps_the_page_says_what_it_left_out_and_links_only_to_pages_it
     assert text.count('class="detail pipeline"') == 1
     jobs, datasets = len(snapshot.jobs), len(snapshot.datasets)
     assert f"Pages are written for 1 of the {jobs} jobs, those needing attention first" in text
-    assert f"The 1 datasets needing attention most of {datasets} are listed" in text
+    assert f"1 of the {datasets} datasets are listed, stale ones first." in text
     assert len(_list(text, "datasets-table")) == 1
     grid = _section(text, "pipeline", PIPELINE)
     assert f"1 of {len(PIPELINE_TASKS)} shown" in grid and grid.count("<tr data-task=") == 1

@@ -384,20 +384,23 @@ def _status(status: str | None) -> str:
     return f'<span class="status s-{text}">{text}</span>'
 
 
+_FIRST = {
+    "jobs": "those needing attention first (failing, hung, anomalies), then the busiest",
+    "datasets": "stale ones first",
+    "pipelines": "those whose last run failed first",
+}
+"""Which of each kind the caps keep."""
+
+
 def _capped_note(kind: str, rows: int, of_rows: int, pages: int, of_pages: int) -> str:
     """What the caps left out of a list and its pages (nothing when all are in)."""
-    listed = (
-        f" The {rows} {kind} needing attention most of {of_rows} are listed (the file is kept under 5 MB)."
-        if rows < of_rows
-        else ""
-    )
+    listed = f" {rows} of the {of_rows} {kind} are listed, {_FIRST[kind]}." if rows < of_rows else ""
     paged = (
-        f" Pages are written for {pages} of the {of_pages} {kind}, those needing attention first: the others' "
-        "names are not links."
+        f" Pages are written for {pages} of the {of_pages} {kind}, {_FIRST[kind]}: the others' names are not links."
         if pages < of_pages
         else ""
     )
-    return listed + paged
+    return listed + (" The file is kept under 5 MB." if listed or paged else "") + paged
 
 
 # --- failures and datasets ---------------------------------------------------------------------------------------
