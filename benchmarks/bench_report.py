@@ -30,6 +30,7 @@ Run::
     python benchmarks/bench_report.py --days-of-history 30 --repeat 1  # a quick look
     python benchmarks/bench_report.py --keep-html /tmp/reports         # keep the pages to look at them
     python benchmarks/bench_report.py --breakdown                      # + where one report's time and bytes go
+    python benchmarks/bench_report.py --sections page.html             # a page's bytes by section, nothing else
 """
 
 from __future__ import annotations
@@ -353,8 +354,13 @@ def dataset_status_rows(fleet: Fleet, terminal: pa.Table, history_start_ms: int,
 
 
 def conform(columns: dict[str, pa.Array | pa.ChunkedArray], table_schema: pa.Schema) -> pa.Table:
-    """The columns as a table of ``table_schema`` (epoch-millisecond int64 cast to its timestamps)."""
-    arrays = [pc.cast(columns[field.name], field.type) for field in table_schema]
+    """The columns as a table of ``table_schema`` (epoch-millisecond int64 cast to its timestamps); a column not
+    given is NULL, as in files written before it was added (issue 18's parents, owners and inputs)."""
+    rows = len(next(iter(columns.values())))
+    arrays = [
+        pc.cast(columns[field.name], field.type) if field.name in columns else pa.nulls(rows, field.type)
+        for field in table_schema
+    ]
     return pa.Table.from_arrays(arrays, schema=table_schema)
 
 
@@ -619,9 +625,14 @@ def breakdown(location: Path, days: int) -> None:
             f"      {kind:<18} {len(seconds):4}  {sum(seconds):6.2f}s  {statistics.mean(sizes) / 1e3:6.1f} KB  "
             f"{sum(sizes) / 1e6:5.2f} MB"
         )
-    size = len(report.html.encode()) / 1e6
+    print_sections(report.html)
+
+
+def print_sections(html: str) -> None:
+    """The page's bytes by kind of section (:func:`page_sections`), the biggest first."""
+    size = len(html.encode()) / 1e6
     print(f"    this page, {size:.2f} MB, by section (job-*, dataset-*: the page of each job, dataset):")
-    for kind, (count, size, svg_size, svgs) in page_sections(report.html).items():
+    for kind, (count, size, svg_size, svgs) in sorted(page_sections(html).items(), key=lambda item: -item[1][1]):
         print(
             f"      {kind:<18} {count:4} section(s) {size / 1e6:5.2f} MB, "
             f"of which {svg_size / 1e6:5.2f} MB in {svgs} SVG"
@@ -759,7 +770,13 @@ def main() -> None:
         help="after each scenario, one more report in this process: seconds per SQL statement, per kind of chart "
         "and per phase, and the page's bytes by section",
     )
+    parser.add_argument(
+        "--sections", type=Path, metavar="PAGE", help="print the bytes of PAGE (a report's HTML) by section, and stop"
+    )
     args = parser.parse_args()
+    if args.sections:
+        print_sections(args.sections.read_text(encoding="utf-8"))
+        return
     if 24 % args.flushes_per_day and args.flushes_per_day % 24:
         parser.error("--flushes-per-day must divide 24 or be a multiple of it (windows within one UTC day)")
 

@@ -4,6 +4,7 @@ string is escaped, caps are kept and said, and bad input fails as every command 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import hashlib
 import html
@@ -483,6 +484,90 @@ def test_the_pages_script_is_the_one_the_policy_allows(platform_report):
 def test_the_page_stays_under_5_mb(seeded_report, platform_report):
     for report in (seeded_report, platform_report):
         assert report[2].stat().st_size < 5_000_000
+
+
+@pytest.fixture(scope="module")
+def platform_snapshot(platform_report) -> tuple[data.Snapshot, page.Charts, page.PageOptions]:
+    """What ``build`` hands the page of the platform (its snapshot, charts and options), without the page."""
+    location, now, _ = platform_report
+    captured = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(build_module, "render", lambda *args: captured.append(args) or "")
+        build_module.build(Options.resolve(location), days=DAYS, now=now)
+    return captured[0]
+
+
+_NAMED = ("job_name", "dataset", "parent_job_name", "upstream_dataset", "downstream_dataset", "last_job_name")
+
+
+def _scaled(snapshot: data.Snapshot, times: int) -> data.Snapshot:
+    """``snapshot`` of a platform ``times`` as large: each job, dataset, pipeline, lineage edge and check again
+    under names ending ``~k``, its rows alike (the overview's rows and charts as they were)."""
+
+    def name(value, k):
+        return value if value is None or k == 0 else f"{value}~{k}"
+
+    def row(values, k):
+        renamed = {key: name(values[key], k) for key in _NAMED if key in values}
+        lists = {key: [name(v, k) for v in values[key] or ()] for key in ("inputs", "written") if key in values}
+        return {**values, **renamed, **lists}
+
+    def rows(values, k):
+        return [row(value, k) for value in values]
+
+    copies = range(times)
+    jobs = [
+        dataclasses.replace(
+            job, name=name(job.name, k), recent=rows(job.recent, k), failed_runs=rows(job.failed_runs, k)
+        )
+        for k in copies
+        for job in snapshot.jobs
+    ]
+    datasets = [
+        dataclasses.replace(d, name=name(d.name, k), status=row(d.status, k), writers=rows(d.writers, k))
+        for k in copies
+        for d in snapshot.datasets
+    ]
+    structure = data.Structure(
+        [
+            data.Pipeline(name(p.name, k), rows(p.runs, k), rows(p.children, k))
+            for k in copies
+            for p in snapshot.structure.pipelines
+        ],
+        [edge for k in copies for edge in rows(snapshot.structure.lineage, k)],
+        [check for k in copies for check in rows(snapshot.structure.checks, k)],
+    )
+    return dataclasses.replace(snapshot, jobs=jobs, datasets=datasets, structure=structure)
+
+
+def test_the_page_stays_under_5_mb_however_many_jobs_the_platform_has(platform_snapshot):
+    snapshot, charts_drawn, options = platform_snapshot
+    sizes = {}
+    for times in (500, 1500):  # the platform's 4 jobs 1,500 times: 6,000 jobs, as many datasets, 1,500 pipelines
+        scaled = _scaled(snapshot, times)
+        sizes[len(scaled.jobs)] = len(page.render(scaled, charts_drawn, options).encode())
+    mid, large = sizes.values()
+    assert large < 5_000_000 - 40 * 50_000  # room for the 40 charts of jobs and datasets (about 50 KB each)
+    # 500 times the platform is past every cap (1 pipeline each): from there, more jobs add next to nothing.
+    assert large < 1.1 * mid
+
+
+def test_past_the_caps_the_page_says_what_it_left_out_and_links_only_to_pages_it_has(platform_snapshot, monkeypatch):
+    snapshot, _, options = platform_snapshot
+    for cap in ("LIST_ROWS", "JOB_PAGES", "DATASET_PAGES", "PIPELINE_PAGES", "GRID_TASKS"):
+        monkeypatch.setattr(page, cap, 1)
+    text = page.render(snapshot, page.Charts(), options)
+    assert text.count('class="detail job"') == 1 and text.count('class="detail dataset"') == 1
+    assert text.count('class="detail pipeline"') == 1
+    jobs, datasets = len(snapshot.jobs), len(snapshot.datasets)
+    assert f"Pages are written for 1 of the {jobs} jobs, those needing attention first" in text
+    assert f"1 of the {datasets} datasets are listed, stale ones first." in text
+    assert len(_list(text, "datasets-table")) == 1
+    grid = _section(text, "pipeline", PIPELINE)
+    assert f"1 of {len(PIPELINE_TASKS)} shown" in grid and grid.count("<tr data-task=") == 1
+    ids = set(re.findall(r'id="([^"]+)"', text))
+    assert {target for target in re.findall(r'href="#([^"]+)"', text)} <= ids  # no link to a page not in the file
+    assert f'data-job="{html.escape(page.attention_order(snapshot.jobs)[0].name)}"' in text  # the worst has its page
 
 
 def test_a_datasets_lineage_reaches_two_jobs_each_way_and_places_a_node_once():

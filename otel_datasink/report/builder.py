@@ -20,7 +20,7 @@ from otel_datasink.catalog import ViewParameters, pin_time
 from otel_datasink.config import Options
 from otel_datasink.report import charts as chart_specs
 from otel_datasink.report import data
-from otel_datasink.report.page import Charts, PageOptions, render
+from otel_datasink.report.page import Charts, PageOptions, attention_order, render
 from otel_datasink.schema import TABLES
 
 if TYPE_CHECKING:
@@ -331,15 +331,4 @@ def _stalest(datasets: list[data.Dataset]) -> list[data.Row]:
 
 def _charted_jobs(snapshot: data.Snapshot) -> list[data.Job]:
     """The jobs whose page gets its chart: those needing attention (worst first), then the busiest."""
-
-    def rank(job: data.Job) -> tuple[int, int, int, int, int, str]:
-        return (
-            not job.needs_attention,
-            -job.current_streak,
-            -len(job.hung),
-            -len(job.anomalies),
-            -job.failures if job.needs_attention else -job.runs,
-            job.name,
-        )
-
-    return sorted((job for job in snapshot.jobs if job.recent), key=rank)[:JOB_CHARTS]
+    return [job for job in attention_order(snapshot.jobs) if job.recent][:JOB_CHARTS]

@@ -111,8 +111,9 @@ def lineage_svg(
     graph: Lineage, dataset: str, health: Callable[[Node], str], link: Callable[[Node], str], hops: int = LINEAGE_HOPS
 ) -> str:
     """``dataset``'s lineage (:meth:`Lineage.columns`) as an SVG graph, left to right from upstream: each node a
-    box coloured by ``health`` (:data:`HEALTH_STYLES`) linking to ``link`` (an anchor), jobs with round ends, the
-    dataset itself in a thick border; more than :data:`COLUMN_NODES` in a column are counted, not drawn."""
+    box coloured by ``health`` (:data:`HEALTH_STYLES`) linking to ``link`` (an anchor; none when empty), jobs with
+    round ends, the dataset itself in a thick border; more than :data:`COLUMN_NODES` in a column are counted, not
+    drawn."""
     columns = _untangled(graph, graph.columns(dataset, hops))
     first = min(columns)
     positions: dict[Node, tuple[float, float]] = {}
@@ -181,11 +182,12 @@ def _node(node: Node, at: tuple[float, float], health: str, href: str, center: b
     label = name if len(name) <= _LABEL_CHARS else name[: _LABEL_CHARS - 1] + "…"
     title = f"<title>{escape(name)}</title>" if label != name else ""  # the whole name where it is cut
     radius = _NODE_HEIGHT // 2 if kind == "job" else 3
+    tag, link = ("a", f'href="{escape(href)}" ') if href else ("g", "")  # no page of its own in the file
     return (
-        f'<a href="{escape(href)}" class="node {kind} {health}{" center" if center else ""}" '
+        f'<{tag} {link}class="node {kind} {health}{" center" if center else ""}" '
         f'data-node="{escape(name)}">{title}<rect x="{at[0]:.0f}" y="{at[1]:.0f}" width="{_NODE_WIDTH}" '
         f'height="{_NODE_HEIGHT}" rx="{radius}"/><text x="{at[0] + _NODE_WIDTH / 2:.0f}" '
-        f'y="{at[1] + _NODE_HEIGHT / 2 + 4:.0f}">{escape(label)}</text></a>'
+        f'y="{at[1] + _NODE_HEIGHT / 2 + 4:.0f}">{escape(label)}</text></{tag}>'
     )
 
 
@@ -196,8 +198,8 @@ _GANTT_WIDTH, _GANTT_LABEL, _GANTT_ROW, _GANTT_AXIS = 1000, 190, 18, 22
 
 def gantt_svg(children: Sequence[Row], now: datetime.datetime, link: Callable[[str], str]) -> str:
     """A pipeline run's child runs as bars from their start to their end (``now`` for a run still going, dashed),
-    coloured by status, one row each in order of start, labelled with the job (linking to ``link`` of its name) and
-    an axis of UTC times."""
+    coloured by status, one row each in order of start, labelled with the job (linking to ``link`` of its name,
+    unless empty) and an axis of UTC times."""
     timed = [child for child in children if child["start_time"] is not None]
     if not timed:
         return ""
@@ -219,10 +221,12 @@ def gantt_svg(children: Sequence[Row], now: datetime.datetime, link: Callable[[s
         minutes = f"{child['duration_ms'] / 60000:.1f} min" if child["duration_ms"] is not None else "running"
         label = child["job_name"] if len(child["job_name"]) <= 30 else child["job_name"][:29] + "…"
         title = f"attempt {child['attempt']}: {status}, {minutes}"
+        text = f'<text class="label" x="{_GANTT_LABEL - 6}" y="{y + 12}">{escape(label)}</text>'
+        href = link(child["job_name"])
         rows.append(
             f"<g><title>{escape(title)}</title>"
-            f'<a href="{escape(link(child["job_name"]))}"><text class="label" x="{_GANTT_LABEL - 6}" y="{y + 12}">'
-            f'{escape(label)}</text></a><rect class="{escape(css)}" x="{left:.0f}" y="{y + 2}" '
+            + (f'<a href="{escape(href)}">{text}</a>' if href else text)
+            + f'<rect class="{escape(css)}" x="{left:.0f}" y="{y + 2}" '
             f'width="{right - left:.0f}" height="{_GANTT_ROW - 5}" rx="2"/></g>'
         )
     height = _GANTT_AXIS + len(timed) * _GANTT_ROW + 4

@@ -37,6 +37,21 @@ then its newest."""
 SHORT_ID = 12
 """A run id longer than this is shown short (its first 8 characters, or its time), the whole id on hover."""
 
+# The caps that keep the file under 5 MB on a platform of thousands of jobs (a page is a few KB, a charted one
+# about 50): each says on the page what it left out. Measured on 500 hourly jobs in 20 pipelines (about 4 MB).
+LIST_ROWS = 500
+"""Rows of the jobs, datasets, pipelines and checks lists (about 2 KB a job's, with its strip and sparkline): those
+needing attention first."""
+JOB_PAGES = 150
+"""Jobs with a page of their own (about 3 KB; every charted job has one): those needing attention first, then the
+busiest. The others' names are not links."""
+DATASET_PAGES = 150
+"""Datasets with a page of their own (about 5 KB with its lineage; every charted dataset has one): stale first."""
+PIPELINE_PAGES = 20
+"""Pipelines with a page (their grid) and run pages: those whose last run failed first."""
+GRID_TASKS = 30
+"""Tasks in a pipeline's grid and in a run's page (a dbt project has hundreds): those that failed or run first."""
+
 
 @dataclasses.dataclass
 class Charts:
@@ -113,28 +128,109 @@ def _empty(options: PageOptions, snapshot: Snapshot | None) -> str:
 
 def _body(snapshot: Snapshot, charts: Charts, options: PageOptions) -> str:
     owners = _Owners.of(snapshot)
+    shown = _Shown.of(snapshot, charts)
     parts = [
-        _overview(snapshot, charts),
-        _jobs(snapshot, charts, owners),
-        _pipelines(snapshot, owners),
+        _overview(snapshot, charts, shown),
+        _jobs(snapshot, charts, owners, shown),
+        _pipelines(snapshot, owners, shown),
         _failures(snapshot, charts),
-        _datasets(snapshot, charts, owners),
-        _checks(snapshot.structure.checks, owners),
+        _datasets(snapshot, charts, owners, shown),
+        _checks(snapshot.structure.checks, owners, shown),
     ]
-    parts.extend(_job_page(job, snapshot, charts, options) for job in snapshot.jobs)
-    for pipeline in snapshot.structure.pipelines:
-        parts.append(_pipeline_page(pipeline))
-        parts.extend(_run_page(pipeline, run, snapshot, options) for run in _paged_runs(pipeline))
+    parts.extend(_job_page(job, snapshot, charts, options) for job in shown.job_pages)
+    for pipeline in shown.pipeline_pages:
+        parts.append(_pipeline_page(pipeline, shown))
+        parts.extend(_run_page(pipeline, run, snapshot, options, shown) for run in _paged_runs(pipeline))
     health = _health(snapshot)
     lineage = Lineage.of(snapshot.structure.lineage)
-    parts.extend(_dataset_page(dataset, charts, snapshot, lineage, health) for dataset in snapshot.datasets)
+    parts.extend(_dataset_page(dataset, charts, snapshot, lineage, health, shown) for dataset in shown.dataset_pages)
     return "\n".join(parts)
+
+
+def attention_order(jobs: Iterable[Job]) -> list[Job]:
+    """The jobs needing attention first (failing longest, hung runs, anomalies, most failures), then the busiest:
+    who gets a chart, a page and a row when there are more than the caps."""
+
+    def rank(job: Job) -> tuple[int, int, int, int, int, str]:
+        return (
+            not job.needs_attention,
+            -job.current_streak,
+            -len(job.hung),
+            -len(job.anomalies),
+            -job.failures if job.needs_attention else -job.runs,
+            job.name,
+        )
+
+    return sorted(jobs, key=rank)
+
+
+def _first(items: Sequence[Any], ranked: Sequence[Any], cap: int, also: Iterable[Any] = ()) -> list[Any]:
+    """``items`` in their order, those among the first ``cap`` of ``ranked`` (and ``also``) only."""
+    if len(items) <= cap:
+        return list(items)
+    kept = {id(item) for item in ranked[:cap]} | {id(item) for item in also}
+    return [item for item in items if id(item) in kept]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shown:
+    """What the file holds of a platform larger than its caps: each list's rows and the pages written (links go
+    only to those)."""
+
+    jobs: list[Job]
+    """The jobs list's rows (jobs that run on their own)."""
+    datasets: list[Dataset]
+    pipelines: list[Pipeline]
+    job_pages: list[Job]
+    dataset_pages: list[Dataset]
+    pipeline_pages: list[Pipeline]
+    anchors: frozenset[str]
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, charts: Charts) -> _Shown:
+        """The rows and pages within the caps: those needing attention first, each charted one with its page."""
+        ranked = attention_order(snapshot.jobs)
+        alone = [job for job in snapshot.jobs if job.parent is None]
+        jobs = _first(alone, [job for job in ranked if job.parent is None], LIST_ROWS)
+        charted_jobs = [job for job in snapshot.jobs if job.name in charts.jobs]
+        job_pages = _first(snapshot.jobs, ranked, JOB_PAGES, charted_jobs)
+        # The datasets come stale first (dataset_status_latest's order): the first ones are those to look at.
+        datasets = snapshot.datasets[:LIST_ROWS]
+        charted = [d for d in snapshot.datasets if d.name in charts.datasets]
+        dataset_pages = _first(snapshot.datasets, snapshot.datasets, DATASET_PAGES, charted)
+        pipelines = snapshot.structure.pipelines
+        failing = sorted(pipelines, key=lambda pipeline: pipeline.runs[0]["failed"] == 0)
+        pipeline_pages = _first(pipelines, failing, PIPELINE_PAGES)
+        anchors = {anchor("job", job.name) for job in job_pages} | {anchor("dataset", d.name) for d in dataset_pages}
+        anchors |= {pipeline_anchor(pipeline.name) for pipeline in pipeline_pages}
+        listed = _first(pipelines, failing, LIST_ROWS)
+        return cls(jobs, datasets, listed, job_pages, dataset_pages, pipeline_pages, frozenset(anchors))
+
+    def link(self, kind: str, name: str) -> str:
+        """A job's or a dataset's name, linking to its page if the file has it."""
+        target = anchor(kind, name)
+        if target not in self.anchors:  # the list's note says which have a page
+            return escape(name)
+        return f'<a href="#{target}">{escape(name)}</a>'
+
+    def job(self, name: str) -> str:
+        """A job's name, linking to its page if the file has it."""
+        return self.link("job", name)
+
+    def dataset(self, name: str) -> str:
+        """A dataset's name, linking to its page if the file has it."""
+        return self.link("dataset", name)
+
+    def node_href(self, node: Node) -> str:
+        """A lineage node's link: its page's anchor, or nothing."""
+        target = anchor(*node)
+        return "#" + target if target in self.anchors else ""
 
 
 # --- overview ---------------------------------------------------------------------------------------------------
 
 
-def _overview(snapshot: Snapshot, charts: Charts) -> str:
+def _overview(snapshot: Snapshot, charts: Charts, shown: _Shown) -> str:
     tiles = "".join(_tile(figure, snapshot.days) for figure in snapshot.figures)
     parts = [f'<section id="overview"><h2>Overview</h2><div class="tiles">{tiles}</div>']
     if charts.runs_per_day:
@@ -150,7 +246,7 @@ def _overview(snapshot: Snapshot, charts: Charts) -> str:
                 ("job", "run", "attempt", "started", "running", "threshold"),
                 (
                     (
-                        _job_link(row["job_name"]),
+                        shown.job(row["job_name"]),
                         short_run_id(row["run_id"]),
                         row["attempt"],
                         _when(row["start_time"]),
@@ -250,7 +346,7 @@ def _number(value: float | None, percent: bool = False) -> str:
 # --- jobs ---------------------------------------------------------------------------------------------------------
 
 
-def _jobs(snapshot: Snapshot, charts: Charts, owners: _Owners) -> str:
+def _jobs(snapshot: Snapshot, charts: Charts, owners: _Owners, shown: _Shown) -> str:
     header = (
         '<tr><th data-sort="text">job</th><th data-sort="text">owners</th><th data-sort="text">last status</th>'
         '<th data-sort="num">failure streak</th><th data-sort="num">runs</th><th data-sort="num">failures</th>'
@@ -259,29 +355,30 @@ def _jobs(snapshot: Snapshot, charts: Charts, owners: _Owners) -> str:
     )
     # A pipeline's tasks (a DAG's, a dbt invocation's hundreds of statements) are its page's grid rows, not lines
     # here: the list is the jobs that run on their own.
-    listed = [job for job in snapshot.jobs if job.parent is None]
-    lines = [_job_line(job, charts, owners.of_job(job.name)) for job in listed]
-    tasks = len(snapshot.jobs) - len(listed)
+    alone = sum(1 for job in snapshot.jobs if job.parent is None)
+    lines = [_job_line(job, charts, owners.of_job(job.name), shown) for job in shown.jobs]
+    tasks = len(snapshot.jobs) - alone
     grouped = (
         f' {tasks} jobs that run as tasks of a pipeline are in their <a href="#pipelines">pipelines\' grids</a>.'
         if tasks
         else ""
     )
+    capped = _capped_note("jobs", len(shown.jobs), alone, len(shown.job_pages), len(snapshot.jobs))
     return (
-        f'<section id="jobs"><h2>Jobs <small>{len(listed)}</small></h2>'
+        f'<section id="jobs"><h2>Jobs <small>{alone}</small></h2>'
         '<p><input id="job-filter" type="search" placeholder="filter by name" aria-label="filter jobs by name"></p>'
         f'<table class="sortable owned" id="jobs-table"><thead>{header}</thead><tbody>{"".join(lines)}</tbody></table>'
         f'<p class="note">Runs and failures: finished runs that started in the {snapshot.days} days. Click a '
         "column to sort. Each job's page shows its most recent "
-        f"{data.RECENT_RUNS} runs one by one; older runs are in the daily figures only.{grouped}</p></section>"
+        f"{data.RECENT_RUNS} runs one by one; older runs are in the daily figures only.{grouped}{capped}</p></section>"
     )
 
 
-def _job_line(job: Job, charts: Charts, owners: Sequence[str]) -> str:
+def _job_line(job: Job, charts: Charts, owners: Sequence[str], shown: _Shown) -> str:
     name = escape(job.name)
     return (
         f'<tr data-name="{name.lower()}"{_owned(owners)}>'
-        f'<td data-value="{name}">{_job_link(job.name)}</td>'
+        f'<td data-value="{name}">{shown.job(job.name)}</td>'
         f"<td>{escape(', '.join(owners))}</td>"
         f'<td data-value="{escape(job.last_status)}">{_status(job.last_status)}</td>'
         f'<td data-value="{job.current_streak}" class="num{" bad" if job.current_streak else ""}">'
@@ -315,12 +412,23 @@ def _status(status: str | None) -> str:
     return f'<span class="status s-{text}">{text}</span>'
 
 
-def _job_link(name: str) -> str:
-    return f'<a href="#{anchor("job", name)}">{escape(name)}</a>'
+_FIRST = {
+    "jobs": "those needing attention first (failing, hung, anomalies), then the busiest",
+    "datasets": "stale ones first",
+    "pipelines": "those whose last run failed first",
+}
+"""Which of each kind the caps keep."""
 
 
-def _dataset_link(name: str) -> str:
-    return f'<a href="#{anchor("dataset", name)}">{escape(name)}</a>'
+def _capped_note(kind: str, rows: int, of_rows: int, pages: int, of_pages: int) -> str:
+    """What the caps left out of a list and its pages (nothing when all are in)."""
+    listed = f" {rows} of the {of_rows} {kind} are listed, {_FIRST[kind]}." if rows < of_rows else ""
+    paged = (
+        f" Pages are written for {pages} of the {of_pages} {kind}, {_FIRST[kind]}: the others' names are not links."
+        if pages < of_pages
+        else ""
+    )
+    return listed + (" The file is kept under 5 MB." if listed or paged else "") + paged
 
 
 # --- failures and datasets ---------------------------------------------------------------------------------------
@@ -343,7 +451,7 @@ def _failures(snapshot: Snapshot, charts: Charts) -> str:
     )
 
 
-def _datasets(snapshot: Snapshot, charts: Charts, owners: _Owners) -> str:
+def _datasets(snapshot: Snapshot, charts: Charts, owners: _Owners, shown: _Shown) -> str:
     header = (
         '<tr><th data-sort="text">dataset</th><th data-sort="text">owners</th><th data-sort="text">stale</th>'
         '<th data-sort="text">last status</th>'
@@ -351,13 +459,13 @@ def _datasets(snapshot: Snapshot, charts: Charts, owners: _Owners) -> str:
         '<th data-sort="text">data as of</th><th data-sort="text">last job</th></tr>'
     )
     lines = []
-    for dataset in snapshot.datasets:
+    for dataset in shown.datasets:
         row = dataset.status
         stale = "stale" if row["is_stale"] else "fresh"
         owned = owners.of_dataset(dataset.name)
         lines.append(
             f'<tr class="{stale}"{_owned(owned)}><td data-value="{escape(dataset.name)}">'
-            f"{_dataset_link(dataset.name)}</td><td>{escape(', '.join(owned))}</td>"
+            f"{shown.dataset(dataset.name)}</td><td>{escape(', '.join(owned))}</td>"
             f'<td data-value="{stale}">{stale}</td><td>{_status(row["last_status"])}</td>'
             f'<td class="num" data-value="{_raw(row["freshness_minutes"])}">{_count(row["freshness_minutes"])}</td>'
             f'<td class="num" data-value="{_raw(row["freshness_sla_minutes"])}">'
@@ -373,10 +481,12 @@ def _datasets(snapshot: Snapshot, charts: Charts, owners: _Owners) -> str:
             f"(log scale); the black tick is its freshness SLA.{note}</figcaption></figure>"
         )
     stale_count = sum(1 for d in snapshot.datasets if d.status["is_stale"])
+    total = len(snapshot.datasets)
+    left_out = _capped_note("datasets", len(shown.datasets), total, len(shown.dataset_pages), total)
     return (
         f'<section id="datasets"><h2>Datasets <small>{len(snapshot.datasets)}, {stale_count} stale</small></h2>{chart}'
         f'<table class="sortable owned" id="datasets-table"><thead>{header}</thead><tbody>{"".join(lines)}</tbody>'
-        "</table></section>"
+        f"</table>{_note(left_out)}</section>"
     )
 
 
@@ -481,6 +591,10 @@ def _runs_table(runs: Sequence[Row], options: PageOptions, failures: bool) -> st
     return _table(heads, lines, css="failures" if failures else "backfills")
 
 
+def _note(text: str) -> str:
+    return f'<p class="note">{text.strip()}</p>' if text else ""
+
+
 def _message(message: str | None) -> str:
     if not message:
         return ""
@@ -499,7 +613,12 @@ def _trace_link(template: str | None, run: Row) -> str:
 
 
 def _dataset_page(
-    dataset: Dataset, charts: Charts, snapshot: Snapshot, lineage: Lineage, health: Callable[[Node], str]
+    dataset: Dataset,
+    charts: Charts,
+    snapshot: Snapshot,
+    lineage: Lineage,
+    health: Callable[[Node], str],
+    shown: _Shown,
 ) -> str:
     days = snapshot.days
     row = dataset.status
@@ -534,7 +653,7 @@ def _dataset_page(
         _table(
             ("job", "updates", "last update"),
             (
-                (_job_link(w["job_name"]) if w["job_name"] else "", w["updates"], _when(w["last_update_at"]))
+                (shown.job(w["job_name"]) if w["job_name"] else "", w["updates"], _when(w["last_update_at"]))
                 for w in dataset.writers
             ),
             css="writers",
@@ -542,11 +661,11 @@ def _dataset_page(
         if dataset.writers
         else f"<p>None in the last {data.update_days(days)} days.</p>"
     )
-    parts.append(_lineage(dataset, lineage, health))
+    parts.append(_lineage(dataset, lineage, health, shown))
     checks = [check for check in snapshot.structure.checks if check["dataset"] == dataset.name]
     parts.append("<h3>Checks <small>(latest result of each)</small></h3>")
     parts.append(
-        _table(_CHECK_HEADS, (_check_cells(check, with_dataset=False) for check in checks), css="checks")
+        _table(_CHECK_HEADS, (_check_cells(check, shown, with_dataset=False) for check in checks), css="checks")
         if checks
         else "<p>No check result in sight.</p>"
     )
@@ -629,7 +748,7 @@ def _paged_runs(pipeline: Pipeline) -> list[Row]:
     return ranked[:RUN_PAGES]
 
 
-def _pipelines(snapshot: Snapshot, owners: _Owners) -> str:
+def _pipelines(snapshot: Snapshot, owners: _Owners, shown: _Shown) -> str:
     pipelines = snapshot.structure.pipelines
     if not pipelines:
         return (
@@ -641,8 +760,9 @@ def _pipelines(snapshot: Snapshot, owners: _Owners) -> str:
         '<th data-sort="text">state</th><th data-sort="num">tasks</th><th data-sort="num">failed tasks</th>'
         f"<th>last {data.GRID_RUNS} runs (oldest left)</th></tr>"
     )
+    total = len(pipelines)
     lines = []
-    for pipeline in pipelines:
+    for pipeline in shown.pipelines:
         last = pipeline.runs[0]
         state = data.run_state(pipeline.children_of(last["parent_run_id"]))
         strip = "".join(
@@ -652,7 +772,7 @@ def _pipelines(snapshot: Snapshot, owners: _Owners) -> str:
         )
         lines.append(
             f'<tr{_owned(pipeline.owners)}><td data-value="{escape(pipeline.name)}">'
-            f'<a href="#{pipeline_anchor(pipeline.name)}">{escape(pipeline.name)}</a></td>'
+            f"{shown.link('pipeline', pipeline.name)}</td>"
             f"<td>{escape(', '.join(pipeline.owners))}</td><td>{_when(last['first_start_time'])}</td>"
             f'<td data-value="{state}">{_status(state)}</td><td class="num">{len(pipeline.tasks)}</td>'
             f'<td class="num{" bad" if last["failed"] else ""}">{last["failed"]}</td>'
@@ -663,7 +783,8 @@ def _pipelines(snapshot: Snapshot, owners: _Owners) -> str:
         f'<table class="sortable owned" id="pipelines-table"><thead>{header}</thead><tbody>{"".join(lines)}'
         '</tbody></table><p class="note">A pipeline is a parent job (a DAG, a flow, a dbt invocation) as its tasks\' '
         "runs name it (pipeline_runs). State: running while a task runs, failed when a task's latest attempt "
-        "failed.</p></section>"
+        f"failed.{_capped_note('pipelines', len(shown.pipelines), total, len(shown.pipeline_pages), total)}"
+        "</p></section>"
     )
 
 
@@ -673,7 +794,7 @@ _LEGEND = (
 )
 
 
-def _pipeline_page(pipeline: Pipeline) -> str:
+def _pipeline_page(pipeline: Pipeline, shown: _Shown) -> str:
     """The grid: a row per task, a column per run (oldest left, as Airflow's), each cell the task's latest attempt
     in that run."""
     runs = list(reversed(pipeline.runs))
@@ -694,7 +815,8 @@ def _pipeline_page(pipeline: Pipeline) -> str:
             f'<th class="run" title="{escape(title)}">{label}<i class="{_STRIP_CLASS.get(state, "")}"></i></th>'
         )
     rows = []
-    for task in pipeline.tasks:
+    tasks = _grid_tasks(pipeline.tasks, pipeline.children)
+    for task in tasks:
         line = []
         for run in runs:
             cell = cells.get((task, run["parent_run_id"]))
@@ -708,14 +830,14 @@ def _pipeline_page(pipeline: Pipeline) -> str:
             line.append(
                 f'<td><i class="{_STRIP_CLASS.get(status, "")}" title="{escape(f"{status}{tried}{minutes}")}"></i></td>'
             )
-        rows.append(f'<tr data-task="{escape(task)}"><th>{_job_link(task)}</th>{"".join(line)}</tr>')
+        rows.append(f'<tr data-task="{escape(task)}"><th>{shown.job(task)}</th>{"".join(line)}</tr>')
     return (
         f'<section class="detail pipeline" id="{pipeline_anchor(pipeline.name)}" data-pipeline="'
         f'{escape(pipeline.name)}"><p class="back"><a href="#pipelines">← all pipelines</a></p>'
         f"<h2>Pipeline {escape(pipeline.name)}</h2>"
         + _facts(
             ("owners", escape(", ".join(pipeline.owners)) or "–"),
-            ("tasks", str(len(pipeline.tasks))),
+            ("tasks", _of(len(tasks), len(pipeline.tasks), _TASKS_SHOWN)),
             ("runs shown", f"{len(runs)} (the newest, at most {data.GRID_RUNS})"),
         )
         + f'<div class="grid-wrap"><table class="grid"><thead><tr><th></th>{"".join(head)}</tr></thead>'
@@ -726,9 +848,12 @@ def _pipeline_page(pipeline: Pipeline) -> str:
     )
 
 
-def _run_page(pipeline: Pipeline, run: Row, snapshot: Snapshot, options: PageOptions) -> str:
-    children = pipeline.children_of(run["parent_run_id"])
-    state = data.run_state(children)
+def _run_page(pipeline: Pipeline, run: Row, snapshot: Snapshot, options: PageOptions, shown: _Shown) -> str:
+    every = pipeline.children_of(run["parent_run_id"])
+    names = list(dict.fromkeys(child["job_name"] for child in every))
+    kept = set(_grid_tasks(names, every))
+    children = [child for child in every if child["job_name"] in kept]
+    state = data.run_state(every)
     first = next((child for child in children if child["trace_id"]), None)
     values = {
         "run_id": run["parent_run_id"],
@@ -750,20 +875,20 @@ def _run_page(pipeline: Pipeline, run: Row, snapshot: Snapshot, options: PageOpt
         ("task runs", f"{run['child_runs']} ({run['succeeded']} ok, {run['failed']} failed, {run['running']} running)"),
         ("links", " ".join(links) or "–"),
     )
-    gantt = gantt_svg(children, snapshot.now, lambda name: "#" + anchor("job", name))
+    gantt = gantt_svg(children, snapshot.now, lambda name: shown.node_href(("job", name)))
     errors = [child for child in children if child["status"] == "FAILED"]
     lines = []
     for child in children:
         trace = _trace_link(options.trace_url, child)
         lines.append(
             (
-                _job_link(child["job_name"]),
+                shown.job(child["job_name"]),
                 _status(child["status"]),
                 child["attempt"],
                 _when(child["start_time"]),
                 f"{child['duration_ms'] / 60000:.1f} min" if child["duration_ms"] is not None else "",
-                ", ".join(_dataset_link(name) for name in child["inputs"] or ()),
-                ", ".join(_dataset_link(name) for name in child["written"] or ()),
+                ", ".join(shown.dataset(name) for name in child["inputs"] or ()),
+                ", ".join(shown.dataset(name) for name in child["written"] or ()),
                 trace,
             )
         )
@@ -783,7 +908,7 @@ def _run_page(pipeline: Pipeline, run: Row, snapshot: Snapshot, options: PageOpt
                 ("task", "attempt", "error type", "message"),
                 (
                     (
-                        _job_link(e["job_name"]),
+                        shown.job(e["job_name"]),
                         e["attempt"],
                         escape(str(e["error_type"] or "")),
                         f'<span class="message">{_message(e["error_message"])}</span>',
@@ -793,7 +918,8 @@ def _run_page(pipeline: Pipeline, run: Row, snapshot: Snapshot, options: PageOpt
                 css="errors",
             )
         )
-    parts.append("<h3>Task runs</h3>")
+    capped = f" <small>({_of(len(kept), len(names), _TASKS_SHOWN)})</small>" if len(kept) < len(names) else ""
+    parts.append(f"<h3>Task runs{capped}</h3>")
     parts.append(
         _table(("task", "state", "attempt", "started", "duration", "read", "wrote", "trace"), lines, css="tasks")
     )
@@ -822,20 +948,16 @@ def _health(snapshot: Snapshot) -> Callable[[Node], str]:
     return health
 
 
-def _node_link(node: Node) -> str:
-    return "#" + anchor(*node)
-
-
 _LINEAGE_LEGEND = (
     '<p class="legend"><i class="fresh"></i> fresh dataset <i class="stale"></i> stale dataset '
     '<i class="unknown"></i> not updated in sight <i class="ok"></i> job ok <i class="failing"></i> job failing</p>'
 )
 
 
-def _lineage(dataset: Dataset, lineage: Lineage, health: Callable[[Node], str]) -> str:
+def _lineage(dataset: Dataset, lineage: Lineage, health: Callable[[Node], str], shown: _Shown) -> str:
     if dataset.name not in lineage.writers and dataset.name not in lineage.readers:
         return "<h3>Lineage</h3><p>No run in the views' window read or wrote it naming its inputs.</p>"
-    svg = lineage_svg(lineage, dataset.name, health, _node_link)
+    svg = lineage_svg(lineage, dataset.name, health, shown.node_href)
     return (
         f'<h3>Lineage</h3><figure class="chart">{svg}<figcaption>Upstream left, downstream right: datasets '
         "(square) and the jobs (round) that read and write them, up to two jobs away "
@@ -843,22 +965,23 @@ def _lineage(dataset: Dataset, lineage: Lineage, health: Callable[[Node], str]) 
     )
 
 
-def _checks(checks: Sequence[Row], owners: _Owners) -> str:
+def _checks(checks: Sequence[Row], owners: _Owners, shown: _Shown) -> str:
     if not checks:
         return '<section id="checks"><h2>Checks</h2><p>No data-quality check result in sight.</p></section>'
     failing = sum(1 for check in checks if check["status"] == "FAILED")
     lines = "".join(
         f'<tr class="{"failing" if check["status"] == "FAILED" else "passing"}"'
         f"{_owned(owners.of_dataset(check['dataset']))}>"
-        + "".join(f"<td>{cell}</td>" for cell in _check_cells(check, with_dataset=True))
+        + "".join(f"<td>{cell}</td>" for cell in _check_cells(check, shown, with_dataset=True))
         + "</tr>"
-        for check in checks
+        for check in checks[:LIST_ROWS]
     )
+    capped = f" The first {LIST_ROWS} of {len(checks)} are listed." if len(checks) > LIST_ROWS else ""
     return (
         f'<section id="checks"><h2>Checks <small>{len(checks)}, {failing} failing</small></h2>'
         f'<table class="owned" id="checks-table"><thead><tr>{_CHECK_HEADS_WITH_DATASET}</tr></thead>'
         f'<tbody>{lines}</tbody></table><p class="note">Each check\'s latest result (dataset_checks_latest), failing '
-        "first.</p></section>"
+        f"first.{capped}</p></section>"
     )
 
 
@@ -866,8 +989,8 @@ _CHECK_HEADS = ("check", "status", "column", "actual", "expected", "severity", "
 _CHECK_HEADS_WITH_DATASET = "".join(f"<th>{h}</th>" for h in ("dataset", *_CHECK_HEADS))
 
 
-def _check_cells(check: Row, with_dataset: bool) -> list[str]:
-    cells = [_dataset_link(check["dataset"])] if with_dataset else []
+def _check_cells(check: Row, shown: _Shown, with_dataset: bool) -> list[str]:
+    cells = [shown.dataset(check["dataset"])] if with_dataset else []
     return cells + [
         escape(str(check["check_name"])),
         _status(check["status"]),
@@ -876,7 +999,7 @@ def _check_cells(check: Row, with_dataset: bool) -> list[str]:
         escape(str(check["expected"] if check["expected"] is not None else "")),
         escape(str(check["severity"] or "")),
         _when(check["checked_at"]),
-        _job_link(check["job_name"]) if check["job_name"] else "",
+        shown.job(check["job_name"]) if check["job_name"] else "",
     ]
 
 
@@ -898,6 +1021,19 @@ def short_run_id(run_id: Any) -> str:
 
 
 # --- small pieces ------------------------------------------------------------------------------------------------
+
+
+def _grid_tasks(tasks: Sequence[str], children: Sequence[Row]) -> list[str]:
+    """``tasks`` in their order, at most :data:`GRID_TASKS`: those with a run that did not succeed first."""
+    troubled = {child["job_name"] for child in children if child["status"] != "SUCCESS"}
+    return _first(tasks, sorted(tasks, key=lambda task: task not in troubled), GRID_TASKS)
+
+
+_TASKS_SHOWN = f"shown (at most {GRID_TASKS}): those that failed or run first"
+
+
+def _of(shown: int, total: int, what: str) -> str:
+    return str(total) if shown == total else f"{shown} of {total} {what}"
 
 
 def _facts(*pairs: tuple[str, str]) -> str:
