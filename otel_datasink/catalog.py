@@ -21,7 +21,7 @@ import importlib.resources
 import math
 import re
 import string
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -213,7 +213,15 @@ def athena_ddl(location: str, database: str = DEFAULT_DATABASE, parameters: View
 
 def duckdb_views(parameters: ViewParameters | None = None) -> list[str]:
     """``CREATE OR REPLACE VIEW`` statements for DuckDB over the unqualified tables."""
-    return [to_duckdb_expression(s).sql(dialect="duckdb") for s in _view_statements(parameters or ViewParameters())]
+    return list(_duckdb_views(parameters or ViewParameters()))
+
+
+@lru_cache(maxsize=16)
+def _duckdb_views(parameters: ViewParameters) -> tuple[str, ...]:
+    # Parsing and transpiling views.sql costs ~0.3 s of CPU, the same for the same parameters: each connection
+    # (a report opens several, an alert --watch one per evaluation, the test suite hundreds) takes the text once
+    # made. Few parameter sets are in use at once; 16 bounds the memory (~60 kB each).
+    return tuple(to_duckdb_expression(s).sql(dialect="duckdb") for s in _view_statements(parameters))
 
 
 COMPUTED_ONCE = ("job_runs_latest", "dataset_status_latest")
