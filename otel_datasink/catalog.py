@@ -262,7 +262,7 @@ def to_duckdb_expression(expression: exp.Expr) -> exp.Expression:
     """A parsed Trino expression rewritten where DuckDB's functions of the same name mean otherwise."""
     # exp.Expr: the type sqlglot 30 gives what it parses (the base of Expression); the annotations are not
     # evaluated, so older sqlglot, which has no Expr, imports this module all the same.
-    return expression.copy().transform(_duckdb_meaning)
+    return expression.transform(_duckdb_meaning)  # on a copy (transform's default): the input is left as it was
 
 
 def _duckdb_meaning(node: exp.Expression) -> exp.Expression:
