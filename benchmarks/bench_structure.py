@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -113,7 +114,7 @@ def generate(root: Path, jobs: int, days: int, pipelines: int, seed: int) -> dic
 
     shutil.rmtree(root, ignore_errors=True)
     writers = {name: Writer(Options.resolve(str(root / name))) for name in ("plain", "structured")}
-    rng = base.random.Random(seed)
+    rng = random.Random(seed)
     fleet = base.Fleet.draw(jobs, rng)
     structure = Structure(fleet, pipelines)
     failing_at_end = rng.sample(range(jobs), min(3, jobs))
