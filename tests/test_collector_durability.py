@@ -187,11 +187,12 @@ def test_an_undeletable_spool_folder_never_stops_ingestion_and_a_restart_only_du
             assert first.metric("spool_segments") == 0
         acknowledged: set[str] = set()
         with chattr(spool, "a"):  # segments are created but cannot be removed once their batch is written
-            for _ in range(8):  # twice max_pending_batches: a stopped writer thread would turn these away
+            for sent in range(1, 9):  # twice max_pending_batches: a stopped writer thread would turn these away
                 status, ids = first.post(3)
                 assert status == 200
                 acknowledged |= ids
-                time.sleep(0.5)  # a batch each (flush age 0.2 s)
+                # A batch each (flush age 0.2 s): the next request once this one's is written and left behind.
+                wait_for(lambda sent=sent: first.metric("spool_unremoved_segments") == sent)
             assert set(span_id_counts(local_location, expect=len(acknowledged))) == acknowledged
             wait_for(lambda: first.metric("spool_unremoved_segments") == 8)
             assert first.metric("spool_segments") == 8
