@@ -353,8 +353,13 @@ def dataset_status_rows(fleet: Fleet, terminal: pa.Table, history_start_ms: int,
 
 
 def conform(columns: dict[str, pa.Array | pa.ChunkedArray], table_schema: pa.Schema) -> pa.Table:
-    """The columns as a table of ``table_schema`` (epoch-millisecond int64 cast to its timestamps)."""
-    arrays = [pc.cast(columns[field.name], field.type) for field in table_schema]
+    """The columns as a table of ``table_schema`` (epoch-millisecond int64 cast to its timestamps); a column not
+    generated (added to the schema since: parent run, owners, inputs) is NULL, as in files written before it."""
+    rows = len(next(iter(columns.values())))
+    arrays = [
+        pc.cast(columns[field.name], field.type) if field.name in columns else pa.nulls(rows, field.type)
+        for field in table_schema
+    ]
     return pa.Table.from_arrays(arrays, schema=table_schema)
 
 

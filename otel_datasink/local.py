@@ -39,6 +39,8 @@ _logger = logging.getLogger(__name__)
 _opened: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 """The connections :func:`connect` made that are still referenced: those :func:`interrupt_queries` interrupts."""
 _opened_lock = threading.Lock()
+_bases: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str] = weakref.WeakKeyDictionary()
+"""The location (as DuckDB reads it) of each connection of :func:`connect`: :func:`read_days` points it elsewhere."""
 
 
 class NoTablesError(FileNotFoundError):
@@ -85,6 +87,7 @@ def connect(
     else:
         con.register_filesystem(fs)
         base = fs.unstrip_protocol(root)
+    _bases[con] = base
     found = {
         table: _create_table(con, table, _patterns(base, table, days))
         for table in STORED_TABLES
@@ -99,6 +102,13 @@ def connect(
     for statement in duckdb_views(parameters):
         con.execute(statement)
     return con
+
+
+def read_days(con: duckdb.DuckDBPyConnection, days: tuple[str, ...]) -> None:
+    """Points the tables of rows (:data:`~otel_datasink.schema.TABLES`) of a connection of :func:`connect` at the
+    partitions ``days`` (``dt`` values that have files) alone; the views, bound late, follow."""
+    for table in TABLES:
+        _create_table(con, table, _patterns(_bases[con], table, days))
 
 
 def write_database(

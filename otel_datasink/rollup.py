@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -35,20 +35,57 @@ from otel_datasink.schema import (
     DATASET_STATUS_DAILY_TABLE,
     DATASET_STATUS_TABLE,
     FUTURE_TOLERANCE_DAYS,
-    PARTITION_COLUMN,
+    JOB_RUNS_DAILY_TABLE,
+    JOB_RUNS_TABLE,
     ROLLUPS,
 )
 from otel_datasink.writer import Writer
 
 ROLLUP_LAG_DAYS = FUTURE_TOLERANCE_DAYS + 1
-"""A day is closed, and rolled up, once it is this many days before today (UTC): with a tolerance of one day,
-the day before yesterday and older."""
-SOURCES = {DATASET_STATUS_DAILY_TABLE: DATASET_STATUS_TABLE}
-"""Rollup table -> the table of rows it summarises (a day of one from the same day of the other)."""
-VIEW_OF = {DATASET_STATUS_DAILY_TABLE: "dataset_status_days"}
-"""Rollup table -> the view whose rows of a day it stores."""
+"""A day is closed once it is this many days before today (UTC): with a tolerance of one day, the day before
+yesterday and older. A rollup that reads the next day's files too waits for that one to be closed."""
 _ALL_DAYS = 365_000
-"""The dataset window of the views a rollup is computed with: every day, whatever its age."""
+"""The windows of the views a rollup is computed with: every day, whatever its age."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollup:
+    """How a rollup table is made: from which table's files, by which view, over how many days."""
+
+    table: str
+    source: str
+    """The table of rows it summarises."""
+    view: str
+    """The view whose rows of a day it stores (rollups left out: on the rows alone)."""
+    day_column: str
+    """The view's column that says the day of a row."""
+    span_days: int
+    """The source's partitions a day's rollup reads: that day and the ``span_days - 1`` after it."""
+
+    def inputs(self, day: str) -> list[str]:
+        """The ``dt`` partitions the rollup of ``day`` reads."""
+        first = date.fromisoformat(day)
+        return [(first + timedelta(days=offset)).isoformat() for offset in range(self.span_days)]
+
+    def days(self, sources: Iterable[str]) -> list[str]:
+        """The days, in order, whose rollup reads any of the partitions ``sources`` (a run that started on a day
+        with no file of its own and ended the next is that day's)."""
+        return sorted(
+            {
+                (date.fromisoformat(day) - timedelta(days=offset)).isoformat()
+                for day in sources
+                for offset in range(self.span_days)
+            }
+        )
+
+
+ROLLUP_TABLES = (
+    # A run's rows are those of the day it started and of the day it ended, mostly the same or the next.
+    Rollup(JOB_RUNS_DAILY_TABLE, JOB_RUNS_TABLE, "runtime_trend", "run_date", 2),
+    # All the updates of one instant are in one day: a day's rows tell its summary.
+    Rollup(DATASET_STATUS_DAILY_TABLE, DATASET_STATUS_TABLE, "dataset_status_days", "dt", 1),
+)
+"""The rollup tables of :data:`~otel_datasink.schema.ROLLUPS`, each with how it is made."""
 
 
 @dataclasses.dataclass
@@ -68,8 +105,8 @@ def closed_before(today: date | None = None) -> str:
 
 
 def fingerprint(files: Iterable[tuple[str, int]]) -> str:
-    """The name of a rollup made from data files (their names and sizes): the same files, the same name."""
-    lines = sorted(f"{name.rsplit('/', 1)[-1]}\t{size}" for name, size in files)
+    """The name of a rollup made from data files (their paths and sizes): the same files, the same name."""
+    lines = sorted(f"{'/'.join(name.rsplit('/', 2)[-2:])}\t{size}" for name, size in files)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:24] + ".parquet"
 
 
@@ -91,24 +128,26 @@ def roll_up(writer: Writer, *, held: Held, today: date | None = None) -> RolledU
     what it did. The caller holds the compaction lock (``held``, checked before each put and delete)."""
     result = RolledUp()
     cutoff = closed_before(today)
-    for rollup, source in SOURCES.items():
+    for rollup in ROLLUP_TABLES:
         writer.fs.invalidate_cache()
-        sources = _files_by_day(writer, source)
-        rollups = _files_by_day(writer, rollup)
-        pending = {}
-        for day in sorted(d for d in sources if d < cutoff):
-            name = fingerprint(sources[day])
+        sources = _files_by_day(writer, rollup.source)
+        rollups = _files_by_day(writer, rollup.table)
+        pending: dict[str, tuple[str, list[str]]] = {}
+        for day in rollup.days(sources):
+            if rollup.inputs(day)[-1] >= cutoff:
+                break
+            inputs = [each for each in rollup.inputs(day) if each in sources]
+            name = fingerprint(file for each in inputs for file in sources[each])
             if any(path.endswith(f"/{name}") for path, _ in rollups.get(day, [])):
                 result.days_current += 1
             else:
-                pending[day] = name
+                pending[day] = (name, inputs)
         if not pending:
             continue
-        computed = compute(writer, rollup, tuple(pending))
-        for day, name in pending.items():
+        for day, table in compute(writer, rollup, {day: inputs for day, (_, inputs) in pending.items()}):
             held.check()
-            path = f"{writer.path(rollup, day)}/{name}"
-            writer.put(path, writer.encode_tables([computed[day]]), deadline=time.monotonic() + writer.options.timeout)
+            path = f"{writer.path(rollup.table, day)}/{pending[day][0]}"
+            writer.put(path, writer.encode_tables([table]), deadline=time.monotonic() + writer.options.timeout)
             result.days_written += 1
             held.check()
             for old, _ in rollups.get(day, []):
@@ -118,27 +157,25 @@ def roll_up(writer: Writer, *, held: Held, today: date | None = None) -> RolledU
     return result
 
 
-def compute(writer: Writer, rollup: str, days: tuple[str, ...]) -> dict[str, pa.Table]:
-    """The rollup of each of ``days`` (``dt`` values with files), as Arrow tables of its schema: the view of
-    :data:`VIEW_OF` over those days' files, rollups left out (a day's old rollup is no input of its new one)."""
+def compute(writer: Writer, rollup: Rollup, days: dict[str, list[str]]) -> Iterator[tuple[str, pa.Table]]:
+    """The rollup of each day of ``days`` (``dt`` -> the partitions with files it reads), in order, as an Arrow
+    table of its schema: the rows of :attr:`Rollup.view` of that day, over those partitions' files alone."""
     from otel_datasink import local
     from otel_datasink.catalog import ViewParameters
 
-    schema = ROLLUPS[rollup]
-    parameters = ViewParameters(dataset_window_days=_ALL_DAYS)
+    schema = ROLLUPS[rollup.table]
+    parameters = ViewParameters(window_days=_ALL_DAYS, dataset_window_days=_ALL_DAYS)
     options = {field.name: getattr(writer.options, field.name) for field in dataclasses.fields(writer.options)}
-    con = local.connect(parameters=parameters, rollups=False, days=days, **options)
+    con = local.connect(parameters=parameters, rollups=False, days=(), **options)
     try:
         columns = ", ".join(f'"{name}"' for name in schema.names if name != "rolled_up_at")
         # current_timestamp to the millisecond: the column's precision (a rollup newer than another is so there).
-        rows = con.sql(
-            f"SELECT {columns}, date_trunc('millisecond', current_timestamp) AS rolled_up_at, {PARTITION_COLUMN} "
-            f"FROM {VIEW_OF[rollup]}"
-        ).to_arrow_table()
+        query = (
+            f"SELECT {columns}, date_trunc('millisecond', current_timestamp) AS rolled_up_at FROM {rollup.view} "
+            f"WHERE CAST({rollup.day_column} AS VARCHAR) = $day"
+        )
+        for day, inputs in days.items():
+            local.read_days(con, tuple(inputs))
+            yield day, con.sql(query, params={"day": day}).to_arrow_table().cast(schema)
     finally:
         con.close()
-    by_day: dict[str, list[int]] = {day: [] for day in days}
-    for index, day in enumerate(rows.column(PARTITION_COLUMN).to_pylist()):
-        by_day.setdefault(day, []).append(index)
-    body = rows.drop_columns([PARTITION_COLUMN]).cast(schema)
-    return {day: body.take(pa.array(indices, pa.int64())) for day, indices in by_day.items()}

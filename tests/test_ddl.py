@@ -37,6 +37,7 @@ def test_the_whole_script_parses_as_athena_sql():
         ("TABLE", "monitoring", "dataset_status"),
         ("TABLE", "monitoring", "alerts"),
         ("TABLE", "monitoring", "dataset_checks"),
+        ("TABLE", "monitoring", "job_runs_daily"),
         ("TABLE", "monitoring", "dataset_status_daily"),
         *(("VIEW", "monitoring", view) for view in catalog.VIEWS),
     ]
@@ -132,13 +133,21 @@ def test_each_ddl_column_type_reads_the_parquet_the_writer_produces(local_locati
 def test_each_rollup_ddl_column_type_reads_the_parquet_the_compaction_produces(local_location):
     day_ms = 86_400_000
     old = (time.time_ns() // 1_000_000) - 5 * day_ms
-    row = {"dataset": "d", "status": "SUCCESS", "updated_at": old, "event_time": old, "ingested_at": old}
+    update = {"dataset": "d", "status": "SUCCESS", "updated_at": old, "event_time": old, "ingested_at": old}
+    run = {"job_name": "j", "run_id": "r", "status": "SUCCESS", "start_time": old, "end_time": old + 1000}
     writer = Writer(Options.resolve(local_location))
-    writer.write({"dataset_status": [row | {"owners": ["team"], "record_count": 3, "watermark": old}]})
-    assert compact(writer).rollups_written == 1
+    writer.write(
+        {
+            "dataset_status": [update | {"owners": ["team"], "record_count": 3, "watermark": old}],
+            "job_runs": [run | {"event_time": old + 1000, "ingested_at": old + 1000, "duration_ms": 1000}],
+        }
+    )
+    assert compact(writer).rollups_written == 2 + 1  # the run's day and the day before it (no run), the update's
     for statement, table in zip(catalog.athena_tables(LOCATION)[len(TABLES) :], ROLLUPS, strict=True):
-        (path,) = glob.glob(f"{local_location}/{table}/dt=*/*.parquet")
-        assert _ddl_columns(statement) == _athena_reads(path)
+        paths = glob.glob(f"{local_location}/{table}/dt=*/*.parquet")
+        assert _ddl_columns(statement) == _athena_reads(
+            max(paths, key=lambda path: pq.ParquetFile(path).metadata.num_rows)
+        )
 
 
 def _athena_reads(path: str) -> dict[str, str]:

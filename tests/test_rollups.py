@@ -201,3 +201,79 @@ def test_compact_without_rollup_leaves_the_rollups_alone(local_location, rollup)
     days = {partition_of(filed_time(row)) for row in rows}
     assert compact(writer, rollup=rollup).rollups_written == (len(days) if rollup else 0)
     assert bool(_rollup_files(local_location)) is rollup
+
+
+def _runs(rng: random.Random, count: int, now_ms: int, days: int, prefix: str = "r") -> list[dict]:
+    """Random rows of runs over the last ``days`` days: STARTED rows (some), runs that end after midnight, retries
+    (attempt 2), failures, backfills, runs still going, and copies of rows (a replay)."""
+    rows = []
+    for number in range(count):
+        start = now_ms - rng.randrange(days * DAY_MS)
+        if rng.random() < 0.2:  # just before midnight: it ends the next day
+            start = start - start % DAY_MS - rng.randrange(1, 30) * MINUTE_MS
+        end = start + rng.randrange(1, 180) * MINUTE_MS
+        run = {
+            # Orchestrators share a run id between jobs (and attempts), never between runs days apart.
+            "job_name": ["load_a", "load_b", "report"][number % 3],
+            "run_id": f"{prefix}{number // 3}",
+            "attempt": rng.choice([None, 1, 2]),
+            "start_time": start,
+            "run_type": rng.choice(["scheduled"] * 8 + ["backfill", None]),
+            "trace_id": f"t{number}",
+            "span_id": "s1",
+        }
+        started = run | {"status": "STARTED", "event_time": start, "ingested_at": start + 100}
+        if rng.random() < 0.5:
+            rows.append(started)
+        if end > now_ms - 30 * MINUTE_MS or rng.random() < 0.03:
+            continue  # still going, or hung
+        status = rng.choice(["SUCCESS"] * 5 + ["FAILED"])
+        terminal = run | {
+            "status": status,
+            "event_time": end,
+            "end_time": end,
+            "duration_ms": end - start,
+            "records_processed": rng.randrange(1000),
+            "ingested_at": end + 200,
+        }
+        rows.append(terminal)
+        if rng.random() < 0.1:
+            rows.append(terminal | {"ingested_at": end + 9000})  # a copy, ingested again
+    return rows
+
+
+def _trend(location: str, window: int, now: datetime.datetime) -> list[list[tuple]]:
+    """runtime_trend at ``now``, with the rollups then with the rollup table emptied."""
+    parameters = catalog.ViewParameters(window_days=window)
+    con = local.connect(location, parameters=parameters)
+    try:
+        catalog.pin_time(con, now, parameters, ())
+        query = "SELECT * FROM runtime_trend ORDER BY ALL"
+        answers = [con.execute(query).fetchall()]
+        con.execute("CREATE TEMP TABLE no_rollups AS SELECT * FROM job_runs_daily WHERE false")
+        con.execute("CREATE OR REPLACE VIEW job_runs_daily AS SELECT * FROM no_rollups")
+        return [*answers, con.execute(query).fetchall()]
+    finally:
+        con.close()
+
+
+def test_runtime_trend_answers_the_same_from_rollups_as_from_the_rows(local_location):
+    """Runs that end after midnight, retries, copies, late rows of closed days and compactions in between, two
+    writers: runtime_trend with the rollups is that of the rows alone at every window."""
+    rng = random.Random(21)
+    now_ms = now_ns() // 1_000_000
+    first, second = Writer(Options.resolve(local_location)), Writer(Options.resolve(local_location))
+    rows = _runs(rng, 900, now_ms, 45)
+    first.write({"job_runs": rows[::2]})
+    second.write({"job_runs": rows[1::2]})
+    assert compact(first).rollups_written > 0
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for window in (21, 30, 60):
+        with_rollups, rows_alone = _trend(local_location, window, now)
+        assert with_rollups == rows_alone and with_rollups, window
+    # Late runs of closed days (a backfill) and a replay of some rows: the same once rebuilt.
+    first.write({"job_runs": _runs(rng, 150, now_ms - 5 * DAY_MS, 20, "late") + rng.sample(rows, 60)})
+    assert compact(second).rollups_written > 0
+    for window in (21, 30, 60):
+        with_rollups, rows_alone = _trend(local_location, window, now)
+        assert with_rollups == rows_alone, window

@@ -437,22 +437,60 @@ WHERE
         OR (baseline_stddev = 0 AND records_processed <> baseline_mean)
     );
 
--- Per job, per UTC day the run started (the day it ended for a run whose start no row gave), backfills apart
--- (is_backfill): finished runs, failures, and the p50 and p95 duration of the successful ones.
+-- Per job, per UTC day the run started (the day it ended for a run whose start no row gave) of the last
+-- ${window_days} days, backfills apart (is_backfill): finished runs, failures, the p50 and p95 duration of the
+-- successful ones, the longest duration, the records processed.
+-- Closed days are read from the rollup table job_runs_daily (written by otel-datasink compact from the day's
+-- job_runs files and the next day's: runs that end after midnight; the newest rollup of each day), the days after
+-- the last rolled-up day from job_runs_latest: the compaction rolls up every closed day in order (and rebuilds a
+-- day whose files changed), so the two never overlap, and a location without rollups reads job_runs alone. A day's
+-- rollup sees the rows of that day and the next: a run whose rows are further apart (one that ran over a day, a
+-- copy of its end reported days later) is counted as those two days' rows tell it. The day before the window,
+-- which the window's rows tell only in part, is left out.
 CREATE OR REPLACE VIEW runtime_trend AS
+WITH rolled AS (
+    SELECT *, max(rolled_up_at) OVER (PARTITION BY dt) AS newest_rollup
+    FROM job_runs_daily
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+),
+finished AS (
+    SELECT
+        *,
+        CAST(coalesce(start_time, end_time) AS date) AS run_date,
+        coalesce(run_type, '') = 'backfill' AS is_backfill
+    FROM job_runs_latest
+    WHERE status IN ('SUCCESS', 'FAILED')
+)
 SELECT
     job_name,
-    CAST(coalesce(start_time, end_time) AS date) AS run_date,
-    coalesce(run_type, '') = 'backfill' AS is_backfill,
+    run_date,
+    is_backfill,
     count(*) AS runs,
     count(*) FILTER (WHERE status = 'FAILED') AS failures,
     approx_percentile(duration_ms, 0.5) FILTER (WHERE status = 'SUCCESS') AS p50_duration_ms,
     approx_percentile(duration_ms, 0.95) FILTER (WHERE status = 'SUCCESS') AS p95_duration_ms,
     max(duration_ms) AS max_duration_ms,
     CAST(sum(records_processed) AS bigint) AS records_processed
-FROM job_runs_latest
-WHERE status IN ('SUCCESS', 'FAILED')
-GROUP BY job_name, CAST(coalesce(start_time, end_time) AS date), coalesce(run_type, '') = 'backfill';
+FROM finished
+WHERE
+    run_date >= current_date - INTERVAL '${window_days}' DAY
+    AND date_format(run_date, '%Y-%m-%d') > coalesce((SELECT max(dt) FROM job_runs_daily), '')
+GROUP BY job_name, run_date, is_backfill
+UNION ALL
+SELECT
+    job_name,
+    CAST(dt AS date) AS run_date,
+    is_backfill,
+    runs,
+    failures,
+    p50_duration_ms,
+    p95_duration_ms,
+    max_duration_ms,
+    records_processed
+FROM rolled
+WHERE rolled_up_at = newest_rollup;
 
 -- Runs whose latest state is STARTED for longer than max(${hung_floor_minutes} minutes, ${hung_factor} x the
 -- p95 duration of the job's successful runs in the window); the floor alone when the job has no history.
