@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import re
 
 import pytest
 from job_spans import DAY_NS, MINUTE_NS, now_ns
@@ -277,3 +278,30 @@ def test_runtime_trend_answers_the_same_from_rollups_as_from_the_rows(local_loca
     for window in (21, 30, 60):
         with_rollups, rows_alone = _trend(local_location, window, now)
         assert with_rollups == rows_alone, window
+
+
+def test_the_report_is_the_same_with_rollups(local_location):
+    """The report's figures, charts and tables (the period's, the previous period's, the datasets') are those of the
+    rows alone once the compaction has rolled the closed days up."""
+    from otel_datasink.report import builder
+
+    rng = random.Random(22)
+    now_ms = now_ns() // 1_000_000
+    writer = Writer(Options.resolve(local_location))
+    # The page draws each update of a dataset: updates of one millisecond would be drawn in the files' order.
+    updates = [
+        row | {"updated_at": row["updated_at"] + number, "event_time": row["updated_at"] + number}
+        for number, row in enumerate(_updates(rng, 300, now_ms, 70))
+    ]
+    writer.write({"job_runs": _runs(rng, 600, now_ms, 70), "dataset_status": updates})
+    now = datetime.datetime.now(datetime.timezone.utc)
+    options = Options.resolve(local_location)
+
+    def page() -> str:
+        html = builder.build(options, days=30, now=now).html
+        # Less what differs between two builds of one page: the time it was made, its charts' gradient ids.
+        return re.sub(r"gradient_\d+", "gradient", re.sub(r"generated [^<]* UTC", "", html))
+
+    before = page()
+    assert compact(writer).rollups_written > 0
+    assert page() == before
