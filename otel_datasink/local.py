@@ -104,10 +104,11 @@ def connect(
     return con
 
 
-def read_days(con: duckdb.DuckDBPyConnection, days: tuple[str, ...]) -> None:
-    """Points the tables of rows (:data:`~otel_datasink.schema.TABLES`) of a connection of :func:`connect` at the
-    partitions ``days`` (``dt`` values that have files) alone; the views, bound late, follow."""
-    for table in TABLES:
+def read_days(con: duckdb.DuckDBPyConnection, days: tuple[str, ...], tables: tuple[str, ...] = tuple(TABLES)) -> None:
+    """Points tables of rows (``tables``: by default every one of :data:`~otel_datasink.schema.TABLES`) of a
+    connection of :func:`connect` at the partitions ``days`` (``dt`` values that have files) alone; the views,
+    bound late, follow."""
+    for table in tables:
         _create_table(con, table, _patterns(_bases[con], table, days))
 
 

@@ -1,13 +1,18 @@
 """Rollups of closed days: small tables of per-day summaries that the views read instead of the rows.
 
 A day is closed once it is over by more than the future tolerance of the receiver's clock (:data:`ROLLUP_LAG_DAYS`):
-the rows of a day mostly arrive by then. The rollup of a closed day is made by the views themselves, from that
-day's files only (:func:`otel_datasink.local.connect` with ``days`` and no rollups): ``dataset_status_daily`` holds
-the rows of the view ``dataset_status_days`` of the day, which ``dataset_status_latest`` merges, so the answers are
-those of the rows by construction (the same SQL, the same dedup and tie rules).
+the rows of a day mostly arrive by then. A closed day's rollup is made by the views themselves, over that day's files
+only (:func:`otel_datasink.local.connect` without rollups, :func:`otel_datasink.local.read_days`), so its answers
+are those of the rows by construction (the same SQL, the same dedup and tie rules):
+
+- ``job_runs_daily``: the rows of ``runtime_trend`` of runs started that day, over that day's ``job_runs`` files
+  and the next day's (a run that ends after midnight); percentiles are per day, so a day's row holds them exactly.
+- ``dataset_status_daily``: the rows of ``dataset_status_days`` of that day, over that day's ``dataset_status``
+  files (the updates of one instant are all in one day), which ``dataset_status_latest`` merges: a dataset's state
+  over 400 days is 400 small rows, not every update.
 
 Which inputs a rollup summarised is in its file's name: ``<fingerprint>.parquet``, the fingerprint of the names and
-sizes of the day's data files (:func:`fingerprint`). :func:`roll_up` (run by :func:`otel_datasink.compact.compact`,
+sizes of the data files it read (:func:`fingerprint`). :func:`roll_up` (run by :func:`otel_datasink.compact.compact`,
 under the compaction lock, after the partitions are compacted) makes every closed day's rollup whose file is not
 there yet, in day order: a day never rolled up, or one whose files changed since (a late row of a replay or a
 backfill, a compaction of its files). The new file is put whole through the writer, then the day's older rollup
@@ -15,8 +20,11 @@ files are deleted; the views take each day's newest rollup (``rolled_up_at``), s
 nothing twice. Idempotent (the same inputs give the same name, skipped), resumable (a day is done when its file is
 there), and two compactions never roll up at once (the lock).
 
-The views read a day's rollup up to the last rolled-up day and the rows after it: a late row of a closed day is in
-the answers once the next compaction has rebuilt that day's rollup (run ``compact`` after a replay or a backfill).
+The views read the rollups up to the last rolled-up day and the rows after it (a scalar bound, with which DuckDB
+prunes the rolled-up days' files). A late row of a closed day is in the answers once the next compaction has
+rebuilt that day's rollup: run ``compact`` after a replay or a backfill. A run whose rows are more than a day
+apart (it ran over a day, or a copy of its end came days later) is counted by its day's rollup as that day's and
+the next day's rows tell it.
 """
 
 from __future__ import annotations
@@ -26,20 +34,27 @@ import hashlib
 import time
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from otel_datasink.lease import Held
-from otel_datasink.location import is_data_file, partition_of_folder
+from otel_datasink.location import is_data_file, open_location, partition_of_folder, table_path
 from otel_datasink.schema import (
     DATASET_STATUS_DAILY_TABLE,
     DATASET_STATUS_TABLE,
     FUTURE_TOLERANCE_DAYS,
     JOB_RUNS_DAILY_TABLE,
     JOB_RUNS_TABLE,
+    PARTITION_COLUMN,
     ROLLUPS,
 )
 from otel_datasink.writer import Writer
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from otel_datasink.config import Options
 
 ROLLUP_LAG_DAYS = FUTURE_TOLERANCE_DAYS + 1
 """A day is closed once it is this many days before today (UTC): with a tolerance of one day, the day before
@@ -155,6 +170,26 @@ def roll_up(writer: Writer, *, held: Held, today: date | None = None) -> RolledU
                     writer.fs.rm_file(old)
                     result.files_removed += 1
     return result
+
+
+def read_open_days(con: duckdb.DuckDBPyConnection, options: Options) -> None:
+    """Points each rolled-up table of rows of ``con`` (a connection of :func:`otel_datasink.local.connect` over
+    ``options.location``) at its partitions from its rollup's last day on, where the views that read the rollups
+    (``runtime_trend``, ``dataset_status_days`` and ``dataset_status_latest``) read it: they answer the same from
+    fewer files (the view's bound prunes them in DuckDB too, but not through ``job_runs_latest``, which the other
+    views read over the whole window). For a connection that reads those views only: the others lose the older rows.
+    """
+    from otel_datasink import local
+
+    fs, root = open_location(options)
+    for rollup in ROLLUP_TABLES:
+        row = con.execute(f"SELECT max({PARTITION_COLUMN}) FROM {rollup.table}").fetchone()
+        last = row[0] if row else None
+        if last is None:
+            continue
+        folder = table_path(root, rollup.source)
+        found = (partition_of_folder(path) for path in (fs.ls(folder, detail=False) if fs.isdir(folder) else []))
+        local.read_days(con, tuple(sorted(day for day in found if day is not None and day >= last)), (rollup.source,))
 
 
 def compute(writer: Writer, rollup: Rollup, days: dict[str, list[str]]) -> Iterator[tuple[str, pa.Table]]:

@@ -191,9 +191,12 @@ def _datasets(options: Options, now: datetime.datetime, days: int) -> tuple[data
 def _trends(options: Options, now: datetime.datetime, days: int) -> data.Trends:
     """The period's aggregates (:func:`data.trends`) from a connection whose views read the period and the one
     before (:func:`data.trend_parameters`), pinned at ``now``, ``runtime_trend`` computed once."""
+    from otel_datasink.rollup import read_open_days
+
     parameters = data.trend_parameters(days)
     con = _connect(options, parameters)
     try:
+        read_open_days(con, options)  # runtime_trend reads the rollups: the rows of the closed days are not needed
         pin_time(con, now, parameters, ("runtime_trend",))
         return data.trends(con, now, days)
     finally:
