@@ -153,8 +153,11 @@ def roll_up(writer: Writer, *, held: Held, today: date | None = None) -> RolledU
                 break
             inputs = [each for each in rollup.inputs(day) if each in sources]
             name = fingerprint(file for each in inputs for file in sources[each])
-            if any(path.endswith(f"/{name}") for path, _ in rollups.get(day, [])):
+            current = f"{writer.path(rollup.table, day)}/{name}"
+            if any(path == current for path, _ in rollups.get(day, [])):
                 result.days_current += 1
+                # A rollup replaced by a compaction that stopped before deleting it: the views read the newest.
+                result.files_removed += _remove_others(writer, rollups.get(day, []), current, held)
             else:
                 pending[day] = (name, inputs)
         if not pending:
@@ -164,12 +167,19 @@ def roll_up(writer: Writer, *, held: Held, today: date | None = None) -> RolledU
             path = f"{writer.path(rollup.table, day)}/{pending[day][0]}"
             writer.put(path, writer.encode_tables([table]), deadline=time.monotonic() + writer.options.timeout)
             result.days_written += 1
-            held.check()
-            for old, _ in rollups.get(day, []):
-                if old != path:
-                    writer.fs.rm_file(old)
-                    result.files_removed += 1
+            result.files_removed += _remove_others(writer, rollups.get(day, []), path, held)
     return result
+
+
+def _remove_others(writer: Writer, files: list[tuple[str, int]], kept: str, held: Held) -> int:
+    """Deletes a day's rollup files but ``kept`` (its rollup of the day's files now); returns how many."""
+    removed = 0
+    for path, _ in files:
+        if path != kept:
+            held.check()
+            writer.fs.rm_file(path)
+            removed += 1
+    return removed
 
 
 def read_open_days(con: duckdb.DuckDBPyConnection, options: Options) -> None:

@@ -4,8 +4,10 @@ answers the same with them as from the rows alone, on random stores with late ro
 from __future__ import annotations
 
 import datetime
+import glob
 import random
 import re
+from pathlib import Path
 
 import pytest
 from job_spans import DAY_NS, MINUTE_NS, now_ns
@@ -305,3 +307,24 @@ def test_the_report_is_the_same_with_rollups(local_location):
     before = page()
     assert compact(writer).rollups_written > 0
     assert page() == before
+
+
+def test_a_rollup_left_beside_its_replacement_counts_once_and_goes_at_the_next_compaction(local_location):
+    """A compaction stopped between putting a day's new rollup and deleting the old one: the views read the day's
+    newest rollup alone, and the next compaction deletes the old one."""
+    now_ms = now_ns() // 1_000_000
+    writer = Writer(Options.resolve(local_location))
+    old = now_ms - 5 * DAY_MS
+    run = {"job_name": "j", "status": "SUCCESS", "start_time": old, "end_time": old + 1000, "duration_ms": 1000}
+    writer.write({"job_runs": [run | {"run_id": "r1", "event_time": old + 1000, "ingested_at": old + 2000}]})
+    compact(writer)
+    (replaced,) = glob.glob(f"{local_location}/job_runs_daily/dt={partition_of(old)}/*.parquet")
+    kept = Path(replaced).read_bytes()
+    writer.write({"job_runs": [run | {"run_id": "r2", "event_time": old + 1000, "ingested_at": old + 2000}]})
+    assert compact(writer).rollups_written == 2  # the day and the day before (its rollup reads the day's files)
+    Path(replaced).write_bytes(kept)  # the old rollup, back beside its replacement
+    now = datetime.datetime.now(datetime.timezone.utc)
+    with_rollups, rows_alone = _trend(local_location, 30, now)
+    assert with_rollups == rows_alone and [row[3] for row in with_rollups] == [2]
+    compact(writer)
+    assert len(glob.glob(f"{local_location}/job_runs_daily/dt={partition_of(old)}/*.parquet")) == 1
