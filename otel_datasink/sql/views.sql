@@ -476,7 +476,7 @@ SELECT
 FROM finished
 WHERE
     run_date >= current_date - INTERVAL '${window_days}' DAY
-    AND date_format(run_date, '%Y-%m-%d') > coalesce((SELECT max(dt) FROM job_runs_daily), '')
+    AND CAST(run_date AS varchar) > coalesce((SELECT max(dt) FROM job_runs_daily), '')
 GROUP BY job_name, run_date, is_backfill
 UNION ALL
 SELECT
