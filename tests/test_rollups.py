@@ -143,16 +143,16 @@ def test_dataset_status_latest_answers_the_same_from_rollups_as_from_the_rows(lo
     rng = random.Random(20)
     now_ms = now_ns() // 1_000_000
     first, second = Writer(Options.resolve(local_location)), Writer(Options.resolve(local_location))
-    rows = _updates(rng, 600, now_ms, 40)
+    rows = _updates(rng, 400, now_ms, 15)
     first.write({"dataset_status": rows[:300]})
     second.write({"dataset_status": rows[300:]})
     assert compact(first).rollups_written > 0
     _assert_same_answers(local_location)
     # Late rows of closed days (a backfill), copies of rows (a replay) and rows of the open days, by both writers.
-    late = _updates(rng, 200, now_ms - 3 * DAY_MS, 30)
-    first.write({"dataset_status": late[:100] + rng.sample(rows, 50)})
+    late = _updates(rng, 150, now_ms - 3 * DAY_MS, 10)
+    first.write({"dataset_status": late[:75] + rng.sample(rows, 50)})
     _assert_same_answers(local_location)  # not rolled up yet: the days keep their old rollup, nothing counts twice
-    second.write({"dataset_status": late[100:] + _updates(rng, 50, now_ms, 2)})
+    second.write({"dataset_status": late[75:] + _updates(rng, 50, now_ms, 2)})
     assert compact(second).rollups_written > 0
     _assert_same_answers(local_location)
     assert all(len(files) == 1 for files in _rollup_files(local_location).values())
@@ -266,7 +266,7 @@ def test_runtime_trend_answers_the_same_from_rollups_as_from_the_rows(local_loca
     rng = random.Random(21)
     now_ms = now_ns() // 1_000_000
     first, second = Writer(Options.resolve(local_location)), Writer(Options.resolve(local_location))
-    rows = _runs(rng, 900, now_ms, 45)
+    rows = _runs(rng, 600, now_ms, 28)
     first.write({"job_runs": rows[::2]})
     second.write({"job_runs": rows[1::2]})
     assert compact(first).rollups_written > 0
@@ -275,7 +275,7 @@ def test_runtime_trend_answers_the_same_from_rollups_as_from_the_rows(local_loca
         with_rollups, rows_alone = _trend(local_location, window, now)
         assert with_rollups == rows_alone and with_rollups, window
     # Late runs of closed days (a backfill) and a replay of some rows: the same once rebuilt.
-    first.write({"job_runs": _runs(rng, 150, now_ms - 5 * DAY_MS, 20, "late") + rng.sample(rows, 60)})
+    first.write({"job_runs": _runs(rng, 150, now_ms - 5 * DAY_MS, 15, "late") + rng.sample(rows, 60)})
     assert compact(second).rollups_written > 0
     for window in (21, 30, 60):
         with_rollups, rows_alone = _trend(local_location, window, now)
