@@ -50,7 +50,8 @@ def run(code: Path, arguments: list[str], location: Path) -> tuple[float, float,
     environment = dict(os.environ, PYTHONPATH=str(code))
     command = [sys.executable, "-m", "otel_datasink.cli", *arguments, "--location", str(location)]
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Run in the code's folder: "python -m" puts the working folder first on sys.path, before PYTHONPATH.
+    process = subprocess.Popen(command, cwd=code, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
