@@ -29,7 +29,7 @@ import sqlglot
 from sqlglot import exp
 
 from otel_datasink.location import table_path
-from otel_datasink.schema import FUTURE_TOLERANCE_DAYS, PARTITION_COLUMN, TABLES
+from otel_datasink.schema import FUTURE_TOLERANCE_DAYS, PARTITION_COLUMN, STORED_TABLES
 
 if TYPE_CHECKING:
     import duckdb
@@ -43,6 +43,7 @@ of today (:func:`otel_datasink.location.filed_time`), and the views read as far 
 
 VIEWS = (
     "job_runs_latest",
+    "dataset_status_days",
     "dataset_status_latest",
     "recurring_failures",
     "volume_anomalies",
@@ -166,13 +167,14 @@ def athena_location(location: str) -> str:
 
 
 def athena_tables(location: str, database: str = DEFAULT_DATABASE) -> list[str]:
-    """``CREATE EXTERNAL TABLE`` statements of every table of :data:`~otel_datasink.schema.TABLES` at ``location``,
+    """``CREATE EXTERNAL TABLE`` statements of every table of :data:`~otel_datasink.schema.STORED_TABLES` (the
+    rollups too) at ``location``,
     with ``dt`` partition projection (so new partitions are visible at once and ``MSCK REPAIR TABLE`` is never
     needed)."""
     _check_identifier(database)
     root = athena_location(location)
     statements = []
-    for table, schema in TABLES.items():
+    for table, schema in STORED_TABLES.items():
         columns = ",\n".join(f"  `{field.name}` {athena_type(field.type)}" for field in schema)
         properties = {
             "projection.enabled": "true",
@@ -285,7 +287,7 @@ def _documented_athena_views(parameters: ViewParameters, database: str) -> list[
         qualified = statement.copy()
         comment = [line.strip() for line in qualified.pop_comments()]
         for table in qualified.find_all(exp.Table):
-            if table.name in TABLES or table.name in VIEWS:
+            if table.name in STORED_TABLES or table.name in VIEWS:
                 table.set("db", exp.to_identifier(database))
         views.append((comment, qualified.sql(dialect="athena", pretty=True)))
     return views

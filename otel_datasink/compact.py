@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 
 from otel_datasink.lease import Held, Lock, hold
 from otel_datasink.location import file_stamp, is_data_file, partition_folder, partition_of_folder, temporary_target
+from otel_datasink.rollup import roll_up
 from otel_datasink.schema import TABLES
 from otel_datasink.sizes import human_size
 from otel_datasink.writer import Writer
@@ -116,6 +117,8 @@ class Compacted:
     bytes_written: int = 0
     resumed: int = 0
     temporaries_removed: int = 0
+    rollups_written: int = 0
+    """Days whose rollup was written (:mod:`otel_datasink.rollup`): closed days new or changed since."""
 
 
 def partitions(
@@ -355,6 +358,7 @@ def compact(
     hook: Callable[[str], None] | None = None,
     result: Compacted | None = None,
     held: Held | None = None,
+    rollup: bool = True,
 ) -> Compacted:
     """Finishes interrupted compactions and removes leftover temporary files, then compacts the chosen partitions;
     returns what it did.
@@ -364,6 +368,10 @@ def compact(
     the bytes of each bin done; ``hook`` (tests) with each step's name. A ``result`` passed in is filled in as the
     compaction goes, so that a caller whose compaction raised (or was interrupted: KeyboardInterrupt) still knows
     what was done.
+
+    Then, with ``rollup``, the closed days' rollups are made where the days' files changed
+    (:func:`otel_datasink.rollup.roll_up`), still under the lock: after the files are compacted, so that a
+    compacted day's rollup names its final files.
     """
     result = Compacted() if result is None else result
     with compaction_lock(writer) if held is None else contextlib.nullcontext(held) as lock:
@@ -386,4 +394,6 @@ def compact(
                 progress(item.size)
         writer.fs.invalidate_cache()
         result.files_after = count_files(writer, parts)
+        if rollup:
+            result.rollups_written = roll_up(writer, held=lock).days_written
     return result

@@ -26,8 +26,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from otel_datasink.config import Options
 from otel_datasink.extras import needs
-from otel_datasink.location import files_glob, open_location
-from otel_datasink.schema import DATASET_CHECKS_TABLE, PARTITION_COLUMN, SPAN_TABLES, TABLES
+from otel_datasink.location import files_glob, open_location, table_path
+from otel_datasink.schema import DATASET_CHECKS_TABLE, PARTITION_COLUMN, ROLLUPS, SPAN_TABLES, STORED_TABLES, TABLES
 
 with needs("query"):  # without duckdb or sqlglot: "duckdb is not installed: pip install 'otel-datasink[query]'"
     import duckdb
@@ -39,6 +39,8 @@ _logger = logging.getLogger(__name__)
 _opened: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 """The connections :func:`connect` made that are still referenced: those :func:`interrupt_queries` interrupts."""
 _opened_lock = threading.Lock()
+_bases: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str] = weakref.WeakKeyDictionary()
+"""The location (as DuckDB reads it) of each connection of :func:`connect`: :func:`read_days` points it elsewhere."""
 
 
 class NoTablesError(FileNotFoundError):
@@ -51,6 +53,8 @@ def connect(
     parameters: ViewParameters | None = None,
     must_exist: bool = False,
     database: str | os.PathLike = ":memory:",
+    rollups: bool = True,
+    days: tuple[str, ...] | None = None,
     **options: Any,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection (session time zone UTC) with every table (``job_runs``, ``dataset_status``,
@@ -64,6 +68,10 @@ def connect(
     With ``must_exist`` a location that does not exist, is a file, or holds no file of ``job_runs``,
     ``dataset_status`` or ``dataset_checks`` (the tables spans make: alerts alone are no data) raises
     :class:`NoTablesError` (its message says which), and a missing bucket :class:`FileNotFoundError`.
+
+    ``rollups=False`` leaves the rollup tables (:data:`~otel_datasink.schema.ROLLUPS`) empty, so the views read
+    the rows alone; ``days`` (``dt`` values) restricts the tables of rows to those partitions: how a rollup of
+    closed days is computed (:mod:`otel_datasink.rollup`), and how tests compare the views with and without.
     """
     resolved = Options.resolve(location, **options)
     fs, root = open_location(resolved)
@@ -79,7 +87,14 @@ def connect(
     else:
         con.register_filesystem(fs)
         base = fs.unstrip_protocol(root)
-    found = {table: _create_table(con, table, files_glob(base, table)) for table in TABLES}
+    _bases[con] = base
+    found = {
+        table: _create_table(con, table, _patterns(base, table, days))
+        for table in STORED_TABLES
+        if rollups or table not in ROLLUPS
+    }
+    for table in set(STORED_TABLES) - set(found):
+        _create_table(con, table, [])
     received = (*SPAN_TABLES, DATASET_CHECKS_TABLE)  # a location fed only dbt test events holds checks alone
     if must_exist and not any(found[table] for table in received):
         con.close()
@@ -87,6 +102,14 @@ def connect(
     for statement in duckdb_views(parameters):
         con.execute(statement)
     return con
+
+
+def read_days(con: duckdb.DuckDBPyConnection, days: tuple[str, ...], tables: tuple[str, ...] = tuple(TABLES)) -> None:
+    """Points tables of rows (``tables``: by default every one of :data:`~otel_datasink.schema.TABLES`) of a
+    connection of :func:`connect` at the partitions ``days`` (``dt`` values that have files) alone; the views,
+    bound late, follow."""
+    for table in tables:
+        _create_table(con, table, _patterns(_bases[con], table, days))
 
 
 def write_database(
@@ -158,11 +181,21 @@ def _missing(fs: AbstractFileSystem, root: str, shown: str) -> NoTablesError | F
     return NoTablesError(f"nothing is stored under {shown}")
 
 
-def _create_table(con: duckdb.DuckDBPyConnection, table: str, pattern: str) -> bool:
-    """Creates the view ``table`` over the files of ``pattern``; False when there is none yet (an empty relation,
-    which reads the files once they come where DuckDB can)."""
-    quoted = pattern.replace("'", "''")
+def _patterns(base: str, table: str, days: tuple[str, ...] | None) -> list[str]:
+    """The globs of a table's files: every partition's, or those of ``days`` (rows' tables only)."""
+    if days is None or table not in TABLES:
+        return [files_glob(base, table)]
+    return [f"{table_path(base, table, day)}/*.parquet" for day in days]
+
+
+def _create_table(con: duckdb.DuckDBPyConnection, table: str, patterns: list[str]) -> bool:
+    """Creates the view ``table`` over the files of ``patterns``; False when there is none yet (an empty relation,
+    which reads the files once they come where DuckDB can), or no pattern (an empty relation for good)."""
     empty = _empty_select(con, table)
+    if not patterns:
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS {empty}")
+        return False
+    quoted = "[" + ", ".join("'" + pattern.replace("'", "''") + "'" for pattern in patterns) + "]"
     try:
         # union_by_name reads a column missing from some files as NULL; the empty select of the schema adds the
         # columns none of the files has yet (every file written before a column was added), as NULL too.
@@ -175,7 +208,7 @@ def _create_table(con: duckdb.DuckDBPyConnection, table: str, pattern: str) -> b
     try:
         # allow_empty: no file is no row, not an error, so a view of a database file (write_database) reads the
         # table's first files when they come. With no file it has one column "empty": the schema's are named.
-        columns = ", ".join(f'"{name}"' for name in [*TABLES[table].names, PARTITION_COLUMN])
+        columns = ", ".join(f'"{name}"' for name in [*STORED_TABLES[table].names, PARTITION_COLUMN])
         con.execute(
             f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM "
             f"(SELECT * FROM {_read_parquet(quoted, allow_empty=True)} UNION ALL BY NAME {empty})"
@@ -188,17 +221,17 @@ def _create_table(con: duckdb.DuckDBPyConnection, table: str, pattern: str) -> b
 
 
 def _read_parquet(quoted: str, allow_empty: bool = False) -> str:
-    """The ``read_parquet`` of a table's files (``quoted``: their glob as the inside of an SQL string literal)."""
+    """The ``read_parquet`` of a table's files (``quoted``: their globs as an SQL list of string literals)."""
     allowing = ", allow_empty = true" if allow_empty else ""
     return (
-        f"read_parquet('{quoted}', hive_partitioning = true, union_by_name = true, "
+        f"read_parquet({quoted}, hive_partitioning = true, union_by_name = true, "
         f"hive_types = {{'{PARTITION_COLUMN}': VARCHAR}}{allowing})"
     )
 
 
 def _empty_select(con: duckdb.DuckDBPyConnection, table: str) -> str:
     # The column types DuckDB gives the writer's Arrow schema are those read_parquet gives its files.
-    schema = TABLES[table]
+    schema = STORED_TABLES[table]
     types = con.from_arrow(schema.empty_table()).types
     columns = [f'CAST(NULL AS {duck_type}) AS "{name}"' for name, duck_type in zip(schema.names, types, strict=True)]
     columns.append(f'CAST(NULL AS VARCHAR) AS "{PARTITION_COLUMN}"')

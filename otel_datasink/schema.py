@@ -18,6 +18,7 @@ import pyarrow as pa
 # joins the stubs' StringType, Int64Type, ... to object).
 TIMESTAMP: pa.DataType = pa.timestamp("ms", tz="UTC")
 ATTRIBUTES: pa.DataType = pa.map_(pa.string(), pa.string())
+BOOLEAN: pa.DataType = pa.bool_()
 NAMES: pa.DataType = pa.list_(pa.string())
 """A list of names (owners, input datasets): Athena ``array<string>``, DuckDB ``VARCHAR[]``."""
 PARTITION_COLUMN = "dt"
@@ -236,3 +237,54 @@ def count_future_dated(rows: Rows) -> collections.Counter[str]:
         if count:
             counts[table] = count
     return counts
+
+
+# --- rollups of closed days (otel_datasink.rollup) -------------------------------------------------------------
+
+DATASET_STATUS_DAILY = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("last_success_at", TIMESTAMP),
+        ("data_as_of", TIMESTAMP),
+        ("last_update_at", TIMESTAMP),
+        ("last_status", pa.string()),
+        ("last_job_name", pa.string()),
+        ("last_run_id", pa.string()),
+        ("counted_at", TIMESTAMP),
+        ("record_count", pa.int64()),
+        ("sla_at", TIMESTAMP),
+        ("freshness_sla_minutes", pa.int64()),
+        ("owners_at", TIMESTAMP),
+        ("owners", NAMES),
+        ("rolled_up_at", TIMESTAMP),
+    ]
+)
+"""``dataset_status_daily``: one row per dataset per closed day (``dt``) of ``dataset_status``, the view
+``dataset_status_days`` of that day's rows: its last success, its newest ``data_as_of`` candidate, its latest
+update (``last_update_at``: status, job, run), its latest update carrying a record count (``counted_at``), an SLA
+(``sla_at``), owners (``owners_at``), each chosen by the tie rules of ``dataset_status_latest``. Written by the
+compaction (:mod:`otel_datasink.rollup`); ``rolled_up_at`` tells a day's newest rollup from one it replaced."""
+DATASET_STATUS_DAILY_TABLE = "dataset_status_daily"
+JOB_RUNS_DAILY = pa.schema(
+    [
+        ("job_name", pa.string()),
+        ("is_backfill", BOOLEAN),
+        ("runs", pa.int64()),
+        ("failures", pa.int64()),
+        ("p50_duration_ms", pa.int64()),
+        ("p95_duration_ms", pa.int64()),
+        ("max_duration_ms", pa.int64()),
+        ("records_processed", pa.int64()),
+        ("rolled_up_at", TIMESTAMP),
+    ]
+)
+"""``job_runs_daily``: one row per job per closed day (``dt``: the UTC day its runs started) and backfills apart,
+the view ``runtime_trend`` of that day: finished runs, failures, the p50, p95 and max duration of the successful
+ones (percentiles are per day: a day's row holds them exactly), records processed. Written by the compaction
+(:mod:`otel_datasink.rollup`) from the day's ``job_runs`` files and the next day's (runs that end after midnight)."""
+JOB_RUNS_DAILY_TABLE = "job_runs_daily"
+ROLLUPS: dict[str, pa.Schema] = {JOB_RUNS_DAILY_TABLE: JOB_RUNS_DAILY, DATASET_STATUS_DAILY_TABLE: DATASET_STATUS_DAILY}
+"""Rollup table name -> schema: tables of closed days made from the others' rows (:mod:`otel_datasink.rollup`),
+with the same layout, partitioning and DDL; written by the compaction only, never compacted themselves."""
+STORED_TABLES: dict[str, pa.Schema] = {**TABLES, **ROLLUPS}
+"""Every table of a location: the tables of rows (:data:`TABLES`) and their rollups (:data:`ROLLUPS`)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import re
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,8 +14,9 @@ from sqlglot import exp
 
 from otel_datasink import catalog
 from otel_datasink.cli import main
+from otel_datasink.compact import compact
 from otel_datasink.config import Options
-from otel_datasink.schema import TABLES
+from otel_datasink.schema import ROLLUPS, STORED_TABLES, TABLES
 from otel_datasink.writer import Writer
 
 LOCATION = "s3://acme-monitoring/datasink"
@@ -36,12 +38,14 @@ def test_the_whole_script_parses_as_athena_sql():
         ("TABLE", "monitoring", "alerts"),
         ("TABLE", "monitoring", "dataset_checks"),
         ("TABLE", "monitoring", "sla_results"),
+        ("TABLE", "monitoring", "job_runs_daily"),
+        ("TABLE", "monitoring", "dataset_status_daily"),
         *(("VIEW", "monitoring", view) for view in catalog.VIEWS),
     ]
 
 
 def test_tables_are_external_partitioned_by_dt_and_projected():
-    for statement, table in zip(catalog.athena_tables(LOCATION + "/"), TABLES, strict=True):
+    for statement, table in zip(catalog.athena_tables(LOCATION + "/"), STORED_TABLES, strict=True):
         create = sqlglot.parse_one(statement, read="athena")
         assert create.find(exp.ExternalProperty) is not None
         assert "PARTITIONED BY (`dt` STRING)" in create.sql(dialect="athena")
@@ -137,21 +141,46 @@ def test_each_ddl_column_type_reads_the_parquet_the_writer_produces(local_locati
     )
     write_spans(local_location, [span])
     Writer(Options.resolve(local_location)).write({"alerts": [_ALERT_ROW], "sla_results": [_SLA_ROW]})
-    for statement, table in zip(catalog.athena_tables(LOCATION), TABLES, strict=True):
+    for statement, table in zip(catalog.athena_tables(LOCATION)[: len(TABLES)], TABLES, strict=True):
         (path,) = glob.glob(f"{local_location}/{table}/dt=*/*.parquet")
-        parquet = pq.ParquetFile(path).schema
-        expected = {}
-        for i in range(len(parquet)):
-            column = parquet.column(i)
-            top = column.path.split(".")[0]
-            if top == "attributes":  # a map: key and value leaves, both strings
-                assert (column.physical_type, str(column.logical_type)) == ("BYTE_ARRAY", "String")
-                expected[top] = "map<string, string>"
-            elif ".list." in column.path:  # a list (owners, inputs): its element leaf
-                expected[top] = f"array<{_ATHENA_READS[(column.physical_type, str(column.logical_type))]}>"
-            else:
-                expected[top] = _ATHENA_READS[(column.physical_type, str(column.logical_type))]
-        assert _ddl_columns(statement) == expected
+        assert _ddl_columns(statement) == _athena_reads(path)
+
+
+def test_each_rollup_ddl_column_type_reads_the_parquet_the_compaction_produces(local_location):
+    day_ms = 86_400_000
+    old = (time.time_ns() // 1_000_000) - 5 * day_ms
+    update = {"dataset": "d", "status": "SUCCESS", "updated_at": old, "event_time": old, "ingested_at": old}
+    run = {"job_name": "j", "run_id": "r", "status": "SUCCESS", "start_time": old, "end_time": old + 1000}
+    writer = Writer(Options.resolve(local_location))
+    writer.write(
+        {
+            "dataset_status": [update | {"owners": ["team"], "record_count": 3, "watermark": old}],
+            "job_runs": [run | {"event_time": old + 1000, "ingested_at": old + 1000, "duration_ms": 1000}],
+        }
+    )
+    assert compact(writer).rollups_written == 2 + 1  # the run's day and the day before it (no run), the update's
+    for statement, table in zip(catalog.athena_tables(LOCATION)[len(TABLES) :], ROLLUPS, strict=True):
+        paths = glob.glob(f"{local_location}/{table}/dt=*/*.parquet")
+        assert _ddl_columns(statement) == _athena_reads(
+            max(paths, key=lambda path: pq.ParquetFile(path).metadata.num_rows)
+        )
+
+
+def _athena_reads(path: str) -> dict[str, str]:
+    """Column -> the Athena type that reads the Parquet column of the file at ``path``."""
+    parquet = pq.ParquetFile(path).schema
+    expected = {}
+    for i in range(len(parquet)):
+        column = parquet.column(i)
+        top = column.path.split(".")[0]
+        if top == "attributes":  # a map: key and value leaves, both strings
+            assert (column.physical_type, str(column.logical_type)) == ("BYTE_ARRAY", "String")
+            expected[top] = "map<string, string>"
+        elif ".list." in column.path:  # a list (owners, inputs): its element leaf
+            expected[top] = f"array<{_ATHENA_READS[(column.physical_type, str(column.logical_type))]}>"
+        else:
+            expected[top] = _ATHENA_READS[(column.physical_type, str(column.logical_type))]
+    return expected
 
 
 def test_athena_tables_declare_the_structure_columns_and_the_views_expose_them():
@@ -198,7 +227,7 @@ def test_ddl_command_prints_the_script(capsys):
     assert "INTERVAL '60' DAY" in out
     assert "INTERVAL '400' DAY" in out  # dataset_window_days' default
     assert "CREATE EXTERNAL TABLE IF NOT EXISTS `ops`.`alerts`" in out and "`delivered` boolean" in out
-    assert len(sqlglot.parse(out, read="athena")) == 1 + len(TABLES) + len(catalog.VIEWS)
+    assert len(sqlglot.parse(out, read="athena")) == 1 + len(STORED_TABLES) + len(catalog.VIEWS)
 
 
 @pytest.mark.parametrize(
@@ -269,7 +298,7 @@ def test_a_location_with_unusual_but_safe_characters_round_trips(capsys):
     assert main(["ddl", "--location", "s3a://my.bucket-1/Data!set/(v2)/a_b.c-d/"]) == 0
     root = "s3://my.bucket-1/Data!set/(v2)/a_b.c-d"
     assert _locations(capsys.readouterr().out) == {
-        table: (f"{root}/{table}/", f"{root}/{table}/dt=${{dt}}") for table in TABLES
+        table: (f"{root}/{table}/", f"{root}/{table}/dt=${{dt}}") for table in STORED_TABLES
     }
 
 
@@ -279,5 +308,5 @@ def test_the_location_is_quoted_in_its_literals_even_past_the_check(monkeypatch)
     root = "s3://acme/x'; DROP TABLE y; --\\\nz"
     monkeypatch.setattr(catalog, "athena_location", lambda location: location)
     script = ";\n".join(catalog.athena_tables(root))
-    assert len(sqlglot.parse(script, read="athena")) == len(TABLES)
-    assert _locations(script) == {table: (f"{root}/{table}/", f"{root}/{table}/dt=${{dt}}") for table in TABLES}
+    assert len(sqlglot.parse(script, read="athena")) == len(STORED_TABLES)
+    assert _locations(script) == {table: (f"{root}/{table}/", f"{root}/{table}/dt=${{dt}}") for table in STORED_TABLES}

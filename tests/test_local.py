@@ -9,7 +9,7 @@ import pytest
 from job_spans import DAY_NS, MINUTE_NS, job_span, now_ns, write_spans
 
 from otel_datasink import catalog, local
-from otel_datasink.schema import TABLES
+from otel_datasink.schema import STORED_TABLES, TABLES
 
 
 def _one_run(location: str, job: str = "ingest_orders", **options) -> None:
@@ -30,7 +30,7 @@ def _extension_loaded(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 def test_connect_on_a_local_folder_gives_tables_views_and_utc(local_location):
     _one_run(local_location)
     con = local.connect(local_location)
-    assert _names(con) == set(TABLES) | set(catalog.VIEWS)
+    assert _names(con) == set(STORED_TABLES) | set(catalog.VIEWS)
     assert con.execute("SELECT current_setting('TimeZone')").fetchone() == ("UTC",)
     run = con.execute("SELECT job_name, status, records_processed FROM job_runs_latest").fetchall()
     assert run == [("ingest_orders", "SUCCESS", 42)]

@@ -6,6 +6,10 @@ stopped half-way (Ctrl-C, a crash) is finished by the next one, which also remov
 file. One compaction at a time per location: another one started meanwhile exits with status 75 and changes
 nothing. Today's partition is compacted too unless --older-than is given. A location with no table (a typo) is
 an error, as for query and status.
+
+Then the closed days (the day before yesterday and older, UTC) are rolled up: job_runs_daily and
+dataset_status_daily, which the views read instead of those days' rows, are written for every closed day new since
+the last compaction or whose files changed (a replay, a backfill), whatever --table, --dt or --older-than say.
 """
 
 from __future__ import annotations
@@ -118,6 +122,7 @@ def _done(result: Compacted) -> str:
         f"wrote {result.files_written} file(s) ({human_size(result.bytes_written)}) from {result.files_removed} "
         f"removed; finished {result.resumed} interrupted compaction(s)"
         + (f"; removed {leftovers} leftover temporary file(s)" if leftovers else "")
+        + (f"; rolled up {result.rollups_written} day(s)" if result.rollups_written else "")
     )
 
 

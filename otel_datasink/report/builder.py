@@ -21,7 +21,7 @@ from otel_datasink.config import Options
 from otel_datasink.report import charts as chart_specs
 from otel_datasink.report import data
 from otel_datasink.report.page import Charts, PageOptions, attention_order, render
-from otel_datasink.schema import TABLES
+from otel_datasink.schema import PARTITION_COLUMN, ROLLUPS, TABLES
 
 if TYPE_CHECKING:
     import duckdb
@@ -172,16 +172,16 @@ def _connect(options: Options, parameters: ViewParameters, must_exist: bool = Fa
 
 def _state_as_of(options: Options, then: datetime.datetime, has_alerts: bool) -> data.Row:
     """:func:`data.state` as the views would have answered at ``then``: over the rows whose ``event_time`` is not
-    later (a run still going then is the STARTED row it had), the views pinned at ``then``."""
+    later (a run still going then is the STARTED row it had), the views pinned at ``then``; the rollups of the
+    days before ``then``'s (the views read the rows of the days after them)."""
     con = _connect(options, data.STATE_PARAMETERS)
     try:
         instant = then.strftime("%Y-%m-%d %H:%M:%S.%f")
-        for table in TABLES:
+        before = dict.fromkeys(TABLES, f"event_time <= CAST('{instant}+00' AS TIMESTAMPTZ)")
+        before.update(dict.fromkeys(ROLLUPS, f"{PARTITION_COLUMN} < '{instant[:10]}'"))
+        for table, condition in before.items():
             con.execute(f"ALTER VIEW {table} RENAME TO _{table}_all")
-            con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM _{table}_all "
-                f"WHERE event_time <= CAST('{instant}+00' AS TIMESTAMPTZ)"
-            )
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_all WHERE {condition}")
         pin_time(con, then, data.STATE_PARAMETERS, ("job_runs_latest",))
         return data.state(con, has_alerts)
     finally:
@@ -204,9 +204,12 @@ def _datasets(
 def _trends(options: Options, now: datetime.datetime, days: int) -> data.Trends:
     """The period's aggregates (:func:`data.trends`) from a connection whose views read the period and the one
     before (:func:`data.trend_parameters`), pinned at ``now``, ``runtime_trend`` computed once."""
+    from otel_datasink.rollup import read_open_days
+
     parameters = data.trend_parameters(days)
     con = _connect(options, parameters)
     try:
+        read_open_days(con, options)  # runtime_trend reads the rollups: the rows of the closed days are not needed
         pin_time(con, now, parameters, ("runtime_trend",))
         return data.trends(con, now, days)
     finally:

@@ -169,35 +169,46 @@ SELECT
 FROM states
 WHERE state_rank = 1;
 
--- One row per dataset. data_as_of is the newest data the successful updates brought: their watermark, or the
--- update time when they carry none (a backfill without a watermark carries its logical date, so a backfill of
--- old data does not make the dataset look fresh), or the update time when the watermark is too far ahead of the
--- receiver's clock (see the header); an update whose updated_at is that far ahead is left out altogether.
--- freshness_minutes = whole minutes from data_as_of to now.
--- is_stale: no successful update in the last ${dataset_window_days} days, or freshness_minutes above the latest
--- SLA given.
--- owners are those of the latest update carrying any (the writing run's owners: alert rules select by them).
--- last_status, record_count and freshness_sla_minutes are those of the latest update (carrying one); a tie on
--- the millisecond goes to SUCCESS, then to the greater run_id, job_name, trace_id and span_id, never to
--- ingestion time, so a replay answers as the live path did.
+-- One row per dataset per day (dt) of the last ${dataset_window_days} days: that day's updates summed up, as
+-- dataset_status_latest merges them. last_success_at: the day's latest successful update; data_as_of: the newest
+-- data the day's successful updates brought (their watermark, or the update time when they carry none, or when
+-- the watermark is too far ahead of the receiver's clock: see the header; an update whose updated_at is that far
+-- ahead is left out altogether); last_update_at: the day's latest update, with its status, job and run;
+-- counted_at/record_count, sla_at/freshness_sla_minutes, owners_at/owners: the day's latest update carrying a
+-- record count, an SLA, owners. A tie on the millisecond goes to SUCCESS, then to the greater run_id, job_name,
+-- trace_id and span_id, never to ingestion time, so a replay answers as the live path did.
 -- An update is one (dataset, updated_at) of one span: dataset_status has no attempt, and the span is what tells
 -- apart two jobs sharing a run id, or two attempts of one run, updating a dataset in one millisecond, while
 -- every copy of an update (retries, replays) comes from the same span, with the same values, so copies change
--- no answer (the latest ingested is taken).
+-- no answer (the latest ingested is taken). All the updates of one instant are in one day: a row is filed under
+-- its updated_at's date, or its ingested_at's when updated_at is too far ahead (and then left out here).
+-- Closed days are read from the rollup table dataset_status_daily (written by otel-datasink compact, the newest
+-- rollup of each day), the days after the last rolled-up day from dataset_status: the compaction rolls up every
+-- closed day in order (and rebuilds a day whose files changed), so the two never overlap, and a location without
+-- rollups reads dataset_status alone. The boundary is a scalar: DuckDB prunes the rolled-up days' files with it.
 -- Cost: hourly jobs write millions of updates a year. The instants are found by grouping (cheap), and only the
--- updates at each dataset's latest instants are ranked, never every update of the window.
-CREATE OR REPLACE VIEW dataset_status_latest AS
-WITH recent AS (
+-- updates at each dataset's latest instants of a day are ranked, never every update of the window.
+CREATE OR REPLACE VIEW dataset_status_days AS
+WITH rolled AS (
+    SELECT *, max(rolled_up_at) OVER (PARTITION BY dt) AS newest_rollup
+    FROM dataset_status_daily
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+),
+recent AS (
     SELECT *
     FROM dataset_status
     WHERE
         dt >= date_format(current_date - INTERVAL '${dataset_window_days}' DAY, '%Y-%m-%d')
         AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+        AND dt > coalesce((SELECT max(dt) FROM dataset_status_daily), '')
         AND NOT coalesce(updated_at > ingested_at + INTERVAL '${future_tolerance_days}' DAY, FALSE)
 ),
 summary AS (
     SELECT
         dataset,
+        dt,
         max(updated_at) FILTER (WHERE status = 'SUCCESS') AS last_success_at,
         max(
             CASE
@@ -208,13 +219,15 @@ summary AS (
         max(updated_at) AS last_update_at,
         max(updated_at) FILTER (WHERE record_count IS NOT NULL) AS counted_at,
         max(updated_at) FILTER (WHERE freshness_sla_minutes IS NOT NULL) AS sla_at,
+        max(updated_at) FILTER (WHERE cardinality(owners) > 0) AS owners_at,
         max_by(owners, CASE WHEN cardinality(owners) > 0 THEN updated_at END) AS owners
     FROM recent
-    GROUP BY dataset
+    GROUP BY dataset, dt
 ),
 at_latest AS (
     SELECT
         r.dataset,
+        r.dt,
         r.status,
         r.job_name,
         r.run_id,
@@ -228,21 +241,22 @@ at_latest AS (
     JOIN summary AS s
         ON
             r.dataset = s.dataset
+            AND r.dt = s.dt
             AND (r.updated_at = s.last_update_at OR r.updated_at = s.counted_at OR r.updated_at = s.sla_at)
 ),
 ranked AS (
     SELECT
         *,
         row_number() OVER (
-            PARTITION BY dataset, is_last
+            PARTITION BY dataset, dt, is_last
             ORDER BY status DESC, run_id DESC, job_name DESC, trace_id DESC, span_id DESC, ingested_at DESC
         ) AS last_rank,
         row_number() OVER (
-            PARTITION BY dataset, record_count IS NULL
+            PARTITION BY dataset, dt, record_count IS NULL
             ORDER BY status DESC, run_id DESC, job_name DESC, trace_id DESC, span_id DESC, ingested_at DESC
         ) AS counted_rank,
         row_number() OVER (
-            PARTITION BY dataset, freshness_sla_minutes IS NULL
+            PARTITION BY dataset, dt, freshness_sla_minutes IS NULL
             ORDER BY status DESC, run_id DESC, job_name DESC, trace_id DESC, span_id DESC, ingested_at DESC
         ) AS sla_rank
     FROM at_latest
@@ -250,6 +264,7 @@ ranked AS (
 latest AS (
     SELECT
         dataset,
+        dt,
         max(status) FILTER (WHERE is_last AND last_rank = 1) AS last_status,
         max(job_name) FILTER (WHERE is_last AND last_rank = 1) AS last_job_name,
         max(run_id) FILTER (WHERE is_last AND last_rank = 1) AS last_run_id,
@@ -258,23 +273,77 @@ latest AS (
             WHERE freshness_sla_minutes IS NOT NULL AND sla_rank = 1
         ) AS freshness_sla_minutes
     FROM ranked
-    GROUP BY dataset
+    GROUP BY dataset, dt
+)
+SELECT
+    s.dataset,
+    s.dt,
+    s.last_success_at,
+    s.data_as_of,
+    s.last_update_at,
+    l.last_status,
+    l.last_job_name,
+    l.last_run_id,
+    s.counted_at,
+    l.record_count,
+    s.sla_at,
+    l.freshness_sla_minutes,
+    s.owners_at,
+    s.owners
+FROM summary AS s
+JOIN latest AS l ON l.dataset = s.dataset AND l.dt = s.dt
+UNION ALL
+SELECT
+    dataset,
+    dt,
+    last_success_at,
+    data_as_of,
+    last_update_at,
+    last_status,
+    last_job_name,
+    last_run_id,
+    counted_at,
+    record_count,
+    sla_at,
+    freshness_sla_minutes,
+    owners_at,
+    owners
+FROM rolled
+WHERE rolled_up_at = newest_rollup;
+
+-- One row per dataset of dataset_status_days (the last ${dataset_window_days} days), its days merged: the
+-- latest success, the newest data_as_of, and the latest update's last_status (also last_job_name,
+-- last_run_id), record_count and freshness_sla_minutes (each of the latest update carrying one, with the tie
+-- rules of dataset_status_days: one instant's updates are in one day). freshness_minutes = whole minutes from
+-- data_as_of to now.
+-- is_stale: no successful update in the last ${dataset_window_days} days, or freshness_minutes above the latest
+-- SLA given.
+-- owners are those of the latest update carrying any (the writing run's owners: alert rules select by them).
+-- Cost: a few hundred rows per dataset (one per day) are merged, closed days read from their rollup.
+CREATE OR REPLACE VIEW dataset_status_latest AS
+WITH days AS (
+    SELECT
+        *,
+        row_number() OVER (PARTITION BY dataset ORDER BY last_update_at DESC) AS last_rank,
+        row_number() OVER (PARTITION BY dataset ORDER BY counted_at DESC NULLS LAST) AS counted_rank,
+        row_number() OVER (PARTITION BY dataset ORDER BY sla_at DESC NULLS LAST) AS sla_rank
+    FROM dataset_status_days
 ),
 measured AS (
     SELECT
-        s.dataset,
-        l.last_status,
-        s.last_success_at,
-        s.data_as_of,
-        date_diff('minute', s.data_as_of, current_timestamp) AS freshness_minutes,
-        l.freshness_sla_minutes,
-        l.record_count,
-        s.last_update_at,
-        l.last_job_name,
-        l.last_run_id,
-        s.owners
-    FROM summary AS s
-    JOIN latest AS l ON l.dataset = s.dataset
+        dataset,
+        max(last_status) FILTER (WHERE last_rank = 1) AS last_status,
+        max(last_success_at) AS last_success_at,
+        max(data_as_of) AS data_as_of,
+        date_diff('minute', max(data_as_of), current_timestamp) AS freshness_minutes,
+        max(freshness_sla_minutes) FILTER (WHERE sla_rank = 1) AS freshness_sla_minutes,
+        max(record_count) FILTER (WHERE counted_rank = 1) AS record_count,
+        max(last_update_at) AS last_update_at,
+        max(last_job_name) FILTER (WHERE last_rank = 1) AS last_job_name,
+        max(last_run_id) FILTER (WHERE last_rank = 1) AS last_run_id,
+        max_by(owners, owners_at) AS owners
+    FROM days
+    GROUP BY dataset
 )
 SELECT
     *,
@@ -400,22 +469,60 @@ WHERE
         OR (baseline_stddev = 0 AND records_processed <> baseline_mean)
     );
 
--- Per job, per UTC day the run started (the day it ended for a run whose start no row gave), backfills apart
--- (is_backfill): finished runs, failures, and the p50 and p95 duration of the successful ones.
+-- Per job, per UTC day the run started (the day it ended for a run whose start no row gave) of the last
+-- ${window_days} days, backfills apart (is_backfill): finished runs, failures, the p50 and p95 duration of the
+-- successful ones, the longest duration, the records processed.
+-- Closed days are read from the rollup table job_runs_daily (written by otel-datasink compact from the day's
+-- job_runs files and the next day's: runs that end after midnight; the newest rollup of each day), the days after
+-- the last rolled-up day from job_runs_latest: the compaction rolls up every closed day in order (and rebuilds a
+-- day whose files changed), so the two never overlap, and a location without rollups reads job_runs alone. A day's
+-- rollup sees the rows of that day and the next: a run whose rows are further apart (one that ran over a day, a
+-- copy of its end reported days later) is counted as those two days' rows tell it. The day before the window,
+-- which the window's rows tell only in part, is left out.
 CREATE OR REPLACE VIEW runtime_trend AS
+WITH rolled AS (
+    SELECT *, max(rolled_up_at) OVER (PARTITION BY dt) AS newest_rollup
+    FROM job_runs_daily
+    WHERE
+        dt >= date_format(current_date - INTERVAL '${window_days}' DAY, '%Y-%m-%d')
+        AND dt <= date_format(current_date + INTERVAL '${future_tolerance_days}' DAY, '%Y-%m-%d')
+),
+finished AS (
+    SELECT
+        *,
+        CAST(coalesce(start_time, end_time) AS date) AS run_date,
+        coalesce(run_type, '') = 'backfill' AS is_backfill
+    FROM job_runs_latest
+    WHERE status IN ('SUCCESS', 'FAILED')
+)
 SELECT
     job_name,
-    CAST(coalesce(start_time, end_time) AS date) AS run_date,
-    coalesce(run_type, '') = 'backfill' AS is_backfill,
+    run_date,
+    is_backfill,
     count(*) AS runs,
     count(*) FILTER (WHERE status = 'FAILED') AS failures,
     approx_percentile(duration_ms, 0.5) FILTER (WHERE status = 'SUCCESS') AS p50_duration_ms,
     approx_percentile(duration_ms, 0.95) FILTER (WHERE status = 'SUCCESS') AS p95_duration_ms,
     max(duration_ms) AS max_duration_ms,
     CAST(sum(records_processed) AS bigint) AS records_processed
-FROM job_runs_latest
-WHERE status IN ('SUCCESS', 'FAILED')
-GROUP BY job_name, CAST(coalesce(start_time, end_time) AS date), coalesce(run_type, '') = 'backfill';
+FROM finished
+WHERE
+    run_date >= current_date - INTERVAL '${window_days}' DAY
+    AND CAST(run_date AS varchar) > coalesce((SELECT max(dt) FROM job_runs_daily), '')
+GROUP BY job_name, run_date, is_backfill
+UNION ALL
+SELECT
+    job_name,
+    CAST(dt AS date) AS run_date,
+    is_backfill,
+    runs,
+    failures,
+    p50_duration_ms,
+    p95_duration_ms,
+    max_duration_ms,
+    records_processed
+FROM rolled
+WHERE rolled_up_at = newest_rollup;
 
 -- Runs whose latest state is STARTED for longer than max(${hung_floor_minutes} minutes, ${hung_factor} x the
 -- p95 duration of the job's successful runs in the window); the floor alone when the job has no history.
