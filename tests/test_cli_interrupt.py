@@ -19,7 +19,7 @@ from command_line import command, environment
 from job_spans import MINUTE_NS, job_span, now_ns, write_spans
 from otlp_payloads import nightly_spans, otlp_json_line
 
-from otel_datasink.schema import TABLES
+from otel_datasink.schema import STORED_TABLES
 
 EXIT_INTERRUPTED = 130
 ENDLESS = "SELECT count(*) FROM range(10000000000000) AS t(i) WHERE i % 7 = 3"
@@ -120,8 +120,8 @@ def test_ctrl_c_interrupts_a_long_duckdb_query_at_once(tmp_path):
         env=environment(),
     )
     try:
-        # local.connect logs each table it finds no file of, the last of TABLES last; the query follows.
-        wait_in_query(process, f"no files for {list(TABLES)[-1]} yet")
+        # local.connect logs each table it finds no file of, the last of STORED_TABLES last; the query follows.
+        wait_in_query(process, f"no files for {list(STORED_TABLES)[-1]} yet")
         seconds, stdout, stderr = interrupt(process)
     finally:
         process.kill()  # a query left running would outlive the test
