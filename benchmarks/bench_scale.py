@@ -108,7 +108,9 @@ def main() -> None:
         files, size = base.store_size(location)
         print(f"  {args.store}: {info['runs']:,} runs, {files:,} files, {size / 1e6:.1f} MB")
         if args.against:
-            trees[f"{args.against} ({checkout(args.against, scratch / 'against')})"] = scratch / "against"
+            commit = checkout(args.against, scratch / "against")
+            label = args.against if commit.startswith(args.against) else f"{args.against} ({commit})"
+            trees[label] = scratch / "against"
         rules = args.rules or scratch / "rules.toml"
         if args.rules is None:
             rules.write_text(RULES)
