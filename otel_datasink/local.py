@@ -82,6 +82,10 @@ def connect(
     with _opened_lock:  # from here: creating the views globs the store, which a Ctrl-C interrupts too
         _opened.add(con)
     con.execute("SET TimeZone = 'UTC'")
+    # Each view over job_runs binds its files' footers again, and so does each query: cached for the
+    # connection (a file changed since is read again, its modification time newer), a year of daily files costs
+    # a status or an alert evaluation 0.3 s less to connect and 0.6 s less to query (benchmarks/bench_scale.py).
+    con.execute("SET parquet_metadata_cache = true")
     if isinstance(fs, LocalFileSystem):
         base = root
     else:
