@@ -228,8 +228,9 @@ def _duckdb_views(parameters: ViewParameters) -> tuple[str, ...]:
     return tuple(to_duckdb_expression(s).sql(dialect="duckdb") for s in _view_statements(parameters))
 
 
-COMPUTED_ONCE = ("job_runs_latest", "dataset_status_latest")
-"""The views every other reads: :func:`pin_time` computes them once by default."""
+COMPUTED_ONCE = ("job_runs_latest", "dataset_status_latest", "recurring_failures")
+"""The views every other reads, and ``recurring_failures`` (read by the failing-job conditions, the root-cause walk
+of ``stale_datasets`` and the gauges): :func:`pin_time` computes them once by default."""
 
 
 def pin_time(
@@ -242,9 +243,9 @@ def pin_time(
     ``computed_once`` once.
 
     Pinned, the views, the missing runs and the incidents agree on one instant (and a test or a replay of an
-    evaluation chooses it). The views of ``computed_once`` (``job_runs_latest`` and ``dataset_status_latest`` by
-    default) are then kept as temporary tables that the views of the same names read: each condition and gauge
-    reads them again, and ranking a month of runs once instead of six times is most of an evaluation's cost
+    evaluation chooses it). The views of ``computed_once`` (:data:`COMPUTED_ONCE` by default) are then kept as
+    temporary tables that the views of the same names read: each condition and gauge reads them again, and
+    ranking a month of runs once instead of six times is most of an evaluation's cost
     (``benchmarks/bench_alert.py``). A reader of only some views (the report's connections) names those.
     """
     instant = now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
