@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,19 +60,8 @@ def commands(location: Path, rules: Path, out: Path) -> dict[str, list[str]]:
 
 
 def run(command: list[str], tree: Path) -> Sample:
-    """One process with ``tree`` first on its import path; exits on a failure (``alert --dry-run``'s status 1,
-    incidents open, is a normal answer)."""
-    environment = os.environ | {"PYTHONPATH": str(tree)}
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
-    started = time.perf_counter()
-    assert process.stderr is not None
-    errors = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 1) or (code == 1 and command[1] != "alert"):
-        raise SystemExit(f"{' '.join(command)} failed ({code}) with {tree}:\n{errors}")
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    """One process with ``tree`` first on its import path (:func:`bench_structure.run`)."""
+    return stores.run(command, os.environ | {"PYTHONPATH": str(tree)})
 
 
 def checkout(ref: str, into: Path) -> str:

@@ -159,18 +159,19 @@ def ensure_stores(root: Path, args: argparse.Namespace) -> dict:
     return generate(root, args.jobs, args.days, args.pipelines, args.seed)
 
 
-def run(command: list[str]) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one process; exits on a failure (``alert
-    --dry-run``'s status 1, incidents open, is its normal answer here)."""
+def run(command: list[str], environment: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one process (in ``environment``, default
+    this one's); exits on a failure (``alert --dry-run``'s status 1, incidents open, is its normal answer here)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     assert process.stderr is not None
     errors = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 1) or (code == 1 and command[1] != "alert"):
-        raise SystemExit(f"{' '.join(command)} failed ({code}):\n{errors}")
+        path = f" with PYTHONPATH={environment['PYTHONPATH']}" if environment and "PYTHONPATH" in environment else ""
+        raise SystemExit(f"{' '.join(command)} failed ({code}){path}:\n{errors}")
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
