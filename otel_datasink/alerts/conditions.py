@@ -211,17 +211,15 @@ def _failing_checks(con: duckdb.DuckDBPyConnection, rules: Rules, now: datetime.
 
 
 def subject_owners(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], tuple[str, ...]]:
-    """The owners recorded in the data, by subject: ``("job", name)`` -> its latest run's that names some
-    (``job_runs_latest.owners``), ``("dataset", name)`` -> its latest update's that names some
+    """The owners recorded in the data, by subject: ``("job", name)`` -> those an ``owner`` rule matches
+    (:func:`_job_owners`), ``("dataset", name)`` -> its latest update's that names some
     (``dataset_status_latest.owners``). For selecting by owner (silences)."""
-    sql = """
-        SELECT 'job', job_name, arg_max(owners, coalesce(start_time, event_time))
-        FROM job_runs_latest WHERE len(owners) > 0 GROUP BY job_name
-        UNION ALL
-        SELECT 'dataset', dataset, owners
-        FROM dataset_status_latest WHERE len(owners) > 0
-    """
-    return {(what, name): tuple(owners) for what, name, owners in con.execute(sql).fetchall()}
+    found: dict[tuple[str, str], tuple[str, ...]] = {
+        ("job", job): tuple(owners) for job, owners in _job_owners(con).items()
+    }
+    sql = "SELECT dataset, owners FROM dataset_status_latest WHERE len(owners) > 0"
+    found.update((("dataset", dataset), tuple(owners)) for dataset, owners in con.execute(sql).fetchall())
+    return found
 
 
 _FINDERS: Mapping[str, Finder] = {
